@@ -1,0 +1,362 @@
+"""Where MNIST comes from, and how it is held: uint8 tensors in memory.
+
+Sources are tried in order and the first that works wins:
+  1. ``DIGITLAB_DATA_DIR`` -- a folder the user points at (flat, or torchvision's MNIST/raw);
+  2. the local data folder (``./data`` or ``DIGITLAB_CACHE_DIR``) where a download landed;
+  3. a download from torchvision's MNIST mirrors (``DIGITLAB_MNIST_MIRRORS`` overrides);
+  4. the stratified sample bundled inside this package.
+A source that fails is skipped with a reason the pages show; nothing partial is ever kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# The four files, by split and part.
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+# md5 of the uncompressed canonical files: a content check that does not care how they were zipped.
+CANONICAL_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+FULL_COUNTS = {"train": 60_000, "test": 10_000}
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # 0x00000803, 0x00000801
+
+# The two normalisations the seeds use.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+NORMALISATIONS = {
+    "none": (0.0, 1.0),  # ToTensor only: 0..1
+    "half": (0.5, 0.5),  # Normalize((0.5,), (0.5,)): -1..1
+    "mnist": (MNIST_MEAN, MNIST_STD),  # Normalize((0.1307,), (0.3081,)): mean 0, std 1
+}
+
+SAMPLE_DIR = Path(__file__).parent / "sample"
+CONNECT_TIMEOUT_S = 4.0
+
+
+class DataError(Exception):
+    """A source that cannot be used, with a message fit for a page."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "folder" | "cache" | "download" | "sample"
+    path: str
+    skipped: tuple[str, ...] = ()  # why earlier sources were not used
+
+    @property
+    def label(self) -> str:
+        return {
+            "folder": f"MNIST folder {self.path} (DIGITLAB_DATA_DIR)",
+            "cache": f"local data folder {self.path}",
+            "download": f"downloaded to {self.path}",
+            "sample": "the bundled sample (500 train and 100 test images per digit)",
+        }[self.kind]
+
+
+@dataclass(frozen=True, eq=False)
+class MNIST:
+    """The whole dataset as uint8 tensors: images [N, 28, 28], labels [N] int64."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: Source
+    load_seconds: float = 0.0
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def is_sample(self) -> bool:
+        return self.source.kind == "sample"
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if name == "train":
+            return self.train_images, self.train_labels
+        if name == "test":
+            return self.test_images, self.test_labels
+        raise ValueError(f"unknown split {name!r}: use 'train' or 'test'")
+
+    def class_counts(self, name: str) -> list[int]:
+        return torch.bincount(self.split(name)[1], minlength=10).tolist()
+
+    def fingerprint(self) -> str:
+        """A short content hash, so a stored model records exactly which data it saw."""
+        if "fingerprint" not in self._cache:
+            h = hashlib.sha256()
+            for t in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+                h.update(t.numpy().tobytes())
+            self._cache["fingerprint"] = h.hexdigest()[:16]
+        return self._cache["fingerprint"]
+
+    def mean_images(self, name: str = "train") -> torch.Tensor:
+        """The average image of each digit, [10, 28, 28] in 0..255 (the 'ideal 3')."""
+        key = ("mean", name)
+        if key not in self._cache:
+            images, labels = self.split(name)
+            sums = torch.zeros(10, 28 * 28, dtype=torch.float64)
+            sums.index_add_(0, labels, images.reshape(-1, 28 * 28).to(torch.float64))
+            counts = torch.bincount(labels, minlength=10).clamp(min=1).unsqueeze(1)
+            self._cache[key] = (sums / counts).reshape(10, 28, 28).float()
+        return self._cache[key]
+
+    def pixel_histogram(self, name: str = "train") -> torch.Tensor:
+        """How many pixels take each of the 256 values."""
+        key = ("hist", name)
+        if key not in self._cache:
+            self._cache[key] = torch.bincount(self.split(name)[0].reshape(-1).long(), minlength=256)
+        return self._cache[key]
+
+
+def to_float(images: torch.Tensor, norm: str = "none") -> torch.Tensor:
+    """uint8 batch -> float32, scaled to 0..1 and normalised; done per batch, never for the whole set."""
+    mean, std = NORMALISATIONS[norm]
+    x = images.float().div_(255.0)
+    if norm != "none":
+        x.sub_(mean).div_(std)
+    return x
+
+
+# ---------------------------------------------------------------- IDX parsing
+
+
+def _decompress(raw: bytes, path: Path) -> bytes:
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return zlib.decompress(raw, 47)  # gzip wrapper; faster than the gzip module
+        except zlib.error:
+            try:  # multi-member gzip files
+                return gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"{path.name}: the gzip data is corrupt or truncated ({e})") from None
+    return raw
+
+
+def parse_idx(raw: bytes, path: Path, part: str) -> np.ndarray:
+    """Check an IDX file's header against its body and return the array it holds."""
+    name = path.name
+    if len(raw) < 8:
+        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[0:4], "big")
+    want = IMAGE_MAGIC if part == "images" else LABEL_MAGIC
+    if magic != want:
+        raise DataError(
+            f"{name}: magic number {magic} (0x{magic:08x}) is not the {part} magic {want} (0x{want:08x})"
+        )
+    count = int.from_bytes(raw[4:8], "big")
+    if part == "images":
+        if len(raw) < 16:
+            raise DataError(f"{name}: the header is cut short")
+        rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
+        if (rows, cols) != (28, 28):
+            raise DataError(f"{name}: images are {rows}x{cols}, MNIST images are 28x28")
+        body, shape = raw[16:], (count, 28, 28)
+    else:
+        body, shape = raw[8:], (count,)
+    expected = int(np.prod(shape))
+    if len(body) != expected:
+        what = "truncated" if len(body) < expected else "longer than its header says"
+        raise DataError(f"{name}: file is {what}: header promises {count} items ({expected} bytes), body has {len(body)}")
+    arr = np.frombuffer(body, dtype=np.uint8).reshape(shape)
+    if part == "labels" and count and int(arr.max()) > 9:
+        raise DataError(f"{name}: holds label {int(arr.max())}; MNIST labels are 0-9")
+    return arr
+
+
+def find_file(folder: Path, stem: str) -> Path | None:
+    """The file for ``stem`` in a flat folder or torchvision's MNIST/raw layout, .gz or not."""
+    for sub in (folder, folder / "MNIST" / "raw", folder / "raw"):
+        for candidate in (sub / stem, sub / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_folder(folder: Path) -> dict[tuple[str, str], np.ndarray]:
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder")
+    arrays = {}
+    for (split, part), stem in FILES.items():
+        path = find_file(folder, stem)
+        if path is None:
+            raise DataError(f"{folder}: {stem} (or {stem}.gz) is missing")
+        arrays[split, part] = parse_idx(_decompress(path.read_bytes(), path), path, part)
+    for split in ("train", "test"):
+        n_img, n_lab = len(arrays[split, "images"]), len(arrays[split, "labels"])
+        if n_img != n_lab:
+            raise DataError(f"{folder}: {split} has {n_img} images but {n_lab} labels")
+        if n_img == 0:
+            raise DataError(f"{folder}: the {split} split is empty")
+    return arrays
+
+
+def _to_dataset(arrays, source: Source, started: float) -> MNIST:
+    t = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+    return MNIST(
+        train_images=t["train", "images"],
+        train_labels=t["train", "labels"].long(),
+        test_images=t["test", "images"],
+        test_labels=t["test", "labels"].long(),
+        source=source,
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+def content_checksums(folder: Path) -> dict[str, tuple[str, bool]]:
+    """md5 of each uncompressed file, and whether it is the canonical MNIST file."""
+    out = {}
+    for stem in FILES.values():
+        path = find_file(folder, stem)
+        if path is None:
+            continue
+        digest = hashlib.md5(_decompress(path.read_bytes(), path)).hexdigest()
+        out[stem] = (digest, digest == CANONICAL_MD5[stem])
+    return out
+
+
+# ---------------------------------------------------------------- download
+
+ProgressFn = Callable[[str, int, int | None], None]  # (file, bytes so far, total bytes or None)
+
+
+def mirrors() -> list[str]:
+    override = os.environ.get("DIGITLAB_MNIST_MIRRORS", "").strip()
+    if override:
+        return [m if m.endswith("/") else m + "/" for m in override.split(",") if m.strip()]
+    from torchvision.datasets import MNIST as TVMNIST  # the list torchvision keeps up to date
+
+    return list(TVMNIST.mirrors)
+
+
+def download(target: Path, progress: ProgressFn | None = None, timeout: float = CONNECT_TIMEOUT_S) -> Path:
+    """Fetch the four files into ``target``, all or nothing.
+
+    Everything lands in a temporary folder beside ``target``; each file is checked against the
+    canonical content md5, and only when all four pass are they moved into place.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for mirror in mirrors():
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
+        try:
+            for stem in FILES.values():
+                url = f"{mirror}{stem}.gz"
+                dest = staging / f"{stem}.gz"
+                _fetch(url, dest, progress, timeout)
+                digest = hashlib.md5(_decompress(dest.read_bytes(), dest)).hexdigest()
+                if digest != CANONICAL_MD5[stem]:
+                    raise DataError(f"{url}: content checksum {digest} is not MNIST's {CANONICAL_MD5[stem]}")
+            for f in staging.iterdir():
+                os.replace(f, target / f.name)
+            return target
+        except (OSError, DataError, urllib.error.URLError, ValueError) as e:
+            errors.append(f"{mirror}: {getattr(e, 'reason', e)}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    raise DataError("download failed from every mirror: " + "; ".join(errors))
+
+
+def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+        total = resp.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        done = 0
+        while chunk := resp.read(1 << 16):
+            out.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(dest.name, done, total)
+        if total is not None and done != total:
+            raise DataError(f"{url}: connection closed after {done} of {total} bytes")
+
+
+# ---------------------------------------------------------------- choosing a source
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DIGITLAB_CACHE_DIR", "data"))
+
+
+def load_mnist(
+    data_dir: str | Path | None = None,
+    *,
+    cache: str | Path | None = None,
+    allow_download: bool | None = None,
+    progress: ProgressFn | None = None,
+) -> MNIST:
+    """Load MNIST from the first source that works; the result says which, and why not the others."""
+    started = time.perf_counter()
+    skipped: list[str] = []
+    data_dir = data_dir if data_dir is not None else os.environ.get("DIGITLAB_DATA_DIR") or None
+    cache = Path(cache) if cache is not None else cache_dir()
+    if allow_download is None:
+        allow_download = os.environ.get("DIGITLAB_OFFLINE", "") not in ("1", "true", "yes")
+
+    if data_dir:
+        try:
+            return _to_dataset(read_folder(Path(data_dir)), Source("folder", str(data_dir)), started)
+        except (DataError, OSError) as e:
+            skipped.append(f"DIGITLAB_DATA_DIR: {e}")
+    if find_file(cache, FILES["train", "images"]):
+        try:
+            return _to_dataset(read_folder(cache), Source("cache", str(cache), tuple(skipped)), started)
+        except (DataError, OSError) as e:
+            skipped.append(f"local data folder: {e}")
+    if allow_download:
+        try:
+            download(cache, progress)
+            return _to_dataset(read_folder(cache), Source("download", str(cache), tuple(skipped)), started)
+        except (DataError, OSError) as e:
+            skipped.append(f"download: {e}")
+    else:
+        skipped.append("download: switched off (DIGITLAB_OFFLINE)")
+    return _to_dataset(read_folder(SAMPLE_DIR), Source("sample", str(SAMPLE_DIR), tuple(skipped)), started)
+
+
+# ---------------------------------------------------------------- the bundled sample
+
+
+def make_sample(full: MNIST, out: Path = SAMPLE_DIR, per_class=(500, 100), seed: int = 0) -> dict[str, int]:
+    """Write a stratified sample of ``full`` as four IDX .gz files: ``per_class`` train/test images a digit."""
+    gen = torch.Generator().manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for split, n in zip(("train", "test"), per_class):
+        images, labels = full.split(split)
+        picks = []
+        for d in range(10):
+            idx = (labels == d).nonzero().squeeze(1)
+            picks.append(idx[torch.randperm(len(idx), generator=gen)[:n]])
+        order = torch.cat(picks).sort().values  # keep MNIST's own order
+        img, lab = images[order].numpy(), labels[order].to(torch.uint8).numpy()
+        header_i = IMAGE_MAGIC.to_bytes(4, "big") + len(img).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+        header_l = LABEL_MAGIC.to_bytes(4, "big") + len(lab).to_bytes(4, "big")
+        for part, payload in (("images", header_i + img.tobytes()), ("labels", header_l + lab.tobytes())):
+            path = out / f"{FILES[split, part]}.gz"
+            tmp = path.with_suffix(".tmp")
+            with gzip.GzipFile(tmp, "wb", compresslevel=9, mtime=0) as f:
+                f.write(payload)
+            os.replace(tmp, path)
+            sizes[path.name] = path.stat().st_size
+    return sizes

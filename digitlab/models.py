@@ -1,0 +1,287 @@
+"""The model zoo, named as the seeds name things so a student can put tutorial and code side by side.
+
+Every model is an ``nn.Module`` (so one store, one evaluator and one sketch pad serve them all),
+but the from-scratch forms hold plain parameter tensors and compute with ``@`` and ``.max``,
+exactly as the tutorials write them before they reach for ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; two equal configs train the same model."""
+
+    kind: str = "mlp"  # "linear" | "mlp" | "cnn"
+    preset: str = "custom"
+    task: str = "digits"  # "digits" (10 classes) or "3v7" (the linear model's yes/no question)
+    form: str = "nn"  # "scratch": plain tensors and a hand-written SGD step; "nn": torch.nn and torch.optim
+    hidden: tuple[int, ...] = (50,)
+    activations: tuple[str, ...] = ("relu",)  # one per hidden layer
+    arch: str = "digitcnn"  # for kind="cnn": "digitcnn" (the seed's) or "digitcnn_bn"
+    optimizer: str = "sgd"  # "sgd" | "momentum" | "adam"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant" | "onecycle"
+    batch_size: int = 256
+    epochs: int = 5
+    loss: str = "cross_entropy"  # "mnist_loss" (3v7) | "nll" | "cross_entropy"
+    norm: str = "none"  # see data.NORMALISATIONS
+    init_std: float = 1.0  # linear from scratch: the seed draws weights with std 1
+    augment: bool = False
+    label_smoothing: float = 0.0
+    train_limit: int = 0  # 0 = every training image; else a stratified subset of this size
+    seed: int = 42
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "activations", tuple(self.activations))
+
+    def key(self) -> str:
+        """A stable id of the config: the same settings give the same key (for dedupe)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"], d["activations"] = list(self.hidden), list(self.activations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})
+
+    def with_(self, **changes) -> TrainConfig:
+        return replace(self, **changes)
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.task == "3v7" else 10
+
+    @property
+    def title(self) -> str:
+        return describe(self)
+
+
+# ---------------------------------------------------------------- the from-scratch forms
+
+
+def init_params(size, std: float = 1.0) -> nn.Parameter:
+    """The seed's init_params: random numbers with a chosen spread, gradients on."""
+    return nn.Parameter(torch.randn(size) * std)
+
+
+class Linear1(nn.Module):
+    """linear1(xb) = xb @ weights + bias -- one weight per pixel and a bias."""
+
+    def __init__(self, n_out: int = 1, std: float = 1.0):
+        super().__init__()
+        self.weights = init_params((28 * 28, n_out), std)
+        self.bias = init_params(n_out, std)
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        return xb.reshape(len(xb), -1) @ self.weights + self.bias
+
+
+class SimpleNetScratch(nn.Module):
+    """simple_net by hand: res = xb@w1 + b1; res = res.max(tensor(0.0)); res@w2 + b2."""
+
+    def __init__(self, n_hidden: int = 50, n_out: int = 10, std: float | None = None):
+        super().__init__()
+        # Scaled like nn.Linear's default so lr 0.1 works as it does for the nn form.
+        s1 = std if std is not None else (1 / 28)
+        s2 = std if std is not None else n_hidden**-0.5
+        self.w1, self.b1 = init_params((28 * 28, n_hidden), s1), init_params(n_hidden, s1)
+        self.w2, self.b2 = init_params((n_hidden, n_out), s2), init_params(n_out, s2)
+
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        res = xb.reshape(len(xb), -1) @ self.w1 + self.b1
+        res = res.max(torch.tensor(0.0))
+        return res @ self.w2 + self.b2
+
+
+# ---------------------------------------------------------------- the nn forms
+
+
+def simple_net(hidden=(50,), activations=("relu",), n_out: int = 10, log_softmax: bool = False) -> nn.Sequential:
+    """784 -> hidden... -> n_out as nn.Sequential; the seeds' 784-50-10 and 784-128-64-10."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = 28 * 28
+    for i, h in enumerate(hidden):
+        act = activations[i] if i < len(activations) else activations[-1]
+        layers += [nn.Linear(width, h), ACTIVATIONS[act]()]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    if log_softmax:
+        layers.append(nn.LogSoftmax(dim=1))
+    return nn.Sequential(*layers)
+
+
+class DigitCNN(nn.Module):
+    """The seed's CNN: two conv/ReLU/pool blocks (64 maps of 5x5 at the end), then two linear layers."""
+
+    def __init__(self, batch_norm: bool = False, dropout: float = 0.0):
+        super().__init__()
+
+        def block(c_in, c_out):
+            norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+            return [nn.Conv2d(c_in, c_out, kernel_size=3, bias=not batch_norm), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.conv_layers = nn.Sequential(*block(1, 32), *block(32, 64))
+        self.fc_layers = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 5 * 5, 64),
+            nn.ReLU(),
+            *([nn.Dropout(dropout)] if dropout else []),
+            nn.Linear(64, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        x = self.conv_layers(x)
+        return self.fc_layers(x)
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """A fresh, randomly initialised model for ``config`` (seeded by the config)."""
+    torch.manual_seed(config.seed)
+    n_out = config.n_outputs
+    if config.kind == "linear":
+        if config.form == "scratch":
+            return Linear1(n_out, config.init_std)
+        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, n_out))  # PyTorch's own init
+    if config.kind == "mlp":
+        if config.form == "scratch":
+            return SimpleNetScratch(config.hidden[0] if config.hidden else 50, n_out)
+        return simple_net(config.hidden, config.activations, n_out, log_softmax=config.loss == "nll")
+    if config.kind == "cnn":
+        if config.arch == "digitcnn":
+            return DigitCNN()
+        if config.arch == "digitcnn_bn":
+            return DigitCNN(batch_norm=True, dropout=0.1)
+        raise ValueError(f"unknown CNN architecture {config.arch!r}")
+    raise ValueError(f"unknown model kind {config.kind!r}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def layer_table(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[dict]:
+    """Each leaf layer, its output shape for one image and its parameter count, measured by running it."""
+    rows: list[dict] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if len(list(module.children())) == 0 and name:
+
+            def hook(mod, inp, out, name=name):
+                rows.append(
+                    {
+                        "layer": name,
+                        "type": type(mod).__name__,
+                        "output shape": "x".join(str(s) for s in out.shape[1:]),
+                        "parameters": sum(p.numel() for p in mod.parameters()),
+                    }
+                )
+
+            hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
+def describe(config: TrainConfig) -> str:
+    if config.kind == "linear":
+        what = f"linear1 ({config.form})"
+    elif config.kind == "mlp":
+        what = "simple_net " + "-".join(str(s) for s in (784, *config.hidden, config.n_outputs))
+        if config.form == "scratch":
+            what += " (scratch)"
+    else:
+        what = "DigitCNN" + (" + BatchNorm" if config.arch == "digitcnn_bn" else "")
+    return what
+
+
+# ---------------------------------------------------------------- presets
+
+PRESETS: dict[str, TrainConfig] = {
+    # 3 vs 7, the seed's way: weights with std 1, plain SGD at lr 1, batch 256, 20 epochs.
+    "linear-seed": TrainConfig(
+        kind="linear", preset="linear-seed", task="3v7", form="scratch", init_std=1.0,
+        optimizer="sgd", lr=1.0, batch_size=256, epochs=20, loss="mnist_loss",
+    ),
+    # The same model from small initial weights: sigmoids start unsaturated, so gradients flow.
+    "linear-better": TrainConfig(
+        kind="linear", preset="linear-better", task="3v7", form="scratch", init_std=0.01,
+        optimizer="sgd", lr=1.0, batch_size=256, epochs=20, loss="mnist_loss",
+    ),
+    # fastai lesson 4: 784-50-10, SGD lr 0.1, batch 256.
+    "simple_net": TrainConfig(
+        kind="mlp", preset="simple_net", hidden=(50,), activations=("relu",), optimizer="sgd",
+        lr=0.1, batch_size=256, epochs=40, loss="cross_entropy",
+    ),
+    # The PyTorch MLP tutorial: 784-128-64-10, ReLU then Tanh, LogSoftmax + NLLLoss, SGD momentum 0.9.
+    "mlp-128-64": TrainConfig(
+        kind="mlp", preset="mlp-128-64", hidden=(128, 64), activations=("relu", "tanh"),
+        optimizer="momentum", lr=0.01, momentum=0.9, batch_size=64, epochs=15, loss="nll", norm="half",
+    ),
+    # The DigitCNN tutorial exactly: Adam 1e-3, batch 64, 5 epochs, Normalize((0.5,), (0.5,)).
+    "cnn-seed": TrainConfig(
+        kind="cnn", preset="cnn-seed", arch="digitcnn", optimizer="adam", lr=1e-3,
+        batch_size=64, epochs=5, loss="cross_entropy", norm="half",
+    ),
+    # Going further: batch norm and a one-cycle schedule reach 99% in about an epoch.
+    "cnn-fast": TrainConfig(
+        kind="cnn", preset="cnn-fast", arch="digitcnn_bn", optimizer="adam", lr=3e-3,
+        schedule="onecycle", batch_size=128, epochs=2, loss="cross_entropy", norm="mnist",
+    ),
+    # The best: also light augmentation (small shifts, rotations), label smoothing, more epochs.
+    "cnn-best": TrainConfig(
+        kind="cnn", preset="cnn-best", arch="digitcnn_bn", optimizer="adam", lr=3e-3,
+        schedule="onecycle", batch_size=128, epochs=12, loss="cross_entropy", norm="mnist",
+        augment=True, label_smoothing=0.05, weight_decay=1e-4,
+    ),
+}
+
+PRESET_HELP = {
+    "linear-seed": "The tutorial's own run: weights drawn with std 1, lr 1, 20 epochs.",
+    "linear-better": "Same model, small initial weights: the sigmoid starts unsaturated.",
+    "simple_net": "fastai lesson 4: 784-50-10 with ReLU, SGD lr 0.1, batch 256.",
+    "mlp-128-64": "PyTorch tutorial: 784-128-64-10, ReLU/Tanh, NLLLoss, SGD momentum 0.9.",
+    "cnn-seed": "The DigitCNN tutorial: Adam 1e-3, batch 64, 5 epochs.",
+    "cnn-fast": "BatchNorm + one-cycle learning rate: 99% in about an epoch.",
+    "cnn-best": "BatchNorm, one-cycle, light augmentation, 12 epochs: the best accuracy.",
+}
+
+
+@dataclass
+class ModelInfo:
+    """What the pages need to know about a trained model, whether fresh or from the store."""
+
+    id: str
+    config: TrainConfig
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    created: str = ""
+    train_seconds: float = 0.0
+    fingerprint: str = ""
+    parameters: int = 0

@@ -1,0 +1,283 @@
+"""The one module that imports streamlit: cached accessors and the widgets every page shares.
+
+The dataset, the model store, the job queue and loaded models are cached once per process
+(``st.cache_resource``), so every browser session and every page share one copy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from . import data as data_mod
+from . import viz
+from .jobs import JobQueue, Snapshot
+from .models import PRESET_HELP, PRESETS, ModelInfo, TrainConfig
+from .store import ModelStore, StoreError
+from .train import device_label
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The journey: (page file, title, icon, one line). A stage joins by adding its file to pages/.
+STAGES = [
+    ("pages/1_Data_Explorer.py", "Data Explorer", "🔍", "Pixels, heatmaps, the average digit, class counts."),
+    ("pages/2_Linear_3_vs_7.py", "Linear 3 vs 7", "📏", "A pixel-similarity baseline, then a linear model trained by hand."),
+    ("pages/3_MLP.py", "MLP", "🧠", "simple_net and deeper MLPs, trained live."),
+    ("pages/4_CNN.py", "CNN", "🧩", "The seed's DigitCNN and better recipes; feature maps."),
+    ("pages/5_Features.py", "Features", "👁️", "What the weights look for: 784-weight rows as images, filters."),
+    ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch every model answer."),
+    ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, confidence, robustness."),
+]
+
+
+def existing_stages() -> list[tuple[str, str, str, str]]:
+    return [s for s in STAGES if (ROOT / s[0]).is_file()]
+
+
+# ---------------------------------------------------------------- cached resources
+
+
+@st.cache_resource(show_spinner="Loading MNIST...")
+def _load_data() -> data_mod.MNIST:
+    # The app never blocks on a download at start-up: offline classrooms get the sample at once,
+    # and the banner offers the download with a progress bar.
+    return data_mod.load_mnist(allow_download=False)
+
+
+def get_data() -> data_mod.MNIST:
+    return _load_data()
+
+
+@st.cache_resource
+def get_store() -> ModelStore:
+    return ModelStore()
+
+
+@st.cache_resource
+def get_queue() -> JobQueue:
+    return JobQueue(get_store(), max_running=int(os.environ.get("DIGITLAB_MAX_TRAINING", 1)))
+
+
+def owner_id() -> str:
+    """A per-browser-session id: the jobs a session may stop are the ones it started."""
+    if "owner_id" not in st.session_state:
+        st.session_state.owner_id = uuid.uuid4().hex[:8]
+    return st.session_state.owner_id
+
+
+def _model_mtime(store: ModelStore, model_id: str) -> float:
+    try:
+        return (store.root / f"{model_id}.safetensors").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _load_model(root: str, model_id: str, _mtime: float):
+    return ModelStore(root).load(model_id)
+
+
+def load_model(model_id: str) -> tuple[torch.nn.Module, ModelInfo] | None:
+    """A stored model, cached per process; on a missing or damaged file, an error on the page and None."""
+    store = get_store()
+    try:
+        return _load_model(str(store.root), model_id, _model_mtime(store, model_id))
+    except StoreError as e:
+        st.error(f"This model cannot be used: {e}")
+        return None
+
+
+# ---------------------------------------------------------------- page frame
+
+
+def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIST:
+    """Page config, title, the data banner and the sidebar; returns the dataset."""
+    st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide")
+    st.title(f"{icon} {title}")
+    if intro:
+        st.markdown(intro)
+    data = get_data()
+    data_banner(data)
+    sidebar_status(data)
+    return data
+
+
+def data_banner(data: data_mod.MNIST) -> None:
+    src = data.source
+    if data.is_sample:
+        st.warning(
+            f"Using **{src.label}**: {len(data.train_images):,} training and {len(data.test_images):,} test images. "
+            "Results will be a little lower than on the full MNIST.",
+            icon="📦",
+        )
+        with st.expander("Fetch the full MNIST (70,000 images, about 11 MB)"):
+            st.caption(
+                "Downloads from torchvision's MNIST mirrors into the local data folder "
+                f"`{data_mod.cache_dir()}`. Nothing is kept unless all four files arrive whole."
+            )
+            if st.button("Fetch full MNIST", key="fetch_full_mnist"):
+                fetch_full_mnist()
+    else:
+        st.caption(f"Data: {src.label} · {len(data.train_images):,} train / {len(data.test_images):,} test images")
+    if src.skipped:
+        with st.expander("Why not the other data sources"):
+            for reason in src.skipped:
+                st.markdown(f"- {reason}")
+
+
+def fetch_full_mnist() -> None:
+    bar = st.progress(0.0, text="Connecting...")
+
+    def progress(name: str, done: int, total: int | None) -> None:
+        frac = done / total if total else 0.0
+        bar.progress(min(1.0, frac), text=f"{name}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else ""))
+
+    try:
+        data_mod.download(data_mod.cache_dir(), progress)
+    except data_mod.DataError as e:
+        bar.empty()
+        st.error(f"Could not fetch MNIST, so DigitLab stays on the sample. {e}")
+        return
+    _load_data.clear()
+    st.success("Full MNIST downloaded. Reloading...")
+    st.rerun()
+
+
+def sidebar_status(data: data_mod.MNIST) -> None:
+    with st.sidebar:
+        st.caption(f"**Data:** {'sample' if data.is_sample else 'full MNIST'} ({data.source.kind})")
+        st.caption(f"**Device:** {device_label()}")
+        running = [j for j in get_queue().jobs() if not j.finished]
+        if running:
+            st.caption("**Training now:**")
+            for j in running:
+                st.caption(f"· {j.config.title} — {j.message}")
+
+
+def show_code(*funcs: Callable, title: str = "The code that runs") -> None:
+    """The real source of the functions the page calls, never a copy that can drift."""
+    with st.expander(title):
+        for f in funcs:
+            st.code(inspect.getsource(f), language="python")
+
+
+# ---------------------------------------------------------------- training
+
+
+def preset_picker(kinds: tuple[str, ...], key: str, default: str | None = None) -> TrainConfig:
+    names = [n for n, c in PRESETS.items() if c.kind in kinds]
+    index = names.index(default) if default in names else 0
+    name = st.selectbox(
+        "Preset", names, index=index, key=key, format_func=lambda n: f"{n} — {PRESET_HELP[n]}",
+        help="Start from a tutorial's own recipe, then change what you like.",
+    )
+    return PRESETS[name]
+
+
+def submit_training(config: TrainConfig, data: data_mod.MNIST, state_key: str, continue_from: str = "") -> Snapshot:
+    snap = get_queue().submit(config, data, owner_id(), continue_from=continue_from)
+    st.session_state[state_key] = snap.id
+    return snap
+
+
+def training_panel(state_key: str, on_done: Callable[[Snapshot], None] | None = None) -> Snapshot | None:
+    """Live view of this session's job under ``state_key``: progress, loss and accuracy, stop.
+
+    Redraws itself every second while the job runs (a fragment), so the rest of the page
+    stays still, and picks the job up again when the student comes back to the page.
+    """
+    job_id = st.session_state.get(state_key)
+    if not job_id:
+        return None
+    snap = get_queue().snapshot(job_id)
+    if snap is None:
+        return None
+    if snap.finished:
+        _draw_job(snap, state_key)
+        if on_done:
+            on_done(snap)
+        return snap
+
+    @st.fragment(run_every=1.0)
+    def live():
+        s = get_queue().snapshot(job_id)
+        _draw_job(s, state_key)
+        if s.finished:
+            st.rerun(scope="app")
+
+    live()
+    return snap
+
+
+def _draw_job(snap: Snapshot, state_key: str) -> None:
+    title = f"**{snap.config.title}** · {snap.config.preset}"
+    if snap.state == "failed":
+        st.error(f"{title}: {snap.error}")
+    elif snap.state == "cancelled":
+        st.warning(f"{title}: {snap.message}")
+    elif snap.state == "done":
+        st.success(f"{title}: {snap.message}")
+    else:
+        cols = st.columns([5, 1])
+        cols[0].progress(snap.progress, text=snap.message)
+        if snap.owner == owner_id() and cols[1].button("Stop", key=f"stop_{state_key}_{snap.id}"):
+            get_queue().cancel(snap.id, owner_id())
+    if snap.history or snap.batch_losses:
+        left, right = st.columns(2)
+        left.plotly_chart(viz.loss_curve(snap), key=f"loss_{state_key}_{snap.id}_{len(snap.batch_losses)}")
+        right.plotly_chart(viz.accuracy_curve(snap.history), key=f"acc_{state_key}_{snap.id}_{len(snap.history)}")
+
+
+# ---------------------------------------------------------------- choosing stored models
+
+
+def store_problems() -> None:
+    _, problems = get_store().scan()
+    if problems:
+        with st.expander(f"⚠️ {len(problems)} file(s) in the model store were skipped"):
+            for p in problems:
+                st.markdown(f"- `{p.name}`: {p.reason}")
+
+
+def model_label(info: ModelInfo) -> str:
+    acc = info.metrics.get("test_accuracy")
+    acc_txt = f"{acc:.2%}" if isinstance(acc, (int, float)) else "?"
+    return f"{info.config.title} · {info.config.preset} · {acc_txt} · {info.created[:16].replace('T', ' ')}"
+
+
+def model_picker(
+    label: str, key: str, where: Callable[[ModelInfo], bool] = lambda i: True, help: str | None = None
+) -> ModelInfo | None:
+    """A selectbox over the stored models that pass ``where``; None (with a message) when there are none."""
+    infos = [i for i in get_store().list() if where(i)]
+    if not infos:
+        return None
+    by_id = {i.id: i for i in infos}
+    chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: model_label(by_id[i]), help=help)
+    return by_id.get(chosen)
+
+
+def models_table(infos: list[ModelInfo]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "model": i.config.title,
+                "preset": i.config.preset,
+                "task": i.config.task,
+                "test accuracy": i.metrics.get("test_accuracy"),
+                "parameters": i.parameters,
+                "epochs": len(i.history),
+                "training time (s)": round(i.train_seconds, 1),
+                "trained": i.created[:16].replace("T", " "),
+                "id": i.id,
+            }
+            for i in infos
+        ]
+    )

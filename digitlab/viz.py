@@ -1,0 +1,172 @@
+"""Plotly figure builders the pages share. Plain data in, a figure out; no streamlit here."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+DIGIT_COLORS = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]
+GREYS = "Greys"  # MNIST's own look on a light page: ink dark, paper white
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    return np.asarray(x, dtype=float)
+
+
+def _square(fig: go.Figure, size: int | None = None) -> go.Figure:
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showticklabels=False)
+    fig.update_xaxes(constrain="domain", showticklabels=False)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    if size:
+        fig.update_layout(width=size, height=size)
+    return fig
+
+
+def image_heatmap(
+    img, title: str = "", show_values: bool = False, colorscale: str = GREYS, zmin=0, zmax=255, height: int = 520
+) -> go.Figure:
+    """One 28x28 image as a heatmap; hover (or ``show_values``) gives each pixel's value."""
+    z = _np(img)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, colorscale=colorscale, zmin=zmin, zmax=zmax,
+            text=np.round(z).astype(int) if show_values else None,
+            texttemplate="%{text}" if show_values else None,
+            textfont={"size": 8},
+            hovertemplate="row %{y}, column %{x}: %{z:.0f}<extra></extra>",
+            colorbar=dict(thickness=12),
+        )
+    )
+    fig.update_layout(title=title, height=height)
+    return _square(fig)
+
+
+def diverging_heatmap(w, title: str = "", height: int = 360) -> go.Figure:
+    """Weights as an image: red pulls towards the answer, blue away, white is zero."""
+    z = _np(w)
+    lim = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(
+        go.Heatmap(z=z, colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim,
+                   hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>", colorbar=dict(thickness=12))
+    )
+    fig.update_layout(title=title, height=height)
+    return _square(fig)
+
+
+def image_grid(images, titles: list[str] | None = None, cols: int = 10, diverging: bool = False,
+               height_per_row: int = 90, zmax: float | None = None) -> go.Figure:
+    """Many small images in a grid (samples, averages, weight rows, feature maps)."""
+    imgs = _np(images)
+    n = len(imgs)
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.04 if titles else 0.01)
+    for i, im in enumerate(imgs):
+        r, c = divmod(i, cols)
+        if diverging:
+            lim = float(np.abs(im).max()) or 1.0
+            trace = go.Heatmap(z=im, colorscale="RdBu_r", zmid=0, zmin=-lim, zmax=lim, showscale=False,
+                               hovertemplate="%{z:.3f}<extra></extra>")
+        else:
+            trace = go.Heatmap(z=im, colorscale=GREYS, zmin=0, zmax=zmax if zmax is not None else float(imgs.max()) or 1,
+                               showscale=False, hovertemplate="%{z:.0f}<extra></extra>")
+        fig.add_trace(trace, row=r + 1, col=c + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", constrain="domain")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_layout(height=rows * height_per_row + 40, margin=dict(l=5, r=5, t=30, b=5))
+    if titles:
+        fig.update_annotations(font_size=11)
+    return fig
+
+
+def class_counts(train_counts: list[int], test_counts: list[int]) -> go.Figure:
+    digits = [str(d) for d in range(10)]
+    fig = go.Figure(
+        [
+            go.Bar(name="train", x=digits, y=train_counts, text=train_counts, textposition="outside"),
+            go.Bar(name="test", x=digits, y=test_counts, text=test_counts, textposition="outside"),
+        ]
+    )
+    fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=380,
+                      margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.1))
+    return fig
+
+
+def pixel_histogram(counts, log: bool = True) -> go.Figure:
+    c = _np(counts)
+    fig = go.Figure(go.Bar(x=np.arange(256), y=c, marker_color="#444"))
+    fig.update_layout(xaxis_title="pixel value (0 = paper, 255 = ink)", yaxis_title="pixels", height=340,
+                      margin=dict(t=30, b=40), bargap=0)
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def vector_strip(vec, title: str = "") -> go.Figure:
+    """A 784-long vector as one long strip: the image as the model sees it."""
+    v = _np(vec).reshape(1, -1)
+    fig = go.Figure(go.Heatmap(z=v, colorscale=GREYS, showscale=False,
+                               hovertemplate="position %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(title=title, height=140, margin=dict(l=10, r=10, t=40, b=30), xaxis_title="position 0..783")
+    return fig
+
+
+def probability_bars(probs, labels: list[str] | None = None, title: str = "", height: int = 300) -> go.Figure:
+    """The seed's classify view: one bar per class, the winner highlighted."""
+    p = _np(probs).reshape(-1)
+    labels = labels or [str(i) for i in range(len(p))]
+    best = int(p.argmax()) if len(p) else -1
+    colors = ["#d62728" if i == best else "#7f7f7f" for i in range(len(p))]
+    fig = go.Figure(go.Bar(x=p, y=labels, orientation="h", marker_color=colors,
+                           text=[f"{v:.1%}" for v in p], textposition="outside"))
+    fig.update_layout(title=title, xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=height,
+                      yaxis=dict(autorange="reversed", type="category"), margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def loss_curve(snap) -> go.Figure:
+    """Training loss per batch, and the epochs' test loss, against epochs."""
+    fig = go.Figure()
+    if snap.batch_losses:
+        x, y = zip(*snap.batch_losses)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train loss (batch)", line=dict(width=1)))
+    if snap.history:
+        fig.add_trace(go.Scatter(x=[h["epoch"] for h in snap.history], y=[h["test_loss"] for h in snap.history],
+                                 mode="lines+markers", name="test loss"))
+    fig.update_layout(title="Loss", xaxis_title="epoch", height=320, margin=dict(t=40, b=40),
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def accuracy_curve(history, name: str = "") -> go.Figure:
+    fig = go.Figure()
+    if history:
+        ep = [h["epoch"] for h in history]
+        fig.add_trace(go.Scatter(x=ep, y=[h["train_accuracy"] for h in history], mode="lines+markers",
+                                 name=f"{name} train".strip()))
+        fig.add_trace(go.Scatter(x=ep, y=[h["test_accuracy"] for h in history], mode="lines+markers",
+                                 name=f"{name} test".strip()))
+    fig.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=320,
+                      margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def runs_overlay(runs: dict[str, list[dict]], metric: str = "test_accuracy") -> go.Figure:
+    """Several runs' curves on one chart, to compare settings."""
+    fig = go.Figure()
+    for name, history in runs.items():
+        if history:
+            fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h[metric] for h in history],
+                                     mode="lines+markers", name=name))
+    fig.update_layout(title=metric.replace("_", " "), xaxis_title="epoch", height=360, margin=dict(t=40, b=40),
+                      yaxis_tickformat=".1%" if "accuracy" in metric else None)
+    return fig

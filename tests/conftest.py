@@ -1,0 +1,36 @@
+"""Shared fixtures: the real MNIST (from DIGITLAB_DATA_DIR) and a throwaway model store per test run."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Set before anything caches a store: tests never touch ./models or ./data.
+_tmp = Path(tempfile.mkdtemp(prefix="digitlab-tests-"))
+os.environ.setdefault("DIGITLAB_MODEL_DIR", str(_tmp / "models"))
+os.environ.setdefault("DIGITLAB_CACHE_DIR", str(_tmp / "data"))
+os.environ.setdefault("DIGITLAB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The full MNIST, loaded once. CI points DIGITLAB_DATA_DIR at ../shared/mnist."""
+    from digitlab.data import load_mnist
+
+    if not os.environ.get("DIGITLAB_DATA_DIR"):
+        default = ROOT.parent / "shared" / "mnist"
+        if default.is_dir():
+            os.environ["DIGITLAB_DATA_DIR"] = str(default)
+    data = load_mnist(allow_download=False)
+    assert data.source.kind == "folder", f"tests need the real MNIST via DIGITLAB_DATA_DIR: {data.source}"
+    return data
+
+
+@pytest.fixture()
+def store(tmp_path):
+    from digitlab.store import ModelStore
+
+    return ModelStore(tmp_path / "models")

@@ -34,3 +34,29 @@ def store(tmp_path):
     from digitlab.store import ModelStore
 
     return ModelStore(tmp_path / "models")
+
+
+@pytest.fixture(scope="session")
+def trained(mnist):
+    """Real models in the session's model store (DIGITLAB_MODEL_DIR), trained once on real MNIST.
+
+    Small but real: the linear 3-vs-7 model, simple_net, and a DigitCNN on a 6,000-image subset.
+    Returns {name: ModelInfo}. Pages under AppTest see them through the same store.
+    """
+    from digitlab.jobs import JobQueue
+    from digitlab.models import PRESETS
+    from digitlab.store import ModelStore
+
+    queue = JobQueue(ModelStore())
+    configs = {
+        "linear": PRESETS["linear-better"].with_(epochs=3),
+        "mlp": PRESETS["simple_net"].with_(epochs=2, train_limit=20_000),
+        "cnn": PRESETS["cnn-seed"].with_(epochs=1, train_limit=6_000, batch_size=128),
+    }
+    out = {}
+    for name, config in configs.items():
+        snap = queue.submit(config, mnist, owner="tests")
+        snap = queue.wait(snap.id, timeout=300)
+        assert snap.state == "done", snap.error
+        out[name] = queue.store.info(snap.model_id)
+    return out

@@ -12,9 +12,14 @@ data = ui.page_setup(
 )
 
 st.header("The journey")
-for i, (path, title, icon, blurb) in enumerate(ui.existing_stages(), start=1):
+available = set(ui.existing_stages())
+for i, stage in enumerate(ui.STAGES, start=1):
+    path, title, icon, blurb = stage
     cols = st.columns([3, 7])
-    cols[0].page_link(path, label=f"{i}. {title}", icon=icon)
+    if stage in available:
+        cols[0].page_link(path, label=f"{i}. {title}", icon=icon)
+    else:
+        cols[0].markdown(f"{icon} {i}. {title} *(not installed)*")
     cols[1].markdown(blurb)
 
 st.header("Where things stand")

@@ -43,14 +43,25 @@ def start_app(port: int, env: dict | None = None) -> subprocess.Popen:
     return proc
 
 
-def wait_idle(page, timeout_ms: int = 60000) -> None:
-    """Wait until Streamlit has finished running the script (no 'Running...' status widget)."""
+def wait_idle(page, timeout_ms: int = 90000) -> None:
+    """Wait until Streamlit has finished the script run: no running status, spinner or skeleton for 2 s."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    page.wait_for_timeout(1500)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
+    busy = (
+        "() => !!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSpinner\"], "
+        "[data-testid=\"stSkeleton\"], [data-testid=\"stAppSkeleton\"]')"
     )
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(1500)
+    deadline = time.time() + timeout_ms / 1000
+    quiet_since = None
+    while time.time() < deadline:
+        if page.evaluate(busy):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= 2.0:
+            return
+        page.wait_for_timeout(250)
+    raise TimeoutError("the page kept running")
 
 
 def main() -> None:

@@ -281,3 +281,93 @@ def models_table(infos: list[ModelInfo]) -> pd.DataFrame:
             for i in infos
         ]
     )
+
+
+# ---------------------------------------------------------------- training controls and run comparison (stages 2-4)
+
+LR_OPTIONS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ...] = LR_OPTIONS) -> TrainConfig:
+    """Learning rate (log scale), batch size, epochs and training images, each with a help line.
+
+    Widget keys carry the preset, so picking another preset brings back that preset's own values.
+    """
+    from math import log10
+
+    k = f"{key}_{config.preset}"
+    lr_default = min(lr_options, key=lambda v: abs(log10(v) - log10(config.lr)))
+    c1, c2, c3, c4 = st.columns(4)
+    lr = c1.select_slider(
+        "Learning rate", options=list(lr_options), value=lr_default, format_func=lambda v: f"{v:g}", key=f"{k}_lr",
+        help="How far each step moves the weights against the gradient. Each notch is about 3x; too high blows up.",
+    )
+    batch_size = c2.number_input(
+        "Batch size", min_value=1, max_value=100_000, value=int(config.batch_size), step=32, key=f"{k}_bs",
+        help="Images per gradient step: small batches step more often but noisier.",
+    )
+    epochs = c3.number_input(
+        "Epochs", min_value=1, max_value=100, value=int(config.epochs), key=f"{k}_epochs",
+        help="Passes over all the training images.",
+    )
+    limit = c4.number_input(
+        "Training images (0 = all)", min_value=0, max_value=60_000, value=int(config.train_limit), step=1000,
+        key=f"{k}_limit", help="Train on a random subset for a quicker run; 0 uses every training image.",
+    )
+    return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
+
+
+def start_training(
+    config: TrainConfig, data: data_mod.MNIST, state_key: str, runs_key: str = "", continue_from: str = ""
+) -> Snapshot | None:
+    """Check the settings, then submit; bad settings end in a message on the page, not in the queue."""
+    from .train import ConfigError, check_config, task_data
+
+    try:
+        check_config(config, len(task_data(data, config, "train")[0]))
+    except ConfigError as e:
+        st.error(f"Cannot train with these settings: {e}")
+        return None
+    snap = submit_training(config, data, state_key, continue_from=continue_from)
+    if runs_key:
+        runs = st.session_state.setdefault(runs_key, [])
+        if snap.id not in runs:
+            runs.append(snap.id)
+    return snap
+
+
+def one_more_epoch(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, runs_key: str = "") -> None:
+    """Continue the stored model of a finished run for one epoch at a constant rate (saved as a new model)."""
+    if snap is None or not snap.finished or not snap.model_id:
+        return
+    if st.button(
+        "One more epoch", key=f"more_{state_key}_{snap.id}",
+        help="Train the model this run saved for one more epoch; the result is stored as a new model.",
+    ):
+        if start_training(snap.config.with_(epochs=1, schedule="constant"), data, state_key, runs_key,
+                          continue_from=snap.model_id):
+            st.rerun()
+
+
+def session_runs(runs_key: str) -> list[Snapshot]:
+    """This session's runs under ``runs_key`` that have at least one finished epoch, oldest first."""
+    snaps = [get_queue().snapshot(i) for i in st.session_state.get(runs_key, [])]
+    return [s for s in snaps if s is not None and s.history]
+
+
+def runs_comparison(runs_key: str, label: Callable[[TrainConfig], str],
+                    metrics: tuple[str, ...] = ("test_accuracy", "test_loss")) -> None:
+    """This session's runs overlaid, to compare settings (e.g. learning rate 0.01, 0.1, 1.0)."""
+    snaps = session_runs(runs_key)
+    if len(snaps) < 2:
+        st.caption("Train again with other settings (for example learning rate 0.01, 0.1 and 1.0): "
+                   "every run of this session is drawn here on one chart.")
+        if not snaps:
+            return
+    runs: dict[str, list[dict]] = {}
+    for n, s in enumerate(snaps, start=1):
+        name = f"{n}. {label(s.config)}" + (" (failed)" if s.state == "failed" else "")
+        runs[name] = list(s.history)
+    cols = st.columns(len(metrics))
+    for col, metric in zip(cols, metrics):
+        col.plotly_chart(viz.runs_overlay(runs, metric), key=f"overlay_{runs_key}_{metric}_{len(runs)}")

@@ -1,0 +1,361 @@
+"""The teaching steps of the Linear 3-vs-7 and MLP stages, as plain functions the pages call.
+
+Each function runs the real thing on the real data (the seeds' mnist_loss, sgd_step, Linear1,
+simple_net) and returns numbers and figures; the pages only draw them. Nothing here imports
+streamlit, so every step is unit-tested on real MNIST.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from torch import nn
+
+from .data import MNIST, to_float
+from .models import PRESETS, Linear1, SimpleNetScratch, TrainConfig, build_model, count_parameters, layer_table
+from .train import ConfigError, batch_accuracy, check_config, mnist_loss, predict_proba, sgd_step, task_data
+
+# Learning rates on a log scale, for select_slider controls.
+LR_OPTIONS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+# ---------------------------------------------------------------- pixel similarity (the baseline)
+
+
+def threes_and_sevens(data: MNIST, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 3s and all 7s of a split as float 0..1 stacks [N, 28, 28], as the seed builds them."""
+    images, labels = data.split(split)
+    return to_float(images[labels == 3]), to_float(images[labels == 7])
+
+
+def mnist_distance(a: torch.Tensor, b: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Mean absolute (L1) or root-mean-square (L2) pixel difference over the last two axes; broadcasts."""
+    if kind == "l1":
+        return (a - b).abs().mean((-1, -2))
+    if kind == "l2":
+        return ((a - b) ** 2).mean((-1, -2)).sqrt()
+    raise ValueError(f"unknown distance {kind!r}: use 'l1' or 'l2'")
+
+
+def is_3(x: torch.Tensor, mean3: torch.Tensor, mean7: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """The baseline's answer: a digit is a 3 when it is closer to the ideal 3 than to the ideal 7."""
+    return mnist_distance(x, mean3, kind) < mnist_distance(x, mean7, kind)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    mean3: torch.Tensor  # the ideal 3 from the training set, 0..1
+    mean7: torch.Tensor
+    n3: int  # test 3s and 7s the accuracy is measured on
+    n7: int
+    accuracy: dict  # {"l1": {"3": acc on 3s, "7": acc on 7s, "all": acc on both}, "l2": ...}
+
+
+def pixel_baseline(data: MNIST) -> Baseline:
+    """Ideal 3 and 7 from the training images; accuracy of 'nearest ideal digit' on every test 3 and 7."""
+    train3, train7 = threes_and_sevens(data, "train")
+    mean3, mean7 = train3.mean(0), train7.mean(0)
+    test3, test7 = threes_and_sevens(data, "test")
+    acc = {}
+    for kind in ("l1", "l2"):
+        right3 = is_3(test3, mean3, mean7, kind).float()
+        right7 = (~is_3(test7, mean3, mean7, kind)).float()
+        acc[kind] = {
+            "3": float(right3.mean()),
+            "7": float(right7.mean()),
+            "all": float((right3.sum() + right7.sum()) / (len(test3) + len(test7))),
+        }
+    return Baseline(mean3, mean7, len(test3), len(test7), acc)
+
+
+def digit_distances(image_uint8: torch.Tensor, baseline: Baseline) -> dict:
+    """One digit's L1 and L2 distance to the ideal 3 and the ideal 7, and what the baseline calls it."""
+    x = to_float(image_uint8)
+    out = {}
+    for kind in ("l1", "l2"):
+        d3 = float(mnist_distance(x, baseline.mean3, kind))
+        d7 = float(mnist_distance(x, baseline.mean7, kind))
+        out[kind] = {"to 3": d3, "to 7": d7, "says": "3" if d3 < d7 else "7"}
+    return out
+
+
+def pick_3s_and_7s(data: MNIST) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test 3s and 7s (uint8) and their digit labels, for picking a digit to classify."""
+    images, labels = data.split("test")
+    keep = (labels == 3) | (labels == 7)
+    return images[keep], labels[keep]
+
+
+# ---------------------------------------------------------------- the linear model by hand
+
+
+def linear1(xb: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The seed's linear1 written out: one weight per pixel, summed, plus a bias (Linear1.forward runs this)."""
+    return xb @ weights + bias
+
+
+def first_batch(data: MNIST, batch_size: int = 256, seed: int = 42) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shuffled batch of training 3s and 7s: x [B, 784] in 0..1, y [B, 1] with 1 for a 3."""
+    config = PRESETS["linear-seed"]
+    images, targets = task_data(data, config, "train")
+    if batch_size < 1 or batch_size > len(images):
+        raise ConfigError(f"the batch size must be between 1 and {len(images)}, not {batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=gen)[:batch_size]
+    return to_float(images[idx]).reshape(batch_size, -1), targets[idx]
+
+
+@dataclass(frozen=True)
+class StepState:
+    predictions: torch.Tensor  # raw outputs [B, 1]
+    loss: float
+    accuracy: float
+    weights: torch.Tensor  # [28, 28]
+    bias: float
+
+
+@dataclass(frozen=True)
+class OneStep:
+    before: StepState
+    after: StepState
+    weight_grad: torch.Tensor  # [28, 28], the gradient the step used
+    bias_grad: float
+    lr: float
+    targets: torch.Tensor
+
+
+def _state(model: Linear1, xb: torch.Tensor, yb: torch.Tensor) -> StepState:
+    with torch.no_grad():
+        preds = model(xb)
+        return StepState(preds.clone(), float(mnist_loss(preds, yb)), float(batch_accuracy(preds, yb)),
+                         model.weights[:, 0].reshape(28, 28).clone(), float(model.bias[0]))
+
+
+def one_sgd_step(data: MNIST, init_std: float = 1.0, lr: float = 1.0, batch_size: int = 256, seed: int = 42) -> OneStep:
+    """init_params, predict a batch, mnist_loss, backward, one sgd_step; the batch seen before and after."""
+    xb, yb = first_batch(data, batch_size, seed)
+    torch.manual_seed(seed)
+    model = Linear1(1, init_std)
+    before = _state(model, xb, yb)
+    loss = mnist_loss(model(xb), yb)
+    loss.backward()
+    weight_grad = model.weights.grad[:, 0].reshape(28, 28).clone()
+    bias_grad = float(model.bias.grad[0])
+    sgd_step(model.parameters(), lr)
+    return OneStep(before, _state(model, xb, yb), weight_grad, bias_grad, lr, yb)
+
+
+@dataclass(frozen=True)
+class InitReport:
+    std: float
+    loss: float
+    accuracy: float
+    saturated: float  # share of predictions whose sigmoid is below 0.01 or above 0.99
+    mean_abs_grad: float  # how hard the first step pushes the weights
+
+
+def init_report(data: MNIST, std: float, batch_size: int = 256, seed: int = 42) -> InitReport:
+    """What an initial spread does to the first batch: saturated sigmoids give almost no gradient."""
+    xb, yb = first_batch(data, batch_size, seed)
+    torch.manual_seed(seed)
+    model = Linear1(1, std)
+    preds = model(xb)
+    loss = mnist_loss(preds, yb)
+    loss.backward()
+    p = preds.detach().sigmoid()
+    return InitReport(std, float(loss.detach()), float(batch_accuracy(preds.detach(), yb)),
+                      float(((p < 0.01) | (p > 0.99)).float().mean()), float(model.weights.grad.abs().mean()))
+
+
+def init_weights(std: float, seed: int = 42) -> torch.Tensor:
+    """The 28x28 starting weights Linear1 draws with this spread (the seeds' init_params)."""
+    torch.manual_seed(seed)
+    return Linear1(1, std).weights.detach()[:, 0].reshape(28, 28)
+
+
+@dataclass(frozen=True)
+class LossVsAccuracy:
+    steps: np.ndarray  # how far along minus the gradient the weights moved
+    losses: np.ndarray
+    accuracies: np.ndarray
+    tiny_step: float  # the smallest nonzero step
+    tiny_loss_change: float  # loss after the tiny step minus loss before
+    tiny_accuracy_change: float  # the same for accuracy: zero, because no prediction crossed 0.5
+
+
+def accuracy_is_not_the_loss(data: MNIST, init_std: float = 1.0, batch_size: int = 256, seed: int = 42,
+                             max_step: float = 2.0, n: int = 41) -> LossVsAccuracy:
+    """Move the weights a little along minus the gradient: the loss moves at once, accuracy only jumps.
+
+    Accuracy only changes when a prediction crosses the 0.5 line, so for a tiny change its gradient
+    is zero almost everywhere -- which is why SGD follows the loss and we only report accuracy.
+    """
+    xb, yb = first_batch(data, batch_size, seed)
+    torch.manual_seed(seed)
+    model = Linear1(1, init_std)
+    mnist_loss(model(xb), yb).backward()
+    w0, b0 = model.weights.detach().clone(), model.bias.detach().clone()
+    gw, gb = model.weights.grad.clone(), model.bias.grad.clone()
+    steps = np.concatenate([[0.0, max_step / 1000], np.linspace(max_step / (n - 1), max_step, n - 1)])
+    losses, accs = [], []
+    with torch.no_grad():
+        for t in steps:
+            preds = linear1(xb, w0 - t * gw, b0 - t * gb)
+            losses.append(float(mnist_loss(preds, yb)))
+            accs.append(float(batch_accuracy(preds, yb)))
+    losses_a, accs_a = np.array(losses), np.array(accs)
+    return LossVsAccuracy(steps, losses_a, accs_a, float(steps[1]), float(losses_a[1] - losses_a[0]),
+                          float(accs_a[1] - accs_a[0]))
+
+
+def linear_weights(model: nn.Module) -> torch.Tensor:
+    """The 784 weights of a trained linear 3-vs-7 model as a 28x28 image (scratch or nn form)."""
+    if isinstance(model, Linear1):
+        return model.weights.detach()[:, 0].reshape(28, 28)
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and m.in_features == 28 * 28:
+            return m.weight.detach()[0].reshape(28, 28)
+    raise ValueError("this model has no 784-weight layer")
+
+
+# ---------------------------------------------------------------- the MLP stage
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """'128, 64' -> (128, 64): hidden layer sizes from a text box, with a message a student can act on."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        raise ConfigError("Give at least one hidden layer size, for example 50 or 128, 64.")
+    sizes = []
+    for p in parts:
+        if not p.isdigit() or int(p) < 1:
+            raise ConfigError(f"{p!r} is not a layer size: use whole numbers of at least 1, separated by commas.")
+        sizes.append(int(p))
+    if len(sizes) > 6:
+        raise ConfigError(f"{len(sizes)} hidden layers is more than this stage allows (6).")
+    if max(sizes) > 4096:
+        raise ConfigError(f"A layer of {max(sizes)} units is more than this stage allows (4096).")
+    return tuple(sizes)
+
+
+def layer_rows(config: TrainConfig) -> tuple[list[dict], int]:
+    """The network the config builds, layer by layer with output shapes and parameter counts, and the total."""
+    model = build_model(config)
+    return layer_table(model, (1, 28 * 28) if config.kind != "cnn" else (1, 1, 28, 28)), count_parameters(model)
+
+
+def check_training(config: TrainConfig, data: MNIST) -> int:
+    """Check a config against the data it would train on; the number of training images, or ConfigError."""
+    n_train = len(task_data(data, config, "train")[0])
+    check_config(config, n_train)
+    return n_train
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    scratch_out: torch.Tensor  # [N, 10]
+    nn_out: torch.Tensor
+    max_abs_diff: float
+    same_predictions: bool
+    scratch_params: int
+    nn_params: int
+
+
+def scratch_vs_nn(data: MNIST, n_hidden: int = 50, n_images: int = 5, seed: int = 42) -> Equivalence:
+    """simple_net by hand (w1, b1, w2, b2, res.max(0)) and as nn.Sequential, with the same numbers copied in.
+
+    nn.Linear keeps its weight as [out, in] and computes x @ W.T + b, so w1 goes in transposed.
+    """
+    torch.manual_seed(seed)
+    scratch = SimpleNetScratch(n_hidden, 10)
+    seq = nn.Sequential(nn.Linear(28 * 28, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 10))
+    with torch.no_grad():
+        seq[0].weight.copy_(scratch.w1.T)
+        seq[0].bias.copy_(scratch.b1)
+        seq[2].weight.copy_(scratch.w2.T)
+        seq[2].bias.copy_(scratch.b2)
+        xb = to_float(data.test_images[:n_images]).reshape(n_images, -1)
+        a, b = scratch(xb), seq(xb)
+    return Equivalence(a, b, float((a - b).abs().max()), bool((a.argmax(1) == b.argmax(1)).all()),
+                       count_parameters(scratch), count_parameters(seq))
+
+
+@dataclass(frozen=True)
+class ClassifyView:
+    images: torch.Tensor  # uint8 [n, 28, 28]
+    labels: list[int]
+    probs: torch.Tensor  # [n, classes]
+    class_names: list[str]
+
+
+def classify_view(model: nn.Module, config: TrainConfig, data: MNIST, n: int = 4, seed: int = 0) -> ClassifyView:
+    """The seed's classify(): a few random test images with the model's probability for each class."""
+    images, labels = data.split("test")
+    if config.task == "3v7":
+        keep = (labels == 3) | (labels == 7)
+        images, labels = images[keep], labels[keep]
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=gen)[:n]
+    probs = predict_proba(model, config, images[idx])
+    names = ["7", "3"] if config.task == "3v7" else [str(d) for d in range(10)]
+    return ClassifyView(images[idx], [int(v) for v in labels[idx]], probs, names)
+
+
+def run_label(config: TrainConfig) -> str:
+    """A short name for a run in an overlay: what differs between runs a student compares."""
+    hidden = "-".join(str(h) for h in config.hidden) if config.kind == "mlp" else ""
+    parts = [config.preset, hidden, config.optimizer, f"lr {config.lr:g}", f"bs {config.batch_size}"]
+    if config.kind == "linear":
+        parts.insert(1, f"init std {config.init_std:g}")
+    if config.train_limit:
+        parts.append(f"{config.train_limit:,} imgs")
+    return " · ".join(p for p in parts if p)
+
+
+# ---------------------------------------------------------------- figures for these steps
+
+
+def loss_vs_accuracy_figure(r: LossVsAccuracy) -> go.Figure:
+    """Loss (smooth) and accuracy (a staircase) against how far the weights moved."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=r.steps, y=r.losses, name="mnist_loss", mode="lines+markers", yaxis="y"))
+    fig.add_trace(go.Scatter(x=r.steps, y=r.accuracies, name="accuracy", mode="lines+markers",
+                             line=dict(shape="hv"), yaxis="y2"))
+    fig.update_layout(
+        height=340, margin=dict(t=40, b=40), xaxis_title="step along minus the gradient",
+        yaxis=dict(title="loss"), yaxis2=dict(title="accuracy", overlaying="y", side="right", tickformat=".0%"),
+        legend=dict(orientation="h", y=-0.3), title="A small move: the loss changes, the accuracy waits",
+    )
+    return fig
+
+
+def predictions_figure(step: OneStep, n: int = 40) -> go.Figure:
+    """The first n predictions of the batch through the sigmoid, before and after the step, by target."""
+    p0 = step.before.predictions[:n, 0].sigmoid().numpy()
+    p1 = step.after.predictions[:n, 0].sigmoid().numpy()
+    is3 = step.targets[:n, 0].numpy() == 1
+    x = np.arange(n)
+    fig = go.Figure()
+    for mask, name, color in ((is3, "a 3 (target 1)", "#d62728"), (~is3, "a 7 (target 0)", "#1f77b4")):
+        fig.add_trace(go.Scatter(x=x[mask], y=p0[mask], mode="markers", name=f"{name}: before",
+                                 marker=dict(color=color, symbol="circle-open", size=9)))
+        fig.add_trace(go.Scatter(x=x[mask], y=p1[mask], mode="markers", name=f"{name}: after",
+                                 marker=dict(color=color, size=7)))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#888")
+    fig.update_layout(height=340, margin=dict(t=40, b=40), xaxis_title="image in the batch",
+                      yaxis=dict(title="sigmoid(prediction)", range=[-0.05, 1.05]),
+                      title="Predictions: 3s should go up to 1, 7s down to 0", legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def baseline_figure(b: Baseline) -> go.Figure:
+    names = ["3s", "7s", "all"]
+    fig = go.Figure([go.Bar(name=kind.upper(), x=names, y=[b.accuracy[kind][k] for k in ("3", "7", "all")],
+                            text=[f"{b.accuracy[kind][k]:.1%}" for k in ("3", "7", "all")], textposition="outside")
+                     for kind in ("l1", "l2")])
+    fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
+                      margin=dict(t=40, b=30), title=f"Baseline accuracy on {b.n3:,} test 3s and {b.n7:,} test 7s")
+    return fig

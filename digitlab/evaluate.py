@@ -1,0 +1,441 @@
+"""Turning a trained model inside out on the test set: where it fails, and how sure it is.
+
+Everything here is plain PyTorch on the uint8 test images (no streamlit): predictions in batches,
+the confusion matrix by ``torch.bincount``, per-class scores, the most confident mistakes, a
+confidence threshold's coverage and accuracy, robustness to rotation, shift, noise and thicker
+strokes, and 2-D maps of what each layer sees. Heavy results are kept in a small keyed cache
+(model id + data fingerprint), so every page visit after the first is instant.
+
+The 3-vs-7 linear model answers a different question, so it is scored on the test 3s and 7s only,
+as two classes ("7", "3") in the order ``train.predict_proba`` gives them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import MNIST
+from .models import ModelInfo, SimpleNetScratch, TrainConfig
+from .train import predict_proba, prepare
+
+Progress = Callable[[float, str], None]
+DIGITS = tuple(str(d) for d in range(10))
+THREE_SEVEN = ("7", "3")  # column 0 is P(7), column 1 is P(3), as predict_proba returns them
+PREDICT_CHUNK = 2000
+
+
+def _no_progress(fraction: float, text: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------- a small keyed cache
+
+_CACHE: OrderedDict[Hashable, object] = OrderedDict()
+_LOCK = threading.Lock()
+CACHE_SIZE = 64
+
+
+def cached(key: Hashable, compute: Callable[[], object]) -> object:
+    """``compute()`` once per key (model id, data fingerprint, what, settings); least recently used goes first."""
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    value = compute()
+    with _LOCK:
+        _CACHE[key] = value
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return value
+
+
+def is_cached(key: Hashable) -> bool:
+    with _LOCK:
+        return key in _CACHE
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def task_test_set(data: MNIST, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Positions in the test split, class targets and class names for the model's task."""
+    labels = data.test_labels
+    if config.task == "3v7":
+        index = ((labels == 3) | (labels == 7)).nonzero().squeeze(1)
+        return index, (labels[index] == 3).long(), THREE_SEVEN
+    return torch.arange(len(labels)), labels.clone(), DIGITS
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A model's class probabilities on its test set, with the true classes beside them."""
+
+    probs: torch.Tensor  # [N, C]
+    targets: torch.Tensor  # [N] class index
+    index: torch.Tensor  # [N] position of each row in data.test_images
+    class_names: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        return self.probs.argmax(dim=1)
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return self.probs.max(dim=1).values
+
+    @property
+    def correct(self) -> torch.Tensor:
+        return self.predicted == self.targets
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.float().mean()) if len(self.targets) else float("nan")
+
+    @property
+    def task_label(self) -> str:
+        return "3 vs 7 (test 3s and 7s, 2 classes)" if self.class_names == THREE_SEVEN else "10 digits"
+
+
+def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progress = _no_progress) -> Predictions:
+    """Probabilities for every test image of the model's task, in chunks so a page can show progress."""
+    index, targets, names = task_test_set(data, config)
+    images = data.test_images[index]
+    chunks = []
+    for start in range(0, len(images), PREDICT_CHUNK):
+        progress(start / max(1, len(images)), f"Predicting test images {start:,} of {len(images):,}")
+        chunks.append(predict_proba(model, config, images[start : start + PREDICT_CHUNK]))
+    progress(1.0, f"Predicted {len(images):,} test images")
+    probs = torch.cat(chunks) if chunks else torch.empty(0, len(names))
+    return Predictions(probs, targets, index, names)
+
+
+def cached_predictions(
+    model: nn.Module, info: ModelInfo, data: MNIST, progress: Progress = _no_progress
+) -> Predictions:
+    return cached(("predict", info.id, data.fingerprint()), lambda: predict(model, info.config, data, progress))
+
+
+# ---------------------------------------------------------------- scores
+
+
+def confusion_matrix(targets: torch.Tensor, predicted: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """[true, predicted] counts: one bincount over true*n + predicted."""
+    flat = targets.long() * n_classes + predicted.long()
+    return torch.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def per_class_scores(cm: torch.Tensor, class_names: tuple[str, ...]) -> list[dict]:
+    """Precision (of the images called c, how many are c), recall (of the c's, how many were found), F1."""
+    cm = cm.double()
+    hits = cm.diag()
+    called = cm.sum(dim=0)  # column sums: predicted as c
+    actual = cm.sum(dim=1)  # row sums: truly c
+    rows = []
+    for c, name in enumerate(class_names):
+        p = float(hits[c] / called[c]) if called[c] else float("nan")
+        r = float(hits[c] / actual[c]) if actual[c] else float("nan")
+        f1 = 2 * p * r / (p + r) if (p + r) and not (math.isnan(p) or math.isnan(r)) else float("nan")
+        rows.append({"class": name, "precision": p, "recall": r, "F1": f1, "test images": int(actual[c]),
+                     "predicted as it": int(called[c])})
+    return rows
+
+
+def cell_members(pred: Predictions, true_class: int, predicted_class: int) -> torch.Tensor:
+    """Rows of ``pred`` in one confusion-matrix cell, the most confident first."""
+    rows = ((pred.targets == true_class) & (pred.predicted == predicted_class)).nonzero().squeeze(1)
+    return rows[pred.confidence[rows].argsort(descending=True)]
+
+
+def confident_mistakes(pred: Predictions, k: int = 20) -> torch.Tensor:
+    """Rows of the wrong answers given with the highest probability: the surest errors."""
+    wrong = (~pred.correct).nonzero().squeeze(1)
+    return wrong[pred.confidence[wrong].argsort(descending=True)][:k]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    threshold: float
+    answered: int  # images whose top probability is at least the threshold
+    total: int
+    correct: int
+
+    @property
+    def coverage(self) -> float:
+        return self.answered / self.total if self.total else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.answered if self.answered else float("nan")
+
+
+def at_threshold(pred: Predictions, threshold: float) -> Coverage:
+    """Answer only when the top probability reaches ``threshold``; say "not sure" otherwise."""
+    keep = pred.confidence >= threshold
+    return Coverage(float(threshold), int(keep.sum()), len(keep), int((pred.correct & keep).sum()))
+
+
+def coverage_curve(pred: Predictions, thresholds: list[float] | None = None) -> list[Coverage]:
+    """Coverage and accuracy over a sweep of thresholds (from 1/classes, where every image is answered)."""
+    if thresholds is None:
+        low = 1 / pred.n_classes
+        thresholds = [low + (1 - low) * t for t in np.linspace(0, 1, 51)[:-1]]
+        thresholds += [0.99, 0.995, 0.999]
+        thresholds = sorted(set(thresholds))
+    return [at_threshold(pred, t) for t in thresholds]
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate uint8 images [N, 28, 28] about their centre (counter-clockwise), bilinear, paper outside."""
+    if degrees == 0:
+        return images.clone()
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+    x = images.float().unsqueeze(1)
+    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.squeeze(1).round().clamp(0, 255).to(torch.uint8)
+
+
+def shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Move uint8 images ``pixels`` to the right and ``pixels`` down; what falls off the edge is lost."""
+    p = int(pixels)
+    if p == 0:
+        return images.clone()
+    padded = F.pad(images, (p, 0, p, 0))  # left and top
+    return padded[:, :28, :28].contiguous()
+
+
+def add_noise(images: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
+    """Gaussian noise with ``std`` on the 0..255 scale, the same noise for the same seed."""
+    if std == 0:
+        return images.clone()
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(images.shape, generator=gen) * std
+    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+def thicken(images: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Dilate strokes by ``pixels`` on every side: each pixel takes the max of its neighbourhood (max-pool)."""
+    p = int(pixels)
+    if p == 0:
+        return images.clone()
+    x = images.float().unsqueeze(1)
+    out = F.max_pool2d(x, kernel_size=2 * p + 1, stride=1, padding=p)
+    return out.squeeze(1).to(torch.uint8)
+
+
+# name: (what the level means, levels, function)
+PERTURBATIONS: dict[str, tuple[str, list[float], Callable[[torch.Tensor, float], torch.Tensor]]] = {
+    "rotation": ("rotated by (degrees)", [0, 10, 20, 30, 45, 60, 90], rotate),
+    "shift": ("shifted right and down by (pixels)", [0, 1, 2, 3, 4, 5, 6], shift),
+    "noise": ("gaussian noise, std on 0..255", [0, 25, 50, 75, 100, 150, 200], add_noise),
+    "thickening": ("strokes thickened by (pixels)", [0, 1, 2, 3], thicken),
+}
+
+
+def perturb(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {kind!r}: use one of {', '.join(PERTURBATIONS)}")
+    return PERTURBATIONS[kind][2](images, level)
+
+
+def subsample(n_total: int, n: int, seed: int = 0) -> torch.Tensor:
+    """A fixed random choice of ``n`` rows (sorted), the same for every model so curves compare."""
+    if n >= n_total:
+        return torch.arange(n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def robustness(
+    model: nn.Module, config: TrainConfig, data: MNIST, n: int = 1000, progress: Progress = _no_progress
+) -> dict[str, list[tuple[float, float]]]:
+    """Accuracy at each level of each perturbation, on the same ``n`` test images of the task."""
+    index, targets, _ = task_test_set(data, config)
+    rows = subsample(len(index), n)
+    images, targets = data.test_images[index[rows]], targets[rows]
+    steps = sum(len(levels) for _, levels, _ in PERTURBATIONS.values())
+    done = 0
+    out: dict[str, list[tuple[float, float]]] = {}
+    for kind, (_, levels, fn) in PERTURBATIONS.items():
+        out[kind] = []
+        for level in levels:
+            progress(done / steps, f"{kind} {level:g}")
+            probs = predict_proba(model, config, fn(images, level))
+            out[kind].append((float(level), float((probs.argmax(dim=1) == targets).float().mean())))
+            done += 1
+    progress(1.0, "done")
+    return out
+
+
+def cached_robustness(
+    model: nn.Module, info: ModelInfo, data: MNIST, n: int = 1000, progress: Progress = _no_progress
+) -> dict[str, list[tuple[float, float]]]:
+    return cached(robustness_key(info, data, n), lambda: robustness(model, info.config, data, n, progress))
+
+
+def robustness_key(info: ModelInfo, data: MNIST, n: int) -> tuple:
+    return ("robust", info.id, data.fingerprint(), n)
+
+
+# ---------------------------------------------------------------- embeddings
+
+RAW = "raw pixels"
+# The layers worth a map: what each block hands on (activations, pools) and the final output.
+_MAPPED = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d, nn.LogSoftmax)
+
+
+def embedding_layers(model: nn.Module) -> list[str]:
+    """What can be mapped: the raw pixels, then each leaf layer's output, in the order they run."""
+    names = [RAW]
+    if isinstance(model, SimpleNetScratch):
+        return [*names, "hidden (relu)", "output"]
+    leaves = [n for n, m in model.named_modules() if n and not list(m.children())]
+    if not leaves:
+        return [*names, "output"]
+    mapped = [n for n in leaves[:-1] if isinstance(model.get_submodule(n), _MAPPED)]
+    return [*names, *mapped, leaves[-1]]
+
+
+def layer_label(model: nn.Module, name: str) -> str:
+    if name in (RAW, "output", "hidden (relu)"):
+        return name
+    return f"{name} · {type(model.get_submodule(name)).__name__}"
+
+
+@torch.inference_mode()
+def layer_features(
+    model: nn.Module, config: TrainConfig, images: torch.Tensor, layer: str, batch: int = 500
+) -> torch.Tensor:
+    """What ``layer`` outputs for uint8 ``images``, flattened to [N, features] (a forward hook catches it)."""
+    if layer == RAW:
+        return images.reshape(len(images), -1).float() / 255
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[torch.Tensor] = []
+    for start in range(0, len(images), batch):
+        x = prepare(images[start : start + batch], config, device)
+        if layer == "output":
+            y = model(x)
+        elif layer == "hidden (relu)" and isinstance(model, SimpleNetScratch):
+            y = (x.reshape(len(x), -1) @ model.w1 + model.b1).clamp(min=0)
+        else:
+            caught: list[torch.Tensor] = []
+            handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o, c=caught: c.append(o))
+            try:
+                model(x)
+            finally:
+                handle.remove()
+            y = caught[0]
+        out.append(y.reshape(len(y), -1).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    coords: np.ndarray  # [n, 2]
+    rows: torch.Tensor  # rows of the task's test set (see task_test_set) that were mapped
+    targets: np.ndarray  # [n] class index
+    method: str
+    layer: str
+    dims: int  # features per image in that layer
+    explained: float = float("nan")  # PCA: share of the variance the two axes keep
+
+
+def _pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
+    x = x - x.mean(dim=0, keepdim=True)
+    k = max(1, min(k, x.shape[0], x.shape[1]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _, s, v = torch.pca_lowrank(x, q=min(k + 8, x.shape[0], x.shape[1]), center=False, niter=6)
+    total = float((x**2).sum())
+    explained = float((s[:k] ** 2).sum()) / total if total else float("nan")
+    return x @ v[:, :k], explained
+
+
+def project(features: torch.Tensor, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, float]:
+    """[n, d] -> [n, 2]: PCA (torch.pca_lowrank), or t-SNE (sklearn) on the first 50 principal components."""
+    x = features.reshape(len(features), -1).float()
+    if method == "pca":
+        coords, explained = _pca(x, 2)
+        return coords.numpy().astype(np.float32), explained
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        reduced, _ = _pca(x, 50)
+        perplexity = float(min(30, max(2, (len(x) - 1) / 3)))
+        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+        return tsne.fit_transform(reduced.numpy()).astype(np.float32), float("nan")
+    raise ValueError(f"unknown projection {method!r}: use 'pca' or 'tsne'")
+
+
+def embedding(
+    model: nn.Module, config: TrainConfig, data: MNIST, layer: str = RAW, method: str = "pca", n: int = 1500
+) -> Embedding:
+    """``n`` test images of the task, as ``layer`` sees them, projected to 2-D."""
+    index, targets, _ = task_test_set(data, config)
+    rows = subsample(len(index), n)
+    feats = layer_features(model, config, data.test_images[index[rows]], layer)
+    coords, explained = project(feats, method)
+    return Embedding(coords, rows, targets[rows].numpy(), method, layer, feats.shape[1], explained)
+
+
+def embedding_key(info: ModelInfo, data: MNIST, layer: str, method: str, n: int) -> tuple:
+    # The raw-pixel map depends only on the task, so every model of a task shares it.
+    owner = info.config.task if layer == RAW else info.id
+    return ("embed", owner, data.fingerprint(), layer, method, n)
+
+
+def cached_embedding(
+    model: nn.Module, info: ModelInfo, data: MNIST, layer: str = RAW, method: str = "pca", n: int = 1500
+) -> Embedding:
+    return cached(embedding_key(info, data, layer, method, n),
+                  lambda: embedding(model, info.config, data, layer, method, n))
+
+
+# ---------------------------------------------------------------- leaderboard
+
+
+def leaderboard(infos: list[ModelInfo]) -> list[dict]:
+    """Every stored model, best test accuracy first within each task (3-vs-7 scores are not comparable)."""
+    rows = []
+    for i in infos:
+        acc = i.metrics.get("test_accuracy")
+        rows.append(
+            {
+                "model": i.config.title,
+                "task": "3 vs 7 (2 classes)" if i.config.task == "3v7" else "10 digits",
+                "test accuracy": float(acc) if isinstance(acc, (int, float)) else float("nan"),
+                "parameters": i.parameters,
+                "training time (s)": round(i.train_seconds, 1),
+                "epochs": len(i.history),
+                "preset": i.config.preset,
+                "trained": i.created[:16].replace("T", " "),
+                "id": i.id,
+            }
+        )
+    rows.sort(key=lambda r: (r["task"] != "10 digits", -(r["test accuracy"] if r["test accuracy"] == r["test accuracy"]
+                                                        else -1.0)))
+    for rank, r in enumerate(rows, 1):
+        r["rank"] = rank
+    return rows

@@ -359,3 +359,22 @@ def baseline_figure(b: Baseline) -> go.Figure:
     fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
                       margin=dict(t=40, b=30), title=f"Baseline accuracy on {b.n3:,} test 3s and {b.n7:,} test 7s")
     return fig
+
+
+def run_verdict(config: TrainConfig, history: list[dict] | tuple[dict, ...]) -> str:
+    """A plain warning for a run that finished without learning (too high a rate often kills it quietly).
+
+    A loss that turns into NaN already stops the run with the queue's message; this catches the quieter
+    failure, where steps overshoot, ReLU units die and the model settles on guessing.
+    """
+    if not history:
+        return ""
+    chance = 0.5 if config.task == "3v7" else 0.1
+    acc = history[-1]["test_accuracy"]
+    if acc < chance + 0.1:
+        return (
+            f"This run learned almost nothing: test accuracy {acc:.1%}, where guessing gets {chance:.0%}. "
+            f"The learning rate {config.lr:g} is probably too high for {config.optimizer.upper()} here: the steps "
+            "overshoot and the model gets stuck. Try one ten times smaller."
+        )
+    return ""

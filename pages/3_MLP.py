@@ -1,0 +1,105 @@
+"""Stage 3: all ten digits with a multi-layer perceptron -- simple_net by hand, then nn.Sequential, trained live."""
+
+import pandas as pd
+import streamlit as st
+
+from digitlab import lessons, ui, viz
+from digitlab.models import ACTIVATIONS, SimpleNetScratch, simple_net
+from digitlab.train import ConfigError
+
+data = ui.page_setup(
+    "MLP",
+    "🧠",
+    "Now all ten digits. A linear layer, a non-linearity (ReLU is just `max(x, 0)`), another linear layer: "
+    "that is a neural network. Start from one of the two tutorials' nets and change what you like.",
+)
+
+# ---------------------------------------------------------------- 1. the network
+st.header("1. The network")
+preset = ui.preset_picker(("mlp",), key="mlp_preset")
+k = f"mlp_{preset.preset}"
+c1, c2, c3 = st.columns(3)
+hidden_text = c1.text_input(
+    "Hidden layer sizes", value=", ".join(str(h) for h in preset.hidden), key=f"{k}_hidden",
+    help="One number per hidden layer, separated by commas: '50' is the fastai net, '128, 64' the PyTorch one.",
+)
+act_options = [preset.activations, *[(a,) for a in ACTIVATIONS if (a,) != preset.activations]]
+activations = c2.selectbox(
+    "Activation", act_options, key=f"{k}_act",
+    format_func=lambda a: ("as the preset: " if a == preset.activations else "") + ", then ".join(a),
+    help="The non-linearity after each hidden layer (the last one repeats for deeper nets).",
+)
+optimizer = c3.selectbox(
+    "Optimizer", ["sgd", "momentum", "adam"], index=["sgd", "momentum", "adam"].index(preset.optimizer),
+    key=f"{k}_opt", format_func={"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}.get,
+    help="Plain SGD steps against the gradient; momentum keeps some of the last step; Adam scales each weight's step.",
+)
+config = ui.training_controls(preset, "mlp")
+try:
+    config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations, optimizer=optimizer)
+    bad_layers = ""
+except ConfigError as e:
+    bad_layers = str(e)
+    st.error(bad_layers)
+
+if not bad_layers:
+    rows, total = lessons.layer_rows(config)
+    c1, c2 = st.columns([2, 1])
+    c1.dataframe(pd.DataFrame(rows), hide_index=True)
+    c2.metric("Parameters", f"{total:,}", help="Every weight and bias the optimizer will tune.")
+    c2.caption(" → ".join(str(s) for s in (784, *config.hidden, 10)))
+
+# ---------------------------------------------------------------- 2. by hand vs nn.Sequential
+st.header("2. simple_net by hand, and as nn.Sequential")
+st.markdown(
+    "The fastai lesson writes the net with plain tensors: `res = xb@w1 + b1; res = res.max(tensor(0.0)); "
+    "res@w2 + b2`. PyTorch's `nn.Linear` does the same sum (its weight is stored transposed). Copy the same "
+    "numbers into both and they give the same outputs on real test images:"
+)
+eq = lessons.scratch_vs_nn(data)
+c1, c2 = st.columns([3, 1])
+table = pd.DataFrame(
+    [{"image": i, "output": d, "by hand": float(eq.scratch_out[i, d]), "nn.Sequential": float(eq.nn_out[i, d])}
+     for i in range(min(2, len(eq.scratch_out))) for d in range(10)]
+)
+c1.dataframe(table, hide_index=True, height=250)
+c2.metric("Largest difference", f"{eq.max_abs_diff:.1e}", help="Only float rounding: the two compute the same thing.")
+c2.metric("Same predicted digit", "yes" if eq.same_predictions else "no")
+c2.caption(f"{eq.scratch_params:,} parameters each")
+ui.show_code(SimpleNetScratch.forward, simple_net, lessons.scratch_vs_nn)
+
+# ---------------------------------------------------------------- 3. training
+st.header("3. Train it")
+if st.button("Train", type="primary", key="mlp_train", disabled=bool(bad_layers),
+             help="Start training in the background; it keeps going if you switch page."):
+    ui.start_training(config, data, "mlp_job", runs_key="mlp_runs")
+snap = ui.training_panel("mlp_job")
+if snap is not None and snap.finished and (verdict := lessons.run_verdict(snap.config, snap.history)):
+    st.warning(verdict)
+ui.one_more_epoch(snap, data, "mlp_job", runs_key="mlp_runs")
+
+st.subheader("Compare runs")
+ui.runs_comparison("mlp_runs", lessons.run_label)
+
+# ---------------------------------------------------------------- 4. after training
+st.header("4. What it learned")
+if snap is not None and snap.finished and snap.model_id:
+    loaded = ui.load_model(snap.model_id)
+    if loaded:
+        model, info = loaded
+        st.metric("Test accuracy", f"{info.metrics['test_accuracy']:.2%}",
+                  help="Share of the 10,000 test images the trained model gets right.")
+        st.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s); stored as `{info.id}`.")
+        seed = st.number_input("Test images to show (a seed)", 0, 10_000, 0, key="mlp_view_seed",
+                               help="Change it to draw another four test images.")
+        view = lessons.classify_view(model, info.config, data, n=4, seed=int(seed))
+        cols = st.columns(4)
+        for j, col in enumerate(cols[: len(view.labels)]):
+            col.plotly_chart(viz.image_heatmap(view.images[j], f"a {view.labels[j]}", height=220),
+                             key=f"view_img_{j}")
+            col.plotly_chart(viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),
+                             key=f"view_bars_{j}")
+elif snap is not None and snap.state == "failed":
+    st.info("That run did not finish. Change the settings above (often: a smaller learning rate) and train again.")
+else:
+    st.info("Train a model above: its test accuracy and its answers on a few test images appear here.")

@@ -1,0 +1,111 @@
+"""The Linear and MLP stages' teaching steps, run on the real MNIST."""
+
+import pytest
+import torch
+
+from digitlab import lessons
+from digitlab.models import PRESETS, build_model, count_parameters
+from digitlab.train import ConfigError
+
+
+def test_pixel_baseline_uses_every_test_3_and_7(mnist):
+    b = lessons.pixel_baseline(mnist)
+    labels = mnist.test_labels
+    assert (b.n3, b.n7) == (int((labels == 3).sum()), int((labels == 7).sum()))
+    means = mnist.mean_images("train") / 255
+    assert torch.allclose(b.mean3, means[3], atol=1e-4) and torch.allclose(b.mean7, means[7], atol=1e-4)
+    for kind in ("l1", "l2"):
+        acc = b.accuracy[kind]
+        assert 0.9 < acc["all"] < 1.0
+        assert acc["all"] == pytest.approx((acc["3"] * b.n3 + acc["7"] * b.n7) / (b.n3 + b.n7), abs=1e-6)
+
+
+def test_distances_and_the_baselines_answer(mnist):
+    b = lessons.pixel_baseline(mnist)
+    assert float(lessons.mnist_distance(b.mean3, b.mean3)) == 0.0
+    assert bool(lessons.is_3(b.mean3, b.mean3, b.mean7)) and not bool(lessons.is_3(b.mean7, b.mean3, b.mean7, "l2"))
+    pool, labels = lessons.pick_3s_and_7s(mnist)
+    assert set(labels.tolist()) == {3, 7}
+    d = lessons.digit_distances(pool[0], b)
+    for kind in ("l1", "l2"):
+        assert d[kind]["says"] == ("3" if d[kind]["to 3"] < d[kind]["to 7"] else "7")
+    # RMS is never below the mean absolute difference.
+    assert d["l2"]["to 3"] >= d["l1"]["to 3"]
+    with pytest.raises(ValueError):
+        lessons.mnist_distance(b.mean3, b.mean7, "l3")
+
+
+def test_one_sgd_step_moves_weights_against_the_gradient(mnist):
+    step = lessons.one_sgd_step(mnist, init_std=0.01, lr=1.0, batch_size=256)
+    assert step.before.predictions.shape == (256, 1)
+    assert torch.allclose(step.after.weights, step.before.weights - 1.0 * step.weight_grad, atol=1e-6)
+    assert step.after.bias == pytest.approx(step.before.bias - step.bias_grad, abs=1e-6)
+    assert step.after.loss < step.before.loss
+    with pytest.raises(ConfigError):
+        lessons.first_batch(mnist, batch_size=10**6)
+
+
+def test_seed_init_saturates_the_sigmoid(mnist):
+    seed, better = lessons.init_report(mnist, 1.0), lessons.init_report(mnist, 0.01)
+    assert seed.saturated > 0.5 and better.saturated == 0.0
+    assert better.mean_abs_grad > 3 * seed.mean_abs_grad
+    assert lessons.init_weights(1.0).std() > 50 * lessons.init_weights(0.01).std()
+
+
+def test_a_tiny_change_moves_the_loss_but_not_the_accuracy(mnist):
+    r = lessons.accuracy_is_not_the_loss(mnist, init_std=1.0)
+    assert r.tiny_loss_change < 0
+    assert r.tiny_accuracy_change == 0.0
+    assert len(set(r.accuracies.tolist())) > 1  # bigger moves do change it, in jumps
+    assert len(set(r.losses.tolist())) == len(r.losses)  # every move changes the loss
+
+
+def test_scratch_simple_net_equals_nn_sequential(mnist):
+    eq = lessons.scratch_vs_nn(mnist, n_hidden=50, n_images=5)
+    assert eq.scratch_out.shape == eq.nn_out.shape == (5, 10)
+    assert eq.max_abs_diff < 1e-5 and eq.same_predictions
+    assert eq.scratch_params == eq.nn_params == 784 * 50 + 50 + 50 * 10 + 10
+
+
+def test_parse_hidden_and_layer_rows():
+    assert lessons.parse_hidden("128, 64") == (128, 64)
+    assert lessons.parse_hidden(" 50 ") == (50,)
+    for bad in ("", "0", "50, x", "-3", "1,2,3,4,5,6,7", "10000"):
+        with pytest.raises(ConfigError):
+            lessons.parse_hidden(bad)
+    config = PRESETS["mlp-128-64"]
+    rows, total = lessons.layer_rows(config)
+    assert total == count_parameters(build_model(config)) == sum(r["parameters"] for r in rows)
+    assert [r["output shape"] for r in rows if r["type"] == "Linear"] == ["128", "64", "10"]
+
+
+def test_check_training_refuses_a_batch_larger_than_the_data(mnist):
+    config = PRESETS["simple_net"].with_(train_limit=1000, batch_size=2000)
+    with pytest.raises(ConfigError, match="larger than the 1000 training images"):
+        lessons.check_training(config, mnist)
+    assert lessons.check_training(config.with_(batch_size=100), mnist) == 1000
+
+
+def test_classify_view_and_weights_of_trained_models(mnist, trained):
+    from digitlab.store import ModelStore
+
+    store = ModelStore()
+    model, info = store.load(trained["mlp"].id)
+    view = lessons.classify_view(model, info.config, mnist, n=4, seed=1)
+    assert view.probs.shape == (4, 10) and view.class_names == [str(d) for d in range(10)]
+    assert torch.allclose(view.probs.sum(1), torch.ones(4), atol=1e-5)
+    assert all(0 <= v <= 9 for v in view.labels)
+
+    model, info = store.load(trained["linear"].id)
+    view = lessons.classify_view(model, info.config, mnist, n=3)
+    assert view.class_names == ["7", "3"] and set(view.labels) <= {3, 7}
+    w = lessons.linear_weights(model)
+    assert w.shape == (28, 28) and float(w.abs().max()) > 0
+
+
+def test_run_verdict_flags_a_run_that_learned_nothing():
+    config = PRESETS["simple_net"].with_(lr=10.0)
+    assert "10" in lessons.run_verdict(config, [{"test_accuracy": 0.101}])
+    assert lessons.run_verdict(config, [{"test_accuracy": 0.95}]) == ""
+    assert lessons.run_verdict(PRESETS["linear-seed"], [{"test_accuracy": 0.55}])
+    assert lessons.run_verdict(config, []) == ""

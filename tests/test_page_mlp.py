@@ -1,0 +1,85 @@
+"""The MLP page under the real Streamlit runtime, driven through its widgets."""
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
+
+
+def _titles(at) -> list[str]:
+    out = []
+    for chart in at.get("plotly_chart"):
+        title = json.loads(chart.proto.spec)["layout"].get("title", {})
+        out.append(title.get("text", "") if isinstance(title, dict) else str(title))
+    return out
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_network_table_presets_and_equivalence(mnist):
+    from digitlab.models import PRESETS, build_model, count_parameters
+
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception and not at.error
+    assert _metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['simple_net'])):,}"
+    assert _metrics(at)["Same predicted digit"] == "yes"
+    assert float(_metrics(at)["Largest difference"]) < 1e-5
+    assert any("nn.Linear" in c.value or "def simple_net" in c.value for c in at.code)
+
+    at.selectbox(key="mlp_preset").set_value("mlp-128-64").run()
+    assert _metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['mlp-128-64'])):,}"
+    assert at.text_input(key="mlp_mlp-128-64_hidden").value == "128, 64"
+    at.text_input(key="mlp_mlp-128-64_hidden").set_value("32, 32, 16").run()
+    assert _metrics(at)["Parameters"] == f"{784 * 32 + 32 + 32 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10:,}"
+    at.text_input(key="mlp_mlp-128-64_hidden").set_value("32, big").run()
+    assert any("'big' is not a layer size" in e.value for e in at.error)
+    assert at.button(key="mlp_train").disabled
+
+
+def test_train_then_accuracy_and_classify_view(mnist):
+    from digitlab import ui
+
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.number_input(key="mlp_simple_net_epochs").set_value(2)
+    at.number_input(key="mlp_simple_net_limit").set_value(3000)
+    at.selectbox(key="mlp_simple_net_opt").set_value("adam")
+    at.select_slider(key="mlp_simple_net_lr").set_value(0.003)
+    at.button(key="mlp_train").click().run()
+    assert not at.exception and not at.error
+    snap = ui.get_queue().wait(at.session_state["mlp_job"], timeout=90)
+    assert snap.state == "done" and len(snap.history) == 2
+    at.run()
+    assert not at.exception
+    acc = snap.history[-1]["test_accuracy"]
+    assert _metrics(at)["Test accuracy"] == f"{acc:.2%}"
+    assert acc > 0.8  # Adam on 3,000 images for two epochs learns the digits
+    titles = _titles(at)
+    assert "Loss" in titles and "Accuracy" in titles
+    assert titles.count("Class probability") == 4
+
+    # A learning rate far too high: the run ends with a plain message, not a model that looks fine.
+    at.select_slider(key="mlp_simple_net_lr").set_value(10.0)
+    at.selectbox(key="mlp_simple_net_opt").set_value("sgd")
+    at.number_input(key="mlp_simple_net_epochs").set_value(1)
+    at.button(key="mlp_train").click().run()
+    ui.get_queue().wait(at.session_state["mlp_job"], timeout=90)
+    at.run()
+    problems = [w.value for w in at.warning] + [e.value for e in at.error]
+    assert any("learning rate 10" in p for p in problems), problems
+    overlay = [c for c in at.get("plotly_chart") if "test accuracy" == json.loads(c.proto.spec)["layout"]
+               .get("title", {}).get("text")]
+    assert overlay and len(json.loads(overlay[0].proto.spec)["data"]) == 2
+
+
+def test_batch_larger_than_the_data_is_refused(mnist):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.number_input(key="mlp_simple_net_limit").set_value(500)
+    at.number_input(key="mlp_simple_net_bs").set_value(1000)
+    at.button(key="mlp_train").click().run()
+    assert not at.exception
+    assert any("batch size 1000 is larger than the 500 training images" in e.value for e in at.error)
+    assert "mlp_job" not in at.session_state

@@ -1,0 +1,144 @@
+"""digitlab.evaluate on the real MNIST test set with the session's real trained models."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from digitlab import evaluate as ev
+from digitlab.store import ModelStore
+
+
+@pytest.fixture(scope="module")
+def loaded(trained):
+    store = ModelStore()
+    return {name: store.load(info.id) for name, info in trained.items()}
+
+
+def test_predictions_confusion_and_scores_agree_with_training(mnist, loaded):
+    model, info = loaded["mlp"]
+    pred = ev.predict(model, info.config, mnist)
+    assert pred.probs.shape == (10_000, 10) and pred.class_names == ev.DIGITS
+    assert torch.allclose(pred.probs.sum(dim=1), torch.ones(10_000), atol=1e-4)
+    cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
+    assert int(cm.sum()) == 10_000
+    assert cm.sum(dim=1).tolist() == mnist.class_counts("test")
+    # The diagonal is the accuracy fit() measured and the store recorded.
+    assert float(cm.trace()) / 10_000 == pytest.approx(pred.accuracy)
+    assert pred.accuracy == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
+    scores = ev.per_class_scores(cm, pred.class_names)
+    for c, row in enumerate(scores):
+        truly, called = pred.targets == c, pred.predicted == c
+        hits = int((truly & called).sum())
+        assert row["recall"] == pytest.approx(hits / int(truly.sum()))
+        assert row["precision"] == pytest.approx(hits / int(called.sum()))
+        assert row["F1"] == pytest.approx(2 * row["precision"] * row["recall"] / (row["precision"] + row["recall"]))
+    assert sum(r["predicted as it"] for r in scores) == 10_000
+
+
+def test_three_vs_seven_is_scored_on_3s_and_7s_as_two_classes(mnist, loaded):
+    model, info = loaded["linear"]
+    pred = ev.predict(model, info.config, mnist)
+    n37 = mnist.class_counts("test")[3] + mnist.class_counts("test")[7]
+    assert pred.probs.shape == (n37, 2) and pred.class_names == ("7", "3")
+    assert set(mnist.test_labels[pred.index].tolist()) == {3, 7}
+    assert (mnist.test_labels[pred.index][pred.targets == 1] == 3).all()
+    assert pred.accuracy == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
+    cm = ev.confusion_matrix(pred.targets, pred.predicted, 2)
+    assert cm.sum(dim=1).tolist() == [mnist.class_counts("test")[7], mnist.class_counts("test")[3]]
+
+
+def test_mistakes_cells_and_coverage(mnist, loaded):
+    model, info = loaded["mlp"]
+    pred = ev.cached_predictions(model, info, mnist)
+    assert ev.cached_predictions(model, info, mnist) is pred  # the keyed cache
+    rows = ev.confident_mistakes(pred, 15)
+    assert len(rows) == 15 and not pred.correct[rows].any()
+    conf = pred.confidence[rows]
+    assert (conf[:-1] >= conf[1:]).all()
+    assert float(conf[0]) == pytest.approx(float(pred.confidence[~pred.correct].max()))
+
+    cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
+    cell = ev.cell_members(pred, 4, 9)
+    assert len(cell) == int(cm[4, 9])
+    assert (pred.targets[cell] == 4).all() and (pred.predicted[cell] == 9).all()
+
+    everything = ev.at_threshold(pred, 0.0)
+    assert everything.answered == 10_000 and everything.accuracy == pytest.approx(pred.accuracy)
+    assert ev.at_threshold(pred, 1.01).answered == 0 and math.isnan(ev.at_threshold(pred, 1.01).accuracy)
+    curve = ev.coverage_curve(pred)
+    covs = [c.coverage for c in curve]
+    assert all(a >= b for a, b in zip(covs, covs[1:]))
+    # Only the sure answers: fewer of them, and more of them right.
+    sure = ev.at_threshold(pred, 0.99)
+    assert sure.coverage < 1 and sure.accuracy > pred.accuracy
+
+
+def test_perturbations_on_real_digits(mnist):
+    x = mnist.test_images[:50]
+    assert torch.equal(ev.rotate(x, 90), torch.rot90(x, 1, dims=(1, 2)))  # a quarter turn moves pixels exactly
+    assert torch.equal(ev.rotate(x, 0), x)
+    s = ev.shift(x, 3)
+    assert torch.equal(s[:, 3:, 3:], x[:, :-3, :-3]) and int(s[:, :3].sum()) == 0 and int(s[:, :, :3].sum()) == 0
+    n1, n2 = ev.add_noise(x, 50, seed=1), ev.add_noise(x, 50, seed=1)
+    assert torch.equal(n1, n2) and not torch.equal(n1, x)
+    grey = torch.full((50, 28, 28), 128, dtype=torch.uint8)  # far from 0 and 255: nothing is clipped
+    assert float((ev.add_noise(grey, 20).float() - 128).std()) == pytest.approx(20, abs=0.5)
+    t = ev.thicken(x, 1)
+    assert ((t > 0).sum(dim=(1, 2)) > (x > 0).sum(dim=(1, 2))).all() and (t >= x).all()
+    dot = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    dot[0, 10, 10] = 200
+    assert ev.thicken(dot, 1)[0, 9:12, 9:12].eq(200).all() and int((ev.thicken(dot, 1) > 0).sum()) == 9
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        ev.perturb(x, "blur", 1)
+
+
+def test_robustness_starts_at_the_plain_accuracy_and_falls(mnist, loaded):
+    model, info = loaded["mlp"]
+    res = ev.robustness(model, info.config, mnist, n=400)
+    assert list(res) == list(ev.PERTURBATIONS)
+    pred = ev.predict(model, info.config, mnist)
+    rows = ev.subsample(10_000, 400)
+    plain = float(pred.correct[rows].float().mean())
+    for kind, points in res.items():
+        assert [lvl for lvl, _ in points] == ev.PERTURBATIONS[kind][1]
+        assert points[0][1] == pytest.approx(plain)
+    assert res["rotation"][-1][1] < plain - 0.3 and res["shift"][-1][1] < plain - 0.3
+
+
+def test_embeddings_from_pixels_and_every_hidden_layer(mnist, loaded):
+    cnn, cnn_info = loaded["cnn"]
+    layers = ev.embedding_layers(cnn)
+    # Each block's ReLU and pool, the hidden ReLU, then the output layer.
+    assert layers == [ev.RAW, "conv_layers.1", "conv_layers.2", "conv_layers.4", "conv_layers.5", "fc_layers.2",
+                      "fc_layers.3"]
+    imgs = mnist.test_images[:20]
+    assert ev.layer_features(cnn, cnn_info.config, imgs, "conv_layers.2").shape == (20, 32 * 13 * 13)
+    assert ev.layer_features(cnn, cnn_info.config, imgs, "fc_layers.2").shape == (20, 64)
+
+    mlp, mlp_info = loaded["mlp"]
+    assert ev.embedding_layers(mlp)[1:] == ["2", "3"]  # the ReLU's output, then the output layer
+    emb = ev.embedding(mlp, mlp_info.config, mnist, ev.RAW, "pca", n=600)
+    assert emb.coords.shape == (600, 2) and emb.dims == 784
+    from sklearn.decomposition import PCA
+
+    raw = mnist.test_images[emb.rows].reshape(600, -1).float().numpy() / 255
+    assert emb.explained == pytest.approx(PCA(2).fit(raw).explained_variance_ratio_.sum(), abs=1e-3)
+    hidden = ev.embedding(mlp, mlp_info.config, mnist, "2", "tsne", n=200)
+    assert hidden.coords.shape == (200, 2) and np.isfinite(hidden.coords).all() and hidden.dims == 50
+    # Same digit, nearby point: nearest neighbours in the t-SNE map mostly share the label.
+    d = ((hidden.coords[:, None, :] - hidden.coords[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (hidden.targets[d.argmin(axis=1)] == hidden.targets).mean() > 0.7
+
+
+def test_leaderboard_lists_every_model_best_first(trained):
+    rows = ev.leaderboard(ModelStore().list())
+    ids = [r["id"] for r in rows]
+    assert {i.id for i in trained.values()} <= set(ids)
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    digits = [r["test accuracy"] for r in rows if r["task"] == "10 digits"]
+    assert digits == sorted(digits, reverse=True)
+    lin = next(r for r in rows if r["id"] == trained["linear"].id)
+    assert lin["task"] == "3 vs 7 (2 classes)" and lin["parameters"] == 785

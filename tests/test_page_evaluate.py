@@ -1,0 +1,115 @@
+"""The Evaluate page under the real Streamlit runtime, with the session's real trained models."""
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from digitlab.store import ModelStore
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "7_Evaluate.py")
+
+
+def _metrics(at) -> list[tuple[str, str]]:
+    return [(m.label, m.value) for m in at.metric]
+
+
+def _frames(at, first_column: str | None = None, has: str | None = None) -> list:
+    out = []
+    for d in at.dataframe:
+        df = d.value
+        if first_column is not None and (len(df.columns) == 0 or not str(df.columns[0]).startswith(first_column)):
+            continue
+        if has is not None and has not in df.columns:
+            continue
+        out.append(df)
+    return out
+
+
+def _open(model_id: str, **state) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["eval_model"] = model_id
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, trained):
+    info = trained["mlp"]
+    at = _open(info.id)
+    assert not at.exception and not at.error
+    shown = dict(_metrics(at))
+    assert shown["Test images"] == f"{len(mnist.test_images):,}" == "10,000"
+    (cm,) = _frames(at, "pred ")
+    assert int(cm.values.sum()) == 10_000
+    assert cm.values.sum(axis=1).tolist() == mnist.class_counts("test")
+    assert shown["Accuracy"] == f"{cm.values.trace() / 10_000:.2%}" == f"{info.metrics['test_accuracy']:.2%}"
+    assert shown["Mistakes"] == f"{10_000 - int(cm.values.trace()):,}"
+
+    (scores,) = _frames(at, "class")
+    assert scores["test images"].sum() == 10_000
+    assert scores["recall"].tolist() == pytest.approx((cm.values.diagonal() / cm.values.sum(axis=1)).tolist())
+
+    # The fallback cell picker: the images of one cell, as many as the matrix says.
+    at.selectbox(key=f"cm_true_{info.id}").set_value("4")
+    at.selectbox(key=f"cm_pred_{info.id}").set_value("9")
+    at.run()
+    n49 = int(cm.loc["true 4", "pred 9"])
+    assert any(f"**{n49:,}** test images are **4** and were called **9**" in m.value for m in at.markdown)
+
+    # Threshold 0 answers everything at the plain accuracy; a high one answers fewer.
+    at.slider(key="eval_threshold").set_value(0.0).run()
+    shown = dict(_metrics(at))
+    assert shown["Answered"] == "10,000 of 10,000" and shown["Accuracy on those"] == shown["Accuracy"]
+    at.slider(key="eval_threshold").set_value(0.99).run()
+    answered = int(dict(_metrics(at))["Answered"].split(" of ")[0].replace(",", ""))
+    assert 0 < answered < 10_000
+
+    (mistakes,) = _frames(at, "test image")
+    assert (mistakes["true"] != mistakes["predicted"]).all() and mistakes["probability"].is_monotonic_decreasing
+    robust = _frames(at, "model", has="change")[0]
+    plain = robust[(robust["level"] == 0)]["accuracy"]
+    assert set(robust["change"]) == {"rotation", "shift", "noise", "thickening"} and plain.nunique() == 1
+
+    (board,) = _frames(at, "rank")
+    assert {i.id for i in trained.values()} <= set(board["id"])
+    assert len(at.get("plotly_chart")) >= 6
+
+
+def test_three_vs_seven_and_comparing_two_models(mnist, trained):
+    lin, mlp = trained["linear"], trained["mlp"]
+    at = _open(lin.id, eval_compare=True, eval_model_b=mlp.id)
+    assert not at.exception and not at.error
+    shown = _metrics(at)
+    n37 = mnist.class_counts("test")[3] + mnist.class_counts("test")[7]
+    assert [v for k, v in shown if k == "Test images"] == [f"{n37:,}", "10,000"]
+    assert [v for k, v in shown if k == "Accuracy"] == [f"{lin.metrics['test_accuracy']:.2%}",
+                                                        f"{mlp.metrics['test_accuracy']:.2%}"]
+    assert any("scored on the test 3s and 7s only" in c.value for c in at.caption)
+    two, ten = _frames(at, "pred ")
+    assert two.shape == (2, 2) and int(two.values.sum()) == n37 and int(ten.values.sum()) == 10_000
+    robust = _frames(at, "model", has="change")[0]
+    assert robust["model"].nunique() == 2  # a curve per model
+
+
+@pytest.fixture()
+def damaged(trained):
+    """A copy of a real model whose weights file got corrupted; removed afterwards so other pages never see it."""
+    store = ModelStore()
+    src = trained["mlp"].id
+    bad = "damaged-evaluate-test"
+    record = json.loads((store.root / f"{src}.json").read_text())
+    record["id"], record["created"] = bad, "2000-01-01T00:00:00"
+    (store.root / f"{bad}.safetensors").write_bytes(b"\x00garbage, not safetensors" * 10)
+    (store.root / f"{bad}.json").write_text(json.dumps(record))
+    yield bad
+    store.delete(bad)
+
+
+def test_a_damaged_model_gives_a_message_not_a_traceback(damaged, trained):
+    at = _open(damaged)
+    assert not at.exception
+    assert any("cannot be used" in e.value and "damaged" in e.value for e in at.error)
+    (board,) = _frames(at, "rank")  # the rest of the store is still listed
+    assert trained["mlp"].id in set(board["id"])

@@ -221,6 +221,17 @@ def linear_weights(model: nn.Module) -> torch.Tensor:
     raise ValueError("this model has no 784-weight layer")
 
 
+def weight_change(model: nn.Module, config: TrainConfig) -> torch.Tensor | None:
+    """Trained minus starting weights of a from-scratch linear model (its start is rebuilt from the config's seed).
+
+    With the seed's std-1 start the trained weights still look like the noise they began as; the change
+    is where the 3-vs-7 pattern shows.
+    """
+    if config.kind != "linear" or config.form != "scratch":
+        return None
+    return linear_weights(model) - init_weights(config.init_std, config.seed)
+
+
 # ---------------------------------------------------------------- the MLP stage
 
 
@@ -307,7 +318,8 @@ def classify_view(model: nn.Module, config: TrainConfig, data: MNIST, n: int = 4
 def run_label(config: TrainConfig) -> str:
     """A short name for a run in an overlay: what differs between runs a student compares."""
     hidden = "-".join(str(h) for h in config.hidden) if config.kind == "mlp" else ""
-    parts = [config.preset, hidden, config.optimizer, f"lr {config.lr:g}", f"bs {config.batch_size}"]
+    parts = [config.preset, hidden, config.optimizer, f"lr {config.lr:g}", f"bs {config.batch_size}",
+             f"{config.epochs} ep"]
     if config.kind == "linear":
         parts.insert(1, f"init std {config.init_std:g}")
     if config.train_limit:
@@ -347,7 +359,7 @@ def predictions_figure(step: OneStep, n: int = 40) -> go.Figure:
     fig.add_hline(y=0.5, line_dash="dot", line_color="#888")
     fig.update_layout(height=340, margin=dict(t=40, b=40), xaxis_title="image in the batch",
                       yaxis=dict(title="sigmoid(prediction)", range=[-0.05, 1.05]),
-                      title="Predictions: 3s should go up to 1, 7s down to 0", legend=dict(orientation="h", y=-0.3))
+                      title="Predictions before and after", legend=dict(orientation="h", y=-0.3))
     return fig
 
 
@@ -357,7 +369,7 @@ def baseline_figure(b: Baseline) -> go.Figure:
                             text=[f"{b.accuracy[kind][k]:.1%}" for k in ("3", "7", "all")], textposition="outside")
                      for kind in ("l1", "l2")])
     fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
-                      margin=dict(t=40, b=30), title=f"Baseline accuracy on {b.n3:,} test 3s and {b.n7:,} test 7s")
+                      margin=dict(t=40, b=30), title=f"Baseline on {b.n3 + b.n7:,} test 3s and 7s")
     return fig
 
 

@@ -370,4 +370,6 @@ def runs_comparison(runs_key: str, label: Callable[[TrainConfig], str],
         runs[name] = list(s.history)
     cols = st.columns(len(metrics))
     for col, metric in zip(cols, metrics):
-        col.plotly_chart(viz.runs_overlay(runs, metric), key=f"overlay_{runs_key}_{metric}_{len(runs)}")
+        fig = viz.runs_overlay(runs, metric)
+        fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top"), height=360 + 22 * len(runs))
+        col.plotly_chart(fig, key=f"overlay_{runs_key}_{metric}_{len(runs)}")

@@ -73,7 +73,7 @@ m[3].metric("Batch accuracy after", f"{step.after.accuracy:.1%}",
             delta=f"{step.after.accuracy - step.before.accuracy:+.1%}")
 c1, c2, c3 = st.columns(3)
 c1.plotly_chart(lessons.predictions_figure(step), key="step_preds")
-c2.plotly_chart(viz.diverging_heatmap(step.weight_grad, "The weight gradient (784 numbers as 28x28)", height=340),
+c2.plotly_chart(viz.diverging_heatmap(step.weight_grad, "Weight gradient (784 as 28x28)", height=340),
                 key="step_grad")
 c3.plotly_chart(viz.diverging_heatmap(step.after.weights - step.before.weights, "What the step changed", height=340),
                 key="step_change")
@@ -120,14 +120,15 @@ st.markdown(
     "slope is nearly zero), so the first steps barely move; std 0.01 starts every prediction near 0.5."
 )
 reports = [lessons.init_report(data, s) for s in (1.0, 0.01)]
-cols = st.columns(3)
+cols = st.columns(4)
 for col, r in zip(cols, reports):
     name = "the seed's init (std 1)" if r.std == 1.0 else "better init (std 0.01)"
     col.plotly_chart(viz.diverging_heatmap(lessons.init_weights(r.std), f"Start: {name}", height=330),
                      key=f"init_{r.std}")
     col.caption(f"First batch: loss {r.loss:.3f}, {r.saturated:.0%} of sigmoids saturated, "
                 f"mean |gradient| {r.mean_abs_grad:.5f}")
-with cols[2]:
+trained_cols = cols[2:]
+with trained_cols[0]:
     trained_id = snap.model_id if snap is not None and snap.finished and snap.model_id else ""
     if not trained_id:
         info = ui.model_picker("Or show a stored linear model", "lin_show_model",
@@ -143,5 +144,11 @@ with cols[2]:
                         key=f"trained_w_{info.id}")
         st.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s). It redraws after each run "
                    "and after each extra epoch.")
+        change = lessons.weight_change(model, info.config)
+        if change is not None:
+            trained_cols[1].plotly_chart(viz.diverging_heatmap(change, "What training changed", height=330),
+                                         key=f"trained_dw_{info.id}")
+            trained_cols[1].caption("Trained minus starting weights: where the 3-vs-7 pattern shows, even when "
+                                    "the std-1 start still dominates the weights themselves.")
     else:
         st.info("Train a model above and its learned weights appear here.")

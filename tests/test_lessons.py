@@ -109,3 +109,15 @@ def test_run_verdict_flags_a_run_that_learned_nothing():
     assert lessons.run_verdict(config, [{"test_accuracy": 0.95}]) == ""
     assert lessons.run_verdict(PRESETS["linear-seed"], [{"test_accuracy": 0.55}])
     assert lessons.run_verdict(config, []) == ""
+
+
+def test_weight_change_starts_from_the_models_own_init(mnist, trained):
+    from digitlab.store import ModelStore
+
+    model, info = ModelStore().load(trained["linear"].id)
+    fresh = build_model(info.config)
+    assert torch.equal(lessons.linear_weights(fresh), lessons.init_weights(info.config.init_std, info.config.seed))
+    change = lessons.weight_change(model, info.config)
+    assert torch.allclose(change, lessons.linear_weights(model) - lessons.linear_weights(fresh))
+    assert float(change.abs().max()) > 0
+    assert lessons.weight_change(model, PRESETS["simple_net"]) is None

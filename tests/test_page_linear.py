@@ -29,7 +29,7 @@ def test_baseline_and_one_step_show_real_numbers(mnist):
     text = " ".join(md.value for md in at.markdown)
     assert f"{base.accuracy['l1']['all']:.1%}" in text and f"{base.accuracy['l2']['all']:.1%}" in text
     titles = _chart_titles(at)
-    assert any("ideal 3" in t for t in titles) and any("weight gradient" in t for t in titles)
+    assert any("ideal 3" in t for t in titles) and any("Weight gradient" in t for t in titles)
     step = lessons.one_sgd_step(mnist, init_std=1.0, lr=1.0)
     assert _metrics(at)["Loss before"] == f"{step.before.loss:.4f}"
 
@@ -57,6 +57,7 @@ def test_train_one_more_epoch_and_compare(mnist):
     assert acc.endswith("%")
     titles = _chart_titles(at)
     assert "Accuracy" in titles and "Loss" in titles and any(t.startswith("Trained: init std 1") for t in titles)
+    assert "What training changed" in titles
 
     # One more epoch continues the stored model: three epochs now, saved as a new model.
     at.button(key=f"more_lin_job_{job}").click().run()

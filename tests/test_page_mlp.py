@@ -83,3 +83,21 @@ def test_batch_larger_than_the_data_is_refused(mnist):
     assert not at.exception
     assert any("batch size 1000 is larger than the 500 training images" in e.value for e in at.error)
     assert "mlp_job" not in at.session_state
+
+
+def test_a_run_that_blows_up_ends_with_the_queues_message(mnist):
+    from digitlab import ui
+
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.text_input(key="mlp_simple_net_hidden").set_value("256, 256, 256")
+    at.selectbox(key="mlp_simple_net_opt").set_value("momentum")
+    at.select_slider(key="mlp_simple_net_lr").set_value(10.0)
+    at.number_input(key="mlp_simple_net_limit").set_value(2000)
+    at.number_input(key="mlp_simple_net_epochs").set_value(1)
+    at.button(key="mlp_train").click().run()
+    snap = ui.get_queue().wait(at.session_state["mlp_job"], timeout=90)
+    assert snap.state == "failed"
+    at.run()
+    assert not at.exception
+    assert any("The loss became nan" in e.value and "ten times smaller" in e.value for e in at.error)
+    assert any("did not finish" in i.value for i in at.info)

@@ -213,11 +213,12 @@ def accuracy_is_not_the_loss(data: MNIST, init_std: float = 1.0, batch_size: int
 
 def linear_weights(model: nn.Module) -> torch.Tensor:
     """The 784 weights of a trained linear 3-vs-7 model as a 28x28 image (scratch or nn form)."""
-    if isinstance(model, Linear1):
-        return model.weights.detach()[:, 0].reshape(28, 28)
-    for m in model.modules():
-        if isinstance(m, nn.Linear) and m.in_features == 28 * 28:
-            return m.weight.detach()[0].reshape(28, 28)
+    # By shape, not class: Streamlit may reload the models module while a cached model keeps the old class.
+    for _, p in model.named_parameters():
+        if p.dim() == 2 and p.shape[0] == 28 * 28:  # Linear1.weights: [784, out]
+            return p.detach()[:, 0].reshape(28, 28)
+        if p.dim() == 2 and p.shape[1] == 28 * 28:  # nn.Linear.weight: [out, 784]
+            return p.detach()[0].reshape(28, 28)
     raise ValueError("this model has no 784-weight layer")
 
 

@@ -121,3 +121,12 @@ def test_weight_change_starts_from_the_models_own_init(mnist, trained):
     assert torch.allclose(change, lessons.linear_weights(model) - lessons.linear_weights(fresh))
     assert float(change.abs().max()) > 0
     assert lessons.weight_change(model, PRESETS["simple_net"]) is None
+
+
+def test_linear_weights_reads_both_forms():
+    scratch = build_model(PRESETS["linear-better"])
+    nn_form = build_model(PRESETS["linear-better"].with_(form="nn"))
+    assert torch.equal(lessons.linear_weights(scratch), scratch.weights.detach()[:, 0].reshape(28, 28))
+    assert torch.equal(lessons.linear_weights(nn_form), nn_form[1].weight.detach()[0].reshape(28, 28))
+    with pytest.raises(ValueError):
+        lessons.linear_weights(torch.nn.Linear(3, 2))

@@ -119,6 +119,11 @@ st.markdown(
     "Starting with std 1 saturates the sigmoid (most first predictions are almost exactly 0 or 1, where its "
     "slope is nearly zero), so the first steps barely move; std 0.01 starts every prediction near 0.5."
 )
+trained_id = snap.model_id if snap is not None and snap.finished and snap.model_id else ""
+if not trained_id:
+    picked = ui.model_picker("Trained model to show (train one above, or pick a stored one)", "lin_show_model",
+                             where=lambda i: i.config.kind == "linear", help="Any 3-vs-7 linear model in the store.")
+    trained_id = picked.id if picked else ""
 reports = [lessons.init_report(data, s) for s in (1.0, 0.01)]
 cols = st.columns(4)
 for col, r in zip(cols, reports):
@@ -129,12 +134,6 @@ for col, r in zip(cols, reports):
                 f"mean |gradient| {r.mean_abs_grad:.5f}")
 trained_cols = cols[2:]
 with trained_cols[0]:
-    trained_id = snap.model_id if snap is not None and snap.finished and snap.model_id else ""
-    if not trained_id:
-        info = ui.model_picker("Or show a stored linear model", "lin_show_model",
-                               where=lambda i: i.config.kind == "linear",
-                               help="Any 3-vs-7 linear model in the store.")
-        trained_id = info.id if info else ""
     loaded = ui.load_model(trained_id) if trained_id else None
     if loaded:
         model, info = loaded

@@ -100,3 +100,14 @@ def test_stop_a_running_training(mnist):
     assert snap.state == "cancelled"
     at.run()
     assert any("stopped" in w.value for w in at.warning)
+
+
+def test_stored_linear_model_weights_without_training(mnist, trained):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    picker = at.selectbox(key="lin_show_model")
+    assert any(o.startswith("linear1 (scratch) · linear-better") for o in picker.options)
+    picker.set_value(trained["linear"].id).run()
+    titles = _chart_titles(at)
+    acc = trained["linear"].metrics["test_accuracy"]
+    assert f"Trained: init std 0.01, {acc:.1%}" in titles and "What training changed" in titles

@@ -202,8 +202,9 @@ def confusion_heatmap(cm, class_names, title: str = "", height: int = 520) -> go
             hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra>click to see them</extra>",
         )
     )
-    fig.update_xaxes(title="predicted", type="category", side="top")
-    fig.update_yaxes(title="true label", type="category", autorange="reversed", scaleanchor="x")
+    fig.update_xaxes(title="predicted", type="category", side="top", showgrid=False, zeroline=False)
+    fig.update_yaxes(title="true label", type="category", autorange="reversed", scaleanchor="x", showgrid=False,
+                     zeroline=False)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=80, b=10), clickmode="event+select",
                       dragmode=False)
     return fig

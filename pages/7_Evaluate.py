@@ -2,6 +2,7 @@
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from digitlab import evaluate as ev
 from digitlab import ui, viz
@@ -53,7 +54,10 @@ if not infos:
     st.info("No trained model yet. Train one on a stage page, then come back to see where it goes wrong.")
     for path, title, icon, _ in ui.existing_stages():
         if path.split("/")[-1][0] in "234":
-            st.page_link(path, label=f"Train on the {title} page", icon=icon)
+            try:
+                st.page_link(path, label=f"Train on the {title} page", icon=icon)
+            except StreamlitAPIException:  # run on its own (no app.py navigation): name the page instead
+                st.markdown(f"- {icon} the **{title}** page")
     st.stop()
 
 # ---------------------------------------------------------------- choose
@@ -62,7 +66,13 @@ with left:
     info_a = ui.model_picker("Model", key="eval_model", help="Every model in the store, newest first.")
 with right:
     compare = st.toggle("Compare with a second model", key="eval_compare")
+    if compare and info_a is not None and "eval_model_b" not in st.session_state:
+        others = [i.id for i in infos if i.id != info_a.id]  # start on a different model than the first
+        if others:
+            st.session_state["eval_model_b"] = others[0]
     info_b = ui.model_picker("Second model", key="eval_model_b") if compare else None
+    if info_b is not None and info_a is not None and info_b.id == info_a.id:
+        st.info("Pick a different second model to compare.")
 
 chosen = []
 for info in (info_a, info_b):
@@ -99,15 +109,22 @@ for col, (_, info), pred in zip(cols, chosen, preds):
 # ---------------------------------------------------------------- 1. confusion
 st.header("1. Confusion matrix: which digits get mixed up")
 st.markdown("Row = the true label, column = the model's answer. The diagonal is right; everything else is a "
-            "mistake. **Click a cell** (or pick it below) to see those images.")
-cols = st.columns(len(chosen))
-for col, (_, info), pred in zip(cols, chosen, preds):
-    with col:
+            "mistake. **Click a cell** (or pick it in the two boxes) to see those images.")
+# One model: the matrix on the left, the chosen cell's images on the right. Two: a column each.
+cols = st.columns([1.1, 1]) if len(chosen) == 1 else st.columns(2)
+for i, ((_, info), pred) in enumerate(zip(chosen, preds)):
+    chart_area, cell_area = (cols[0], cols[1]) if len(chosen) == 1 else (cols[i], cols[i])
+    with chart_area:
         k = info.id
         cm = ev.confusion_matrix(pred.targets, pred.predicted, pred.n_classes)
         names = list(pred.class_names)
-        event = st.plotly_chart(viz.confusion_heatmap(cm, names, title=name_of(info)), key=f"cm_{k}",
+        st.markdown(f"**{name_of(info)}**")
+        event = st.plotly_chart(viz.confusion_heatmap(cm, names), key=f"cm_{k}",
                                 on_select="rerun", selection_mode="points")
+        with st.expander("The matrix as numbers"):
+            st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in names],
+                                      columns=[f"pred {n}" for n in names]), key=f"cm_table_{k}")
+    with cell_area:
         points = event.selection.points if event and event.selection else []
         true_key, pred_key = f"cm_true_{k}", f"cm_pred_{k}"
         if true_key not in st.session_state:  # start on the most common confusion
@@ -129,11 +146,9 @@ for col, (_, info), pred in zip(cols, chosen, preds):
         if len(members):
             shown = members[:40]
             st.plotly_chart(viz.image_grid(data.test_images[pred.index[shown]],
-                                           [f"{float(pred.confidence[r]):.0%}" for r in shown], cols=10,
+                                           [f"{float(pred.confidence[r]):.0%}" for r in shown], cols=8,
                                            height_per_row=80, zmax=255), key=f"cell_{k}")
-        with st.expander("The matrix as numbers"):
-            st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in names],
-                                      columns=[f"pred {n}" for n in names]), key=f"cm_table_{k}")
+            st.caption("Above each image: the probability the model gave its answer.")
 ui.show_code(ev.confusion_matrix)
 
 # ---------------------------------------------------------------- 2. per class
@@ -197,10 +212,9 @@ st.markdown("Each test image rotated, shifted, covered in noise, or its strokes 
             "dilation), then given to the model. Nothing like this was in the training set (unless the "
             "model was trained with augmentation).")
 n_robust = st.select_slider("Test images per point", [500, 1000, 2000, 5000], value=1000, key="eval_n_robust")
-sample = data.test_images[ev.subsample(len(data.test_images), 1, seed=3)]
-example = ev.PERTURBATIONS
-ex_imgs, ex_titles = [], []
-for kind, (_, levels, _) in example.items():
+sample = data.test_images[:1]  # the first test image (a 7), changed a little, then more
+ex_imgs, ex_titles = [sample[0]], ["original"]
+for kind, (_, levels, _) in ev.PERTURBATIONS.items():
     for level in levels[1:4]:
         ex_imgs.append(ev.perturb(sample, kind, level)[0])
         ex_titles.append(f"{kind} {level:g}")
@@ -253,6 +267,8 @@ with left:
 with right:
     points = event.selection.points if event and event.selection else []
     pos = int(points[0]["customdata"][0]) if points and points[0].get("customdata") else int(positions[0])
+    if not points:
+        st.caption("Click a point on the map to see its image here.")
     row = int((pred_emb.index == pos).nonzero()[0, 0])
     st.plotly_chart(viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
     st.markdown(f"label **{pred_emb.class_names[int(pred_emb.targets[row])]}**, predicted "

@@ -113,3 +113,21 @@ def test_a_damaged_model_gives_a_message_not_a_traceback(damaged, trained):
     assert any("cannot be used" in e.value and "damaged" in e.value for e in at.error)
     (board,) = _frames(at, "rank")  # the rest of the store is still listed
     assert trained["mlp"].id in set(board["id"])
+
+
+def test_an_empty_store_says_where_to_train(tmp_path, trained):
+    import os
+
+    from digitlab import ui
+
+    before = os.environ["DIGITLAB_MODEL_DIR"]
+    os.environ["DIGITLAB_MODEL_DIR"] = str(tmp_path / "no-models-yet")
+    ui.get_store.clear()
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=120).run()
+    finally:
+        os.environ["DIGITLAB_MODEL_DIR"] = before
+        ui.get_store.clear()
+    assert not at.exception and not at.error
+    assert any("No trained model yet" in i.value for i in at.info)
+    assert not at.get("plotly_chart")

@@ -192,18 +192,26 @@ for (_, info), pred in zip(chosen, preds):
 st.header("4. Answer only when sure: a confidence threshold")
 st.markdown("The model may say *not sure* when its top probability is below the threshold. Fewer answers "
             "(coverage), but the ones it gives are more often right.")
-threshold = st.slider("Confidence threshold", 0.0, 0.999, 0.9, step=0.001, format="%.3f", key="eval_threshold")
-marks, curves = {}, {}
-cols = st.columns(len(chosen))
-for col, (_, info), pred in zip(cols, chosen, preds):
-    cov = ev.at_threshold(pred, threshold)
-    marks[name_of(info)], curves[name_of(info)] = cov, ev.coverage_curve(pred)
-    c1, c2, c3 = col.columns(3)
-    c1.metric("Answered", f"{cov.answered:,} of {cov.total:,}", f"{cov.coverage:.1%} coverage", delta_color="off")
-    c2.metric("Accuracy on those", f"{cov.accuracy:.2%}" if cov.answered else "—",
-              f"{cov.accuracy - pred.accuracy:+.2%} vs all" if cov.answered else None)
-    c3.metric("Mistakes left", f"{cov.answered - cov.correct:,}")
-st.plotly_chart(viz.coverage_accuracy(curves, marks), key="coverage_curve")
+
+
+@st.fragment
+def threshold_section() -> None:
+    """Only this part reruns as the slider moves: the rest of the page stays put."""
+    threshold = st.slider("Confidence threshold", 0.0, 0.999, 0.9, step=0.001, format="%.3f", key="eval_threshold")
+    marks, curves = {}, {}
+    cols = st.columns(len(chosen))
+    for col, (_, info), pred in zip(cols, chosen, preds):
+        cov = ev.at_threshold(pred, threshold)
+        marks[name_of(info)], curves[name_of(info)] = cov, ev.coverage_curve(pred)
+        c1, c2, c3 = col.columns(3)
+        c1.metric("Answered", f"{cov.answered:,} of {cov.total:,}", f"{cov.coverage:.1%} coverage", delta_color="off")
+        c2.metric("Accuracy on those", f"{cov.accuracy:.2%}" if cov.answered else "—",
+                  f"{cov.accuracy - pred.accuracy:+.2%} vs all" if cov.answered else None)
+        c3.metric("Mistakes left", f"{cov.answered - cov.correct:,}")
+    st.plotly_chart(viz.coverage_accuracy(curves, marks), key="coverage_curve")
+
+
+threshold_section()
 ui.show_code(ev.at_threshold)
 
 # ---------------------------------------------------------------- 5. robustness

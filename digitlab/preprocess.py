@@ -1,0 +1,332 @@
+"""Canvas drawings and photos -> MNIST-style 28x28 digits, keeping every step so the page can show it.
+
+MNIST digits are light ink on black, the ink's bounding box scaled so its longer side is 20 px,
+then placed in a 28x28 frame by its centre of mass. A model trained on MNIST only answers well
+on drawings that went through the same steps, so the Sketch Pad does exactly these, in order.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .data import NORMALISATIONS
+from .models import PRESETS, ModelInfo, TrainConfig
+from .train import predict_proba
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a phone photo is 2-6 MB
+MAX_PIXELS = 40_000_000  # about a 48-megapixel photo; more is a bomb or a mistake
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
+WORK_SIDE = 560  # large photos are shrunk to this first: a 28x28 result needs no more
+BOX = 20  # MNIST: the longer side of the digit
+FRAME = 28
+MIN_CONTRAST = 40  # brightest minus darkest (0..255) below this: nothing is drawn
+
+# Pillow refuses to decode images above 2x this and warns above it; we turn the warning into an error.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class PreprocessError(Exception):
+    """A problem with what the user gave us, in words the user can act on."""
+
+
+@dataclass
+class Step:
+    name: str
+    image: np.ndarray  # uint8 [H, W], small enough to show
+    note: str = ""
+
+
+@dataclass
+class Processed:
+    """Every step from the input to the 28x28 digit; ``image`` is None when there is no ink."""
+
+    steps: list[Step] = field(default_factory=list)
+    image: np.ndarray | None = None  # uint8 [28, 28], light ink on black, like MNIST
+    inverted: bool = False
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return self.image is None
+
+
+# ---------------------------------------------------------------- input -> grayscale
+
+
+def _thumb(a: np.ndarray, side: int = 140) -> np.ndarray:
+    """A small copy for display (the page shows each step as a small image)."""
+    h, w = a.shape
+    if max(h, w) <= side:
+        return a.copy()
+    s = side / max(h, w)
+    im = Image.fromarray(a).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
+    return np.asarray(im)
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def rgba_to_gray(rgba: np.ndarray) -> tuple[np.ndarray, str]:
+    """RGBA -> grayscale. Transparent parts become the colour that contrasts with the ink.
+
+    A transparent PNG of dark ink looks like ink on white in any viewer, and the canvas may hand
+    back light strokes on a transparent layer: so the background is chosen opposite to the ink.
+    """
+    a = np.asarray(rgba)
+    if a.ndim == 2:
+        return a.astype(np.uint8), ""
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise PreprocessError(f"Expected an RGB or RGBA image, got an array of shape {a.shape}.")
+    lum = _luminance(a)
+    if a.shape[2] == 3:
+        return np.clip(lum, 0, 255).astype(np.uint8), ""
+    alpha = a[..., 3].astype(np.float32) / 255.0
+    if alpha.min() > 0.99:
+        return np.clip(lum, 0, 255).astype(np.uint8), ""
+    opaque = alpha > 0.5
+    ink_is_light = bool(opaque.any() and lum[opaque].mean() > 127)
+    bg = 0.0 if ink_is_light else 255.0
+    gray = lum * alpha + bg * (1 - alpha)
+    note = f"transparent parts filled with {'black' if ink_is_light else 'white'} (opposite to the ink)"
+    return np.clip(gray, 0, 255).astype(np.uint8), note
+
+
+def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
+    """Uploaded bytes -> grayscale uint8, refusing what is not a plain PNG, JPEG or WebP photo or scan."""
+    notes: list[str] = []
+    if not payload:
+        raise PreprocessError("The file is empty.")
+    if len(payload) > MAX_UPLOAD_BYTES:
+        raise PreprocessError(
+            f"The file is {len(payload) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB. "
+            "Take a smaller photo or crop it around the digit."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(payload), formats=list(ALLOWED_FORMATS))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PreprocessError(
+                f"The image has too many pixels (more than {MAX_PIXELS / 1e6:.0f} million): "
+                "it may be a decompression bomb. Use a smaller image."
+            ) from None
+        except UnidentifiedImageError:
+            raise PreprocessError(_not_allowed(payload)) from None
+        except Exception as e:  # noqa: BLE001 - any decoder failure is the file's fault
+            raise PreprocessError(f"The file could not be read as an image ({type(e).__name__}).") from None
+        try:
+            if im.width * im.height > MAX_PIXELS:
+                raise PreprocessError(
+                    f"The image is {im.width}x{im.height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} million pixels."
+                )
+            if getattr(im, "n_frames", 1) > 1:
+                raise PreprocessError(
+                    f"This is an animated image ({im.n_frames} frames). Upload a single still picture."
+                )
+            if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+                raise PreprocessError(
+                    f"This is a 16-bit or high-precision image (mode {im.mode}). Save it as an ordinary 8-bit "
+                    "PNG or JPEG and upload that."
+                )
+            if im.mode == "CMYK":
+                raise PreprocessError(
+                    "This image is in CMYK colours (a print format). Save it as RGB (an ordinary PNG or JPEG)."
+                )
+            im.load()
+        except PreprocessError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PreprocessError("The image has too many pixels: it may be a decompression bomb.") from None
+        except Exception as e:  # noqa: BLE001 - truncated or corrupt data
+            raise PreprocessError(f"The image is damaged or incomplete and could not be decoded ({e}).") from None
+    im = ImageOps.exif_transpose(im)  # phone photos: turn them the way the camera was held
+    if max(im.size) > WORK_SIDE:
+        notes.append(f"shrunk from {im.width}x{im.height} to at most {WORK_SIDE} px")
+        im.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        gray, note = rgba_to_gray(np.asarray(im.convert("RGBA")))
+        if note:
+            notes.append(note)
+        return gray, notes
+    return np.asarray(im.convert("L")), notes
+
+
+def _not_allowed(payload: bytes) -> str:
+    """Name the format when Pillow knows it, so the message says what to do."""
+    try:
+        with Image.open(io.BytesIO(payload)) as other:
+            fmt = other.format
+    except Exception:  # noqa: BLE001
+        fmt = None
+    if fmt:
+        return f"{fmt} images are not accepted. Upload a PNG, JPEG or WebP photo or scan of the digit."
+    return "This file is not an image DigitLab can read. Upload a PNG, JPEG or WebP photo or scan of the digit."
+
+
+# ---------------------------------------------------------------- grayscale -> MNIST
+
+
+def otsu_threshold(gray: np.ndarray) -> int:
+    """The grey level that best splits the histogram into two classes (ink and background)."""
+    hist = np.bincount(gray.reshape(-1), minlength=256).astype(np.float64)
+    total = hist.sum()
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    w1 = total - w0
+    m0 = np.cumsum(hist * levels)
+    mt = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mt * w0 / total - m0) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = -1
+    return int(np.argmax(between))
+
+
+def needs_invert(gray: np.ndarray) -> bool:
+    """Dark ink on light paper? The border is mostly background: judge by its median brightness."""
+    h, w = gray.shape
+    b = max(1, min(h, w) // 20)
+    border = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(), gray[:, :b].ravel(), gray[:, -b:].ravel()])
+    return bool(np.median(border) > 127)
+
+
+def center_of_mass(a: np.ndarray) -> tuple[float, float]:
+    m = a.astype(np.float64)
+    total = m.sum()
+    if total <= 0:
+        return (a.shape[0] - 1) / 2, (a.shape[1] - 1) / 2
+    ys, xs = np.indices(a.shape)
+    return float((ys * m).sum() / total), float((xs * m).sum() / total)
+
+
+def to_mnist(gray: np.ndarray, notes: list[str] | None = None) -> Processed:
+    """Grayscale of any size -> the MNIST recipe, one step at a time."""
+    t0 = time.perf_counter()
+    out = Processed(notes=list(notes or []))
+    gray = np.asarray(gray, dtype=np.uint8)
+    out.steps.append(Step("1. grayscale", _thumb(gray)))
+    if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:
+        out.seconds = time.perf_counter() - t0
+        return out  # a blank canvas or a blank sheet: nothing to guess at
+
+    out.inverted = needs_invert(gray)
+    ink = 255 - gray if out.inverted else gray
+    out.steps.append(Step("2. inverted" if out.inverted else "2. light ink already", _thumb(ink),
+                          "dark ink on light paper, so flipped" if out.inverted else "light ink on dark: kept"))
+
+    t = otsu_threshold(ink)
+    clean = np.where(ink > t, ink, 0).astype(np.float32)
+    top = float(np.percentile(clean[clean > 0], 95)) if (clean > 0).any() else 0.0
+    if top <= 0:
+        out.seconds = time.perf_counter() - t0
+        return out
+    clean = np.clip(clean * (255.0 / top), 0, 255).astype(np.uint8)
+    out.steps.append(Step("3. background removed", _thumb(clean), f"Otsu threshold {t}"))
+
+    rows, cols = np.nonzero(clean)
+    if len(rows) < 2:
+        out.seconds = time.perf_counter() - t0
+        return out
+    crop = clean[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    out.steps.append(Step("4. cropped to the ink", _thumb(crop), f"{crop.shape[1]}x{crop.shape[0]} px"))
+
+    h, w = crop.shape
+    s = BOX / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    small = np.asarray(Image.fromarray(crop).resize((nw, nh), Image.Resampling.LANCZOS))
+    out.steps.append(Step("5. longer side 20 px", small.copy(), f"{nw}x{nh} px"))
+
+    frame = np.zeros((FRAME, FRAME), dtype=np.uint8)
+    cy, cx = center_of_mass(small)
+    top_y = int(round(FRAME / 2 - 0.5 - cy))
+    left_x = int(round(FRAME / 2 - 0.5 - cx))
+    top_y = min(max(top_y, 0), FRAME - nh)
+    left_x = min(max(left_x, 0), FRAME - nw)
+    frame[top_y : top_y + nh, left_x : left_x + nw] = small
+    out.steps.append(Step("6. centred by mass in 28x28", frame.copy(), "the model's input"))
+    out.image = frame
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def from_canvas(rgba: np.ndarray | None) -> Processed:
+    """The drawable canvas's RGBA array -> MNIST style (empty when nothing is drawn)."""
+    if rgba is None:
+        return Processed()
+    gray, note = rgba_to_gray(rgba)
+    return to_mnist(gray, [note] if note else [])
+
+
+def from_upload(payload: bytes) -> Processed:
+    """Uploaded photo bytes -> MNIST style; raises PreprocessError with a message for the user."""
+    gray, notes = load_upload(payload)
+    return to_mnist(gray, notes)
+
+
+# ---------------------------------------------------------------- every model answers
+
+
+@dataclass
+class Answer:
+    info: ModelInfo
+    probs: np.ndarray  # [10] for digits; [2] as (P(7), P(3)) for the 3-vs-7 model
+    labels: list[str]
+    predicted: str
+    confidence: float
+    question: str  # what this model can answer
+
+
+def answer(model: torch.nn.Module, info: ModelInfo, image: np.ndarray) -> Answer:
+    """One model's answer on one 28x28 uint8 digit. The 3-vs-7 model only says '3' or '7'."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8))[None]
+    p = predict_proba(model, info.config, x)[0].numpy()
+    if info.config.task == "3v7":
+        labels = ["7", "3"]
+        question = "3 or 7? (it knows no other digit)"
+    else:
+        labels = [str(i) for i in range(len(p))]
+        question = "which digit, 0-9?"
+    best = int(p.argmax())
+    return Answer(info, p, labels, labels[best], float(p[best]), question)
+
+
+def answer_all(models: list[tuple[torch.nn.Module, ModelInfo]], image: np.ndarray) -> list[Answer]:
+    """Every model's answer; ten-class models first, the 3-vs-7 model last (it answers a smaller question)."""
+    answers = [answer(m, i, image) for m, i in models]
+    return sorted(answers, key=lambda a: a.info.config.task == "3v7")
+
+
+# ---------------------------------------------------------------- what the page needs besides
+
+
+def recommended_configs() -> dict[str, TrainConfig]:
+    """One click on an empty store trains these: a fast CNN, the fastai MLP (fewer epochs), the 3-vs-7 model."""
+    return {
+        "cnn": PRESETS["cnn-fast"],
+        "mlp": PRESETS["simple_net"].with_(epochs=8),
+        "linear": PRESETS["linear-better"],
+    }
+
+
+def enlarge(img: np.ndarray, side: int = 112) -> np.ndarray:
+    """Nearest-neighbour upscale, so a 28x28 digit shows its real pixels instead of a browser blur."""
+    a = np.asarray(img, dtype=np.uint8)
+    k = max(1, side // max(a.shape))
+    return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+
+
+def norm_text(config: TrainConfig) -> str:
+    """How this model's input is scaled, in the words of the seeds' transforms."""
+    mean, std = NORMALISATIONS[config.norm]
+    if config.norm == "none":
+        return "pixels / 255 (0..1)"
+    return f"(pixels / 255 - {mean:g}) / {std:g}"

@@ -1,0 +1,151 @@
+"""Stage 6: draw or photograph a digit; see it become MNIST-style, and every stored model answer at once."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from digitlab import preprocess as pp
+from digitlab import ui, viz
+from digitlab.collection import Collection, CollectionError, accuracy_on
+from digitlab.train import predict_proba
+
+data = ui.page_setup(
+    "Sketch Pad",
+    "✏️",
+    "Draw a digit (mouse, finger or pen) or upload a photo of one on paper. It goes through the same steps that made "
+    "MNIST: **grayscale, light ink on black, crop to the ink, longer side 20 px, centred by its centre of mass in "
+    "28x28**. Then every model the class has trained answers at once.",
+)
+ui.store_problems()
+
+infos = ui.get_store().list()
+models = [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
+ten_class = [m for m in models if m[1].config.task != "3v7"]
+
+# ---------------------------------------------------------------- no model yet: one click trains the recommended ones
+recommended = pp.recommended_configs()
+if not ten_class:
+    st.info("No model that knows all ten digits has been trained yet. Train the recommended ones (about a minute "
+            "or two on a laptop): a fast CNN, the fastai MLP and the linear 3-vs-7 model.", icon="🏋️")
+    if st.button("Train the recommended models", type="primary", key="sketch_train"):
+        for name, config in recommended.items():
+            ui.start_training(config, data, f"sketch_job_{name}")
+for name in recommended:
+    if st.session_state.get(f"sketch_job_{name}"):
+        ui.training_panel(f"sketch_job_{name}")
+
+
+def show_steps(result: pp.Processed) -> None:
+    cols = st.columns(len(result.steps) + 1)
+    for col, step in zip(cols, result.steps):
+        col.image(pp.enlarge(step.image) if max(step.image.shape) <= 28 else step.image, caption=step.name)
+        if step.note:
+            col.caption(step.note)
+    cols[-1].markdown("**7. normalised** as each model expects (below, per model)")
+    for note in result.notes:
+        st.caption(f"Note: {note}.")
+
+
+def show_answers(result: pp.Processed, source: str, key: str) -> None:
+    """The steps, then every model side by side; the 3-vs-7 model says it only knows 3 and 7."""
+    if result.empty:
+        st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
+        return
+    show_steps(result)
+    if not models:
+        st.warning("No trained model to ask yet: train the recommended models above.")
+        return
+    answers = pp.answer_all(models, result.image)
+    per_row = 4
+    for start in range(0, len(answers), per_row):
+        cols = st.columns(per_row)
+        for col, a in zip(cols, answers[start : start + per_row]):
+            with col:
+                cfg = a.info.config
+                st.markdown(f"**{cfg.title}** · {cfg.preset}")
+                if cfg.task == "3v7":
+                    st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off",
+                              help="This linear model was trained only to tell 3 from 7: any other digit still "
+                                   "gets a 3 or a 7.")
+                    st.caption("Answers only its own question: **3 or 7?**")
+                else:
+                    st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off")
+                st.plotly_chart(viz.probability_bars(a.probs, a.labels, height=200 if cfg.task == "3v7" else 300),
+                                key=f"{key}_bars_{a.info.id}")
+                st.caption(f"Input: {pp.norm_text(cfg)}")
+    save_form(result, source, key)
+
+
+def save_form(result: pp.Processed, source: str, key: str) -> None:
+    c1, c2 = st.columns([1, 2])
+    label = c1.selectbox("The true digit", list(range(10)), index=None, key=f"{key}_label",
+                         placeholder="What did you mean?")
+    c2.write("")
+    if c2.button("Save to the class collection", key=f"{key}_save", disabled=label is None,
+                 help="Kept on disk as a 28x28 PNG with its label, so the class can test models on its own hand."):
+        try:
+            entry = Collection().add(result.image, int(label), source)
+            st.success(f"Saved as a {entry.label}. The collection now holds {sum(Collection().counts())} drawings.")
+        except (CollectionError, OSError) as e:
+            st.error(f"Could not save the drawing: {e}")
+
+
+draw_tab, upload_tab = st.tabs(["✏️ Draw", "📷 Upload a photo"])
+
+with draw_tab:
+
+    @st.fragment
+    def sketch() -> None:
+        c1, c2 = st.columns([3, 1])
+        width = c1.slider("Stroke width", 5, 40, 18, key="sketch_stroke",
+                          help="MNIST strokes are about a tenth of the digit's height.")
+        c2.write("")
+        if c2.button("Clear", key="sketch_clear"):
+            st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
+        left, right = st.columns([1, 3])
+        with left:
+            canvas = st_canvas(
+                stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,
+                drawing_mode="freedraw", return_image_data=True,
+                key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
+            )
+            st.caption("White ink on black, like MNIST. The toolbar under the pad has undo and redo.")
+        with right:
+            show_answers(pp.from_canvas(canvas.image_data), "canvas", "draw")
+
+    sketch()
+
+with upload_tab:
+    up = st.file_uploader("A photo or scan of one handwritten digit", type=["png", "jpg", "jpeg", "webp"],
+                          key="sketch_upload",
+                          help="Dark ink on light paper or light on dark both work. Transparent parts are filled "
+                               "with the colour opposite to the ink. Up to 10 MB.")
+    if up is not None:
+        try:
+            show_answers(pp.from_upload(up.getvalue()), "upload", "upload")
+        except pp.PreprocessError as e:
+            st.error(str(e))
+
+# ---------------------------------------------------------------- the class collection
+st.header("The class collection")
+images, labels, entries = Collection().load()
+if not entries:
+    st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its own test set.")
+else:
+    counts = np.bincount(labels.numpy(), minlength=10)
+    c1, c2 = st.columns([1, 2])
+    c1.bar_chart(pd.DataFrame({"drawings": counts}, index=[str(d) for d in range(10)]), height=220)
+    rows = []
+    for model, info in ten_class:
+        probs = predict_proba(model, info.config, images)
+        rows.append({"model": info.config.title, "preset": info.config.preset,
+                     "accuracy on the collection": accuracy_on(probs, labels),
+                     "MNIST test accuracy": info.metrics.get("test_accuracy")})
+    c2.markdown(f"**{len(entries)} drawings.** How each ten-class model does on the class's own handwriting:")
+    if rows:
+        c2.dataframe(pd.DataFrame(rows), hide_index=True,
+                     column_config={"accuracy on the collection": st.column_config.NumberColumn(format="percent"),
+                                    "MNIST test accuracy": st.column_config.NumberColumn(format="percent")})
+
+ui.show_code(pp.to_mnist, pp.answer)

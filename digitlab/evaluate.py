@@ -373,18 +373,26 @@ def _pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
     return x @ v[:, :k], explained
 
 
+def _two_columns(coords: np.ndarray) -> np.ndarray:
+    """A layer with one number per image (the 3-vs-7 output) maps to a line: y = 0."""
+    if coords.shape[1] < 2:
+        coords = np.concatenate([coords, np.zeros((len(coords), 2 - coords.shape[1]))], axis=1)
+    return coords.astype(np.float32)
+
+
 def project(features: torch.Tensor, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, float]:
     """[n, d] -> [n, 2]: PCA (torch.pca_lowrank), or t-SNE (sklearn) on the first 50 principal components."""
     x = features.reshape(len(features), -1).float()
     if method == "pca":
         coords, explained = _pca(x, 2)
-        return coords.numpy().astype(np.float32), explained
+        return _two_columns(coords.numpy()), explained
     if method == "tsne":
         from sklearn.manifold import TSNE
 
         reduced, _ = _pca(x, 50)
         perplexity = float(min(30, max(2, (len(x) - 1) / 3)))
-        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+        init = "pca" if reduced.shape[1] >= 2 else "random"  # one number per image (3 vs 7's output)
+        tsne = TSNE(n_components=2, perplexity=perplexity, init=init, learning_rate="auto", random_state=seed)
         return tsne.fit_transform(reduced.numpy()).astype(np.float32), float("nan")
     raise ValueError(f"unknown projection {method!r}: use 'pca' or 'tsne'")
 

@@ -205,8 +205,8 @@ def confusion_heatmap(cm, class_names, title: str = "", height: int = 520) -> go
     fig.update_xaxes(title="predicted", type="category", side="top", showgrid=False, zeroline=False)
     fig.update_yaxes(title="true label", type="category", autorange="reversed", scaleanchor="x", showgrid=False,
                      zeroline=False)
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=80, b=10), clickmode="event+select",
-                      dragmode=False)
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=90 if title else 50, b=10),
+                      clickmode="event+select", dragmode=False)
     return fig
 
 

@@ -92,7 +92,9 @@ done()
 
 
 def name_of(info) -> str:
-    return f"{info.config.title} ({info.config.preset})"
+    name = f"{info.config.title} ({info.config.preset})"
+    twins = [i for _, i in chosen if f"{i.config.title} ({i.config.preset})" == name]
+    return f"{name} · {info.id}" if len(twins) > 1 else name  # two runs of one preset: tell them apart
 
 
 cols = st.columns(len(chosen))
@@ -250,8 +252,10 @@ st.markdown("Each test image becomes a long list of numbers (784 pixels, or a la
             "see its image.")
 m_emb, info_emb = chosen[0]
 if len(chosen) > 1:
-    pick = st.radio("Model", [name_of(i) for _, i in chosen], horizontal=True, key="eval_emb_model")
-    m_emb, info_emb = next((m, i) for m, i in chosen if name_of(i) == pick)
+    by_id = {i.id: (m, i) for m, i in chosen}
+    pick = st.radio("Model", list(by_id), horizontal=True, key="eval_emb_model",
+                    format_func=lambda i: name_of(by_id[i][1]))
+    m_emb, info_emb = by_id[pick]
 pred_emb = preds[[i.id for _, i in chosen].index(info_emb.id)]
 layers = ev.embedding_layers(m_emb)
 e1, e2, e3 = st.columns([2, 1, 1])
@@ -260,28 +264,33 @@ method = e2.radio("Method", ["pca", "tsne"], horizontal=True, key="eval_method",
                   format_func=lambda s: {"pca": "PCA", "tsne": "t-SNE"}[s])
 n_points = e3.select_slider("Points", [500, 1000, 1500, 2000], value=1000, key="eval_points")
 with st.spinner(f"Projecting {n_points:,} test images with {'PCA' if method == 'pca' else 't-SNE'}..."):
-    emb = ev.cached_embedding(m_emb, info_emb, data, layer, method, n_points)
-positions = pred_emb.index[emb.rows].numpy()
-predicted = [pred_emb.class_names[int(p)] for p in pred_emb.predicted[emb.rows]]
-how = f"{emb.dims:,} numbers per image"
-if method == "pca":
-    how += f"; the two axes keep {emb.explained:.0%} of the spread"
-left, right = st.columns([3, 1])
-with left:
-    event = st.plotly_chart(
-        viz.embedding_map(emb.coords, emb.targets, pred_emb.class_names, positions, predicted,
-                          title=f"{ev.layer_label(m_emb, layer)} · {how}"),
-        key=f"emb_{info_emb.id}_{layer}_{method}_{n_points}", on_select="rerun", selection_mode="points")
-with right:
-    points = event.selection.points if event and event.selection else []
-    pos = int(points[0]["customdata"][0]) if points and points[0].get("customdata") else int(positions[0])
-    if not points:
-        st.caption("Click a point on the map to see its image here.")
-    row = int((pred_emb.index == pos).nonzero()[0, 0])
-    st.plotly_chart(viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
-    st.markdown(f"label **{pred_emb.class_names[int(pred_emb.targets[row])]}**, predicted "
-                f"**{pred_emb.class_names[int(pred_emb.predicted[row])]}** "
-                f"({float(pred_emb.confidence[row]):.1%})")
+    try:
+        emb = ev.cached_embedding(m_emb, info_emb, data, layer, method, n_points)
+    except (ValueError, RuntimeError) as e:
+        st.error(f"This map cannot be drawn for {ev.layer_label(m_emb, layer)}: {e}")
+        emb = None
+if emb is not None:
+    positions = pred_emb.index[emb.rows].numpy()
+    predicted = [pred_emb.class_names[int(p)] for p in pred_emb.predicted[emb.rows]]
+    how = f"{emb.dims:,} number{'s' if emb.dims != 1 else ''} per image"
+    if method == "pca":
+        how += f"; the two axes keep {emb.explained:.0%} of the spread"
+    left, right = st.columns([3, 1])
+    with left:
+        event = st.plotly_chart(
+            viz.embedding_map(emb.coords, emb.targets, pred_emb.class_names, positions, predicted,
+                              title=f"{ev.layer_label(m_emb, layer)} · {how}"),
+            key=f"emb_{info_emb.id}_{layer}_{method}_{n_points}", on_select="rerun", selection_mode="points")
+    with right:
+        points = event.selection.points if event and event.selection else []
+        pos = int(points[0]["customdata"][0]) if points and points[0].get("customdata") else int(positions[0])
+        if not points:
+            st.caption("Click a point on the map to see its image here.")
+        row = int((pred_emb.index == pos).nonzero()[0, 0])
+        st.plotly_chart(viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
+        st.markdown(f"label **{pred_emb.class_names[int(pred_emb.targets[row])]}**, predicted "
+                    f"**{pred_emb.class_names[int(pred_emb.predicted[row])]}** "
+                    f"({float(pred_emb.confidence[row]):.1%})")
 ui.show_code(ev.layer_features, ev.project)
 
 leaderboard_section()

@@ -133,6 +133,14 @@ def test_embeddings_from_pixels_and_every_hidden_layer(mnist, loaded):
     assert (hidden.targets[d.argmin(axis=1)] == hidden.targets).mean() > 0.7
 
 
+def test_a_layer_of_one_number_still_maps_to_2d(mnist, loaded):
+    lin, lin_info = loaded["linear"]
+    assert ev.embedding_layers(lin) == [ev.RAW, "output"]
+    for method in ("pca", "tsne"):
+        emb = ev.embedding(lin, lin_info.config, mnist, "output", method, n=150)
+        assert emb.coords.shape == (150, 2) and np.isfinite(emb.coords).all() and emb.dims == 1
+
+
 def test_leaderboard_lists_every_model_best_first(trained):
     rows = ev.leaderboard(ModelStore().list())
     ids = [r["id"] for r in rows]

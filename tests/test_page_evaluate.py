@@ -92,6 +92,15 @@ def test_three_vs_seven_and_comparing_two_models(mnist, trained):
     robust = _frames(at, "model", has="change")[0]
     assert robust["model"].nunique() == 2  # a curve per model
 
+    # The map of the linear model's single output number, by t-SNE: a picture, not a traceback.
+    at.radio(key="eval_method").set_value("tsne")
+    at.select_slider(key="eval_points").set_value(500)
+    at.selectbox(key=f"eval_layer_{lin.id}").set_value("output")
+    at.run()
+    assert not at.exception and not at.error
+    assert any("1 number per image" in json.loads(c.proto.spec)["layout"]["title"]["text"]
+               for c in at.get("plotly_chart") if "title" in json.loads(c.proto.spec)["layout"])
+
 
 @pytest.fixture()
 def damaged(trained):

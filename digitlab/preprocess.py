@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .data import NORMALISATIONS
 from .models import PRESETS, ModelInfo, TrainConfig
@@ -199,6 +199,28 @@ def needs_invert(gray: np.ndarray) -> bool:
     return bool(np.median(border) > 127)
 
 
+def _border(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape
+    b = max(1, min(h, w) // 20)
+    return np.concatenate([a[:b].ravel(), a[-b:].ravel(), a[:, :b].ravel(), a[:, -b:].ravel()])
+
+
+def _uneven(ink: np.ndarray) -> bool:
+    """A photo under a lamp: the paper around the edge is not one shade (a canvas always is)."""
+    lo, hi = np.percentile(_border(ink), [5, 95])
+    return bool(hi - lo > 30)
+
+
+def _flatten(ink: np.ndarray) -> np.ndarray:
+    """Subtract the paper's own shading, estimated by a wide minimum filter on a small copy."""
+    h, w = ink.shape
+    s = 64 / max(h, w)
+    small = Image.fromarray(ink).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
+    bg = small.filter(ImageFilter.MinFilter(9)).filter(ImageFilter.MaxFilter(9)).filter(ImageFilter.BoxBlur(4))
+    bg_full = np.asarray(bg.resize((w, h), Image.Resampling.BILINEAR)).astype(np.int16)
+    return np.clip(ink.astype(np.int16) - bg_full, 0, 255).astype(np.uint8)
+
+
 def center_of_mass(a: np.ndarray) -> tuple[float, float]:
     m = a.astype(np.float64)
     total = m.sum()
@@ -223,14 +245,20 @@ def to_mnist(gray: np.ndarray, notes: list[str] | None = None) -> Processed:
     out.steps.append(Step("2. inverted" if out.inverted else "2. light ink already", _thumb(ink),
                           "dark ink on light paper, so flipped" if out.inverted else "light ink on dark: kept"))
 
-    t = otsu_threshold(ink)
+    note = ""
+    if _uneven(ink):
+        ink = _flatten(ink)
+        note = "uneven lighting evened out; "
+    # Otsu splits ink from paper; a floor halfway from the paper to the ink stops a thin digit on
+    # noisy paper from being split 'paper vs darker paper' instead.
+    t = max(otsu_threshold(ink), int((np.median(ink) + int(ink.max())) / 2))
     clean = np.where(ink > t, ink, 0).astype(np.float32)
     top = float(np.percentile(clean[clean > 0], 95)) if (clean > 0).any() else 0.0
     if top <= 0:
         out.seconds = time.perf_counter() - t0
         return out
     clean = np.clip(clean * (255.0 / top), 0, 255).astype(np.uint8)
-    out.steps.append(Step("3. background removed", _thumb(clean), f"Otsu threshold {t}"))
+    out.steps.append(Step("3. background removed", _thumb(clean), f"{note}threshold {t}"))
 
     rows, cols = np.nonzero(clean)
     if len(rows) < 2:
@@ -300,9 +328,9 @@ def answer(model: torch.nn.Module, info: ModelInfo, image: np.ndarray) -> Answer
 
 
 def answer_all(models: list[tuple[torch.nn.Module, ModelInfo]], image: np.ndarray) -> list[Answer]:
-    """Every model's answer; ten-class models first, the 3-vs-7 model last (it answers a smaller question)."""
+    """Every model's answer: ten-class models best first, the 3-vs-7 model last (it answers a smaller question)."""
     answers = [answer(m, i, image) for m, i in models]
-    return sorted(answers, key=lambda a: a.info.config.task == "3v7")
+    return sorted(answers, key=lambda a: (a.info.config.task == "3v7", -float(a.info.metrics.get("test_accuracy") or 0)))
 
 
 # ---------------------------------------------------------------- what the page needs besides

@@ -103,7 +103,7 @@ with draw_tab:
         c2.write("")
         if c2.button("Clear", key="sketch_clear"):
             st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
-        left, right = st.columns([1, 3])
+        left, right = st.columns([1, 2], gap="medium")
         with left:
             canvas = st_canvas(
                 stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,

@@ -1,0 +1,69 @@
+"""A real headless Chromium draws a '1' on the Sketch Pad with the mouse; the page must predict 1."""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from screenshot import CHROMIUM_ARGS, start_app, wait_idle
+
+    port = _free_port()
+    env = {
+        "DIGITLAB_MODEL_DIR": os.environ["DIGITLAB_MODEL_DIR"],  # the session store: trained linear, MLP, CNN
+        "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"],
+        "DIGITLAB_COLLECTION_DIR": str(tmp_path / "col"),
+    }
+    proc = start_app(port, env)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/Sketch_Pad")
+            page.get_by_text("nothing to guess at yet").wait_for(timeout=90000)  # empty pad: a prompt, not a guess
+            wait_idle(page)
+            canvas = page.locator("canvas.upper-canvas").first
+            canvas.wait_for(timeout=30000)
+            box = canvas.bounding_box()
+            x = box["x"] + box["width"] * 0.5
+            page.mouse.move(x, box["y"] + box["height"] * 0.15)
+            page.mouse.down()
+            for i in range(1, 21):  # a vertical stroke, top to bottom, in small steps like a hand
+                page.mouse.move(x + i * 0.3, box["y"] + box["height"] * (0.15 + 0.7 * i / 20))
+            page.mouse.up()
+            page.get_by_text("Predicted digit").first.wait_for(timeout=60000)
+            wait_idle(page)
+            shots = ROOT / "screenshots" / "h6"
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "browser_drawn_1.png"), full_page=True)
+            metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
+            cnn = page.locator('[data-testid="stColumn"]').filter(has_text="cnn-seed").filter(
+                has=page.locator('[data-testid="stMetric"]')).last.locator('[data-testid="stMetric"]').inner_text()
+            errors = page.locator('[data-testid="stException"]').all_inner_texts()
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert not errors, errors
+    def value(metric: str) -> str:
+        return [line.strip() for line in metric.splitlines() if line.strip()][1]
+
+    digits = [value(m) for m in metrics if m.startswith("Predicted digit")]
+    assert len(digits) == 2, metrics  # the MLP and the CNN of the session store
+    assert value(cnn) == "1", (cnn, metrics)  # the CNN reads the stroke as a 1
+    assert any(m.startswith("3 or 7?") for m in metrics), metrics  # the linear model answers its own question

@@ -1,0 +1,69 @@
+"""The Sketch Pad under the real Streamlit runtime (the canvas itself is driven in test_browser_sketch.py)."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "6_Sketch_Pad.py")
+
+
+@pytest.fixture()
+def empty_store(tmp_path, monkeypatch):
+    """A fresh, empty model store behind the page's cached accessors; the session's store comes back after."""
+    from digitlab import ui
+
+    monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "models"))
+    ui.get_store.clear()
+    ui.get_queue.clear()
+    yield
+    for job in ui.get_queue().jobs():
+        ui.get_queue().cancel(job.id, job.owner)
+    monkeypatch.undo()
+    ui.get_store.clear()
+    ui.get_queue.clear()
+
+
+def test_no_model_offers_one_click_training(mnist, empty_store, tmp_path, monkeypatch):
+    from digitlab import ui
+
+    monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    assert any("No model that knows all ten digits" in i.value for i in at.info)
+    assert any("Draw a digit" in i.value for i in at.info)  # an empty pad asks, never guesses
+    at.button(key="sketch_train").click().run()
+    assert not at.exception and not at.error
+    jobs = {at.session_state[f"sketch_job_{n}"] for n in ("cnn", "mlp", "linear")}
+    presets = {ui.get_queue().snapshot(j).config.preset for j in jobs}
+    assert presets == {"cnn-fast", "simple_net", "linear-better"}
+    assert at.get("progress") or at.success  # each job shows its progress panel
+
+
+def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypatch):
+    import torch
+
+    from digitlab.collection import Collection
+    from digitlab.train import predict_proba
+
+    monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
+    col = Collection()
+    for i in range(20):
+        col.add(mnist.test_images[i].numpy(), int(mnist.test_labels[i]))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception and not at.error
+    assert not any("No model that knows" in i.value for i in at.info)
+    assert any("Draw a digit" in i.value for i in at.info)
+    assert any("20 drawings" in m.value for m in at.markdown)
+    table = at.dataframe[0].value
+    from digitlab.store import ModelStore
+
+    model, info = ModelStore().load(trained["cnn"].id)
+    images, labels, _ = col.load()
+    expected = float((predict_proba(model, info.config, images).argmax(1) == labels).float().mean())
+    row = table[table["preset"] == info.config.preset].iloc[0]
+    assert row["accuracy on the collection"] == pytest.approx(expected)
+    assert "linear-better" not in set(table["preset"])  # the 3-vs-7 model is not scored on ten digits
+    assert set(table["preset"]) >= {"cnn-seed", "simple_net"}
+    assert torch.is_tensor(images)
+    assert any("def to_mnist" in c.value for c in at.code)

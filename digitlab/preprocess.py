@@ -358,3 +358,15 @@ def norm_text(config: TrainConfig) -> str:
     if config.norm == "none":
         return "pixels / 255 (0..1)"
     return f"(pixels / 255 - {mean:g}) / {std:g}"
+
+
+def square_view(img: np.ndarray, side: int = 112) -> np.ndarray:
+    """A step's image on a black square of ``side`` px, aspect kept: a tall crop does not become a tall column."""
+    a = np.asarray(img, dtype=np.uint8)
+    h, w = a.shape
+    n = max(h, w)
+    sq = np.zeros((n, n), dtype=np.uint8)
+    sq[(n - h) // 2 : (n - h) // 2 + h, (n - w) // 2 : (n - w) // 2 + w] = a
+    if n <= 28:
+        return enlarge(sq, side)  # show the real pixels
+    return np.asarray(Image.fromarray(sq).resize((side, side), Image.Resampling.BILINEAR))

@@ -37,12 +37,12 @@ for name in recommended:
 
 
 def show_steps(result: pp.Processed) -> None:
-    cols = st.columns(len(result.steps) + 1)
+    cols = st.columns(6)
     for col, step in zip(cols, result.steps):
-        col.image(pp.enlarge(step.image) if max(step.image.shape) <= 28 else step.image, caption=step.name)
+        col.image(pp.square_view(step.image), caption=step.name, width=112)
         if step.note:
             col.caption(step.note)
-    cols[-1].markdown("**7. normalised** as each model expects (below, per model)")
+    st.caption("7. **normalised** as each model expects: shown under each model's answer.")
     for note in result.notes:
         st.caption(f"Note: {note}.")
 
@@ -110,7 +110,7 @@ with draw_tab:
                 drawing_mode="freedraw", return_image_data=True,
                 key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
             )
-            st.caption("White ink on black, like MNIST. The toolbar under the pad has undo and redo.")
+            st.caption("White ink on black, like MNIST. The toolbar above the pad has undo, redo and clear.")
         with right:
             show_answers(pp.from_canvas(canvas.image_data), "canvas", "draw")
 

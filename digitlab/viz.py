@@ -267,7 +267,7 @@ def embedding_map(coords, targets, class_names, rows=None, predicted=None, title
         sel = t == c
         if not sel.any():
             continue
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(go.Scatter(  # SVG, not WebGL: a click on a point selects it in every browser
             x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=str(name),
             marker=dict(size=5, color=DIGIT_COLORS[int(name) % 10] if str(name).isdigit() else None, opacity=0.8),
             customdata=np.stack([rows[sel], pred[sel]], axis=1),

@@ -41,6 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--while-training", action="store_true",
+                    help="measure while the job queue trains a CNN in this process, as in a class that trains live")
     args = ap.parse_args()
     store = ModelStore()
     models = [store.load(i.id) for i in store.list()]
@@ -50,6 +52,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     canvases = [canvas_of(data.test_images[i].numpy(), rng) for i in range(args.n)]
     labels = data.test_labels[: args.n].tolist()
+    job = None
+    if args.while_training:
+        import tempfile
+
+        from digitlab.jobs import JobQueue
+        from digitlab.models import PRESETS
+
+        queue = JobQueue(ModelStore(tempfile.mkdtemp(prefix="bench-sketch-")))
+        job = queue.submit(PRESETS["cnn-seed"].with_(epochs=1), data, owner="bench")
+        time.sleep(3)  # let it get going
     for c in canvases[:5]:  # warm-up: first calls allocate
         pp.answer_all(models, pp.from_canvas(c).image)
     pre, total, right = [], [], {m[1].id: 0 for m in models}
@@ -63,13 +75,17 @@ def main() -> None:
         total.append((t2 - t0) * 1e3)
         for a in answers:
             right[a.info.id] += int(a.info.config.task != "3v7" and a.predicted == str(y))
+    if job is not None:
+        queue.cancel(job.id, "bench")
+        queue.wait(job.id, timeout=120)  # the worker thread must end before the interpreter does
     p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
     kinds = ", ".join(f"{m[1].config.kind} ({m[1].config.preset})" for m in models)
     lines = [
         f"### {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} · {platform.node()} · {device_label()} · "
         f"torch threads {torch.get_num_threads()}",
         "",
-        f"`DIGITLAB_MODEL_DIR={store.root} python bench/bench_sketch.py --n {args.n}`",
+        f"`DIGITLAB_MODEL_DIR={store.root} python bench/bench_sketch.py --n {args.n}"
+        + (" --while-training`: a cnn-seed CNN trains in the same process meanwhile" if job else "`"),
         "",
         f"{len(models)} stored models: {kinds}. {args.n} real MNIST test digits drawn at random sizes and places "
         "on a 280x280 canvas.",

@@ -65,12 +65,12 @@ def show_answers(result: pp.Processed, source: str, key: str) -> None:
                 cfg = a.info.config
                 st.markdown(f"**{cfg.title}** · {cfg.preset}")
                 if cfg.task == "3v7":
-                    st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off",
+                    st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off",
                               help="This linear model was trained only to tell 3 from 7: any other digit still "
                                    "gets a 3 or a 7.")
                     st.caption("Answers only its own question: **3 or 7?**")
                 else:
-                    st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off")
+                    st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off")
                 st.plotly_chart(viz.probability_bars(a.probs, a.labels, height=200 if cfg.task == "3v7" else 300),
                                 key=f"{key}_bars_{a.info.id}")
                 st.caption(f"Input: {pp.norm_text(cfg)}")

@@ -1,0 +1,84 @@
+"""Pure helpers behind the Data Explorer: choosing images and turning them into views.
+
+Kept out of the page so they can be tested and shown (``ui.show_code``) as the real code that runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from digitlab.data import MNIST, NORMALISATIONS, to_float
+
+NORM_LABELS = {
+    "none": "ToTensor()  (0..1)",
+    "half": "Normalize((0.5,), (0.5,))  (-1..1)",
+    "mnist": "Normalize((0.1307,), (0.3081,))  (mean 0, std 1)",
+}
+
+
+def sample_indices(labels: torch.Tensor, digit: int | None, n: int, seed: int) -> torch.Tensor:
+    """``n`` random indices, of one digit or of any; the seed makes a reshuffle reproducible."""
+    pool = torch.arange(len(labels)) if digit is None else (labels == digit).nonzero().squeeze(1)
+    gen = torch.Generator().manual_seed(seed)
+    return pool[torch.randperm(len(pool), generator=gen)[: min(n, len(pool))]]
+
+
+def tile(images: torch.Tensor, cols: int, gap: int = 2) -> np.ndarray:
+    """Many 28x28 images as ONE array with a white gap between them: one heatmap instead of 60 subplots."""
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    out = np.zeros((rows * (28 + gap) - gap, cols * (28 + gap) - gap), dtype=np.float32)
+    for i, im in enumerate(images.numpy() if isinstance(images, torch.Tensor) else images):
+        r, c = divmod(i, cols)
+        out[r * (28 + gap): r * (28 + gap) + 28, c * (28 + gap): c * (28 + gap) + 28] = im
+    return out
+
+
+def first_index_of(labels: torch.Tensor, digit: int, nth: int = 0) -> int:
+    """Index of the ``nth`` image of ``digit`` (wrapping round), so 'show me a 3' always finds one."""
+    idx = (labels == digit).nonzero().squeeze(1)
+    if len(idx) == 0:
+        raise ValueError(f"there is no {digit} in this split")
+    return int(idx[nth % len(idx)])
+
+
+def pixel_frame(image: torch.Tensor) -> pd.DataFrame:
+    """The seeds' view: a 28x28 DataFrame of the 0-255 values, to style with a grey gradient."""
+    return pd.DataFrame(image.numpy().astype(int))
+
+
+def styled_pixels(image: torch.Tensor):
+    """``df.style.background_gradient('Greys')``: numbers and ink at the same time."""
+    return (
+        pixel_frame(image)
+        .style.background_gradient("Greys", vmin=0, vmax=255, axis=None)
+        .set_properties(**{"font-size": "6pt", "padding": "0px 1px", "text-align": "center"})
+    )
+
+
+def flat_vector(image: torch.Tensor) -> torch.Tensor:
+    """The image as a linear model or an MLP sees it: 784 numbers in a row."""
+    return image.reshape(-1)
+
+
+def normalisation_table(image: torch.Tensor) -> pd.DataFrame:
+    """Raw 0-255 against each normalisation: range, mean and std of this one image."""
+    rows = [{"transform": "raw uint8", "min": float(image.min()), "max": float(image.max()),
+             "mean": float(image.float().mean()), "std": float(image.float().std())}]
+    for name in NORMALISATIONS:
+        x = to_float(image.unsqueeze(0), name)
+        rows.append({"transform": NORM_LABELS[name], "min": float(x.min()), "max": float(x.max()),
+                     "mean": float(x.mean()), "std": float(x.std())})
+    return pd.DataFrame(rows)
+
+
+def dataset_stats(data: MNIST, split: str = "train") -> dict[str, float]:
+    """Mean and std of every pixel of a split, in 0..1: where 0.1307 and 0.3081 come from."""
+    hist = data.pixel_histogram(split).double()
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    total = hist.sum()
+    mean = float((hist * values).sum() / total)
+    std = float(((hist * (values - mean) ** 2).sum() / total).sqrt())
+    return {"mean": mean, "std": std}

@@ -110,7 +110,7 @@ with draw_tab:
                 drawing_mode="freedraw", return_image_data=True,
                 key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
             )
-            st.caption("White ink on black, like MNIST. The toolbar above the pad has undo, redo and clear.")
+            st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
         with right:
             show_answers(pp.from_canvas(canvas.image_data), "canvas", "draw")
 

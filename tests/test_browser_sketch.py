@@ -19,6 +19,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _paper_png(mnist) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    digit = mnist.test_images[0].numpy()  # a 7
+    assert int(mnist.test_labels[0]) == 7
+    ink = np.asarray(Image.fromarray(digit).resize((240, 240), Image.Resampling.BILINEAR)).astype(np.float32) / 255
+    paper = np.full((320, 320), 225.0)
+    paper[40:280, 40:280] = paper[40:280, 40:280] * (1 - ink) + 20 * ink
+    buf = io.BytesIO()
+    Image.fromarray(paper.astype(np.uint8)).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _gif() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(buf, format="GIF")
+    return buf.getvalue()
+
+
 def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
     from playwright.sync_api import sync_playwright
     from screenshot import CHROMIUM_ARGS, start_app, wait_idle
@@ -54,6 +80,19 @@ def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
             metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
             cnn = page.locator('[data-testid="stColumn"]').filter(has_text="cnn-seed").filter(
                 has=page.locator('[data-testid="stMetric"]')).last.locator('[data-testid="stMetric"]').inner_text()
+            # The upload path: a GIF named .png (the browser only checks the name) is refused with a message, then a photo-like PNG of a real MNIST 7
+            # (dark ink on light paper) is inverted, processed and read.
+            page.get_by_role("tab", name="Upload a photo").click()
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.set_input_files(files=[{"name": "seven.png", "mimeType": "image/png", "buffer": _gif()}])
+            page.get_by_text("GIF images are not accepted").wait_for(timeout=60000)
+            uploader.set_input_files(files=[{"name": "seven.png", "mimeType": "image/png", "buffer": _paper_png(mnist)}])
+            page.get_by_test_id("stTabs").get_by_text("2. inverted").wait_for(timeout=60000)
+            wait_idle(page)
+            page.screenshot(path=str(shots / "browser_upload_7.png"), full_page=True)
+            panel = page.locator('[data-testid="stTabPanel"]').nth(1)
+            uploaded = panel.locator('[data-testid="stColumn"]').filter(has_text="cnn-seed").filter(
+                has=page.locator('[data-testid="stMetric"]')).last.locator('[data-testid="stMetric"]').inner_text()
             errors = page.locator('[data-testid="stException"]').all_inner_texts()
             browser.close()
     finally:
@@ -67,3 +106,4 @@ def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
     assert len(digits) == 2, metrics  # the MLP and the CNN of the session store
     assert value(cnn) == "1", (cnn, metrics)  # the CNN reads the stroke as a 1
     assert any(m.startswith("3 or 7?") for m in metrics), metrics  # the linear model answers its own question
+    assert value(uploaded) == "7", uploaded

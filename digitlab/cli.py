@@ -1,0 +1,151 @@
+"""Command line: ``python -m digitlab <group> <command>``.
+
+Each command group is one ``add_*_commands(subparsers)`` function that registers its parsers and
+sets ``func`` on them; ``main`` just dispatches. Adding a group is adding one such function to GROUPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from digitlab import data as data_mod
+
+# ---------------------------------------------------------------- data
+
+
+def _progress_bar(name: str, done: int, total: int | None) -> None:
+    """A text progress bar on stderr, redrawn in place."""
+    if total:
+        frac = done / total
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r{name:<32} [{bar:<30}] {done / 1e6:6.2f}/{total / 1e6:.2f} MB")
+        if done >= total:
+            sys.stderr.write("\n")
+    else:
+        sys.stderr.write(f"\r{name:<32} {done / 1e6:6.2f} MB")
+    sys.stderr.flush()
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    data = data_mod.load_mnist(args.data_dir, allow_download=False if args.offline else None,
+                               progress=_progress_bar)
+    seconds = time.perf_counter() - started
+    print(f"source: {data.source.label}")
+    for reason in data.source.skipped:
+        print(f"  skipped {reason}")
+    print(f"load time: {seconds:.2f} s")
+    print(f"fingerprint: {data.fingerprint()}")
+    print(f"{'digit':>5} {'train':>7} {'test':>7}")
+    train, test = data.class_counts("train"), data.class_counts("test")
+    for d in range(10):
+        print(f"{d:>5} {train[d]:>7,} {test[d]:>7,}")
+    print(f"{'all':>5} {sum(train):>7,} {sum(test):>7,}")
+    if data.source.kind != "download":
+        folder = Path(data.source.path)
+        print(f"content checksums (md5 of the uncompressed files in {folder}):")
+        for stem, (digest, canonical) in data_mod.content_checksums(folder).items():
+            print(f"  {stem:<26} {digest}  {'canonical MNIST' if canonical else 'NOT the canonical MNIST file'}")
+    return 0
+
+
+def cmd_data_make_sample(args: argparse.Namespace) -> int:
+    full = data_mod.load_mnist(args.data_dir, allow_download=not args.offline, progress=_progress_bar)
+    if full.is_sample or len(full.train_images) != data_mod.FULL_COUNTS["train"]:
+        print(f"make-sample needs the full MNIST, but got {full.source.label}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    sizes = data_mod.make_sample(full, out, per_class=(args.train_per_digit, args.test_per_digit), seed=args.seed)
+    total = sum(sizes.values())
+    (out / "README.md").write_text(sample_readme(full, sizes, args), encoding="utf-8")
+    for name, size in sizes.items():
+        print(f"  {name:<32} {size:>9,} bytes")
+    print(f"wrote {out} ({total / 1e6:.2f} MB) from {full.source.label}")
+    return 0
+
+
+def sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace) -> str:
+    """Provenance and credit for the files shipped in digitlab/sample/."""
+    files = "\n".join(f"- `{n}`: {s:,} bytes" for n, s in sizes.items())
+    return f"""# The bundled MNIST sample
+
+A stratified sample of MNIST that ships inside the package, so DigitLab works with no network and no data folder.
+The app uses it only when no full MNIST is found (DIGITLAB_DATA_DIR, the local data folder, or a download); every
+page then says so and offers to fetch the full set.
+
+- {args.train_per_digit} training and {args.test_per_digit} test images of each digit, drawn at random
+  (seed {args.seed}) from the official train and test splits, kept in MNIST's own order.
+- Same IDX format as the originals, gzip-compressed.
+- Made from full MNIST with fingerprint `{full.fingerprint()}` by:
+  `python -m digitlab data make-sample --seed {args.seed} --train-per-digit {args.train_per_digit} \
+--test-per-digit {args.test_per_digit}`
+
+{files}
+
+## Credit and license
+
+MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges
+(http://yann.lecun.com/exdb/mnist/), made available under the
+Creative Commons Attribution-Share Alike 3.0 license (CC BY-SA 3.0). This sample is a derivative of it
+and is shared under the same license.
+"""
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    target = Path(args.to) if args.to else data_mod.cache_dir()
+    try:
+        data_mod.download(target, progress=_progress_bar)
+    except data_mod.DataError as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 1
+    print(f"MNIST is in {target}")
+    return 0
+
+
+def add_data_commands(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("data", help="MNIST: where it comes from, its checksums, the bundled sample")
+    cmds = group.add_subparsers(dest="command", required=True)
+
+    info = cmds.add_parser("info", help="source, counts per class, content checksums, load time")
+    info.add_argument("--data-dir", default=None, help="folder with the four IDX files (default: DIGITLAB_DATA_DIR)")
+    info.add_argument("--offline", action="store_true", help="never download")
+    info.set_defaults(func=cmd_data_info)
+
+    sample = cmds.add_parser("make-sample", help="write the stratified sample into digitlab/sample/")
+    sample.add_argument("--data-dir", default=None)
+    sample.add_argument("--offline", action="store_true")
+    sample.add_argument("--out", default=str(data_mod.SAMPLE_DIR))
+    sample.add_argument("--train-per-digit", type=int, default=500)
+    sample.add_argument("--test-per-digit", type=int, default=100)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=cmd_data_make_sample)
+
+    fetch = cmds.add_parser("fetch", help="download the full MNIST (all four files or nothing)")
+    fetch.add_argument("--to", default=None, help="target folder (default: DIGITLAB_CACHE_DIR or ./data)")
+    fetch.set_defaults(func=cmd_data_fetch)
+
+
+# ---------------------------------------------------------------- entry point
+
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m digitlab", description="DigitLab from the command line")
+    sub = parser.add_subparsers(dest="group", required=True)
+    for add in GROUPS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except data_mod.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,43 @@
+"""``python -m digitlab data ...`` run as a user runs it: a real subprocess on the real files."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "DIGITLAB_OFFLINE": "1", **env}
+    return subprocess.run([sys.executable, "-m", "digitlab", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_data_info_on_full_mnist(mnist):
+    out = _run("data", "info", "--data-dir", mnist.source.path)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"source: MNIST folder {mnist.source.path}" in text
+    assert "load time:" in text and f"fingerprint: {mnist.fingerprint()}" in text
+    counts = mnist.class_counts("train")
+    assert f"    1 {counts[1]:>7,} {mnist.class_counts('test')[1]:>7,}" in text
+    assert "  all  60,000  10,000" in text
+    assert text.count("canonical MNIST") == 4 and "NOT" not in text
+
+
+def test_data_info_falls_back_to_sample_and_says_why(tmp_path):
+    out = _run("data", "info", "--data-dir", str(tmp_path / "nope"), DIGITLAB_CACHE_DIR=str(tmp_path / "c"))
+    assert out.returncode == 0, out.stderr
+    assert "source: the bundled sample" in out.stdout
+    assert "skipped DIGITLAB_DATA_DIR:" in out.stdout and "is not a folder" in out.stdout
+    assert "  all   5,000   1,000" in out.stdout
+    # the sample's files are a subset, not the canonical MNIST files
+    assert out.stdout.count("NOT the canonical MNIST file") == 4
+
+
+def test_data_fetch_failure_is_a_message(tmp_path):
+    out = _run("data", "fetch", "--to", str(tmp_path / "t"), DIGITLAB_MNIST_MIRRORS="http://127.0.0.1:9/")
+    assert out.returncode == 1
+    assert "download failed from every mirror" in out.stderr and "Traceback" not in out.stderr
+    assert list((tmp_path / "t").iterdir()) == []

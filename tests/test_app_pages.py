@@ -1,0 +1,106 @@
+"""Home and Data Explorer under the real Streamlit runtime, asserting on what a user sees."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = str(ROOT / "app.py")
+EXPLORER = str(ROOT / "pages" / "1_Data_Explorer.py")
+
+
+
+
+def _array(v) -> np.ndarray:
+    """Plotly 6 ships numpy arrays as base64 typed arrays; decode them back to what was drawn."""
+    if isinstance(v, dict) and "bdata" in v:
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return arr.reshape([int(n) for n in str(v["shape"]).split(",")]) if "shape" in v else arr
+    return np.asarray(v)
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+@pytest.fixture()
+def fresh_data_cache():
+    """ui caches the dataset once per process; tests that change where data comes from start and end clean."""
+    from digitlab import ui
+
+    ui._load_data.clear()
+    yield
+    ui._load_data.clear()
+
+
+def test_home_shows_journey_data_device_models(mnist, fresh_data_cache):
+    at = AppTest.from_file(HOME, default_timeout=120).run()
+    assert not at.exception and not at.error
+    assert _metrics(at)["Training images"] == "60,000" and _metrics(at)["Test images"] == "10,000"
+    assert any(c.value.startswith(f"Data: MNIST folder {mnist.source.path}") for c in at.caption)
+    assert any("CC BY-SA 3.0" in c.value for c in at.caption)
+    headers = [h.value for h in at.header]
+    assert "The journey" in headers
+    assert not at.warning  # full data: no sample banner
+
+
+def test_explorer_on_full_mnist(mnist, fresh_data_cache):
+    at = AppTest.from_file(EXPLORER, default_timeout=120).run()
+    assert not at.exception and not at.error
+    assert _metrics(at) == {"Training images": "60,000", "Test images": "10,000"}
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = specs[0]["data"]
+    assert bars[0]["name"] == "train" and _array(bars[0]["y"]).tolist() == mnist.class_counts("train")
+    assert bars[1]["name"] == "test" and _array(bars[1]["y"]).tolist() == mnist.class_counts("test")
+    titles = [s["layout"].get("title", {}).get("text", "") for s in specs]
+    assert "60 random train images" in titles and "mean image of 0, 1, ..., 9" in titles
+    # one image: the heatmap holds image 0's real pixel values, the styled table has 28x28 cells
+    heat = next(s for s in specs if s["layout"].get("title", {}).get("text") == "Hover for each pixel's value")
+    assert (_array(heat["data"][0]["z"]) == mnist.train_images[0].numpy()).all()
+    assert any("image 0" in m.value and "labelled **5**" in m.value for m in at.markdown)
+    vector = next(s for s in specs if "784-long vector" in s["layout"].get("title", {}).get("text", ""))
+    assert _array(vector["data"][0]["z"]).shape == (1, 784)
+    # the normalisation table: raw 0..255, then 0..1, -1..1, and the mnist one
+    frames = [d.value for d in at.dataframe]
+    pixels = next(f for f in frames if f.shape == (28, 28))
+    assert (pixels.to_numpy() == mnist.train_images[0].numpy()).all()
+    norm = next(f for f in frames if "transform" in f.columns)
+    assert norm["transform"].tolist()[0] == "raw uint8" and norm["max"].tolist()[:3] == [255.0, 1.0, 1.0]
+    assert norm["min"].tolist()[2] == -1.0
+    assert any("mean 0.1307, std 0.3081" in m.value for m in at.markdown)
+
+
+def test_explorer_widgets(mnist, fresh_data_cache):
+    at = AppTest.from_file(EXPLORER, default_timeout=120).run()
+    first = at.caption[2].value if len(at.caption) > 2 else ""
+    at.button(key="reshuffle").click().run()
+    labels_caption = [c.value for c in at.caption if c.value.startswith("Their labels")]
+    assert labels_caption and labels_caption[0] != first  # a new draw
+    # filter to one digit: the sheet title says so and the labels line goes
+    at.selectbox(key="grid_digit").select_index(8).run()  # options: any, 0..9
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    assert "60 random train images of the digit 7" in titles
+    # choose by digit: the 4th '3' of the test split
+    at.radio(key="explore_split").set_value("test").run()
+    at.radio(key="pick_by").set_value("digit").run()
+    at.number_input(key="pick_nth").set_value(3).run()
+    assert not at.exception
+    idx = int((mnist.test_labels == 3).nonzero()[3])
+    assert any(f"test image {idx}**, labelled **3**" in m.value for m in at.markdown)
+
+
+def test_sample_banner_without_data_dir(monkeypatch, tmp_path, fresh_data_cache):
+    monkeypatch.delenv("DIGITLAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "nodata"))
+    monkeypatch.setenv("DIGITLAB_OFFLINE", "1")
+    for page in (HOME, EXPLORER):
+        at = AppTest.from_file(page, default_timeout=120).run()
+        assert not at.exception and not at.error
+        assert at.warning and "bundled sample" in at.warning[0].value
+        assert "5,000 training and 1,000 test images" in at.warning[0].value
+        assert any(e.label.startswith("Fetch the full MNIST") for e in at.expander)
+        assert _metrics(at)["Training images"] == "5,000"

@@ -54,7 +54,10 @@ def styled_pixels(image: torch.Tensor):
     return (
         pixel_frame(image)
         .style.background_gradient("Greys", vmin=0, vmax=255, axis=None)
-        .set_properties(**{"font-size": "6pt", "padding": "0px 1px", "text-align": "center"})
+        .set_properties(**{"font-size": "7px", "padding": "0px", "text-align": "center", "width": "17px",
+                           "height": "15px", "line-height": "15px", "border": "none", "font-family": "monospace"})
+        .set_table_styles([{"selector": "", "props": "border-collapse: collapse; margin: 0;"},
+                           {"selector": "th", "props": "font-size: 7px; color: #999; padding: 0 2px; border: none;"}])
     )
 
 

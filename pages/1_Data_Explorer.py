@@ -55,7 +55,7 @@ h1, h2 = st.columns([1, 1])
 h1.plotly_chart(viz.image_heatmap(image, title="Hover for each pixel's value", height=460), key="one")
 with h2:
     st.caption("The same 784 numbers as a table, shaded as the seeds do it: `df.style.background_gradient('Greys')`")
-    st.dataframe(explore.styled_pixels(image), height=460, key="pixels_df")
+    st.html(explore.styled_pixels(image).to_html())
 
 st.subheader("Flattened: a row of 784 numbers")
 st.markdown("A linear model or an MLP does not know which pixels are neighbours: it gets one long vector.")

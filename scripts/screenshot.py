@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8599)
     ap.add_argument("--out", default="screenshots")
     ap.add_argument("--width", type=int, default=1400)
+    ap.add_argument("--height", type=int, default=1000, help="Streamlit scrolls inside the page: a tall viewport "
+                    "is how to see a whole long page")
     args = ap.parse_args()
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,7 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": args.width, "height": 1000})
+            page = browser.new_page(viewport={"width": args.width, "height": args.height})
             for name in args.pages:
                 path = name.strip("/")
                 page.goto(f"http://127.0.0.1:{args.port}/{path}")

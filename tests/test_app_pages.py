@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,12 @@ def test_explorer_on_full_mnist(mnist, fresh_data_cache):
     vector = next(s for s in specs if "784-long vector" in s["layout"].get("title", {}).get("text", ""))
     assert _array(vector["data"][0]["z"]).shape == (1, 784)
     # the normalisation table: raw 0..255, then 0..1, -1..1, and the mnist one
-    frames = [d.value for d in at.dataframe]
-    pixels = next(f for f in frames if f.shape == (28, 28))
-    assert (pixels.to_numpy() == mnist.train_images[0].numpy()).all()
-    norm = next(f for f in frames if "transform" in f.columns)
+    # the seeds' grey-gradient table: 784 cells holding the same values, shaded by background colour
+    cells = [int(v) for v in re.findall(r"<td [^>]*>\s*(\d+)\s*</td>", at.get("html")[0].value)]
+    assert cells == mnist.train_images[0].reshape(-1).tolist()
+    html = at.get("html")[0].value
+    assert "background-color: #ffffff" in html and "background-color: #000000" in html  # paper and ink
+    norm = next(d.value for d in at.dataframe if "transform" in d.value.columns)
     assert norm["transform"].tolist()[0] == "raw uint8" and norm["max"].tolist()[:3] == [255.0, 1.0, 1.0]
     assert norm["min"].tolist()[2] == -1.0
     assert any("mean 0.1307, std 0.3081" in m.value for m in at.markdown)

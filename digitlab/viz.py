@@ -95,7 +95,7 @@ def class_counts(train_counts: list[int], test_counts: list[int]) -> go.Figure:
             go.Bar(name="test", x=digits, y=test_counts, text=test_counts, textposition="outside"),
         ]
     )
-    fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=380,
+    fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=380, xaxis_type="category",
                       margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.1))
     return fig
 

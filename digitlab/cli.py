@@ -22,7 +22,8 @@ def _progress_bar(name: str, done: int, total: int | None) -> None:
     if total:
         frac = done / total
         bar = "#" * int(frac * 30)
-        sys.stderr.write(f"\r{name:<32} [{bar:<30}] {done / 1e6:6.2f}/{total / 1e6:.2f} MB")
+        unit, scale = ("MB", 1e6) if total >= 1e5 else ("kB", 1e3)
+        sys.stderr.write(f"\r{name:<32} [{bar:<30}] {done / scale:6.2f}/{total / scale:.2f} {unit}")
         if done >= total:
             sys.stderr.write("\n")
     else:

@@ -46,11 +46,10 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     for d in range(10):
         print(f"{d:>5} {train[d]:>7,} {test[d]:>7,}")
     print(f"{'all':>5} {sum(train):>7,} {sum(test):>7,}")
-    if data.source.kind != "download":
-        folder = Path(data.source.path)
-        print(f"content checksums (md5 of the uncompressed files in {folder}):")
-        for stem, (digest, canonical) in data_mod.content_checksums(folder).items():
-            print(f"  {stem:<26} {digest}  {'canonical MNIST' if canonical else 'NOT the canonical MNIST file'}")
+    folder = Path(data.source.path)  # every source ends as a folder of IDX files, a download too
+    print(f"content checksums (md5 of the uncompressed files in {folder}):")
+    for stem, (digest, canonical) in data_mod.content_checksums(folder).items():
+        print(f"  {stem:<26} {digest}  {'canonical MNIST' if canonical else 'NOT the canonical MNIST file'}")
     return 0
 
 

@@ -285,4 +285,7 @@ def tiled_images(tiled, title: str = "", height: int | None = None, zmax: float 
     fig = go.Figure(go.Heatmap(z=z, colorscale=GREYS, zmin=0, zmax=zmax if zmax is not None else float(z.max()) or 1,
                                showscale=False, hoverinfo="skip"))
     fig.update_layout(title=title, height=height or int(80 + 700 * z.shape[0] / max(z.shape[1], 1)))
-    return _square(fig)
+    fig = _square(fig)
+    fig.update_xaxes(ticks="", showgrid=False, zeroline=False)
+    fig.update_yaxes(ticks="", showgrid=False, zeroline=False)
+    return fig

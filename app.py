@@ -4,43 +4,48 @@ import streamlit as st
 
 from digitlab import ui
 
-data = ui.page_setup(
-    "DigitLab",
-    "🔢",
-    "From raw pixels to a convolutional network on MNIST handwritten digits, one stage at a time. "
-    "Every stage runs real PyTorch on the real data; every chart comes from what the class trains.",
-)
 
-st.header("The journey")
-available = set(ui.existing_stages())
-for i, stage in enumerate(ui.STAGES, start=1):
-    path, title, icon, blurb = stage
-    cols = st.columns([3, 7])
-    if stage in available:
-        cols[0].page_link(path, label=f"{i}. {title}", icon=icon)
-    else:
-        cols[0].markdown(f"{icon} {i}. {title} *(not installed)*")
-    cols[1].markdown(blurb)
-
-st.header("Where things stand")
-c1, c2, c3 = st.columns(3)
-c1.metric("Training images", f"{len(data.train_images):,}", help=data.source.label)
-c2.metric("Test images", f"{len(data.test_images):,}")
-c3.metric("Device", ui.device_label().split(" (")[0], help=ui.device_label())
-
-infos = ui.get_store().list()
-st.subheader(f"Trained models ({len(infos)})")
-if infos:
-    st.dataframe(
-        ui.models_table(infos),
-        hide_index=True,
-        column_config={"test accuracy": st.column_config.NumberColumn(format="percent")},
+def home() -> None:
+    data = ui.page_setup(
+        "DigitLab",
+        "🔢",
+        "From raw pixels to a convolutional network on MNIST handwritten digits, one stage at a time. "
+        "Every stage runs real PyTorch on the real data; every chart comes from what the class trains.",
     )
-else:
-    st.info("No trained models yet. Train one on the Linear, MLP or CNN stage; it will appear here and on every page.")
-ui.store_problems()
 
-st.caption(
-    "MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, under CC BY-SA 3.0. "
-    "The stages follow fastai lesson 4 and the PyTorch MNIST tutorials."
-)
+    st.header("The journey")
+    available = set(ui.existing_stages())
+    for i, stage in enumerate(ui.STAGES, start=1):
+        path, title, icon, blurb = stage
+        cols = st.columns([3, 7])
+        if stage in available:
+            cols[0].page_link(path, label=f"{i}. {title}", icon=icon)
+        else:
+            cols[0].markdown(f"{icon} {i}. {title} *(not installed)*")
+        cols[1].markdown(blurb)
+
+    st.header("Where things stand")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Training images", f"{len(data.train_images):,}", help=data.source.label)
+    c2.metric("Test images", f"{len(data.test_images):,}")
+    c3.metric("Device", ui.device_label().split(" (")[0], help=ui.device_label())
+
+    infos = ui.get_store().list()
+    st.subheader(f"Trained models ({len(infos)})")
+    if infos:
+        st.dataframe(
+            ui.models_table(infos),
+            hide_index=True,
+            column_config={"test accuracy": st.column_config.NumberColumn(format="percent")},
+        )
+    else:
+        st.info("No trained models yet. Train one on the Linear, MLP or CNN stage; it will appear here and on every page.")
+    ui.store_problems()
+
+    st.caption(
+        "MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, under CC BY-SA 3.0. "
+        "The stages follow fastai lesson 4 and the PyTorch MNIST tutorials."
+    )
+
+
+ui.navigation(home)

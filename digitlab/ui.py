@@ -38,7 +38,23 @@ STAGES = [
 
 
 def existing_stages() -> list[tuple[str, str, str, str]]:
-    return [s for s in STAGES if (ROOT / s[0]).is_file()]
+    """The stages whose page file exists, in journey order; any other file in pages/ joins at the end."""
+    known = [s for s in STAGES if (ROOT / s[0]).is_file()]
+    listed = {s[0] for s in STAGES}
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        rel = f"pages/{path.name}"
+        if rel not in listed:
+            title = path.stem.split("_", 1)[-1].replace("_", " ")
+            known.append((rel, title, "📄", ""))
+    return known
+
+
+def navigation(home: Callable[[], None]) -> None:
+    """The sidebar: Home first, then every stage; a new stage joins by adding its file to pages/."""
+    pages = [st.Page(home, title="Home", icon="🔢", default=True)]
+    for path, title, icon, _ in existing_stages():
+        pages.append(st.Page(path, title=title, icon=icon, url_path=title.replace(" ", "_")))
+    st.navigation(pages).run()
 
 
 # ---------------------------------------------------------------- cached resources

@@ -129,9 +129,94 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     fetch.set_defaults(func=cmd_data_fetch)
 
 
+# ---------------------------------------------------------------- train, models
+
+DEFAULT_PRESET = {"linear": "linear-better", "mlp": "simple_net", "cnn": "cnn-seed"}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from digitlab.models import PRESETS, build_model
+    from digitlab.store import ModelStore
+    from digitlab.train import TrainingError, fit
+
+    name = args.preset or DEFAULT_PRESET[args.kind]
+    if name not in PRESETS or PRESETS[name].kind != args.kind:
+        choices = ", ".join(n for n, c in PRESETS.items() if c.kind == args.kind)
+        print(f"error: no {args.kind} preset {name!r}; choose from {choices}", file=sys.stderr)
+        return 2
+    changes = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                                  "train_limit": args.train_limit, "seed": args.seed}.items() if v is not None}
+    config = PRESETS[name].with_(**changes)
+    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
+    print(f"data: {data.source.label}")
+    print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
+    model, history, started = build_model(config), [], time.perf_counter()
+    bar = None
+    try:
+        for ev in fit(model, config, data):
+            if ev.kind == "batch":
+                if bar is None:
+                    bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False)
+                bar.update(1)
+                bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
+            elif ev.kind == "epoch":
+                bar.close()
+                bar = None
+                history.append({"epoch": ev.epoch, "train_loss": ev.loss, "train_accuracy": ev.accuracy,
+                                "test_loss": ev.test_loss, "test_accuracy": ev.test_accuracy,
+                                "images_per_s": ev.images_per_s, "seconds": ev.elapsed, "lr": ev.lr})
+                print(f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.2%}, "
+                      f"test loss {ev.test_loss:.4f}, {ev.images_per_s:,.0f} images/s, {ev.elapsed:.1f} s")
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    last = history[-1]
+    info = ModelStore().save(
+        model, config, metrics={k: last[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss",
+                                                      "images_per_s")},
+        history=history, fingerprint=data.fingerprint(), train_seconds=time.perf_counter() - started,
+        extra={"data_source": data.source.kind, "continued_from": None},
+    )
+    print(f"saved {info.id} in {ModelStore().root}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from digitlab.store import ModelStore
+
+    store = ModelStore()
+    infos, problems = store.scan()
+    if not infos:
+        print(f"no trained models in {store.root}")
+    for i in infos:
+        acc = i.metrics.get("test_accuracy")
+        acc_txt = f"{acc:.2%}" if isinstance(acc, (int, float)) else "?"
+        print(f"{i.id:<48} {i.config.title:<28} {acc_txt:>8} {i.parameters:>9,} params {i.train_seconds:7.1f} s")
+    for p in problems:
+        print(f"skipped {p.name}: {p.reason}")
+    return 0
+
+
+def add_train_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a model with a progress bar and save it to the model store")
+    train.add_argument("kind", choices=["linear", "mlp", "cnn"])
+    train.add_argument("--preset", default=None, help="a preset of that kind (default: the tutorial's)")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--train-limit", type=int, default=None, help="train on a subset of this many images")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--offline", action="store_true", help="never download")
+    train.set_defaults(func=cmd_train)
+    models = sub.add_parser("models", help="list the trained models in the store (DIGITLAB_MODEL_DIR)")
+    models.set_defaults(func=cmd_models)
+
+
 # ---------------------------------------------------------------- entry point
 
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands]
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_train_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for ev in fit(model, config, data):
             if ev.kind == "batch":
                 if bar is None:
-                    bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False)
+                    bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False, mininterval=0.5)
                 bar.update(1)
                 bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
             elif ev.kind == "epoch":

@@ -1,0 +1,198 @@
+"""The training core on real MNIST subsets: models, fit, the job queue and the model store."""
+
+import json
+import os
+import threading
+
+import pytest
+import torch
+
+from digitlab.jobs import JobQueue
+from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
+from digitlab.store import StoreError
+from digitlab.train import ConfigError, TrainingDiverged, fit, mnist_loss, predict_proba, prepare, task_data
+
+SMALL = {"train_limit": 2000, "epochs": 1}
+# A deep ReLU net with momentum at lr 10: its numbers overflow within a few batches.
+BLOWS_UP = PRESETS["simple_net"].with_(hidden=(256, 256, 256), activations=("relu",), optimizer="momentum",
+                                       lr=10.0, **SMALL)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_builds_and_gives_one_answer_per_image(mnist, name):
+    config = PRESETS[name]
+    model = build_model(config)
+    x = prepare(mnist.test_images[:5], config)
+    assert model(x).shape == (5, config.n_outputs)
+
+
+def test_digitcnn_shapes_follow_the_seed():
+    rows = layer_table(DigitCNN())
+    shapes = [r["output shape"] for r in rows]
+    assert "32x26x26" in shapes and "64x5x5" in shapes and shapes[-1] == "10"
+    assert sum(r["parameters"] for r in rows) == sum(p.numel() for p in DigitCNN().parameters())
+
+
+def test_loss_falls_on_a_fixed_batch(mnist):
+    config = PRESETS["linear-better"]
+    x_all, y_all = task_data(mnist, config, "train")
+    xb, yb = prepare(x_all[:256], config), y_all[:256]
+    model = build_model(config)
+    before = mnist_loss(model(xb), yb).item()
+    for _ in range(20):
+        loss = mnist_loss(model(xb), yb)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 1.0 * p.grad
+                p.grad.zero_()
+    assert mnist_loss(model(xb), yb).item() < before / 2
+
+
+def test_scratch_and_nn_forms_agree_on_the_same_weights(mnist):
+    x = prepare(mnist.test_images[:64], PRESETS["simple_net"])
+    lin = Linear1(1, std=0.1)
+    nn_lin = torch.nn.Linear(784, 1)
+    with torch.no_grad():
+        nn_lin.weight.copy_(lin.weights.T)
+        nn_lin.bias.copy_(lin.bias)
+    assert torch.allclose(lin(x), nn_lin(x), atol=1e-5)
+    scratch = SimpleNetScratch(50, 10)
+    net = simple_net((50,), ("relu",))
+    with torch.no_grad():
+        net[1].weight.copy_(scratch.w1.T)
+        net[1].bias.copy_(scratch.b1)
+        net[3].weight.copy_(scratch.w2.T)
+        net[3].bias.copy_(scratch.b2)
+    assert torch.allclose(scratch(x), net(x), atol=1e-5)
+
+
+def test_fit_reports_every_batch_and_epoch_and_learns(mnist):
+    config = PRESETS["simple_net"].with_(train_limit=5000, epochs=2)
+    events = list(fit(build_model(config), config, mnist))
+    batches = [e for e in events if e.kind == "batch"]
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert len(batches) == 2 * 20 and len(epochs) == 2
+    assert epochs[-1].test_accuracy > 0.75
+    assert all(e.images_per_s > 0 and e.lr == 0.1 for e in batches)
+
+
+def test_same_seed_same_model(mnist):
+    config = PRESETS["linear-better"].with_(epochs=1)
+    a, b = build_model(config), build_model(config)
+    list(fit(a, config, mnist))
+    list(fit(b, config, mnist))
+    assert torch.equal(a.weights, b.weights)
+
+
+def test_cancel_stops_between_batches_leaving_a_usable_model(mnist):
+    config = PRESETS["simple_net"].with_(train_limit=10_000, epochs=3)
+    cancel = threading.Event()
+    model = build_model(config)
+    seen = []
+    for ev in fit(model, config, mnist, cancel=cancel):
+        seen.append(ev)
+        if ev.kind == "batch" and ev.batch == 5:
+            cancel.set()
+    assert seen[-1].kind == "cancelled" and seen[-1].batch == 5
+    probs = predict_proba(model, config, mnist.test_images[:10])
+    assert torch.isfinite(probs).all() and torch.allclose(probs.sum(1), torch.ones(10))
+
+
+def test_a_loss_that_blows_up_stops_with_a_plain_message(mnist):
+    config = BLOWS_UP
+    with pytest.raises(TrainingDiverged, match="learning rate .* too high"):
+        list(fit(build_model(config), config, mnist))
+
+
+def test_bad_settings_are_refused_before_training(mnist):
+    with pytest.raises(ConfigError, match="larger than the 2000 training images"):
+        list(fit(build_model(PRESETS["simple_net"]), PRESETS["simple_net"].with_(batch_size=5000, **SMALL), mnist))
+    with pytest.raises(ConfigError, match="learning rate"):
+        list(fit(build_model(PRESETS["simple_net"]), PRESETS["simple_net"].with_(lr=-1, **SMALL), mnist))
+
+
+def test_queue_dedupes_running_and_stored_runs_and_reports_divergence(mnist, store):
+    queue = JobQueue(store)
+    config = PRESETS["simple_net"].with_(train_limit=3000, epochs=1)
+    first = queue.submit(config, mnist, owner="a")
+    again = queue.submit(config, mnist, owner="b")
+    assert again.id == first.id and again.reused
+    done = queue.wait(first.id, timeout=120)
+    assert done.state == "done" and done.model_id
+    stored = queue.submit(config, mnist, owner="c")
+    assert stored.state == "done" and stored.model_id == done.model_id and stored.reused
+    bad = queue.submit(BLOWS_UP, mnist, owner="a")
+    bad = queue.wait(bad.id, timeout=120)
+    assert bad.state == "failed" and "too high" in bad.error
+    assert len(store.list()) == 1  # the diverged run saved nothing
+
+
+def _train_small(mnist, store, name="simple_net"):
+    config = PRESETS[name].with_(**SMALL)
+    model = build_model(config)
+    history = [
+        {"epoch": e.epoch, "test_accuracy": e.test_accuracy}
+        for e in fit(model, config, mnist) if e.kind == "epoch"
+    ]
+    info = store.save(model, config, metrics={"test_accuracy": history[-1]["test_accuracy"]}, history=history,
+                      fingerprint=mnist.fingerprint(), train_seconds=1.0)
+    return model, config, info
+
+
+def test_store_round_trip_gives_the_same_predictions(mnist, store):
+    model, config, info = _train_small(mnist, store)
+    loaded, loaded_info = store.load(info.id)
+    x = mnist.test_images[:100]
+    assert torch.equal(predict_proba(model, config, x), predict_proba(loaded, config, x))
+    assert loaded_info.config == config and store.find(config, mnist.fingerprint()).id == info.id
+    store.delete(info.id)
+    assert store.list() == []
+
+
+def test_a_save_interrupted_midway_leaves_the_earlier_model_intact(mnist, store, monkeypatch):
+    model, config, first = _train_small(mnist, store)
+    real_replace = os.replace
+    calls = []
+
+    def crash_on_record(src, dst):
+        calls.append(dst)
+        if str(dst).endswith(".json"):
+            raise OSError("disk full")  # the weights landed, the record did not
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_record)
+    with pytest.raises(OSError):
+        store.save(model, config.with_(seed=7), metrics={}, history=[], fingerprint="x", train_seconds=0)
+    monkeypatch.setattr(os, "replace", real_replace)
+    infos, problems = store.scan()
+    assert [i.id for i in infos] == [first.id] and problems == []
+    assert not [p for p in store.root.iterdir() if p.name.endswith(".tmp")]
+    store.load(first.id)
+
+
+def test_corrupt_and_mismatched_files_are_reported_and_skipped(mnist, store):
+    _, _, good = _train_small(mnist, store)
+    _, _, cnn = _train_small(mnist, store, "linear-better")
+    root = store.root
+    # Garbage weights with an honest record: load says the file is damaged.
+    (root / f"{cnn.id}.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(StoreError, match="damaged"):
+        store.load(cnn.id)
+    # A truncated record, a record without weights, weights of another architecture.
+    (root / "broken.json").write_text('{"format_version": 1, "id": "bro')
+    record = json.loads((root / f"{good.id}.json").read_text())
+    (root / "orphan.json").write_text(json.dumps({**record, "id": "orphan"}))
+    other = json.loads((root / f"{good.id}.json").read_text())
+    other.update(id="swapped", weights_sha256=None, config={**other["config"], "hidden": [20]})
+    (root / "swapped.json").write_text(json.dumps(other))
+    (root / "swapped.safetensors").write_bytes((root / f"{good.id}.safetensors").read_bytes())
+    infos, problems = store.scan()
+    reasons = {p.name: p.reason for p in problems}
+    assert "not readable JSON" in reasons["broken"] and "weights file is missing" in reasons["orphan"]
+    assert good.id in [i.id for i in infos]
+    with pytest.raises(StoreError, match="do not fit its architecture"):
+        store.load("swapped")
+    with pytest.raises(StoreError, match="not a model id"):
+        store.load("../etc/passwd")
+    store.load(good.id)

@@ -168,7 +168,8 @@ def fetch_full_mnist() -> None:
 
 def sidebar_status(data: data_mod.MNIST) -> None:
     with st.sidebar:
-        st.caption(f"**Data:** {'sample' if data.is_sample else 'full MNIST'} ({data.source.kind})")
+        where = "the bundled sample" if data.is_sample else f"full MNIST ({data.source.kind})"
+        st.caption(f"**Data:** {where}")
         st.caption(f"**Device:** {device_label()}")
         running = [j for j in get_queue().jobs() if not j.finished]
         if running:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 import uuid
 from dataclasses import asdict, dataclass
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from .store import _atomic_write
 
 NAME = re.compile(r"^([0-9])_([0-9a-f]{12})\.png$")
 _lock = threading.Lock()
@@ -44,19 +45,6 @@ class Entry:
     @property
     def file(self) -> str:
         return f"{self.label}_{self.id}.png"
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Collection:

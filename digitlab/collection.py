@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .models import ModelInfo
 from .store import _atomic_write
+from .train import predict_proba
 
 NAME = re.compile(r"^([0-9])_([0-9a-f]{12})\.png$")
 _lock = threading.Lock()
@@ -145,3 +147,26 @@ def accuracy_on(probs: torch.Tensor, labels: torch.Tensor) -> float:
     if len(labels) == 0:
         return float("nan")
     return float((probs.argmax(1) == labels).float().mean())
+
+
+@dataclass(frozen=True)
+class Summary:
+    size: int
+    counts: list[int]  # drawings per digit, of those that could be read
+    scores: list[dict]  # one row per ten-class model: title, preset, accuracy here and on MNIST
+
+
+def summarize(collection: Collection, models: list[tuple[torch.nn.Module, ModelInfo]]) -> Summary:
+    """How the class's own handwriting is spread over the digits, and how each ten-class model does on it."""
+    images, labels, entries = collection.load()
+    scores = [
+        {
+            "model": info.config.title,
+            "preset": info.config.preset,
+            "accuracy on the collection": accuracy_on(predict_proba(model, info.config, images), labels),
+            "MNIST test accuracy": info.metrics.get("test_accuracy"),
+        }
+        for model, info in models
+        if info.config.task != "3v7" and entries
+    ]
+    return Summary(len(entries), torch.bincount(labels, minlength=10).tolist(), scores)

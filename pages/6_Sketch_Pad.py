@@ -1,14 +1,12 @@
 """Stage 6: draw or photograph a digit; see it become MNIST-style, and every stored model answer at once."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from digitlab import preprocess as pp
 from digitlab import ui, viz
-from digitlab.collection import Collection, CollectionError, accuracy_on
-from digitlab.train import predict_proba
+from digitlab.collection import Collection, CollectionError, summarize
 
 data = ui.page_setup(
     "Sketch Pad",
@@ -129,22 +127,15 @@ with upload_tab:
 
 # ---------------------------------------------------------------- the class collection
 st.header("The class collection")
-images, labels, entries = Collection().load()
-if not entries:
+summary = summarize(Collection(), ten_class)
+if not summary.size:
     st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its own test set.")
 else:
-    counts = np.bincount(labels.numpy(), minlength=10)
     c1, c2 = st.columns([1, 2])
-    c1.bar_chart(pd.DataFrame({"drawings": counts}, index=[str(d) for d in range(10)]), height=220)
-    rows = []
-    for model, info in ten_class:
-        probs = predict_proba(model, info.config, images)
-        rows.append({"model": info.config.title, "preset": info.config.preset,
-                     "accuracy on the collection": accuracy_on(probs, labels),
-                     "MNIST test accuracy": info.metrics.get("test_accuracy")})
-    c2.markdown(f"**{len(entries)} drawings.** How each ten-class model does on the class's own handwriting:")
-    if rows:
-        c2.dataframe(pd.DataFrame(rows), hide_index=True,
+    c1.bar_chart(pd.DataFrame({"drawings": summary.counts}, index=[str(d) for d in range(10)]), height=220)
+    c2.markdown(f"**{summary.size} drawings.** How each ten-class model does on the class's own handwriting:")
+    if summary.scores:
+        c2.dataframe(pd.DataFrame(summary.scores), hide_index=True,
                      column_config={"accuracy on the collection": st.column_config.NumberColumn(format="percent"),
                                     "MNIST test accuracy": st.column_config.NumberColumn(format="percent")})
 

@@ -3,21 +3,10 @@
 import json
 from pathlib import Path
 
+from pagetools import chart_titles, metrics
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Linear_3_vs_7.py")
-
-
-def _chart_titles(at) -> list[str]:
-    titles = []
-    for chart in at.get("plotly_chart"):
-        title = json.loads(chart.proto.spec)["layout"].get("title", {})
-        titles.append(title.get("text", "") if isinstance(title, dict) else str(title))
-    return titles
-
-
-def _metrics(at) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def test_baseline_and_one_step_show_real_numbers(mnist):
@@ -28,16 +17,16 @@ def test_baseline_and_one_step_show_real_numbers(mnist):
     base = lessons.pixel_baseline(mnist)
     text = " ".join(md.value for md in at.markdown)
     assert f"{base.accuracy['l1']['all']:.1%}" in text and f"{base.accuracy['l2']['all']:.1%}" in text
-    titles = _chart_titles(at)
+    titles = chart_titles(at)
     assert any("ideal 3" in t for t in titles) and any("Weight gradient" in t for t in titles)
     step = lessons.one_sgd_step(mnist, init_std=1.0, lr=1.0)
-    assert _metrics(at)["Loss before"] == f"{step.before.loss:.4f}"
+    assert metrics(at)["Loss before"] == f"{step.before.loss:.4f}"
 
     at.radio(key="lin_std").set_value(0.01).run()
     step = lessons.one_sgd_step(mnist, init_std=0.01, lr=1.0)
-    assert _metrics(at)["Loss after one step"] == f"{step.after.loss:.4f}"
+    assert metrics(at)["Loss after one step"] == f"{step.after.loss:.4f}"
     at.number_input(key="lin_pick").set_value(5).run()
-    assert any(t.startswith("Test digit 5: a ") for t in _chart_titles(at))
+    assert any(t.startswith("Test digit 5: a ") for t in chart_titles(at))
 
 
 def test_train_one_more_epoch_and_compare(mnist):
@@ -53,9 +42,9 @@ def test_train_one_more_epoch_and_compare(mnist):
     at.run()
     assert not at.exception
     assert any("test accuracy" in s.value for s in at.success)
-    acc = _metrics(at)["Test accuracy (3s and 7s)"]
+    acc = metrics(at)["Test accuracy (3s and 7s)"]
     assert acc.endswith("%")
-    titles = _chart_titles(at)
+    titles = chart_titles(at)
     assert "Accuracy" in titles and "Loss" in titles and any(t.startswith("Trained: init std 1") for t in titles)
     assert "What training changed" in titles
 
@@ -108,6 +97,6 @@ def test_stored_linear_model_weights_without_training(mnist, trained):
     picker = at.selectbox(key="lin_show_model")
     assert any(o.startswith("linear1 (scratch) · linear-better") for o in picker.options)
     picker.set_value(trained["linear"].id).run()
-    titles = _chart_titles(at)
+    titles = chart_titles(at)
     acc = trained["linear"].metrics["test_accuracy"]
     assert f"Trained: init std 0.01, {acc:.1%}" in titles and "What training changed" in titles

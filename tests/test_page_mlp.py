@@ -3,21 +3,10 @@
 import json
 from pathlib import Path
 
+from pagetools import chart_titles, metrics
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
-
-
-def _titles(at) -> list[str]:
-    out = []
-    for chart in at.get("plotly_chart"):
-        title = json.loads(chart.proto.spec)["layout"].get("title", {})
-        out.append(title.get("text", "") if isinstance(title, dict) else str(title))
-    return out
-
-
-def _metrics(at) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def test_network_table_presets_and_equivalence(mnist):
@@ -25,16 +14,16 @@ def test_network_table_presets_and_equivalence(mnist):
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception and not at.error
-    assert _metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['simple_net'])):,}"
-    assert _metrics(at)["Same predicted digit"] == "yes"
-    assert float(_metrics(at)["Largest difference"]) < 1e-5
+    assert metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['simple_net'])):,}"
+    assert metrics(at)["Same predicted digit"] == "yes"
+    assert float(metrics(at)["Largest difference"]) < 1e-5
     assert any("nn.Linear" in c.value or "def simple_net" in c.value for c in at.code)
 
     at.selectbox(key="mlp_preset").set_value("mlp-128-64").run()
-    assert _metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['mlp-128-64'])):,}"
+    assert metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['mlp-128-64'])):,}"
     assert at.text_input(key="mlp_mlp-128-64_hidden").value == "128, 64"
     at.text_input(key="mlp_mlp-128-64_hidden").set_value("32, 32, 16").run()
-    assert _metrics(at)["Parameters"] == f"{784 * 32 + 32 + 32 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10:,}"
+    assert metrics(at)["Parameters"] == f"{784 * 32 + 32 + 32 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10:,}"
     at.text_input(key="mlp_mlp-128-64_hidden").set_value("32, big").run()
     assert any("'big' is not a layer size" in e.value for e in at.error)
     assert at.button(key="mlp_train").disabled
@@ -55,9 +44,9 @@ def test_train_then_accuracy_and_classify_view(mnist):
     at.run()
     assert not at.exception
     acc = snap.history[-1]["test_accuracy"]
-    assert _metrics(at)["Test accuracy"] == f"{acc:.2%}"
+    assert metrics(at)["Test accuracy"] == f"{acc:.2%}"
     assert acc > 0.8  # Adam on 3,000 images for two epochs learns the digits
-    titles = _titles(at)
+    titles = chart_titles(at)
     assert "Loss" in titles and "Accuracy" in titles
     assert titles.count("Class probability") == 4
 

@@ -1,9 +1,8 @@
 """The Linear 3-vs-7 page under the real Streamlit runtime, driven through its widgets."""
 
-import json
 from pathlib import Path
 
-from pagetools import chart_titles, metrics
+from pagetools import chart_spec, chart_titles, metrics
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Linear_3_vs_7.py")
@@ -59,9 +58,8 @@ def test_train_one_more_epoch_and_compare(mnist):
     at.button(key="lin_train").click().run()
     assert ui.get_queue().wait(at.session_state["lin_job"], timeout=60).state == "done"
     at.run()
-    overlay = [c for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get("title", {}).get("text")
-               == "test accuracy"]
-    assert overlay and len(json.loads(overlay[0].proto.spec)["data"]) == 3
+    overlay = chart_spec(at, "test accuracy")
+    assert overlay and len(overlay["data"]) == 3
 
 
 def test_bad_settings_give_a_message_not_a_run(mnist):

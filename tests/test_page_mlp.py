@@ -1,9 +1,8 @@
 """The MLP page under the real Streamlit runtime, driven through its widgets."""
 
-import json
 from pathlib import Path
 
-from pagetools import chart_titles, metrics
+from pagetools import chart_spec, chart_titles, metrics
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
@@ -59,9 +58,8 @@ def test_train_then_accuracy_and_classify_view(mnist):
     at.run()
     problems = [w.value for w in at.warning] + [e.value for e in at.error]
     assert any("learning rate 10" in p for p in problems), problems
-    overlay = [c for c in at.get("plotly_chart") if "test accuracy" == json.loads(c.proto.spec)["layout"]
-               .get("title", {}).get("text")]
-    assert overlay and len(json.loads(overlay[0].proto.spec)["data"]) == 2
+    overlay = chart_spec(at, "test accuracy")
+    assert overlay and len(overlay["data"]) == 2
 
 
 def test_batch_larger_than_the_data_is_refused(mnist):

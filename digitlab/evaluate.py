@@ -58,16 +58,6 @@ def cached(key: Hashable, compute: Callable[[], object]) -> object:
     return value
 
 
-def is_cached(key: Hashable) -> bool:
-    with _LOCK:
-        return key in _CACHE
-
-
-def clear_cache() -> None:
-    with _LOCK:
-        _CACHE.clear()
-
-
 # ---------------------------------------------------------------- predictions
 
 
@@ -108,10 +98,6 @@ class Predictions:
     @property
     def accuracy(self) -> float:
         return float(self.correct.float().mean()) if len(self.targets) else float("nan")
-
-    @property
-    def task_label(self) -> str:
-        return "3 vs 7 (test 3s and 7s, 2 classes)" if self.class_names == THREE_SEVEN else "10 digits"
 
 
 def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progress = _no_progress) -> Predictions:

@@ -390,3 +390,39 @@ def runs_comparison(runs_key: str, label: Callable[[TrainConfig], str],
         fig = viz.runs_overlay(runs, metric)
         fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top"), height=360 + 22 * len(runs))
         col.plotly_chart(fig, key=f"overlay_{runs_key}_{metric}_{len(runs)}")
+
+
+# ---------------------------------------------------------------- pointing to where a model is trained
+
+TRAIN_PAGES = {"linear": "pages/2_Linear_3_vs_7.py", "mlp": "pages/3_MLP.py", "cnn": "pages/4_CNN.py"}
+
+
+def link(path: str, label: str, icon: str = "") -> None:
+    """st.page_link; a page run on its own (no navigation, as under AppTest) names the page instead."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.page_link(path, label=label, icon=icon or None)
+    except StreamlitAPIException:
+        st.markdown(f"- {icon} {label}")
+
+
+def train_links(kinds: tuple[str, ...] = ("linear", "mlp", "cnn")) -> None:
+    """A link to each stage page that trains these kinds of model."""
+    wanted = [TRAIN_PAGES[k] for k in kinds if k in TRAIN_PAGES]
+    for path, title, icon, _ in existing_stages():
+        if path in wanted:
+            link(path, f"Train one on the {title} page", icon)
+
+
+def test_image_picker(data: data_mod.MNIST, key: str, default_digit: int = 7) -> tuple[int, torch.Tensor, int]:
+    """A digit and which one of that digit in the test set; returns (test index, uint8 image, label)."""
+    from .explore import first_index_of
+
+    c1, c2 = st.columns(2)
+    digit = c1.selectbox("Digit", list(range(10)), index=default_digit, key=f"{key}_digit",
+                         help="Which digit to send through the model.")
+    nth = c2.number_input("Which one of them", min_value=0, max_value=9_999, value=0, step=1, key=f"{key}_nth",
+                          help="0 is the first test image of that digit, 1 the next, and so on.")
+    index = first_index_of(data.test_labels, int(digit), int(nth))
+    return index, data.test_images[index], int(data.test_labels[index])

@@ -289,3 +289,140 @@ def tiled_images(tiled, title: str = "", height: int | None = None, zmax: float 
     fig.update_xaxes(ticks="", showgrid=False, zeroline=False)
     fig.update_yaxes(ticks="", showgrid=False, zeroline=False)
     return fig
+
+
+# ---------------------------------------------------------------- what the weights look for (CNN and Features pages)
+
+GAP_COLOR = "#d9d9d9"  # between tiles, so an all-white map still shows as a square
+
+
+def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_scale: bool = False,
+              labels: list[str] | None = None, width: int = 1000, height: int | None = None, gap: int = 1,
+              value_name: str = "value") -> go.Figure:
+    """Many small maps (weight rows, filters, feature maps) as ONE heatmap with grey gaps: quick where 64 subplots
+    are not. Each map is scaled to its own largest |value| so its pattern shows, or all share one scale
+    (``shared_scale``) so strengths compare. Diverging maps are centred on zero: red positive, blue negative.
+    """
+    m = _np(maps)
+    if m.ndim == 2:
+        m = m[None]
+    n, h, w = m.shape
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    top = max(gap, round(h * 0.45)) if labels else 0  # room above each tile for its label
+    step_y, step_x = h + (top if labels else gap), w + gap
+    total_y, total_x = rows * step_y - (0 if labels else gap), cols * step_x - gap
+    z = np.full((total_y, total_x), np.nan, dtype=np.float32)
+    raw = np.full((total_y, total_x), np.nan, dtype=np.float32)
+    which = np.full((total_y, total_x), np.nan, dtype=np.float32)
+    if shared_scale:
+        lim = np.full(n, float(np.abs(m).max()) or 1.0)
+    else:
+        lim = np.abs(m).reshape(n, -1).max(axis=1)
+        lim[lim == 0] = 1.0
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y0, x0 = r * step_y + top, c * step_x
+        z[y0:y0 + h, x0:x0 + w] = m[i] / lim[i]
+        raw[y0:y0 + h, x0:x0 + w] = m[i]
+        which[y0:y0 + h, x0:x0 + w] = i
+    if diverging:
+        colorscale, zmin = "RdBu_r", -1.0
+    else:
+        colorscale, zmin = GREYS, 0.0
+    if height is None:
+        px = (width - 90) / total_x  # pixels per map cell when the sheet fills the width
+        height = int(min(1400, max(160, total_y * px + 60)))
+    scale_txt = value_name if shared_scale else "per map"
+    lim_all = float(lim.max())
+    colorbar = dict(thickness=10, len=min(1.0, max(0.3, 260 / height)), title=dict(text=scale_txt, side="right"),
+                    tickvals=[zmin, 0, 1] if diverging else [0, 1],
+                    ticktext=([f"{-lim_all:.2g}", "0", f"{lim_all:.2g}"] if diverging else ["0", f"{lim_all:.2g}"])
+                    if shared_scale else (["−max", "0", "+max"] if diverging else ["0", "max"]))
+    names = labels or [str(i) for i in range(n)]
+    custom = np.stack([which, raw], axis=-1)
+    fig = go.Figure(go.Heatmap(
+        z=z, colorscale=colorscale, zmin=zmin, zmax=1.0, zmid=0 if diverging else None, customdata=custom,
+        hovertemplate="map %{customdata[0]}<br>row %{y}, column %{x}<br>" + value_name + " %{customdata[1]:.3f}"
+                      "<extra></extra>",
+        colorbar=colorbar, hoverongaps=False,
+    ))
+    if labels:
+        for i, text in enumerate(names[:n]):
+            r, c = divmod(i, cols)
+            fig.add_annotation(x=c * step_x + (w - 1) / 2, y=r * step_y + top - 0.6, text=text, showarrow=False,
+                               yanchor="bottom", font=dict(size=10), xref="x", yref="y")
+    fig.update_layout(title=title, height=height, plot_bgcolor=GAP_COLOR, margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_xaxes(showgrid=False, zeroline=False, ticks="", range=[-0.5, total_x - 0.5])
+    fig.update_yaxes(showgrid=False, zeroline=False, ticks="", range=[total_y - 0.5, -0.5])
+    return _square(fig)
+
+
+def unit_norm_bars(norms, order, title: str, chosen: int | None = None, height: int = 260) -> go.Figure:
+    """Each unit's weight norm, in display order; the enlarged unit highlighted."""
+    v, o = _np(norms), [int(i) for i in _np(order)]
+    colors = ["#d62728" if i == chosen else "#7f7f7f" for i in o]
+    fig = go.Figure(go.Bar(x=[f"u{i}" for i in o], y=v[o], marker_color=colors,
+                           hovertemplate="unit %{x}: norm %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=height, xaxis=dict(type="category", title="unit", showticklabels=len(o) <= 64),
+                      yaxis_title="weight norm", margin=dict(l=10, r=10, t=40, b=40), bargap=0.1)
+    return fig
+
+
+def activation_bars(values, title: str, highlight=None, height: int = 260) -> go.Figure:
+    """One layer's activations for one image: a bar per unit, the units that fire most in red."""
+    v = _np(values).reshape(-1)
+    hi = {int(i) for i in _np(highlight)} if highlight is not None else set()
+    colors = ["#d62728" if i in hi else "#7f7f7f" for i in range(len(v))]
+    fig = go.Figure(go.Bar(x=list(range(len(v))), y=v, marker_color=colors,
+                           hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=height, xaxis_title="unit", yaxis_title="activation",
+                      margin=dict(l=10, r=10, t=40, b=40), bargap=0.1)
+    return fig
+
+
+def heat_map(z, title: str, colorscale: str = "Reds", height: int = 300, value_name: str = "value") -> go.Figure:
+    """A 28x28 map of non-negative importance (saliency), from 0 to its largest value."""
+    a = _np(z)
+    fig = go.Figure(go.Heatmap(z=a, colorscale=colorscale, zmin=0, zmax=float(a.max()) or 1.0,
+                               hovertemplate="row %{y}, column %{x}: " + value_name + " %{z:.3g}<extra></extra>",
+                               colorbar=dict(thickness=10)))
+    fig.update_layout(title=title, height=height)
+    return _square(fig)
+
+
+def heat_overlay(image, heat, title: str, height: int = 300) -> go.Figure:
+    """A heat map (0..1, e.g. Grad-CAM) laid over the digit in grey: where the model looked."""
+    img, h = _np(image), _np(heat)
+    fig = go.Figure([
+        go.Heatmap(z=img, colorscale=GREYS, zmin=0, zmax=float(img.max()) or 1.0, showscale=False, hoverinfo="skip",
+                   opacity=0.55),
+        go.Heatmap(z=h, zmin=0, zmax=1, colorbar=dict(thickness=10),
+                   colorscale=[[0, "rgba(255,230,0,0)"], [0.25, "rgba(255,190,0,0.35)"], [1, "rgba(215,25,28,0.9)"]],
+                   hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"),
+    ])
+    fig.update_layout(title=title, height=height)
+    return _square(fig)
+
+
+KIND_SYMBOLS = {"linear": "diamond", "MLP": "circle", "CNN": "square"}
+
+
+def models_scatter(rows: list[dict], x: str, title: str, log_x: bool = False, height: int = 360) -> go.Figure:
+    """Trained models as points: test accuracy against ``x`` (parameters, training time), one colour per kind."""
+    fig = go.Figure()
+    for k, kind in enumerate(["linear", "MLP", "CNN"]):
+        pts = [r for r in rows if r["kind"] == kind]
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r[x] for r in pts], y=[r["test accuracy"] for r in pts], mode="markers", name=kind,
+            marker=dict(size=12, symbol=KIND_SYMBOLS[kind], color=DIGIT_COLORS[k], line=dict(width=1, color="black")),
+            customdata=[[r["model"], r["preset"]] for r in pts],
+            hovertemplate="%{customdata[0]} (%{customdata[1]})<br>" + x + " %{x:,}<br>accuracy %{y:.2%}<extra></extra>",
+        ))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title="test accuracy", yaxis_tickformat=".1%", height=height,
+                      margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig

@@ -1,0 +1,221 @@
+"""digitlab.features on the real MNIST and the session's real trained models (the `trained` fixture)."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from digitlab import features as ft
+from digitlab.models import PRESETS, DigitCNN, build_model, count_parameters, layer_table
+from digitlab.store import ModelStore
+from digitlab.train import fit, predict_proba, prepare
+
+
+@pytest.fixture(scope="module")
+def models(trained):
+    store = ModelStore()
+    return {name: store.load(info.id) for name, info in trained.items()}
+
+
+def _image(mnist, digit: int, nth: int = 0):
+    return mnist.test_images[int((mnist.test_labels == digit).nonzero()[nth])]
+
+
+@pytest.mark.parametrize("preset", ["cnn-seed", "cnn-fast"])
+def test_architecture_shows_the_seeds_arithmetic(preset):
+    net = build_model(PRESETS[preset])
+    rows = ft.architecture(net)
+    measured = layer_table(net)
+    assert [(r["layer"], r["output shape"], r["parameters"]) for r in rows] == \
+        [(r["layer"], r["output shape"], r["parameters"]) for r in measured]
+    assert ft.map_sizes(rows) == [28, 26, 13, 11, 5]
+    assert ft.flatten_row(rows)["why this shape"].startswith("64 · 5 · 5 = 1600")
+    assert sum(r["parameters"] for r in rows) == count_parameters(net)
+    convs = [r for r in rows if r["type"] == "Conv2d"]
+    assert convs[0]["why this shape"] == "32 maps of 28 − 3 + 1 = 26"
+    assert convs[0]["why these parameters"].endswith(f"= {convs[0]['parameters']:,}")
+    assert any(r["type"] == "BatchNorm2d" for r in rows) == (preset == "cnn-fast")
+
+
+def test_feature_maps_have_the_shapes_layer_table_measures(mnist, models):
+    image = _image(mnist, 7)
+    for net, config in [(models["cnn"][0], models["cnn"][1].config),
+                        (build_model(PRESETS["cnn-fast"]).eval(), PRESETS["cnn-fast"])]:
+        expected = {r["layer"]: r["output shape"] for r in layer_table(net) if r["type"] in ("Conv2d", "MaxPool2d")}
+        maps = ft.feature_maps(net, config, image)
+        assert [(m.name, m.shape) for m in maps] == list(expected.items())
+        assert all(m.is_maps and m.values.abs().sum() > 0 for m in maps)
+    model, info = models["cnn"]
+    # The first map stack is the first convolution applied to the image, by hand.
+    x = prepare(image.reshape(1, 28, 28), info.config)
+    conv = ft.first_conv(model)
+    assert torch.allclose(ft.feature_maps(model, info.config, image)[0].values, conv(x)[0].detach(), atol=1e-5)
+
+
+def test_first_filters_are_the_first_convolutions_weights(models):
+    model, _ = models["cnn"]
+    filters = ft.first_filters(model)
+    assert filters.shape == (32, 3, 3)
+    assert torch.equal(filters, model.conv_layers[0].weight.detach()[:, 0])
+    assert ft.first_filters(models["mlp"][0]) is None
+
+
+def test_first_layer_rows_of_every_form(models):
+    mlp, _ = models["mlp"]
+    rows, bias = ft.first_layer(mlp)
+    assert rows.shape == (50, 784) and torch.equal(rows, mlp[1].weight.detach())
+    assert torch.equal(bias, mlp[1].bias.detach())
+    lin, info = models["linear"]
+    assert info.config.form == "scratch"
+    rows, bias = ft.first_layer(lin)
+    assert rows.shape == (1, 784) and torch.equal(rows[0], lin.weights.detach()[:, 0])
+    scratch = build_model(PRESETS["simple_net"].with_(form="scratch"))
+    rows, _ = ft.first_layer(scratch)
+    assert rows.shape == (50, 784) and torch.equal(rows, scratch.w1.detach().T)
+    assert ft.first_layer(models["cnn"][0]) is None  # its first Linear reads 1600 pooled numbers, not pixels
+    assert ft.weight_images(rows).shape == (50, 28, 28)
+    assert torch.equal(ft.weight_images(rows)[3].reshape(-1), rows[3])
+
+
+def test_units_sorted_by_weight_norm(models):
+    rows, _ = ft.first_layer(models["mlp"][0])
+    order = ft.unit_order(rows, "norm")
+    norms = rows.norm(dim=1)
+    assert sorted(order.tolist()) == list(range(50))
+    assert all(norms[a] >= norms[b] for a, b in zip(order[:-1], order[1:]))
+    assert norms[order[0]] == norms.max() and norms[order[-1]] == norms.min()
+    assert ft.unit_order(rows, "index").tolist() == list(range(50))
+    with pytest.raises(ValueError):
+        ft.unit_order(rows, "colour")
+
+
+def test_units_that_fire_are_the_strongest_and_add_up(mnist, models):
+    model, info = models["mlp"]
+    image = _image(mnist, 3)
+    fire = ft.units_that_fire(model, info.config, image, k=6)
+    rows, bias = ft.first_layer(model)
+    x = prepare(image.reshape(1, 28, 28), info.config)[0]
+    hidden = (rows @ x + bias).clamp(min=0)
+    assert fire.units.tolist() == hidden.topk(6).indices.tolist()
+    assert torch.allclose(fire.values, hidden[fire.units], atol=1e-5)
+    assert fire.layer.endswith("ReLU") and fire.weights.shape == (6, 28, 28)
+    # Weight x pixel, summed, plus the bias, is the unit's input.
+    assert torch.allclose(fire.contributions.sum(dim=(1, 2)) + bias[fire.units], fire.pre_activations, atol=1e-4)
+    acts = ft.activations(model, info.config, image)
+    assert [a.values.shape[0] for a in acts] == [50, 10]
+    # The linear model has no hidden layer: its one output is the unit.
+    lin, lin_info = models["linear"]
+    one = ft.units_that_fire(lin, lin_info.config, image, k=8)
+    assert one.units.tolist() == [0] and one.layer.startswith("output")
+    assert ft.units_that_fire(models["cnn"][0], models["cnn"][1].config, image) is None
+
+
+def test_filters_that_fire(mnist, models):
+    model, info = models["cnn"]
+    fire = ft.filters_that_fire(model, info.config, _image(mnist, 0), k=5)
+    assert fire.weights.shape == (5, 3, 3) and fire.maps.shape == (5, 26, 26)
+    assert fire.values.tolist() == sorted(fire.values.tolist(), reverse=True)
+    assert torch.allclose(fire.maps.mean(dim=(1, 2)), fire.values, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "cnn"])
+def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
+    model, info = models[name]
+    image = _image(mnist, 3)
+    ex = ft.explain(model, info.config, image)
+    probs = predict_proba(model, info.config, image.reshape(1, 28, 28))[0]
+    assert ex.target == int(probs.argmax()) and torch.allclose(ex.probs, probs)
+    assert ex.saliency.shape == (28, 28) and (ex.saliency >= 0).all()
+    assert ex.saliency.max() > 0 and (ex.saliency > 0.05 * ex.saliency.max()).sum() > 30  # not one hot pixel
+    assert ex.grad_x_input.shape == (28, 28)
+    assert all(p.grad is None for p in model.parameters())  # the shared model collects no gradients
+    if name == "cnn":
+        cam = ex.grad_cam
+        assert cam.shape == (28, 28) and cam.min() >= 0 and math.isclose(float(cam.max()), 1.0, rel_tol=1e-5)
+        assert ex.cam_layer == "conv_layers.4"  # the ReLU after the last convolution
+        # Grad-CAM looks where the digit is: more of it on the ink than on the paper.
+        ink = image.float() > 50
+        assert cam[ink].mean() > cam[~ink].mean()
+    else:
+        assert ex.grad_cam is None
+    other = ft.explain(model, info.config, image, 0 if ex.target != 0 else 1)
+    if name == "linear":
+        # One output: "7" is minus "3", so the size of the gradient is the same (the weights), its sign flips.
+        assert torch.allclose(ex.saliency, model.weights.detach()[:, 0].abs().reshape(28, 28))
+        assert torch.allclose(other.grad_x_input, -ex.grad_x_input)
+    else:
+        assert not torch.allclose(other.saliency, ex.saliency)
+    with pytest.raises(ValueError):
+        ft.explain(model, info.config, image, target=len(probs))
+
+
+def test_the_initial_model_is_the_runs_real_start(mnist, store):
+    """Spy on what the training queue builds: the rebuilt start is the same numbers, and training moved them."""
+    from digitlab import jobs
+
+    seen = []
+    original = jobs.build_model
+
+    def spy(config):
+        model = original(config)
+        seen.append(copy.deepcopy(model.state_dict()))
+        return model
+
+    jobs.build_model = spy
+    try:
+        queue = jobs.JobQueue(store)
+        config = PRESETS["cnn-fast"].with_(epochs=1, train_limit=600)
+        torch.rand(3)  # whatever the global generator did before
+        snap = queue.wait(queue.submit(config, mnist).id, timeout=120)
+    finally:
+        jobs.build_model = original
+    assert snap.state == "done" and len(seen) == 1
+    start = ft.initial_model(config)
+    assert all(torch.equal(a, b) for a, b in zip(seen[0].values(), start.state_dict().values()))
+    trained, _ = store.load(snap.model_id)
+    change = ft.weight_change(start, trained)
+    assert {r["weights"] for r in change} == {n for n, _ in trained.named_parameters()}
+    assert all(r["moved (norm of the change)"] > 0 for r in change)
+    assert not torch.equal(ft.first_filters(start), ft.first_filters(trained))
+
+
+def test_training_from_the_initial_model_gives_the_stored_model(mnist, models):
+    """fit() starts from exactly these weights: replaying it reproduces the stored MLP."""
+    trained, info = models["mlp"]
+    model = ft.initial_model(info.config)
+    for _ in fit(model, info.config, mnist):
+        pass
+    for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), name
+
+
+def test_accuracy_before_and_after(mnist, models, trained):
+    model, info = models["mlp"]
+    before = ft.accuracy(ft.initial_model(info.config), info.config, mnist, n=2000)
+    after = ft.accuracy(model, info.config, mnist)
+    assert before < 0.3 and after > 0.85
+    assert after == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
+    assert ft.cached_accuracy(model, info, mnist, "after", 2000) == ft.accuracy(model, info.config, mnist, 2000)
+
+
+def test_comparison_rows(trained):
+    infos = list(trained.values())
+    rows = ft.comparison_rows(infos)
+    assert [r["kind"] for r in rows] == ["linear", "MLP", "CNN"]
+    for r in rows:
+        info = next(i for i in infos if i.id == r["id"])
+        assert r["test accuracy"] == info.metrics["test_accuracy"] and r["parameters"] == info.parameters
+    assert "3s and 7s only" in rows[0]["scored on"] and rows[1]["scored on"] == "all 10 digits"
+    extra = copy.deepcopy(trained["cnn"])
+    extra.id, extra.metrics = "another-cnn", {"test_accuracy": 0.5}
+    rows = ft.comparison_rows([*infos, extra])
+    assert [r["id"] for r in rows if r["kind"] == "CNN"] == [trained["cnn"].id, "another-cnn"]  # best first
+    assert [r["id"] for r in ft.comparison_rows([*infos, extra], best_only=True)] == [i.id for i in infos]
+
+
+def test_a_digitcnn_without_batch_norm_classes_still_walks(mnist):
+    """Layers are found by walking, so a plain DigitCNN() works without any config of its own."""
+    net = DigitCNN().eval()
+    maps = ft.feature_maps(net, PRESETS["cnn-seed"], _image(mnist, 1))
+    assert [m.kind for m in maps] == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d"]

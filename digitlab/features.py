@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MNIST
+from .data import MNIST, to_float
 from .evaluate import DIGITS, THREE_SEVEN, cached, task_test_set
 from .models import ModelInfo, TrainConfig, build_model, layer_table
 from .train import predict_proba, prepare
@@ -217,6 +217,11 @@ def activations(model: nn.Module, config: TrainConfig, image: torch.Tensor) -> l
     return [*kept, LayerOutput(last.name, f"{last.kind} (output)" if last.kind != "output" else "output", last.values)]
 
 
+def paper_value(config: TrainConfig) -> float:
+    """What a blank (paper) pixel becomes after the model's normalisation: 0, or -1 for Normalize((0.5,), (0.5,))."""
+    return round(float(to_float(torch.zeros(1, 1, dtype=torch.uint8), config.norm)), 3)
+
+
 def answer(model: nn.Module, config: TrainConfig, image: torch.Tensor) -> torch.Tensor:
     """The model's class probabilities for one image, in ``class_names(config)`` order."""
     return predict_proba(model, config, _one(image))[0]
@@ -381,6 +386,8 @@ def _cam_layer(model: nn.Module, order: list[str]) -> str | None:
 def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: int | None = None) -> Explanation:
     """Saliency (the gradient of the answer's score with respect to every pixel) and, for a CNN, Grad-CAM.
 
+    The score is the class's output before softmax (the logit).
+
     Grad-CAM weighs each map of the last convolution block by how much the score rises with it
     (its gradient, averaged over the map), adds the maps up, keeps the positive part and stretches
     the result back to 28x28: the regions the CNN used, coarser than saliency but steadier.
@@ -394,17 +401,23 @@ def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: 
     x = prepare(_one(image), config, device).detach().requires_grad_(True)
     order: list[str] = []
     outputs: dict[str, torch.Tensor] = {}
+    logits: list[torch.Tensor] = []
     hooks = []
     for name, module in leaf_layers(model):
 
         def hook(mod, inp, res, name=name):
             order.append(name)
             outputs[name] = res
+            if isinstance(mod, nn.LogSoftmax):
+                logits.append(inp[0])
 
         hooks.append(module.register_forward_hook(hook))
     try:
         with torch.enable_grad():
             out = model(x)
+            # The class score is the number before softmax; a model ending in LogSoftmax (the PyTorch MLP
+            # tutorial's) hands on log-probabilities, whose gradient at a confident answer is nearly zero.
+            out = logits[-1] if logits else out
             cam_name = _cam_layer(model, order) if config.kind == "cnn" else None
             wrt = [x] + ([outputs[cam_name]] if cam_name else [])
             grads = torch.autograd.grad(_score(out, config, target), wrt)
@@ -419,7 +432,8 @@ def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: 
         weights = gmaps.mean(dim=(1, 2))
         cam = (weights[:, None, None] * maps).sum(dim=0).clamp(min=0)
         cam = F.interpolate(cam[None, None], size=(28, 28), mode="bilinear", align_corners=False)[0, 0].float().cpu()
-        cam = cam / cam.max() if cam.max() > 0 else cam
+        span = cam.max() - cam.min()
+        cam = (cam - cam.min()) / span if span > 0 else torch.zeros_like(cam)  # 0..1, as Grad-CAM is drawn
     return Explanation(probs, target, g.abs(), g * xi, cam, cam_name or "")
 
 

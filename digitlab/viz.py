@@ -293,11 +293,11 @@ def tiled_images(tiled, title: str = "", height: int | None = None, zmax: float 
 
 # ---------------------------------------------------------------- what the weights look for (CNN and Features pages)
 
-GAP_COLOR = "#d9d9d9"  # between tiles, so an all-white map still shows as a square
+GAP_COLOR = "#e8e8e8"  # between tiles, so an all-white map still shows as a square
 
 
 def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_scale: bool = False,
-              labels: list[str] | None = None, width: int = 1000, height: int | None = None, gap: int = 1,
+              labels: list[str] | None = None, width: int = 950, height: int | None = None, gap: int = 1,
               value_name: str = "value") -> go.Figure:
     """Many small maps (weight rows, filters, feature maps) as ONE heatmap with grey gaps: quick where 64 subplots
     are not. Each map is scaled to its own largest |value| so its pattern shows, or all share one scale
@@ -309,9 +309,12 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
     n, h, w = m.shape
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    top = max(gap, round(h * 0.45)) if labels else 0  # room above each tile for its label
-    step_y, step_x = h + (top if labels else gap), w + gap
-    total_y, total_x = rows * step_y - (0 if labels else gap), cols * step_x - gap
+    step_x = w + gap
+    total_x = cols * step_x - gap
+    px = (width - 90) / total_x  # screen pixels per map cell when the sheet fills ``width``
+    top = max(gap, int(np.ceil(15 / px))) if labels else 0  # room above each tile for a 10-point label
+    step_y = h + (top if labels else gap)
+    total_y = rows * step_y - (0 if labels else gap)
     z = np.full((total_y, total_x), np.nan, dtype=np.float32)
     raw = np.full((total_y, total_x), np.nan, dtype=np.float32)
     which = np.full((total_y, total_x), np.nan, dtype=np.float32)
@@ -331,7 +334,6 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
     else:
         colorscale, zmin = GREYS, 0.0
     if height is None:
-        px = (width - 90) / total_x  # pixels per map cell when the sheet fills the width
         height = int(min(1400, max(160, total_y * px + 60)))
     scale_txt = value_name if shared_scale else "per map"
     lim_all = float(lim.max())
@@ -398,7 +400,8 @@ def heat_overlay(image, heat, title: str, height: int = 300) -> go.Figure:
         go.Heatmap(z=img, colorscale=GREYS, zmin=0, zmax=float(img.max()) or 1.0, showscale=False, hoverinfo="skip",
                    opacity=0.55),
         go.Heatmap(z=h, zmin=0, zmax=1, colorbar=dict(thickness=10),
-                   colorscale=[[0, "rgba(255,230,0,0)"], [0.25, "rgba(255,190,0,0.35)"], [1, "rgba(215,25,28,0.9)"]],
+                   colorscale=[[0, "rgba(255,230,0,0)"], [0.3, "rgba(255,210,0,0.1)"], [0.65, "rgba(253,141,60,0.55)"],
+                               [1, "rgba(215,25,28,0.9)"]],
                    hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"),
     ])
     fig.update_layout(title=title, height=height)
@@ -416,13 +419,18 @@ def models_scatter(rows: list[dict], x: str, title: str, log_x: bool = False, he
         if not pts:
             continue
         fig.add_trace(go.Scatter(
-            x=[r[x] for r in pts], y=[r["test accuracy"] for r in pts], mode="markers", name=kind,
+            x=[r[x] for r in pts], y=[r["test accuracy"] for r in pts], mode="markers+text", name=kind,
+            text=[r["preset"] for r in pts], textposition="top center", textfont=dict(size=10),
+            cliponaxis=False,
             marker=dict(size=12, symbol=KIND_SYMBOLS[kind], color=DIGIT_COLORS[k], line=dict(width=1, color="black")),
             customdata=[[r["model"], r["preset"]] for r in pts],
             hovertemplate="%{customdata[0]} (%{customdata[1]})<br>" + x + " %{x:,}<br>accuracy %{y:.2%}<extra></extra>",
         ))
+    accs = [r["test accuracy"] for r in rows if r["test accuracy"] == r["test accuracy"]]
+    pad = max(0.005, (max(accs) - min(accs)) * 0.15) if accs else 0.01
     fig.update_layout(title=title, xaxis_title=x, yaxis_title="test accuracy", yaxis_tickformat=".1%", height=height,
-                      margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.25))
+                      margin=dict(t=40, b=40, l=10, r=20), legend=dict(orientation="h", y=-0.25),
+                      yaxis_range=[min(accs) - pad, min(1.0, max(accs) + 2 * pad)] if accs else None)
     if log_x:
         fig.update_xaxes(type="log")
     return fig

@@ -1,0 +1,170 @@
+"""The CNN page under the real Streamlit runtime, with the session's real trained models."""
+
+import json
+from pathlib import Path
+
+import pytest
+from pagetools import chart_spec, chart_titles, metrics
+from streamlit.testing.v1 import AppTest
+
+from digitlab.store import ModelStore
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "4_CNN.py")
+
+
+def _open(**state) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def _frame(at, first_column: str):
+    return next(d.value for d in at.dataframe if len(d.value.columns) and d.value.columns[0] == first_column)
+
+
+def test_architecture_table_measured_from_the_model(mnist):
+    from digitlab.models import PRESETS, build_model, count_parameters, layer_table
+
+    at = _open()
+    assert not at.exception and not at.error
+    net = build_model(PRESETS["cnn-seed"])
+    assert metrics(at)["Parameters"] == f"{count_parameters(net):,}" == "121,930"
+    assert metrics(at)["Numbers into the first linear layer"] == "1,600"
+    table = _frame(at, "layer")
+    assert list(table["layer"]) == [r["layer"] for r in layer_table(net)]
+    assert list(table["output shape"]) == [r["output shape"] for r in layer_table(net)]
+    assert table["parameters"].sum() == count_parameters(net)
+    assert any("28 → 26 → 13 → 11 → 5" in m.value for m in at.markdown)
+    assert any("64 · 5 · 5 = 1600" in m.value and "64 * 5 * 5" in m.value for m in at.markdown)
+    assert any("class DigitCNN" in c.value for c in at.code)
+
+    # The fast recipe's network: batch norm, and the parameter count follows the model, not the seed's.
+    at.selectbox(key="cnn_preset").set_value("cnn-fast").run()
+    assert not at.exception
+    bn = build_model(PRESETS["cnn-fast"])
+    assert metrics(at)["Parameters"] == f"{count_parameters(bn):,}"
+    assert "BatchNorm2d" in set(_frame(at, "layer")["type"])
+    assert at.number_input(key="cnn_cnn-fast_epochs").value == PRESETS["cnn-fast"].epochs
+
+
+def test_feature_maps_filters_and_the_comparison(mnist, trained):
+    from digitlab.models import layer_table
+
+    cnn = trained["cnn"]
+    at = _open(cnn_view_model=cnn.id)
+    assert not at.exception and not at.error
+    titles = chart_titles(at)
+    filters = chart_spec(at, "The 32 learned 3x3 filters of the first layer")
+    assert filters is not None and len(filters["layout"]["annotations"]) == 32
+    model, _ = ModelStore().load(cnn.id)
+    maps = [r for r in layer_table(model) if r["type"] in ("Conv2d", "MaxPool2d")]
+    for r in maps:
+        c, h, w = r["output shape"].split("x")
+        assert f"After {r['layer']} · {r['type']}: {c} maps of {h}x{w}" in titles
+    assert "The CNN's answer" in titles
+
+    # Another digit: the answer chart follows the chosen test image.
+    at.selectbox(key="cnn_img_digit").set_value(3).run()
+    assert "Test image 18: a 3" in chart_titles(at)
+
+    table = _frame(at, "model")
+    for name in ("linear", "mlp", "cnn"):
+        info = trained[name]
+        row = table[table["id"] == info.id].iloc[0]
+        assert row["test accuracy"] == pytest.approx(info.metrics["test_accuracy"])
+        assert row["parameters"] == info.parameters
+    lin = table[table["id"] == trained["linear"].id].iloc[0]
+    assert "3s and 7s only" in lin["scored on"] and lin["kind"] == "linear"
+    assert any("scored on the test 3s and 7s only" in c.value for c in at.caption)
+    scatter = chart_spec(at, "Accuracy against parameters")
+    names = {t["name"] for t in scatter["data"]}
+    assert names == {"MLP", "CNN"}  # the 3-vs-7 model is left off the ten-digit chart
+    assert chart_spec(at, "Accuracy against training time") is not None
+
+    at.toggle(key="cnn_best_only").set_value(True).run()
+    best = _frame(at, "model")
+    assert len(best) == len(set(zip(best["kind"], best["scored on"])))
+
+
+def test_train_through_the_page_stop_and_one_more_epoch(mnist):
+    from digitlab import ui
+
+    at = _open()
+    at.number_input(key="cnn_cnn-seed_epochs").set_value(1)
+    at.number_input(key="cnn_cnn-seed_limit").set_value(2000)
+    at.button(key="cnn_train").click().run()
+    assert not at.exception and not at.error
+    snap = ui.get_queue().wait(at.session_state["cnn_job"], timeout=90)
+    assert snap.state == "done" and len(snap.history) == 1
+    at.run()
+    assert not at.exception and not at.error
+    assert "Loss" in chart_titles(at) and "Accuracy" in chart_titles(at)
+    # The finished run is the one shown inside: its filters are on the page.
+    assert at.session_state["cnn_view_model"] == snap.model_id
+    assert "The 32 learned 3x3 filters of the first layer" in chart_titles(at)
+
+    more = at.button(key=f"more_cnn_job_{snap.id}")
+    more.click().run()
+    again = ui.get_queue().wait(at.session_state["cnn_job"], timeout=90)
+    assert again.id != snap.id and again.state == "done" and len(again.history) == 2
+    at.run()
+    assert not at.exception
+    overlay = chart_spec(at, "test accuracy")
+    assert overlay and len(overlay["data"]) == 2
+
+    # A long run shows Stop while it trains; Stop ends it.
+    at.number_input(key="cnn_cnn-seed_limit").set_value(0)
+    at.number_input(key="cnn_cnn-seed_epochs").set_value(3)
+    at.button(key="cnn_train").click().run()
+    job = at.session_state["cnn_job"]
+    stop = [b for b in at.button if b.key == f"stop_cnn_job_{job}"]
+    assert stop, "a Stop button while the run trains"
+    stop[0].click().run()
+    done = ui.get_queue().wait(job, timeout=90)
+    assert done.state == "cancelled"
+    at.run()
+    assert not at.exception
+
+
+@pytest.fixture()
+def damaged(trained):
+    """A copy of the real CNN whose weights file is truncated; removed afterwards."""
+    store = ModelStore()
+    src = trained["cnn"].id
+    bad = "damaged-cnn-page-test"
+    record = json.loads((store.root / f"{src}.json").read_text())
+    record["id"], record["created"] = bad, "2000-01-01T00:00:00"
+    weights = (store.root / f"{src}.safetensors").read_bytes()
+    (store.root / f"{bad}.safetensors").write_bytes(weights[: len(weights) // 3])
+    (store.root / f"{bad}.json").write_text(json.dumps(record))
+    yield bad
+    store.delete(bad)
+
+
+def test_a_damaged_cnn_gives_a_message_not_a_traceback(damaged, trained):
+    at = _open(cnn_view_model=damaged)
+    assert not at.exception
+    assert any("cannot be used" in e.value and "damaged" in e.value for e in at.error)
+    assert any("Pick another CNN" in i.value for i in at.info)
+    assert trained["cnn"].id in set(_frame(at, "model")["id"])  # the comparison still lists the store
+
+
+def test_an_empty_store_says_how_to_train_one(tmp_path, monkeypatch, mnist):
+    from digitlab import ui
+
+    monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "no-models-yet"))
+    ui.get_store.clear()
+    try:
+        at = _open()
+    finally:
+        monkeypatch.undo()
+        ui.get_store.clear()
+    assert not at.exception and not at.error
+    assert any("No CNN has been trained yet" in i.value for i in at.info)
+    assert any("No trained model yet" in i.value for i in at.info)
+    # A link to each page that trains the others (a plain name when the page runs alone, as here).
+    links = [m.value for m in at.markdown if "Train one on the" in m.value] + \
+        [p.proto.label for p in at.get("page_link")]
+    assert any("Linear 3 vs 7" in v for v in links) and any("MLP" in v for v in links)
+    assert "The 32 learned 3x3 filters of the first layer" not in chart_titles(at)

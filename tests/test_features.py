@@ -219,3 +219,16 @@ def test_a_digitcnn_without_batch_norm_classes_still_walks(mnist):
     net = DigitCNN().eval()
     maps = ft.feature_maps(net, PRESETS["cnn-seed"], _image(mnist, 1))
     assert [m.kind for m in maps] == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d"]
+
+
+def test_saliency_of_a_log_softmax_model_traces_the_logit(mnist):
+    """The PyTorch tutorial's MLP ends in LogSoftmax: the score explained is the number before it."""
+    config = PRESETS["mlp-128-64"]
+    model = build_model(config).eval()
+    image = _image(mnist, 5)
+    ex = ft.explain(model, config, image, target=5)
+    x = prepare(image.reshape(1, 28, 28), config).requires_grad_(True)
+    logits = model[:-1](x)  # everything but the LogSoftmax
+    (grad,) = torch.autograd.grad(logits[0, 5], x)
+    assert torch.allclose(ex.saliency, grad.abs().reshape(28, 28), atol=1e-6)
+    assert ft.paper_value(config) == -1.0 and ft.paper_value(PRESETS["simple_net"]) == 0.0

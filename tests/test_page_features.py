@@ -1,0 +1,170 @@
+"""The Features page under the real Streamlit runtime, with the session's real trained models."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pagetools import chart_spec, chart_titles, metrics
+from streamlit.testing.v1 import AppTest
+
+from digitlab import features as ft
+from digitlab.store import ModelStore
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "5_Features.py")
+
+
+def _open(model_id: str, **state) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["feat_model"] = model_id
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def _array(value) -> torch.Tensor:
+    """A Plotly array from a chart spec: a plain list, or a typed array ({dtype, bdata, shape})."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(s) for s in str(value.get("shape", len(flat))).split(",")]
+        return torch.tensor(flat.reshape(shape).astype(np.float32))
+    return torch.tensor(value, dtype=torch.float32)
+
+
+def _labels(spec) -> list[str]:
+    return [a["text"] for a in spec["layout"].get("annotations", [])]
+
+
+def test_mlp_weight_rows_sorted_by_norm_and_one_enlarged(mnist, trained):
+    info = trained["mlp"]
+    model, _ = ModelStore().load(info.id)
+    rows, bias = ft.first_layer(model)
+    at = _open(info.id)
+    assert not at.exception and not at.error
+
+    sheet = chart_spec(at, "First-layer weights: 50 of 50 units as 28x28 images")
+    assert sheet is not None
+    by_norm = ft.unit_order(rows, "norm").tolist()
+    assert _labels(sheet) == [f"unit {u}" for u in by_norm]
+    norms = rows.norm(dim=1)
+    assert all(norms[a] >= norms[b] for a, b in zip(by_norm[:-1], by_norm[1:]))
+    heat = sheet["data"][0]
+    assert heat["colorscale"][0][1] != heat["colorscale"][-1][1] and heat["zmid"] == 0  # diverging, centred on 0
+    assert heat["zmin"] == -1 and heat["zmax"] == 1
+
+    at.radio(key="feat_order").set_value("index").run()
+    assert _labels(chart_spec(at, "First-layer weights: 50 of 50 units as 28x28 images")) == \
+        [f"unit {u}" for u in range(50)]
+
+    at.selectbox(key="feat_unit").set_value(7).run()
+    big = chart_spec(at, "Unit 7: its 784 weights as 28x28")
+    assert big is not None
+    assert torch.allclose(_array(big["data"][0]["z"]), rows[7].reshape(28, 28), atol=1e-6)
+    assert any(f"Bias {float(bias[7]):+.3f}" in c.value for c in at.caption)
+    assert chart_spec(at, "Weight norm of each unit, in the order shown") is not None
+    assert any("def first_layer" in c.value for c in at.code)
+
+
+def test_one_digit_activations_units_that_fire_and_saliency(mnist, trained):
+    info = trained["mlp"]
+    at = _open(info.id, feat_img_digit=3)
+    assert not at.exception and not at.error
+    titles = chart_titles(at)
+    assert "Test image 18: a 3" in titles and "The model's answer" in titles
+    assert "2 · ReLU: 50 numbers" in titles and "3 · Linear (output): 10 numbers" in titles
+    model, _ = ModelStore().load(info.id)
+    fire = ft.units_that_fire(model, info.config, mnist.test_images[18], k=8)
+    weights = chart_spec(at, "Their weights (784 as 28x28)")
+    assert _labels(weights) == [f"unit {int(u)}: {float(v):.2f}" for u, v in zip(fire.units, fire.values)]
+    bars = chart_spec(at, "2 · ReLU: 50 numbers")
+    red = [i for i, c in enumerate(bars["data"][0]["marker"]["color"]) if c == "#d62728"]
+    assert sorted(red) == sorted(fire.units.tolist())
+    predicted = str(int(ft.answer(model, info.config, mnist.test_images[18]).argmax()))
+    assert f"Saliency for '{predicted}'" in titles and f"Gradient × input for '{predicted}'" in titles
+    assert not any(t.startswith("Grad-CAM") for t in titles)  # no convolutions in an MLP
+    assert any("has no convolutions" in i.value for i in at.info)
+
+    at.selectbox(key="feat_target_digits").set_value("8").run()
+    assert "Saliency for '8'" in chart_titles(at)
+
+
+def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
+    info = trained["cnn"]
+    at = _open(info.id)
+    assert not at.exception and not at.error
+    titles = chart_titles(at)
+    assert "The 32 learned 3x3 filters of the first layer" in titles
+    assert any(t.startswith("Their responses to this 7") for t in titles)
+    assert "Grad-CAM for '7' (conv_layers.4)" in titles
+    assert any("does not read all 784 pixels" in i.value for i in at.info)
+    assert "Before training: first-layer filters" in titles and "After training: first-layer filters" in titles
+    model, _ = ModelStore().load(info.id)
+    for title, net in (("Before training: first-layer filters", ft.initial_model(info.config)),
+                       ("After training: first-layer filters", model)):
+        raw = _array(chart_spec(at, title)["data"][0]["customdata"])[..., 1]  # (map number, value) per cell
+        shown = raw[~raw.isnan()].sort().values
+        assert torch.allclose(shown, ft.first_filters(net).reshape(-1).sort().values, atol=1e-6), title
+
+    shown = metrics(at)
+    assert shown["Accuracy after training"] == f"{ft.accuracy(model, info.config, mnist, 2000):.2%}"
+    assert float(shown["Accuracy before training"].rstrip("%")) < 30
+    assert any("this run's real starting point" in m.value for m in at.markdown)
+    change = next(d.value for d in at.dataframe if d.value.columns[0] == "weights")
+    assert set(change["weights"]) == {n for n, _ in model.named_parameters()}
+
+
+def test_the_linear_three_vs_seven_model(mnist, trained):
+    info = trained["linear"]
+    at = _open(info.id)
+    assert not at.exception and not at.error
+    titles = chart_titles(at)
+    assert "First-layer weights: 1 of 1 units as 28x28 images" in titles
+    assert "Test image 18: a 3" in titles  # a 3-vs-7 model starts on a 3
+    assert any("3-vs-7 model" in c.value for c in at.caption)
+    assert any("no hidden layer" in m.value for m in at.markdown)
+    assert "Before training: first-layer weights" in titles and "After training: first-layer weights" in titles
+    answer = chart_spec(at, "The model's answer")
+    assert answer["data"][0]["y"] == ["7", "3"]
+
+
+@pytest.fixture()
+def damaged(trained):
+    """A copy of the real MLP whose weights file is garbage; removed afterwards so other pages never see it."""
+    store = ModelStore()
+    src = trained["mlp"].id
+    bad = "damaged-features-test"
+    record = json.loads((store.root / f"{src}.json").read_text())
+    record["id"], record["created"] = bad, "2000-01-01T00:00:00"
+    (store.root / f"{bad}.safetensors").write_bytes(b"\x00not safetensors at all" * 10)
+    (store.root / f"{bad}.json").write_text(json.dumps(record))
+    yield bad
+    store.delete(bad)
+
+
+def test_a_damaged_model_gives_a_message_not_a_traceback(damaged):
+    at = _open(damaged)
+    assert not at.exception
+    assert any("cannot be used" in e.value and "damaged" in e.value for e in at.error)
+    assert any("Pick another model" in i.value for i in at.info)
+    assert any("Train one on the MLP page" in m.value for m in at.markdown)
+    assert not at.get("plotly_chart")
+
+
+def test_an_empty_store_says_where_to_train(tmp_path, monkeypatch, mnist):
+    from digitlab import ui
+
+    monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "no-models-yet"))
+    ui.get_store.clear()
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=120).run()
+    finally:
+        monkeypatch.undo()
+        ui.get_store.clear()
+    assert not at.exception and not at.error
+    assert any("No trained model yet" in i.value for i in at.info)
+    links = [m.value for m in at.markdown if "Train one on the" in m.value] + \
+        [p.proto.label for p in at.get("page_link")]
+    assert len(links) == 3 and any("CNN" in v for v in links)
+    assert not at.get("plotly_chart")

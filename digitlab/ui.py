@@ -313,6 +313,9 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
     from math import log10
 
     k = f"{key}_{config.preset}"
+    # The preset's own rate is always a notch (cnn-fast's 0.005 is not on the 3x ladder), so a preset trains as written.
+    if config.lr > 0 and config.lr not in lr_options:
+        lr_options = tuple(sorted({*lr_options, float(config.lr)}))
     lr_default = min(lr_options, key=lambda v: abs(log10(v) - log10(config.lr)))
     c1, c2, c3, c4 = st.columns(4)
     lr = c1.select_slider(

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from digitlab import features, lessons, ui, viz
-from digitlab.models import DigitCNN, count_parameters
+from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, count_parameters
 
 data = ui.page_setup(
     "CNN",
@@ -40,16 +40,15 @@ st.markdown(
     + (f"\n\nSo the first linear layer reads **{flat['why this shape']}**: that is where the "
        "tutorial's `64 * 5 * 5` comes from." if flat else "")
 )
-if any(r["type"] == "BatchNorm2d" for r in rows):
-    st.caption("This preset adds batch norm after each convolution (the convolution then needs no bias of its own) "
-               "and dropout before the last layer; the shapes stay the same.")
+if notes := features.variant_notes(rows):
+    st.caption(f"`{preset.preset}` changes the tutorial's blocks: " + "; ".join(notes) + ". The map sizes stay "
+               "the same.")
 ui.show_code(DigitCNN, features.architecture)
 
 # ---------------------------------------------------------------- 2. training
 st.header("2. Train it")
-st.markdown("`cnn-seed` is the tutorial's own recipe (Adam, learning rate 0.001, batch 64, 5 epochs). `cnn-fast` adds "
-            "batch norm and a one-cycle learning rate; `cnn-best` also shifts and turns the training digits a little. "
-            "Lower the training images for a quick first run.")
+st.markdown("\n".join(f"- `{name}`: {PRESET_HELP[name]}" for name, c in PRESETS.items() if c.kind == "cnn")
+            + "\n\nPick the recipe in section 1. Lower the training images for a quick first run.")
 config = ui.training_controls(preset, "cnn")
 if st.button("Train", type="primary", key="cnn_train",
              help="Start training in the background; it keeps going if you switch page."):

@@ -35,7 +35,16 @@ def test_architecture_shows_the_seeds_arithmetic(preset):
     convs = [r for r in rows if r["type"] == "Conv2d"]
     assert convs[0]["why this shape"] == "32 maps of 28 − 3 + 1 = 26"
     assert convs[0]["why these parameters"].endswith(f"= {convs[0]['parameters']:,}")
-    assert any(r["type"] == "BatchNorm2d" for r in rows) == (preset == "cnn-fast")
+    notes = ft.variant_notes(rows)
+    assert bool(notes) == any(r["type"] in ("BatchNorm2d", "Dropout") for r in rows)
+    assert (preset == "cnn-seed") == (notes == [])
+
+
+def test_variant_notes_read_the_layer_order():
+    pool_first = [{"type": t} for t in ("Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU", "Flatten", "Linear")]
+    assert any("max-pooling straight after" in n for n in ft.variant_notes(pool_first))
+    seed = [{"type": t} for t in ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout", "Linear")]
+    assert [n.split(" ")[0] for n in ft.variant_notes(seed)] == ["dropout"]
 
 
 def test_feature_maps_have_the_shapes_layer_table_measures(mnist, models):

@@ -46,6 +46,7 @@ def test_architecture_table_measured_from_the_model(mnist):
     assert metrics(at)["Parameters"] == f"{count_parameters(bn):,}"
     assert "BatchNorm2d" in set(_frame(at, "layer")["type"])
     assert at.number_input(key="cnn_cnn-fast_epochs").value == PRESETS["cnn-fast"].epochs
+    assert at.select_slider(key="cnn_cnn-fast_lr").value == PRESETS["cnn-fast"].lr  # the recipe's own rate
 
 
 def test_feature_maps_filters_and_the_comparison(mnist, trained):

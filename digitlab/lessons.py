@@ -18,6 +18,13 @@ from .data import MNIST, to_float
 from .models import PRESETS, Linear1, SimpleNetScratch, TrainConfig, build_model, count_parameters, layer_table
 from .train import ConfigError, batch_accuracy, check_config, mnist_loss, predict_proba, sgd_step, task_data
 
+# How the MLP page names each input scaling of data.NORMALISATIONS.
+NORM_LABELS = {
+    "none": "0..1 (ToTensor only)",
+    "half": "-1..1 (Normalize 0.5, 0.5)",
+    "mnist": "mean 0, std 1 (MNIST's 0.1307, 0.3081)",
+}
+
 # Learning rates on a log scale, for select_slider controls.
 LR_OPTIONS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -323,6 +330,8 @@ def run_label(config: TrainConfig) -> str:
              f"{config.epochs} ep"]
     if config.kind == "linear":
         parts.insert(1, f"init std {config.init_std:g}")
+    if config.kind == "mlp" and config.norm != PRESETS.get(config.preset, config).norm:
+        parts.append(f"inputs {NORM_LABELS.get(config.norm, config.norm).split(' (')[0]}")
     if config.train_limit:
         parts.append(f"{config.train_limit:,} imgs")
     return " · ".join(p for p in parts if p)

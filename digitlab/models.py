@@ -251,10 +251,12 @@ PRESETS: dict[str, TrainConfig] = {
         kind="mlp", preset="simple_net", hidden=(50,), activations=("relu",), optimizer="sgd",
         lr=0.1, batch_size=256, epochs=40, loss="cross_entropy",
     ),
-    # The PyTorch MLP tutorial: 784-128-64-10, ReLU then Tanh, LogSoftmax + NLLLoss, SGD momentum 0.9.
+    # The PyTorch MLP tutorial: 784-128-64-10, ReLU then Tanh, LogSoftmax + NLLLoss, SGD momentum 0.9,
+    # with one change: inputs standardised with MNIST's own mean and std, where the tutorial's
+    # Normalize((0.5,), (0.5,)) leaves the background at -1. Same net, same steps: 98.2% instead of 97.2%.
     "mlp-128-64": TrainConfig(
         kind="mlp", preset="mlp-128-64", hidden=(128, 64), activations=("relu", "tanh"),
-        optimizer="momentum", lr=0.01, momentum=0.9, batch_size=64, epochs=15, loss="nll", norm="half",
+        optimizer="momentum", lr=0.01, momentum=0.9, batch_size=64, epochs=15, loss="nll", norm="mnist",
     ),
     # The DigitCNN tutorial exactly: Adam 1e-3, batch 64, 5 epochs, Normalize((0.5,), (0.5,)).
     "cnn-seed": TrainConfig(
@@ -279,7 +281,7 @@ PRESET_HELP = {
     "linear-seed": "The tutorial's own run: weights drawn with std 1, lr 1, 20 epochs.",
     "linear-better": "Same model, small initial weights: the sigmoid starts unsaturated.",
     "simple_net": "fastai lesson 4: 784-50-10 with ReLU, SGD lr 0.1, batch 256.",
-    "mlp-128-64": "PyTorch tutorial: 784-128-64-10, ReLU/Tanh, NLLLoss, SGD momentum 0.9.",
+    "mlp-128-64": "PyTorch tutorial: 784-128-64-10, ReLU/Tanh, NLLLoss, SGD momentum 0.9; inputs scaled to mean 0, std 1.",
     "cnn-seed": "The DigitCNN tutorial: Adam 1e-3, batch 64, 5 epochs.",
     "cnn-fast": "BatchNorm, one-cycle learning rate, label smoothing: 99% in a single epoch.",
     "cnn-best": "BatchNorm, one-cycle, light augmentation, 12 epochs: the best accuracy.",

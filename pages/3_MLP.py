@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from digitlab import lessons, ui, viz
+from digitlab.data import NORMALISATIONS
 from digitlab.models import ACTIVATIONS, SimpleNetScratch, simple_net
 from digitlab.train import ConfigError
 
@@ -18,7 +19,7 @@ data = ui.page_setup(
 st.header("1. The network")
 preset = ui.preset_picker(("mlp",), key="mlp_preset")
 k = f"mlp_{preset.preset}"
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 hidden_text = c1.text_input(
     "Hidden layer sizes", value=", ".join(str(h) for h in preset.hidden), key=f"{k}_hidden",
     help="One number per hidden layer, separated by commas: '50' is the fastai net, '128, 64' the PyTorch one.",
@@ -34,9 +35,16 @@ optimizer = c3.selectbox(
     key=f"{k}_opt", format_func={"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}.get,
     help="Plain SGD steps against the gradient; momentum keeps some of the last step; Adam scales each weight's step.",
 )
+norm = c4.selectbox(
+    "Input scaling", list(NORMALISATIONS), index=list(NORMALISATIONS).index(preset.norm), key=f"{k}_norm",
+    format_func=lessons.NORM_LABELS.get,
+    help="How pixels are scaled before the first layer. The PyTorch tutorial's Normalize(0.5, 0.5) leaves the "
+    "background at -1; MNIST's own mean and std centre it, and the same net learns noticeably better.",
+)
 config = ui.training_controls(preset, "mlp")
 try:
-    config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations, optimizer=optimizer)
+    config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations, optimizer=optimizer,
+                          norm=norm)
     bad_layers = ""
 except ConfigError as e:
     bad_layers = str(e)

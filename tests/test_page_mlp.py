@@ -88,3 +88,14 @@ def test_a_run_that_blows_up_ends_with_the_queues_message(mnist):
     assert not at.exception
     assert any("The loss became nan" in e.value and "ten times smaller" in e.value for e in at.error)
     assert any("did not finish" in i.value for i in at.info)
+
+
+def test_input_scaling_is_a_choice_and_reaches_the_config(mnist):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.selectbox(key="mlp_preset").set_value("mlp-128-64").run()
+    scaling = at.selectbox(key="mlp_mlp-128-64_norm")
+    assert scaling.value == "mnist"  # the preset standardises; the tutorial's 0.5/0.5 is one click away
+    assert "-1..1 (Normalize 0.5, 0.5)" in scaling.options
+    scaling.set_value("half").run()
+    assert not at.exception and not at.error
+    assert at.session_state["mlp_mlp-128-64_norm"] == "half"

@@ -384,7 +384,8 @@ def _score(out: torch.Tensor, config: TrainConfig, target: int) -> torch.Tensor:
 
 
 def _cam_layer(model: nn.Module, order: list[str]) -> str | None:
-    """Grad-CAM's layer: the activation right after the last convolution (its rectified maps), else the convolution."""
+    """Grad-CAM's layer: the last block's rectified maps -- the first activation after the last convolution,
+    past any batch norm or pooling (cnn-fast pools first) -- else the convolution itself."""
     convs = [n for n, _ in leaf_layers(model, (nn.Conv2d,))]
     if not convs:
         return None
@@ -393,7 +394,7 @@ def _cam_layer(model: nn.Module, order: list[str]) -> str | None:
     for name in order[order.index(last) + 1:]:
         if isinstance(modules[name], ACTIVATION_LAYERS):
             return name
-        if isinstance(modules[name], nn.Conv2d | nn.Linear | nn.Flatten | nn.MaxPool2d):
+        if isinstance(modules[name], nn.Conv2d | nn.Linear | nn.Flatten):
             break
     return last
 

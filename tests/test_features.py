@@ -223,6 +223,20 @@ def test_comparison_rows(trained):
     assert [r["id"] for r in ft.comparison_rows([*infos, extra], best_only=True)] == [i.id for i in infos]
 
 
+def test_grad_cam_reads_the_last_blocks_rectified_maps(mnist):
+    """Past batch norm and pooling to the ReLU, whatever order the preset puts them in."""
+    image = _image(mnist, 2)
+    for name in ("cnn-fast", "cnn-best"):
+        config = PRESETS[name]
+        net = build_model(config).eval()
+        ex = ft.explain(net, config, image)
+        order = [n for n, _ in ft.leaf_layers(net)]
+        last_conv = max((n for n, _ in ft.leaf_layers(net, (torch.nn.Conv2d,))), key=order.index)
+        after = order[order.index(last_conv) + 1:]
+        relu = next(n for n in after if isinstance(net.get_submodule(n), torch.nn.ReLU))
+        assert ex.cam_layer == relu and ex.grad_cam.shape == (28, 28)
+
+
 def test_a_digitcnn_without_batch_norm_classes_still_walks(mnist):
     """Layers are found by walking, so a plain DigitCNN() works without any config of its own."""
     net = DigitCNN().eval()
@@ -240,4 +254,4 @@ def test_saliency_of_a_log_softmax_model_traces_the_logit(mnist):
     logits = model[:-1](x)  # everything but the LogSoftmax
     (grad,) = torch.autograd.grad(logits[0, 5], x)
     assert torch.allclose(ex.saliency, grad.abs().reshape(28, 28), atol=1e-6)
-    assert ft.paper_value(config) == -1.0 and ft.paper_value(PRESETS["simple_net"]) == 0.0
+    assert ft.paper_value(config.with_(norm="half")) == -1.0 and ft.paper_value(config.with_(norm="none")) == 0.0

@@ -169,7 +169,7 @@ class LayerOutput:
 
     @property
     def label(self) -> str:
-        return f"{self.name} · {self.kind}"
+        return self.name if self.kind == self.name else f"{self.name} · {self.kind}"
 
     @property
     def is_maps(self) -> bool:

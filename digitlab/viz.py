@@ -298,7 +298,7 @@ GAP_COLOR = "#e8e8e8"  # between tiles, so an all-white map still shows as a squ
 
 def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_scale: bool = False,
               labels: list[str] | None = None, width: int = 950, height: int | None = None, gap: int = 1,
-              value_name: str = "value") -> go.Figure:
+              value_name: str = "value", max_tile: int = 160) -> go.Figure:
     """Many small maps (weight rows, filters, feature maps) as ONE heatmap with grey gaps: quick where 64 subplots
     are not. Each map is scaled to its own largest |value| so its pattern shows, or all share one scale
     (``shared_scale``) so strengths compare. Diverging maps are centred on zero: red positive, blue negative.
@@ -311,7 +311,7 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
     rows = max(1, -(-n // cols))
     step_x = w + gap
     total_x = cols * step_x - gap
-    px = (width - 90) / total_x  # screen pixels per map cell when the sheet fills ``width``
+    px = min((width - 90) / total_x, max_tile / max(h, w))  # screen pixels per cell: fill ``width``, tiles capped
     top = max(gap, int(np.ceil(15 / px))) if labels else 0  # room above each tile for a 10-point label
     step_y = h + (top if labels else gap)
     total_y = rows * step_y - (0 if labels else gap)
@@ -379,7 +379,9 @@ def activation_bars(values, title: str, highlight=None, height: int = 260) -> go
     fig = go.Figure(go.Bar(x=list(range(len(v))), y=v, marker_color=colors,
                            hovertemplate="unit %{x}: %{y:.3f}<extra></extra>"))
     fig.update_layout(title=title, height=height, xaxis_title="unit", yaxis_title="activation",
-                      margin=dict(l=10, r=10, t=40, b=40), bargap=0.1)
+                      margin=dict(l=10, r=10, t=40, b=40), bargap=0.1 if len(v) > 12 else 0.5)
+    if len(v) <= 12:
+        fig.update_xaxes(type="category")
     return fig
 
 

@@ -49,35 +49,46 @@ else:
         "`w[i].view(28, 28)`. **Red** weights raise the unit's output where there is ink, **blue** ones lower it, "
         "white ones ignore the pixel."
     )
-    c1, c2, c3 = st.columns(3)
-    by = c1.radio("Order", ["norm", "index"], horizontal=True, key="feat_order",
-                  format_func={"norm": "largest weight norm first", "index": "unit number"}.get,
-                  help="The norm (length) of a unit's 784 weights: large for units that react strongly to ink.")
-    shown_n = n_units
-    if n_units > 16:
-        shown_n = c2.slider("Units to show", 8, min(n_units, 128), min(n_units, 50), step=1, key="feat_n_units",
-                            help="How many units the grid shows, in the chosen order.")
-    shared = c3.toggle("One colour scale for all units", key="feat_shared_scale",
-                       help="Off: each unit is scaled to its own largest weight, so its pattern shows. "
-                            "On: strong and weak units compare.")
-    order = features.unit_order(rows, by)
-    shown = order[:shown_n]
     norms = features.unit_norms(rows)
-    st.plotly_chart(
-        viz.map_sheet(features.weight_images(rows[shown]),
-                      f"First-layer weights: {len(shown)} of {n_units} units as 28x28 images",
-                      cols=10, shared_scale=shared, labels=[f"unit {int(u)}" for u in shown], value_name="weight"),
-        key="feat_rows",
-    )
-    unit = st.selectbox("Unit to enlarge", [int(u) for u in order], key="feat_unit",
-                        format_func=lambda u: f"unit {u} · norm {float(norms[u]):.2f}",
-                        help="Listed in the order above; the chosen unit is shown big, with its bias.")
-    c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(viz.diverging_heatmap(features.weight_images(rows[unit:unit + 1])[0],
-                                          f"Unit {unit}: its 784 weights as 28x28", height=360), key="feat_unit_big")
-    c1.caption(f"Bias {float(bias[unit]):+.3f} · weight norm {float(norms[unit]):.3f}")
-    c2.plotly_chart(viz.unit_norm_bars(norms, order, "Weight norm of each unit, in the order shown", chosen=unit,
-                                       height=360), key="feat_norms")
+    if n_units == 1:  # the linear model: one unit, shown big
+        order, unit = features.unit_order(rows, "index"), 0
+        c1, c2 = st.columns([1, 1])
+        c1.plotly_chart(viz.diverging_heatmap(features.weight_images(rows)[0], "Unit 0: its 784 weights as 28x28",
+                                              height=380), key="feat_unit_big")
+        c2.markdown(f"Bias **{float(bias[0]):+.3f}** · weight norm **{float(norms[0]):.3f}**")
+        if config.task == "3v7":
+            c2.markdown("The sum of weight × pixel plus the bias is the model's one output: above 0 it answers "
+                        "**3**, below 0 **7**. So red pixels are where 3s have ink and 7s do not, blue the reverse.")
+    else:
+        c1, c2, c3 = st.columns(3)
+        by = c1.radio("Order", ["norm", "index"], horizontal=True, key="feat_order",
+                      format_func={"norm": "largest weight norm first", "index": "unit number"}.get,
+                      help="The norm (length) of a unit's 784 weights: large for units that react strongly to ink.")
+        shown_n = n_units
+        if n_units > 16:
+            shown_n = c2.slider("Units to show", 8, min(n_units, 128), min(n_units, 50), step=1,
+                                key="feat_n_units", help="How many units the grid shows, in the chosen order.")
+        shared = c3.toggle("One colour scale for all units", key="feat_shared_scale",
+                           help="Off: each unit is scaled to its own largest weight, so its pattern shows. "
+                                "On: strong and weak units compare.")
+        order = features.unit_order(rows, by)
+        shown = order[:shown_n]
+        st.plotly_chart(
+            viz.map_sheet(features.weight_images(rows[shown]),
+                          f"First-layer weights: {len(shown)} of {n_units} units as 28x28 images", cols=10,
+                          shared_scale=shared, labels=[f"unit {int(u)}" for u in shown], value_name="weight"),
+            key="feat_rows",
+        )
+        unit = st.selectbox("Unit to enlarge", [int(u) for u in order], key="feat_unit",
+                            format_func=lambda u: f"unit {u} · norm {float(norms[u]):.2f}",
+                            help="Listed in the order above; the chosen unit is shown big, with its bias.")
+        c1, c2 = st.columns([1, 2])
+        c1.plotly_chart(viz.diverging_heatmap(features.weight_images(rows[unit:unit + 1])[0],
+                                              f"Unit {unit}: its 784 weights as 28x28", height=360),
+                        key="feat_unit_big")
+        c1.caption(f"Bias {float(bias[unit]):+.3f} · weight norm {float(norms[unit]):.3f}")
+        c2.plotly_chart(viz.unit_norm_bars(norms, order, "Weight norm of each unit, in the order shown", chosen=unit,
+                                           height=360), key="feat_norms")
     ui.show_code(features.first_layer, features.unit_order)
 
 # ---------------------------------------------------------------- 2. one digit through the network
@@ -91,8 +102,11 @@ c2.plotly_chart(viz.probability_bars(probs, names, "The model's answer", height=
 if config.task == "3v7" and label not in (3, 7):
     st.caption(f"This model only ever answers 3 or 7, so a {label} still gets one of the two.")
 
-k = st.columns(3)[0].slider("Units to rank", 3, 16, 8, key="feat_top_k",
-                           help="How many of the strongest units (or filters) to pick out below.")
+if first is not None and len(first[0]) == 1:
+    k = 1  # the linear model: one unit, nothing to rank
+else:
+    k = st.columns(3)[0].slider("Units to rank", 3, 16, 8, key="feat_top_k",
+                               help="How many of the strongest units (or filters) to pick out below.")
 fire = features.units_that_fire(model, config, image, k) or features.filters_that_fire(model, config, image, k)
 top = set(fire.units.tolist()) if fire is not None and fire.maps is None else set()
 st.subheader("Each layer's activations")
@@ -103,7 +117,9 @@ for j, out in enumerate(features.activations(model, config, image)):
                                       value_name="activation"), key=f"feat_act_{j}")
     else:
         hi = [u for u in top if u < len(out.values)] if j == 0 else None
-        st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {len(out.values)} numbers", highlight=hi,
+        n_out = len(out.values)
+        st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {n_out} number{'s' if n_out != 1 else ''}",
+                                            highlight=hi,
                                             height=240), key=f"feat_act_{j}")
 st.caption("Hidden activations are what the next layer reads. The last chart is the raw output, before softmax "
            "turns it into the probabilities above.")
@@ -118,11 +134,19 @@ if fire is not None and fire.maps is None:
         st.markdown(f"The {len(fire.units)} strongest units of **{fire.layer}** for this image (in red above). "
                     "Each unit multiplies every pixel by its weight and adds them up, plus its bias: the second grid "
                     "is that product, pixel by pixel, so its red parts are the ink that made the unit fire.")
-    titles = [f"unit {int(u)}: {float(v):.2f}" for u, v in zip(fire.units, fire.values)]
-    st.plotly_chart(viz.map_sheet(fire.weights, "Their weights (784 as 28x28)", cols=8, labels=titles,
-                                  value_name="weight"), key="feat_fire_weights")
-    st.plotly_chart(viz.map_sheet(fire.contributions, "Weight × this image's pixels", cols=8, labels=titles,
-                                  value_name="weight × pixel"), key="feat_fire_contrib")
+    if len(fire.units) == 1:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(viz.diverging_heatmap(fire.weights[0], "Its weights (784 as 28x28)", height=360),
+                        key="feat_fire_weights")
+        c2.plotly_chart(viz.diverging_heatmap(fire.contributions[0], "Weight × this image's pixels", height=360),
+                        key="feat_fire_contrib")
+        st.caption(f"The sum of the right-hand image plus the bias is the output: {float(fire.values[0]):+.2f}.")
+    else:
+        titles = [f"unit {int(u)}: {float(v):.2f}" for u, v in zip(fire.units, fire.values)]
+        st.plotly_chart(viz.map_sheet(fire.weights, "Their weights (784 as 28x28)", cols=8, labels=titles,
+                                      value_name="weight"), key="feat_fire_weights")
+        st.plotly_chart(viz.map_sheet(fire.contributions, "Weight × this image's pixels", cols=8, labels=titles,
+                                      value_name="weight × pixel"), key="feat_fire_contrib")
     if features.paper_value(config) != 0:
         st.caption(f"This model reads paper as {features.paper_value(config):g}, not 0 (its inputs are normalised), "
                    "so paper pixels count in the sum too.")
@@ -200,11 +224,21 @@ if first is not None:
     rows_before, _ = features.first_layer(start)
     pick = features.unit_order(rows, "norm")[:10]
     labels = [f"unit {int(u)}" for u in pick]
-    st.plotly_chart(viz.map_sheet(features.weight_images(rows_before[pick]), "Before training: first-layer weights",
-                                  cols=10, labels=labels, value_name="weight"), key="feat_before_rows")
-    st.plotly_chart(viz.map_sheet(features.weight_images(rows[pick]), "After training: first-layer weights",
-                                  cols=10, labels=labels, value_name="weight"), key="feat_after_rows")
-    st.caption("The same units (the ten with the largest trained norm), each on its own colour scale. "
+    if len(pick) == 1:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(viz.diverging_heatmap(features.weight_images(rows_before)[0],
+                                              "Before training: first-layer weights", height=360),
+                        key="feat_before_rows")
+        c2.plotly_chart(viz.diverging_heatmap(features.weight_images(rows)[0], "After training: first-layer weights",
+                                              height=360), key="feat_after_rows")
+    else:
+        st.plotly_chart(viz.map_sheet(features.weight_images(rows_before[pick]),
+                                      "Before training: first-layer weights", cols=10, labels=labels,
+                                      value_name="weight"), key="feat_before_rows")
+        st.plotly_chart(viz.map_sheet(features.weight_images(rows[pick]), "After training: first-layer weights",
+                                      cols=10, labels=labels, value_name="weight"), key="feat_after_rows")
+    st.caption(("The same unit" if len(pick) == 1 else f"The same {len(pick)} units (largest trained norm first)")
+               + ", each on its own colour scale (mind the numbers on the bars). "
                + ("With the seed's std-1 start the weights stay mostly noise; the change is small beside them."
                   if config.kind == "linear" and config.init_std >= 1 else
                   "Random noise before; strokes and blobs after."))

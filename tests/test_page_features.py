@@ -120,7 +120,11 @@ def test_the_linear_three_vs_seven_model(mnist, trained):
     at = _open(info.id)
     assert not at.exception and not at.error
     titles = chart_titles(at)
-    assert "First-layer weights: 1 of 1 units as 28x28 images" in titles
+    model, _ = ModelStore().load(info.id)
+    big = chart_spec(at, "Unit 0: its 784 weights as 28x28")  # one unit: shown big, no grid of one
+    assert torch.allclose(_array(big["data"][0]["z"]), model.weights.detach()[:, 0].reshape(28, 28), atol=1e-6)
+    assert not any(t.startswith("First-layer weights") for t in titles)
+    assert "output: 1 number" in titles and "Its weights (784 as 28x28)" in titles
     assert "Test image 18: a 3" in titles  # a 3-vs-7 model starts on a 3
     assert any("3-vs-7 model" in c.value for c in at.caption)
     assert any("no hidden layer" in m.value for m in at.markdown)

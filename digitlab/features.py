@@ -8,11 +8,13 @@ before and after training, and the trained models side by side.
 Layers are found by walking the model (``named_modules``) and by the torch layer types, never
 by position or by DigitLab's own classes, so a DigitCNN with batch norm, a deeper MLP or a
 reloaded module all work. Gradients are taken with ``torch.autograd.grad``, so a model shared
-by every browser session never collects ``.grad`` from a page.
+by every browser session never collects ``.grad`` from a page, and forward hooks go on a private copy
+(``_private``), so two sessions looking inside the same cached model never catch each other's layers.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +39,13 @@ def class_names(config: TrainConfig) -> tuple[str, ...]:
 def input_shape(config: TrainConfig) -> tuple[int, ...]:
     """One image as the model takes it: [1, 1, 28, 28] for a CNN, [1, 784] otherwise."""
     return (1, 1, 28, 28) if config.kind == "cnn" else (1, 28 * 28)
+
+
+def _private(model: nn.Module) -> nn.Module:
+    """A copy to hook: the cached model is shared by every session, and a hook on it would also catch other
+    sessions' forward passes (and adding hooks while another thread runs the model can fail). A DigitCNN or
+    simple_net copies in about a millisecond."""
+    return copy.deepcopy(model).eval()
 
 
 def leaf_layers(model: nn.Module, types: tuple[type, ...] | None = None) -> list[tuple[str, nn.Module]]:
@@ -96,6 +105,7 @@ def _arithmetic(module: nn.Module, shape_in: tuple[int, ...], shape_out: tuple[i
 def architecture(model: nn.Module, shape: tuple[int, ...] = (1, 1, 28, 28)) -> list[dict]:
     """``models.layer_table`` (each layer's output shape and parameters, measured by running one image),
     with the arithmetic behind each shape and each parameter count beside it."""
+    model = _private(model)
     rows = layer_table(model, shape)
     shapes_in: dict[str, tuple[int, ...]] = {}
     shapes_out: dict[str, tuple[int, ...]] = {}
@@ -201,6 +211,7 @@ def layer_outputs(
             out.append(LayerOutput("res.max(0)", "ReLU (by hand)", (x @ model.w1 + model.b1).clamp(min=0)[0].cpu()))
         out.append(LayerOutput("output", "output", model(x)[0].float().cpu()))
         return out if types is None else [o for o in out if o.kind.split(" ")[0] in {t.__name__ for t in types}]
+    model = _private(model)
     caught: list[LayerOutput] = []
     hooks = []
     for name, module in leaf_layers(model, types):
@@ -415,6 +426,7 @@ def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: 
     if not 0 <= target < len(probs):
         raise ValueError(f"class {target} is not one of this model's {len(probs)} answers")
     x = prepare(_one(image), config, device).detach().requires_grad_(True)
+    model = _private(model)
     order: list[str] = []
     outputs: dict[str, torch.Tensor] = {}
     logits: list[torch.Tensor] = []

@@ -255,3 +255,28 @@ def test_saliency_of_a_log_softmax_model_traces_the_logit(mnist):
     (grad,) = torch.autograd.grad(logits[0, 5], x)
     assert torch.allclose(ex.saliency, grad.abs().reshape(28, 28), atol=1e-6)
     assert ft.paper_value(config.with_(norm="half")) == -1.0 and ft.paper_value(config.with_(norm="none")) == 0.0
+
+
+def test_two_sessions_looking_inside_one_shared_model_do_not_mix(mnist, models):
+    """Streamlit runs each browser session in its own thread, on the same cached model."""
+    import threading
+
+    model, info = models["cnn"]
+    images = {d: _image(mnist, d) for d in (1, 8)}
+    expected = {d: [m.values for m in ft.feature_maps(model, info.config, im)] for d, im in images.items()}
+    problems = []
+
+    def look(d):
+        for _ in range(15):
+            got = [m.values for m in ft.feature_maps(model, info.config, images[d])]
+            ex = ft.explain(model, info.config, images[d])
+            if len(got) != 4 or not all(torch.equal(a, b) for a, b in zip(got, expected[d])) or ex.grad_cam is None:
+                problems.append(d)
+
+    threads = [threading.Thread(target=look, args=(d,)) for d in images]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not problems
+    assert not any(m._forward_hooks for m in model.modules())  # nothing left on the shared model

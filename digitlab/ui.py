@@ -113,8 +113,25 @@ def load_model(model_id: str) -> tuple[torch.nn.Module, ModelInfo] | None:
 # ---------------------------------------------------------------- page frame
 
 
+def _use_app_navigation() -> None:
+    """Run every page through app.py's st.navigation, even a deep link opened first after start-up.
+
+    Until some session has run app.py, Streamlit treats a pages/ folder the old (v1) way: a first visit to
+    /CNN runs pages/4_CNN.py alone, with a sidebar that lists "app" and no icons. Switching the flag
+    st.navigation itself sets and rerunning once puts that visit on the same footing as every other.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without it has no v1 mode to leave
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIST:
     """Page config, title, the data banner and the sidebar; returns the dataset."""
+    _use_app_navigation()
     st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide")
     st.title(f"{icon} {title}")
     if intro:

@@ -63,6 +63,9 @@ def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
             page.goto(f"http://127.0.0.1:{port}/Sketch_Pad")
             page.get_by_text("nothing to guess at yet").wait_for(timeout=90000)  # empty pad: a prompt, not a guess
             wait_idle(page)
+            # a deep link opened first after start-up still gets app.py's sidebar: Home first, with icons
+            nav = [line.strip() for line in page.locator('[data-testid="stSidebarNav"]').inner_text().split("\n")]
+            assert "Home" in nav and "app" not in nav and nav.index("Home") < nav.index("Sketch Pad"), nav
             canvas = page.locator("canvas.upper-canvas").first
             canvas.wait_for(timeout=30000)
             box = canvas.bounding_box()

@@ -12,6 +12,7 @@ as two classes ("7", "3") in the order ``train.predict_proba`` gives them.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections import OrderedDict
@@ -319,6 +320,7 @@ def layer_features(
     model.eval()
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
+    hooked: nn.Module | None = None
     for start in range(0, len(images), batch):
         x = prepare(images[start : start + batch], config, device)
         if layer == "output":
@@ -326,10 +328,14 @@ def layer_features(
         elif layer == "hidden (relu)" and isinstance(model, SimpleNetScratch):
             y = (x.reshape(len(x), -1) @ model.w1 + model.b1).clamp(min=0)
         else:
+            if hooked is None:
+                # hook a copy: the cached model is shared by every session, and a hook on it would also catch
+                # the forward passes other sessions make meanwhile
+                hooked = copy.deepcopy(model).eval()
             caught: list[torch.Tensor] = []
-            handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o, c=caught: c.append(o))
+            handle = hooked.get_submodule(layer).register_forward_hook(lambda m, i, o, c=caught: c.append(o))
             try:
-                model(x)
+                hooked(x)
             finally:
                 handle.remove()
             y = caught[0]

@@ -116,6 +116,25 @@ def test_embeddings_from_pixels_and_every_hidden_layer(mnist, loaded):
     imgs = mnist.test_images[:20]
     assert ev.layer_features(cnn, cnn_info.config, imgs, "conv_layers.2").shape == (20, 32 * 13 * 13)
     assert ev.layer_features(cnn, cnn_info.config, imgs, "fc_layers.2").shape == (20, 64)
+    # the cached model is shared by every session: while another thread runs it on other images, what
+    # layer_features returns is still this batch's, every time
+    import threading
+
+    stop, others = threading.Event(), mnist.test_images[100:107]
+
+    def other_session():
+        while not stop.is_set():
+            ev.predict_proba(cnn, cnn_info.config, others)
+
+    worker = threading.Thread(target=other_session)
+    worker.start()
+    try:
+        first = ev.layer_features(cnn, cnn_info.config, imgs, "fc_layers.2")
+        for _ in range(15):
+            assert torch.equal(ev.layer_features(cnn, cnn_info.config, imgs, "fc_layers.2"), first)
+    finally:
+        stop.set()
+        worker.join()
 
     mlp, mlp_info = loaded["mlp"]
     assert ev.embedding_layers(mlp)[1:] == ["2", "3"]  # the ReLU's output, then the output layer

@@ -169,6 +169,11 @@ def runs_overlay(runs: dict[str, list[dict]], metric: str = "test_accuracy") -> 
                                      mode="lines+markers", name=name))
     fig.update_layout(title=metric.replace("_", " "), xaxis_title="epoch", height=360, margin=dict(t=40, b=40),
                       yaxis_tickformat=".1%" if "accuracy" in metric else None)
+    values = [h[metric] for history in runs.values() for h in history if h.get(metric) == h.get(metric)]
+    if "accuracy" in metric and values:  # a single run is a single point: plotly would stretch the axis past 100%
+        lo, hi = min(values), max(values)
+        pad = max(0.005, (hi - lo) * 0.1)
+        fig.update_yaxes(range=[max(0.0, lo - pad), min(1.0, hi + pad)])
     return fig
 
 

@@ -99,3 +99,11 @@ def test_input_scaling_is_a_choice_and_reaches_the_config(mnist):
     scaling.set_value("half").run()
     assert not at.exception and not at.error
     assert at.session_state["mlp_mlp-128-64_norm"] == "half"
+
+
+def test_one_run_compared_keeps_the_accuracy_axis_within_0_to_100_percent():
+    from digitlab import viz
+
+    fig = viz.runs_overlay({"one run": [{"epoch": 1, "test_accuracy": 0.93}]})
+    lo, hi = fig.layout.yaxis.range
+    assert 0.0 <= lo < 0.93 < hi <= 1.0

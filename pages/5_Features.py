@@ -257,6 +257,8 @@ if change:
     st.caption(f"Training moved the first layer's weights by {moved:.0%} of their starting size"
                + (": they still carry much of their random start, as the pictures show." if moved < 0.5 else "."))
 st.markdown("How far training moved each weight tensor (L2 norms):")
-st.dataframe(pd.DataFrame(change), hide_index=True, key="feat_change",
-             column_config={"moved ÷ norm before": st.column_config.NumberColumn(format="percent")})
+table = pd.DataFrame(change)
+if not table.empty:  # a tensor that started at zero (BatchNorm's shifts, zeroed biases) has no "before" to divide by
+    table["moved ÷ norm before"] = [f"{v:.1%}" if v == v else "— (started at 0)" for v in table["moved ÷ norm before"]]
+st.dataframe(table, hide_index=True, key="feat_change")
 ui.show_code(features.initial_model, build_model, features.weight_change)

@@ -113,6 +113,7 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     assert any("this run's real starting point" in m.value for m in at.markdown)
     change = next(d.value for d in at.dataframe if d.value.columns[0] == "weights")
     assert set(change["weights"]) == {n for n, _ in model.named_parameters()}
+    assert all(v.endswith("%") or v == "— (started at 0)" for v in change["moved ÷ norm before"])
 
 
 def test_the_linear_three_vs_seven_model(mnist, trained):

@@ -22,6 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import record  # noqa: E402
+
 from digitlab.data import load_mnist  # noqa: E402
 
 
@@ -111,18 +113,7 @@ def main() -> None:
         "", f"`{cmd}`", "", "| figure | measured | target | |", "|---|---|---|---|",
         *[f"| {n} | {v} | {t} | {'met' if ok else 'MISSED'} |" for n, v, t, ok in rows], "",
     ]
-    record(ROOT / "bench" / "RESULTS.md", "## Data", block)
-
-
-def record(path: Path, section: str, block: list[str]) -> None:
-    """Put the newest run first under ``section``, adding the section after the title when it is new."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks", ""]
-    if section not in lines:
-        at = 1 if lines and lines[0].startswith("# ") else 0
-        lines[at:at] = ["", section, ""]
-    i = lines.index(section) + 1
-    lines[i:i] = ["", *block]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    record("## Data", block)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import record  # noqa: E402
+
 from digitlab import preprocess as pp  # noqa: E402
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
@@ -104,13 +106,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        out = ROOT / "bench" / "RESULTS.md"
-        existing = out.read_text() if out.exists() else "# Benchmarks\n"
-        if "## Sketch Pad" not in existing:
-            existing = existing.rstrip() + "\n\n## Sketch Pad\n\n"
-        head, _, tail = existing.partition("## Sketch Pad\n")
-        # newest run first under the heading; other sections are left as they are
-        out.write_text(head + "## Sketch Pad\n\n" + text + "\n" + tail.lstrip("\n"))
+        record("## Sketch Pad", text)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import record  # noqa: E402
+
 from digitlab.data import FILES, find_file, load_mnist  # noqa: E402
 from digitlab.models import PRESETS, DigitCNN, TrainConfig, build_model, simple_net  # noqa: E402
 from digitlab.train import compute_dtype, device_label, fit, pick_device  # noqa: E402
@@ -314,12 +316,7 @@ def main() -> None:
     report = "\n".join(out)
     print("\n" + report)
     if not args.no_record:
-        results = ROOT / "bench" / "RESULTS.md"
-        text = results.read_text() if results.exists() else "# Benchmarks\n"
-        if "## Training" not in text:
-            text = text.rstrip() + "\n\n## Training\n"
-        head, _, tail = text.partition("## Training\n")
-        results.write_text(head + "## Training\n\n" + report + "\n" + tail.lstrip("\n"))
+        record("## Training", report)
 
 
 if __name__ == "__main__":

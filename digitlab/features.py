@@ -23,7 +23,7 @@ from torch import nn
 
 from .data import MNIST, to_float
 from .evaluate import DIGITS, THREE_SEVEN, cached, task_test_set
-from .models import ModelInfo, TrainConfig, build_model, layer_table
+from .models import ModelInfo, TrainConfig, build_model, layer_row, trace_layers
 from .train import predict_proba, prepare
 
 MAP_LAYERS = (nn.Conv2d, nn.MaxPool2d)  # the layers whose outputs are stacks of 2-D maps worth drawing
@@ -106,30 +106,10 @@ def architecture(model: nn.Module, shape: tuple[int, ...] = (1, 1, 28, 28)) -> l
     """``models.layer_table`` (each layer's output shape and parameters, measured by running one image),
     with the arithmetic behind each shape and each parameter count beside it."""
     model = _private(model)
-    rows = layer_table(model, shape)
-    shapes_in: dict[str, tuple[int, ...]] = {}
-    shapes_out: dict[str, tuple[int, ...]] = {}
-    hooks = []
-    for name, module in leaf_layers(model):
-
-        def hook(mod, inp, out, name=name):
-            shapes_in.setdefault(name, tuple(inp[0].shape))
-            shapes_out.setdefault(name, tuple(out.shape))
-
-        hooks.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    for row in rows:
-        name = row["layer"]
-        why_shape, why_params = _arithmetic(model.get_submodule(name), shapes_in[name], shapes_out[name])
-        row["why this shape"], row["why these parameters"] = why_shape, why_params
+    rows = []
+    for t in trace_layers(model, shape):
+        why_shape, why_params = _arithmetic(t.module, t.shape_in, t.shape_out)
+        rows.append({**layer_row(t), "why this shape": why_shape, "why these parameters": why_params})
     return rows
 
 

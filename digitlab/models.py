@@ -189,22 +189,25 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def layer_table(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[dict]:
-    """Each leaf layer, its output shape for one image and its parameter count, measured by running it."""
-    rows: list[dict] = []
+@dataclass(frozen=True)
+class LayerTrace:
+    """One leaf layer as one image went through it."""
+
+    name: str
+    module: nn.Module
+    shape_in: tuple[int, ...]
+    shape_out: tuple[int, ...]
+
+
+def trace_layers(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[LayerTrace]:
+    """Run one blank image through ``model`` and record every leaf layer's input and output shape, in order."""
+    seen: list[LayerTrace] = []
     hooks = []
     for name, module in model.named_modules():
         if len(list(module.children())) == 0 and name:
 
             def hook(mod, inp, out, name=name):
-                rows.append(
-                    {
-                        "layer": name,
-                        "type": type(mod).__name__,
-                        "output shape": "x".join(str(s) for s in out.shape[1:]),
-                        "parameters": sum(p.numel() for p in mod.parameters()),
-                    }
-                )
+                seen.append(LayerTrace(name, mod, tuple(inp[0].shape), tuple(out.shape)))
 
             hooks.append(module.register_forward_hook(hook))
     was_training = model.training
@@ -216,7 +219,21 @@ def layer_table(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[dict]:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return rows
+    return seen
+
+
+def layer_row(t: LayerTrace) -> dict:
+    return {
+        "layer": t.name,
+        "type": type(t.module).__name__,
+        "output shape": "x".join(str(s) for s in t.shape_out[1:]),
+        "parameters": sum(p.numel() for p in t.module.parameters()),
+    }
+
+
+def layer_table(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[dict]:
+    """Each leaf layer, its output shape for one image and its parameter count, measured by running it."""
+    return [layer_row(t) for t in trace_layers(model, input_shape)]
 
 
 def describe(config: TrainConfig) -> str:

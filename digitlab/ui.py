@@ -386,6 +386,24 @@ def one_more_epoch(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, 
             st.rerun()
 
 
+def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool = False) -> Snapshot | None:
+    """The live-training block the MLP and CNN stages share: Train, the running job, its verdict, one more
+    epoch, and this session's runs on one chart. Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
+    from .lessons import run_label, run_verdict
+
+    state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
+    if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled,
+                 help="Start training in the background; it keeps going if you switch page."):
+        start_training(config, data, state_key, runs_key=runs_key)
+    snap = training_panel(state_key)
+    if snap is not None and snap.finished and (verdict := run_verdict(snap.config, snap.history)):
+        st.warning(verdict)
+    one_more_epoch(snap, data, state_key, runs_key=runs_key)
+    st.subheader("Compare runs")
+    runs_comparison(runs_key, run_label)
+    return snap
+
+
 def session_runs(runs_key: str) -> list[Snapshot]:
     """This session's runs under ``runs_key`` that have at least one finished epoch, oldest first."""
     snaps = [get_queue().snapshot(i) for i in st.session_state.get(runs_key, [])]

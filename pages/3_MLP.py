@@ -78,16 +78,7 @@ ui.show_code(SimpleNetScratch.forward, simple_net, lessons.scratch_vs_nn)
 
 # ---------------------------------------------------------------- 3. training
 st.header("3. Train it")
-if st.button("Train", type="primary", key="mlp_train", disabled=bool(bad_layers),
-             help="Start training in the background; it keeps going if you switch page."):
-    ui.start_training(config, data, "mlp_job", runs_key="mlp_runs")
-snap = ui.training_panel("mlp_job")
-if snap is not None and snap.finished and (verdict := lessons.run_verdict(snap.config, snap.history)):
-    st.warning(verdict)
-ui.one_more_epoch(snap, data, "mlp_job", runs_key="mlp_runs")
-
-st.subheader("Compare runs")
-ui.runs_comparison("mlp_runs", lessons.run_label)
+snap = ui.train_section(config, data, "mlp", disabled=bool(bad_layers))
 
 # ---------------------------------------------------------------- 4. after training
 st.header("4. What it learned")

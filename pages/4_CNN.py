@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import features, lessons, ui, viz
+from digitlab import features, ui, viz
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, count_parameters
 
 data = ui.page_setup(
@@ -50,16 +50,7 @@ st.header("2. Train it")
 st.markdown("\n".join(f"- `{name}`: {PRESET_HELP[name]}" for name, c in PRESETS.items() if c.kind == "cnn")
             + "\n\nPick the recipe in section 1. Lower the training images for a quick first run.")
 config = ui.training_controls(preset, "cnn")
-if st.button("Train", type="primary", key="cnn_train",
-             help="Start training in the background; it keeps going if you switch page."):
-    ui.start_training(config, data, "cnn_job", runs_key="cnn_runs")
-snap = ui.training_panel("cnn_job")
-if snap is not None and snap.finished and (verdict := lessons.run_verdict(snap.config, snap.history)):
-    st.warning(verdict)
-ui.one_more_epoch(snap, data, "cnn_job", runs_key="cnn_runs")
-
-st.subheader("Compare runs")
-ui.runs_comparison("cnn_runs", lessons.run_label)
+snap = ui.train_section(config, data, "cnn")
 
 # ---------------------------------------------------------------- 3. inside a trained CNN
 st.header("3. What the convolutions see")

@@ -21,3 +21,19 @@ def chart_spec(at, title: str) -> dict | None:
         if shown == title:
             return json.loads(chart.proto.spec)
     return None
+
+
+def damaged_copy(source_id: str, bad_id: str, weights: bytes | None = None) -> str:
+    """A copy of a stored model under ``bad_id`` whose weights file is ``weights`` (default: the real file cut
+    to a third), with a record that is fine; the caller deletes it. Pages must say it cannot be used."""
+    from digitlab.store import ModelStore
+
+    store = ModelStore()
+    record = json.loads((store.root / f"{source_id}.json").read_text())
+    record["id"], record["created"] = bad_id, "2000-01-01T00:00:00"
+    if weights is None:
+        real = (store.root / f"{source_id}.safetensors").read_bytes()
+        weights = real[: len(real) // 3]
+    (store.root / f"{bad_id}.safetensors").write_bytes(weights)
+    (store.root / f"{bad_id}.json").write_text(json.dumps(record))
+    return bad_id

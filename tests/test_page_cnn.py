@@ -1,10 +1,9 @@
 """The CNN page under the real Streamlit runtime, with the session's real trained models."""
 
-import json
 from pathlib import Path
 
 import pytest
-from pagetools import chart_spec, chart_titles, metrics
+from pagetools import chart_spec, chart_titles, damaged_copy, metrics
 from streamlit.testing.v1 import AppTest
 
 from digitlab.store import ModelStore
@@ -131,16 +130,9 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
 @pytest.fixture()
 def damaged(trained):
     """A copy of the real CNN whose weights file is truncated; removed afterwards."""
-    store = ModelStore()
-    src = trained["cnn"].id
-    bad = "damaged-cnn-page-test"
-    record = json.loads((store.root / f"{src}.json").read_text())
-    record["id"], record["created"] = bad, "2000-01-01T00:00:00"
-    weights = (store.root / f"{src}.safetensors").read_bytes()
-    (store.root / f"{bad}.safetensors").write_bytes(weights[: len(weights) // 3])
-    (store.root / f"{bad}.json").write_text(json.dumps(record))
+    bad = damaged_copy(trained["cnn"].id, "damaged-cnn-page-test")
     yield bad
-    store.delete(bad)
+    ModelStore().delete(bad)
 
 
 def test_a_damaged_cnn_gives_a_message_not_a_traceback(damaged, trained):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pagetools import damaged_copy
 from streamlit.testing.v1 import AppTest
 
 from digitlab.store import ModelStore
@@ -105,15 +106,9 @@ def test_three_vs_seven_and_comparing_two_models(mnist, trained):
 @pytest.fixture()
 def damaged(trained):
     """A copy of a real model whose weights file got corrupted; removed afterwards so other pages never see it."""
-    store = ModelStore()
-    src = trained["mlp"].id
-    bad = "damaged-evaluate-test"
-    record = json.loads((store.root / f"{src}.json").read_text())
-    record["id"], record["created"] = bad, "2000-01-01T00:00:00"
-    (store.root / f"{bad}.safetensors").write_bytes(b"\x00garbage, not safetensors" * 10)
-    (store.root / f"{bad}.json").write_text(json.dumps(record))
+    bad = damaged_copy(trained["mlp"].id, "damaged-evaluate-test", b"\x00garbage, not safetensors" * 10)
     yield bad
-    store.delete(bad)
+    ModelStore().delete(bad)
 
 
 def test_a_damaged_model_gives_a_message_not_a_traceback(damaged, trained):

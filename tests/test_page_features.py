@@ -1,13 +1,12 @@
 """The Features page under the real Streamlit runtime, with the session's real trained models."""
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pagetools import chart_spec, chart_titles, metrics
+from pagetools import chart_spec, chart_titles, damaged_copy, metrics
 from streamlit.testing.v1 import AppTest
 
 from digitlab import features as ft
@@ -137,15 +136,9 @@ def test_the_linear_three_vs_seven_model(mnist, trained):
 @pytest.fixture()
 def damaged(trained):
     """A copy of the real MLP whose weights file is garbage; removed afterwards so other pages never see it."""
-    store = ModelStore()
-    src = trained["mlp"].id
-    bad = "damaged-features-test"
-    record = json.loads((store.root / f"{src}.json").read_text())
-    record["id"], record["created"] = bad, "2000-01-01T00:00:00"
-    (store.root / f"{bad}.safetensors").write_bytes(b"\x00not safetensors at all" * 10)
-    (store.root / f"{bad}.json").write_text(json.dumps(record))
+    bad = damaged_copy(trained["mlp"].id, "damaged-features-test", b"\x00not safetensors at all" * 10)
     yield bad
-    store.delete(bad)
+    ModelStore().delete(bad)
 
 
 def test_a_damaged_model_gives_a_message_not_a_traceback(damaged):

@@ -263,6 +263,14 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 def layer_rows(config: TrainConfig) -> tuple[list[dict], int]:
     """The network the config builds, layer by layer with output shapes and parameter counts, and the total."""
     model = build_model(config)
+    if isinstance(model, SimpleNetScratch):  # plain tensors, no layers to walk: one row per line of forward()
+        h, n_out = model.w1.shape[1], model.w2.shape[1]
+        rows = [
+            {"layer": "res = xb@w1 + b1", "type": "by hand", "output shape": str(h), "parameters": 784 * h + h},
+            {"layer": "res = res.max(tensor(0.0))", "type": "by hand (ReLU)", "output shape": str(h), "parameters": 0},
+            {"layer": "res@w2 + b2", "type": "by hand", "output shape": str(n_out), "parameters": h * n_out + n_out},
+        ]
+        return rows, count_parameters(model)
     return layer_table(model, (1, 28 * 28) if config.kind != "cnn" else (1, 1, 28, 28)), count_parameters(model)
 
 

@@ -127,6 +127,14 @@ def check_config(config: TrainConfig, n_train: int | None = None) -> None:
         problems.append("every hidden layer needs at least one unit")
     if config.form == "scratch" and config.optimizer != "sgd":
         problems.append("the from-scratch form steps by hand with plain SGD; pick the nn form for momentum or Adam")
+    if config.kind == "mlp" and config.form == "scratch":
+        if len(config.hidden) != 1:
+            problems.append("simple_net by hand has one hidden layer (w1, b1, w2, b2): give one size, or write a "
+                            "deeper net with nn.Sequential")
+        if config.activations[:1] != ("relu",):
+            problems.append("simple_net by hand uses ReLU, res.max(tensor(0.0)); pick ReLU or the nn form")
+        if config.loss == "nll":
+            problems.append("simple_net by hand ends in raw scores, not LogSoftmax: it trains with cross-entropy")
     if config.optimizer not in ("sgd", "momentum", "adam"):
         problems.append(f"unknown optimizer {config.optimizer!r}")
     if config.norm not in NORMALISATIONS:
@@ -136,7 +144,8 @@ def check_config(config: TrainConfig, n_train: int | None = None) -> None:
     if (config.task == "3v7") != (config.loss == "mnist_loss"):
         problems.append("mnist_loss is for the 3-vs-7 task, and the 3-vs-7 task needs mnist_loss")
     if problems:
-        raise ConfigError("; ".join(problems).capitalize() + ".")
+        message = "; ".join(problems)
+        raise ConfigError(message[0].upper() + message[1:] + ".")
 
 
 def pick_device() -> torch.device:

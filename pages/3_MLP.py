@@ -6,7 +6,7 @@ import streamlit as st
 from digitlab import lessons, ui, viz
 from digitlab.data import NORMALISATIONS
 from digitlab.models import ACTIVATIONS, SimpleNetScratch, simple_net
-from digitlab.train import ConfigError
+from digitlab.train import ConfigError, check_config
 
 data = ui.page_setup(
     "MLP",
@@ -41,10 +41,19 @@ norm = c4.selectbox(
     help="How pixels are scaled before the first layer. The PyTorch tutorial's Normalize(0.5, 0.5) leaves the "
     "background at -1; MNIST's own mean and std centre it, and the same net learns noticeably better.",
 )
+form = st.radio(
+    "Written as", ["nn", "scratch"], key=f"{k}_form", horizontal=True,
+    format_func={"nn": "nn.Sequential + torch.optim", "scratch": "by hand: w1, b1, w2, b2 and p -= lr * p.grad"}.get,
+    help="The same network two ways. By hand it is plain tensors and the fastai lesson's own SGD step "
+    "(one hidden ReLU layer, plain SGD, cross-entropy); nn.Sequential allows any depth and optimizer.",
+)
 config = ui.training_controls(preset, "mlp")
 try:
     config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations, optimizer=optimizer,
                           norm=norm)
+    if form == "scratch":
+        config = config.with_(form="scratch", loss="cross_entropy")
+    check_config(config)
     bad_layers = ""
 except ConfigError as e:
     bad_layers = str(e)

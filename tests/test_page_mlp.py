@@ -107,3 +107,31 @@ def test_one_run_compared_keeps_the_accuracy_axis_within_0_to_100_percent():
     fig = viz.runs_overlay({"one run": [{"epoch": 1, "test_accuracy": 0.93}]})
     lo, hi = fig.layout.yaxis.range
     assert 0.0 <= lo < 0.93 < hi <= 1.0
+
+
+def test_simple_net_written_by_hand_trains_through_the_page(mnist):
+    from digitlab import ui
+
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.radio(key="mlp_simple_net_form").set_value("scratch").run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == ["res = xb@w1 + b1", "res = res.max(tensor(0.0))", "res@w2 + b2"]
+    assert metrics(at)["Parameters"] == f"{784 * 50 + 50 + 50 * 10 + 10:,}"
+
+    at.selectbox(key="mlp_simple_net_opt").set_value("adam").run()  # the hand-written step is plain SGD
+    assert any("plain SGD" in e.value for e in at.error) and at.button(key="mlp_train").disabled
+    at.selectbox(key="mlp_simple_net_opt").set_value("sgd").run()
+    at.text_input(key="mlp_simple_net_hidden").set_value("64, 32").run()
+    assert any("one hidden layer" in e.value for e in at.error) and at.button(key="mlp_train").disabled
+    at.text_input(key="mlp_simple_net_hidden").set_value("50").run()
+
+    at.number_input(key="mlp_simple_net_epochs").set_value(2)
+    at.number_input(key="mlp_simple_net_limit").set_value(10_000).run()
+    at.button(key="mlp_train").click().run()
+    snap = ui.get_queue().wait(at.session_state["mlp_job"], timeout=120)
+    assert snap.state == "done" and snap.config.form == "scratch"
+    at.run()
+    assert not at.exception
+    shown = metrics(at)["Test accuracy"]
+    assert shown == f"{snap.history[-1]['test_accuracy']:.2%}" and float(shown.rstrip("%")) > 75

@@ -173,6 +173,28 @@ def test_queue_dedupes_running_and_stored_runs_and_reports_divergence(mnist, sto
     assert len(store.list()) == 1  # the diverged run saved nothing
 
 
+def test_a_cnn_stopped_in_its_second_epoch_is_kept_and_still_answers(mnist, store):
+    """The queue keeps what a stopped CNN run learned (its finished epochs) as a model that loads and answers."""
+    import time
+
+    queue = JobQueue(store)
+    config = PRESETS["cnn-fast"].with_(train_limit=4000, epochs=3)
+    job = queue.submit(config, mnist, owner="a")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        snap = queue.snapshot(job.id)
+        if len(snap.history) == 1 and snap.state == "running":
+            break
+        time.sleep(0.02)
+    assert queue.cancel(job.id, owner="a")
+    done = queue.wait(job.id, timeout=120)
+    assert done.model_id, done
+    model, info = store.load(done.model_id)
+    assert 1 <= len(info.history) < 3 and info.config.epochs == len(info.history)
+    probs = predict_proba(model, info.config, mnist.test_images[:20])
+    assert torch.isfinite(probs).all()
+
+
 def _train_small(mnist, store, name="simple_net"):
     config = PRESETS[name].with_(**SMALL)
     model = build_model(config)

@@ -39,6 +39,7 @@ class Snapshot:
     last: Event | None
     history: tuple[dict, ...]  # one dict per finished epoch
     batch_losses: tuple[tuple[float, float], ...]  # (epoch as a fraction, loss)
+    batch_accuracies: tuple[tuple[float, float], ...]  # (epoch as a fraction, the batch's training accuracy)
     error: str
     model_id: str  # the stored model, once saved
     message: str  # a line for the page: what is happening now
@@ -61,6 +62,7 @@ class Job:
     last: Event | None = None
     history: list = field(default_factory=list)
     batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))
+    batch_accuracies: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))
     error: str = ""
     model_id: str = ""
     message: str = "waiting for its turn"
@@ -184,7 +186,9 @@ class JobQueue:
                     job.last = ev
                     if ev.kind == "batch":
                         if ev.batch % max(1, ev.n_batches // 200) == 0 or ev.batch == ev.n_batches:
-                            job.batch_losses.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss))
+                            at = ev.epoch - 1 + ev.batch / ev.n_batches
+                            job.batch_losses.append((at, ev.loss))
+                            job.batch_accuracies.append((at, ev.accuracy))
                         job.message = (
                             f"epoch {ev.epoch}/{ev.epochs}, batch {ev.batch}/{ev.n_batches}, "
                             f"{ev.images_per_s:,.0f} images/s"
@@ -237,7 +241,7 @@ class JobQueue:
             return Snapshot(
                 id=job.id, config=job.config, owner=job.owner, state=job.state, position=position,
                 progress=progress, last=job.last, history=tuple(job.history),
-                batch_losses=tuple(job.batch_losses), error=job.error, model_id=job.model_id,
+                batch_losses=tuple(job.batch_losses), batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id,
                 message=job.message if job.state != QUEUED else f"queued: number {position} in line",
                 submitted=job.submitted, reused=job.reused if reused is None else reused,
             )

@@ -266,7 +266,9 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
     if snap.history or snap.batch_losses:
         left, right = st.columns(2)
         left.plotly_chart(viz.loss_curve(snap), key=f"loss_{state_key}_{snap.id}_{len(snap.batch_losses)}")
-        right.plotly_chart(viz.accuracy_curve(snap.history), key=f"acc_{state_key}_{snap.id}_{len(snap.history)}")
+        right.plotly_chart(viz.accuracy_curve(snap.history, batch_accuracies=snap.batch_accuracies,
+                                              epochs=snap.config.epochs),
+                           key=f"acc_{state_key}_{snap.id}_{len(snap.batch_accuracies)}")
 
 
 # ---------------------------------------------------------------- choosing stored models

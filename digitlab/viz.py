@@ -147,8 +147,13 @@ def loss_curve(snap) -> go.Figure:
     return fig
 
 
-def accuracy_curve(history, name: str = "") -> go.Figure:
+def accuracy_curve(history, name: str = "", batch_accuracies=(), epochs: int = 0) -> go.Figure:
+    """Train and test accuracy per epoch; while an epoch runs, each batch's training accuracy too."""
     fig = go.Figure()
+    if batch_accuracies:
+        x, y = zip(*batch_accuracies)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train accuracy (batch)", line=dict(width=1),
+                                 opacity=0.6))
     if history:
         ep = [h["epoch"] for h in history]
         fig.add_trace(go.Scatter(x=ep, y=[h["train_accuracy"] for h in history], mode="lines+markers",
@@ -157,6 +162,15 @@ def accuracy_curve(history, name: str = "") -> go.Figure:
                                  name=f"{name} test".strip()))
     fig.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=320,
                       margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.3))
+    values = [v for _, v in batch_accuracies] + [h[k] for h in history for k in ("train_accuracy", "test_accuracy")]
+    values = [v for v in values if v == v]
+    if values:  # accuracy lives in 0..100%: never let autoscale stretch it past either end
+        lo = min(values)
+        fig.update_yaxes(range=[max(0.0, lo - max(0.01, (1 - lo) * 0.1)), 1.0])
+    if not history and epochs:
+        fig.update_xaxes(range=[0, epochs])
+        fig.add_annotation(text="test accuracy: after each epoch", xref="paper", yref="paper", x=1, y=0,
+                           xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=11, color="grey"))
     return fig
 
 

@@ -135,3 +135,13 @@ def test_simple_net_written_by_hand_trains_through_the_page(mnist):
     assert not at.exception
     shown = metrics(at)["Test accuracy"]
     assert shown == f"{snap.history[-1]['test_accuracy']:.2%}" and float(shown.rstrip("%")) > 75
+
+
+def test_accuracy_chart_is_live_in_the_first_epoch():
+    from digitlab import viz
+
+    fig = viz.accuracy_curve([], batch_accuracies=[(0.1, 0.42), (0.2, 0.81)], epochs=1)
+    assert [t.name for t in fig.data] == ["train accuracy (batch)"]
+    lo, hi = fig.layout.yaxis.range
+    assert 0.0 <= lo < 0.42 and hi == 1.0  # not -100%..400% while waiting for the first test score
+    assert tuple(fig.layout.xaxis.range) == (0, 1)

@@ -1,4 +1,5 @@
-"""A real headless Chromium draws a '1' on the Sketch Pad with the mouse; the page must predict 1."""
+"""A real headless Chromium draws a '1' on the Sketch Pad with the mouse and with a finger (touch events); the
+page must predict 1 both times. It also uploads a refused GIF and a photo of a 7."""
 
 import os
 import socket
@@ -97,6 +98,33 @@ def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
             uploaded = panel.locator('[data-testid="stColumn"]').filter(has_text="cnn-seed").filter(
                 has=page.locator('[data-testid="stMetric"]')).last.locator('[data-testid="stMetric"]').inner_text()
             errors = page.locator('[data-testid="stException"]').all_inner_texts()
+
+            # A classroom tablet: the same stroke drawn with a finger (touch events, no mouse) is read too.
+            tablet = browser.new_context(viewport={"width": 1024, "height": 1366}, has_touch=True, is_mobile=True)
+            tpage = tablet.new_page()
+            tpage.goto(f"http://127.0.0.1:{port}/Sketch_Pad")
+            tpage.get_by_text("nothing to guess at yet").wait_for(timeout=90000)
+            wait_idle(tpage)
+            pad = tpage.locator("canvas.upper-canvas").first
+            pad.scroll_into_view_if_needed()
+            box = pad.bounding_box()
+            cdp = tablet.new_cdp_session(tpage)
+            x = box["x"] + box["width"] * 0.5
+
+            def finger(kind: str, y: float = 0.0, dx: float = 0.0) -> None:
+                points = [] if kind == "touchEnd" else [{"x": x + dx, "y": y, "id": 1, "radiusX": 4, "radiusY": 4}]
+                cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+            finger("touchStart", box["y"] + box["height"] * 0.15)
+            for i in range(1, 21):
+                finger("touchMove", box["y"] + box["height"] * (0.15 + 0.7 * i / 20), i * 0.3)
+            finger("touchEnd")
+            tpage.get_by_text("Predicted digit").first.wait_for(timeout=60000)
+            wait_idle(tpage)
+            tpage.screenshot(path=str(shots / "browser_touch_1.png"), full_page=True)
+            touched = tpage.locator('[data-testid="stColumn"]').filter(has_text="cnn-seed").filter(
+                has=tpage.locator('[data-testid="stMetric"]')).last.locator('[data-testid="stMetric"]').inner_text()
+            errors += tpage.locator('[data-testid="stException"]').all_inner_texts()
             browser.close()
     finally:
         proc.terminate()
@@ -110,3 +138,4 @@ def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
     assert value(cnn) == "1", (cnn, metrics)  # the CNN reads the stroke as a 1
     assert any(m.startswith("3 or 7?") for m in metrics), metrics  # the linear model answers its own question
     assert value(uploaded) == "7", uploaded
+    assert value(touched) == "1", touched  # drawn with a finger

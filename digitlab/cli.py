@@ -199,6 +199,38 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from digitlab import evaluate as ev
+    from digitlab.store import ModelStore, StoreError
+
+    store = ModelStore()
+    infos = store.list()
+    if not infos:
+        print(f"no trained models in {store.root}: train one with python -m digitlab train ...", file=sys.stderr)
+        return 1
+    model_id = args.model or max(infos, key=lambda i: i.created).id
+    try:
+        model, info = store.load(model_id)
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
+    pred = ev.predict(model, info.config, data)
+    cm = ev.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
+    print(f"model: {info.id} ({info.config.title}, {info.config.preset})")
+    print(f"data: {data.source.label}")
+    print(f"test accuracy: {pred.accuracy:.2%} on {len(pred.targets):,} test images")
+    print(f"{'class':>5} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
+    for row in ev.per_class_scores(cm, pred.class_names):
+        print(f"{row['class']:>5} {row['precision']:>9.2%} {row['recall']:>7.2%} {row['F1']:>6.3f} "
+              f"{row['test images']:>7,}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print("      " + " ".join(f"{c:>5}" for c in pred.class_names))
+    for name, row in zip(pred.class_names, cm.tolist(), strict=True):
+        print(f"{name:>5} " + " ".join(f"{v:>5}" for v in row))
+    return 0
+
+
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model with a progress bar and save it to the model store")
     train.add_argument("kind", choices=["linear", "mlp", "cnn"])
@@ -212,6 +244,10 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=cmd_train)
     models = sub.add_parser("models", help="list the trained models in the store (DIGITLAB_MODEL_DIR)")
     models.set_defaults(func=cmd_models)
+    evaluate = sub.add_parser("evaluate", help="score a stored model on the test set: accuracy, per class, confusion")
+    evaluate.add_argument("model", nargs="?", default=None, help="a model id from 'models' (default: the newest)")
+    evaluate.add_argument("--offline", action="store_true", help="never download")
+    evaluate.set_defaults(func=cmd_evaluate)
 
 
 # ---------------------------------------------------------------- entry point

@@ -41,3 +41,20 @@ def test_data_fetch_failure_is_a_message(tmp_path):
     assert out.returncode == 1
     assert "download failed from every mirror" in out.stderr and "Traceback" not in out.stderr
     assert list((tmp_path / "t").iterdir()) == []
+
+
+def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained):
+    from digitlab import evaluate as ev
+    from digitlab.store import ModelStore
+
+    info = trained["mlp"]
+    out = _run("evaluate", info.id)
+    assert out.returncode == 0, out.stderr
+    model, _ = ModelStore().load(info.id)
+    pred = ev.predict(model, info.config, mnist)
+    assert f"test accuracy: {pred.accuracy:.2%} on 10,000 test images" in out.stdout
+    cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
+    assert "    7 " + " ".join(f"{v:>5}" for v in cm[7].tolist()) in out.stdout  # the 7s' row, as counted
+
+    missing = _run("evaluate", "no-such-model")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no-such-model" in missing.stderr

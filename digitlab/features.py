@@ -187,8 +187,9 @@ def layer_outputs(
     if config.form == "scratch":
         out = []
         if config.kind == "mlp" and hasattr(model, "w1"):  # SimpleNetScratch: res = xb@w1 + b1; res.max(0)
-            out.append(LayerOutput("w1, b1", "Linear (by hand)", (x @ model.w1 + model.b1)[0].cpu()))
-            out.append(LayerOutput("res.max(0)", "ReLU (by hand)", (x @ model.w1 + model.b1).clamp(min=0)[0].cpu()))
+            res = (x @ model.w1 + model.b1)[0].cpu()
+            out.append(LayerOutput("w1, b1", "Linear (by hand)", res))
+            out.append(LayerOutput("res.max(0)", "ReLU (by hand)", res.clamp(min=0)))
         out.append(LayerOutput("output", "output", model(x)[0].float().cpu()))
         return out if types is None else [o for o in out if o.kind.split(" ")[0] in {t.__name__ for t in types}]
     model = _private(model)
@@ -472,7 +473,7 @@ def weight_change(before: nn.Module, after: nn.Module) -> list[dict]:
         b, a = b.detach().float().cpu(), p.detach().float().cpu()
         moved = float((a - b).norm())
         size = float(b.norm())
-        rows.append({"weights": name, "shape": _size(tuple(p.shape)), "norm before": float(b.norm()),
+        rows.append({"weights": name, "shape": _size(tuple(p.shape)), "norm before": size,
                      "norm after": float(a.norm()), "moved (norm of the change)": moved,
                      "moved ÷ norm before": moved / size if size else float("nan")})
     return rows

@@ -19,6 +19,7 @@ import torch
 from . import data as data_mod
 from . import viz
 from .jobs import JobQueue, Snapshot
+from .lessons import run_label, run_verdict
 from .models import PRESET_HELP, PRESETS, ModelInfo, TrainConfig
 from .store import ModelStore, StoreError
 from .train import device_label
@@ -391,8 +392,6 @@ def one_more_epoch(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, 
 def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool = False) -> Snapshot | None:
     """The live-training block the MLP and CNN stages share: Train, the running job, its verdict, one more
     epoch, and this session's runs on one chart. Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
-    from .lessons import run_label, run_verdict
-
     state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
     if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled,
                  help="Start training in the background; it keeps going if you switch page."):

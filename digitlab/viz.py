@@ -162,11 +162,9 @@ def accuracy_curve(history, name: str = "", batch_accuracies=(), epochs: int = 0
                                  name=f"{name} test".strip()))
     fig.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=320,
                       margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.3))
-    values = [v for _, v in batch_accuracies] + [h[k] for h in history for k in ("train_accuracy", "test_accuracy")]
-    values = [v for v in values if v == v]
-    if values:  # accuracy lives in 0..100%: never let autoscale stretch it past either end
-        lo = min(values)
-        fig.update_yaxes(range=[max(0.0, lo - max(0.01, (1 - lo) * 0.1)), 1.0])
+    # accuracy lives in 0..100%: never let autoscale stretch it past either end
+    _accuracy_axis(fig, [v for _, v in batch_accuracies]
+                   + [h[k] for h in history for k in ("train_accuracy", "test_accuracy")], top=1.0)
     if not history and epochs:
         fig.update_xaxes(range=[0, epochs])
         fig.add_annotation(text="test accuracy: after each epoch", xref="paper", yref="paper", x=1, y=0,
@@ -183,12 +181,18 @@ def runs_overlay(runs: dict[str, list[dict]], metric: str = "test_accuracy") -> 
                                      mode="lines+markers", name=name))
     fig.update_layout(title=metric.replace("_", " "), xaxis_title="epoch", height=360, margin=dict(t=40, b=40),
                       yaxis_tickformat=".1%" if "accuracy" in metric else None)
-    values = [h[metric] for history in runs.values() for h in history if h.get(metric) == h.get(metric)]
-    if "accuracy" in metric and values:  # a single run is a single point: plotly would stretch the axis past 100%
+    if "accuracy" in metric:  # a single run is a single point: plotly would stretch the axis past 100%
+        _accuracy_axis(fig, [h.get(metric) for history in runs.values() for h in history])
+    return fig
+
+
+def _accuracy_axis(fig: go.Figure, values, top: float | None = None) -> None:
+    """Keep an accuracy axis inside 0..100% around ``values`` (ending at ``top`` when given)."""
+    values = [v for v in values if isinstance(v, int | float) and v == v]
+    if values:
         lo, hi = min(values), max(values)
         pad = max(0.005, (hi - lo) * 0.1)
-        fig.update_yaxes(range=[max(0.0, lo - pad), min(1.0, hi + pad)])
-    return fig
+        fig.update_yaxes(range=[max(0.0, lo - pad), top if top is not None else min(1.0, hi + pad)])
 
 
 # ---------------------------------------------------------------- evaluation (the Evaluate page)

@@ -107,8 +107,8 @@ if first is not None and len(first[0]) == 1:
 else:
     k = st.columns(3)[0].slider("Units to rank", 3, 16, 8, key="feat_top_k",
                                help="How many of the strongest units (or filters) to pick out below.")
-fire = features.units_that_fire(model, config, image, k) or features.filters_that_fire(model, config, image, k)
-top = set(fire.units.tolist()) if fire is not None and fire.maps is None else set()
+fire = features.units_that_fire(model, config, image, k)  # None for a CNN: its filters are in section 3
+top = set(fire.units.tolist()) if fire is not None else set()
 st.subheader("Each layer's activations")
 for j, out in enumerate(features.activations(model, config, image)):
     if out.is_maps:
@@ -121,10 +121,11 @@ for j, out in enumerate(features.activations(model, config, image)):
         st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {n_out} number{'s' if n_out != 1 else ''}",
                                             highlight=hi,
                                             height=240), key=f"feat_act_{j}")
-st.caption("Hidden activations are what the next layer reads. The last chart is the raw output, before softmax "
-           "turns it into the probabilities above.")
+st.caption("Hidden activations are what the next layer reads. The last chart is the output: "
+           + ("log-probabilities, as the model ends in LogSoftmax; exp() of them is the answer above."
+              if config.loss == "nll" else "raw scores, before softmax turns them into the probabilities above."))
 
-if fire is not None and fire.maps is None:
+if fire is not None:
     st.subheader("The units that fire most, and what they look for")
     if config.task == "3v7":
         st.markdown("The linear model has no hidden layer: its one output unit is all there is. It multiplies "

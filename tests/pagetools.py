@@ -37,3 +37,20 @@ def damaged_copy(source_id: str, bad_id: str, weights: bytes | None = None) -> s
     (store.root / f"{bad_id}.safetensors").write_bytes(weights)
     (store.root / f"{bad_id}.json").write_text(json.dumps(record))
     return bad_id
+
+
+def open_page(page: str, **state):
+    """Run a page under AppTest with these session_state values set first, as a user's earlier choices."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(page, default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def wait_for_job(at, state_key: str, timeout: float = 90):
+    """The snapshot of the training job a page started under ``state_key``, once it has finished."""
+    from digitlab import ui
+
+    return ui.get_queue().wait(at.session_state[state_key], timeout=timeout)

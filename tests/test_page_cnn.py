@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from pagetools import chart_spec, chart_titles, damaged_copy, metrics
+from pagetools import chart_spec, chart_titles, damaged_copy, metrics, open_page, wait_for_job
 from streamlit.testing.v1 import AppTest
 
 from digitlab.store import ModelStore
@@ -12,10 +12,7 @@ PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "4_CNN.py")
 
 
 def _open(**state) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at.run()
+    return open_page(PAGE, **state)
 
 
 def _frame(at, first_column: str):
@@ -95,7 +92,7 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
     at.number_input(key="cnn_cnn-seed_limit").set_value(2000)
     at.button(key="cnn_train").click().run()
     assert not at.exception and not at.error
-    snap = ui.get_queue().wait(at.session_state["cnn_job"], timeout=90)
+    snap = wait_for_job(at, "cnn_job", 90)
     assert snap.state == "done" and len(snap.history) == 1
     at.run()
     assert not at.exception and not at.error
@@ -106,7 +103,7 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
 
     more = at.button(key=f"more_cnn_job_{snap.id}")
     more.click().run()
-    again = ui.get_queue().wait(at.session_state["cnn_job"], timeout=90)
+    again = wait_for_job(at, "cnn_job", 90)
     assert again.id != snap.id and again.state == "done" and len(again.history) == 2
     at.run()
     assert not at.exception

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pagetools import damaged_copy
+from pagetools import damaged_copy, open_page
 from streamlit.testing.v1 import AppTest
 
 from digitlab.store import ModelStore
@@ -29,11 +29,7 @@ def _frames(at, first_column: str | None = None, has: str | None = None) -> list
 
 
 def _open(model_id: str, **state) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["eval_model"] = model_id
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at.run()
+    return open_page(PAGE, eval_model=model_id, **state)
 
 
 def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, trained):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pagetools import chart_spec, chart_titles, damaged_copy, metrics
+from pagetools import chart_spec, chart_titles, damaged_copy, metrics, open_page
 from streamlit.testing.v1 import AppTest
 
 from digitlab import features as ft
@@ -16,11 +16,7 @@ PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "5_Features.py")
 
 
 def _open(model_id: str, **state) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["feat_model"] = model_id
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at.run()
+    return open_page(PAGE, feat_model=model_id, **state)
 
 
 def _array(value) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pagetools import chart_spec, chart_titles, metrics
+from pagetools import chart_spec, chart_titles, metrics, wait_for_job
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
@@ -29,7 +29,6 @@ def test_network_table_presets_and_equivalence(mnist):
 
 
 def test_train_then_accuracy_and_classify_view(mnist):
-    from digitlab import ui
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.number_input(key="mlp_simple_net_epochs").set_value(2)
@@ -38,7 +37,7 @@ def test_train_then_accuracy_and_classify_view(mnist):
     at.select_slider(key="mlp_simple_net_lr").set_value(0.003)
     at.button(key="mlp_train").click().run()
     assert not at.exception and not at.error
-    snap = ui.get_queue().wait(at.session_state["mlp_job"], timeout=90)
+    snap = wait_for_job(at, "mlp_job", 90)
     assert snap.state == "done" and len(snap.history) == 2
     at.run()
     assert not at.exception
@@ -54,7 +53,7 @@ def test_train_then_accuracy_and_classify_view(mnist):
     at.selectbox(key="mlp_simple_net_opt").set_value("sgd")
     at.number_input(key="mlp_simple_net_epochs").set_value(1)
     at.button(key="mlp_train").click().run()
-    ui.get_queue().wait(at.session_state["mlp_job"], timeout=90)
+    wait_for_job(at, "mlp_job", 90)
     at.run()
     problems = [w.value for w in at.warning] + [e.value for e in at.error]
     assert any("learning rate 10" in p for p in problems), problems
@@ -73,7 +72,6 @@ def test_batch_larger_than_the_data_is_refused(mnist):
 
 
 def test_a_run_that_blows_up_ends_with_the_queues_message(mnist):
-    from digitlab import ui
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.text_input(key="mlp_simple_net_hidden").set_value("256, 256, 256")
@@ -82,7 +80,7 @@ def test_a_run_that_blows_up_ends_with_the_queues_message(mnist):
     at.number_input(key="mlp_simple_net_limit").set_value(2000)
     at.number_input(key="mlp_simple_net_epochs").set_value(1)
     at.button(key="mlp_train").click().run()
-    snap = ui.get_queue().wait(at.session_state["mlp_job"], timeout=90)
+    snap = wait_for_job(at, "mlp_job", 90)
     assert snap.state == "failed"
     at.run()
     assert not at.exception
@@ -110,7 +108,6 @@ def test_one_run_compared_keeps_the_accuracy_axis_within_0_to_100_percent():
 
 
 def test_simple_net_written_by_hand_trains_through_the_page(mnist):
-    from digitlab import ui
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.radio(key="mlp_simple_net_form").set_value("scratch").run()
@@ -129,7 +126,7 @@ def test_simple_net_written_by_hand_trains_through_the_page(mnist):
     at.number_input(key="mlp_simple_net_epochs").set_value(2)
     at.number_input(key="mlp_simple_net_limit").set_value(10_000).run()
     at.button(key="mlp_train").click().run()
-    snap = ui.get_queue().wait(at.session_state["mlp_job"], timeout=120)
+    snap = wait_for_job(at, "mlp_job", 120)
     assert snap.state == "done" and snap.config.form == "scratch"
     at.run()
     assert not at.exception

@@ -56,7 +56,9 @@ def test_precision_setting(monkeypatch):
     assert compute_dtype(PRESETS["cnn-fast"], cpu) == torch.float32
     monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
     assert compute_dtype(PRESETS["cnn-fast"], cpu) == torch.bfloat16
-    assert compute_dtype(PRESETS["mlp-128-64"], cpu) == torch.float32  # only CNNs gain from it
+    assert compute_dtype(PRESETS["mlp-128-64"], cpu) == torch.bfloat16  # its first layer
+    assert compute_dtype(PRESETS["linear-better"], cpu) == torch.float32  # the lesson's own arithmetic
+    assert compute_dtype(PRESETS["simple_net"].with_(form="scratch"), cpu) == torch.float32
     monkeypatch.setenv("DIGITLAB_PRECISION", "half")
     with pytest.raises(ConfigError, match="DIGITLAB_PRECISION must be one of auto, fp32, bf16"):
         compute_dtype(PRESETS["cnn-fast"], cpu)
@@ -144,7 +146,9 @@ def test_cancel_stops_between_batches_leaving_a_usable_model(mnist):
     assert torch.isfinite(probs).all() and torch.allclose(probs.sum(1), torch.ones(10))
 
 
-def test_a_loss_that_blows_up_stops_with_a_plain_message(mnist):
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_a_loss_that_blows_up_stops_with_a_plain_message(mnist, monkeypatch, precision):
+    monkeypatch.setenv("DIGITLAB_PRECISION", precision)
     config = BLOWS_UP
     with pytest.raises(TrainingDiverged, match="learning rate .* too high"):
         list(fit(build_model(config), config, mnist))

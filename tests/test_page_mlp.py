@@ -84,7 +84,8 @@ def test_a_run_that_blows_up_ends_with_the_queues_message(mnist):
     assert snap.state == "failed"
     at.run()
     assert not at.exception
-    assert any("The loss became nan" in e.value and "ten times smaller" in e.value for e in at.error)
+    assert any("The loss became" in e.value and "blew up" in e.value and "ten times smaller" in e.value
+               for e in at.error)
     assert any("did not finish" in i.value for i in at.info)
 
 

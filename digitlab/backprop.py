@@ -37,6 +37,9 @@ class SequentialBackprop:
         if self.log_softmax:
             layers = layers[:-1]
         self.linears: list[nn.Linear] = layers[0::2]
+        # the parameters themselves, looked up once: nn.Module attribute lookups cost more than small tensor ops
+        self.weights = [lin.weight for lin in self.linears]
+        self.biases = [lin.bias for lin in self.linears]
         self.forward_activations = [_FORWARD[type(a)] for a in layers[1::2]]
         self.activations = [_BACKWARD[type(a)] for a in layers[1::2]]
         self.dtype = dtype  # of the first layer's multiplications
@@ -80,20 +83,18 @@ class SequentialBackprop:
         ``xb`` is [B, 784] (in ``self.dtype``), ``yb`` the labels. Returns (the model's output, the loss).
         """
         with torch.no_grad():
-            first = self.linears[0]
+            weights, biases = self.weights, self.biases
             mixed = self.dtype != torch.float32
             # forward, keeping each layer's input for the weight gradients
             if mixed:
-                z = torch.mm(xb, first.weight.to(self.dtype).t()).float().add_(first.bias)
+                z = torch.mm(xb, weights[0].to(self.dtype).t()).float().add_(biases[0])
             else:
-                z = torch.addmm(first.bias, xb, first.weight.t())
+                z = torch.addmm(biases[0], xb, weights[0].t())
             inputs = [xb]
-            outs = []
-            for act, lin in zip(self.forward_activations, self.linears[1:]):
+            for act, w, b in zip(self.forward_activations, weights[1:], biases[1:]):
                 a = act(z)
-                outs.append(a)
                 inputs.append(a)
-                z = torch.addmm(lin.bias, a, lin.weight.t())
+                z = torch.addmm(b, a, w.t())
             n = len(yb)
             # the loss, and its gradient with respect to the last layer's output z:
             # (softmax(z) - target) / n, where the target is the one-hot label (smoothed for label smoothing)
@@ -114,15 +115,15 @@ class SequentialBackprop:
             grad.scatter_add_(1, rows, self._minus(n, hit))
             grad.div_(n)
             # backward, last layer first: dW = g^T a, db = sum(g), d(input) = g W, then through the activation
-            for i in range(len(self.linears) - 1, -1, -1):
-                lin = self.linears[i]
+            for i in range(len(weights) - 1, -1, -1):
+                w = weights[i]
                 if i == 0 and mixed:
-                    lin.weight.grad = torch.mm(grad.to(self.dtype).t(), inputs[0]).float()
+                    w.grad = torch.mm(grad.to(self.dtype).t(), xb).float()
                 else:
-                    lin.weight.grad = torch.mm(grad.t(), inputs[i])
-                lin.bias.grad = grad.sum(0)
+                    w.grad = torch.mm(grad.t(), inputs[i])
+                biases[i].grad = grad.sum(0)
                 if i > 0:
-                    grad = self.activations[i - 1](torch.mm(grad, lin.weight), outs[i - 1])
+                    grad = self.activations[i - 1](torch.mm(grad, w), inputs[i])
         return preds, loss
 
 

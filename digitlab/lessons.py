@@ -14,9 +14,20 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from .backprop import SequentialBackprop
 from .data import MNIST, to_float
 from .models import PRESETS, Linear1, SimpleNetScratch, TrainConfig, build_model, count_parameters, layer_table
-from .train import ConfigError, batch_accuracy, check_config, mnist_loss, predict_proba, sgd_step, task_data
+from .train import (
+    ConfigError,
+    batch_accuracy,
+    check_config,
+    compute_dtype,
+    mnist_loss,
+    pick_device,
+    predict_proba,
+    sgd_step,
+    task_data,
+)
 
 # How the MLP page names each input scaling of data.NORMALISATIONS.
 NORM_LABELS = {
@@ -408,3 +419,23 @@ def run_verdict(config: TrainConfig, history: list[dict] | tuple[dict, ...]) -> 
             "overshoot and the model gets stuck. Try one ten times smaller."
         )
     return ""
+
+
+# ---------------------------------------------------------------- how fit() trains an MLP
+
+
+def how_fit_trains(config: TrainConfig) -> str:
+    """What the MLP page says about the training step fit() will run for ``config`` on this machine."""
+    device = pick_device()
+    if config.form == "scratch":
+        return ("By hand, fit() runs the lesson's own step: the forward pass, `loss.backward()` for the gradients, "
+                "then `p -= lr * p.grad` on w1, b1, w2 and b2.")
+    if device.type != "cpu" or not SequentialBackprop.supports(build_model(config), config):
+        return "fit() runs the forward pass, `loss.backward()` and the optimizer's step, as the tutorial does."
+    text = ("fit() computes the same gradients `loss.backward()` would, with the chain rule written out layer by "
+            "layer, last layer first (a test checks them against autograd's): at this size autograd's "
+            "bookkeeping costs more than the arithmetic. torch.optim then takes the step.")
+    if compute_dtype(config, device) == torch.bfloat16:
+        text += (" This CPU multiplies in bfloat16 in hardware, so the first layer, 784 pixels wide and most of "
+                 "the work, multiplies in bfloat16; the weights, the gradients and the loss stay float32.")
+    return text

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from digitlab import lessons, ui, viz
+from digitlab.backprop import SequentialBackprop
 from digitlab.data import NORMALISATIONS
 from digitlab.models import ACTIVATIONS, SimpleNetScratch, simple_net
 from digitlab.train import ConfigError, check_config
@@ -87,6 +88,10 @@ ui.show_code(SimpleNetScratch.forward, simple_net, lessons.scratch_vs_nn)
 
 # ---------------------------------------------------------------- 3. training
 st.header("3. Train it")
+if not bad_layers:
+    st.caption(lessons.how_fit_trains(config))
+    if form == "nn":
+        ui.show_code(SequentialBackprop.step, title="How fit() computes the gradients")
 snap = ui.train_section(config, data, "mlp", disabled=bool(bad_layers))
 
 # ---------------------------------------------------------------- 4. after training

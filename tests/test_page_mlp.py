@@ -18,6 +18,12 @@ def test_network_table_presets_and_equivalence(mnist):
     assert float(metrics(at)["Largest difference"]) < 1e-5
     assert any("nn.Linear" in c.value or "def simple_net" in c.value for c in at.code)
 
+    assert any("chain rule written out" in c.value for c in at.caption)
+    assert any("def step(self, xb" in c.value and "torch.mm(grad.t(), inputs[i])" in c.value for c in at.code)
+    at.radio(key="mlp_simple_net_form").set_value("scratch").run()
+    assert any("p -= lr * p.grad" in c.value and "loss.backward()" in c.value for c in at.caption)
+    assert not any("def step(self, xb" in c.value for c in at.code)
+
     at.selectbox(key="mlp_preset").set_value("mlp-128-64").run()
     assert metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['mlp-128-64'])):,}"
     assert at.text_input(key="mlp_mlp-128-64_hidden").value == "128, 64"

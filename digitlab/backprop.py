@@ -114,7 +114,7 @@ class SequentialBackprop:
                 hit = 1.0 - eps
             grad.scatter_add_(1, rows, self._minus(n, hit))
             grad.div_(n)
-            # backward, last layer first: dW = g^T a, db = sum(g), d(input) = g W, then through the activation
+            # backward, last layer first: dW = g^T a, db = sum(g), then g W back through the activation
             for i in range(len(weights) - 1, -1, -1):
                 w = weights[i]
                 if i == 0 and mixed:

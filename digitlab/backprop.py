@@ -28,47 +28,52 @@ _BACKWARD = {
 }
 
 
+def _split(model: nn.Module):
+    """(linear layers, activations between them, ends in LogSoftmax) of Flatten, Linear, act, ..., Linear[,
+    LogSoftmax]; None for any other shape."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    layers = list(model)
+    if not layers or not isinstance(layers[0], nn.Flatten):
+        return None
+    layers = layers[1:]
+    log_softmax = bool(layers) and isinstance(layers[-1], nn.LogSoftmax)
+    if log_softmax:
+        if layers[-1].dim not in (1, -1):
+            return None
+        layers = layers[:-1]
+    if len(layers) % 2 != 1:
+        return None
+    return layers[0::2], layers[1::2], log_softmax
+
+
 class SequentialBackprop:
     """One training step's loss and gradients for an MLP built by ``models.simple_net``."""
 
     def __init__(self, model: nn.Sequential, config: TrainConfig, dtype: torch.dtype = torch.float32):
-        layers = list(model)[1:]  # after Flatten
-        self.log_softmax = isinstance(layers[-1], nn.LogSoftmax)
-        if self.log_softmax:
-            layers = layers[:-1]
-        self.linears: list[nn.Linear] = layers[0::2]
+        linears, acts, self.log_softmax = _split(model)
         # the parameters themselves, looked up once: nn.Module attribute lookups cost more than small tensor ops
-        self.weights = [lin.weight for lin in self.linears]
-        self.biases = [lin.bias for lin in self.linears]
-        self.forward_activations = [_FORWARD[type(a)] for a in layers[1::2]]
-        self.activations = [_BACKWARD[type(a)] for a in layers[1::2]]
+        self.weights = [lin.weight for lin in linears]
+        self.biases = [lin.bias for lin in linears]
+        self.forward_activations = [_FORWARD[type(a)] for a in acts]
+        self.activations = [_BACKWARD[type(a)] for a in acts]
         self.dtype = dtype  # of the first layer's multiplications
+        self.mixed = dtype != torch.float32
         self.label_smoothing = config.label_smoothing if config.loss == "cross_entropy" else 0.0
         self._columns: dict[tuple[int, float], torch.Tensor] = {}
 
     @staticmethod
     def supports(model: nn.Module, config: TrainConfig) -> bool:
-        """simple_net's shape exactly, trained on all ten digits with NLL or cross-entropy."""
+        """simple_net's shape exactly, trained on all ten digits with NLL (after LogSoftmax) or cross-entropy."""
         if config.kind != "mlp" or config.form != "nn" or config.loss not in ("nll", "cross_entropy"):
             return False
-        if not isinstance(model, nn.Sequential):
+        parts = _split(model)
+        if parts is None:
             return False
-        layers = list(model)
-        if not layers or not isinstance(layers[0], nn.Flatten):
-            return False
-        layers = layers[1:]
-        if layers and isinstance(layers[-1], nn.LogSoftmax):
-            if config.loss != "nll" or layers[-1].dim not in (1, -1):
-                return False
-            layers = layers[:-1]
-        elif config.loss == "nll":
-            return False
-        if len(layers) % 2 != 1:
-            return False
-        linears, acts = layers[0::2], layers[1::2]
-        return all(type(m) is nn.Linear and m.bias is not None for m in linears) and all(
-            type(a) in _BACKWARD for a in acts
-        )
+        linears, acts, log_softmax = parts
+        return log_softmax == (config.loss == "nll") and all(
+            type(m) is nn.Linear and m.bias is not None for m in linears
+        ) and all(type(a) in _BACKWARD for a in acts)
 
     def _minus(self, n: int, value: float) -> torch.Tensor:
         """A column of -value, n tall: what scatter_add_ takes from each row's label entry (kept, not remade)."""
@@ -83,8 +88,7 @@ class SequentialBackprop:
         ``xb`` is [B, 784] (in ``self.dtype``), ``yb`` the labels. Returns (the model's output, the loss).
         """
         with torch.no_grad():
-            weights, biases = self.weights, self.biases
-            mixed = self.dtype != torch.float32
+            weights, biases, mixed = self.weights, self.biases, self.mixed
             # forward, keeping each layer's input for the weight gradients
             if mixed:
                 z = torch.mm(xb, weights[0].to(self.dtype).t()).float().add_(biases[0])

@@ -430,12 +430,18 @@ def how_fit_trains(config: TrainConfig) -> str:
     if config.form == "scratch":
         return ("By hand, fit() runs the lesson's own step: the forward pass, `loss.backward()` for the gradients, "
                 "then `p -= lr * p.grad` on w1, b1, w2 and b2.")
-    if device.type != "cpu" or not SequentialBackprop.supports(build_model(config), config):
+    with torch.device("meta"):  # the layers' shapes only: no weights allocated
+        model = build_model(config)
+    if device.type != "cpu" or not SequentialBackprop.supports(model, config):
         return "fit() runs the forward pass, `loss.backward()` and the optimizer's step, as the tutorial does."
     text = ("fit() computes the same gradients `loss.backward()` would, with the chain rule written out layer by "
             "layer, last layer first (a test checks them against autograd's): at this size autograd's "
             "bookkeeping costs more than the arithmetic. torch.optim then takes the step.")
-    if compute_dtype(config, device) == torch.bfloat16:
+    try:
+        mixed = compute_dtype(config, device) == torch.bfloat16
+    except ConfigError as e:  # a bad DIGITLAB_PRECISION: say so here; Train reports it too
+        return f"{text} {e}"
+    if mixed:
         text += (" This CPU multiplies in bfloat16 in hardware, so the first layer, 784 pixels wide and most of "
                  "the work, multiplies in bfloat16; the weights, the gradients and the loss stay float32.")
     return text

@@ -149,3 +149,18 @@ def test_accuracy_chart_is_live_in_the_first_epoch():
     lo, hi = fig.layout.yaxis.range
     assert 0.0 <= lo < 0.42 and hi == 1.0  # not -100%..400% while waiting for the first test score
     assert tuple(fig.layout.xaxis.range) == (0, 1)
+
+
+def test_a_bad_precision_setting_is_a_message_not_a_traceback(mnist, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_PRECISION", "half")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    assert any("DIGITLAB_PRECISION must be one of auto, fp32, bf16" in c.value for c in at.caption)
+    at.number_input(key="mlp_simple_net_limit").set_value(2000)
+    at.number_input(key="mlp_simple_net_epochs").set_value(1)
+    at.button(key="mlp_train").click().run()
+    snap = wait_for_job(at, "mlp_job", 90)
+    assert snap.state == "failed"
+    at.run()
+    assert not at.exception
+    assert any("DIGITLAB_PRECISION must be one of" in e.value for e in at.error)

@@ -1,0 +1,224 @@
+"""The training worker: a separate process that trains one job at a time for the web server's queue.
+
+Training here, not in the web process, means the class's clicks never wait behind the training loop's
+Python, a crash or an out-of-memory kill in training cannot take the server down, and each run's random
+numbers depend only on its config (nothing else draws from this process's generators).
+
+It speaks JSON lines: commands on stdin (``run``, ``cancel``, ``quit``), messages on a private copy of
+stdout (``ready``, ``start``, ``progress``, ``epoch``, ``finished``); anything else the process prints goes to stderr.
+``python -m digitlab.worker`` is started by ``jobs.JobQueue``; ``run_job`` is the whole of one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+PROGRESS_EVERY_S = 0.25  # how often the live panels' numbers move: often enough to look alive, rarely enough to cost nothing
+POINTS_PER_EPOCH = 200  # batch points kept for the live loss chart
+
+
+def worker_threads() -> int:
+    """Intra-op threads for training: every core but one, which stays free for the web server."""
+    wanted = int(os.environ.get("DIGITLAB_WORKER_THREADS", 0) or 0)
+    return wanted if wanted > 0 else max(1, (os.cpu_count() or 1) - 1)
+
+
+def cpu_seconds() -> float:
+    """CPU time this process has used, all its threads together."""
+    return time.process_time()
+
+
+# ---------------------------------------------------------------- one run
+
+
+def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, data_cache: dict) -> dict:
+    """Train, save and analyse one job; returns the ``finished`` message (never raises for a run's own failure).
+
+    ``spec``: job, config (TrainConfig.to_dict()), continue_from, data_dir, fingerprint, store.
+    Times in the records are this process's own compute time, so a run reads the same however busy the
+    machine is: CPU seconds divided by the training threads.
+    """
+    from .models import TrainConfig, build_model
+    from .store import ModelStore, StoreError
+    from .train import TrainingError, fit, task_data
+
+    job, threads = spec["job"], max(1, worker_threads())
+    config = TrainConfig.from_dict(spec["config"])
+    store = ModelStore(spec["store"])
+    wall_start, cpu_start = time.perf_counter(), cpu_seconds()
+
+    def finished(state: str, message: str, error: str = "", model_id: str = "") -> dict:
+        return {"type": "finished", "job": job, "state": state, "message": message, "error": error,
+                "model_id": model_id, "compute_seconds": (cpu_seconds() - cpu_start) / threads,
+                "wall_seconds": time.perf_counter() - wall_start}
+
+    try:
+        data = _data(spec, data_cache)
+    except Exception as e:  # the web process loaded it; if this process cannot, say why
+        return finished("failed", f"the training process could not load the data: {e}", str(e))
+    if data.fingerprint() != spec["fingerprint"]:
+        msg = "the data on disk changed since the page loaded it; reload the page and train again"
+        return finished("failed", msg, msg)
+
+    history: list[dict] = []
+    base_seconds = 0.0
+    try:
+        if spec.get("continue_from"):
+            model, base = store.load(spec["continue_from"])
+            history, base_seconds = list(base.history), base.train_seconds
+            emit({"type": "start", "job": job, "history": history})  # the epochs it continues from
+        else:
+            model = build_model(config)
+        n_images = len(task_data(data, config, "train")[0])
+        start_epoch, earlier = len(history), len(history)
+        last_sent, points, epoch_cpu = 0.0, [], cpu_seconds()
+        for ev in fit(model, config, data, cancel=cancel, start_epoch=start_epoch):
+            if ev.kind == "batch":
+                if ev.batch % max(1, ev.n_batches // POINTS_PER_EPOCH) == 0 or ev.batch == ev.n_batches:
+                    points.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss, ev.accuracy))
+                now = time.perf_counter()
+                if now - last_sent >= PROGRESS_EVERY_S:
+                    emit({"type": "progress", "job": job, "event": dataclasses.asdict(ev), "points": points})
+                    last_sent, points = now, []
+            elif ev.kind == "epoch":
+                now_cpu = cpu_seconds()
+                seconds = (now_cpu - epoch_cpu) / threads
+                epoch_cpu = now_cpu
+                record = ev.record() | {
+                    "images_per_s": n_images / max(1e-9, seconds),
+                    "seconds": base_seconds + (now_cpu - cpu_start) / threads,
+                    "wall_seconds": time.perf_counter() - wall_start,
+                }
+                history.append(record)
+                emit({"type": "progress", "job": job, "event": dataclasses.asdict(ev), "points": points})
+                emit({"type": "epoch", "job": job, "record": record})
+                points = []
+    except TrainingError as e:
+        return finished("failed", str(e), str(e))
+    except StoreError as e:
+        return finished("failed", f"cannot continue: {e}", f"cannot continue: {e}")
+
+    new_epochs = len(history) - earlier
+    if cancel.is_set() and new_epochs == 0:
+        return finished("cancelled", "stopped before the first epoch finished: nothing to keep")
+    if cancel.is_set() or spec.get("continue_from"):
+        config = config.with_(epochs=len(history))
+    last = history[-1]
+    compute = (cpu_seconds() - cpu_start) / threads
+    try:
+        info = store.save(
+            model, config,
+            metrics={k: last[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "images_per_s")},
+            history=history, fingerprint=data.fingerprint(), train_seconds=base_seconds + compute,
+            extra={"data_source": data.source.kind, "continued_from": spec.get("continue_from") or None,
+                   "wall_seconds": round(time.perf_counter() - wall_start, 3), "threads": threads},
+        )
+    except OSError as e:
+        return finished("failed", f"trained, but could not save the model: {e}", f"trained, but could not save the model: {e}")
+    _analyse(store, info.id, data, model)
+    if cancel.is_set():
+        return finished("cancelled", f"stopped after {new_epochs} epoch(s); saved as {info.id}", model_id=info.id)
+    return finished("done", f"done: test accuracy {last['test_accuracy']:.2%}", model_id=info.id)
+
+
+def _data(spec: dict, cache: dict):
+    """The dataset the page trained on, loaded once per worker from the folder it came from."""
+    from .data import load_mnist
+
+    key = spec["data_dir"]
+    if key not in cache:
+        cache.clear()  # one dataset at a time
+        cache[key] = load_mnist(key, allow_download=False)
+    return cache[key]
+
+
+def _analyse(store, model_id: str, data, model) -> None:
+    """What Evaluate and Features need for this model, computed once now, so no visitor waits for it."""
+    try:
+        from . import analysis
+    except ImportError:
+        return
+    try:
+        analysis.ensure(store, model_id, data, model)
+    except Exception:  # the model is saved; its analysis is made again on first view
+        traceback.print_exc()
+
+
+# ---------------------------------------------------------------- the process
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol's own copy of stdout...
+    os.dup2(2, 1)  # ...and everything else anyone prints goes to stderr
+    sys.stdout = sys.stderr
+    try:
+        os.nice(int(os.environ.get("DIGITLAB_WORKER_NICE", 10)))  # below the web server: clicks first
+    except (AttributeError, OSError):
+        pass
+    os.environ["DIGITLAB_THREADS"] = str(worker_threads())
+    write_lock = threading.Lock()
+
+    def emit(message: dict) -> None:
+        with write_lock:
+            out.write(json.dumps(message) + "\n")
+
+    import torch  # noqa: F401  (imported before "ready": a job's start then costs no import)
+
+    runs: list[dict] = []
+    cancel, current, have_run = threading.Event(), {"job": None}, threading.Condition()
+    cancelled: set[str] = set()  # a cancel can arrive before its run starts: remembered, then applied
+
+    def read_commands() -> None:
+        for line in sys.stdin:
+            try:
+                cmd = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if cmd.get("op") == "cancel":
+                cancelled.add(cmd.get("job"))
+                if cmd.get("job") == current["job"]:
+                    cancel.set()
+            elif cmd.get("op") == "run":
+                with have_run:
+                    runs.append(cmd)
+                    have_run.notify()
+            elif cmd.get("op") == "quit":
+                break
+        with have_run:  # stdin closed: the server has gone, so this process goes too
+            runs.append({"op": "quit"})
+            have_run.notify()
+
+    threading.Thread(target=read_commands, daemon=True).start()
+    emit({"type": "ready", "pid": os.getpid(), "threads": worker_threads()})
+    data_cache: dict = {}
+    while True:
+        with have_run:
+            while not runs:
+                have_run.wait()
+            cmd = runs.pop(0)
+        if cmd.get("op") == "quit":
+            return 0
+        cancel.clear()
+        current["job"] = cmd["job"]
+        if cmd["job"] in cancelled:
+            cancel.set()
+        try:
+            result = run_job(cmd, emit, cancel, data_cache)
+        except Exception as e:  # a bug, not a bad setting: report it, keep serving
+            traceback.print_exc()
+            result = {"type": "finished", "job": cmd["job"], "state": "failed",
+                      "message": f"training failed unexpectedly: {e}", "error": f"training failed unexpectedly: {e}",
+                      "model_id": "", "compute_seconds": 0.0, "wall_seconds": 0.0}
+        current["job"] = None
+        emit(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The class's training queue: worker processes, a fair line, runs that depend only on their config."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+from safetensors.torch import load_file
+from streamlit.testing.v1 import AppTest
+
+from digitlab import jobs
+from digitlab.jobs import JobQueue, JobRefused
+from digitlab.models import PRESETS
+
+# DigitCNN with batch norm and dropout: every kind of randomness a run has (init, shuffle, dropout)
+WITH_DROPOUT = PRESETS["cnn-best"].with_(epochs=1, train_limit=1_500, augment=False, schedule="constant")
+SMALL_MLP = PRESETS["simple_net"].with_(epochs=1, train_limit=4_000)
+LONG_CNN = PRESETS["cnn-seed"].with_(epochs=30, train_limit=20_000)
+
+
+def weights(store, model_id):
+    return load_file(store.root / f"{model_id}.safetensors")
+
+
+def started_running(queue, job_id, training=False):
+    """Wait until the worker has taken the job (and, with ``training``, reported a batch)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        snap = queue.snapshot(job_id)
+        if snap.state == "running" and (snap.last is not None or not training):
+            return snap
+        time.sleep(0.05)
+    raise AssertionError(f"{job_id} never started: {queue.snapshot(job_id)}")
+
+
+def test_identical_configs_give_identical_weights_whatever_else_runs(mnist, store):
+    """Two runs of one config, each beside a different run and with pages rerunning meanwhile: bit for bit."""
+    queue = JobQueue(store, max_running=2)
+    try:
+        first = queue.submit(WITH_DROPOUT, mnist, owner="a")
+        queue.submit(SMALL_MLP, mnist, owner="b")
+        page = AppTest.from_file("../pages/2_Linear_3_vs_7.py", default_timeout=120)
+        while not queue.snapshot(first.id).finished:
+            page.run()  # the pages' own random numbers, drawn while the run trains
+            assert not page.exception
+        first = queue.wait(first.id, timeout=300)
+        assert first.state == "done", first.error
+        before = weights(store, first.model_id)
+        store.delete(first.model_id)
+
+        again = queue.submit(WITH_DROPOUT, mnist, owner="a")
+        other = queue.submit(SMALL_MLP.with_(batch_size=128, seed=7), mnist, owner="c")
+        assert not again.reused
+        again = queue.wait(again.id, timeout=300)
+        assert again.state == "done", again.error
+        assert queue.wait(other.id, timeout=300).state == "done"
+        after = weights(store, again.model_id)
+    finally:
+        queue.close()
+    assert before.keys() == after.keys()
+    for name in before:
+        assert before[name].dtype == after[name].dtype and before[name].equal(after[name]), name
+
+
+def test_a_dead_worker_fails_its_job_and_the_queue_goes_on(mnist, store):
+    queue = JobQueue(store)
+    try:
+        kept = queue.wait(queue.submit(SMALL_MLP, mnist, owner="a").id, timeout=120)
+        assert kept.state == "done", kept.error
+        doomed = queue.submit(LONG_CNN, mnist, owner="b")
+        started_running(queue, doomed.id, training=True)
+        (pid,) = queue.worker_pids()
+        os.kill(pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+        failed = queue.wait(doomed.id, timeout=60)
+        assert failed.state == "failed"
+        assert "killed by signal 9" in failed.error and "nothing else was lost" in failed.error
+
+        nxt = queue.wait(queue.submit(SMALL_MLP.with_(seed=3), mnist, owner="a").id, timeout=120)
+        assert nxt.state == "done", nxt.error
+        assert queue.worker_pids() != [pid]
+    finally:
+        queue.close()
+    assert {i.id for i in store.list()} == {kept.model_id, nxt.model_id}
+
+
+def test_one_waiting_run_per_student_with_place_and_start_estimate(mnist, store):
+    queue = JobQueue(store)
+    try:
+        running = queue.submit(LONG_CNN, mnist, owner="a")
+        started_running(queue, running.id)
+        waiting = queue.submit(SMALL_MLP, mnist, owner="b")
+        assert waiting.state == "queued" and waiting.position == 1
+        assert "number 1 in line, starts in about" in waiting.message
+        assert waiting.eta_start > time.time()
+        with pytest.raises(JobRefused, match="already have a run waiting"):
+            queue.submit(SMALL_MLP.with_(seed=2), mnist, owner="b")
+        # the same run as someone else's is shared, not refused
+        assert queue.submit(SMALL_MLP, mnist, owner="c").id == waiting.id
+        third = queue.submit(SMALL_MLP.with_(seed=5), mnist, owner="c")
+        assert third.position == 2 and third.eta_start >= waiting.eta_start
+
+        # cancelling wakes whoever waits on the job, at once
+        woke = {}
+        waiter = threading.Thread(target=lambda: woke.setdefault("snap", queue.wait(third.id, timeout=60)))
+        waiter.start()
+        time.sleep(0.2)
+        assert queue.cancel(third.id, owner="c")
+        waiter.join(timeout=5)
+        assert woke["snap"].state == "cancelled"
+        assert queue.cancel(running.id, owner="a")
+        assert queue.wait(running.id, timeout=120).state in ("cancelled", "done")
+    finally:
+        queue.close()
+
+
+def test_finished_jobs_are_pruned_and_ids_never_come_back(mnist, store, monkeypatch):
+    monkeypatch.setattr(jobs, "KEEP_FINISHED", 3)
+    queue = JobQueue(store)
+    try:
+        done = queue.wait(queue.submit(SMALL_MLP, mnist, owner="a").id, timeout=120)
+        ids = [queue.submit(SMALL_MLP, mnist, owner=f"s{n}").id for n in range(6)]  # each answered from the store
+        assert len(queue.jobs()) == 3 and queue.snapshot(done.id) is None
+        assert len(set(ids) | {done.id}) == 7
+        other = JobQueue(store)  # a queue made later (a restarted server) names its jobs afresh
+        assert other.submit(SMALL_MLP, mnist, owner="z").id not in ids + [done.id]
+    finally:
+        queue.close()
+
+
+def test_a_run_records_the_workers_compute_time(mnist, store):
+    queue = JobQueue(store)
+    try:
+        snap = queue.wait(queue.submit(SMALL_MLP, mnist, owner="a").id, timeout=120)
+    finally:
+        queue.close()
+    info = store.info(snap.model_id)
+    record = json.loads((store.root / f"{snap.model_id}.json").read_text())
+    # the time kept with the model is the worker's compute, never more than the wall clock it took
+    assert 0 < info.train_seconds <= snap.compute_seconds
+    assert info.train_seconds <= record["wall_seconds"] + 0.05
+    assert info.history[-1]["seconds"] == pytest.approx(info.train_seconds, abs=0.2)

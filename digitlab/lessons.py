@@ -348,7 +348,7 @@ def chain_rule_vs_autograd(data: MNIST, batch_size: int = 64, seed: int = 42) ->
     loss.backward()
     by_hand, grads = simple_net_gradients(model, xb, yb)
     diffs = {name: float((grads[name] - p.grad).abs().max()) for name, p in model.named_parameters()}
-    return ChainRuleCheck(float(by_hand), float(loss), diffs)
+    return ChainRuleCheck(float(by_hand), float(loss.detach()), diffs)
 
 
 @dataclass(frozen=True)

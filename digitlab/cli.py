@@ -158,15 +158,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         for ev in fit(model, config, data):
             if ev.kind == "batch":
                 if bar is None:
-                    bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False, mininterval=0.5)
+                    bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False,
+                               mininterval=0.5)
                 bar.update(1)
                 bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
             elif ev.kind == "epoch":
                 bar.close()
                 bar = None
-                history.append({"epoch": ev.epoch, "train_loss": ev.loss, "train_accuracy": ev.accuracy,
-                                "test_loss": ev.test_loss, "test_accuracy": ev.test_accuracy,
-                                "images_per_s": ev.images_per_s, "seconds": ev.elapsed, "lr": ev.lr})
+                history.append(ev.record())
                 print(f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.2%}, "
                       f"test loss {ev.test_loss:.4f}, {ev.images_per_s:,.0f} images/s, {ev.elapsed:.1f} s")
     except TrainingError as e:

@@ -7,6 +7,7 @@ streamlit, so every step is unit-tested on real MNIST.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from .backprop import SequentialBackprop
+from .backprop import simple_net_gradients
 from .data import MNIST, to_float
 from .models import PRESETS, Linear1, SimpleNetScratch, TrainConfig, build_model, count_parameters, layer_table
 from .train import (
@@ -22,9 +23,11 @@ from .train import (
     batch_accuracy,
     check_config,
     compute_dtype,
+    loss_function,
     mnist_loss,
     pick_device,
     predict_proba,
+    prepare,
     sgd_step,
     task_data,
 )
@@ -271,8 +274,12 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+@functools.lru_cache(maxsize=64)
 def layer_rows(config: TrainConfig) -> tuple[list[dict], int]:
-    """The network the config builds, layer by layer with output shapes and parameter counts, and the total."""
+    """The network the config builds, layer by layer with output shapes and parameter counts, and the total.
+
+    Computed once per config and shared by every visitor: treat the rows as read-only.
+    """
     model = build_model(config)
     if isinstance(model, SimpleNetScratch):  # plain tensors, no layers to walk: one row per line of forward()
         h, n_out = model.w1.shape[1], model.w2.shape[1]
@@ -302,14 +309,17 @@ class Equivalence:
     nn_params: int
 
 
+@functools.lru_cache(maxsize=8)
 def scratch_vs_nn(data: MNIST, n_hidden: int = 50, n_images: int = 5, seed: int = 42) -> Equivalence:
     """simple_net by hand (w1, b1, w2, b2, res.max(0)) and as nn.Sequential, with the same numbers copied in.
 
     nn.Linear keeps its weight as [out, in] and computes x @ W.T + b, so w1 goes in transposed.
+    (Computed once per input and shared by every visitor.)
     """
-    torch.manual_seed(seed)
-    scratch = SimpleNetScratch(n_hidden, 10)
-    seq = nn.Sequential(nn.Linear(28 * 28, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 10))
+    scratch = SimpleNetScratch(n_hidden, 10, generator=torch.Generator().manual_seed(seed))
+    with torch.device("meta"):  # no random start for the nn form: its numbers are copied in below
+        seq = nn.Sequential(nn.Linear(28 * 28, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 10))
+    seq.to_empty(device="cpu")
     with torch.no_grad():
         seq[0].weight.copy_(scratch.w1.T)
         seq[0].bias.copy_(scratch.b1)
@@ -319,6 +329,26 @@ def scratch_vs_nn(data: MNIST, n_hidden: int = 50, n_images: int = 5, seed: int 
         a, b = scratch(xb), seq(xb)
     return Equivalence(a, b, float((a - b).abs().max()), bool((a.argmax(1) == b.argmax(1)).all()),
                        count_parameters(scratch), count_parameters(seq))
+
+
+@dataclass(frozen=True)
+class ChainRuleCheck:
+    loss: float  # one batch's cross-entropy, by the chain rule written out
+    autograd_loss: float  # the same, by F.cross_entropy
+    largest_difference: dict  # parameter name: largest |chain rule - autograd| over its gradient
+
+
+@functools.lru_cache(maxsize=8)
+def chain_rule_vs_autograd(data: MNIST, batch_size: int = 64, seed: int = 42) -> ChainRuleCheck:
+    """One batch of training digits through simple_net by hand: backprop.py's gradients beside loss.backward()'s."""
+    config = TrainConfig(kind="mlp", form="scratch", seed=seed)
+    model = SimpleNetScratch(50, 10, generator=torch.Generator().manual_seed(seed))
+    xb, yb = prepare(data.train_images[:batch_size], config), data.train_labels[:batch_size]
+    loss = loss_function(config)(model(xb), yb)
+    loss.backward()
+    by_hand, grads = simple_net_gradients(model, xb, yb)
+    diffs = {name: float((grads[name] - p.grad).abs().max()) for name, p in model.named_parameters()}
+    return ChainRuleCheck(float(by_hand), float(loss.detach()), diffs)
 
 
 @dataclass(frozen=True)
@@ -426,22 +456,15 @@ def run_verdict(config: TrainConfig, history: list[dict] | tuple[dict, ...]) -> 
 
 def how_fit_trains(config: TrainConfig) -> str:
     """What the MLP page says about the training step fit() will run for ``config`` on this machine."""
-    device = pick_device()
     if config.form == "scratch":
         return ("By hand, fit() runs the lesson's own step: the forward pass, `loss.backward()` for the gradients, "
                 "then `p -= lr * p.grad` on w1, b1, w2 and b2.")
-    with torch.device("meta"):  # the layers' shapes only: no weights allocated
-        model = build_model(config)
-    if device.type != "cpu" or not SequentialBackprop.supports(model, config):
-        return "fit() runs the forward pass, `loss.backward()` and the optimizer's step, as the tutorial does."
-    text = ("fit() computes the same gradients `loss.backward()` would, with the chain rule written out layer by "
-            "layer, last layer first (a test checks them against autograd's): at this size autograd's "
-            "bookkeeping costs more than the arithmetic. torch.optim then takes the step.")
+    text = ("fit() runs the tutorial's loop on every batch: the forward pass, the loss, `loss.backward()` (autograd "
+            "applies the chain rule, as written out above), the optimizer's step and `zero_grad()`.")
     try:
-        mixed = compute_dtype(config, device) == torch.bfloat16
+        mixed = compute_dtype(config, pick_device()) == torch.bfloat16
     except ConfigError as e:  # a bad DIGITLAB_PRECISION: say so here; Train reports it too
         return f"{text} {e}"
     if mixed:
-        text += (" This CPU multiplies in bfloat16 in hardware, so the first layer, 784 pixels wide and most of "
-                 "the work, multiplies in bfloat16; the weights, the gradients and the loss stay float32.")
+        text += " DIGITLAB_PRECISION=bf16: the forward pass runs under torch.autocast, multiplying in bfloat16."
     return text

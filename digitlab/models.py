@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -40,7 +41,7 @@ class TrainConfig:
     init_std: float = 1.0  # linear from scratch: the seed draws weights with std 1
     augment: bool = False
     label_smoothing: float = 0.0
-    train_limit: int = 0  # 0 = every training image; else a stratified subset of this size
+    train_limit: int = 0  # 0 = every training image; else a uniform random subset of this size (drawn by seed)
     seed: int = 42
 
     def __post_init__(self):
@@ -77,18 +78,18 @@ class TrainConfig:
 # ---------------------------------------------------------------- the from-scratch forms
 
 
-def init_params(size, std: float = 1.0) -> nn.Parameter:
-    """The seed's init_params: random numbers with a chosen spread, gradients on."""
-    return nn.Parameter(torch.randn(size) * std)
+def init_params(size, std: float = 1.0, generator: torch.Generator | None = None) -> nn.Parameter:
+    """The seed's init_params: random numbers with a chosen spread, gradients on (drawn from ``generator``)."""
+    return nn.Parameter(torch.randn(size, generator=generator) * std)
 
 
 class Linear1(nn.Module):
     """linear1(xb) = xb @ weights + bias -- one weight per pixel and a bias."""
 
-    def __init__(self, n_out: int = 1, std: float = 1.0):
+    def __init__(self, n_out: int = 1, std: float = 1.0, generator: torch.Generator | None = None):
         super().__init__()
-        self.weights = init_params((28 * 28, n_out), std)
-        self.bias = init_params(n_out, std)
+        self.weights = init_params((28 * 28, n_out), std, generator)
+        self.bias = init_params(n_out, std, generator)
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         return xb.reshape(len(xb), -1) @ self.weights + self.bias
@@ -97,13 +98,14 @@ class Linear1(nn.Module):
 class SimpleNetScratch(nn.Module):
     """simple_net by hand: res = xb@w1 + b1; res = res.max(tensor(0.0)); res@w2 + b2."""
 
-    def __init__(self, n_hidden: int = 50, n_out: int = 10, std: float | None = None):
+    def __init__(self, n_hidden: int = 50, n_out: int = 10, std: float | None = None,
+                 generator: torch.Generator | None = None):
         super().__init__()
         # Scaled like nn.Linear's default so lr 0.1 works as it does for the nn form.
         s1 = std if std is not None else (1 / 28)
         s2 = std if std is not None else n_hidden**-0.5
-        self.w1, self.b1 = init_params((28 * 28, n_hidden), s1), init_params(n_hidden, s1)
-        self.w2, self.b2 = init_params((n_hidden, n_out), s2), init_params(n_out, s2)
+        self.w1, self.b1 = init_params((28 * 28, n_hidden), s1, generator), init_params(n_hidden, s1, generator)
+        self.w2, self.b2 = init_params((n_hidden, n_out), s2, generator), init_params(n_out, s2, generator)
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
         res = xb.reshape(len(xb), -1) @ self.w1 + self.b1
@@ -163,16 +165,23 @@ class DigitCNN(nn.Module):
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh, randomly initialised model for ``config`` (seeded by the config)."""
-    torch.manual_seed(config.seed)
+    """A fresh, randomly initialised model for ``config``, its numbers drawn from a generator seeded by the
+    config: the same config gives the same weights, whatever else in the process draws random numbers."""
+    gen = torch.Generator().manual_seed(config.seed)
     n_out = config.n_outputs
+    if config.form == "scratch" and config.kind == "linear":
+        return Linear1(n_out, config.init_std, generator=gen)
+    if config.form == "scratch" and config.kind == "mlp":
+        return SimpleNetScratch(config.hidden[0] if config.hidden else 50, n_out, generator=gen)
+    with torch.device("meta"):  # shapes only: nn layers would draw their weights from the global generator
+        model = _nn_model(config, n_out)
+    return initialise(model.to_empty(device="cpu"), gen)
+
+
+def _nn_model(config: TrainConfig, n_out: int) -> nn.Module:
     if config.kind == "linear":
-        if config.form == "scratch":
-            return Linear1(n_out, config.init_std)
-        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, n_out))  # PyTorch's own init
+        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, n_out))
     if config.kind == "mlp":
-        if config.form == "scratch":
-            return SimpleNetScratch(config.hidden[0] if config.hidden else 50, n_out)
         return simple_net(config.hidden, config.activations, n_out, log_softmax=config.loss == "nll")
     if config.kind == "cnn":
         if config.arch == "digitcnn":
@@ -183,6 +192,23 @@ def build_model(config: TrainConfig) -> nn.Module:
             return DigitCNN(batch_norm=True, pool_first=True)
         raise ValueError(f"unknown CNN architecture {config.arch!r}")
     raise ValueError(f"unknown model kind {config.kind!r}")
+
+
+def initialise(model: nn.Module, gen: torch.Generator) -> nn.Module:
+    """PyTorch's own default initialisation, drawn from ``gen``, layer by layer in order.
+
+    nn.Linear and nn.Conv2d: weights kaiming_uniform_(a=sqrt(5)), biases uniform in +-1/sqrt(fan_in);
+    BatchNorm: weight 1, bias 0, fresh running statistics. Seeded alike, the numbers equal PyTorch's.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
+            if m.bias is not None:
+                bound = 1 / math.sqrt(m.weight[0].numel())  # fan_in: inputs (times kernel size) per output
+                nn.init.uniform_(m.bias, -bound, bound, generator=gen)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.reset_parameters()
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,26 +1,30 @@
 """Training: fit() walks the epochs and yields what happens, batch by batch.
 
-Batches are drawn straight from the in-memory uint8 tensors and converted to float a block of
-1,024 images at a time -- no per-image PIL work, no DataLoader over single images, never the
-whole set in float. That is most of why this is many times faster than the tutorials' pipelines
-on a laptop CPU. simple_net's MLPs go further: their gradients come from backprop.py, the chain
-rule written out, with no autograd bookkeeping; everything else trains through autograd.
+fit() is the tutorials' loop -- forward, loss, backward, step, zero_grad -- on one screen. The speed
+comes from small helpers beside it, each a public PyTorch switch with its reason:
+- batches() draws straight from the in-memory uint8 tensors and converts a block of 1,024 images to
+  float at a time: no per-image PIL work, no DataLoader over single images, never the whole set in float;
+- fused optimizers: one kernel updates every parameter;
+- a CNN on a CPU runs channels-last, and under torch.autocast in bfloat16 where the CPU does bfloat16
+  in hardware.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backprop import SequentialBackprop, sgd_stepper
 from .data import MNIST, NORMALISATIONS, to_float
 from .models import TrainConfig
 
@@ -75,6 +79,20 @@ def sgd_step(params, lr: float) -> None:
             p.grad.zero_()
 
 
+class SGDByHand:
+    """The from-scratch forms' optimiser: step() is the seeds' sgd_step, with torch.optim's two method names."""
+
+    def __init__(self, params, lr: float):
+        self.params = list(params)
+        self.param_groups = [{"lr": lr}]
+
+    def step(self) -> None:
+        sgd_step(self.params, self.param_groups[0]["lr"])  # p -= lr * p.grad, then p.grad.zero_()
+
+    def zero_grad(self) -> None:
+        pass  # sgd_step has already reset every gradient
+
+
 # ---------------------------------------------------------------- data for a task
 
 
@@ -98,7 +116,8 @@ def prepare(images: torch.Tensor, config: TrainConfig, device: torch.device | st
 
 
 def augment(x01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Light per-image augmentation on a 0..1 batch: rotate up to 10 degrees, scale 0.9-1.1, shift 2 px."""
+    """Light per-image augmentation on 0..1 images [N, 1, 28, 28]: rotate up to 10 degrees, scale 0.9-1.1,
+    shift 2 px."""
     n = len(x01)
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10)
     scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.1
@@ -168,44 +187,14 @@ def device_label(device: torch.device | None = None) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def _set_threads() -> None:
+def use_all_cores() -> None:
+    """Every core (or DIGITLAB_THREADS) for the matrix multiplications."""
     wanted = int(os.environ.get("DIGITLAB_THREADS", 0)) or (os.cpu_count() or 1)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    """The dtype the big multiplications run in during training; the weights always stay float32.
-
-    ``DIGITLAB_PRECISION`` picks: ``fp32``, ``bf16``, or ``auto`` (the default): bfloat16 mixed precision
-    on a CPU that does bfloat16 in hardware (AVX512-BF16 or AMX), float32 everywhere else. Mixed means a
-    CNN's convolutions (about 1.5x faster) and an MLP's first layer, 784 pixels wide and most of its
-    arithmetic (about 2x faster), multiply in bfloat16 while the weights, the optimiser, the loss and the
-    small layers stay float32. The linear model and the from-scratch forms stay float32: they are the
-    lesson's own arithmetic. Evaluation and prediction are always float32.
-    """
-    wanted = os.environ.get("DIGITLAB_PRECISION", "auto").strip().lower() or "auto"
-    if wanted not in PRECISIONS:
-        raise ConfigError(f"DIGITLAB_PRECISION must be one of {', '.join(PRECISIONS)}, not {wanted!r}.")
-    mixed = config.kind == "cnn" or (config.kind == "mlp" and config.form == "nn")
-    if wanted == "fp32" or not mixed or device.type != "cpu":
-        return torch.float32
-    if wanted == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if _native_bf16() else torch.float32
-
-
-def _native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-# ---------------------------------------------------------------- fit
+# ---------------------------------------------------------------- the loop
 
 
 @dataclass(frozen=True)
@@ -238,17 +227,239 @@ class Event:
         done = (self.epoch - 1) + (self.batch / self.n_batches if self.n_batches else 1)
         return min(1.0, done / max(1, self.epochs))
 
+    def record(self) -> dict:
+        """An epoch event as the one row of a run's history that the store keeps and every page reads."""
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.loss,
+            "train_accuracy": self.accuracy,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+            "images_per_s": self.images_per_s,
+            "seconds": self.elapsed,
+            "lr": self.lr,
+        }
+
+
+def fit(
+    model: nn.Module,
+    config: TrainConfig,
+    data: MNIST,
+    *,
+    cancel: threading.Event | None = None,
+    start_epoch: int = 0,
+    device: torch.device | None = None,
+) -> Iterator[Event]:
+    """Train ``model`` in place for ``config.epochs`` epochs, yielding an Event per batch and per epoch.
+
+    Stops between batches when ``cancel`` is set, leaving the model as the last full step made it.
+    Raises TrainingDiverged when the loss blows up (see Progress.record_loss).
+    """
+    device = device or pick_device()
+    train_x, train_y = task_data(data, config, "train")
+    test_x, test_y = task_data(data, config, "test")
+    check_config(config, len(train_x))
+    use_all_cores()
+    gen = seeded(config, start_epoch)
+    model.to(device).train()
+    forward = fast_forward(model, config, device)
+    loss_fn = loss_function(config)
+    optimizer = make_optimizer(model, config)
+    n_batches = math.ceil(len(train_x) / config.batch_size)
+    schedule = make_schedule(optimizer, config, n_batches)
+    progress = Progress(start_epoch + config.epochs, n_batches)
+    try:
+        for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
+            progress.start_epoch(epoch)
+            for xb, yb in batches(train_x, train_y, config, gen, device):
+                if cancel is not None and cancel.is_set():
+                    model.eval()
+                    yield progress.cancelled()
+                    return
+                preds = forward(xb)
+                loss = loss_fn(preds, yb)
+                progress.record_loss(loss.item(), optimizer)  # raises TrainingDiverged before a bad step
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                if schedule is not None:
+                    schedule.step()
+                yield progress.batch(preds, yb)
+            yield progress.epoch(*evaluate(model, config, test_x, test_y, device))
+            model.train()
+    finally:
+        if uses_channels_last(config, device):  # hand back an ordinary model: the store expects contiguous weights
+            model.to(memory_format=torch.contiguous_format)
+    model.eval()
+
+
+# ---------------------------------------------------------------- fit's helpers: randomness, data, speed
+
+
+def seeded(config: TrainConfig, start_epoch: int = 0) -> torch.Generator:
+    """The run's own generator (shuffling, augmentation), seeded from its config.
+
+    Dropout has no generator argument and draws from the global one, so it is seeded here too: fit runs
+    in a process of its own (the job queue's worker, or the command line), where nothing else draws.
+    """
+    torch.manual_seed(config.seed + start_epoch)
+    return torch.Generator().manual_seed(config.seed + start_epoch)
+
+
+CHUNK_IMAGES = 1024  # images converted to float in one go: a few calls instead of one per batch, and still in cache
+
+
+def batches(images: torch.Tensor, targets: torch.Tensor, config: TrainConfig, gen: torch.Generator,
+            device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled (inputs, targets) batches, the last one possibly smaller.
+
+    A block of about CHUNK_IMAGES images is gathered and converted at a time, then sliced into batches.
+    """
+    bs = config.batch_size
+    order = torch.randperm(len(images), generator=gen)
+    block = max(1, CHUNK_IMAGES // bs) * bs
+    for start in range(0, len(order), block):
+        idx = order[start : start + block]
+        x = block_inputs(images.index_select(0, idx), config, gen, device)
+        y = targets.index_select(0, idx).to(device)
+        for lo in range(0, len(idx), bs):
+            yield x[lo : lo + bs], y[lo : lo + bs]
+
+
+def block_inputs(images: torch.Tensor, config: TrainConfig, gen: torch.Generator, device: torch.device):
+    """uint8 images -> the float inputs the model trains on: augmented if asked, in the run's memory layout."""
+    if not config.augment:
+        x = prepare(images, config, device)
+    else:  # rotate, scale and shift on 0..1 (the border stays background), then normalise
+        x = augment(to_float(images.to(device)).unsqueeze(1), gen)
+        mean, std = NORMALISATIONS[config.norm]
+        x = ((x - mean) / std).reshape(len(x), -1) if config.kind != "cnn" else (x - mean) / std
+    if uses_channels_last(config, device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    # oneDNN's CPU convolutions are fastest on channels-last (NHWC) tensors: same arithmetic, less reshuffling
+    return config.kind == "cnn" and device.type == "cpu"
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """The dtype the big multiplications run in during training; the weights always stay float32.
+
+    ``DIGITLAB_PRECISION`` picks: ``fp32``, ``bf16`` (torch.autocast for CNNs and nn-form MLPs), or
+    ``auto`` (the default): bfloat16 for a CNN's convolutions on a CPU that does bfloat16 in hardware
+    (AVX512-BF16 or AMX), about 1.5x faster; float32 everywhere else. An MLP stays float32 under auto:
+    at batch 64 autocast's casts cost more than its bfloat16 multiplications save. The linear model and
+    the from-scratch forms always stay float32: they are the lesson's own arithmetic. Evaluation and
+    prediction are always float32.
+    """
+    wanted = os.environ.get("DIGITLAB_PRECISION", "auto").strip().lower() or "auto"
+    if wanted not in PRECISIONS:
+        raise ConfigError(f"DIGITLAB_PRECISION must be one of {', '.join(PRECISIONS)}, not {wanted!r}.")
+    if wanted == "fp32" or device.type != "cpu" or config.form != "nn" or config.kind == "linear":
+        return torch.float32
+    if wanted == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if config.kind == "cnn" and native_bf16() else torch.float32
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX or AVX512-BF16), as Linux lists its flags."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: take float32, which is never wrong
+        return False
+    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
+
+
+def fast_forward(model: nn.Module, config: TrainConfig, device: torch.device) -> Callable:
+    """The forward pass to train with: ``model`` itself, in the run's memory layout, or under autocast."""
+    if uses_channels_last(config, device):
+        model.to(memory_format=torch.channels_last)
+    dtype = compute_dtype(config, device)
+    if dtype == torch.float32:
+        return model
+
+    def mixed_precision_forward(xb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype):  # big multiplications in bfloat16, weights float32
+            return model(xb).float()  # the loss in float32
+
+    return mixed_precision_forward
+
 
 def make_optimizer(model: nn.Module, config: TrainConfig):
     params = list(model.parameters())
     if config.form == "scratch":
-        return None  # stepped by hand in sgd_step
-    # fused: one kernel updates every parameter (same arithmetic as the per-tensor loop, fewer steps)
+        return SGDByHand(params, config.lr)
+    # fused: one kernel updates every parameter (same arithmetic as the per-tensor loop, far fewer calls)
     fused = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
     momentum = config.momentum if config.optimizer == "momentum" else 0.0
     return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay, **fused)
+
+
+def make_schedule(optimizer, config: TrainConfig, n_batches: int):
+    """The one-cycle learning rate (warm up, then anneal) over the whole run; None for a constant rate."""
+    if config.schedule != "onecycle" or not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * n_batches)
+
+
+BLOWN_UP = 1000.0  # a loss this many times the first batch's means the run has diverged
+
+
+class Progress:
+    """What fit() has done so far -- counts, sums, clocks, the first loss -- and the Events it yields."""
+
+    def __init__(self, epochs: int, n_batches: int):
+        self.epochs, self.n_batches = epochs, n_batches
+        self.started = time.perf_counter()
+        self.first_loss: float | None = None
+        self.epoch_no, self.lr = 0, 0.0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch_no, self.batches, self.seen = epoch, 0, 0
+        self.loss, self.sum_loss, self.sum_correct = float("nan"), 0.0, 0.0
+        self.epoch_started = self.last_batch_done = time.perf_counter()
+
+    def record_loss(self, loss: float, optimizer) -> None:
+        """Note this batch's loss and learning rate; raise TrainingDiverged if the loss is not a finite number,
+        or has grown past BLOWN_UP times the first batch's (weights that large answer at chance)."""
+        self.lr = optimizer.param_groups[0]["lr"]
+        self.first_loss = loss if self.first_loss is None else self.first_loss
+        if not math.isfinite(loss) or loss > BLOWN_UP * max(1.0, self.first_loss):
+            raise TrainingDiverged(
+                f"The loss became {loss:.4g} at epoch {self.epoch_no}, batch {self.batches + 1}: the model's numbers "
+                f"blew up. The learning rate {self.lr:g} is probably too high for this model; try one ten times "
+                "smaller."
+            )
+        self.loss = loss
+
+    def batch(self, preds: torch.Tensor, targets: torch.Tensor) -> Event:
+        accuracy = float(batch_accuracy(preds.detach(), targets))
+        n = len(targets)
+        self.batches, self.seen = self.batches + 1, self.seen + n
+        self.sum_loss += self.loss * n
+        self.sum_correct += accuracy * n
+        now = self.last_batch_done = time.perf_counter()
+        return Event("batch", self.epoch_no, self.epochs, self.batches, self.n_batches, self.loss, accuracy,
+                     self.lr, self.seen / max(1e-9, now - self.epoch_started), now - self.started)
+
+    def epoch(self, test_loss: float, test_accuracy: float) -> Event:
+        seconds = self.last_batch_done - self.epoch_started  # training only, not the test pass
+        return Event("epoch", self.epoch_no, self.epochs, self.n_batches, self.n_batches,
+                     self.sum_loss / max(1, self.seen), self.sum_correct / max(1, self.seen), self.lr,
+                     self.seen / max(1e-9, seconds), time.perf_counter() - self.started, test_loss, test_accuracy)
+
+    def cancelled(self) -> Event:
+        return Event("cancelled", self.epoch_no, self.epochs, self.batches, self.n_batches,
+                     elapsed=time.perf_counter() - self.started)
 
 
 @torch.inference_mode()
@@ -268,155 +479,6 @@ def evaluate(model: nn.Module, config: TrainConfig, images: torch.Tensor, target
     model.train(was_training)
     n = max(1, len(images))
     return total_loss / n, correct / n
-
-
-BLOWN_UP = 1000.0  # a loss this many times the first batch's means the run has diverged
-CHUNK_IMAGES = 1024  # images converted to float in one go: a few calls instead of one per batch, and still in cache
-
-
-def training_forward(model: nn.Module, config: TrainConfig, dtype: torch.dtype, device: torch.device):
-    """The forward pass fit() trains a model with through autograd: ``model`` itself, or for a CNN in
-    mixed precision, ``model`` under autocast (convolutions in bfloat16, the loss in float32)."""
-    if dtype == torch.float32 or config.kind != "cnn":
-        return model
-
-    def cnn_forward(xb: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=dtype):
-            return model(xb).float()
-
-    return cnn_forward
-
-
-def fit(
-    model: nn.Module,
-    config: TrainConfig,
-    data: MNIST,
-    *,
-    cancel: threading.Event | None = None,
-    start_epoch: int = 0,
-    device: torch.device | None = None,
-) -> Iterator[Event]:
-    """Train ``model`` in place for ``config.epochs`` epochs, yielding an Event per batch and per epoch.
-
-    Stops between batches when ``cancel`` is set, leaving the model as the last full step made it.
-    Raises TrainingDiverged when the loss stops being a finite number, or grows past BLOWN_UP times the
-    first batch's (at least BLOWN_UP): weights that large answer at chance, even where the loss stays finite.
-    """
-    _set_threads()
-    device = device or pick_device()
-    train_x, train_y = task_data(data, config, "train")
-    test_x, test_y = task_data(data, config, "test")
-    check_config(config, len(train_x))
-    model.to(device).train()
-    dtype = compute_dtype(config, device)
-    # CNNs on a CPU run channels-last (NHWC): oneDNN's convolutions are faster that way. Same arithmetic.
-    channels_last = config.kind == "cnn" and device.type == "cpu"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    forward = training_forward(model, config, dtype, device)
-    # simple_net's MLPs on a CPU: gradients by the chain rule written out (backprop.py), the same numbers
-    # as autograd's in a third of the bookkeeping; the first layer multiplies in ``dtype``.
-    backprop = None
-    if device.type == "cpu" and SequentialBackprop.supports(model, config):
-        backprop = SequentialBackprop(model, config, dtype)
-    input_dtype = dtype if backprop is not None else torch.float32
-    loss_fn = loss_function(config)
-    opt = make_optimizer(model, config)
-    bs = config.batch_size
-    n_batches = math.ceil(len(train_x) / bs)
-    per_chunk = max(1, CHUNK_IMAGES // bs)  # batches drawn, moved and converted together
-    sched = None
-    if opt is not None and config.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * n_batches)
-    # after the scheduler, which wraps opt.step to check the order of the two calls
-    opt_step = None if opt is None else sgd_stepper(opt) if backprop is not None else opt.step
-    gen = torch.Generator().manual_seed(config.seed + start_epoch)
-    torch.manual_seed(config.seed + start_epoch)
-    train_y = train_y.to(device)
-    mean, std = NORMALISATIONS[config.norm]
-    started = time.perf_counter()
-    total_epochs = start_epoch + config.epochs
-    first_loss = None
-
-    try:
-        for e in range(config.epochs):
-            epoch = start_epoch + e + 1
-            perm = torch.randperm(len(train_x), generator=gen)
-            t_epoch, seen, sum_loss, sum_correct = time.perf_counter(), 0, 0.0, 0.0
-            for b in range(n_batches):
-                if cancel is not None and cancel.is_set():
-                    model.eval()
-                    yield Event("cancelled", epoch, total_epochs, b, n_batches, elapsed=time.perf_counter() - started)
-                    return
-                if b % per_chunk == 0:  # the next few batches' images, gathered and converted in one go
-                    chunk = perm[b * bs : (b + per_chunk) * bs]
-                    images = train_x.index_select(0, chunk)
-                    if config.augment:  # augmented per batch below, from 0..1
-                        x_chunk = to_float(images.to(device)).unsqueeze(1)
-                    else:
-                        x_chunk = prepare(images, config, device).to(input_dtype)
-                        if channels_last:
-                            x_chunk = x_chunk.contiguous(memory_format=torch.channels_last)
-                    y_chunk = train_y.index_select(0, chunk.to(device))
-                lo = (b % per_chunk) * bs
-                xb, yb = x_chunk[lo : lo + bs], y_chunk[lo : lo + bs]
-                if config.augment:
-                    xb = augment(xb, gen)
-                    if config.norm != "none":
-                        xb = (xb - mean) / std
-                    if config.kind != "cnn":
-                        xb = xb.reshape(len(xb), -1).to(input_dtype)
-                    elif channels_last:
-                        xb = xb.contiguous(memory_format=torch.channels_last)
-                if backprop is not None:
-                    preds, loss = backprop.step(xb, yb)  # sets every p.grad
-                else:
-                    preds = forward(xb)
-                    loss = loss_fn(preds, yb)
-                loss_value = loss.item()
-                if first_loss is None:
-                    first_loss = loss_value
-                if not math.isfinite(loss_value) or loss_value > BLOWN_UP * max(1.0, first_loss):
-                    lr_now = opt.param_groups[0]["lr"] if opt else config.lr
-                    raise TrainingDiverged(
-                        f"The loss became {loss_value:.4g} at epoch {epoch}, batch {b + 1}: the model's numbers blew up. "
-                        f"The learning rate {lr_now:g} is probably too high for this model; "
-                        "try one ten times smaller."
-                    )
-                if backprop is None:
-                    loss.backward()
-                lr_now = config.lr
-                if opt is None:
-                    sgd_step(model.parameters(), config.lr)
-                else:
-                    lr_now = opt.param_groups[0]["lr"]
-                    opt_step()
-                    if backprop is None:  # backprop.step overwrites every p.grad, so only autograd's need clearing
-                        opt.zero_grad(set_to_none=True)
-                    if sched is not None:
-                        sched.step()
-                with torch.no_grad():
-                    acc = float(batch_accuracy(preds, yb))
-                n = len(yb)
-                seen += n
-                sum_loss += loss_value * n
-                sum_correct += acc * n
-                now = time.perf_counter()
-                yield Event(
-                    "batch", epoch, total_epochs, b + 1, n_batches, loss_value, acc, lr_now,
-                    seen / max(1e-9, now - t_epoch), now - started,
-                )
-            train_seconds = time.perf_counter() - t_epoch
-            test_loss, test_acc = evaluate(model, config, test_x, test_y, device)
-            model.train()
-            yield Event(
-                "epoch", epoch, total_epochs, n_batches, n_batches, sum_loss / seen, sum_correct / seen,
-                lr_now, seen / max(1e-9, train_seconds), time.perf_counter() - started, test_loss, test_acc,
-            )
-    finally:
-        if channels_last:  # hand back an ordinary model: the store and every page expect contiguous weights
-            model.to(memory_format=torch.contiguous_format)
-    model.eval()
 
 
 @torch.inference_mode()

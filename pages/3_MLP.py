@@ -3,116 +3,159 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import lessons, ui, viz
-from digitlab.backprop import SequentialBackprop
-from digitlab.data import NORMALISATIONS
-from digitlab.models import ACTIVATIONS, SimpleNetScratch, simple_net
+from digitlab import backprop, lessons, train, ui, viz
+from digitlab.data import MNIST, NORMALISATIONS
+from digitlab.models import ACTIVATIONS, SimpleNetScratch, TrainConfig, simple_net
 from digitlab.train import ConfigError, check_config
 
-data = ui.page_setup(
-    "MLP",
-    "🧠",
-    "Now all ten digits. A linear layer, a non-linearity (ReLU is just `max(x, 0)`), another linear layer: "
-    "that is a neural network. Start from one of the two tutorials' nets and change what you like.",
-)
+OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
+FORMS = {"nn": "nn.Sequential + torch.optim", "scratch": "by hand: w1, b1, w2, b2 and p -= lr * p.grad"}
 
-# ---------------------------------------------------------------- 1. the network
-st.header("1. The network")
-preset = ui.preset_picker(("mlp",), key="mlp_preset")
-k = f"mlp_{preset.preset}"
-c1, c2, c3, c4 = st.columns(4)
-hidden_text = c1.text_input(
-    "Hidden layer sizes", value=", ".join(str(h) for h in preset.hidden), key=f"{k}_hidden",
-    help="One number per hidden layer, separated by commas: '50' is the fastai net, '128, 64' the PyTorch one.",
-)
-act_options = [preset.activations, *[(a,) for a in ACTIVATIONS if (a,) != preset.activations]]
-activations = c2.selectbox(
-    "Activation", act_options, key=f"{k}_act",
-    format_func=lambda a: ("as the preset: " if a == preset.activations else "") + ", then ".join(a),
-    help="The non-linearity after each hidden layer (the last one repeats for deeper nets).",
-)
-optimizer = c3.selectbox(
-    "Optimizer", ["sgd", "momentum", "adam"], index=["sgd", "momentum", "adam"].index(preset.optimizer),
-    key=f"{k}_opt", format_func={"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}.get,
-    help="Plain SGD steps against the gradient; momentum keeps some of the last step; Adam scales each weight's step.",
-)
-norm = c4.selectbox(
-    "Input scaling", list(NORMALISATIONS), index=list(NORMALISATIONS).index(preset.norm), key=f"{k}_norm",
-    format_func=lessons.NORM_LABELS.get,
-    help="How pixels are scaled before the first layer. The PyTorch tutorial's Normalize(0.5, 0.5) leaves the "
-    "background at -1; MNIST's own mean and std centre it, and the same net learns noticeably better.",
-)
-form = st.radio(
-    "Written as", ["nn", "scratch"], key=f"{k}_form", horizontal=True,
-    format_func={"nn": "nn.Sequential + torch.optim", "scratch": "by hand: w1, b1, w2, b2 and p -= lr * p.grad"}.get,
-    help="The same network two ways. By hand it is plain tensors and the fastai lesson's own SGD step "
-    "(one hidden ReLU layer, plain SGD, cross-entropy); nn.Sequential allows any depth and optimizer.",
-)
-config = ui.training_controls(preset, "mlp")
-try:
-    config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations, optimizer=optimizer,
-                          norm=norm)
-    if form == "scratch":
-        config = config.with_(form="scratch", loss="cross_entropy")
-    check_config(config)
-    bad_layers = ""
-except ConfigError as e:
-    bad_layers = str(e)
-    st.error(bad_layers)
 
-if not bad_layers:
+def main() -> None:
+    data = ui.page_setup(
+        "MLP",
+        "🧠",
+        "Now all ten digits. A linear layer, a non-linearity (ReLU is just `max(x, 0)`), another linear layer: "
+        "that is a neural network. Start from one of the two tutorials' nets and change what you like.",
+    )
+    config, problem = the_network()
+    by_hand_and_as_nn_sequential(data)
+    the_chain_rule(data)
+    snap = train_it(config, data, problem)
+    what_it_learned(snap, data)
+
+
+def the_network() -> tuple[TrainConfig, str]:
+    """1. The layers a student picks, and the table of what they build; the config and any problem with it."""
+    st.header("1. The network")
+    preset = ui.preset_picker(("mlp",), key="mlp_preset")
+    k = f"mlp_{preset.preset}"
+    c1, c2, c3, c4 = st.columns(4)
+    hidden_text = c1.text_input(
+        "Hidden layer sizes", value=", ".join(str(h) for h in preset.hidden), key=f"{k}_hidden",
+        help="One number per hidden layer, separated by commas: '50' is the fastai net, '128, 64' the PyTorch one.",
+    )
+    act_options = [preset.activations, *[(a,) for a in ACTIVATIONS if (a,) != preset.activations]]
+    activations = c2.selectbox(
+        "Activation", act_options, key=f"{k}_act",
+        format_func=lambda a: ("as the preset: " if a == preset.activations else "") + ", then ".join(a),
+        help="The non-linearity after each hidden layer (the last one repeats for deeper nets).",
+    )
+    optimizer = c3.selectbox(
+        "Optimizer", list(OPTIMIZERS), index=list(OPTIMIZERS).index(preset.optimizer), key=f"{k}_opt",
+        format_func=OPTIMIZERS.get,
+        help="Plain SGD steps against the gradient; momentum keeps some of the last step; Adam scales each weight's "
+        "step.",
+    )
+    norm = c4.selectbox(
+        "Input scaling", list(NORMALISATIONS), index=list(NORMALISATIONS).index(preset.norm), key=f"{k}_norm",
+        format_func=lessons.NORM_LABELS.get,
+        help="How pixels are scaled before the first layer. The PyTorch tutorial's Normalize(0.5, 0.5) leaves the "
+        "background at -1; MNIST's own mean and std centre it, and the same net learns noticeably better.",
+    )
+    form = st.radio(
+        "Written as", list(FORMS), key=f"{k}_form", horizontal=True, format_func=FORMS.get,
+        help="The same network two ways. By hand it is plain tensors and the fastai lesson's own SGD step "
+        "(one hidden ReLU layer, plain SGD, cross-entropy); nn.Sequential allows any depth and optimizer.",
+    )
+    config = ui.training_controls(preset, "mlp")
+    try:
+        config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations,
+                              optimizer=optimizer, norm=norm)
+        if form == "scratch":
+            config = config.with_(form="scratch", loss="cross_entropy")
+        check_config(config)
+    except ConfigError as e:
+        st.error(str(e))
+        return config, str(e)
+    layer_table(config)
+    return config, ""
+
+
+def layer_table(config: TrainConfig) -> None:
     rows, total = lessons.layer_rows(config)
     c1, c2 = st.columns([2, 1])
     c1.dataframe(pd.DataFrame(rows), hide_index=True)
     c2.metric("Parameters", f"{total:,}", help="Every weight and bias the optimizer will tune.")
     c2.caption(" → ".join(str(s) for s in (784, *config.hidden, 10)))
 
-# ---------------------------------------------------------------- 2. by hand vs nn.Sequential
-st.header("2. simple_net by hand, and as nn.Sequential")
-st.markdown(
-    "The fastai lesson writes the net with plain tensors: `res = xb@w1 + b1; res = res.max(tensor(0.0)); "
-    "res@w2 + b2`. PyTorch's `nn.Linear` does the same sum (its weight is stored transposed). Copy the same "
-    "numbers into both and they give the same outputs on real test images:"
-)
-eq = lessons.scratch_vs_nn(data)
-c1, c2 = st.columns([3, 1])
-table = pd.DataFrame(
-    [{"image": i, "output": d, "by hand": float(eq.scratch_out[i, d]), "nn.Sequential": float(eq.nn_out[i, d])}
-     for i in range(min(2, len(eq.scratch_out))) for d in range(10)]
-)
-c1.dataframe(table, hide_index=True, height=250)
-c2.metric("Largest difference", f"{eq.max_abs_diff:.1e}", help="Only float rounding: the two compute the same thing.")
-c2.metric("Same predicted digit", "yes" if eq.same_predictions else "no")
-c2.caption(f"{eq.scratch_params:,} parameters each")
-ui.show_code(SimpleNetScratch.forward, simple_net, lessons.scratch_vs_nn)
 
-# ---------------------------------------------------------------- 3. training
-st.header("3. Train it")
-if not bad_layers:
-    st.caption(lessons.how_fit_trains(config))
-    if form == "nn":
-        ui.show_code(SequentialBackprop.step, title="How fit() computes the gradients")
-snap = ui.train_section(config, data, "mlp", disabled=bool(bad_layers))
+def by_hand_and_as_nn_sequential(data: MNIST) -> None:
+    """2. The same numbers in simple_net by hand and in nn.Sequential give the same outputs."""
+    st.header("2. simple_net by hand, and as nn.Sequential")
+    st.markdown(
+        "The fastai lesson writes the net with plain tensors: `res = xb@w1 + b1; res = res.max(tensor(0.0)); "
+        "res@w2 + b2`. PyTorch's `nn.Linear` does the same sum (its weight is stored transposed). Copy the same "
+        "numbers into both and they give the same outputs on real test images:"
+    )
+    eq = lessons.scratch_vs_nn(data)
+    c1, c2 = st.columns([3, 1])
+    table = pd.DataFrame(
+        [{"image": i, "output": d, "by hand": float(eq.scratch_out[i, d]), "nn.Sequential": float(eq.nn_out[i, d])}
+         for i in range(min(2, len(eq.scratch_out))) for d in range(10)]
+    )
+    c1.dataframe(table, hide_index=True, height=250)
+    c2.metric("Largest difference", f"{eq.max_abs_diff:.1e}", help="Only float rounding: the two compute the same.")
+    c2.metric("Same predicted digit", "yes" if eq.same_predictions else "no")
+    c2.caption(f"{eq.scratch_params:,} parameters each")
+    ui.show_code(SimpleNetScratch.forward, simple_net, lessons.scratch_vs_nn)
 
-# ---------------------------------------------------------------- 4. after training
-st.header("4. What it learned")
-if snap is not None and snap.finished and snap.model_id:
-    loaded = ui.load_model(snap.model_id)
-    if loaded:
-        model, info = loaded
-        st.metric("Test accuracy", f"{info.metrics['test_accuracy']:.2%}",
-                  help="Share of the 10,000 test images the trained model gets right.")
-        st.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s); stored as `{info.id}`.")
-        seed = st.number_input("Test images to show (a seed)", 0, 10_000, 0, key="mlp_view_seed",
-                               help="Change it to draw another four test images.")
-        view = lessons.classify_view(model, info.config, data, n=4, seed=int(seed))
-        cols = st.columns(4)
-        for j, col in enumerate(cols[: len(view.labels)]):
-            col.plotly_chart(viz.image_heatmap(view.images[j], f"a {view.labels[j]}", height=220),
-                             key=f"view_img_{j}")
-            col.plotly_chart(viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),
-                             key=f"view_bars_{j}")
-elif snap is not None and snap.state == "failed":
-    st.info("That run did not finish. Change the settings above (often: a smaller learning rate) and train again.")
-else:
-    st.info("Train a model above: its test accuracy and its answers on a few test images appear here.")
+
+def the_chain_rule(data: MNIST) -> None:
+    """3. Where the gradients come from: each operation's backward beside its forward, checked against autograd."""
+    st.header("3. The gradients, by the chain rule")
+    st.markdown(
+        "`loss.backward()` fills in every weight's gradient. It does so by the chain rule: each operation, "
+        "knowing how its output moved the loss, works out how its inputs and weights did, and hands that to the "
+        "operation before it. Below, simple_net's four operations do it by hand, each `backward` beside its "
+        "`forward`. On a batch of 64 training digits they give autograd's numbers:"
+    )
+    check = lessons.chain_rule_vs_autograd(data)
+    cols = st.columns(len(check.largest_difference) + 1)
+    cols[0].metric("Loss, by hand", f"{check.loss:.4f}", help=f"autograd's: {check.autograd_loss:.4f}")
+    for col, (name, diff) in zip(cols[1:], check.largest_difference.items()):
+        col.metric(f"{name}: largest difference", f"{diff:.1e}", help="From autograd's gradient: float rounding.")
+    ui.show_code(backprop.Linear, backprop.ReLU, backprop.CrossEntropy, backprop.simple_net_gradients,
+                 title="The chain rule, written out")
+
+
+def train_it(config: TrainConfig, data: MNIST, problem: str):
+    """4. Train the network picked in section 1; the job's snapshot."""
+    st.header("4. Train it")
+    if not problem:
+        st.caption(lessons.how_fit_trains(config))
+    ui.show_code(train.fit, train.batches, train.make_optimizer, title="The training loop: fit()")
+    return ui.train_section(config, data, "mlp", disabled=bool(problem))
+
+
+def what_it_learned(snap, data: MNIST) -> None:
+    """5. The finished model's accuracy and its answers on a few test images."""
+    st.header("5. What it learned")
+    if snap is not None and snap.finished and snap.model_id:
+        loaded = ui.load_model(snap.model_id)
+        if loaded:
+            model, info = loaded
+            st.metric("Test accuracy", f"{info.metrics['test_accuracy']:.2%}",
+                      help="Share of the 10,000 test images the trained model gets right.")
+            st.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s); stored as `{info.id}`.")
+            test_images(model, info.config, data)
+    elif snap is not None and snap.state == "failed":
+        st.info("That run did not finish. Change the settings above (often: a smaller learning rate) and train again.")
+    else:
+        st.info("Train a model above: its test accuracy and its answers on a few test images appear here.")
+
+
+@st.fragment
+def test_images(model, config: TrainConfig, data: MNIST) -> None:
+    """Four test images and the model's probabilities; a new seed reruns only this part."""
+    seed = st.number_input("Test images to show (a seed)", 0, 10_000, 0, key="mlp_view_seed",
+                           help="Change it to draw another four test images.")
+    view = lessons.classify_view(model, config, data, n=4, seed=int(seed))
+    for j, col in enumerate(st.columns(4)[: len(view.labels)]):
+        col.plotly_chart(viz.image_heatmap(view.images[j], f"a {view.labels[j]}", height=220), key=f"view_img_{j}")
+        col.plotly_chart(viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),
+                         key=f"view_bars_{j}")
+
+
+main()

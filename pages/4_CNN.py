@@ -3,139 +3,164 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import features, ui, viz
-from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, count_parameters
+from digitlab import features, train, ui, viz
+from digitlab.data import MNIST
+from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters
 
-data = ui.page_setup(
-    "CNN",
-    "🧩",
-    "An MLP sees 784 numbers in a row and has to learn that neighbouring pixels belong together. A convolutional "
-    "network slides small 3x3 filters over the image instead, so the same stroke detector works everywhere. "
-    "This is the tutorial's `DigitCNN`: two blocks of convolution, ReLU and max-pooling, then two linear layers.",
-)
 
-# ---------------------------------------------------------------- 1. the network, measured
-st.header("1. DigitCNN, layer by layer")
-preset = ui.preset_picker(("cnn",), key="cnn_preset", default="cnn-seed")
-net = features.initial_model(preset)  # untrained: only its shapes and sizes are read here
-rows = features.architecture(net)
-sizes = features.map_sizes(rows)
-flat = features.flatten_row(rows)
-c1, c2, c3 = st.columns(3)
-c1.metric("Parameters", f"{count_parameters(net):,}", help="Every weight and bias the optimizer will tune.")
-c2.metric("Layers with weights", sum(1 for r in rows if r["parameters"]),
-          help="Convolutions, linear layers (and batch norms): the layers the optimizer tunes.")
-if flat:
-    c3.metric("Numbers into the first linear layer", f"{int(flat['output shape']):,}",
-              help="What the last pooling hands on, flattened into one row.")
-st.markdown("Map size after each convolution and pooling: **" + " → ".join(str(s) for s in sizes) + "**")
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="cnn_arch",
-             column_config={"parameters": st.column_config.NumberColumn(format="localized")})
-steps = [f"- **{r['layer']}** ({r['type']}): {r['why this shape']}" for r in rows
-         if r["type"] in ("Conv2d", "MaxPool2d", "Flatten")]
-st.markdown(
-    "Each row above was measured by running one 1x28x28 image through the network. The sizes follow from "
-    "two rules: a 3x3 filter without padding fits `n − 3 + 1` times across `n` pixels, and a 2x2 max-pool "
-    "halves the side, rounding down.\n" + "\n".join(steps)
-    + (f"\n\nSo the first linear layer reads **{flat['why this shape']}**: that is where the "
-       "tutorial's `64 * 5 * 5` comes from." if flat else "")
-)
-if notes := features.variant_notes(rows):
-    st.caption(f"`{preset.preset}` changes the tutorial's blocks: " + "; ".join(notes) + ". The map sizes stay "
-               "the same.")
-ui.show_code(DigitCNN, features.architecture)
+def main() -> None:
+    data = ui.page_setup(
+        "CNN",
+        "🧩",
+        "An MLP sees 784 numbers in a row and has to learn that neighbouring pixels belong together. A "
+        "convolutional network slides small 3x3 filters over the image instead, so the same stroke detector works "
+        "everywhere. This is the tutorial's `DigitCNN`: two blocks of convolution, ReLU and max-pooling, then two "
+        "linear layers.",
+    )
+    preset = layer_by_layer()
+    snap = train_it(preset, data)
+    inside_a_trained_cnn(snap, data)
+    beside_the_other_models()
 
-# ---------------------------------------------------------------- 2. training
-st.header("2. Train it")
-st.markdown("\n".join(f"- `{name}`: {PRESET_HELP[name]}" for name, c in PRESETS.items() if c.kind == "cnn")
-            + "\n\nPick the recipe in section 1. Lower the training images for a quick first run.")
-config = ui.training_controls(preset, "cnn")
-snap = ui.train_section(config, data, "cnn")
 
-# ---------------------------------------------------------------- 3. inside a trained CNN
-st.header("3. What the convolutions see")
-if snap is not None and snap.model_id and st.session_state.get("cnn_view_job") != (snap.id, snap.model_id):
-    st.session_state["cnn_view_job"] = (snap.id, snap.model_id)  # a run just finished: look inside it
-    st.session_state["cnn_view_model"] = snap.model_id
-info = ui.model_picker("Trained CNN", key="cnn_view_model", where=lambda i: i.config.kind == "cnn",
-                       help="Every CNN in the model store, newest first.")
-loaded = None
-if info is None:
-    st.info("No CNN has been trained yet. Train one in section 2 above: with 'Training images' at 10,000 and one "
-            "epoch it takes a few seconds, and its feature maps and filters appear here.")
-else:
+def layer_by_layer() -> TrainConfig:
+    """1. The picked recipe's network, its shapes measured by running one image through it; the preset."""
+    st.header("1. DigitCNN, layer by layer")
+    preset = ui.preset_picker(("cnn",), key="cnn_preset", default="cnn-seed")
+    net = features.initial_model(preset)  # untrained: only its shapes and sizes are read here
+    rows = features.architecture(net)
+    flat = features.flatten_row(rows)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Parameters", f"{count_parameters(net):,}", help="Every weight and bias the optimizer will tune.")
+    c2.metric("Layers with weights", sum(1 for r in rows if r["parameters"]),
+              help="Convolutions, linear layers (and batch norms): the layers the optimizer tunes.")
+    if flat:
+        c3.metric("Numbers into the first linear layer", f"{int(flat['output shape']):,}",
+                  help="What the last pooling hands on, flattened into one row.")
+    st.markdown("Map size after each convolution and pooling: **"
+                + " → ".join(str(s) for s in features.map_sizes(rows)) + "**")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cnn_arch",
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    steps = [f"- **{r['layer']}** ({r['type']}): {r['why this shape']}" for r in rows
+             if r["type"] in ("Conv2d", "MaxPool2d", "Flatten")]
+    st.markdown(
+        "Each row above was measured by running one 1x28x28 image through the network. The sizes follow from "
+        "two rules: a 3x3 filter without padding fits `n − 3 + 1` times across `n` pixels, and a 2x2 max-pool "
+        "halves the side, rounding down.\n" + "\n".join(steps)
+        + (f"\n\nSo the first linear layer reads **{flat['why this shape']}**: that is where the "
+           "tutorial's `64 * 5 * 5` comes from." if flat else "")
+    )
+    if notes := features.variant_notes(rows):
+        st.caption(f"`{preset.preset}` changes the tutorial's blocks: " + "; ".join(notes) + ". The map sizes "
+                   "stay the same.")
+    ui.show_code(DigitCNN, features.architecture)
+    return preset
+
+
+def train_it(preset: TrainConfig, data: MNIST):
+    """2. Train the recipe picked in section 1; the job's snapshot."""
+    st.header("2. Train it")
+    st.markdown("\n".join(f"- `{name}`: {PRESET_HELP[name]}" for name, c in PRESETS.items() if c.kind == "cnn")
+                + "\n\nPick the recipe in section 1. Lower the training images for a quick first run.")
+    config = ui.training_controls(preset, "cnn")
+    ui.show_code(train.fit, train.block_inputs, train.uses_channels_last, train.fast_forward,
+                 title="The training loop: fit(), and how a CNN is fed")
+    return ui.train_section(config, data, "cnn")
+
+
+def inside_a_trained_cnn(snap, data: MNIST) -> None:
+    """3. A stored CNN (the one just trained, at first): its answer, first filters and feature maps."""
+    st.header("3. What the convolutions see")
+    if snap is not None and snap.model_id and st.session_state.get("cnn_view_job") != (snap.id, snap.model_id):
+        st.session_state["cnn_view_job"] = (snap.id, snap.model_id)  # a run just finished: look inside it
+        st.session_state["cnn_view_model"] = snap.model_id
+    info = ui.model_picker("Trained CNN", key="cnn_view_model", where=lambda i: i.config.kind == "cnn",
+                           help="Every CNN in the model store, newest first.")
+    if info is None:
+        st.info("No CNN has been trained yet. Train one in section 2 above: with 'Training images' at 10,000 and "
+                "one epoch it takes a few seconds, and its feature maps and filters appear here.")
+        return
     loaded = ui.load_model(info.id)  # a missing or damaged file: an error on the page, and None
     if loaded is None:
         st.info("Pick another CNN above, or train this recipe again in section 2.")
-
-if loaded is not None:
+        return
     model, info = loaded
     index, image, label = ui.test_image_picker(data, "cnn_img")
-    probs = features.answer(model, info.config, image)
+    probs = train.predict_proba(model, info.config, image.unsqueeze(0))[0]
     c1, c2 = st.columns([1, 2])
     c1.plotly_chart(viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="cnn_image")
     c2.plotly_chart(viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
                                          height=280), key="cnn_probs")
+    first_filters(model)
+    feature_maps(model, info.config, image)
+    ui.link("pages/5_Features.py", "More on the Features page: saliency, Grad-CAM, before and after training", "👁️")
 
+
+def first_filters(model) -> None:
     filters = features.first_filters(model)
-    if filters is not None:
-        k = filters.shape[-1]
-        st.subheader("The first layer's filters")
-        st.markdown("Each filter is a small pattern of weights: red multiplies the pixel under it by a positive "
-                    "number, blue by a negative one. Sliding it over the image gives one feature map: bright "
-                    "(red) where the pattern is found, such as an edge at one angle.")
-        st.plotly_chart(viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
-                                      cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
-                                      value_name="weight"), key="cnn_filters")
+    if filters is None:
+        return
+    k = filters.shape[-1]
+    st.subheader("The first layer's filters")
+    st.markdown("Each filter is a small pattern of weights: red multiplies the pixel under it by a positive number, "
+                "blue by a negative one. Sliding it over the image gives one feature map: bright (red) where the "
+                "pattern is found, such as an edge at one angle.")
+    st.plotly_chart(viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
+                                  cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
+                                  value_name="weight"), key="cnn_filters")
 
+
+def feature_maps(model, config: TrainConfig, image) -> None:
     st.subheader("Feature maps, layer by layer")
     shared = st.toggle("One colour scale for all maps of a layer", key="cnn_shared_scale",
                        help="Off: each map is scaled to its own largest value, so weak maps still show their "
                             "pattern. On: strong and weak maps can be compared.")
     st.markdown("Red is a positive output, blue a negative one (ReLU will set those to zero). Map *i* of the first "
                 "layer comes from filter *i* above. Hover a map for its number and values.")
-    for out in features.feature_maps(model, info.config, image):
+    for out in features.feature_maps(model, config, image):
         c, h, w = out.values.shape
-        title = f"After {out.label}: {c} maps of {h}x{w}"
-        st.plotly_chart(viz.map_sheet(out.values, title, cols=16, shared_scale=shared, value_name="output"),
-                        key=f"cnn_maps_{out.name}")
+        st.plotly_chart(viz.map_sheet(out.values, f"After {out.label}: {c} maps of {h}x{w}", cols=16,
+                                      shared_scale=shared, value_name="output"), key=f"cnn_maps_{out.name}")
     st.caption("Each step makes the maps smaller and more numerous: fewer pixels, more kinds of evidence. After "
                "the last pooling the linear layers see only these numbers, not the image.")
     ui.show_code(features.feature_maps, features.layer_outputs, features.first_filters)
-    ui.link("pages/5_Features.py", "More on the Features page: saliency, Grad-CAM, before and after training", "👁️")
 
-# ---------------------------------------------------------------- 4. beside the other models
-st.header("4. The CNN beside the linear model and the MLPs")
-infos = ui.get_store().list()
-best_only = st.toggle("Only the best model of each kind", key="cnn_best_only",
-                      help="Off: every stored model. On: the most accurate linear model, MLP and CNN.")
-table = features.comparison_rows(infos, best_only=best_only)
-if not table:
-    st.info("No trained model yet: train a CNN above, and a linear model and an MLP on their pages.")
-else:
-    st.dataframe(
-        pd.DataFrame(table), hide_index=True, key="cnn_compare",
-        column_config={
-            "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-            "parameters": st.column_config.NumberColumn(format="localized"),
-        },
-    )
-    st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
-               "two-way question: its accuracy is not comparable with the ten-digit models', so the charts leave "
-               "it out. Training time is on this computer, for the epochs and images each run used.")
-    ten = [r for r in table if r["scored on"] == "all 10 digits"]
-    if ten:
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(viz.models_scatter(ten, "parameters", "Accuracy against parameters", log_x=True),
-                        key="cnn_scatter_params")
-        c2.plotly_chart(viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
-                        key="cnn_scatter_time")
-missing = [k for k in ("linear", "mlp", "cnn") if not any(i.config.kind == k for i in infos)]
-if table and missing:
-    names = {"linear": "a linear model", "mlp": "an MLP", "cnn": "a CNN"}
-    st.info("Not trained yet: " + " and ".join(names[k] for k in missing) + ". Train "
-            + ("them" if len(missing) > 1 else "it") + " to see " + ("them" if len(missing) > 1 else "it")
-            + " beside the rest.")
-if missing:
-    ui.train_links(tuple(k for k in missing if k != "cnn"))  # a CNN trains in section 2 of this page
-ui.show_code(features.comparison_rows)
+
+def beside_the_other_models() -> None:
+    """4. Every stored model (or the best of each kind) in one table and two charts."""
+    st.header("4. The CNN beside the linear model and the MLPs")
+    infos = ui.get_store().list()
+    best_only = st.toggle("Only the best model of each kind", key="cnn_best_only",
+                          help="Off: every stored model. On: the most accurate linear model, MLP and CNN.")
+    table = features.comparison_rows(infos, best_only=best_only)
+    if not table:
+        st.info("No trained model yet: train a CNN above, and a linear model and an MLP on their pages.")
+    else:
+        st.dataframe(
+            pd.DataFrame(table), hide_index=True, key="cnn_compare",
+            column_config={
+                "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+                "parameters": st.column_config.NumberColumn(format="localized"),
+            },
+        )
+        st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
+                   "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
+                   "leave it out. Training time is on this computer, for the epochs and images each run used.")
+        if ten := [r for r in table if r["scored on"] == "all 10 digits"]:
+            c1, c2 = st.columns(2)
+            c1.plotly_chart(viz.models_scatter(ten, "parameters", "Accuracy against parameters", log_x=True),
+                            key="cnn_scatter_params")
+            c2.plotly_chart(viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
+                            key="cnn_scatter_time")
+    missing = [k for k in ("linear", "mlp", "cnn") if not any(i.config.kind == k for i in infos)]
+    if table and missing:
+        names = {"linear": "a linear model", "mlp": "an MLP", "cnn": "a CNN"}
+        st.info("Not trained yet: " + " and ".join(names[k] for k in missing) + ". Train "
+                + ("them" if len(missing) > 1 else "it") + " to see " + ("them" if len(missing) > 1 else "it")
+                + " beside the rest.")
+    if missing:
+        ui.train_links(tuple(k for k in missing if k != "cnn"))  # a CNN trains in section 2 of this page
+    ui.show_code(features.comparison_rows)
+
+
+main()

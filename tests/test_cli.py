@@ -58,3 +58,27 @@ def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained
 
     missing = _run("evaluate", "no-such-model")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no-such-model" in missing.stderr
+
+
+def test_train_stores_its_epoch_records_and_the_weights_a_run_in_this_process_gets(mnist, tmp_path):
+    """A config trains the same weights in the command line's own process as here, and its history rows are
+    fit's epoch records."""
+    import torch
+
+    from digitlab.models import build_model
+    from digitlab.store import ModelStore
+    from digitlab.train import fit
+
+    out = _run("train", "cnn", "--preset", "cnn-best", "--epochs", "1", "--train-limit", "1000", "--offline",
+               DIGITLAB_MODEL_DIR=str(tmp_path), DIGITLAB_DATA_DIR=mnist.source.path)
+    assert out.returncode == 0, out.stderr
+    assert "epoch 1/1: test accuracy" in out.stdout
+    store = ModelStore(tmp_path)
+    (info,) = store.list()
+    model, _ = store.load(info.id)
+    here = build_model(info.config)  # dropout, augmentation, shuffling: all seeded from the config
+    last = [e for e in fit(here, info.config, mnist) if e.kind == "epoch"][-1]
+    assert info.history == [{**last.record(), "seconds": info.history[0]["seconds"],
+                             "images_per_s": info.history[0]["images_per_s"]}]
+    theirs, ours = model.state_dict(), here.state_dict()
+    assert all(torch.equal(theirs[k], ours[k]) for k in ours)

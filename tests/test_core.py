@@ -1,8 +1,11 @@
 """The training core on real MNIST subsets: models, fit, the job queue and the model store."""
 
 import json
+import math
 import os
+import re
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +19,7 @@ from digitlab.train import (
     compute_dtype,
     fit,
     mnist_loss,
+    native_bf16,
     predict_proba,
     prepare,
     task_data,
@@ -56,9 +60,14 @@ def test_precision_setting(monkeypatch):
     assert compute_dtype(PRESETS["cnn-fast"], cpu) == torch.float32
     monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
     assert compute_dtype(PRESETS["cnn-fast"], cpu) == torch.bfloat16
-    assert compute_dtype(PRESETS["mlp-128-64"], cpu) == torch.bfloat16  # its first layer
+    assert compute_dtype(PRESETS["mlp-128-64"], cpu) == torch.bfloat16  # under autocast, when asked for
     assert compute_dtype(PRESETS["linear-better"], cpu) == torch.float32  # the lesson's own arithmetic
     assert compute_dtype(PRESETS["simple_net"].with_(form="scratch"), cpu) == torch.float32
+    monkeypatch.setenv("DIGITLAB_PRECISION", "auto")
+    assert compute_dtype(PRESETS["mlp-128-64"], cpu) == torch.float32  # autocast costs an MLP more than it saves
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert native_bf16() == bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", cpuinfo))
+    assert compute_dtype(PRESETS["cnn-seed"], cpu) == (torch.bfloat16 if native_bf16() else torch.float32)
     monkeypatch.setenv("DIGITLAB_PRECISION", "half")
     with pytest.raises(ConfigError, match="DIGITLAB_PRECISION must be one of auto, fp32, bf16"):
         compute_dtype(PRESETS["cnn-fast"], cpu)
@@ -130,6 +139,62 @@ def test_same_seed_same_model(mnist):
     list(fit(a, config, mnist))
     list(fit(b, config, mnist))
     assert torch.equal(a.weights, b.weights)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_build_model_draws_pytorchs_default_init_from_its_own_generator():
+    for config in PRESETS.values():
+        before = torch.get_rng_state()
+        model = build_model(config)
+        assert torch.equal(torch.get_rng_state(), before), config.preset  # the global generator untouched
+        with torch.random.fork_rng(devices=[]):  # PyTorch's own initialisation, from the global generator
+            torch.manual_seed(config.seed)
+            if config.kind == "linear":
+                reference = Linear1(config.n_outputs, config.init_std)
+            elif config.kind == "mlp":
+                reference = simple_net(config.hidden, config.activations, log_softmax=config.loss == "nll")
+            else:
+                reference = DigitCNN(batch_norm=config.arch != "digitcnn", dropout=0.1 * (config.arch == "digitcnn_bn"),
+                                     pool_first=config.arch == "digitcnn_fast")
+        want = reference.state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items()), config.preset
+
+
+def test_two_runs_of_one_config_give_bit_identical_weights_whatever_ran_between(mnist):
+    config = PRESETS["cnn-best"].with_(train_limit=1000, epochs=1)  # dropout, augmentation and shuffling
+    assert config.arch == "digitcnn_bn" and config.augment
+    first = build_model(config)
+    list(fit(first, config, mnist))
+    torch.rand(1000)  # other code drawing from the global generator, and its own
+    torch.manual_seed(1234)
+    build_model(config.with_(seed=7))
+    second = build_model(config)
+    list(fit(second, config, mnist))
+    a, b = _weights(first), _weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = build_model(config.with_(seed=43))
+    list(fit(other, config.with_(seed=43), mnist))
+    assert not torch.equal(other.state_dict()["fc_layers.1.weight"], a["fc_layers.1.weight"])
+
+
+def test_an_epoch_event_is_the_history_row(mnist):
+    config = PRESETS["simple_net"].with_(**SMALL)
+    last = [e for e in fit(build_model(config), config, mnist) if e.kind == "epoch"][-1]
+    row = last.record()
+    assert list(row) == ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "images_per_s",
+                         "seconds", "lr"]
+    assert row["epoch"] == 1 and row["test_accuracy"] == last.test_accuracy and row["lr"] == config.lr
+    assert all(math.isfinite(v) and v > 0 for v in row.values())
+
+
+def test_only_public_pytorch_in_the_app():
+    root = Path(__file__).resolve().parent.parent
+    for path in [*root.glob("digitlab/*.py"), *root.glob("pages/*.py"), root / "app.py"]:
+        found = re.findall(r"torch\._\w+|torch\.ops\.\w+", path.read_text())
+        assert not found, f"{path.name}: {found}"
 
 
 def test_cancel_stops_between_batches_leaving_a_usable_model(mnist):

@@ -34,6 +34,9 @@ def test_architecture_table_measured_from_the_model(mnist):
     assert any("28 → 26 → 13 → 11 → 5" in m.value for m in at.markdown)
     assert any("64 · 5 · 5 = 1600" in m.value and "64 * 5 * 5" in m.value for m in at.markdown)
     assert any("class DigitCNN" in c.value for c in at.code)
+    # the loop that trains it: fit() itself, and the channels-last layout a CNN is fed in
+    assert any("def fit(" in c.value and "loss.backward()" in c.value for c in at.code)
+    assert any("channels_last" in c.value for c in at.code)
 
     # The fast recipe's network: batch norm, and the parameter count follows the model, not the seed's.
     at.selectbox(key="cnn_preset").set_value("cnn-fast").run()

@@ -214,14 +214,6 @@ class Event:
     test_loss: float = float("nan")
     test_accuracy: float = float("nan")
 
-    def record(self) -> dict:
-        """An epoch's line in a run's history: what the stored model, the pages and the CLI keep."""
-        return {
-            "epoch": self.epoch, "train_loss": self.loss, "train_accuracy": self.accuracy,
-            "test_loss": self.test_loss, "test_accuracy": self.test_accuracy,
-            "images_per_s": self.images_per_s, "seconds": self.elapsed, "lr": self.lr,
-        }
-
     @property
     def fraction(self) -> float:
         done = (self.epoch - 1) + (self.batch / self.n_batches if self.n_batches else 1)

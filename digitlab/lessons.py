@@ -275,13 +275,6 @@ def baseline_view(data: MNIST) -> tuple[Baseline, go.Figure, go.Figure, go.Figur
             baseline_figure(base))
 
 
-def digit_view(data: MNIST, i: int) -> tuple[go.Figure, dict]:
-    """Test 3-or-7 number ``i`` as an image, and its distances to the ideal digits."""
-    pool, labels = pick_3s_and_7s(data)
-    fig = viz.image_heatmap(pool[i], f"Test digit {i}: a {int(labels[i])}", height=300)
-    return fig, digit_distances(pool[i], pixel_baseline(data))
-
-
 def step_view(data: MNIST, init_std: float, lr: float) -> tuple[OneStep, go.Figure, go.Figure, go.Figure]:
     """One SGD step, and the predictions, the gradient and the change it made as pictures."""
     step = one_sgd_step(data, init_std=init_std, lr=lr)

@@ -33,9 +33,10 @@ def compare_one_digit(data, pool_size: int) -> None:
         f"Test digit to compare (0-{pool_size - 1})", min_value=0, max_value=pool_size - 1, value=0, key="lin_pick",
         help="Which of the test 3s and 7s to measure against the two ideal digits.",
     )
-    fig, d = ui.shared(lessons.digit_view, data, int(i))
+    pool, labels = ui.shared(lessons.pick_3s_and_7s, data)
+    d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data)[0])
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(fig, key="pick_img")
+    c1.plotly_chart(viz.image_heatmap(pool[i], f"Test digit {i}: a {int(labels[i])}", height=300), key="pick_img")
     c2.dataframe(
         pd.DataFrame([{"distance": k.upper(), "to the ideal 3": v["to 3"], "to the ideal 7": v["to 7"],
                        "baseline says": v["says"]} for k, v in d.items()]),

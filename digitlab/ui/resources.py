@@ -56,7 +56,9 @@ def _data_key(data: data_mod.MNIST) -> str:
     return data.fingerprint()
 
 
-@st.cache_resource(max_entries=2048, show_spinner=False, hash_funcs={data_mod.MNIST: _data_key})
+# At most a few hundred kB each (a figure, a table): 128 of them bound the memory, and the dataset-wide ones
+# everybody asks for stay in (least recently used goes first).
+@st.cache_resource(max_entries=128, show_spinner=False, hash_funcs={data_mod.MNIST: _data_key})
 def _shared(_func: Callable, name: str, code: int, args: tuple) -> Any:
     return _func(*args)
 

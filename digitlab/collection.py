@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from .models import ModelInfo
-from .store import _atomic_write
+from .store import atomic_write
 from .train import predict_proba
 
 NAME = re.compile(r"^([0-9])_([0-9a-f]{12})\.png$")
@@ -68,7 +68,7 @@ class Collection:
         self.root.mkdir(parents=True, exist_ok=True)
         buf = _png_bytes(img.astype(np.uint8))
         with _lock:
-            _atomic_write(self.root / entry.file, buf)  # the drawing first: the index can always be rebuilt
+            atomic_write(self.root / entry.file, buf)  # the drawing first: the index can always be rebuilt
             entries = self.list()
             if entry.id not in {e.id for e in entries}:
                 entries.append(entry)
@@ -83,6 +83,17 @@ class Collection:
                 if e.id == entry_id:
                     (self.root / e.file).unlink(missing_ok=True)
             self._write_index(keep)
+
+    def version(self) -> tuple:
+        """Changes whenever a drawing is added, deleted or replaced: every write renames a file into the folder,
+        which moves the folder's modification time (and two saves within one clock tick change the count of files).
+        What a cached score of the collection is keyed on."""
+        try:
+            st = self.root.stat()
+            n = len(os.listdir(self.root))
+        except OSError:  # no folder yet: nothing saved
+            return (str(self.root),)
+        return str(self.root.resolve()), st.st_ino, st.st_mtime_ns, n
 
     def list(self) -> list[Entry]:
         """Entries for every PNG on disk; details from the index where it has them."""
@@ -131,7 +142,7 @@ class Collection:
 
     def _write_index(self, entries: list[Entry]) -> None:
         blob = json.dumps({"version": 1, "entries": [asdict(e) for e in entries]}, indent=1)
-        _atomic_write(self.index_path, blob.encode())
+        atomic_write(self.index_path, blob.encode())
 
 
 def _png_bytes(img: np.ndarray) -> bytes:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from digitlab import viz
 from digitlab.data import MNIST, NORMALISATIONS, to_float
 
 NORM_LABELS = {
@@ -85,3 +86,46 @@ def dataset_stats(data: MNIST, split: str = "train") -> dict[str, float]:
     mean = float((hist * values).sum() / total)
     std = float(((hist * (values - mean) ** 2).sum() / total).sqrt())
     return {"mean": mean, "std": std}
+
+
+# ---------------------------------------------------------------- the page's views, one function per picture
+# Each takes the dataset and plain values, so the Streamlit layer can compute it once and share it (ui.shared).
+
+
+def counts_figure(data: MNIST):
+    return viz.class_counts(data.class_counts("train"), data.class_counts("test"))
+
+
+def sample_sheet(data: MNIST, split: str, digit: int | None, seed: int, n: int = 60, cols: int = 15):
+    """``n`` random images of a split (of one digit, or any) as one tiled heatmap, and their labels in order."""
+    images, labels = data.split(split)
+    picked = sample_indices(labels, digit, n, seed)
+    title = f"{n} random {split} images" + ("" if digit is None else f" of the digit {digit}")
+    return viz.tiled_images(tile(images[picked], cols=cols), title=title), [int(x) for x in labels[picked]]
+
+
+def means_figure(data: MNIST):
+    return viz.tiled_images(tile(data.mean_images("train"), cols=10, gap=3), title="mean image of 0, 1, ..., 9",
+                            height=200)
+
+
+def histogram_figure(data: MNIST):
+    return viz.pixel_histogram(data.pixel_histogram("train"))
+
+
+def image_views(data: MNIST, split: str, index: int) -> dict:
+    """One image every way the page shows it: heatmap, the seeds' shaded table as HTML, the 784-long row,
+    the normalisation table and one heatmap per normalisation."""
+    image = data.split(split)[0][index]
+    normalised = {}
+    for name in NORMALISATIONS:
+        x = to_float(image.unsqueeze(0), name)[0]
+        normalised[name] = viz.image_heatmap(x, title=NORM_LABELS[name].split("  ")[0], zmin=float(x.min()),
+                                             zmax=float(x.max()), height=300)
+    return {
+        "heatmap": viz.image_heatmap(image, title="Hover for each pixel's value", height=460),
+        "table_html": styled_pixels(image).to_html(),
+        "vector": viz.vector_strip(flat_vector(image), title=f"image {index} as a 784-long vector"),
+        "norm_table": normalisation_table(image),
+        "normalised": normalised,
+    }

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from . import viz
 from .backprop import simple_net_gradients
 from .data import MNIST, to_float
 from .models import PRESETS, Linear1, SimpleNetScratch, TrainConfig, build_model, count_parameters, layer_table
@@ -148,6 +149,20 @@ class OneStep:
     targets: torch.Tensor
 
 
+def seeded_linear1(std: float, seed: int = 42) -> Linear1:
+    """Linear1 with the starting weights build_model gives it for this seed, drawn from the run's own generator.
+
+    The same numbers as ``torch.manual_seed(seed); Linear1(1, std)``, without touching the global generator,
+    which training and other pages share.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):  # shapes only: nothing drawn yet
+        model = Linear1(1, std)
+    model.weights = nn.Parameter(torch.randn(model.weights.shape, generator=gen) * std)
+    model.bias = nn.Parameter(torch.randn(model.bias.shape, generator=gen) * std)
+    return model
+
+
 def _state(model: Linear1, xb: torch.Tensor, yb: torch.Tensor) -> StepState:
     with torch.no_grad():
         preds = model(xb)
@@ -158,8 +173,7 @@ def _state(model: Linear1, xb: torch.Tensor, yb: torch.Tensor) -> StepState:
 def one_sgd_step(data: MNIST, init_std: float = 1.0, lr: float = 1.0, batch_size: int = 256, seed: int = 42) -> OneStep:
     """init_params, predict a batch, mnist_loss, backward, one sgd_step; the batch seen before and after."""
     xb, yb = first_batch(data, batch_size, seed)
-    torch.manual_seed(seed)
-    model = Linear1(1, init_std)
+    model = seeded_linear1(init_std, seed)
     before = _state(model, xb, yb)
     loss = mnist_loss(model(xb), yb)
     loss.backward()
@@ -181,8 +195,7 @@ class InitReport:
 def init_report(data: MNIST, std: float, batch_size: int = 256, seed: int = 42) -> InitReport:
     """What an initial spread does to the first batch: saturated sigmoids give almost no gradient."""
     xb, yb = first_batch(data, batch_size, seed)
-    torch.manual_seed(seed)
-    model = Linear1(1, std)
+    model = seeded_linear1(std, seed)
     preds = model(xb)
     loss = mnist_loss(preds, yb)
     loss.backward()
@@ -193,8 +206,7 @@ def init_report(data: MNIST, std: float, batch_size: int = 256, seed: int = 42) 
 
 def init_weights(std: float, seed: int = 42) -> torch.Tensor:
     """The 28x28 starting weights Linear1 draws with this spread (the seeds' init_params)."""
-    torch.manual_seed(seed)
-    return Linear1(1, std).weights.detach()[:, 0].reshape(28, 28)
+    return seeded_linear1(std, seed).weights.detach()[:, 0].reshape(28, 28)
 
 
 @dataclass(frozen=True)
@@ -215,8 +227,7 @@ def accuracy_is_not_the_loss(data: MNIST, init_std: float = 1.0, batch_size: int
     is zero almost everywhere -- which is why SGD follows the loss and we only report accuracy.
     """
     xb, yb = first_batch(data, batch_size, seed)
-    torch.manual_seed(seed)
-    model = Linear1(1, init_std)
+    model = seeded_linear1(init_std, seed)
     mnist_loss(model(xb), yb).backward()
     w0, b0 = model.weights.detach().clone(), model.bias.detach().clone()
     gw, gb = model.weights.grad.clone(), model.bias.grad.clone()
@@ -243,8 +254,9 @@ def linear_weights(model: nn.Module) -> torch.Tensor:
     raise ValueError("this model has no 784-weight layer")
 
 
-def weight_change(model: nn.Module, config: TrainConfig) -> torch.Tensor | None:
-    """Trained minus starting weights of a from-scratch linear model (its start is rebuilt from the config's seed).
+def learned_pattern(model: nn.Module, config: TrainConfig) -> torch.Tensor | None:
+    """What training added to a from-scratch linear model: its 28x28 weights minus the ones it started from
+    (the start is rebuilt from the config's seed); None for any other model.
 
     With the seed's std-1 start the trained weights still look like the noise they began as; the change
     is where the 3-vs-7 pattern shows.
@@ -252,6 +264,40 @@ def weight_change(model: nn.Module, config: TrainConfig) -> torch.Tensor | None:
     if config.kind != "linear" or config.form != "scratch":
         return None
     return linear_weights(model) - init_weights(config.init_std, config.seed)
+
+
+# ---------------------------------------------------------------- the Linear page's pictures
+# Each takes the dataset and plain values, so the Streamlit layer computes it once per input and shares it.
+
+
+def baseline_view(data: MNIST) -> tuple[Baseline, go.Figure, go.Figure, go.Figure]:
+    """The baseline, the ideal 3 and 7 as images, and its accuracy as bars."""
+    base = pixel_baseline(data)
+    return (base, viz.image_heatmap(base.mean3, "The ideal 3 (mean of the training 3s)", zmax=1, height=320),
+            viz.image_heatmap(base.mean7, "The ideal 7 (mean of the training 7s)", zmax=1, height=320),
+            baseline_figure(base))
+
+
+def step_view(data: MNIST, init_std: float, lr: float) -> tuple[OneStep, go.Figure, go.Figure, go.Figure]:
+    """One SGD step, and the predictions, the gradient and the change it made as pictures."""
+    step = one_sgd_step(data, init_std=init_std, lr=lr)
+    return (step, predictions_figure(step),
+            viz.diverging_heatmap(step.weight_grad, "Weight gradient (784 as 28x28)", height=340),
+            viz.diverging_heatmap(step.after.weights - step.before.weights, "What the step changed", height=340))
+
+
+def loss_view(data: MNIST, init_std: float) -> tuple[LossVsAccuracy, go.Figure]:
+    lva = accuracy_is_not_the_loss(data, init_std=init_std)
+    return lva, loss_vs_accuracy_figure(lva)
+
+
+def init_views(data: MNIST) -> list[tuple[InitReport, go.Figure]]:
+    """The seed's start (std 1) and the better one (std 0.01): the weights as an image, and the first batch."""
+    out = []
+    for std in (1.0, 0.01):
+        name = "the seed's init (std 1)" if std == 1.0 else "better init (std 0.01)"
+        out.append((init_report(data, std), viz.diverging_heatmap(init_weights(std), f"Start: {name}", height=330)))
+    return out
 
 
 # ---------------------------------------------------------------- the MLP stage

@@ -28,9 +28,6 @@ BOX = 20  # MNIST: the longer side of the digit
 FRAME = 28
 MIN_CONTRAST = 40  # brightest minus darkest (0..255) below this: nothing is drawn
 
-# Pillow refuses to decode images above 2x this and warns above it; we turn the warning into an error.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-
 
 class PreprocessError(Exception):
     """A problem with what the user gave us, in words the user can act on."""
@@ -124,9 +121,12 @@ def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
         except Exception as e:  # noqa: BLE001 - any decoder failure is the file's fault
             raise PreprocessError(f"The file could not be read as an image ({type(e).__name__}).") from None
         try:
+            # Checked on the header, before a single pixel is decoded (Pillow's own guard is set higher
+            # and is the whole process's: it is left as it is).
             if im.width * im.height > MAX_PIXELS:
                 raise PreprocessError(
-                    f"The image is {im.width}x{im.height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} million pixels."
+                    f"The image has too many pixels ({im.width}x{im.height}, more than {MAX_PIXELS / 1e6:.0f} "
+                    "million): it may be a decompression bomb. Use a smaller image or crop it around the digit."
                 )
             if getattr(im, "n_frames", 1) > 1:
                 raise PreprocessError(
@@ -141,6 +141,8 @@ def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
                 raise PreprocessError(
                     "This image is in CMYK colours (a print format). Save it as RGB (an ordinary PNG or JPEG)."
                 )
+            full_size = im.size
+            im.draft(None, (WORK_SIDE, WORK_SIDE))  # a JPEG decodes straight at 1/2, 1/4 or 1/8 of its size
             im.load()
         except PreprocessError:
             raise
@@ -149,8 +151,8 @@ def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
         except Exception as e:  # noqa: BLE001 - truncated or corrupt data
             raise PreprocessError(f"The image is damaged or incomplete and could not be decoded ({e}).") from None
     im = ImageOps.exif_transpose(im)  # phone photos: turn them the way the camera was held
-    if max(im.size) > WORK_SIDE:
-        notes.append(f"shrunk from {im.width}x{im.height} to at most {WORK_SIDE} px")
+    if max(full_size) > WORK_SIDE:
+        notes.append(f"shrunk from {full_size[0]}x{full_size[1]} to at most {WORK_SIDE} px")
         im.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     if has_alpha:

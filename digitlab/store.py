@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def default_dir() -> Path:
     return Path(os.environ.get("DIGITLAB_MODEL_DIR", "models"))
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: readers see the old file or the new one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -57,6 +59,8 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 class ModelStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_dir()
+        self._listing: tuple[tuple, list[ModelInfo], list[Problem]] | None = None
+        self._listing_lock = threading.Lock()
 
     # ------------------------------------------------------------ writing
 
@@ -95,8 +99,8 @@ class ModelStore:
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             **(extra or {}),
         }
-        _atomic_write(self.root / f"{model_id}.safetensors", weights)
-        _atomic_write(self.root / f"{model_id}.json", json.dumps(record, indent=1).encode())
+        atomic_write(self.root / f"{model_id}.safetensors", weights)
+        atomic_write(self.root / f"{model_id}.json", json.dumps(record, indent=1).encode())
         return self._info(record)
 
     def delete(self, model_id: str) -> None:
@@ -108,7 +112,29 @@ class ModelStore:
     # ------------------------------------------------------------ reading
 
     def scan(self) -> tuple[list[ModelInfo], list[Problem]]:
-        """Every usable model, newest first, and a reason for each file that was skipped."""
+        """Every usable model, newest first, and a reason for each file that was skipped.
+
+        Records are read again only when the folder's listing (names, sizes, modification times) changed:
+        pages ask on every rerun, and then it costs one directory read.
+        """
+        key = self._listing_key()
+        with self._listing_lock:
+            if self._listing is not None and self._listing[0] == key:
+                return list(self._listing[1]), list(self._listing[2])
+        infos, problems = self._read_all()
+        with self._listing_lock:
+            self._listing = (key, infos, problems)
+        return list(infos), list(problems)
+
+    def _listing_key(self) -> tuple:
+        try:
+            with os.scandir(self.root) as entries:
+                return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
+                                    if e.name.endswith((".json", ".safetensors"))))
+        except OSError:  # no folder yet (or gone): nothing stored
+            return ()
+
+    def _read_all(self) -> tuple[list[ModelInfo], list[Problem]]:
         infos, problems = [], []
         if not self.root.is_dir():
             return infos, problems

@@ -1,4 +1,7 @@
-"""Stage 6: draw or photograph a digit; see it become MNIST-style, and every stored model answer at once."""
+"""Stage 6: draw or photograph a digit; see it become MNIST-style, and every stored model answer at once.
+
+The pad and the upload each rerun on their own (fragments); the collection's scores are computed once per change
+of the collection or of the models, for the whole class."""
 
 import pandas as pd
 import streamlit as st
@@ -8,35 +11,29 @@ from digitlab import preprocess as pp
 from digitlab import ui, viz
 from digitlab.collection import Collection, CollectionError, summarize
 
-data = ui.page_setup(
-    "Sketch Pad",
-    "✏️",
-    "Draw a digit (mouse, finger or pen) or upload a photo of one on paper. It goes through the same steps that made "
-    "MNIST: **grayscale, light ink on black, crop to the ink, longer side 20 px, centred by its centre of mass in "
-    "28x28**. Then every model the class has trained answers at once.",
-)
-ui.store_problems()
 
-infos = ui.get_store().list()
-models = [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
-ten_class = [m for m in models if m[1].config.task != "3v7"]
+def stored_models() -> list:
+    """Every stored model that loads, as (model, info)."""
+    infos, _ = ui.stored_models()
+    return [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
 
-# ---------------------------------------------------------------- no model yet: one click trains the recommended ones
-recommended = pp.recommended_configs()
-if not ten_class:
-    st.info("No model that knows all ten digits has been trained yet. Train the recommended ones (about a minute "
-            "or two on a laptop): a fast CNN, the fastai MLP and the linear 3-vs-7 model.", icon="🏋️")
-    if st.button("Train the recommended models", type="primary", key="sketch_train"):
-        for name, config in recommended.items():
-            ui.start_training(config, data, f"sketch_job_{name}")
-for name in recommended:
-    if st.session_state.get(f"sketch_job_{name}"):
-        ui.training_panel(f"sketch_job_{name}")
+
+def recommended_training(data, ten_class: list) -> None:
+    """No model that knows ten digits yet: one click trains the recommended ones."""
+    recommended = pp.recommended_configs()
+    if not ten_class:
+        st.info("No model that knows all ten digits has been trained yet. Train the recommended ones (about a minute "
+                "or two on a laptop): a fast CNN, the fastai MLP and the linear 3-vs-7 model.", icon="🏋️")
+        if st.button("Train the recommended models", type="primary", key="sketch_train"):
+            for name, config in recommended.items():
+                ui.start_training(config, data, f"sketch_job_{name}")
+    for name in recommended:
+        if st.session_state.get(f"sketch_job_{name}"):
+            ui.training_panel(f"sketch_job_{name}")
 
 
 def show_steps(result: pp.Processed) -> None:
-    cols = st.columns(6)
-    for col, step in zip(cols, result.steps):
+    for col, step in zip(st.columns(6), result.steps):
         col.image(pp.square_view(step.image), caption=step.name, width=112)
         if step.note:
             col.caption(step.note)
@@ -45,7 +42,7 @@ def show_steps(result: pp.Processed) -> None:
         st.caption(f"Note: {note}.")
 
 
-def show_answers(result: pp.Processed, source: str, key: str) -> None:
+def show_answers(result: pp.Processed, models: list, source: str, key: str) -> None:
     """The steps, then every model side by side; the 3-vs-7 model says it only knows 3 and 7."""
     if result.empty:
         st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
@@ -57,22 +54,24 @@ def show_answers(result: pp.Processed, source: str, key: str) -> None:
     answers = pp.answer_all(models, result.image)
     per_row = 4
     for start in range(0, len(answers), per_row):
-        cols = st.columns(per_row)
-        for col, a in zip(cols, answers[start : start + per_row]):
+        for col, a in zip(st.columns(per_row), answers[start : start + per_row]):
             with col:
-                cfg = a.info.config
-                st.markdown(f"**{cfg.title}** · {cfg.preset}")
-                if cfg.task == "3v7":
-                    st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off",
-                              help="This linear model was trained only to tell 3 from 7: any other digit still "
-                                   "gets a 3 or a 7.")
-                    st.caption("Answers only its own question: **3 or 7?**")
-                else:
-                    st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off")
-                st.plotly_chart(viz.probability_bars(a.probs, a.labels, height=200 if cfg.task == "3v7" else 300),
-                                key=f"{key}_bars_{a.info.id}")
-                st.caption(f"Input: {pp.norm_text(cfg)}")
+                model_answer(a, key)
     save_form(result, source, key)
+
+
+def model_answer(a: pp.Answer, key: str) -> None:
+    cfg = a.info.config
+    st.markdown(f"**{cfg.title}** · {cfg.preset}")
+    if cfg.task == "3v7":
+        st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off",
+                  help="This linear model was trained only to tell 3 from 7: any other digit still gets a 3 or a 7.")
+        st.caption("Answers only its own question: **3 or 7?**")
+    else:
+        st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off")
+    st.plotly_chart(viz.probability_bars(a.probs, a.labels, height=200 if cfg.task == "3v7" else 300),
+                    key=f"{key}_bars_{a.info.id}")
+    st.caption(f"Input: {pp.norm_text(cfg)}")
 
 
 def save_form(result: pp.Processed, source: str, key: str) -> None:
@@ -89,48 +88,59 @@ def save_form(result: pp.Processed, source: str, key: str) -> None:
             st.error(f"Could not save the drawing: {e}")
 
 
-draw_tab, upload_tab = st.tabs(["✏️ Draw", "📷 Upload a photo"])
+@st.fragment
+def sketch(models: list) -> None:
+    c1, c2 = st.columns([3, 1])
+    width = c1.slider("Stroke width", 5, 40, 18, key="sketch_stroke",
+                      help="MNIST strokes are about a tenth of the digit's height.")
+    c2.write("")
+    if c2.button("Clear", key="sketch_clear"):
+        st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
+    left, right = st.columns([1, 2], gap="medium")
+    with left:
+        canvas = st_canvas(
+            stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,
+            drawing_mode="freedraw", return_image_data=True,
+            key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
+        )
+        st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
+    with right:
+        show_answers(pp.from_canvas(canvas.image_data), models, "canvas", "draw")
 
-with draw_tab:
 
-    @st.fragment
-    def sketch() -> None:
-        c1, c2 = st.columns([3, 1])
-        width = c1.slider("Stroke width", 5, 40, 18, key="sketch_stroke",
-                          help="MNIST strokes are about a tenth of the digit's height.")
-        c2.write("")
-        if c2.button("Clear", key="sketch_clear"):
-            st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
-        left, right = st.columns([1, 2], gap="medium")
-        with left:
-            canvas = st_canvas(
-                stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,
-                drawing_mode="freedraw", return_image_data=True,
-                key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
-            )
-            st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
-        with right:
-            show_answers(pp.from_canvas(canvas.image_data), "canvas", "draw")
-
-    sketch()
-
-with upload_tab:
+@st.fragment
+def upload(models: list) -> None:
     up = st.file_uploader("A photo or scan of one handwritten digit", type=["png", "jpg", "jpeg", "webp"],
                           key="sketch_upload",
                           help="Dark ink on light paper or light on dark both work. Transparent parts are filled "
                                "with the colour opposite to the ink. Up to 10 MB.")
-    if up is not None:
+    if up is None:
+        return
+    if st.session_state.get("sketch_upload_done", ("",))[0] != up.file_id:  # each photo is processed once
         try:
-            show_answers(pp.from_upload(up.getvalue()), "upload", "upload")
+            st.session_state.sketch_upload_done = (up.file_id, pp.from_upload(up.getvalue()), "")
         except pp.PreprocessError as e:
-            st.error(str(e))
+            st.session_state.sketch_upload_done = (up.file_id, None, str(e))
+    _, result, problem = st.session_state.sketch_upload_done
+    if problem:
+        st.error(problem)
+    else:
+        show_answers(result, models, "upload", "upload")
 
-# ---------------------------------------------------------------- the class collection
-st.header("The class collection")
-summary = summarize(Collection(), ten_class)
-if not summary.size:
-    st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its own test set.")
-else:
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def collection_summary(version: tuple, model_ids: tuple[str, ...], _models: list):
+    """The collection scored by every ten-class model: once per change of either, for the whole class."""
+    return summarize(Collection(), _models)
+
+
+def class_collection(ten_class: list) -> None:
+    st.header("The class collection")
+    summary = collection_summary(Collection().version(), tuple(i.id for _, i in ten_class), ten_class)
+    if not summary.size:
+        st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its own "
+                   "test set.")
+        return
     c1, c2 = st.columns([1, 2])
     c1.bar_chart(pd.DataFrame({"drawings": summary.counts}, index=[str(d) for d in range(10)]), height=220)
     c2.markdown(f"**{summary.size} drawings.** How each ten-class model does on the class's own handwriting:")
@@ -139,4 +149,22 @@ else:
                      column_config={"accuracy on the collection": st.column_config.NumberColumn(format="percent"),
                                     "MNIST test accuracy": st.column_config.NumberColumn(format="percent")})
 
+
+data = ui.page_setup(
+    "Sketch Pad",
+    "✏️",
+    "Draw a digit (mouse, finger or pen) or upload a photo of one on paper. It goes through the same steps that made "
+    "MNIST: **grayscale, light ink on black, crop to the ink, longer side 20 px, centred by its centre of mass in "
+    "28x28**. Then every model the class has trained answers at once.",
+)
+ui.store_problems()
+models = stored_models()
+ten_class = [m for m in models if m[1].config.task != "3v7"]
+recommended_training(data, ten_class)
+draw_tab, upload_tab = st.tabs(["✏️ Draw", "📷 Upload a photo"])
+with draw_tab:
+    sketch(models)
+with upload_tab:
+    upload(models)
+class_collection(ten_class)
 ui.show_code(pp.to_mnist, pp.answer)

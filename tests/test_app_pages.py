@@ -107,3 +107,23 @@ def test_sample_banner_without_data_dir(monkeypatch, tmp_path, fresh_data_cache)
         assert "5,000 training and 1,000 test images" in at.warning[0].value
         assert any(e.label.startswith("Fetch the full MNIST") for e in at.expander)
         assert _metrics(at)["Training images"] == "5,000"
+
+
+def test_home_lists_a_model_saved_after_the_first_visit(mnist, trained):
+    """The store listing is kept between reruns, yet a model saved or removed since shows at the next one."""
+    from pagetools import damaged_copy
+
+    from digitlab.store import ModelStore
+
+    at = AppTest.from_file(HOME, default_timeout=120).run()
+    count = len(ModelStore().list())
+    assert any(h.value == f"Trained models ({count})" for h in at.subheader)
+    bad = damaged_copy(trained["mlp"].id, "copy-listed-later")
+    try:
+        at.run()
+        assert any(h.value == f"Trained models ({count + 1})" for h in at.subheader)
+        assert "copy-listed-later" in at.dataframe[0].value["id"].tolist()
+    finally:
+        ModelStore().delete(bad)
+    at.run()
+    assert any(h.value == f"Trained models ({count})" for h in at.subheader)

@@ -67,6 +67,7 @@ def test_draw_a_one_and_the_cnn_says_1(mnist, trained, tmp_path):
             # a deep link opened first after start-up still gets app.py's sidebar: Home first, with icons
             nav = [line.strip() for line in page.locator('[data-testid="stSidebarNav"]').inner_text().split("\n")]
             assert "Home" in nav and "app" not in nav and nav.index("Home") < nav.index("Sketch Pad"), nav
+            assert "🔢" in nav and "✏️" in nav, nav  # app.py's icons, not the bare pages/ listing
             canvas = page.locator("canvas.upper-canvas").first
             canvas.wait_for(timeout=30000)
             box = canvas.bounding_box()

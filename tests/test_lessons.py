@@ -45,6 +45,18 @@ def test_one_sgd_step_moves_weights_against_the_gradient(mnist):
         lessons.first_batch(mnist, batch_size=10**6)
 
 
+def test_linear_steps_leave_the_global_generator_alone(mnist):
+    """Pages rerun while a class trains: the linear stage draws from its own generators only."""
+    before = torch.get_rng_state()
+    lessons.one_sgd_step(mnist, init_std=0.01)
+    lessons.init_report(mnist, 1.0)
+    lessons.accuracy_is_not_the_loss(mnist)
+    lessons.init_weights(1.0)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(42)  # the same numbers as the seed's way of starting Linear1
+    assert torch.equal(lessons.init_weights(0.01, 42), (torch.randn(28 * 28, 1) * 0.01)[:, 0].reshape(28, 28))
+
+
 def test_seed_init_saturates_the_sigmoid(mnist):
     seed, better = lessons.init_report(mnist, 1.0), lessons.init_report(mnist, 0.01)
     assert seed.saturated > 0.5 and better.saturated == 0.0
@@ -111,16 +123,16 @@ def test_run_verdict_flags_a_run_that_learned_nothing():
     assert lessons.run_verdict(config, []) == ""
 
 
-def test_weight_change_starts_from_the_models_own_init(mnist, trained):
+def test_learned_pattern_starts_from_the_models_own_init(mnist, trained):
     from digitlab.store import ModelStore
 
     model, info = ModelStore().load(trained["linear"].id)
     fresh = build_model(info.config)
     assert torch.equal(lessons.linear_weights(fresh), lessons.init_weights(info.config.init_std, info.config.seed))
-    change = lessons.weight_change(model, info.config)
+    change = lessons.learned_pattern(model, info.config)
     assert torch.allclose(change, lessons.linear_weights(model) - lessons.linear_weights(fresh))
     assert float(change.abs().max()) > 0
-    assert lessons.weight_change(model, PRESETS["simple_net"]) is None
+    assert lessons.learned_pattern(model, PRESETS["simple_net"]) is None
 
 
 def test_linear_weights_reads_both_forms():

@@ -67,3 +67,7 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
     assert set(table["preset"]) >= {"cnn-seed", "simple_net"}
     assert torch.is_tensor(images)
     assert any("def to_mnist" in c.value for c in at.code)
+    # The scores are kept for the class, but a new drawing is counted at the next rerun.
+    col.add(mnist.test_images[20].numpy(), int(mnist.test_labels[20]))
+    at.run()
+    assert any("21 drawings" in m.value for m in at.markdown)

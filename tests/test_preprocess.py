@@ -171,6 +171,22 @@ def test_decompression_bombs():
             pp.from_upload(payload)
 
 
+def test_pillows_own_limit_is_left_alone_and_big_photos_decode_small():
+    import importlib
+
+    before = Image.MAX_IMAGE_PIXELS
+    importlib.reload(pp)
+    assert Image.MAX_IMAGE_PIXELS == before  # importing DigitLab changes nothing for other Pillow users
+    # A 4000x4000 JPEG of a bar (a '1'): read at a fraction of its size, the note says from what.
+    big = _digit_image().resize((4000, 4000), Image.Resampling.NEAREST)
+    payload = _png(big, format="JPEG", quality=90)
+    gray, notes = pp.load_upload(payload)
+    assert max(gray.shape) <= pp.WORK_SIDE
+    assert any("shrunk from 4000x4000" in n for n in notes)
+    result = pp.from_upload(payload)
+    assert not result.empty and result.image.shape == (28, 28)
+
+
 def test_animated_png_and_webp():
     frames = [_digit_image("RGB"), _digit_image("RGB").rotate(90)]
     for fmt in ("PNG", "WEBP"):

@@ -1,0 +1,59 @@
+"""The Streamlit layer, the only code that imports streamlit. One job per file:
+
+- resources: what every session shares once per process (data, store listing, queue, loaded models, memory keeper)
+- frame: the frame around every page (navigation, page_setup, data banner, sidebar, show_code, links)
+- training: the shared training widgets (preset, settings, Train, live panel, one more epoch, runs compared)
+- pickers: choosing a stored model or a test image, and the one table of stored models
+
+Pages call ``ui.<name>``; every name they use is re-exported here.
+"""
+
+from ..lessons import LR_OPTIONS
+from ..train import device_label
+from .frame import (
+    ROOT,
+    STAGES,
+    TRAIN_PAGES,
+    data_banner,
+    existing_stages,
+    fetch_full_mnist,
+    link,
+    navigation,
+    page_setup,
+    show_code,
+    sidebar_status,
+    train_links,
+)
+from .pickers import model_label, model_picker, models_table, store_problems, test_image_picker
+from .resources import (
+    _load_data,
+    _load_model,
+    get_data,
+    get_queue,
+    get_store,
+    load_model,
+    memory_keeper,
+    owner_id,
+    shared,
+    stored_models,
+)
+from .training import (
+    one_more_epoch,
+    preset_picker,
+    runs_comparison,
+    session_runs,
+    start_training,
+    submit_training,
+    train_section,
+    training_controls,
+    training_panel,
+)
+
+__all__ = [
+    "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
+    "existing_stages", "fetch_full_mnist", "get_data", "get_queue", "get_store", "link", "load_model",
+    "memory_keeper", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id",
+    "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
+    "start_training", "store_problems", "stored_models", "submit_training", "test_image_picker", "train_links",
+    "train_section", "training_controls", "training_panel",
+]

@@ -1,0 +1,177 @@
+"""The frame around every page: the sidebar's page list, the title, the data banner, the sidebar's status
+lines, "The code that runs" boxes and links between stages."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import streamlit as st
+
+from .. import data as data_mod
+from ..train import device_label
+from .resources import _load_data, get_data, get_queue, memory_keeper
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# The journey: (page file, title, icon, one line). A stage joins by adding its file to pages/.
+STAGES = [
+    ("pages/1_Data_Explorer.py", "Data Explorer", "🔍", "Pixels, heatmaps, the average digit, class counts."),
+    ("pages/2_Linear_3_vs_7.py", "Linear 3 vs 7", "📏", "A pixel-similarity baseline, then a linear model trained by hand."),
+    ("pages/3_MLP.py", "MLP", "🧠", "simple_net and deeper MLPs, trained live."),
+    ("pages/4_CNN.py", "CNN", "🧩", "The seed's DigitCNN and better recipes; feature maps."),
+    ("pages/5_Features.py", "Features", "👁️", "What the weights look for: 784-weight rows as images, filters."),
+    ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch every model answer."),
+    ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, confidence, robustness."),
+]
+HOME = ("Home", "🔢")
+
+# Set once app.py's st.navigation has run in this process; until then Streamlit may run a deep link the old way.
+_app_navigation_seen = False
+
+
+def existing_stages() -> list[tuple[str, str, str, str]]:
+    """The stages whose page file exists, in journey order; any other file in pages/ joins at the end."""
+    known = [s for s in STAGES if (ROOT / s[0]).is_file()]
+    listed = {s[0] for s in STAGES}
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        rel = f"pages/{path.name}"
+        if rel not in listed:
+            title = path.stem.split("_", 1)[-1].replace("_", " ")
+            known.append((rel, title, "📄", ""))
+    return known
+
+
+def _stage_pages(root: Path | None = None) -> list:
+    """One st.Page per stage; paths relative to app.py, or absolute under ``root``."""
+    return [st.Page(str(root / path) if root else path, title=title, icon=icon, url_path=title.replace(" ", "_"))
+            for path, title, icon, _ in existing_stages()]
+
+
+def navigation(home: Callable[[], None]) -> None:
+    """The sidebar: Home first, then every stage; a new stage joins by adding its file to pages/."""
+    global _app_navigation_seen
+    _app_navigation_seen = True
+    pages = [st.Page(home, title=HOME[0], icon=HOME[1], default=True), *_stage_pages()]
+    st.navigation(pages).run()
+
+
+def _app_page_list() -> None:
+    """A deep link opened first after start-up: Streamlit runs a pages/ file alone, the old (v1) multipage way,
+    with a sidebar that lists "app" and no icons. Calling st.navigation with app.py's own page list here gives
+    this visit the same sidebar, and from then on Streamlit runs every visit through app.py.
+    """
+    global _app_navigation_seen
+    if _app_navigation_seen or not (ROOT / "app.py").is_file():
+        return
+    _app_navigation_seen = True
+    home = st.Page(str(ROOT / "app.py"), title=HOME[0], icon=HOME[1], default=True)
+    st.navigation([home, *_stage_pages(ROOT)])
+
+
+def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIST:
+    """Page config, title, the data banner and the sidebar; returns the dataset."""
+    memory_keeper()
+    _app_page_list()
+    st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide")
+    st.title(f"{icon} {title}")
+    if intro:
+        st.markdown(intro)
+    data = get_data()
+    data_banner(data)
+    sidebar_status(data)
+    return data
+
+
+def data_banner(data: data_mod.MNIST) -> None:
+    src = data.source
+    if data.is_sample:
+        st.warning(
+            f"Using **{src.label}**: {len(data.train_images):,} training and {len(data.test_images):,} test images. "
+            "Results will be a little lower than on the full MNIST.",
+            icon="📦",
+        )
+        with st.expander("Fetch the full MNIST (70,000 images, about 11 MB)"):
+            st.caption(
+                "Downloads from torchvision's MNIST mirrors into the local data folder "
+                f"`{data_mod.cache_dir()}`. Nothing is kept unless all four files arrive whole."
+            )
+            if st.button("Fetch full MNIST", key="fetch_full_mnist"):
+                fetch_full_mnist()
+    else:
+        st.caption(f"Data: {src.label} · {len(data.train_images):,} train / {len(data.test_images):,} test images")
+    if src.skipped:
+        with st.expander("Why not the other data sources"):
+            for reason in src.skipped:
+                st.markdown(f"- {reason}")
+
+
+def fetch_full_mnist() -> None:
+    bar = st.progress(0.0, text="Connecting...")
+
+    def progress(name: str, done: int, total: int | None) -> None:
+        frac = done / total if total else 0.0
+        bar.progress(min(1.0, frac), text=f"{name}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else ""))
+
+    try:
+        data_mod.download(data_mod.cache_dir(), progress)
+    except data_mod.DataError as e:
+        bar.empty()
+        st.error(f"Could not fetch MNIST, so DigitLab stays on the sample. {e}")
+        return
+    _load_data.clear()
+    st.success("Full MNIST downloaded. Reloading...")
+    st.rerun()
+
+
+def sidebar_status(data: data_mod.MNIST) -> None:
+    with st.sidebar:
+        where = "the bundled sample" if data.is_sample else f"full MNIST ({data.source.kind})"
+        st.caption(f"**Data:** {where}")
+        st.caption(f"**Device:** {device_label()}")
+        running = [j for j in get_queue().jobs() if not j.finished]
+        if running:
+            st.caption("**Training now:**")
+            for j in running:
+                st.caption(f"· {j.config.title} — {j.message}")
+
+
+def show_code(*funcs: Callable, title: str = "The code that runs") -> None:
+    """The real source of the functions the page calls, never a copy that can drift."""
+    with st.expander(title):
+        for f in funcs:
+            st.code(_source(f), language="python")
+
+
+def _source(f: Callable) -> str:
+    # inspect.getsource reads and tokenizes the whole file: once per function object per process is enough
+    # (a module Streamlit reloads after an edit brings new function objects, so the box follows the file).
+    if f not in _SOURCES:
+        _SOURCES[f] = inspect.getsource(f)
+    return _SOURCES[f]
+
+
+_SOURCES: dict[Callable, str] = {}
+
+# ---------------------------------------------------------------- pointing to where a model is trained
+
+TRAIN_PAGES = {"linear": "pages/2_Linear_3_vs_7.py", "mlp": "pages/3_MLP.py", "cnn": "pages/4_CNN.py"}
+
+
+def link(path: str, label: str, icon: str = "") -> None:
+    """st.page_link; a page run on its own (no navigation, as under AppTest) names the page instead."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.page_link(path, label=label, icon=icon or None)
+    except StreamlitAPIException:
+        st.markdown(f"- {icon} {label}")
+
+
+def train_links(kinds: tuple[str, ...] = ("linear", "mlp", "cnn")) -> None:
+    """A link to each stage page that trains these kinds of model."""
+    wanted = [TRAIN_PAGES[k] for k in kinds if k in TRAIN_PAGES]
+    for path, title, icon, _ in existing_stages():
+        if path in wanted:
+            link(path, f"Train one on the {title} page", icon)

@@ -1,0 +1,120 @@
+"""What every session shares, once per server process: the dataset, the model store and its listing, the job
+queue, loaded models, and the memory keeper that collects garbage outside the reruns.
+
+``st.cache_resource`` keeps one copy per process, so every browser session and every page share it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+import torch
+
+from .. import data as data_mod
+from ..jobs import JobQueue
+from ..models import ModelInfo
+from ..store import ModelStore, Problem, StoreError
+
+T = TypeVar("T")
+GC_EVERY_S = 30.0  # a full collection this often, off the rerun path (runner.postScriptGC is off)
+
+
+@st.cache_resource(show_spinner="Loading MNIST...")
+def _load_data() -> data_mod.MNIST:
+    # The app never blocks on a download at start-up: offline classrooms get the sample at once,
+    # and the banner offers the download with a progress bar.
+    return data_mod.load_mnist(allow_download=False)
+
+
+def get_data() -> data_mod.MNIST:
+    return _load_data()
+
+
+@st.cache_resource
+def get_store() -> ModelStore:
+    return ModelStore()
+
+
+@st.cache_resource
+def get_queue() -> JobQueue:
+    return JobQueue(get_store(), max_running=int(os.environ.get("DIGITLAB_MAX_TRAINING", 1)))
+
+
+def stored_models() -> tuple[list[ModelInfo], list[Problem]]:
+    """Every usable stored model, newest first, and the files skipped; re-read only when the store changes."""
+    return get_store().scan()
+
+
+def _data_key(data: data_mod.MNIST) -> str:
+    return data.fingerprint()
+
+
+# At most a few hundred kB each (a figure, a table): 128 of them bound the memory, and the dataset-wide ones
+# everybody asks for stay in (least recently used goes first).
+@st.cache_resource(max_entries=128, show_spinner=False, hash_funcs={data_mod.MNIST: _data_key})
+def _shared(_func: Callable, name: str, code: int, args: tuple) -> Any:
+    return _func(*args)
+
+
+def shared(func: Callable[..., T], *args) -> T:
+    """``func(*args)`` computed once per process for these arguments and handed to every session.
+
+    For what does not depend on who asks (figures, tables, the baseline of a dataset): one visitor pays, the
+    class reuses it. The arguments are the dataset (known by its content hash) and plain values; the result is
+    shared, so callers read it and never change it.
+    """
+    return _shared(func, f"{func.__module__}.{func.__qualname__}", hash(func.__code__), args)
+
+
+def owner_id() -> str:
+    """A per-browser-session id: the jobs a session may stop are the ones it started."""
+    if "owner_id" not in st.session_state:
+        st.session_state.owner_id = uuid.uuid4().hex[:8]
+    return st.session_state.owner_id
+
+
+def _model_mtime(store: ModelStore, model_id: str) -> float:
+    try:
+        return (store.root / f"{model_id}.safetensors").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _load_model(root: str, model_id: str, _mtime: float):
+    return ModelStore(root).load(model_id)
+
+
+def load_model(model_id: str) -> tuple[torch.nn.Module, ModelInfo] | None:
+    """A stored model, cached per process; on a missing or damaged file, an error on the page and None."""
+    store = get_store()
+    try:
+        return _load_model(str(store.root), model_id, _model_mtime(store, model_id))
+    except StoreError as e:
+        st.error(f"This model cannot be used: {e}")
+        return None
+
+
+def _collect_garbage_forever(every: float) -> None:
+    while True:
+        time.sleep(every)
+        gc.collect()
+
+
+@st.cache_resource
+def memory_keeper() -> threading.Thread:
+    """One daemon thread per process that runs a full garbage collection every GC_EVERY_S seconds.
+
+    Streamlit's default (runner.postScriptGC) walks the whole heap after every rerun, about half the server's
+    CPU under a class; .streamlit/config.toml turns that off and this keeps memory bounded instead.
+    """
+    thread = threading.Thread(target=_collect_garbage_forever, args=(GC_EVERY_S,), name="digitlab-gc", daemon=True)
+    thread.start()
+    return thread

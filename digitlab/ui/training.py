@@ -1,0 +1,190 @@
+"""The training widgets the Linear, MLP and CNN stages share: a preset, its settings, Train, the live panel of the
+running job, one more epoch, and this session's runs on one chart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import log10
+
+import streamlit as st
+
+from .. import data as data_mod
+from .. import viz
+from ..jobs import Snapshot
+from ..lessons import LR_OPTIONS, run_label, run_verdict
+from ..models import PRESET_HELP, PRESETS, TrainConfig
+from ..train import ConfigError, check_config, task_data
+from .resources import get_queue, owner_id
+
+
+def preset_picker(kinds: tuple[str, ...], key: str, default: str | None = None) -> TrainConfig:
+    names = [n for n, c in PRESETS.items() if c.kind in kinds]
+    index = names.index(default) if default in names else 0
+    name = st.selectbox(
+        "Preset", names, index=index, key=key, format_func=lambda n: f"{n} — {PRESET_HELP[n]}",
+        help="Start from a tutorial's own recipe, then change what you like.",
+    )
+    return PRESETS[name]
+
+
+def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ...] = LR_OPTIONS) -> TrainConfig:
+    """Learning rate (log scale), batch size, epochs and training images, each with a help line.
+
+    Widget keys carry the preset, so picking another preset brings back that preset's own values.
+    """
+    k = f"{key}_{config.preset}"
+    # The preset's own rate is always a notch (cnn-fast's 0.005 is not on the 3x ladder), so a preset trains as written.
+    if config.lr > 0 and config.lr not in lr_options:
+        lr_options = tuple(sorted({*lr_options, float(config.lr)}))
+    lr_default = min(lr_options, key=lambda v: abs(log10(v) - log10(config.lr)))
+    c1, c2, c3, c4 = st.columns(4)
+    lr = c1.select_slider(
+        "Learning rate", options=list(lr_options), value=lr_default, format_func=lambda v: f"{v:g}", key=f"{k}_lr",
+        help="How far each step moves the weights against the gradient. Each notch is about 3x; too high blows up.",
+    )
+    batch_size = c2.number_input(
+        "Batch size", min_value=1, max_value=100_000, value=int(config.batch_size), step=32, key=f"{k}_bs",
+        help="Images per gradient step: small batches step more often but noisier.",
+    )
+    epochs = c3.number_input(
+        "Epochs", min_value=1, max_value=100, value=int(config.epochs), key=f"{k}_epochs",
+        help="Passes over all the training images.",
+    )
+    limit = c4.number_input(
+        "Training images (0 = all)", min_value=0, max_value=60_000, value=int(config.train_limit), step=1000,
+        key=f"{k}_limit", help="Train on a random subset for a quicker run; 0 uses every training image.",
+    )
+    return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
+
+
+def submit_training(config: TrainConfig, data: data_mod.MNIST, state_key: str, continue_from: str = "") -> Snapshot:
+    snap = get_queue().submit(config, data, owner_id(), continue_from=continue_from)
+    st.session_state[state_key] = snap.id
+    return snap
+
+
+def start_training(
+    config: TrainConfig, data: data_mod.MNIST, state_key: str, runs_key: str = "", continue_from: str = ""
+) -> Snapshot | None:
+    """Check the settings, then submit; bad settings end in a message on the page, not in the queue."""
+    try:
+        check_config(config, len(task_data(data, config, "train")[0]))
+    except ConfigError as e:
+        st.error(f"Cannot train with these settings: {e}")
+        return None
+    snap = submit_training(config, data, state_key, continue_from=continue_from)
+    if runs_key:
+        runs = st.session_state.setdefault(runs_key, [])
+        if snap.id not in runs:
+            runs.append(snap.id)
+    return snap
+
+
+def training_panel(state_key: str, on_done: Callable[[Snapshot], None] | None = None) -> Snapshot | None:
+    """Live view of this session's job under ``state_key``: progress, loss and accuracy, stop.
+
+    Redraws itself every second while the job runs (a fragment), so the rest of the page
+    stays still, and picks the job up again when the student comes back to the page.
+    """
+    job_id = st.session_state.get(state_key)
+    if not job_id:
+        return None
+    snap = get_queue().snapshot(job_id)
+    if snap is None:
+        return None
+    if snap.finished:
+        _draw_job(snap, state_key)
+        if on_done:
+            on_done(snap)
+        return snap
+
+    @st.fragment(run_every=1.0)
+    def live():
+        s = get_queue().snapshot(job_id)
+        _draw_job(s, state_key)
+        if s.finished:
+            st.rerun(scope="app")
+
+    live()
+    return snap
+
+
+def _draw_job(snap: Snapshot, state_key: str) -> None:
+    title = f"**{snap.config.title}** · {snap.config.preset}"
+    if snap.state == "failed":
+        st.error(f"{title}: {snap.error}")
+    elif snap.state == "cancelled":
+        st.warning(f"{title}: {snap.message}")
+    elif snap.state == "done":
+        st.success(f"{title}: {snap.message}")
+    else:
+        cols = st.columns([5, 1])
+        cols[0].progress(snap.progress, text=snap.message)
+        if snap.owner == owner_id() and cols[1].button("Stop", key=f"stop_{state_key}_{snap.id}"):
+            get_queue().cancel(snap.id, owner_id())
+    if snap.history or snap.batch_losses:
+        left, right = st.columns(2)
+        left.plotly_chart(viz.loss_curve(snap), key=f"loss_{state_key}_{snap.id}_{len(snap.batch_losses)}")
+        right.plotly_chart(viz.accuracy_curve(snap.history, batch_accuracies=snap.batch_accuracies,
+                                              epochs=snap.config.epochs),
+                           key=f"acc_{state_key}_{snap.id}_{len(snap.batch_accuracies)}")
+
+
+def one_more_epoch(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, runs_key: str = "") -> None:
+    """Continue the stored model of a finished run for one epoch at a constant rate (saved as a new model)."""
+    if snap is None or not snap.finished or not snap.model_id:
+        return
+    if st.button(
+        "One more epoch", key=f"more_{state_key}_{snap.id}",
+        help="Train the model this run saved for one more epoch; the result is stored as a new model.",
+    ):
+        if start_training(snap.config.with_(epochs=1, schedule="constant"), data, state_key, runs_key,
+                          continue_from=snap.model_id):
+            st.rerun()
+
+
+def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool = False,
+                  after_run: Callable[[Snapshot], None] | None = None) -> Snapshot | None:
+    """The live-training block the Linear, MLP and CNN stages share: Train, the running job, its verdict, one more
+    epoch, ``after_run`` (what the stage adds once a run has finished), and this session's runs on one chart.
+    Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
+    state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
+    if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled,
+                 help="Start training in the background; it keeps going if you switch page, and this page picks "
+                      "it up again when you come back."):
+        start_training(config, data, state_key, runs_key=runs_key)
+    snap = training_panel(state_key)
+    if snap is not None and snap.finished and (verdict := run_verdict(snap.config, snap.history)):
+        st.warning(verdict)
+    one_more_epoch(snap, data, state_key, runs_key=runs_key)
+    if after_run and snap is not None and snap.finished and snap.history:
+        after_run(snap)
+    st.subheader("Compare runs")
+    runs_comparison(runs_key, run_label)
+    return snap
+
+
+def session_runs(runs_key: str) -> list[Snapshot]:
+    """This session's runs under ``runs_key`` that have at least one finished epoch, oldest first."""
+    snaps = [get_queue().snapshot(i) for i in st.session_state.get(runs_key, [])]
+    return [s for s in snaps if s is not None and s.history]
+
+
+def runs_comparison(runs_key: str, label: Callable[[TrainConfig], str],
+                    metrics: tuple[str, ...] = ("test_accuracy", "test_loss")) -> None:
+    """This session's runs overlaid, to compare settings (e.g. learning rate 0.01, 0.1, 1.0)."""
+    snaps = session_runs(runs_key)
+    if len(snaps) < 2:
+        st.caption("Train again with other settings (for example learning rate 0.01, 0.1 and 1.0): "
+                   "every run of this session is drawn here on one chart.")
+        if not snaps:
+            return
+    runs: dict[str, list[dict]] = {}
+    for n, s in enumerate(snaps, start=1):
+        name = f"{n}. {label(s.config)}" + (" (failed)" if s.state == "failed" else "")
+        runs[name] = list(s.history)
+    cols = st.columns(len(metrics))
+    for col, metric in zip(cols, metrics):
+        fig = viz.runs_overlay(runs, metric)
+        fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top"), height=360 + 22 * len(runs))
+        col.plotly_chart(fig, key=f"overlay_{runs_key}_{metric}_{len(runs)}")

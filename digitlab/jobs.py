@@ -65,6 +65,7 @@ class Snapshot:
     eta_start: float = 0.0  # waiting: when (time.time()) it should start; 0 otherwise
     eta_seconds: float = 0.0  # the run's expected length, from measured speed
     compute_seconds: float = 0.0  # the worker's own compute time, once finished
+    version: int = 0  # grows with every change: what a page draws from this snapshot can be cached under it
 
     @property
     def finished(self) -> bool:
@@ -93,6 +94,7 @@ class Job:
     reused: bool = False
     cancelled: bool = False
     compute_seconds: float = 0.0
+    version: int = 0
 
 
 def speed_key(config: TrainConfig) -> tuple:
@@ -159,6 +161,12 @@ class JobQueue:
         with self._cond:
             return [self._snapshot(j) for j in self._jobs.values() if owner is None or j.owner == owner]
 
+    def active(self) -> list[Snapshot]:
+        """The running jobs, then the waiting ones in line order."""
+        with self._cond:
+            running = [j for j in self._jobs.values() if j.state == RUNNING]
+            return [self._snapshot(j) for j in (*running, *self._waiting)]
+
     def cancel(self, job_id: str, owner: str | None = None) -> bool:
         """Stop a job between batches (or drop it from the line). Only its owner may, when owner is given."""
         with self._cond:
@@ -200,12 +208,16 @@ class JobQueue:
             slots = list(self._slots)
         for s in slots:
             s.stop()
+        with _shared_lock:  # a closed queue is never handed out again
+            for key in [k for k, q in _shared.items() if q is self]:
+                del _shared[key]
 
     # ------------------------------------------------------------ the books
 
     def _transition(self, job: Job, state: str, message: str, *, error: str = "", model_id: str = "") -> None:
         """The one place a job's state changes (called with the lock held)."""
         job.state, job.message = state, message
+        job.version += 1
         if error:
             job.error = error
         if model_id:
@@ -261,14 +273,14 @@ class JobQueue:
         if job.state == QUEUED and job in self._waiting:
             position = self._waiting.index(job) + 1
             eta = self._eta_start(job)
-            message = f"queued: number {position} in line, starts in about {_duration(eta - time.time())}"
+            message = f"queued: number {position} in line, starts in about {duration_text(eta - time.time())}"
         progress = 1.0 if job.state == DONE else (job.last.fraction if job.last else 0.0)
         return Snapshot(
             id=job.id, config=job.config, owner=job.owner, state=job.state, position=position, progress=progress,
             last=job.last, history=tuple(job.history), batch_losses=tuple(job.batch_losses),
             batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id, message=message,
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
-            eta_seconds=self._estimate(job), compute_seconds=job.compute_seconds,
+            eta_seconds=self._estimate(job), compute_seconds=job.compute_seconds, version=job.version,
         )
 
     # ------------------------------------------------------------ workers
@@ -293,6 +305,7 @@ class JobQueue:
     def _on_message(self, job: Job, msg: dict) -> None:
         """A line from the worker about ``job``."""
         with self._cond:
+            job.version += 1
             if msg["type"] == "progress":
                 ev = Event(**msg["event"])
                 job.last = ev
@@ -396,7 +409,8 @@ class _Slot:
         self.queue._on_worker_lost(job, why)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """About how long, for a page: to the nearest 5 s under a minute, then minutes and seconds."""
     seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{max(5, round(seconds / 5) * 5)} s"

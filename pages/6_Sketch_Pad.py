@@ -26,7 +26,7 @@ def recommended_training(data, ten_class: list) -> None:
                 "or two on a laptop): a fast CNN, the fastai MLP and the linear 3-vs-7 model.", icon="🏋️")
         if st.button("Train the recommended models", type="primary", key="sketch_train"):
             for name, config in recommended.items():
-                ui.start_training(config, data, f"sketch_job_{name}")
+                ui.start_training(config, data, f"sketch_job_{name}", owner="")  # the class's starter set
     for name in recommended:
         if st.session_state.get(f"sketch_job_{name}"):
             ui.training_panel(f"sketch_job_{name}")

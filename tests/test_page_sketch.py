@@ -14,14 +14,11 @@ def empty_store(tmp_path, monkeypatch):
     from digitlab import ui
 
     monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "models"))
-    ui.get_store.clear()
-    ui.get_queue.clear()
+    ui.get_store.clear()  # a new store folder, and with it the queue of that folder
     yield
-    for job in ui.get_queue().jobs():
-        ui.get_queue().cancel(job.id, job.owner)
+    ui.get_queue().close()
     monkeypatch.undo()
     ui.get_store.clear()
-    ui.get_queue.clear()
 
 
 def test_no_model_offers_one_click_training(mnist, empty_store, tmp_path, monkeypatch):

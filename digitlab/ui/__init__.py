@@ -43,7 +43,6 @@ from .training import (
     runs_comparison,
     session_runs,
     start_training,
-    submit_training,
     train_section,
     training_controls,
     training_panel,
@@ -54,6 +53,6 @@ __all__ = [
     "existing_stages", "fetch_full_mnist", "get_data", "get_queue", "get_store", "link", "load_model",
     "memory_keeper", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
-    "start_training", "store_problems", "stored_models", "submit_training", "test_image_picker", "train_links",
+    "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel",
 ]

@@ -4,12 +4,14 @@ lines, "The code that runs" boxes and links between stages."""
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from .. import data as data_mod
+from ..jobs import duration_text
 from ..train import device_label
 from .resources import _load_data, get_data, get_queue, memory_keeper
 
@@ -130,11 +132,25 @@ def sidebar_status(data: data_mod.MNIST) -> None:
         where = "the bundled sample" if data.is_sample else f"full MNIST ({data.source.kind})"
         st.caption(f"**Data:** {where}")
         st.caption(f"**Device:** {device_label()}")
-        running = [j for j in get_queue().jobs() if not j.finished]
-        if running:
-            st.caption("**Training now:**")
-            for j in running:
-                st.caption(f"· {j.config.title} — {j.message}")
+        if get_queue().active():
+            st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
+
+
+SIDEBAR_EVERY_S = 3.0  # the sidebar's training line redraws itself this often while anything trains
+
+
+def _training_line() -> None:
+    """What the class's queue is doing now; when the last run ends, one full rerun clears it and its timer."""
+    active = get_queue().active()
+    if not active:
+        st.rerun(scope="app")
+    running = [j for j in active if j.state == "running"]
+    st.caption("**Training now:**")
+    for j in running:
+        st.caption(f"· {j.config.title} — {j.message}")
+    if waiting := len(active) - len(running):
+        starts = duration_text(active[len(running)].eta_start - time.time())
+        st.caption(f"· and {waiting} more waiting; the next starts in about {starts}")
 
 
 def show_code(*funcs: Callable, title: str = "The code that runs") -> None:

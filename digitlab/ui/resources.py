@@ -7,7 +7,6 @@ queue, loaded models, and the memory keeper that collects garbage outside the re
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ import streamlit as st
 import torch
 
 from .. import data as data_mod
-from ..jobs import JobQueue
+from ..jobs import JobQueue, shared_queue
 from ..models import ModelInfo
 from ..store import ModelStore, Problem, StoreError
 
@@ -42,9 +41,9 @@ def get_store() -> ModelStore:
     return ModelStore()
 
 
-@st.cache_resource
 def get_queue() -> JobQueue:
-    return JobQueue(get_store(), max_running=int(os.environ.get("DIGITLAB_MAX_TRAINING", 1)))
+    """The server's one training queue. It lives in digitlab.jobs, not in a cache: clearing caches cannot lose it."""
+    return shared_queue(get_store())
 
 
 def stored_models() -> tuple[list[ModelInfo], list[Problem]]:

@@ -10,11 +10,13 @@ import streamlit as st
 
 from .. import data as data_mod
 from .. import viz
-from ..jobs import Snapshot
+from ..jobs import JobRefused, Snapshot
 from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig
-from ..train import ConfigError, check_config, task_data
+from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data
 from .resources import get_queue, owner_id
+
+LIVE_EVERY_S = 1.5  # the live panel's redraw: the worker reports every 0.25 s, a student reads about this often
 
 
 def preset_picker(kinds: tuple[str, ...], key: str, default: str | None = None) -> TrainConfig:
@@ -57,22 +59,27 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
     return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
 
 
-def submit_training(config: TrainConfig, data: data_mod.MNIST, state_key: str, continue_from: str = "") -> Snapshot:
-    snap = get_queue().submit(config, data, owner_id(), continue_from=continue_from)
-    st.session_state[state_key] = snap.id
-    return snap
-
-
 def start_training(
-    config: TrainConfig, data: data_mod.MNIST, state_key: str, runs_key: str = "", continue_from: str = ""
+    config: TrainConfig, data: data_mod.MNIST, state_key: str, runs_key: str = "", continue_from: str = "",
+    owner: str | None = None,
 ) -> Snapshot | None:
-    """Check the settings, then submit; bad settings end in a message on the page, not in the queue."""
+    """Check the settings, then submit; bad settings and a second waiting run end in a message on the page.
+
+    ``owner`` defaults to this session; ``""`` submits for the whole class (a starter set), which takes
+    nobody's place in the line.
+    """
     try:
         check_config(config, len(task_data(data, config, "train")[0]))
+        compute_dtype(config, pick_device())  # a bad DIGITLAB_PRECISION is said here, before the run is queued
     except ConfigError as e:
         st.error(f"Cannot train with these settings: {e}")
         return None
-    snap = submit_training(config, data, state_key, continue_from=continue_from)
+    try:
+        snap = get_queue().submit(config, data, owner_id() if owner is None else owner, continue_from=continue_from)
+    except JobRefused as e:
+        st.warning(str(e), icon="⏳")
+        return None
+    st.session_state[state_key] = snap.id
     if runs_key:
         runs = st.session_state.setdefault(runs_key, [])
         if snap.id not in runs:
@@ -98,12 +105,12 @@ def training_panel(state_key: str, on_done: Callable[[Snapshot], None] | None = 
             on_done(snap)
         return snap
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=LIVE_EVERY_S)
     def live():
         s = get_queue().snapshot(job_id)
-        _draw_job(s, state_key)
-        if s.finished:
+        if s is None or s.finished:
             st.rerun(scope="app")
+        _draw_job(s, state_key)
 
     live()
     return snap
@@ -123,11 +130,18 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
         if snap.owner == owner_id() and cols[1].button("Stop", key=f"stop_{state_key}_{snap.id}"):
             get_queue().cancel(snap.id, owner_id())
     if snap.history or snap.batch_losses:
+        loss, accuracy = _job_figures(snap.id, snap.version)
         left, right = st.columns(2)
-        left.plotly_chart(viz.loss_curve(snap), key=f"loss_{state_key}_{snap.id}_{len(snap.batch_losses)}")
-        right.plotly_chart(viz.accuracy_curve(snap.history, batch_accuracies=snap.batch_accuracies,
-                                              epochs=snap.config.epochs),
-                           key=f"acc_{state_key}_{snap.id}_{len(snap.batch_accuracies)}")
+        left.plotly_chart(loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
+        right.plotly_chart(accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _job_figures(job_id: str, version: int):
+    """A job's two curves, drawn once per change however many students watch it."""
+    snap = get_queue().snapshot(job_id)
+    return viz.loss_curve(snap), viz.accuracy_curve(snap.history, batch_accuracies=snap.batch_accuracies,
+                                                    epochs=snap.config.epochs)
 
 
 def one_more_epoch(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, runs_key: str = "") -> None:

@@ -135,11 +135,14 @@ DEFAULT_PRESET = {"linear": "linear-better", "mlp": "simple_net", "cnn": "cnn-se
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """One run, trained here as the class's worker trains it (worker.run_job): the same records, save and analysis."""
+    import threading
+
     from tqdm import tqdm
 
-    from digitlab.models import PRESETS, build_model
+    from digitlab.models import PRESETS
     from digitlab.store import ModelStore
-    from digitlab.train import TrainingError, fit
+    from digitlab.worker import run_job
 
     name = args.preset or DEFAULT_PRESET[args.kind]
     if name not in PRESETS or PRESETS[name].kind != args.kind:
@@ -150,35 +153,36 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   "train_limit": args.train_limit, "seed": args.seed}.items() if v is not None}
     config = PRESETS[name].with_(**changes)
     data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
+    store = ModelStore()
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
-    model, history, started = build_model(config), [], time.perf_counter()
     bar = None
-    try:
-        for ev in fit(model, config, data):
-            if ev.kind == "batch":
-                if bar is None:
-                    bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False,
-                               mininterval=0.5)
-                bar.update(1)
-                bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
-            elif ev.kind == "epoch":
+
+    def show(msg: dict) -> None:
+        nonlocal bar
+        if msg["type"] == "progress" and msg["event"]["kind"] == "batch":
+            ev = msg["event"]
+            if bar is None:
+                bar = tqdm(total=ev["n_batches"], desc=f"epoch {ev['epoch']}/{ev['epochs']}", unit="batch", leave=False)
+            bar.n = ev["batch"]
+            bar.set_postfix(loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:,.0f}")
+        elif msg["type"] == "epoch":
+            if bar is not None:
                 bar.close()
                 bar = None
-                history.append(ev.record())
-                print(f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.2%}, "
-                      f"test loss {ev.test_loss:.4f}, {ev.images_per_s:,.0f} images/s, {ev.elapsed:.1f} s")
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
+            r = msg["record"]
+            print(f"epoch {r['epoch']}/{config.epochs}: test accuracy {r['test_accuracy']:.2%}, "
+                  f"test loss {r['test_loss']:.4f}, {r['images_per_s']:,.0f} images/s, {r['seconds']:.1f} s")
+
+    spec = {"job": "cli", "config": config.to_dict(), "continue_from": "", "data_dir": data.source.path,
+            "fingerprint": data.fingerprint(), "store": str(store.root)}
+    result = run_job(spec, show, threading.Event(), {data.source.path: data})
+    if bar is not None:
+        bar.close()
+    if result["state"] != "done":
+        print(f"error: {result['error'] or result['message']}", file=sys.stderr)
         return 1
-    last = history[-1]
-    info = ModelStore().save(
-        model, config, metrics={k: last[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss",
-                                                      "images_per_s")},
-        history=history, fingerprint=data.fingerprint(), train_seconds=time.perf_counter() - started,
-        extra={"data_source": data.source.kind, "continued_from": None},
-    )
-    print(f"saved {info.id} in {ModelStore().root}")
+    print(f"saved {result['model_id']} in {store.root}")
     return 0
 
 

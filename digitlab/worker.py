@@ -43,20 +43,26 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
 
     ``spec``: job, config (TrainConfig.to_dict()), continue_from, data_dir, fingerprint, store.
     Times in the records are this process's own compute time, so a run reads the same however busy the
-    machine is: CPU seconds divided by the training threads.
+    machine is: CPU seconds divided by the training threads. An epoch's images/s is timed over its training
+    steps (first to last), its seconds count everything (the test pass and start-up too).
     """
+    import torch
+
     from .models import TrainConfig, build_model
     from .store import ModelStore, StoreError
     from .train import TrainingError, fit, task_data
 
-    job, threads = spec["job"], max(1, worker_threads())
+    job = spec["job"]
     config = TrainConfig.from_dict(spec["config"])
     store = ModelStore(spec["store"])
     wall_start, cpu_start = time.perf_counter(), cpu_seconds()
 
+    def compute_since(cpu: float) -> float:  # fit sets the thread count; CPU time is shared out over them
+        return (cpu_seconds() - cpu) / max(1, torch.get_num_threads())
+
     def finished(state: str, message: str, error: str = "", model_id: str = "") -> dict:
         return {"type": "finished", "job": job, "state": state, "message": message, "error": error,
-                "model_id": model_id, "compute_seconds": (cpu_seconds() - cpu_start) / threads,
+                "model_id": model_id, "compute_seconds": compute_since(cpu_start),
                 "wall_seconds": time.perf_counter() - wall_start}
 
     try:
@@ -78,9 +84,13 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
             model = build_model(config)
         n_images = len(task_data(data, config, "train")[0])
         start_epoch, earlier = len(history), len(history)
-        last_sent, points, epoch_cpu = 0.0, [], cpu_seconds()
+        last_sent, points, first_batch_cpu, steps_s = 0.0, [], cpu_seconds(), 0.0
         for ev in fit(model, config, data, cancel=cancel, start_epoch=start_epoch):
             if ev.kind == "batch":
+                if ev.batch == 1:  # the epoch's speed is timed from its first step to its last, like fit's own
+                    first_batch_cpu = cpu_seconds()
+                elif ev.batch == ev.n_batches:
+                    steps_s = compute_since(first_batch_cpu)
                 if ev.batch % max(1, ev.n_batches // POINTS_PER_EPOCH) == 0 or ev.batch == ev.n_batches:
                     points.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss, ev.accuracy))
                 now = time.perf_counter()
@@ -88,12 +98,10 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
                     emit({"type": "progress", "job": job, "event": dataclasses.asdict(ev), "points": points})
                     last_sent, points = now, []
             elif ev.kind == "epoch":
-                now_cpu = cpu_seconds()
-                seconds = (now_cpu - epoch_cpu) / threads
-                epoch_cpu = now_cpu
+                timed = n_images * (ev.n_batches - 1) / ev.n_batches
                 record = ev.record() | {
-                    "images_per_s": n_images / max(1e-9, seconds),
-                    "seconds": base_seconds + (now_cpu - cpu_start) / threads,
+                    "images_per_s": timed / steps_s if ev.n_batches > 1 and steps_s > 0 else ev.images_per_s,
+                    "seconds": base_seconds + compute_since(cpu_start),
                     "wall_seconds": time.perf_counter() - wall_start,
                 }
                 history.append(record)
@@ -111,14 +119,14 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
     if cancel.is_set() or spec.get("continue_from"):
         config = config.with_(epochs=len(history))
     last = history[-1]
-    compute = (cpu_seconds() - cpu_start) / threads
+    compute = compute_since(cpu_start)
     try:
         info = store.save(
             model, config,
             metrics={k: last[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "images_per_s")},
             history=history, fingerprint=data.fingerprint(), train_seconds=base_seconds + compute,
             extra={"data_source": data.source.kind, "continued_from": spec.get("continue_from") or None,
-                   "wall_seconds": round(time.perf_counter() - wall_start, 3), "threads": threads},
+                   "wall_seconds": round(time.perf_counter() - wall_start, 3), "threads": torch.get_num_threads()},
         )
     except OSError as e:
         return finished("failed", f"trained, but could not save the model: {e}", f"trained, but could not save the model: {e}")

@@ -77,6 +77,10 @@ class Predictions:
     def accuracy(self) -> float:
         return float(self.correct.float().mean()) if len(self.targets) else float("nan")
 
+    @property
+    def confusion(self) -> torch.Tensor:
+        return confusion_matrix(self.targets, self.predicted, self.n_classes)
+
 
 def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progress = _no_progress) -> Predictions:
     """Probabilities for every test image of the model's task, in chunks so a page can show progress."""
@@ -210,6 +214,9 @@ PERTURBATIONS: dict[str, tuple[str, list[float], Callable[[torch.Tensor, float],
     "noise": ("gaussian noise, std on 0..255", [0, 25, 50, 75, 100, 150, 200], add_noise),
     "thickening": ("strokes thickened by (pixels)", [0, 1, 2, 3], thicken),
 }
+
+
+AXIS_TITLES = {kind: meaning for kind, (meaning, _, _) in PERTURBATIONS.items()}
 
 
 def perturb(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
@@ -475,3 +482,9 @@ def map_title(model: nn.Module, emb: Embedding) -> str:
     if emb.method == "pca":
         how += f"; the two axes keep {emb.explained:.0%} of the spread"
     return f"{layer_label(model, emb.layer)} · {how}"
+
+
+def cell_caption(n: int, true_name: str, predicted_name: str, shown: int = 40) -> str:
+    """What the images beside the confusion matrix are: how many, of which true class, called what."""
+    surest = f" (the {shown} the model was surest about)" if n > shown else ""
+    return f"**{n:,}** test images are **{true_name}** and were called **{predicted_name}**{surest}."

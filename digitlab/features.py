@@ -514,6 +514,12 @@ def accuracy(model: nn.Module, config: TrainConfig, data: MNIST, n: int = 10_000
     return float((probs.argmax(dim=1) == targets).float().mean()) if len(targets) else float("nan")
 
 
+def share_of_start(moved: float) -> str:
+    """``weight_change``'s "moved ÷ norm before" as a percentage; a tensor that started at zero (BatchNorm's
+    shifts, zeroed biases) has no "before" to divide by."""
+    return f"{moved:.1%}" if moved == moved else "— (started at 0)"
+
+
 def before_after(before: nn.Module, after: nn.Module) -> list[tuple[str, torch.Tensor, list[str]]]:
     """What to draw side by side, as (title, maps, labels): the first layer's rows (the ten with the largest
     trained norm) or, for a CNN, its filters -- before training, then after."""

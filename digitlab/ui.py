@@ -536,3 +536,17 @@ def _initial_model(config_key: str, _config: TrainConfig) -> torch.nn.Module:
 def initial_model(config: TrainConfig) -> torch.nn.Module:
     """The run's untrained start (features.initial_model), built once per config for every session."""
     return _initial_model(config.key(), config)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _shared_figure(key: tuple, _build: Callable):
+    return _build()
+
+
+def shared_figure(key: tuple, build: Callable, *args, **kwargs):
+    """``build(*args, **kwargs)``, a figure that depends only on ``key`` (what it shows, e.g. a model's weights
+    checksum and a setting) and never on the session: built once per process and shared by every session.
+    Safe to share: st.plotly_chart copies a figure (to_dict) before sending it and never changes it."""
+    from functools import partial
+
+    return _shared_figure(key, partial(build, *args, **kwargs))

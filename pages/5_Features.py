@@ -8,11 +8,9 @@ from digitlab.models import build_model
 from digitlab.train import predict_proba
 
 
-def pick_model():
-    """The model to look inside, as (model, info); without one, say where to train one and stop."""
+def pick_model():  # the model to look inside, as (model, info); without one, where to train one, then stop
     info = ui.model_picker("Model", key="feat_model", help="Every model in the store, newest first.")
-    loaded = ui.load_model(info.id) if info is not None else None  # a missing or damaged file: st.error, and None
-    if loaded is None:
+    if (loaded := ui.load_model(info.id) if info is not None else None) is None:  # a damaged file: st.error too
         st.info("Pick another model above, or train this one again on its stage page.")
         ui.train_links((info.config.kind,) if info is not None else ())
         st.stop()
@@ -44,9 +42,11 @@ def weights_section(model, info, picked) -> None:
                                 "On: strong and weak units compare.")
         order = features.unit_order(rows, by)
         shown = order[:shown_n]
-        st.plotly_chart(viz.map_sheet(features.weight_images(rows[shown]), f"First-layer weights: {len(shown)} of "
-                                      f"{n_units} units as 28x28 images", cols=10, shared_scale=shared,
-                                      labels=[f"unit {int(u)}" for u in shown], value_name="weight"), key="feat_rows")
+        st.plotly_chart(ui.shared_figure(("rows", info.id, by, shown_n, shared), viz.map_sheet,
+                                         features.weight_images(rows[shown]), f"First-layer weights: {len(shown)} of "
+                                         f"{n_units} units as 28x28 images", cols=10, shared_scale=shared,
+                                         labels=[f"unit {int(u)}" for u in shown], value_name="weight"),
+                        key="feat_rows")
         unit = st.selectbox("Unit to enlarge", [int(u) for u in order], key="feat_unit",
                             format_func=lambda u: f"unit {u} · norm {float(norms[u]):.2f}",
                             help="Listed in the order above; the chosen unit is shown big, with its bias.")
@@ -74,20 +74,19 @@ def digit_section(model, info, picked) -> None:
         st.caption(f"This model only ever answers 3 or 7, so a {label} still gets one of the two.")
     k = 1  # the linear model: one unit, nothing to rank; a CNN's filters have their own section
     if (first := features.first_layer(model)) is not None and len(first[0]) > 1:
-        k = st.columns(3)[0].slider("Units to rank", 3, 16, 8, key="feat_top_k",
-                                    help="How many of the strongest units to pick out below.")
+        k = st.columns(3)[0].slider("Units to rank", 3, 16, 8, key="feat_top_k", help="How many to pick out below.")
     fire = features.units_that_fire(model, config, image, k)  # None for a CNN
     st.subheader("Each layer's activations")
     for j, out in enumerate(features.activations(model, config, image)):
-        if out.is_maps:
+        if out.is_maps:  # a CNN's maps: one sheet per layer, the same for every student who sends this digit
             c, h, w = out.values.shape
-            st.plotly_chart(viz.map_sheet(out.values, f"{out.label}: {c} maps of {h}x{w}", cols=16, diverging=False,
-                                          value_name="activation"), key=f"feat_act_{j}")
-        else:
-            n = len(out.values)
-            st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {n} number{'s' if n != 1 else ''}",
-                                                highlight=fire.units.tolist() if fire is not None and j == 0 else None, height=240),
+            st.plotly_chart(ui.shared_figure(("maps", info.id, index, j), viz.map_sheet, out.values, f"{out.label}: "
+                                             f"{c} maps of {h}x{w}", cols=16, diverging=False, value_name="activation"),
                             key=f"feat_act_{j}")
+        else:
+            n, hot = len(out.values), fire.units.tolist() if fire is not None and j == 0 else None
+            st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {n} number{'s' if n != 1 else ''}",
+                                                highlight=hot, height=240), key=f"feat_act_{j}")
     st.caption("Hidden activations are what the next layer reads. The last chart is the output: "
                + ("log-probabilities, as the model ends in LogSoftmax; exp() of them is the answer above."
                   if config.loss == "nll" else "raw scores, before softmax turns them into the probabilities above."))
@@ -118,12 +117,14 @@ def filters_section(model, info, picked) -> None:
     firing = features.filters_that_fire(model, info.config, picked[1], len(filters))
     numbers = [str(i) for i in range(len(filters))]
     c1, c2 = st.columns([2, 3])
-    c1.plotly_chart(viz.map_sheet(filters, f"The {len(filters)} learned {filters.shape[-1]}x{filters.shape[-1]} "
-                                  "filters of the first layer", cols=8, shared_scale=True, labels=numbers,
-                                  value_name="weight", width=400), key="feat_filters")
-    c2.plotly_chart(viz.map_sheet(firing.maps[firing.units.argsort()], f"Their responses to this {picked[2]} "
-                                  f"({firing.layer})", cols=8, diverging=False, labels=numbers,
-                                  value_name="activation", width=600), key="feat_filter_maps")
+    size = f"{filters.shape[-1]}x{filters.shape[-1]}"
+    c1.plotly_chart(ui.shared_figure(("filters", info.id), viz.map_sheet, filters, f"The {len(filters)} learned {size} "
+                                     "filters of the first layer", cols=8, shared_scale=True, labels=numbers,
+                                     value_name="weight", width=400), key="feat_filters")
+    responses = firing.maps[firing.units.argsort()]  # back in filter order
+    c2.plotly_chart(ui.shared_figure(("responses", info.id, picked[0]), viz.map_sheet, responses, f"Their responses "
+                                     f"to this {picked[2]} ({firing.layer})", cols=8, diverging=False, labels=numbers,
+                                     value_name="activation", width=600), key="feat_filter_maps")
     st.markdown("Filter *i* slides over the digit and gives response map *i*: dark where its pattern is found. "
                 f"The strongest for this image: **{', '.join(str(int(u)) for u in firing.units[:8])}**.")
     ui.show_code(features.first_filters, features.filters_that_fire)
@@ -155,22 +156,21 @@ def before_after_section(model, info, picked) -> None:
                 f"`build_model(config)`, which seeds PyTorch with the run's seed ({config.seed}) before it creates the "
                 "layers, so building it again here gives exactly the numbers training began from.")
     if (found := ui.model_analysis(model, info, data)) is not None:
-        n = f"all {len(found.predictions.targets):,} test images of this model's task"
         c1, c2, c3 = st.columns(3)
-        c1.metric("Accuracy before training", f"{found.accuracy_before:.2%}", help=f"The untrained start, on {n}.")
-        c2.metric("Accuracy after training", f"{found.predictions.accuracy:.2%}", help=f"The same {n}.")
+        c1.metric("Accuracy before training", f"{found.accuracy_before:.2%}", help="The untrained start, on all "
+                  f"{len(found.predictions.targets):,} test images of this model's task.")
+        c2.metric("Accuracy after training", f"{found.predictions.accuracy:.2%}", help="The same test images.")
         c3.metric("Epochs trained", len(info.history), help="Passes over the training images this model has had.")
     pairs = features.before_after(start, model)
     for col, (title, maps, labels) in zip(st.columns(2), pairs):
         rows = maps.shape[-1] == 28  # weight rows as 28x28 images, each on its own scale; filters share one
-        col.plotly_chart(viz.map_sheet(maps, title, cols=5 if rows else 8, labels=labels, shared_scale=not rows,
-                                       value_name="weight", width=480), key=f"feat_{title}")
+        col.plotly_chart(ui.shared_figure((title, info.id), viz.map_sheet, maps, title, cols=5 if rows else 8,
+                                          labels=labels, shared_scale=not rows, value_name="weight", width=480),
+                         key=f"feat_{title}")
     change = features.weight_change(start, model)
     st.caption(features.before_after_note(config, pairs, change))
-    table = pd.DataFrame(change)
-    if not table.empty:  # a tensor that started at zero (BatchNorm's shifts, zeroed biases) has no "before" to divide by
-        table["moved ÷ norm before"] = [f"{v:.1%}" if v == v else "— (started at 0)" for v in table["moved ÷ norm before"]]
-    st.dataframe(table, hide_index=True, key="feat_change")
+    shares = [features.share_of_start(r["moved ÷ norm before"]) for r in change]
+    st.dataframe(pd.DataFrame(change).assign(**{"moved ÷ norm before": shares}), hide_index=True, key="feat_change")
     ui.show_code(features.initial_model, build_model, features.weight_change)
 
 
@@ -194,6 +194,6 @@ if info.config.task == "3v7":
 st.session_state.setdefault("feat_section", "The first layer's weights")
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="feat_section",
                                help="Only the part you open is computed and drawn.")
-picked = ui.test_image_picker(data, "feat_img", 3 if info.config.task == "3v7" else 7) if section in NEEDS_A_DIGIT else None
-st.header(section)
+digit = 3 if info.config.task == "3v7" else 7  # a 3-vs-7 model starts on a 3
+picked = ui.test_image_picker(data, "feat_img", digit) if section in NEEDS_A_DIGIT else None
 st.fragment(SECTIONS[section])(model, info, picked)

@@ -43,11 +43,11 @@ def confusion_section(chosen, names) -> None:
     # One model: the matrix on the left, the chosen cell's images on the right. Two: a column each.
     cols = st.columns([1.1, 1]) if len(chosen) == 1 else st.columns(2)
     for i, (_, info, found) in enumerate(chosen):
-        pred, k = found.predictions, info.id
-        cm, labels = ev.confusion_matrix(pred.targets, pred.predicted, pred.n_classes), list(pred.class_names)
+        pred, k, sha = found.predictions, info.id, found.weights_sha256
+        cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            event = st.plotly_chart(viz.confusion_heatmap(cm, labels), key=f"cm_{k}",
+            event = st.plotly_chart(ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
                                     on_select="rerun", selection_mode="points")
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
@@ -59,13 +59,12 @@ def confusion_section(chosen, names) -> None:
             t_name = s1.selectbox("True label", labels, key=f"cm_true_{k}")
             p_name = s2.selectbox("Predicted", labels, key=f"cm_pred_{k}")
             members = ev.cell_members(pred, labels.index(t_name), labels.index(p_name))
-            st.markdown(f"**{len(members):,}** test images are **{t_name}** and were called **{p_name}**"
-                        + (" (the 40 the model was surest about)" if len(members) > 40 else "") + ".")
+            st.markdown(ev.cell_caption(len(members), t_name, p_name))
             if len(members):
-                shown = members[:40]
-                st.plotly_chart(viz.image_grid(data.test_images[pred.index[shown]],
-                                               [f"{float(pred.confidence[r]):.0%}" for r in shown], cols=8,
-                                               height_per_row=80, zmax=255), key=f"cell_{k}")
+                top = members[:40]
+                images, titles = data.test_images[pred.index[top]], [f"{c:.0%}" for c in pred.confidence[top].tolist()]
+                st.plotly_chart(ui.shared_figure(("cell", sha, t_name, p_name), viz.image_grid, images, titles, cols=8,
+                                                 height_per_row=80, zmax=255), key=f"cell_{k}")
                 st.caption("Above each image: the probability the model gave its answer.")
     ui.show_code(ev.confusion_matrix)
 
@@ -73,12 +72,11 @@ def confusion_section(chosen, names) -> None:
 def scores_section(chosen, names) -> None:
     st.markdown("**Precision**: of the images the model called *c*, the share that really are *c*. "
                 "**Recall**: of the real *c*'s, the share it found. **F1** balances the two.")
+    percent = dict.fromkeys(["precision", "recall", "F1"], st.column_config.NumberColumn(format="percent"))
     for col, (_, info, found) in zip(st.columns(len(chosen)), chosen):
-        pred = found.predictions
-        cm = ev.confusion_matrix(pred.targets, pred.predicted, pred.n_classes)
         col.caption(names[info.id])
-        col.dataframe(pd.DataFrame(ev.per_class_scores(cm, pred.class_names)), hide_index=True,
-                      key=f"scores_{info.id}", column_config={c: st.column_config.NumberColumn(format="percent") for c in ("precision", "recall", "F1")})
+        col.dataframe(pd.DataFrame(ev.per_class_scores(found.predictions.confusion, found.predictions.class_names)),
+                      hide_index=True, key=f"scores_{info.id}", column_config=percent)
     ui.show_code(ev.per_class_scores)
 
 
@@ -92,9 +90,10 @@ def mistakes_section(chosen, names) -> None:
         if not rows:
             st.success("No mistakes at all on this test set.")
             continue
-        st.plotly_chart(viz.image_grid(data.test_images[[r["test image"] for r in rows]],
-                                       [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
-                                       cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
+        st.plotly_chart(ui.shared_figure(("mistakes", found.weights_sha256, n_mistakes), viz.image_grid,
+                                         data.test_images[[r["test image"] for r in rows]],
+                                         [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
+                                         cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
         with st.expander("As a table"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"mistakes_table_{info.id}")
 
@@ -119,11 +118,11 @@ def robustness_section(chosen, names) -> None:
                 "augmentation).")
     n = st.select_slider("Test images per point", [500, 1000, 2000, 5000], value=1000, key="eval_n_robust")
     images, titles = ev.perturbation_examples(data.test_images[0])  # the first test image (a 7)
-    st.plotly_chart(viz.image_grid(images, titles, cols=len(images), height_per_row=110, zmax=255),
-                    key="robust_examples")
+    st.plotly_chart(ui.shared_figure(("robust examples",), viz.image_grid, images, titles, cols=len(images),
+                                     height_per_row=110, zmax=255), key="robust_examples")
     results = {names[info.id]: ui.model_robustness(model, info, data, n) for model, info, _ in chosen}
-    st.plotly_chart(viz.robustness_curves(results, {k: v[0] for k, v in ev.PERTURBATIONS.items()}),
-                    key="robust_curves")
+    which = ("robust", n, *((names[info.id], found.weights_sha256) for _, info, found in chosen))
+    st.plotly_chart(ui.shared_figure(which, viz.robustness_curves, results, ev.AXIS_TITLES), key="robust_curves")
     with st.expander("The numbers"):
         st.dataframe(pd.DataFrame(ev.robustness_rows(results)), hide_index=True, key="robust_table")
     ui.show_code(ev.rotate, ev.shift, ev.add_noise, ev.thicken)
@@ -135,7 +134,8 @@ def embedding_section(chosen, names) -> None:
                 "Digits that form clean islands are easy to tell apart at that layer. Click a point to see its image.")
     by_id = {info.id: (model, info, found) for model, info, found in chosen}
     ids = list(by_id)
-    pick = st.radio("Model", ids, horizontal=True, key="eval_emb_model", format_func=names.get) if len(ids) > 1 else ids[0]
+    pick = ids[0] if len(ids) == 1 else st.radio("Model", ids, horizontal=True, key="eval_emb_model",
+                                                 format_func=names.get)
     model, info, found = by_id[pick]
     pred = found.predictions
     e1, e2, e3 = st.columns([2, 1, 1])
@@ -149,9 +149,9 @@ def embedding_section(chosen, names) -> None:
         return
     positions, predicted = pred.index[emb.rows].numpy(), [pred.class_names[int(p)] for p in pred.predicted[emb.rows]]
     left, right = st.columns([3, 1])
-    event = left.plotly_chart(viz.embedding_map(emb.coords, emb.targets, pred.class_names, positions, predicted,
-                                                title=ev.map_title(model, emb)),
-                              key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
+    fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz.embedding_map, emb.coords,
+                           emb.targets, pred.class_names, positions, predicted, title=ev.map_title(model, emb))
+    event = left.plotly_chart(fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
                               selection_mode="points")
     points = event.selection.points if event and event.selection else []
     pos = ev.clicked_position(points, positions[0])
@@ -195,5 +195,4 @@ headline(chosen, names)
 st.session_state.setdefault("eval_section", "Confusion matrix")
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="eval_section",
                                help="Only the part you open is computed and drawn.")
-st.header(section)
 st.fragment(SECTIONS[section])(chosen, names)

@@ -28,7 +28,6 @@ from .train import predict_proba, prepare
 
 MAP_LAYERS = (nn.Conv2d, nn.MaxPool2d)  # the layers whose outputs are stacks of 2-D maps worth drawing
 ACTIVATION_LAYERS = (nn.ReLU, nn.Tanh, nn.Sigmoid)
-KIND_NAMES = {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}
 
 
 def class_names(config: TrainConfig) -> tuple[str, ...]:

@@ -538,7 +538,7 @@ def initial_model(config: TrainConfig) -> torch.nn.Module:
     return _initial_model(config.key(), config)
 
 
-@st.cache_resource(max_entries=256, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)  # at most ~1 MB each: memory stays bounded
 def _shared_figure(key: tuple, _build: Callable):
     return _build()
 

@@ -3,8 +3,8 @@
 Everything here is plain PyTorch on the uint8 test images (no streamlit): predictions in batches,
 the confusion matrix by ``torch.bincount``, per-class scores, the most confident mistakes, a
 confidence threshold's coverage and accuracy, robustness to rotation, shift, noise and thicker
-strokes, and 2-D maps of what each layer sees. Heavy results are kept in a small keyed cache
-(model id + data fingerprint), so every page visit after the first is instant.
+strokes, and 2-D maps of what each layer sees. The heavy results are computed once per model and kept
+beside it on disk by ``digitlab.analysis``, so every page visit after the first is instant.
 
 The 3-vs-7 linear model answers a different question, so it is scored on the test 3s and 7s only,
 as two classes ("7", "3") in the order ``train.predict_proba`` gives them.
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,27 +34,6 @@ PREDICT_CHUNK = 2000
 
 def _no_progress(fraction: float, text: str) -> None:
     pass
-
-
-# ---------------------------------------------------------------- a small keyed cache
-
-_CACHE: OrderedDict[Hashable, object] = OrderedDict()
-_LOCK = threading.Lock()
-CACHE_SIZE = 64
-
-
-def cached(key: Hashable, compute: Callable[[], object]) -> object:
-    """``compute()`` once per key (model id, data fingerprint, what, settings); least recently used goes first."""
-    with _LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    value = compute()
-    with _LOCK:
-        _CACHE[key] = value
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return value
 
 
 # ---------------------------------------------------------------- predictions
@@ -100,6 +77,10 @@ class Predictions:
     def accuracy(self) -> float:
         return float(self.correct.float().mean()) if len(self.targets) else float("nan")
 
+    @property
+    def confusion(self) -> torch.Tensor:
+        return confusion_matrix(self.targets, self.predicted, self.n_classes)
+
 
 def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progress = _no_progress) -> Predictions:
     """Probabilities for every test image of the model's task, in chunks so a page can show progress."""
@@ -112,12 +93,6 @@ def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progre
     progress(1.0, f"Predicted {len(images):,} test images")
     probs = torch.cat(chunks) if chunks else torch.empty(0, len(names))
     return Predictions(probs, targets, index, names)
-
-
-def cached_predictions(
-    model: nn.Module, info: ModelInfo, data: MNIST, progress: Progress = _no_progress
-) -> Predictions:
-    return cached(("predict", info.id, data.fingerprint()), lambda: predict(model, info.config, data, progress))
 
 
 # ---------------------------------------------------------------- scores
@@ -241,6 +216,9 @@ PERTURBATIONS: dict[str, tuple[str, list[float], Callable[[torch.Tensor, float],
 }
 
 
+AXIS_TITLES = {kind: meaning for kind, (meaning, _, _) in PERTURBATIONS.items()}
+
+
 def perturb(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
     if kind not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {kind!r}: use one of {', '.join(PERTURBATIONS)}")
@@ -273,16 +251,6 @@ def robustness(
             done += 1
     progress(1.0, "done")
     return out
-
-
-def cached_robustness(
-    model: nn.Module, info: ModelInfo, data: MNIST, n: int = 1000, progress: Progress = _no_progress
-) -> dict[str, list[tuple[float, float]]]:
-    return cached(robustness_key(info, data, n), lambda: robustness(model, info.config, data, n, progress))
-
-
-def robustness_key(info: ModelInfo, data: MNIST, n: int) -> tuple:
-    return ("robust", info.id, data.fingerprint(), n)
 
 
 # ---------------------------------------------------------------- embeddings
@@ -354,15 +322,20 @@ class Embedding:
     explained: float = float("nan")  # PCA: share of the variance the two axes keep
 
 
-def _pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
+def _pca(x: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, float]:
+    """The top ``k`` principal components by randomized SVD (what torch.pca_lowrank does), drawing its random
+    start from a generator of its own, so the same features always give the same map."""
     x = x - x.mean(dim=0, keepdim=True)
     k = max(1, min(k, x.shape[0], x.shape[1]))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        _, s, v = torch.pca_lowrank(x, q=min(k + 8, x.shape[0], x.shape[1]), center=False, niter=6)
+    q = min(k + 8, x.shape[0], x.shape[1])
+    start = torch.randn(x.shape[1], q, generator=torch.Generator().manual_seed(seed))
+    basis = torch.linalg.qr(x @ start).Q  # [n, q]: a random slice of the directions x spans
+    for _ in range(6):  # power iterations: each pass leans the slice further towards the largest spread
+        basis = torch.linalg.qr(x @ (x.T @ basis)).Q
+    _, s, vt = torch.linalg.svd(basis.T @ x, full_matrices=False)
     total = float((x**2).sum())
     explained = float((s[:k] ** 2).sum()) / total if total else float("nan")
-    return x @ v[:, :k], explained
+    return x @ vt[:k].T, explained
 
 
 def _two_columns(coords: np.ndarray) -> np.ndarray:
@@ -400,42 +373,118 @@ def embedding(
     return Embedding(coords, rows, targets[rows].numpy(), method, layer, feats.shape[1], explained)
 
 
-def embedding_key(info: ModelInfo, data: MNIST, layer: str, method: str, n: int) -> tuple:
-    # The raw-pixel map depends only on the task, so every model of a task shares it.
-    owner = info.config.task if layer == RAW else info.id
-    return ("embed", owner, data.fingerprint(), layer, method, n)
+# ---------------------------------------------------------------- what the page keeps track of
 
 
-def cached_embedding(
-    model: nn.Module, info: ModelInfo, data: MNIST, layer: str = RAW, method: str = "pca", n: int = 1500
-) -> Embedding:
-    return cached(embedding_key(info, data, layer, method, n),
-                  lambda: embedding(model, info.config, data, layer, method, n))
+def display_names(infos: list[ModelInfo]) -> dict[str, str]:
+    """A heading for each model: title and preset, plus the id where two runs of one preset would look alike."""
+    names = {i.id: f"{i.config.title} ({i.config.preset})" for i in infos}
+    return {k: f"{v} · {k}" if list(names.values()).count(v) > 1 else v for k, v in names.items()}
 
 
-# ---------------------------------------------------------------- leaderboard
+def other_model(infos: list[ModelInfo], first_id: str | None) -> str | None:
+    """The model a comparison starts on: the newest one that is not the first."""
+    return next((i.id for i in infos if i.id != first_id), None)
 
 
-def leaderboard(infos: list[ModelInfo]) -> list[dict]:
-    """Every stored model, best test accuracy first within each task (3-vs-7 scores are not comparable)."""
-    rows = []
-    for i in infos:
-        acc = i.metrics.get("test_accuracy")
-        rows.append(
-            {
-                "model": i.config.title,
-                "task": "3 vs 7 (2 classes)" if i.config.task == "3v7" else "10 digits",
-                "test accuracy": float(acc) if isinstance(acc, (int, float)) else float("nan"),
-                "parameters": i.parameters,
-                "training time (s)": round(i.train_seconds, 1),
-                "epochs": len(i.history),
-                "preset": i.config.preset,
-                "trained": i.created[:16].replace("T", " "),
-                "id": i.id,
-            }
-        )
-    rows.sort(key=lambda r: (r["task"] != "10 digits", -(r["test accuracy"] if r["test accuracy"] == r["test accuracy"]
-                                                        else -1.0)))
-    for rank, r in enumerate(rows, 1):
-        r["rank"] = rank
-    return rows
+def most_confused(cm: torch.Tensor) -> tuple[int, int]:
+    """The (true, predicted) cell off the diagonal with the most images: the commonest mistake."""
+    off = cm.clone()
+    off.fill_diagonal_(-1)
+    return divmod(int(off.argmax()), len(cm))
+
+
+def follow_cell(state: MutableMapping, true_key: str, pred_key: str, cm: torch.Tensor, names: list[str],
+                points: list[Mapping]) -> None:
+    """Which confusion cell a student looks at, kept in ``state[true_key]`` and ``state[pred_key]``.
+
+    It starts on the commonest mistake; a click on the matrix moves it there (once per click, so the two
+    boxes under the matrix can still change it afterwards).
+    """
+    last_key = f"{true_key}_last_click"
+    if true_key not in state:
+        t, p = most_confused(cm)
+        state[true_key], state[pred_key] = names[t], names[p]
+    if points and "x" in points[0] and "y" in points[0]:
+        picked = (str(points[0]["y"]), str(points[0]["x"]))
+        if state.get(last_key) != picked and picked[0] in names and picked[1] in names:
+            state[true_key], state[pred_key] = picked
+            state[last_key] = picked
+
+
+def clicked_position(points: list[Mapping], default: int) -> int:
+    """The test image a click on the embedding map chose (its position rides in customdata), else ``default``."""
+    if points and points[0].get("customdata"):
+        return int(points[0]["customdata"][0])
+    return int(default)
+
+
+def perturbation_examples(image: torch.Tensor) -> tuple[list[torch.Tensor], list[str]]:
+    """One uint8 image as it is, then changed a little and then more by each perturbation, with titles."""
+    images, titles = [image], ["original"]
+    for kind, (_, levels, _) in PERTURBATIONS.items():
+        for level in levels[1:4]:
+            images.append(perturb(image[None], kind, level)[0])
+            titles.append(f"{kind} {level:g}")
+    return images, titles
+
+
+def stored_accuracy(info: ModelInfo) -> float:
+    """The test accuracy training recorded for a model; -1 where there is none, so it sorts last."""
+    acc = info.metrics.get("test_accuracy")
+    return float(acc) if isinstance(acc, int | float) and acc == acc else -1.0
+
+
+def ranked(infos: list[ModelInfo]) -> list[ModelInfo]:
+    """The leaderboard's order: ten-digit models first, then 3-vs-7 (a different question), best accuracy first."""
+    return sorted(infos, key=lambda i: (i.config.task == "3v7", -stored_accuracy(i)))
+
+
+def mistakes_table(pred: Predictions, k: int = 20) -> list[dict]:
+    """The ``k`` surest wrong answers as rows: test image, true class, predicted class, probability."""
+    names = pred.class_names
+    return [{"test image": int(pred.index[r]), "true": names[int(pred.targets[r])],
+             "predicted": names[int(pred.predicted[r])], "probability": float(pred.confidence[r])}
+            for r in confident_mistakes(pred, k)]
+
+
+def point_caption(pred: Predictions, position: int) -> str:
+    """What the test image at ``position`` is, and what the model called it, for the map's side panel."""
+    row = int((pred.index == position).nonzero()[0, 0])
+    names = pred.class_names
+    return (f"label **{names[int(pred.targets[row])]}**, predicted **{names[int(pred.predicted[row])]}** "
+            f"({float(pred.confidence[row]):.1%})")
+
+
+def headline(pred: Predictions) -> list[tuple[str, str]]:
+    """The three numbers above the sections: how many test images, the accuracy, how many mistakes."""
+    return [("Test images", f"{len(pred.targets):,}"), ("Accuracy", f"{pred.accuracy:.2%}"),
+            ("Mistakes", f"{int((~pred.correct).sum()):,}")]
+
+
+def threshold_metrics(pred: Predictions, cov: Coverage) -> list[tuple[str, str, str | None]]:
+    """(label, value, change) for what a threshold leaves: answered, accuracy on those, mistakes left."""
+    return [("Answered", f"{cov.answered:,} of {cov.total:,}", f"{cov.coverage:.1%} coverage"),
+            ("Accuracy on those", f"{cov.accuracy:.2%}" if cov.answered else "—",
+             f"{cov.accuracy - pred.accuracy:+.2%} vs all" if cov.answered else None),
+            ("Mistakes left", f"{cov.answered - cov.correct:,}", None)]
+
+
+def robustness_rows(results: dict[str, dict[str, list[tuple[float, float]]]]) -> list[dict]:
+    """Robustness curves of several models as table rows: model, change, level, accuracy."""
+    return [{"model": name, "change": kind, "level": level, "accuracy": acc}
+            for name, curves in results.items() for kind, points in curves.items() for level, acc in points]
+
+
+def map_title(model: nn.Module, emb: Embedding) -> str:
+    """The map's title: the layer, how many numbers it gives per image, and (PCA) the spread the axes keep."""
+    how = f"{emb.dims:,} number{'s' if emb.dims != 1 else ''} per image"
+    if emb.method == "pca":
+        how += f"; the two axes keep {emb.explained:.0%} of the spread"
+    return f"{layer_label(model, emb.layer)} · {how}"
+
+
+def cell_caption(n: int, true_name: str, predicted_name: str, shown: int = 40) -> str:
+    """What the images beside the confusion matrix are: how many, of which true class, called what."""
+    surest = f" (the {shown} the model was surest about)" if n > shown else ""
+    return f"**{n:,}** test images are **{true_name}** and were called **{predicted_name}**{surest}."

@@ -22,13 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import MNIST, to_float
-from .evaluate import DIGITS, THREE_SEVEN, cached, task_test_set
+from .evaluate import DIGITS, THREE_SEVEN, stored_accuracy, task_test_set
 from .models import ModelInfo, TrainConfig, build_model, layer_row, trace_layers
 from .train import predict_proba, prepare
 
 MAP_LAYERS = (nn.Conv2d, nn.MaxPool2d)  # the layers whose outputs are stacks of 2-D maps worth drawing
 ACTIVATION_LAYERS = (nn.ReLU, nn.Tanh, nn.Sigmoid)
-KIND_NAMES = {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}
 
 
 def class_names(config: TrainConfig) -> tuple[str, ...]:
@@ -229,11 +228,6 @@ def paper_value(config: TrainConfig) -> float:
     return round(float(to_float(torch.zeros(1, 1, dtype=torch.uint8), config.norm)), 3)
 
 
-def answer(model: nn.Module, config: TrainConfig, image: torch.Tensor) -> torch.Tensor:
-    """The model's class probabilities for one image, in ``class_names(config)`` order."""
-    return predict_proba(model, config, _one(image))[0]
-
-
 # ---------------------------------------------------------------- first-layer weights
 
 
@@ -402,7 +396,7 @@ def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: 
     """
     model.eval()
     device = next(model.parameters()).device
-    probs = answer(model, config, image)
+    probs = predict_proba(model, config, _one(image))[0]
     target = int(probs.argmax()) if target is None else int(target)
     if not 0 <= target < len(probs):
         raise ValueError(f"class {target} is not one of this model's {len(probs)} answers")
@@ -446,6 +440,38 @@ def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: 
     return Explanation(probs, target, g.abs(), g * xi, cam, cam_name or "")
 
 
+def firing_note(fire: Firing, config: TrainConfig) -> str:
+    """What the units-that-fire pictures show, in words."""
+    if config.task == "3v7":
+        text = ("The linear model has no hidden layer: its one output unit is all there is. It multiplies every "
+                "pixel by its weight and adds them up, plus its bias: the second image is that product, pixel by "
+                "pixel, so its red parts pushed the answer towards 3 and its blue parts towards 7.")
+    else:
+        text = (f"The {len(fire.units)} strongest units of **{fire.layer}** for this image (in red above). Each unit "
+                "multiplies every pixel by its weight and adds them up, plus its bias: the second grid is that "
+                "product, pixel by pixel, so its red parts are the ink that made the unit fire.")
+    if paper_value(config) != 0:
+        text += (f" This model reads paper as {paper_value(config):g}, not 0 (its inputs are normalised), so paper "
+                 "pixels count in the sum too.")
+    return text
+
+
+def saliency_note(ex: Explanation, config: TrainConfig) -> str:
+    """What the saliency, gradient × input and Grad-CAM pictures show, in words."""
+    what = class_names(config)[ex.target]
+    text = ("**Saliency**: how much the score would change if one pixel changed a little (the size of its gradient). "
+            "**Gradient × input**: the gradient times the pixel, so it lights up the ink that is there: red pushed "
+            f"the score for '{what}' up, blue pushed it down.")
+    if ex.grad_cam is not None:
+        text += (" **Grad-CAM**: the last convolution block's maps, each weighted by how much the score rises with "
+                 "it, added up and stretched back to 28x28: the regions the CNN used, coarser but steadier than "
+                 "saliency.")
+    if paper_value(config) != 0:
+        text += (f" This model reads paper as {paper_value(config):g}, not 0 (its inputs are normalised), so "
+                 "gradient × input can light up paper too.")
+    return text
+
+
 # ---------------------------------------------------------------- before and after training
 
 
@@ -487,9 +513,44 @@ def accuracy(model: nn.Module, config: TrainConfig, data: MNIST, n: int = 10_000
     return float((probs.argmax(dim=1) == targets).float().mean()) if len(targets) else float("nan")
 
 
-def cached_accuracy(model: nn.Module, info: ModelInfo, data: MNIST, which: str, n: int = 2000) -> float:
-    """``accuracy`` computed once per model, data and ``which`` ("before" or "after" training)."""
-    return cached(("accuracy", which, info.id, data.fingerprint(), n), lambda: accuracy(model, info.config, data, n))
+def share_of_start(moved: float) -> str:
+    """``weight_change``'s "moved ÷ norm before" as a percentage; a tensor that started at zero (BatchNorm's
+    shifts, zeroed biases) has no "before" to divide by."""
+    return f"{moved:.1%}" if moved == moved else "— (started at 0)"
+
+
+def before_after(before: nn.Module, after: nn.Module) -> list[tuple[str, torch.Tensor, list[str]]]:
+    """What to draw side by side, as (title, maps, labels): the first layer's rows (the ten with the largest
+    trained norm) or, for a CNN, its filters -- before training, then after."""
+    first = first_layer(after)
+    if first is not None:
+        pick = unit_order(first[0], "norm")[:10]
+        labels = [f"unit {int(u)}" for u in pick]
+        return [("Before training: first-layer weights", weight_images(first_layer(before)[0][pick]), labels),
+                ("After training: first-layer weights", weight_images(first[0][pick]), labels)]
+    filters = first_filters(after)
+    if filters is None:
+        return []
+    labels = [str(i) for i in range(len(filters))]
+    return [("Before training: first-layer filters", first_filters(before), labels),
+            ("After training: first-layer filters", filters, labels)]
+
+
+def before_after_note(config: TrainConfig, pairs: list[tuple[str, torch.Tensor, list[str]]], change: list[dict]) -> str:
+    """What the before-and-after pictures show (``before_after``) and how far training moved the first weights
+    (``weight_change``'s first row), in words."""
+    text = ""
+    if pairs and pairs[0][1].shape[-1] == 28:
+        text = (f"The same {len(pairs[0][2])} unit{'s' if len(pairs[0][2]) != 1 else ''} before and after, the "
+                "largest trained norm first, each on its own colour scale. "
+                + ("With the seed's std-1 start the weights stay mostly noise; the change is small beside them. "
+                   if config.kind == "linear" and config.init_std >= 1 else "Random noise before; strokes after. "))
+    if change:
+        moved = change[0]["moved ÷ norm before"]
+        text += (f"Training moved the first layer's weights by {moved:.0%} of their starting size"
+                 + (": they still carry much of their random start, as the pictures show." if moved < 0.5 else ".")
+                 + " The table: how far training moved each weight tensor (L2 norms).")
+    return text
 
 
 # ---------------------------------------------------------------- the models side by side
@@ -497,35 +558,15 @@ def cached_accuracy(model: nn.Module, info: ModelInfo, data: MNIST, which: str, 
 _KIND_ORDER = {"linear": 0, "mlp": 1, "cnn": 2}
 
 
-def comparison_rows(infos: list[ModelInfo], best_only: bool = False) -> list[dict]:
-    """Every stored model as one row: linear first, then MLPs, then CNNs, best first within each.
+def side_by_side(infos: list[ModelInfo], best_only: bool = False) -> list[ModelInfo]:
+    """Stored models in the order the stages go: linear first, then MLPs, then CNNs, best first within each.
 
-    The linear model answers only "3 or 7?", scored on the test 3s and 7s: its row says so, because
-    its accuracy is not comparable with a ten-digit model's.
+    ``best_only`` keeps the best of each kind (and task: the linear model answers only "3 or 7?").
     """
-    rows = []
-    for i in infos:
-        acc = i.metrics.get("test_accuracy")
-        rows.append({
-            "model": i.config.title,
-            "kind": KIND_NAMES.get(i.config.kind, i.config.kind),
-            "scored on": "test 3s and 7s only (3 or 7?)" if i.config.task == "3v7" else "all 10 digits",
-            "test accuracy": float(acc) if isinstance(acc, int | float) else float("nan"),
-            "parameters": int(i.parameters),
-            "training time (s)": round(float(i.train_seconds), 1),
-            "epochs": len(i.history),
-            "preset": i.config.preset,
-            "id": i.id,
-            "_order": (_KIND_ORDER.get(i.config.kind, 9), i.config.task),
-        })
-    rows.sort(key=lambda r: (r["_order"], -r["test accuracy"] if r["test accuracy"] == r["test accuracy"] else 1.0))
-    if best_only:
-        seen, best = set(), []
-        for r in rows:
-            if r["_order"] not in seen:
-                seen.add(r["_order"])
-                best.append(r)
-        rows = best
-    for r in rows:
-        del r["_order"]
-    return rows
+    ordered = sorted(infos, key=lambda i: (_KIND_ORDER.get(i.config.kind, 9), i.config.task, -stored_accuracy(i)))
+    if not best_only:
+        return ordered
+    best: dict[tuple[str, str], ModelInfo] = {}
+    for i in ordered:
+        best.setdefault((i.config.kind, i.config.task), i)
+    return list(best.values())

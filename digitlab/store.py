@@ -108,6 +108,7 @@ class ModelStore:
         # Record first: once it is gone the model is no longer listed, whatever happens next.
         (self.root / f"{model_id}.json").unlink(missing_ok=True)
         (self.root / f"{model_id}.safetensors").unlink(missing_ok=True)
+        self.analysis_path(model_id).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ reading
 
@@ -228,3 +229,26 @@ class ModelStore:
             parameters=int(record.get("parameters", 0)),
         )
 
+    # ------------------------------------------------------------ analysis sidecars (digitlab.analysis)
+    # A model's analysis (what Evaluate and Features show, computed once) lives in a subfolder, so scan(),
+    # which reads only *.json in the root, never lists it, and no model id can collide with it.
+
+    def analysis_path(self, model_id: str) -> Path:
+        self._check_id(model_id)
+        return self.root / "analyses" / f"{model_id}.safetensors"
+
+    def write_analysis(self, model_id: str, payload: bytes) -> None:
+        """Write a model's analysis file atomically (temporary file, then rename)."""
+        path = self.analysis_path(model_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, payload)
+
+    def weights_sha256(self, model_id: str) -> str:
+        """The checksum of the model's weights, as its record keeps it (hashed from the file for older records)."""
+        record = self._read_record(self.root / f"{model_id}.json")
+        if record.get("weights_sha256"):
+            return str(record["weights_sha256"])
+        try:
+            return hashlib.sha256((self.root / f"{model_id}.safetensors").read_bytes()).hexdigest()
+        except OSError:
+            raise StoreError(f"model {model_id}: its weights file is missing") from None

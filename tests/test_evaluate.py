@@ -51,13 +51,16 @@ def test_three_vs_seven_is_scored_on_3s_and_7s_as_two_classes(mnist, loaded):
 
 def test_mistakes_cells_and_coverage(mnist, loaded):
     model, info = loaded["mlp"]
-    pred = ev.cached_predictions(model, info, mnist)
-    assert ev.cached_predictions(model, info, mnist) is pred  # the keyed cache
+    pred = ev.predict(model, info.config, mnist)
     rows = ev.confident_mistakes(pred, 15)
     assert len(rows) == 15 and not pred.correct[rows].any()
     conf = pred.confidence[rows]
     assert (conf[:-1] >= conf[1:]).all()
     assert float(conf[0]) == pytest.approx(float(pred.confidence[~pred.correct].max()))
+
+    table = ev.mistakes_table(pred, 15)
+    assert [r["test image"] for r in table] == pred.index[rows].tolist()
+    assert all(r["true"] != r["predicted"] for r in table) and table[0]["probability"] == pytest.approx(float(conf[0]))
 
     cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
     cell = ev.cell_members(pred, 4, 9)
@@ -160,12 +163,41 @@ def test_a_layer_of_one_number_still_maps_to_2d(mnist, loaded):
         assert emb.coords.shape == (150, 2) and np.isfinite(emb.coords).all() and emb.dims == 1
 
 
-def test_leaderboard_lists_every_model_best_first(trained):
-    rows = ev.leaderboard(ModelStore().list())
-    ids = [r["id"] for r in rows]
-    assert {i.id for i in trained.values()} <= set(ids)
-    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    digits = [r["test accuracy"] for r in rows if r["task"] == "10 digits"]
+def test_leaderboard_order_ten_digit_models_best_first(trained):
+    ranked = ev.ranked(ModelStore().list())
+    assert {i.id for i in trained.values()} <= {i.id for i in ranked}
+    tasks = [i.config.task for i in ranked]
+    assert tasks == sorted(tasks, key=lambda t: t == "3v7")  # the 3-vs-7 models after every ten-digit one
+    digits = [i.metrics["test_accuracy"] for i in ranked if i.config.task == "digits"]
     assert digits == sorted(digits, reverse=True)
-    lin = next(r for r in rows if r["id"] == trained["linear"].id)
-    assert lin["task"] == "3 vs 7 (2 classes)" and lin["parameters"] == 785
+
+
+def test_the_confusion_cell_starts_on_the_commonest_mistake_and_follows_clicks(mnist, loaded):
+    model, info = loaded["mlp"]
+    pred = ev.predict(model, info.config, mnist)
+    cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
+    names = list(pred.class_names)
+    state: dict = {}
+    ev.follow_cell(state, "t", "p", cm, names, [])
+    t, p = int(names.index(state["t"])), int(names.index(state["p"]))
+    off = cm.clone().fill_diagonal_(0)
+    assert t != p and cm[t, p] == off.max()
+    ev.follow_cell(state, "t", "p", cm, names, [{"x": "9", "y": "4"}])  # a click on row 4, column 9
+    assert (state["t"], state["p"]) == ("4", "9")
+    state["t"] = "3"  # then the student changes the box: the same click does not move it back
+    ev.follow_cell(state, "t", "p", cm, names, [{"x": "9", "y": "4"}])
+    assert state["t"] == "3"
+    ev.follow_cell(state, "t", "p", cm, names, [{"x": "ten", "y": "4"}])  # not a cell: ignored
+    assert (state["t"], state["p"]) == ("3", "9")
+
+
+def test_two_runs_of_one_preset_get_told_apart(trained):
+    import copy
+
+    twin = copy.deepcopy(trained["mlp"])
+    twin.id = "another-run"
+    names = ev.display_names([trained["mlp"], twin, trained["cnn"]])
+    assert names[twin.id].endswith("· another-run") and names[trained["mlp"].id].endswith(trained["mlp"].id)
+    assert names[trained["cnn"].id] == f"{trained['cnn'].config.title} ({trained['cnn'].config.preset})"
+    assert ev.other_model([trained["mlp"], twin], trained["mlp"].id) == "another-run"
+    assert ev.other_model([trained["mlp"]], trained["mlp"].id) is None

@@ -205,22 +205,39 @@ def test_accuracy_before_and_after(mnist, models, trained):
     after = ft.accuracy(model, info.config, mnist)
     assert before < 0.3 and after > 0.85
     assert after == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
-    assert ft.cached_accuracy(model, info, mnist, "after", 2000) == ft.accuracy(model, info.config, mnist, 2000)
 
 
-def test_comparison_rows(trained):
+def test_models_side_by_side_in_stage_order_best_first(trained):
     infos = list(trained.values())
-    rows = ft.comparison_rows(infos)
-    assert [r["kind"] for r in rows] == ["linear", "MLP", "CNN"]
-    for r in rows:
-        info = next(i for i in infos if i.id == r["id"])
-        assert r["test accuracy"] == info.metrics["test_accuracy"] and r["parameters"] == info.parameters
-    assert "3s and 7s only" in rows[0]["scored on"] and rows[1]["scored on"] == "all 10 digits"
+    assert [i.config.kind for i in ft.side_by_side(infos)] == ["linear", "mlp", "cnn"]
     extra = copy.deepcopy(trained["cnn"])
     extra.id, extra.metrics = "another-cnn", {"test_accuracy": 0.5}
-    rows = ft.comparison_rows([*infos, extra])
-    assert [r["id"] for r in rows if r["kind"] == "CNN"] == [trained["cnn"].id, "another-cnn"]  # best first
-    assert [r["id"] for r in ft.comparison_rows([*infos, extra], best_only=True)] == [i.id for i in infos]
+    better = copy.deepcopy(trained["cnn"])
+    better.id, better.metrics = "better-cnn", {"test_accuracy": 0.999}
+    ordered = ft.side_by_side([extra, *infos, better])
+    assert [i.id for i in ordered if i.config.kind == "cnn"] == ["better-cnn", trained["cnn"].id, "another-cnn"]
+    assert [i.id for i in ft.side_by_side([extra, *infos, better], best_only=True)] == \
+        [trained["linear"].id, trained["mlp"].id, "better-cnn"]
+
+
+def test_before_after_pictures_and_their_note(models):
+    for name in ("mlp", "cnn"):
+        model, info = models[name]
+        start = ft.initial_model(info.config)
+        (t0, before, labels), (t1, after, _) = ft.before_after(start, model)
+        assert t0.startswith("Before training") and t1.startswith("After training")
+        if name == "mlp":
+            rows, _ = ft.first_layer(model)
+            top = ft.unit_order(rows, "norm")[:10]
+            assert labels == [f"unit {int(u)}" for u in top]
+            assert torch.equal(after, ft.weight_images(rows[top]))
+            assert torch.equal(before, ft.weight_images(ft.first_layer(start)[0][top]))
+        else:
+            assert torch.equal(after, ft.first_filters(model)) and torch.equal(before, ft.first_filters(start))
+        change = ft.weight_change(start, model)
+        note = ft.before_after_note(info.config, ft.before_after(start, model), change)
+        assert f"by {change[0]['moved ÷ norm before']:.0%} of their starting size" in note
+        assert ("The same 10 units" in note) == (name == "mlp")
 
 
 def test_grad_cam_reads_the_last_blocks_rectified_maps(mnist):

@@ -32,6 +32,12 @@ def _open(model_id: str, **state) -> AppTest:
     return open_page(PAGE, eval_model=model_id, **state)
 
 
+def _show(at, section: str) -> AppTest:
+    """Open one section with the page's section chooser, as a student clicks it."""
+    at.session_state["eval_section"] = section
+    return at.run()
+
+
 def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, trained):
     info = trained["mlp"]
     at = _open(info.id)
@@ -43,12 +49,15 @@ def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, t
     assert cm.values.sum(axis=1).tolist() == mnist.class_counts("test")
     assert shown["Accuracy"] == f"{cm.values.trace() / 10_000:.2%}" == f"{info.metrics['test_accuracy']:.2%}"
     assert shown["Mistakes"] == f"{10_000 - int(cm.values.trace()):,}"
+    # Only the open section is drawn: nothing of the others (robustness, leaderboard) was computed.
+    assert not _frames(at, "rank") and not _frames(at, "model", has="change") and not _frames(at, "class")
 
-    (scores,) = _frames(at, "class")
+    (scores,) = _frames(_show(at, "Per-class scores"), "class")
     assert scores["test images"].sum() == 10_000
     assert scores["recall"].tolist() == pytest.approx((cm.values.diagonal() / cm.values.sum(axis=1)).tolist())
 
     # The fallback cell picker: the images of one cell, as many as the matrix says.
+    _show(at, "Confusion matrix")
     at.selectbox(key=f"cm_true_{info.id}").set_value("4")
     at.selectbox(key=f"cm_pred_{info.id}").set_value("9")
     at.run()
@@ -56,6 +65,7 @@ def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, t
     assert any(f"**{n49:,}** test images are **4** and were called **9**" in m.value for m in at.markdown)
 
     # Threshold 0 answers everything at the plain accuracy; a high one answers fewer.
+    _show(at, "Confidence threshold")
     at.slider(key="eval_threshold").set_value(0.0).run()
     shown = dict(_metrics(at))
     assert shown["Answered"] == "10,000 of 10,000" and shown["Accuracy on those"] == shown["Accuracy"]
@@ -63,15 +73,18 @@ def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, t
     answered = int(dict(_metrics(at))["Answered"].split(" of ")[0].replace(",", ""))
     assert 0 < answered < 10_000
 
-    (mistakes,) = _frames(at, "test image")
+    (mistakes,) = _frames(_show(at, "Confident mistakes"), "test image")
     assert (mistakes["true"] != mistakes["predicted"]).all() and mistakes["probability"].is_monotonic_decreasing
-    robust = _frames(at, "model", has="change")[0]
+    robust = _frames(_show(at, "Robustness"), "model", has="change")[0]
     plain = robust[(robust["level"] == 0)]["accuracy"]
     assert set(robust["change"]) == {"rotation", "shift", "noise", "thickening"} and plain.nunique() == 1
+    assert len(at.get("plotly_chart")) == 2  # the changed examples and the curves
 
-    (board,) = _frames(at, "rank")
+    (board,) = _frames(_show(at, "Leaderboard"), "rank")
     assert {i.id for i in trained.values()} <= set(board["id"])
-    assert len(at.get("plotly_chart")) >= 6
+    assert board["rank"].tolist() == list(range(1, len(board) + 1))
+    digits = board[board["task"] != "3v7"]["test accuracy"].tolist()
+    assert digits == sorted(digits, reverse=True)  # best first
 
 
 def test_three_vs_seven_and_comparing_two_models(mnist, trained):
@@ -86,10 +99,11 @@ def test_three_vs_seven_and_comparing_two_models(mnist, trained):
     assert any("scored on the test 3s and 7s only" in c.value for c in at.caption)
     two, ten = _frames(at, "pred ")
     assert two.shape == (2, 2) and int(two.values.sum()) == n37 and int(ten.values.sum()) == 10_000
-    robust = _frames(at, "model", has="change")[0]
+    robust = _frames(_show(at, "Robustness"), "model", has="change")[0]
     assert robust["model"].nunique() == 2  # a curve per model
 
     # The map of the linear model's single output number, by t-SNE: a picture, not a traceback.
+    _show(at, "What the layers see")
     at.radio(key="eval_method").set_value("tsne")
     at.select_slider(key="eval_points").set_value(500)
     at.selectbox(key=f"eval_layer_{lin.id}").set_value("output")

@@ -11,12 +11,19 @@ from streamlit.testing.v1 import AppTest
 
 from digitlab import features as ft
 from digitlab.store import ModelStore
+from digitlab.train import predict_proba
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "5_Features.py")
 
 
 def _open(model_id: str, **state) -> AppTest:
     return open_page(PAGE, feat_model=model_id, **state)
+
+
+def _show(at, section: str) -> AppTest:
+    """Open one section with the page's section chooser, as a student clicks it."""
+    at.session_state["feat_section"] = section
+    return at.run()
 
 
 def _array(value) -> torch.Tensor:
@@ -64,7 +71,7 @@ def test_mlp_weight_rows_sorted_by_norm_and_one_enlarged(mnist, trained):
 
 def test_one_digit_activations_units_that_fire_and_saliency(mnist, trained):
     info = trained["mlp"]
-    at = _open(info.id, feat_img_digit=3)
+    at = _open(info.id, feat_img_digit=3, feat_section="One digit through the network")
     assert not at.exception and not at.error
     titles = chart_titles(at)
     assert "Test image 18: a 3" in titles and "The model's answer" in titles
@@ -76,11 +83,15 @@ def test_one_digit_activations_units_that_fire_and_saliency(mnist, trained):
     bars = chart_spec(at, "2 · ReLU: 50 numbers")
     red = [i for i, c in enumerate(bars["data"][0]["marker"]["color"]) if c == "#d62728"]
     assert sorted(red) == sorted(fire.units.tolist())
-    predicted = str(int(ft.answer(model, info.config, mnist.test_images[18]).argmax()))
+    predicted = str(int(predict_proba(model, info.config, mnist.test_images[18].unsqueeze(0))[0].argmax()))
+    assert not any(t.startswith("Saliency") for t in titles)  # only the open section is drawn
+    titles = chart_titles(_show(at, "Which pixels drove the answer"))
+    assert "Test image 18: a 3" not in titles  # the digit picked stays, the charts are this section's
     assert f"Saliency for '{predicted}'" in titles and f"Gradient × input for '{predicted}'" in titles
     assert not any(t.startswith("Grad-CAM") for t in titles)  # no convolutions in an MLP
-    assert any("has no convolutions" in i.value for i in at.info)
+    assert any("has no convolutions" in i.value for i in _show(at, "A CNN's filters").info)
 
+    _show(at, "Which pixels drove the answer")
     at.selectbox(key="feat_target_digits").set_value("8").run()
     assert "Saliency for '8'" in chart_titles(at)
 
@@ -89,11 +100,13 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     info = trained["cnn"]
     at = _open(info.id)
     assert not at.exception and not at.error
-    titles = chart_titles(at)
+    assert any("does not read all 784 pixels" in i.value for i in at.info)
+    titles = chart_titles(_show(at, "A CNN's filters"))
     assert "The 32 learned 3x3 filters of the first layer" in titles
     assert any(t.startswith("Their responses to this 7") for t in titles)
-    assert "Grad-CAM for '7' (conv_layers.4)" in titles
-    assert any("does not read all 784 pixels" in i.value for i in at.info)
+    assert "Grad-CAM for '7' (conv_layers.4)" in chart_titles(_show(at, "Which pixels drove the answer"))
+    titles = chart_titles(_show(at, "Before and after training"))
+    assert not at.exception and not at.error
     assert "Before training: first-layer filters" in titles and "After training: first-layer filters" in titles
     model, _ = ModelStore().load(info.id)
     for title, net in (("Before training: first-layer filters", ft.initial_model(info.config)),
@@ -103,7 +116,10 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
         assert torch.allclose(shown, ft.first_filters(net).reshape(-1).sort().values, atol=1e-6), title
 
     shown = metrics(at)
-    assert shown["Accuracy after training"] == f"{ft.accuracy(model, info.config, mnist, 2000):.2%}"
+    # on the whole test set, from the model's analysis: what training recorded, and what the model scores now
+    assert shown["Accuracy after training"] == f"{ft.accuracy(model, info.config, mnist):.2%}" \
+        == f"{info.metrics['test_accuracy']:.2%}"
+    assert shown["Accuracy before training"] == f"{ft.accuracy(ft.initial_model(info.config), info.config, mnist):.2%}"
     assert float(shown["Accuracy before training"].rstrip("%")) < 30
     assert any("this run's real starting point" in m.value for m in at.markdown)
     change = next(d.value for d in at.dataframe if d.value.columns[0] == "weights")
@@ -120,13 +136,15 @@ def test_the_linear_three_vs_seven_model(mnist, trained):
     big = chart_spec(at, "Unit 0: its 784 weights as 28x28")  # one unit: shown big, no grid of one
     assert torch.allclose(_array(big["data"][0]["z"]), model.weights.detach()[:, 0].reshape(28, 28), atol=1e-6)
     assert not any(t.startswith("First-layer weights") for t in titles)
+    assert any("3-vs-7 model" in c.value for c in at.caption)
+    titles = chart_titles(_show(at, "One digit through the network"))
     assert "output: 1 number" in titles and "Its weights (784 as 28x28)" in titles
     assert "Test image 18: a 3" in titles  # a 3-vs-7 model starts on a 3
-    assert any("3-vs-7 model" in c.value for c in at.caption)
     assert any("no hidden layer" in m.value for m in at.markdown)
-    assert "Before training: first-layer weights" in titles and "After training: first-layer weights" in titles
     answer = chart_spec(at, "The model's answer")
     assert answer["data"][0]["y"] == ["7", "3"]
+    titles = chart_titles(_show(at, "Before and after training"))
+    assert "Before training: first-layer weights" in titles and "After training: first-layer weights" in titles
 
 
 @pytest.fixture()

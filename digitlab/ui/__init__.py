@@ -4,12 +4,14 @@
 - frame: the frame around every page (navigation, page_setup, data banner, sidebar, show_code, links)
 - training: the shared training widgets (preset, settings, Train, live panel, one more epoch, runs compared)
 - pickers: choosing a stored model or a test image, and the one table of stored models
+- analyses: each stored model's analysis for Evaluate and Features, and figures shared by every session
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
 
 from ..lessons import LR_OPTIONS
 from ..train import device_label
+from .analyses import initial_model, model_analysis, model_embedding, model_robustness, shared_figure
 from .frame import (
     ROOT,
     STAGES,
@@ -54,5 +56,6 @@ __all__ = [
     "memory_keeper", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
-    "train_section", "training_controls", "training_panel",
+    "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
+    "model_robustness", "shared_figure",
 ]

@@ -149,10 +149,8 @@ def _data(spec: dict, cache: dict):
 
 def _analyse(store, model_id: str, data, model) -> None:
     """What Evaluate and Features need for this model, computed once now, so no visitor waits for it."""
-    try:
-        from . import analysis
-    except ImportError:
-        return
+    from . import analysis
+
     try:
         analysis.ensure(store, model_id, data, model)
     except Exception:  # the model is saved; its analysis is made again on first view

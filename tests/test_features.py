@@ -159,30 +159,32 @@ def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
         ft.explain(model, info.config, image, target=len(probs))
 
 
-def test_the_initial_model_is_the_runs_real_start(mnist, store):
-    """Spy on what the training queue builds: the rebuilt start is the same numbers, and training moved them."""
+def test_the_initial_model_is_the_runs_real_start(mnist, store, monkeypatch):
+    """The training worker starts from the weights initial_model rebuilds: trained here from that start, with
+    the worker's thread count, they end as the worker's model did, bit for bit."""
     from digitlab import jobs
+    from digitlab.train import fit
+    from digitlab.worker import worker_threads
 
-    seen = []
-    original = jobs.build_model
-
-    def spy(config):
-        model = original(config)
-        seen.append(copy.deepcopy(model.state_dict()))
-        return model
-
-    jobs.build_model = spy
+    queue = jobs.JobQueue(store)
+    config = PRESETS["cnn-fast"].with_(epochs=1, train_limit=600)
     try:
-        queue = jobs.JobQueue(store)
-        config = PRESETS["cnn-fast"].with_(epochs=1, train_limit=600)
-        torch.rand(3)  # whatever the global generator did before
         snap = queue.wait(queue.submit(config, mnist).id, timeout=120)
     finally:
-        jobs.build_model = original
-    assert snap.state == "done" and len(seen) == 1
+        queue.close()
+    assert snap.state == "done", snap.error
     start = ft.initial_model(config)
-    assert all(torch.equal(a, b) for a, b in zip(seen[0].values(), start.state_dict().values()))
+    here = copy.deepcopy(start)
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("DIGITLAB_THREADS", str(worker_threads()))
+    try:
+        torch.rand(3)  # whatever the global generator did before
+        for _ in fit(here, config, mnist):
+            pass
+    finally:
+        torch.set_num_threads(threads)
     trained, _ = store.load(snap.model_id)
+    assert all(torch.equal(a, b) for a, b in zip(here.state_dict().values(), trained.state_dict().values()))
     change = ft.weight_change(start, trained)
     assert {r["weights"] for r in change} == {n for n, _ in trained.named_parameters()}
     assert all(r["moved (norm of the change)"] > 0 for r in change)

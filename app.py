@@ -5,14 +5,7 @@ import streamlit as st
 from digitlab import ui
 
 
-def home() -> None:
-    data = ui.page_setup(
-        "DigitLab",
-        "🔢",
-        "From raw pixels to a convolutional network on MNIST handwritten digits, one stage at a time. "
-        "Every stage runs real PyTorch on the real data; every chart comes from what the class trains.",
-    )
-
+def journey() -> None:
     st.header("The journey")
     available = set(ui.existing_stages())
     for i, stage in enumerate(ui.STAGES, start=1):
@@ -24,13 +17,17 @@ def home() -> None:
             cols[0].markdown(f"{icon} {i}. {title} *(not installed)*")
         cols[1].markdown(blurb)
 
+
+def where_things_stand(data) -> None:
     st.header("Where things stand")
     c1, c2, c3 = st.columns(3)
     c1.metric("Training images", f"{len(data.train_images):,}", help=data.source.label)
     c2.metric("Test images", f"{len(data.test_images):,}")
     c3.metric("Device", ui.device_label().split(" (")[0], help=ui.device_label())
 
-    infos = ui.get_store().list()
+
+def trained_models() -> None:
+    infos, _ = ui.stored_models()
     st.subheader(f"Trained models ({len(infos)})")
     if infos:
         st.dataframe(
@@ -42,6 +39,17 @@ def home() -> None:
         st.info("No trained models yet. Train one on the Linear, MLP or CNN stage; it will appear here and on every page.")
     ui.store_problems()
 
+
+def home() -> None:
+    data = ui.page_setup(
+        "DigitLab",
+        "🔢",
+        "From raw pixels to a convolutional network on MNIST handwritten digits, one stage at a time. "
+        "Every stage runs real PyTorch on the real data; every chart comes from what the class trains.",
+    )
+    journey()
+    where_things_stand(data)
+    trained_models()
     st.caption(
         "MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, under CC BY-SA 3.0. "
         "The stages follow fastai lesson 4 and the PyTorch MNIST tutorials."

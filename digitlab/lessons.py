@@ -18,7 +18,16 @@ from torch import nn
 from . import viz
 from .backprop import simple_net_gradients
 from .data import MNIST, to_float
-from .models import PRESETS, Linear1, SimpleNetScratch, TrainConfig, build_model, count_parameters, layer_table
+from .models import (
+    PRESETS,
+    Linear1,
+    ModelInfo,
+    SimpleNetScratch,
+    TrainConfig,
+    build_model,
+    count_parameters,
+    layer_table,
+)
 from .train import (
     ConfigError,
     batch_accuracy,
@@ -276,6 +285,21 @@ def baseline_view(data: MNIST) -> tuple[Baseline, go.Figure, go.Figure, go.Figur
     return (base, viz.image_heatmap(base.mean3, "The ideal 3 (mean of the training 3s)", zmax=1, height=320),
             viz.image_heatmap(base.mean7, "The ideal 7 (mean of the training 7s)", zmax=1, height=320),
             baseline_figure(base))
+
+
+def test_digit_figure(data: MNIST, i: int) -> go.Figure:
+    """Test 3-or-7 number ``i`` as an image, titled with its label."""
+    pool, labels = pick_3s_and_7s(data)
+    return viz.image_heatmap(pool[i], f"Test digit {i}: a {int(labels[i])}", height=300)
+
+
+def trained_views(model: nn.Module, info: ModelInfo) -> tuple[go.Figure, go.Figure | None]:
+    """A trained linear model's weights as an image, and what training changed (None unless it started by hand)."""
+    acc = info.metrics.get("test_accuracy", float("nan"))
+    weights = viz.diverging_heatmap(linear_weights(model), f"Trained: init std {info.config.init_std:g}, {acc:.1%}",
+                                    height=330)
+    learned = learned_pattern(model, info.config)
+    return weights, None if learned is None else viz.diverging_heatmap(learned, "What training changed", height=330)
 
 
 def step_view(data: MNIST, init_std: float, lr: float) -> tuple[OneStep, go.Figure, go.Figure, go.Figure]:

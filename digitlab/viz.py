@@ -87,16 +87,14 @@ def image_grid(images, titles: list[str] | None = None, cols: int = 10, divergin
     return fig
 
 
-def class_counts(train_counts: list[int], test_counts: list[int]) -> go.Figure:
+def class_counts(train_counts: list[int], test_counts: list[int] | None = None, names: tuple[str, ...] = ("train", "test"),
+                 height: int = 380) -> go.Figure:
+    """Images per digit, one bar series per list (the training and test sets, or the class's own drawings)."""
     digits = [str(d) for d in range(10)]
-    fig = go.Figure(
-        [
-            go.Bar(name="train", x=digits, y=train_counts, text=train_counts, textposition="outside"),
-            go.Bar(name="test", x=digits, y=test_counts, text=test_counts, textposition="outside"),
-        ]
-    )
-    fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=380, xaxis_type="category",
-                      margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.1))
+    series = [c for c in (train_counts, test_counts) if c is not None]
+    fig = go.Figure([go.Bar(name=name, x=digits, y=c, text=c, textposition="outside") for name, c in zip(names, series)])
+    fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=height, xaxis_type="category",
+                      margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.1), showlegend=len(series) > 1)
     return fig
 
 

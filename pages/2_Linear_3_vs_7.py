@@ -5,7 +5,7 @@ What depends only on the data and a setting is computed once per server (ui.shar
 import pandas as pd
 import streamlit as st
 
-from digitlab import lessons, ui, viz
+from digitlab import lessons, ui
 from digitlab.models import Linear1, init_params
 from digitlab.train import batch_accuracy, mnist_loss, sgd_step
 
@@ -33,10 +33,10 @@ def compare_one_digit(data, pool_size: int) -> None:
         f"Test digit to compare (0-{pool_size - 1})", min_value=0, max_value=pool_size - 1, value=0, key="lin_pick",
         help="Which of the test 3s and 7s to measure against the two ideal digits.",
     )
-    pool, labels = ui.shared(lessons.pick_3s_and_7s, data)
+    pool, _ = ui.shared(lessons.pick_3s_and_7s, data)
     d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data)[0])
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(viz.image_heatmap(pool[i], f"Test digit {i}: a {int(labels[i])}", height=300), key="pick_img")
+    c1.plotly_chart(ui.shared(lessons.test_digit_figure, data, int(i)), key="pick_img")
     c2.dataframe(
         pd.DataFrame([{"distance": k.upper(), "to the ideal 3": v["to 3"], "to the ideal 7": v["to 7"],
                        "baseline says": v["says"]} for k, v in d.items()]),
@@ -143,17 +143,13 @@ def trained_weights(left, right) -> None:
     if not loaded:
         left.info("Train a model above and its learned weights appear here.")
         return
-    model, info = loaded
-    acc = info.metrics.get("test_accuracy", float("nan"))
-    left.plotly_chart(viz.diverging_heatmap(lessons.linear_weights(model),
-                                            f"Trained: init std {info.config.init_std:g}, {acc:.1%}", height=330),
-                      key=f"trained_w_{info.id}")
+    info = loaded[1]
+    weights_fig, learned_fig = ui.per_model(lessons.trained_views, model_id)
+    left.plotly_chart(weights_fig, key=f"trained_w_{info.id}")
     left.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s). It redraws after each run "
                  "and after each extra epoch.")
-    learned = lessons.learned_pattern(model, info.config)
-    if learned is not None:
-        right.plotly_chart(viz.diverging_heatmap(learned, "What training changed", height=330),
-                           key=f"trained_dw_{info.id}")
+    if learned_fig is not None:
+        right.plotly_chart(learned_fig, key=f"trained_dw_{info.id}")
         right.caption("Trained minus starting weights: where the 3-vs-7 pattern shows, even when the std-1 start "
                       "still dominates the weights themselves.")
 

@@ -130,19 +130,21 @@ def upload(models: list) -> None:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def collection_summary(version: tuple, model_ids: tuple[str, ...], _models: list):
-    """The collection scored by every ten-class model: once per change of either, for the whole class."""
-    return summarize(Collection(), _models)
+    """The collection scored by every ten-class model, and its drawings per digit: once per change of either,
+    for the whole class."""
+    summary = summarize(Collection(), _models)
+    return summary, viz.class_counts(summary.counts, names=("drawings",), height=240)
 
 
 def class_collection(ten_class: list) -> None:
     st.header("The class collection")
-    summary = collection_summary(Collection().version(), tuple(i.id for _, i in ten_class), ten_class)
+    summary, counts = collection_summary(Collection().version(), tuple(i.id for _, i in ten_class), ten_class)
     if not summary.size:
         st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its own "
                    "test set.")
         return
     c1, c2 = st.columns([1, 2])
-    c1.bar_chart(pd.DataFrame({"drawings": summary.counts}, index=[str(d) for d in range(10)]), height=220)
+    c1.plotly_chart(counts, key="collection_counts")
     c2.markdown(f"**{summary.size} drawings.** How each ten-class model does on the class's own handwriting:")
     if summary.scores:
         c2.dataframe(pd.DataFrame(summary.scores), hide_index=True,

@@ -36,6 +36,7 @@ from .resources import (
     load_model,
     memory_keeper,
     owner_id,
+    per_model,
     shared,
     stored_models,
 )
@@ -53,7 +54,7 @@ from .training import (
 __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
     "existing_stages", "fetch_full_mnist", "get_data", "get_queue", "get_store", "link", "load_model",
-    "memory_keeper", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id",
+    "memory_keeper", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id", "per_model",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",

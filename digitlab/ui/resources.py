@@ -72,6 +72,19 @@ def shared(func: Callable[..., T], *args) -> T:
     return _shared(func, f"{func.__module__}.{func.__qualname__}", hash(func.__code__), args)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _per_model(_func: Callable, name: str, code: int, root: str, model_id: str, mtime: float) -> Any:
+    return _func(*_load_model(root, model_id, mtime))
+
+
+def per_model(func: Callable[..., T], model_id: str) -> T:
+    """``func(model, info)`` for a stored model, computed once per process (again if its file changes) and
+    handed to every session. Call load_model first: it says on the page why a model cannot be used."""
+    store = get_store()
+    return _per_model(func, f"{func.__module__}.{func.__qualname__}", hash(func.__code__), str(store.root),
+                      model_id, _model_mtime(store, model_id))
+
+
 def owner_id() -> str:
     """A per-browser-session id: the jobs a session may stop are the ones it started."""
     if "owner_id" not in st.session_state:

@@ -541,10 +541,11 @@ def before_after_note(config: TrainConfig, pairs: list[tuple[str, torch.Tensor, 
     (``weight_change``'s first row), in words."""
     text = ""
     if pairs and pairs[0][1].shape[-1] == 28:
-        text = (f"The same {len(pairs[0][2])} unit{'s' if len(pairs[0][2]) != 1 else ''} before and after, the "
-                "largest trained norm first, each on its own colour scale. "
-                + ("With the seed's std-1 start the weights stay mostly noise; the change is small beside them. "
-                   if config.kind == "linear" and config.init_std >= 1 else "Random noise before; strokes after. "))
+        n = len(pairs[0][2])
+        text = ("The same unit before and after, on its own colour scale. " if n == 1 else
+                f"The same {n} units before and after (largest trained norm first), each on its own colour scale. ")
+        text += ("With the seed's std-1 start the weights stay mostly noise; the change is small beside them. "
+                 if config.kind == "linear" and config.init_std >= 1 else "Random noise before; strokes and blobs after. ")
     if change:
         moved = change[0]["moved ÷ norm before"]
         text += (f"Training moved the first layer's weights by {moved:.0%} of their starting size"

@@ -129,15 +129,15 @@ def feature_maps(model, config: TrainConfig, image) -> None:
 def beside_the_other_models() -> None:
     """4. Every stored model (or the best of each kind) in one table and two charts."""
     st.header("4. The CNN beside the linear model and the MLPs")
-    infos = ui.get_store().list()
+    infos = ui.stored_models()[0]
     best_only = st.toggle("Only the best model of each kind", key="cnn_best_only",
                           help="Off: every stored model. On: the most accurate linear model, MLP and CNN.")
-    table = features.comparison_rows(infos, best_only=best_only)
-    if not table:
+    table = ui.models_table(features.side_by_side(infos, best_only=best_only))
+    if table.empty:
         st.info("No trained model yet: train a CNN above, and a linear model and an MLP on their pages.")
     else:
         st.dataframe(
-            pd.DataFrame(table), hide_index=True, key="cnn_compare",
+            table, hide_index=True, key="cnn_compare",
             column_config={
                 "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
                 "parameters": st.column_config.NumberColumn(format="localized"),
@@ -146,21 +146,21 @@ def beside_the_other_models() -> None:
         st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
                    "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
                    "leave it out. Training time is on this computer, for the epochs and images each run used.")
-        if ten := [r for r in table if r["scored on"] == "all 10 digits"]:
+        if ten := table[table["task"] != "3v7"].to_dict("records"):
             c1, c2 = st.columns(2)
             c1.plotly_chart(viz.models_scatter(ten, "parameters", "Accuracy against parameters", log_x=True),
                             key="cnn_scatter_params")
             c2.plotly_chart(viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
                             key="cnn_scatter_time")
     missing = [k for k in ("linear", "mlp", "cnn") if not any(i.config.kind == k for i in infos)]
-    if table and missing:
+    if not table.empty and missing:
         names = {"linear": "a linear model", "mlp": "an MLP", "cnn": "a CNN"}
         st.info("Not trained yet: " + " and ".join(names[k] for k in missing) + ". Train "
                 + ("them" if len(missing) > 1 else "it") + " to see " + ("them" if len(missing) > 1 else "it")
                 + " beside the rest.")
     if missing:
         ui.train_links(tuple(k for k in missing if k != "cnn"))  # a CNN trains in section 2 of this page
-    ui.show_code(features.comparison_rows)
+    ui.show_code(features.side_by_side, ui.models_table)
 
 
 main()

@@ -162,7 +162,7 @@ def test_the_evaluate_page_shows_the_analysis_and_a_later_visitor_does_not_recom
 
     store, info = ModelStore(), trained["mlp"]
     store.analysis_path(info.id).unlink(missing_ok=True)
-    ui._model_analysis.clear()
+    ui.analyses._model_analysis.clear()
     at = open_page(EVALUATE, eval_model=info.id)  # the first visitor: the page computes it, once
     assert not at.exception and not at.error
     found = analysis.load(store, info.id, mnist)
@@ -171,7 +171,7 @@ def test_the_evaluate_page_shows_the_analysis_and_a_later_visitor_does_not_recom
     assert metrics(at)["Mistakes"] == f"{int((~found.predictions.correct).sum()):,}"
 
     # A later visitor, in a server started afresh: the analysis comes from the file, nothing is computed.
-    ui._model_analysis.clear()
+    ui.analyses._model_analysis.clear()
 
     def fail(*args):
         raise AssertionError("computed again")

@@ -47,6 +47,8 @@ def models_table(infos: list[ModelInfo]) -> pd.DataFrame:
         [
             {
                 "model": i.config.title,
+                "kind": {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}.get(i.config.kind, i.config.kind),
+                "scored on": "test 3s and 7s only (3 or 7?)" if i.config.task == "3v7" else "all 10 digits",
                 "preset": i.config.preset,
                 "task": i.config.task,
                 "test accuracy": i.metrics.get("test_accuracy"),

@@ -79,6 +79,35 @@ def test_scratch_simple_net_equals_nn_sequential(mnist):
     assert eq.scratch_params == eq.nn_params == 784 * 50 + 50 + 50 * 10 + 10
 
 
+def test_chain_rule_check_agrees_with_autograd_and_is_computed_once(mnist):
+    check = lessons.chain_rule_vs_autograd(mnist)
+    assert set(check.largest_difference) == {"w1", "b1", "w2", "b2"}
+    assert max(check.largest_difference.values()) < 1e-5
+    assert check.loss == pytest.approx(check.autograd_loss, abs=1e-5) and 1.5 < check.loss < 3.5  # near ln(10)
+    assert lessons.chain_rule_vs_autograd(mnist) is check  # every later visitor gets the same answer at once
+
+
+def test_the_mlp_stage_never_touches_the_global_generator(mnist):
+    before = torch.get_rng_state()
+    lessons.scratch_vs_nn.cache_clear()
+    lessons.chain_rule_vs_autograd.cache_clear()
+    lessons.layer_rows.cache_clear()
+    lessons.scratch_vs_nn(mnist)
+    lessons.chain_rule_vs_autograd(mnist)
+    lessons.layer_rows(PRESETS["cnn-best"])
+    lessons.how_fit_trains(PRESETS["mlp-128-64"])
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_how_fit_trains_says_what_fit_will_run(monkeypatch):
+    monkeypatch.setenv("DIGITLAB_PRECISION", "auto")
+    text = lessons.how_fit_trains(PRESETS["mlp-128-64"])
+    assert "loss.backward()" in text and "zero_grad()" in text and "bfloat16" not in text
+    monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
+    assert "torch.autocast" in lessons.how_fit_trains(PRESETS["mlp-128-64"])
+    assert "p -= lr * p.grad" in lessons.how_fit_trains(PRESETS["simple_net"].with_(form="scratch"))
+
+
 def test_parse_hidden_and_layer_rows():
     assert lessons.parse_hidden("128, 64") == (128, 64)
     assert lessons.parse_hidden(" 50 ") == (50,)

@@ -406,11 +406,12 @@ class Bench:
             await asyncio.gather(*tasks, return_exceptions=True)
             for s in self.students:
                 await s.close()
-        u = self.usage_in(f"{a.big_class} students, a CNN training")
-        if u:
-            msgs.append(f"with {a.big_class} students and the CNN: server CPU {u['server CPU']:.0%},"
-                        f" worker processes {u['workers']} using {u['worker CPU']:.0%} CPU, RSS server"
-                        f" {u['server RSS']:.0f} MB, workers {u['worker RSS']:.0f} MB")
+        for phase in (f"{a.students} students, no training", f"{a.students} students, a CNN training",
+                      f"{a.big_class} students, a CNN training"):
+            if u := self.usage_in(phase):
+                msgs.append(f"{phase}: server CPU {u['server CPU']:.0%}, {u['workers']} worker process(es) at"
+                            f" {u['worker CPU']:.0%} CPU; peak RSS server {u['server RSS']:.0f} MB, workers"
+                            f" {u['worker RSS']:.0f} MB")
         self.notes.append("Class: " + "; ".join(msgs) + ".")
 
     # ------------------------------------------------------------ scenario: Evaluate's first paint
@@ -530,11 +531,14 @@ class Bench:
         await asyncio.gather(*clicks, return_exceptions=True)
         last = max((seen for _, seen in found.values()), default=math.nan) - t0
         own = sum(float(r.get("train_seconds", 0.0)) for r, _ in found.values())
-        self.figures.append(Figure(
-            f"{len(sizes)} different 5-epoch MLP runs at once: last end vs sum of solo times",
-            f"{last / solo_sum:.2f}x (last record {secs(last)} after the first Train, solo sum {secs(solo_sum)};"
-            f" {len(found)}/{len(sizes)} runs ended; their records' train_seconds sum to {own:.0f} s)",
-            "<= 1.5x", len(found) == len(sizes) and last <= 1.5 * solo_sum))
+        name = f"{len(sizes)} different 5-epoch MLP runs at once: last end vs sum of solo times"
+        if len(found) < len(sizes):
+            measured = (f"> {budget / solo_sum:.2f}x: only {len(found)}/{len(sizes)} runs ended within {budget:.0f} s"
+                        f" of the first Train (solo sum {secs(solo_sum)})")
+        else:
+            measured = (f"{last / solo_sum:.2f}x (last record {secs(last)} after the first Train, solo sum"
+                        f" {secs(solo_sum)}; the records' own train_seconds sum to {own:.0f} s)")
+        self.figures.append(Figure(name, measured, "<= 1.5x", len(found) == len(sizes) and last <= 1.5 * solo_sum))
 
 
 # ---------------------------------------------------------------- running it
@@ -603,7 +607,7 @@ def main() -> int:
     ap.add_argument("--reruns", type=int, default=15, help="reruns per page for the CPU figure")
     ap.add_argument("--churn-n", type=int, default=100)
     ap.add_argument("--models", default=None, help="copy the stored models from DIR instead of training three")
-    ap.add_argument("--max-minutes", type=float, default=16.0, help="skip what would start after this")
+    ap.add_argument("--max-minutes", type=float, default=14.0, help="skip what would start after this")
     ap.add_argument("--record", action="store_true", help="put the table into bench/RESULTS.md")
     args = ap.parse_args()
     which = {n for n in ("class", "cpu", "churn", "evaluate", "watch", "queue") if getattr(args, n)}

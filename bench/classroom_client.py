@@ -190,6 +190,7 @@ class Student:
         self.page_hash = ""
         self.widgets: dict[str, Widget] = {}  # widget id -> the widget, as drawn by this page's runs
         self.sticky: dict[str, WidgetState] = {}  # values this student set on the current page
+        self.changed: set[str] = set()  # fragment ids ("" = none) of the widgets changed since the last rerun
         self.auto: dict[str, list[float]] = {}  # fragment id -> [interval, next due]
         self.alerts: list[str] = []
         self._ws = None
@@ -235,9 +236,11 @@ class Student:
 
     def _on(self, msg: ForwardMsg) -> None:
         kind = msg.WhichOneof("type")
-        if kind == "new_session":  # a full run starts: the page is drawn afresh, its live fragments re-register
+        if kind == "new_session":  # a run starts; a full run (no fragment ids) draws the page afresh
             self._pages(msg.new_session.app_pages)
             self.page_hash = msg.new_session.page_script_hash or self.page_hash
+            if msg.metadata.run.fragment_ids:
+                return
             self.widgets.clear()
             self.alerts.clear()
             self.auto.clear()
@@ -262,7 +265,7 @@ class Student:
             if status == COMPILE_ERROR:
                 self.error(f"the script of {self.page!r} did not compile")
                 self._resolve(False)
-            elif status == FULL_DONE or (want == "auto" and status == FRAGMENT_DONE):
+            elif status == FULL_DONE or (want == "fragment" and status == FRAGMENT_DONE):
                 self._resolve(True)
 
     def _pages(self, app_pages) -> None:
@@ -321,6 +324,7 @@ class Student:
         else:
             state.double_value = float(value)
         self.sticky[w.proto.id] = state
+        self.changed.add(w.fragment)
 
     def set_option(self, label: str, pick, kind: str = "selectbox") -> str:
         """Choose an option by its shown text: ``pick`` is a string (exact, else prefix) or a function of the options."""
@@ -334,6 +338,7 @@ class Student:
         if chosen is None:
             raise BenchError(f"{kind} {label!r} on {self.page!r} has no option {pick!r}; options: {options}")
         self.sticky[w.proto.id] = WidgetState(id=w.proto.id, string_value=chosen)
+        self.changed.add(w.fragment)
         return chosen
 
     # ------------------------------------------------------------ reruns
@@ -346,16 +351,23 @@ class Student:
             if norm(title) in ("home", ""):
                 return lat
         page = self.find_page(title)
-        self.page, self.sticky = page.name, {}
-        return await self.rerun(timeout=timeout, page_hash=page.hash)
+        self.page, self.sticky, self.changed = page.name, {}, set()
+        return await self.rerun(timeout=timeout, page_hash=page.hash, fragment="")
 
-    async def rerun(self, *, timeout: float = 120.0, page_hash: str | None = None,
-                    trigger: str = "", fragment: str = "") -> float | None:
-        """Send rerun_script with this tab's widget values; the seconds until script_finished, None on timeout."""
+    async def rerun(self, *, timeout: float = 120.0, page_hash: str | None = None, trigger: str = "",
+                    fragment: str | None = None, auto: bool = False) -> float | None:
+        """Send rerun_script with this tab's widget values; the seconds until script_finished, None on timeout.
+
+        As the browser does, a change to widgets inside one fragment reruns only that fragment
+        (``fragment=None`` works that out from the widgets changed since the last rerun).
+        """
         if self._ws is None:
             raise BenchError(f"{self.name} is not connected")
-        state = BackMsg()
-        cs = state.rerun_script
+        if fragment is None:
+            fragment = next(iter(self.changed)) if len(self.changed) == 1 else ""
+        self.changed = set()
+        msg = BackMsg()
+        cs = msg.rerun_script
         cs.query_string = ""
         cs.page_script_hash = self.page_hash if page_hash is None else page_hash
         states = dict(self.sticky)
@@ -363,31 +375,32 @@ class Student:
             states[trigger] = WidgetState(id=trigger, trigger_value=True)
         cs.widget_states.widgets.extend(states.values())
         if fragment:
-            cs.fragment_id, cs.is_auto_rerun = fragment, True
-        kind = "auto" if fragment else "click"
+            cs.fragment_id, cs.is_auto_rerun = fragment, auto
         fut = asyncio.get_running_loop().create_future()
-        self._wait = (kind, fut)
+        self._wait = ("fragment" if fragment else "full", fut)
         sent = time.monotonic()
         try:
-            await self._ws.send(state.SerializeToString())
+            await self._ws.send(msg.SerializeToString())
             ok = await asyncio.wait_for(fut, timeout)
             latency = time.monotonic() - sent if ok else None
         except TimeoutError:
             latency = None
-            if kind == "click":
+            if not auto:
                 self.error(f"no script_finished within {timeout:.0f} s on {self.page!r}")
         except ConnectionClosed as e:
             latency = None
             self.error(f"connection closed ({e})")
         finally:
             self._wait = None
-        self.log.append(Rerun(kind, self.page, sent, latency, self.phase))
+        self.log.append(Rerun("auto" if auto else "click", self.page, sent, latency, self.phase))
         return latency
 
     async def click(self, label: str, timeout: float = 120.0) -> float | None:
+        """Press a button: a trigger for one rerun (of the button's fragment, when it sits in one)."""
         w = self.widget("button", label)
         if w.proto.disabled:
             raise BenchError(f"button {label!r} on {self.page!r} is disabled (the page says: {self.alerts})")
+        self.changed.add(w.fragment)
         return await self.rerun(trigger=w.proto.id, timeout=timeout)
 
     def due_fragment(self) -> tuple[str, float] | None:
@@ -403,7 +416,7 @@ class Student:
         if entry is None:
             return
         entry[1] = time.monotonic() + entry[0]
-        await self.rerun(fragment=fid, timeout=timeout)
+        await self.rerun(fragment=fid, auto=True, timeout=timeout)
         if fid in self.auto:  # the browser's timer keeps its rhythm; one that fell behind fires next tick
             self.auto[fid][1] = max(self.auto[fid][1], time.monotonic() + 0.05)
 

@@ -6,12 +6,13 @@
     ... --class / --cpu / --churn / --evaluate / --watch / --queue                     # one scenario each
 
 What runs: the benchmark seeds a temporary DIGITLAB_MODEL_DIR with three models (`python -m digitlab train`:
-a cnn-fast CNN on 10,000 images, a 2-epoch simple_net, linear-better; or copies of --models DIR), starts
+a cnn-fast CNN on 10,000 images, a 2-epoch simple_net, a 5-epoch linear-better; or copies of --models DIR), starts
 `streamlit run app.py --server.headless true` on 127.0.0.1 at a free port with that store and the full MNIST,
 and drives it with simulated students speaking Streamlit's own websocket protocol (classroom_client.py): a
 student sends `rerun_script` as a browser tab does and waits for `script_finished`; its live panels
-(`st.fragment(run_every=...)`) are re-run at their interval as the browser does. A rerun's latency is send
--> script_finished. Server CPU (utime+stime) and RSS come from /proc for the server process, and apart for
+(`st.fragment(run_every=...)`) are re-run at their interval as the browser does, and a widget inside a
+fragment reruns only that fragment. A click's latency is send -> script_finished (live-panel reruns are
+counted apart). Server CPU (utime+stime) and RSS come from /proc for the server process, and apart for
 its descendants (training workers). The server, every student and the temporary store go when the run ends,
 on Ctrl-C too. One visitor opens the four class pages first (a warmed server, as when the teacher checks it).
 
@@ -30,16 +31,19 @@ Scenarios, in the order --all runs them:
 - evaluate: a new student opens Evaluate (the newest model is chosen) and then picks every other stored
   model in its "Model" box; each rerun's time is that model's first paint. Target: <= 1.5 s each.
 - watch: one student trains simple_net (5 epochs, batch 250) on the MLP page and watches it; then
-  --students students press Train on the same config with batch 251 within a second (the queue gives them
+  --students new students arrive within 5 s, open MLP and press Train on the same config with batch 251
+  within a second (the queue gives them
   one shared job) and all watch it. A run's time: Train pressed -> its record in the model store
   (the record's own train_seconds shown beside). Target: watched by many / by one <= 1.3.
 - queue: the --students students (already on the MLP page) each press Train on simple_net, 5 epochs, each
   with its own batch size (236..267 without 250/251), within a second. Time: first press -> the last
-  record. The sum of solo times is the watched-by-one run's time scaled by each run's batch count
-  (ceil(60000 / batch)). Target: last end <= 1.5x that sum.
+  record. The sum of solo times is the watched-by-one run's time (Train -> record) scaled by each run's
+  batch count (ceil(60000 / batch)); the records' own train_seconds are summed beside it. Target: last
+  end <= 1.5x that sum. It waits at most max(90 s, 3x that sum).
 
-Every phase and wait is bounded; a scenario whose page or widget cannot be found stops with a message
-naming what the page shows. Figures only mean something on an otherwise idle machine.
+Every phase and wait is bounded (and --max-minutes skips what would start later); a scenario whose page
+or widget cannot be found stops the run with a message naming what the page shows. The exit code is 1
+when a figure fails. Figures only mean something on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -118,19 +122,22 @@ class Records:
     def __init__(self, folder: Path):
         self.folder = folder
         self.seen: dict[str, tuple[dict, float]] = {}
+        self.other: set[str] = set()  # JSON files beside the records that are not records
         self.poll()
 
     def poll(self) -> None:
         now = time.monotonic()
-        for path in self.folder.glob("*.json"):
-            if path.stem in self.seen:
+        for path in self.folder.rglob("*.json"):
+            if path.stem in self.seen or path.stem in self.other:
                 continue
             try:
                 rec = json.loads(path.read_text())
             except (OSError, ValueError):
-                continue  # half-written or not a record: look again next time
+                continue  # unreadable: look again next time
             if isinstance(rec, dict) and isinstance(rec.get("config"), dict) and "id" in rec:
                 self.seen[path.stem] = (rec, now)
+            else:
+                self.other.add(path.stem)
 
     def matching(self, preset: str, batch_size: int, epochs: int) -> list[tuple[dict, float]]:
         return [(r, t) for r, t in self.seen.values()
@@ -630,7 +637,7 @@ def main() -> int:
         print("seeding the model store ...", flush=True)
         seeded = seed_store(models, args.models, env)
         server = Server(env, Path(tmp) / "server.log")
-        bench = None
+        bench, stopped = None, ""
         try:
             up = server.wait_ready()
             print(f"server pid {server.pid} on port {server.port}, up in {up:.1f} s", flush=True)
@@ -638,13 +645,20 @@ def main() -> int:
             bench.notes.insert(0, f"{len(bench.records.seen)} stored models at the start ({seeded}).")
             asyncio.run(run(bench, which))
         except BenchError as e:
-            print(f"\nbenchmark stopped: {e}", file=sys.stderr)
+            stopped = f"Stopped early: {e}"
+        except KeyboardInterrupt:
+            stopped = "Interrupted (Ctrl-C or a kill)."
         finally:
             server.stop()
             log_tail = (Path(tmp) / "server.log").read_text(errors="replace")[-3000:]
+        if stopped:
+            print(f"\n{stopped} The server and the students are stopped.", file=sys.stderr)
         if bench is None or not bench.figures:
             print(f"no figures; the server's log ends:\n{log_tail}", file=sys.stderr)
             return 1
+        if stopped:
+            bench.notes.append(stopped)
+            args.record = False  # a partial run is not a result
     elapsed = time.monotonic() - t_start
     command = f"DIGITLAB_DATA_DIR={os.environ.get('DIGITLAB_DATA_DIR', '../shared/mnist')} python bench/bench_classroom.py " \
         + " ".join(sys.argv[1:])
@@ -664,7 +678,7 @@ def main() -> int:
         record("## Classroom", lines)
         print("\nrecorded in bench/RESULTS.md")
     failed = [f for f in bench.figures if f.ok is False]
-    return 1 if failed else 0
+    return 1 if failed or stopped else 0
 
 
 if __name__ == "__main__":

@@ -133,18 +133,25 @@ class Server:
         return own, Usage(sum(u.cpu_s for u in kids), sum(u.rss_mb for u in kids)), len(kids)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        else:  # the server is gone, but a worker it started may not be
-            with contextlib.suppress(ProcessLookupError):
+        """End the server's process group, then any descendant that left the group (a worker in its own session)."""
+        kids = _children(self.pid) if self.proc.poll() is None else []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            alive = [k for k in kids if Path(f"/proc/{k}").exists()]
+            for k in alive:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(k, sig)
+            t_end = time.monotonic() + 5
+            while alive and time.monotonic() < t_end:
+                time.sleep(0.1)
+                alive = [k for k in alive if Path(f"/proc/{k}").exists()]
         self._log.close()
 
 

@@ -291,7 +291,7 @@ class Bench:
                     await s.open("Home")
                     await s.open(self.rng.choice(CLASS_PAGES[1:]))
                     done += 1
-                except (BenchError, OSError) as e:
+                except BenchError as e:
                     s.error(str(e))
                 finally:
                     await s.close()
@@ -329,8 +329,6 @@ class Bench:
                 await s.rerun()
         except BenchError as e:
             s.error(str(e))
-        except OSError as e:
-            s.error(f"cannot connect: {e}")
 
     async def start_long_cnn(self, trainer: Student) -> None:
         await trainer.connect()
@@ -365,7 +363,7 @@ class Bench:
                 s = self.student(f"student-{i}")
                 tasks.append(asyncio.create_task(self.classmate(s, stop, 5.0)))
 
-        def result(phase: str, students: int, p95_target: float, no_errors: bool) -> None:
+        def result(phase: str, p95_target: float, no_errors: bool) -> None:
             logs = [r for s in self.students if s.name != "trainer" for r in s.log if r.phase == phase]
             clicks = [r for r in logs if r.kind == "click"]
             lat = [r.latency for r in clicks if r.latency is not None]
@@ -385,7 +383,7 @@ class Bench:
             self.set_phase(phase)
             join(a.students)
             await asyncio.sleep(a.phase_s)
-            result(phase, a.students, 1.0, False)
+            result(phase, 1.0, False)
 
             self.check_server()
             trainer = self.student("trainer")
@@ -394,14 +392,14 @@ class Bench:
             await self.start_long_cnn(trainer)
             follow = asyncio.create_task(trainer.idle(time.monotonic() + 3 * a.phase_s + 60, stop))
             await asyncio.sleep(a.phase_s)
-            result(phase, a.students, 1.5, False)
+            result(phase, 1.5, False)
 
             self.check_server()
             phase = f"{a.big_class} students, a CNN training"
             self.set_phase(phase)
             join(a.big_class - a.students)
             await asyncio.sleep(a.phase_s)
-            result(phase, a.big_class, 3.0, True)
+            result(phase, 3.0, True)
             self.set_phase("class leaving")
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks, follow, return_exceptions=True), 180)

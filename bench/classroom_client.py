@@ -211,8 +211,11 @@ class Student:
     # ------------------------------------------------------------ connection
 
     async def connect(self, timeout: float = 30.0) -> None:
-        self._ws = await connect(self.url, subprotocols=[Subprotocol("streamlit")], max_size=None, proxy=None,
-                                 open_timeout=timeout, ping_interval=None)
+        try:
+            self._ws = await connect(self.url, subprotocols=[Subprotocol("streamlit")], max_size=None, proxy=None,
+                                     open_timeout=timeout, ping_interval=None)
+        except Exception as e:  # refused, timed out, a bad handshake: all the same to a student
+            raise BenchError(f"cannot connect to {self.url}: {type(e).__name__}: {e}") from e
         self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:

@@ -348,9 +348,9 @@ class Bench:
             return "the run had ended before Stop"
         await trainer.click("Stop")
         t_end = time.monotonic() + 120
-        while trainer.auto and time.monotonic() < t_end:  # the live panel goes when the job has ended
+        while trainer.has_widget("button", "Stop") and time.monotonic() < t_end:  # it goes when the job ends
             await trainer.idle(time.monotonic() + 1)
-        return "stopped" if not trainer.auto else "still running 120 s after Stop"
+        return "still running 120 s after Stop" if trainer.has_widget("button", "Stop") else "stopped"
 
     async def a_class(self) -> None:
         a = self.args

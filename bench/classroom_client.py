@@ -249,7 +249,9 @@ class Student:
         if kind == "new_session":  # a run starts; a full run (no fragment ids) draws the page afresh
             self._pages(msg.new_session.app_pages)
             self.page_hash = msg.new_session.page_script_hash or self.page_hash
-            if msg.metadata.run.fragment_ids:
+            if msg.metadata.run.fragment_ids:  # the fragments draw their widgets again
+                rerun = set(msg.metadata.run.fragment_ids)
+                self.widgets = {k: w for k, w in self.widgets.items() if w.fragment not in rerun}
                 return
             self.widgets.clear()
             self.alerts.clear()

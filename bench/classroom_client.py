@@ -211,8 +211,11 @@ class Student:
     # ------------------------------------------------------------ connection
 
     async def connect(self, timeout: float = 30.0) -> None:
-        self._ws = await connect(self.url, subprotocols=[Subprotocol("streamlit")], max_size=None, proxy=None,
-                                 open_timeout=timeout, ping_interval=None)
+        try:
+            self._ws = await connect(self.url, subprotocols=[Subprotocol("streamlit")], max_size=None, proxy=None,
+                                     open_timeout=timeout, ping_interval=None)
+        except Exception as e:  # refused, timed out, a bad handshake: all the same to a student
+            raise BenchError(f"cannot connect to {self.url}: {type(e).__name__}: {e}") from e
         self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:
@@ -246,7 +249,9 @@ class Student:
         if kind == "new_session":  # a run starts; a full run (no fragment ids) draws the page afresh
             self._pages(msg.new_session.app_pages)
             self.page_hash = msg.new_session.page_script_hash or self.page_hash
-            if msg.metadata.run.fragment_ids:
+            if msg.metadata.run.fragment_ids:  # the fragments draw their widgets again
+                rerun = set(msg.metadata.run.fragment_ids)
+                self.widgets = {k: w for k, w in self.widgets.items() if w.fragment not in rerun}
                 return
             self.widgets.clear()
             self.alerts.clear()

@@ -10,6 +10,7 @@ damaged or not an analysis at all.
 
     ensure(store, model_id, data, model=None) -> Analysis   # load it, or compute and save it
     load(store, model_id, data) -> Analysis | None          # only what is on disk and current
+    complete(store, model_id, data, model=None) -> Analysis # ensure, plus the robustness curves (the worker, when idle)
 
 What a student picks beyond the page's defaults (more images per robustness point, another layer or
 t-SNE on the map) is computed on the first request and added to the same file (``add_robustness``,
@@ -85,16 +86,23 @@ def _embedding_parts(emb: ev.Embedding, n: int) -> dict[str, torch.Tensor]:
 
 
 def compute(store: ModelStore, model_id: str, data: MNIST, model: nn.Module) -> Analysis:
-    """Everything the pages show by default for one model: predictions, the untrained start's accuracy,
-    robustness on ROBUST_N images and the raw-pixel map of EMBED_N images."""
+    """What the pages show first for one model: predictions, the untrained start's accuracy and the raw-pixel
+    map of EMBED_N images. Robustness (25 perturbed copies of ROBUST_N images, the costly part for a CNN) is
+    added by ``complete``, which the training worker runs when no run is waiting, or on its section's first view."""
     info = store.info(model_id)
     config = info.config
     pred = ev.predict(model, config, data)
     start = features.initial_model(config)
     before = ev.predict(start, config, data).accuracy
-    parts = {**_robustness_parts(ev.robustness(model, config, data, ROBUST_N), ROBUST_N),
-             **_embedding_parts(ev.embedding(model, config, data, ev.RAW, "pca", EMBED_N), EMBED_N)}
+    parts = _embedding_parts(ev.embedding(model, config, data, ev.RAW, "pca", EMBED_N), EMBED_N)
     return Analysis(model_id, store.weights_sha256(model_id), data.fingerprint(), pred, before, parts)
+
+
+def complete(store: ModelStore, model_id: str, data: MNIST, model: nn.Module | None = None) -> Analysis:
+    """Everything Evaluate and Features show by default, robustness on ROBUST_N images included."""
+    if model is None:
+        model, _ = store.load(model_id)
+    return add_robustness(store, ensure(store, model_id, data, model), data, ROBUST_N, model)
 
 
 # ---------------------------------------------------------------- the file beside the model

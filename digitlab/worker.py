@@ -157,7 +157,7 @@ def analyse_model(store_root: str, model_id: str, data, model=None) -> None:
     from .store import ModelStore
 
     try:
-        analysis.ensure(ModelStore(store_root), model_id, data, model)
+        analysis.complete(ModelStore(store_root), model_id, data, model)
     except Exception:  # the model is saved; its analysis is made again on first view
         traceback.print_exc()
 

@@ -325,7 +325,9 @@ def block_inputs(images: torch.Tensor, config: TrainConfig, gen: torch.Generator
     else:  # rotate, scale and shift on 0..1 (the border stays background), then normalise
         x = augment(to_float(images.to(device)).unsqueeze(1), gen)
         mean, std = NORMALISATIONS[config.norm]
-        x = ((x - mean) / std).reshape(len(x), -1) if config.kind != "cnn" else (x - mean) / std
+        x = (x - mean) / std
+        if config.kind != "cnn":
+            x = x.reshape(len(x), -1)
     if uses_channels_last(config, device):
         x = x.contiguous(memory_format=torch.channels_last)
     return x

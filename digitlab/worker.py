@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 PROGRESS_EVERY_S = 0.25  # how often the live panels' numbers move: often enough to look alive, rarely enough to cost nothing
 POINTS_PER_EPOCH = 200  # batch points kept for the live loss chart
-IDLE_BEFORE_ANALYSIS_S = 0.5  # a saved model is analysed once no run has come for this long: runs go first
+IDLE_BEFORE_ANALYSIS_S = 0.5  # a model's costly analysis waits until no run has come for this long: runs go first
 
 
 def worker_threads() -> int:
@@ -40,9 +40,11 @@ def cpu_seconds() -> float:
 
 
 def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, data_cache: dict,
-            analyse: bool = True) -> dict:
-    """Train, save and (with ``analyse``) analyse one job; returns the ``finished`` message (never raises for a
-    run's own failure). The worker analyses later instead, when no run is waiting.
+            complete: bool = True) -> dict:
+    """Train, save and analyse one job; returns the ``finished`` message (never raises for a run's own failure).
+
+    The analysis Evaluate paints first is made before the job is reported done, so no visitor waits for it;
+    with ``complete`` the rest too (robustness), which the worker otherwise leaves for when no run is waiting.
 
     ``spec``: job, config (TrainConfig.to_dict()), continue_from, data_dir, fingerprint, store.
     Times in the records are this process's own compute time, so a run reads the same however busy the
@@ -133,8 +135,7 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
         )
     except OSError as e:
         return finished("failed", f"trained, but could not save the model: {e}", f"trained, but could not save the model: {e}")
-    if analyse:
-        analyse_model(spec["store"], info.id, data, model)
+    analyse_model(spec["store"], info.id, data, model, complete=complete)
     if cancel.is_set():
         return finished("cancelled", f"stopped after {new_epochs} epoch(s); saved as {info.id}", model_id=info.id)
     return finished("done", f"done: test accuracy {last['test_accuracy']:.2%}", model_id=info.id)
@@ -151,13 +152,13 @@ def _data(spec: dict, cache: dict):
     return cache[key]
 
 
-def analyse_model(store_root: str, model_id: str, data, model=None) -> None:
-    """What Evaluate and Features need for this model, computed once now, so no visitor waits for it."""
+def analyse_model(store_root: str, model_id: str, data, model=None, complete: bool = True) -> None:
+    """What Evaluate and Features need for this model (with ``complete``, all of it), computed once now."""
     from . import analysis
     from .store import ModelStore
 
     try:
-        analysis.complete(ModelStore(store_root), model_id, data, model)
+        (analysis.complete if complete else analysis.ensure)(ModelStore(store_root), model_id, data, model)
     except Exception:  # the model is saved; its analysis is made again on first view
         traceback.print_exc()
 
@@ -209,7 +210,7 @@ def main() -> int:
     threading.Thread(target=read_commands, daemon=True).start()
     emit({"type": "ready", "pid": os.getpid(), "threads": worker_threads()})
     data_cache: dict = {}
-    to_analyse: list[dict] = []  # models saved while other runs waited: analysed once the line is empty
+    to_analyse: list[dict] = []  # models whose robustness curves wait until no run does
     while True:
         with have_run:
             if not runs and to_analyse:
@@ -228,7 +229,7 @@ def main() -> int:
         if cmd["job"] in cancelled:
             cancel.set()
         try:
-            result = run_job(cmd, emit, cancel, data_cache, analyse=False)
+            result = run_job(cmd, emit, cancel, data_cache, complete=False)
             if result["model_id"]:
                 to_analyse.append({**cmd, "model_id": result["model_id"]})
         except Exception as e:  # a bug, not a bad setting: report it, keep serving

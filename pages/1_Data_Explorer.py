@@ -83,8 +83,11 @@ def normalised(data, views: dict) -> None:
     )
     st.dataframe(views["norm_table"], hide_index=True, key="norm_table",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("min", "max", "mean", "std")})
-    for col, (name, fig) in zip(st.columns(3), views["normalised"].items()):
-        col.plotly_chart(fig, key=f"norm_{name}")
+    # Three more charts on every rerun of the page would cost more than the rest of it: drawn when asked for.
+    if st.toggle("Show the image after each normalisation", key="norm_images",
+                 help="The same digit three ways: its shape never changes, only the numbers (hover to read them)."):
+        for col, (name, fig) in zip(st.columns(3), views["normalised"].items()):
+            col.plotly_chart(fig, key=f"norm_{name}")
     ui.show_code(to_float, explore.normalisation_table)
 
 

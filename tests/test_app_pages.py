@@ -94,6 +94,13 @@ def test_explorer_widgets(mnist, fresh_data_cache):
     assert not at.exception
     idx = int((mnist.test_labels == 3).nonzero()[3])
     assert any(f"test image {idx}**, labelled **3**" in m.value for m in at.markdown)
+    # the normalised images are drawn when asked for, each with that normalisation's own range
+    shown = len(at.get("plotly_chart"))
+    at.toggle(key="norm_images").set_value(True).run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == shown + 3
+    assert [s["data"][0]["zmax"] for s in specs[-3:]][:2] == [1.0, 1.0]  # 0..1, then -1..1
+    assert specs[-2]["data"][0]["zmin"] == -1.0
 
 
 def test_sample_banner_without_data_dir(monkeypatch, tmp_path, fresh_data_cache):

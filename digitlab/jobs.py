@@ -63,7 +63,6 @@ class Snapshot:
     submitted: float
     reused: bool  # True when this answered a submit with an existing job or stored model
     eta_start: float = 0.0  # waiting: when (time.time()) it should start; 0 otherwise
-    eta_seconds: float = 0.0  # the run's expected length, from measured speed
     compute_seconds: float = 0.0  # the worker's own compute time, once finished
     version: int = 0  # grows with every change: what a page draws from this snapshot can be cached under it
 
@@ -280,7 +279,7 @@ class JobQueue:
             last=job.last, history=tuple(job.history), batch_losses=tuple(job.batch_losses),
             batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id, message=message,
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
-            eta_seconds=self._estimate(job), compute_seconds=job.compute_seconds, version=job.version,
+            compute_seconds=job.compute_seconds, version=job.version,
         )
 
     # ------------------------------------------------------------ workers

@@ -141,3 +141,27 @@ def test_a_run_records_the_workers_compute_time(mnist, store):
     assert 0 < info.train_seconds <= snap.compute_seconds
     assert info.train_seconds <= record["wall_seconds"] + 0.05
     assert info.history[-1]["seconds"] == pytest.approx(info.train_seconds, abs=0.2)
+
+
+def test_the_sidebar_says_what_trains_and_clears_when_it_ends(mnist):
+    """Every page's sidebar lists the class's running and waiting runs, with a start estimate, and nothing after."""
+    from digitlab import ui
+
+    page = AppTest.from_file("../pages/1_Data_Explorer.py", default_timeout=120)
+    queue = ui.get_queue()
+    running = queue.submit(LONG_CNN.with_(seed=11), mnist, owner="teacher")
+    started_running(queue, running.id)
+    waiting = queue.submit(SMALL_MLP.with_(seed=12), mnist, owner="student")
+    try:
+        page.run()
+        lines = [c.value for c in page.sidebar.caption]
+        assert "**Training now:**" in lines
+        assert any(line.startswith(f"· {LONG_CNN.title} — ") for line in lines)
+        assert any("and 1 more waiting; the next starts in about" in line for line in lines)
+    finally:
+        queue.cancel(waiting.id)
+        queue.cancel(running.id)
+    assert queue.wait(running.id, timeout=120).finished
+    page.run()
+    assert not page.exception
+    assert not [c.value for c in page.sidebar.caption if "Training now" in c.value]

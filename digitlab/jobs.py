@@ -27,6 +27,7 @@ from .data import MNIST
 from .models import TrainConfig
 from .store import ModelStore
 from .train import Event, task_data
+from .worker import env_int
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
@@ -426,6 +427,6 @@ def shared_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
     key = str(store.root.resolve())
     with _shared_lock:
         if key not in _shared:
-            n = max_running if max_running is not None else int(os.environ.get("DIGITLAB_MAX_TRAINING", 1))
+            n = max_running if max_running is not None else env_int("DIGITLAB_MAX_TRAINING", 1)
             _shared[key] = JobQueue(store, max_running=n)
         return _shared[key]

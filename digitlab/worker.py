@@ -25,9 +25,17 @@ POINTS_PER_EPOCH = 200  # batch points kept for the live loss chart
 IDLE_BEFORE_ANALYSIS_S = 0.5  # a model's costly analysis waits until no run has come for this long: runs go first
 
 
+def env_int(name: str, default: int) -> int:
+    """A whole-number setting from the environment; a missing or unreadable one means the default."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def worker_threads() -> int:
     """Intra-op threads for training: every core but one, which stays free for the web server."""
-    wanted = int(os.environ.get("DIGITLAB_WORKER_THREADS", 0) or 0)
+    wanted = env_int("DIGITLAB_WORKER_THREADS", 0)
     return wanted if wanted > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
@@ -171,7 +179,7 @@ def main() -> int:
     os.dup2(2, 1)  # ...and everything else anyone prints goes to stderr
     sys.stdout = sys.stderr
     try:
-        os.nice(int(os.environ.get("DIGITLAB_WORKER_NICE", 10)))  # below the web server: clicks first
+        os.nice(env_int("DIGITLAB_WORKER_NICE", 10))  # below the web server: clicks first
     except (AttributeError, OSError):
         pass
     os.environ["DIGITLAB_THREADS"] = str(worker_threads())

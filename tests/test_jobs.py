@@ -165,3 +165,16 @@ def test_the_sidebar_says_what_trains_and_clears_when_it_ends(mnist):
     page.run()
     assert not page.exception
     assert not [c.value for c in page.sidebar.caption if "Training now" in c.value]
+
+
+def test_unreadable_worker_settings_fall_back_to_the_defaults(mnist, store, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_WORKER_THREADS", "many")
+    monkeypatch.setenv("DIGITLAB_WORKER_NICE", "low")
+    monkeypatch.setenv("DIGITLAB_MAX_TRAINING", "two")
+    queue = jobs.shared_queue(store)
+    try:
+        assert queue.max_running == 1
+        snap = queue.wait(queue.submit(SMALL_MLP, mnist, owner="a").id, timeout=120)
+        assert snap.state == "done", snap.error
+    finally:
+        queue.close()

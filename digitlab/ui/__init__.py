@@ -4,14 +4,14 @@
 - frame: the frame around every page (navigation, page_setup, data banner, sidebar, show_code, links)
 - training: the shared training widgets (preset, settings, Train, live panel, one more epoch, runs compared)
 - pickers: choosing a stored model or a test image, and the one table of stored models
-- analyses: each stored model's analysis for Evaluate and Features, and figures shared by every session
+- analyses: each stored model's analysis for Evaluate and Features, and its untrained start
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
 
 from ..lessons import LR_OPTIONS
 from ..train import device_label
-from .analyses import initial_model, model_analysis, model_embedding, model_robustness, shared_figure
+from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .frame import (
     ROOT,
     STAGES,
@@ -38,6 +38,7 @@ from .resources import (
     owner_id,
     per_model,
     shared,
+    shared_figure,
     stored_models,
 )
 from .training import (

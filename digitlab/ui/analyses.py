@@ -1,4 +1,4 @@
-"""Per-model analyses for Evaluate and Features, and figures shared by every session.
+"""Per-model analyses for Evaluate and Features, and each model's untrained start.
 
 What those pages show for a stored model is computed once and kept beside it (digitlab.analysis); here it is
 also kept in memory once per process, keyed on the files' modification times, so a new analysis file (or new
@@ -7,28 +7,23 @@ weights) is read again and every session shares one copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import streamlit as st
 import torch
 
+from .. import analysis, features
 from .. import data as data_mod
 from ..models import ModelInfo, TrainConfig
 from ..store import ModelStore, StoreError
-from .resources import get_store
+from .resources import get_store, shared_figure
 
 
 @st.cache_resource(max_entries=64, show_spinner="Analysing this model on its test images, once for everyone...")
 def _model_analysis(root: str, model_id: str, fingerprint: str, stamp: tuple[int, int], _model, _data):
-    from .. import analysis
-
     return analysis.ensure(ModelStore(root), model_id, _data, _model)
 
 
 def model_analysis(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST):
     """The model's analysis (digitlab.analysis.Analysis); None, with a message, if the model has gone."""
-    from .. import analysis
-
     store = get_store()
     try:
         return _model_analysis(str(store.root), info.id, data.fingerprint(), analysis.stamp(store, info.id),
@@ -40,8 +35,6 @@ def model_analysis(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST
 
 def model_robustness(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST, n: int) -> dict | None:
     """Accuracy under each perturbation on ``n`` test images per point: from the analysis, or computed once."""
-    from .. import analysis
-
     found = model_analysis(model, info, data)
     if found is None:
         return None
@@ -54,8 +47,6 @@ def model_robustness(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNI
 def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST, layer: str, method: str, n: int):
     """The 2-D map of ``n`` test images at ``layer`` (an evaluate.Embedding): from the analysis, or computed once;
     None, with a message, where that map cannot be drawn."""
-    from .. import analysis
-
     found = model_analysis(model, info, data)
     if found is None:
         return None
@@ -70,27 +61,6 @@ def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIS
     return found.embedding(layer, method, n)
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _initial_model(config_key: str, _config: TrainConfig) -> torch.nn.Module:
-    from ..features import initial_model
-
-    return initial_model(_config)
-
-
 def initial_model(config: TrainConfig) -> torch.nn.Module:
     """The run's untrained start (features.initial_model), built once per config for every session."""
-    return _initial_model(config.key(), config)
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)  # at most ~1 MB each: memory stays bounded
-def _shared_figure(key: tuple, _build: Callable):
-    return _build()
-
-
-def shared_figure(key: tuple, build: Callable, *args, **kwargs):
-    """``build(*args, **kwargs)``, a figure that depends only on ``key`` (what it shows, e.g. a model's weights
-    checksum and a setting) and never on the session: built once per process and shared by every session.
-    Safe to share: st.plotly_chart copies a figure (to_dict) before sending it and never changes it."""
-    from functools import partial
-
-    return _shared_figure(key, partial(build, *args, **kwargs))
+    return shared_figure(("initial model", config.key()), features.initial_model, config)

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -72,17 +73,25 @@ def shared(func: Callable[..., T], *args) -> T:
     return _shared(func, f"{func.__module__}.{func.__qualname__}", hash(func.__code__), args)
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _per_model(_func: Callable, name: str, code: int, root: str, model_id: str, mtime: float) -> Any:
-    return _func(*_load_model(root, model_id, mtime))
+@st.cache_resource(max_entries=64, show_spinner=False)  # at most ~1 MB each: memory stays bounded
+def _shared_figure(key: tuple, _build: Callable) -> Any:
+    return _build()
+
+
+def shared_figure(key: tuple, build: Callable[..., T], *args, **kwargs) -> T:
+    """``build(*args, **kwargs)``, a figure that depends only on ``key`` (what it shows, e.g. a model's weights
+    checksum and a setting) and never on the session: built once per process and shared by every session.
+    Safe to share: st.plotly_chart copies a figure (to_dict) before sending it and never changes it."""
+    return _shared_figure(key, partial(build, *args, **kwargs))
 
 
 def per_model(func: Callable[..., T], model_id: str) -> T:
     """``func(model, info)`` for a stored model, computed once per process (again if its file changes) and
     handed to every session. Call load_model first: it says on the page why a model cannot be used."""
     store = get_store()
-    return _per_model(func, f"{func.__module__}.{func.__qualname__}", hash(func.__code__), str(store.root),
-                      model_id, _model_mtime(store, model_id))
+    root, mtime = str(store.root), _model_mtime(store, model_id)
+    key = (f"{func.__module__}.{func.__qualname__}", hash(func.__code__), root, model_id, mtime)
+    return shared_figure(key, lambda: func(*_load_model(root, model_id, mtime)))
 
 
 def owner_id() -> str:

@@ -14,7 +14,7 @@ from ..jobs import JobRefused, Snapshot
 from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data
-from .resources import get_queue, owner_id
+from .resources import get_queue, owner_id, shared_figure
 
 LIVE_EVERY_S = 1.5  # the live panel's redraw: the worker reports every 0.25 s, a student reads about this often
 
@@ -130,16 +130,14 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
         if snap.owner == owner_id() and cols[1].button("Stop", key=f"stop_{state_key}_{snap.id}"):
             get_queue().cancel(snap.id, owner_id())
     if snap.history or snap.batch_losses:
-        loss, accuracy = _job_figures(snap.id, snap.version)
+        loss, accuracy = shared_figure(("job", snap.id, snap.version), _job_figures, snap)  # once, however many watch
         left, right = st.columns(2)
         left.plotly_chart(loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
         right.plotly_chart(accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _job_figures(job_id: str, version: int):
-    """A job's two curves, drawn once per change however many students watch it."""
-    snap = get_queue().snapshot(job_id)
+def _job_figures(snap: Snapshot):
+    """The loss and accuracy curves of one state of a job."""
     return viz.loss_curve(snap), viz.accuracy_curve(snap.history, batch_accuracies=snap.batch_accuracies,
                                                     epochs=snap.config.epochs)
 

@@ -177,3 +177,32 @@ def test_a_bad_precision_setting_is_a_message_not_a_traceback(mnist, monkeypatch
     assert not at.exception
     assert any("Cannot train with these settings: DIGITLAB_PRECISION must be one of" in e.value for e in at.error)
     assert "mlp_job" not in at.session_state
+
+
+def test_a_second_waiting_run_is_refused_with_a_message_and_the_first_keeps_its_place(mnist):
+    """While the class's worker is busy, a student's run waits; a second one from the same student is refused."""
+    import time
+
+    from digitlab import ui
+    from digitlab.models import PRESETS
+
+    queue = ui.get_queue()
+    busy = queue.submit(PRESETS["cnn-seed"].with_(epochs=30, seed=21), mnist, owner="someone else")
+    deadline = time.monotonic() + 120
+    while queue.snapshot(busy.id).state != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    try:
+        at.number_input(key="mlp_simple_net_epochs").set_value(1)
+        at.button(key="mlp_train").click().run()
+        first = at.session_state["mlp_job"]
+        assert queue.snapshot(first).state == "queued"
+        assert any("queued: number 1 in line, starts in about" in p.proto.text for p in at.get("progress"))
+        at.number_input(key="mlp_simple_net_bs").set_value(128)
+        at.button(key="mlp_train").click().run()
+        assert not at.exception
+        assert any("You already have a run waiting" in w.value for w in at.warning)
+        assert at.session_state["mlp_job"] == first and queue.snapshot(first).state == "queued"
+    finally:
+        queue.cancel(busy.id)
+        queue.cancel(at.session_state["mlp_job"])

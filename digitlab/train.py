@@ -1,10 +1,11 @@
-"""Training: fit() walks the epochs and yields what happens, batch by batch.
+"""Training: fit() walks the epochs and yields what happens: about every 1,024 images, and every epoch.
 
 fit() is the tutorials' loop -- forward, loss, backward, step, zero_grad -- on one screen. The speed
 comes from small helpers beside it, each a public PyTorch switch with its reason:
 - batches() draws straight from the in-memory uint8 tensors and converts a block of 1,024 images to
   float at a time: no per-image PIL work, no DataLoader over single images, never the whole set in float;
 - fused optimizers: one kernel updates every parameter;
+- the training accuracy is scored once per report (about 1,024 images), not five small calls per batch;
 - a CNN on a CPU runs channels-last, and under torch.autocast in bfloat16 where the CPU does bfloat16
   in hardware.
 """
@@ -199,15 +200,15 @@ def use_all_cores() -> None:
 
 @dataclass(frozen=True)
 class Event:
-    """One step of progress. kind: 'batch', 'epoch' or 'cancelled'."""
+    """One step of progress. kind: 'batch' (about every REPORT_IMAGES images), 'epoch' or 'cancelled'."""
 
     kind: str
     epoch: int  # 1-based
     epochs: int
     batch: int = 0  # 1-based within the epoch
     n_batches: int = 0
-    loss: float = float("nan")  # this batch's, or the epoch's mean training loss
-    accuracy: float = float("nan")  # this batch's, or the epoch's training accuracy
+    loss: float = float("nan")  # the batches' since the last report, or the epoch's mean training loss
+    accuracy: float = float("nan")  # the batches' since the last report, or the epoch's training accuracy
     lr: float = 0.0
     images_per_s: float = 0.0
     elapsed: float = 0.0  # seconds since fit() started
@@ -259,7 +260,7 @@ def fit(
     optimizer = make_optimizer(model, config)
     n_batches = math.ceil(len(train_x) / config.batch_size)
     schedule = make_schedule(optimizer, config, n_batches)
-    progress = Progress(start_epoch + config.epochs, n_batches)
+    progress = Progress(start_epoch + config.epochs, n_batches, config.batch_size)
     try:
         for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
             progress.start_epoch(epoch)
@@ -276,7 +277,8 @@ def fit(
                 optimizer.zero_grad()
                 if schedule is not None:
                     schedule.step()
-                yield progress.batch(preds, yb)
+                if event := progress.batch(preds, yb):  # about every REPORT_IMAGES images, and the epoch's end
+                    yield event
             yield progress.epoch(*evaluate(model, config, test_x, test_y, device))
             model.train()
     finally:
@@ -314,8 +316,7 @@ def batches(images: torch.Tensor, targets: torch.Tensor, config: TrainConfig, ge
         idx = order[start : start + block]
         x = block_inputs(images.index_select(0, idx), config, gen, device)
         y = targets.index_select(0, idx).to(device)
-        for lo in range(0, len(idx), bs):
-            yield x[lo : lo + bs], y[lo : lo + bs]
+        yield from zip(x.split(bs), y.split(bs))
 
 
 def block_inputs(images: torch.Tensor, config: TrainConfig, gen: torch.Generator, device: torch.device):
@@ -406,13 +407,15 @@ def make_schedule(optimizer, config: TrainConfig, n_batches: int):
 
 
 BLOWN_UP = 1000.0  # a loss this many times the first batch's means the run has diverged
+REPORT_IMAGES = 1024  # fit reports about this often: the batches' accuracy in a few calls, not five per batch
 
 
 class Progress:
     """What fit() has done so far -- counts, sums, clocks, the first loss -- and the Events it yields."""
 
-    def __init__(self, epochs: int, n_batches: int):
+    def __init__(self, epochs: int, n_batches: int, batch_size: int):
         self.epochs, self.n_batches = epochs, n_batches
+        self.report_every = max(1, REPORT_IMAGES // batch_size)  # batches
         self.started = time.perf_counter()
         self.first_loss: float | None = None
         self.epoch_no, self.lr = 0, 0.0
@@ -420,6 +423,7 @@ class Progress:
     def start_epoch(self, epoch: int) -> None:
         self.epoch_no, self.batches, self.seen = epoch, 0, 0
         self.loss, self.sum_loss, self.sum_correct = float("nan"), 0.0, 0.0
+        self.accuracy, self.unscored = float("nan"), []
         self.epoch_started = self.last_batch_done = time.perf_counter()
 
     def record_loss(self, loss: float, optimizer) -> None:
@@ -435,15 +439,27 @@ class Progress:
             )
         self.loss = loss
 
-    def batch(self, preds: torch.Tensor, targets: torch.Tensor) -> Event:
-        accuracy = float(batch_accuracy(preds.detach(), targets))
-        n = len(targets)
-        self.batches, self.seen = self.batches + 1, self.seen + n
-        self.sum_loss += self.loss * n
-        self.sum_correct += accuracy * n
+    def batch(self, preds: torch.Tensor, targets: torch.Tensor) -> Event | None:
+        """Count this batch. About every REPORT_IMAGES images, and at the epoch's end, score the batches since the
+        last report in one go and return an Event with their mean loss and accuracy; otherwise None."""
+        self.batches += 1
+        self.unscored.append((preds.detach(), targets, self.loss))
+        if len(self.unscored) < self.report_every and self.batches < self.n_batches:
+            return None
+        self.score_unscored()
         now = self.last_batch_done = time.perf_counter()
-        return Event("batch", self.epoch_no, self.epochs, self.batches, self.n_batches, self.loss, accuracy,
-                     self.lr, self.seen / max(1e-9, now - self.epoch_started), now - self.started)
+        return Event("batch", self.epoch_no, self.epochs, self.batches, self.n_batches, self.block_loss,
+                     self.accuracy, self.lr, self.seen / max(1e-9, now - self.epoch_started), now - self.started)
+
+    def score_unscored(self) -> None:
+        preds = torch.cat([p for p, _, _ in self.unscored])
+        targets = torch.cat([t for _, t, _ in self.unscored])
+        sum_loss = sum(loss * len(t) for _, t, loss in self.unscored)
+        self.block_loss, self.accuracy = sum_loss / len(targets), float(batch_accuracy(preds, targets))
+        self.seen += len(targets)
+        self.sum_loss += sum_loss
+        self.sum_correct += self.accuracy * len(targets)
+        self.unscored = []
 
     def epoch(self, test_loss: float, test_accuracy: float) -> Event:
         seconds = self.last_batch_done - self.epoch_started  # training only, not the test pass

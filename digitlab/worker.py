@@ -21,7 +21,6 @@ import traceback
 from collections.abc import Callable
 
 PROGRESS_EVERY_S = 0.25  # how often the live panels' numbers move: often enough to look alive, rarely enough to cost nothing
-POINTS_PER_EPOCH = 200  # batch points kept for the live loss chart
 IDLE_BEFORE_ANALYSIS_S = 0.5  # a model's costly analysis waits until no run has come for this long: runs go first
 
 
@@ -97,23 +96,23 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
             model = build_model(config)
         n_images = len(task_data(data, config, "train")[0])
         start_epoch, earlier = len(history), len(history)
-        last_sent, points, first_batch_cpu, steps_s = 0.0, [], cpu_seconds(), 0.0
+        last_sent, points, steps_s = 0.0, [], 0.0
+        timed_epoch, first_batch, first_batch_cpu = 0, 0, cpu_seconds()
         for ev in fit(model, config, data, cancel=cancel, start_epoch=start_epoch):
             if ev.kind == "batch":
-                if ev.batch == 1:  # the epoch's speed is timed from its first step to its last, like fit's own
-                    first_batch_cpu = cpu_seconds()
+                if ev.epoch != timed_epoch:  # the epoch's speed is timed from its first report to its last step
+                    timed_epoch, first_batch, first_batch_cpu = ev.epoch, ev.batch, cpu_seconds()
                 elif ev.batch == ev.n_batches:
                     steps_s = compute_since(first_batch_cpu)
-                if ev.batch % max(1, ev.n_batches // POINTS_PER_EPOCH) == 0 or ev.batch == ev.n_batches:
-                    points.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss, ev.accuracy))
+                points.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss, ev.accuracy))
                 now = time.perf_counter()
                 if now - last_sent >= PROGRESS_EVERY_S:
                     emit({"type": "progress", "job": job, "event": dataclasses.asdict(ev), "points": points})
                     last_sent, points = now, []
             elif ev.kind == "epoch":
-                timed = n_images * (ev.n_batches - 1) / ev.n_batches
+                timed = n_images * (ev.n_batches - first_batch) / ev.n_batches
                 record = ev.record() | {
-                    "images_per_s": timed / steps_s if ev.n_batches > 1 and steps_s > 0 else ev.images_per_s,
+                    "images_per_s": timed / steps_s if timed > 0 and steps_s > 0 else ev.images_per_s,
                     "seconds": base_seconds + compute_since(cpu_start),
                     "wall_seconds": time.perf_counter() - wall_start,
                 }

@@ -14,6 +14,7 @@ from digitlab.jobs import JobQueue
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
 from digitlab.store import StoreError
 from digitlab.train import (
+    REPORT_IMAGES,
     ConfigError,
     TrainingDiverged,
     compute_dtype,
@@ -123,14 +124,22 @@ def test_scratch_and_nn_forms_agree_on_the_same_weights(mnist):
     assert torch.allclose(scratch(x), net(x), atol=1e-5)
 
 
-def test_fit_reports_every_batch_and_epoch_and_learns(mnist):
+def test_fit_reports_about_every_1024_images_and_every_epoch_and_learns(mnist):
     config = PRESETS["simple_net"].with_(train_limit=5000, epochs=2)
     events = list(fit(build_model(config), config, mnist))
-    batches = [e for e in events if e.kind == "batch"]
+    reports = [e for e in events if e.kind == "batch"]
     epochs = [e for e in events if e.kind == "epoch"]
-    assert len(batches) == 2 * 20 and len(epochs) == 2
+    n_batches, every = epochs[0].n_batches, max(1, REPORT_IMAGES // config.batch_size)
+    expected = [*range(every, n_batches, every), n_batches]
+    assert [e.batch for e in reports] == expected * 2 and len(epochs) == 2
     assert epochs[-1].test_accuracy > 0.75
-    assert all(e.images_per_s > 0 and e.lr == 0.1 for e in batches)
+    assert all(e.images_per_s > 0 and e.lr == 0.1 for e in reports)
+    # each report's loss and accuracy are those of its own batches: weighted by images, they make the epoch's
+    images = [min(b * config.batch_size, 5000) - min(a * config.batch_size, 5000)
+              for a, b in zip([0, *expected[:-1]], expected)]
+    first = reports[: len(expected)]
+    assert epochs[0].loss == pytest.approx(sum(e.loss * n for e, n in zip(first, images)) / 5000, rel=1e-6)
+    assert epochs[0].accuracy == pytest.approx(sum(e.accuracy * n for e, n in zip(first, images)) / 5000, rel=1e-6)
 
 
 def test_same_seed_same_model(mnist):
@@ -204,9 +213,10 @@ def test_cancel_stops_between_batches_leaving_a_usable_model(mnist):
     seen = []
     for ev in fit(model, config, mnist, cancel=cancel):
         seen.append(ev)
-        if ev.kind == "batch" and ev.batch == 5:
+        if ev.kind == "batch" and not cancel.is_set():
             cancel.set()
-    assert seen[-1].kind == "cancelled" and seen[-1].batch == 5
+            stopped_at = ev.batch
+    assert seen[-1].kind == "cancelled" and seen[-1].batch == stopped_at < seen[-1].n_batches
     probs = predict_proba(model, config, mnist.test_images[:10])
     assert torch.isfinite(probs).all() and torch.allclose(probs.sum(1), torch.ones(10))
 

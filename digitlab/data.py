@@ -1,15 +1,20 @@
-"""Where MNIST comes from, and how it is held: uint8 tensors in memory.
+"""Where the data comes from -- MNIST, or Fashion-MNIST in the same format -- and how it is held: uint8 tensors.
 
 Sources are tried in order and the first that works wins:
-  1. ``DIGITLAB_DATA_DIR`` -- a folder the user points at (flat, or torchvision's MNIST/raw);
-  2. the local data folder (``./data`` or ``DIGITLAB_CACHE_DIR``) where a download landed;
-  3. a download from torchvision's MNIST mirrors (``DIGITLAB_MNIST_MIRRORS`` overrides);
-  4. the stratified sample bundled inside this package.
+  1. a folder the user points at (``DIGITLAB_DATA_DIR`` for MNIST, ``DIGITLAB_FASHION_DIR`` for Fashion-MNIST;
+     flat, or torchvision's <name>/raw layout);
+  2. for Fashion-MNIST, where Debian's ``dataset-fashion-mnist`` package installs it;
+  3. the local data folder (``./data`` or ``DIGITLAB_CACHE_DIR``; Fashion-MNIST in its ``fashion-mnist/``)
+     where a download landed;
+  4. a download from torchvision's mirrors for that dataset (``DIGITLAB_MNIST_MIRRORS`` /
+     ``DIGITLAB_FASHION_MIRRORS`` override);
+  5. the stratified sample bundled inside this package.
 A source that fails is skipped with a reason the pages show; nothing partial is ever kept.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -40,6 +45,13 @@ CANONICAL_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+# Fashion-MNIST's, from its README and Debian's package (the .gz files differ between mirrors, their content not).
+FASHION_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
 FULL_COUNTS = {"train": 60_000, "test": 10_000}
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # 0x00000803, 0x00000801
 
@@ -55,24 +67,81 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 CONNECT_TIMEOUT_S = 4.0
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset in MNIST's format: its names, and where each of its sources is."""
+
+    key: str  # "mnist" | "fashion": what the URL, the CLI and the store say
+    title: str
+    classes: tuple[str, ...]  # class names, by label
+    dir_env: str  # the environment variable naming a folder of its four files
+    md5: dict[str, str]  # content checksums of the four uncompressed files
+    mirrors_env: str
+    torchvision_name: str  # the torchvision dataset class whose mirror list we use, and its raw folder's name
+    sample_dir: Path
+    cache_subdir: str = ""  # inside the local data folder
+    system_dir: str = ""  # where a Debian package installs it, if one does
+
+    def cache(self, root: Path) -> Path:
+        return root / self.cache_subdir if self.cache_subdir else root
+
+
+DATASETS = {
+    "mnist": DatasetSpec(
+        "mnist", "MNIST", tuple(str(d) for d in range(10)), "DIGITLAB_DATA_DIR", CANONICAL_MD5,
+        "DIGITLAB_MNIST_MIRRORS", "MNIST", SAMPLE_DIR,
+    ),
+    "fashion": DatasetSpec(
+        "fashion", "Fashion-MNIST",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "DIGITLAB_FASHION_DIR", FASHION_MD5, "DIGITLAB_FASHION_MIRRORS", "FashionMNIST",
+        Path(__file__).parent / "sample-fashion", cache_subdir="fashion-mnist",
+        system_dir="/usr/share/datasets/fashion-mnist",
+    ),
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
 class DataError(Exception):
     """A source that cannot be used, with a message fit for a page."""
 
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # "folder" | "cache" | "download" | "sample"
+    kind: str  # "folder" | "system" | "cache" | "download" | "sample"
     path: str
     skipped: tuple[str, ...] = ()  # why earlier sources were not used
+    dataset: str = "mnist"
 
     @property
     def label(self) -> str:
+        spec = DATASETS[self.dataset]
         return {
-            "folder": f"MNIST folder {self.path} (DIGITLAB_DATA_DIR)",
+            "folder": f"{spec.title} folder {self.path} ({spec.dir_env})",
+            "system": f"{spec.title} from Debian's dataset-fashion-mnist package ({self.path})",
             "cache": f"local data folder {self.path}",
             "download": f"downloaded to {self.path}",
-            "sample": "the bundled sample (500 train and 100 test images per digit)",
+            "sample": f"the bundled sample of {spec.title} ({sample_note(self.dataset)})",
         }[self.kind]
+
+
+@functools.cache
+def sample_note(dataset: str) -> str:
+    """'500 train and 100 test images per digit', read from the headers of the sample's label files."""
+    spec = DATASETS[dataset]
+    counts = []
+    for split in ("train", "test"):
+        path = spec.sample_dir / f"{FILES[split, 'labels']}.gz"
+        try:
+            counts.append(int.from_bytes(_decompress(path.read_bytes(), path)[4:8], "big"))
+        except (OSError, DataError):
+            return "missing"
+    return f"{counts[0] // 10} train and {counts[1] // 10} test images per {'digit' if dataset == 'mnist' else 'class'}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +159,15 @@ class MNIST:
     @property
     def is_sample(self) -> bool:
         return self.source.kind == "sample"
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return DATASETS[self.source.dataset]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The name of each label: '0'..'9' for MNIST, 'T-shirt/top'..'Ankle boot' for Fashion-MNIST."""
+        return self.spec.classes
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if name == "train":
@@ -153,7 +231,7 @@ def _decompress(raw: bytes, path: Path) -> bytes:
     return raw
 
 
-def parse_idx(raw: bytes, path: Path, part: str) -> np.ndarray:
+def parse_idx(raw: bytes, path: Path, part: str, title: str = "MNIST") -> np.ndarray:
     """Check an IDX file's header against its body and return the array it holds."""
     name = path.name
     if len(raw) < 8:
@@ -170,7 +248,7 @@ def parse_idx(raw: bytes, path: Path, part: str) -> np.ndarray:
             raise DataError(f"{name}: the header is cut short")
         rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
         if (rows, cols) != (28, 28):
-            raise DataError(f"{name}: images are {rows}x{cols}, MNIST images are 28x28")
+            raise DataError(f"{name}: images are {rows}x{cols}, {title} images are 28x28")
         body, shape = raw[16:], (count, 28, 28)
     else:
         body, shape = raw[8:], (count,)
@@ -180,20 +258,20 @@ def parse_idx(raw: bytes, path: Path, part: str) -> np.ndarray:
         raise DataError(f"{name}: file is {what}: header promises {count} items ({expected} bytes), body has {len(body)}")
     arr = np.frombuffer(body, dtype=np.uint8).reshape(shape)
     if part == "labels" and count and int(arr.max()) > 9:
-        raise DataError(f"{name}: holds label {int(arr.max())}; MNIST labels are 0-9")
+        raise DataError(f"{name}: holds label {int(arr.max())}; {title} labels are 0-9")
     return arr
 
 
 def find_file(folder: Path, stem: str) -> Path | None:
-    """The file for ``stem`` in a flat folder or torchvision's MNIST/raw layout, .gz or not."""
-    for sub in (folder, folder / "MNIST" / "raw", folder / "raw"):
+    """The file for ``stem`` in a flat folder or torchvision's MNIST/raw (FashionMNIST/raw) layout, .gz or not."""
+    for sub in (folder, folder / "MNIST" / "raw", folder / "FashionMNIST" / "raw", folder / "raw"):
         for candidate in (sub / stem, sub / f"{stem}.gz"):
             if candidate.is_file():
                 return candidate
     return None
 
 
-def read_folder(folder: Path) -> dict[tuple[str, str], np.ndarray]:
+def read_folder(folder: Path, title: str = "MNIST") -> dict[tuple[str, str], np.ndarray]:
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
     arrays = {}
@@ -201,7 +279,7 @@ def read_folder(folder: Path) -> dict[tuple[str, str], np.ndarray]:
         path = find_file(folder, stem)
         if path is None:
             raise DataError(f"{folder}: {stem} (or {stem}.gz) is missing")
-        arrays[split, part] = parse_idx(_decompress(path.read_bytes(), path), path, part)
+        arrays[split, part] = parse_idx(_decompress(path.read_bytes(), path), path, part, title)
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[split, "images"]), len(arrays[split, "labels"])
         if n_img != n_lab:
@@ -223,15 +301,16 @@ def _to_dataset(arrays, source: Source, started: float) -> MNIST:
     )
 
 
-def content_checksums(folder: Path) -> dict[str, tuple[str, bool]]:
-    """md5 of each uncompressed file, and whether it is the canonical MNIST file."""
+def content_checksums(folder: Path, dataset: str = "mnist") -> dict[str, tuple[str, bool]]:
+    """md5 of each uncompressed file, and whether it is the dataset's canonical file."""
+    canonical = dataset_spec(dataset).md5
     out = {}
     for stem in FILES.values():
         path = find_file(folder, stem)
         if path is None:
             continue
         digest = hashlib.md5(_decompress(path.read_bytes(), path)).hexdigest()
-        out[stem] = (digest, digest == CANONICAL_MD5[stem])
+        out[stem] = (digest, digest == canonical[stem])
     return out
 
 
@@ -240,24 +319,27 @@ def content_checksums(folder: Path) -> dict[str, tuple[str, bool]]:
 ProgressFn = Callable[[str, int, int | None], None]  # (file, bytes so far, total bytes or None)
 
 
-def mirrors() -> list[str]:
-    override = os.environ.get("DIGITLAB_MNIST_MIRRORS", "").strip()
+def mirrors(dataset: str = "mnist") -> list[str]:
+    spec = dataset_spec(dataset)
+    override = os.environ.get(spec.mirrors_env, "").strip()
     if override:
         return [m if m.endswith("/") else m + "/" for m in override.split(",") if m.strip()]
-    from torchvision.datasets import MNIST as TVMNIST  # the list torchvision keeps up to date
+    import torchvision.datasets  # the lists torchvision keeps up to date
 
-    return list(TVMNIST.mirrors)
+    return list(getattr(torchvision.datasets, spec.torchvision_name).mirrors)
 
 
-def download(target: Path, progress: ProgressFn | None = None, timeout: float = CONNECT_TIMEOUT_S) -> Path:
+def download(target: Path, progress: ProgressFn | None = None, timeout: float = CONNECT_TIMEOUT_S,
+             dataset: str = "mnist") -> Path:
     """Fetch the four files into ``target``, all or nothing.
 
     Everything lands in a temporary folder beside ``target``; each file is checked against the
     canonical content md5, and only when all four pass are they moved into place.
     """
+    spec = dataset_spec(dataset)
     target.mkdir(parents=True, exist_ok=True)
     errors = []
-    for mirror in mirrors():
+    for mirror in mirrors(dataset):
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
         try:
             for stem in FILES.values():
@@ -265,8 +347,8 @@ def download(target: Path, progress: ProgressFn | None = None, timeout: float = 
                 dest = staging / f"{stem}.gz"
                 _fetch(url, dest, progress, timeout)
                 digest = hashlib.md5(_decompress(dest.read_bytes(), dest)).hexdigest()
-                if digest != CANONICAL_MD5[stem]:
-                    raise DataError(f"{url}: content checksum {digest} is not MNIST's {CANONICAL_MD5[stem]}")
+                if digest != spec.md5[stem]:
+                    raise DataError(f"{url}: content checksum {digest} is not {spec.title}'s {spec.md5[stem]}")
             for f in staging.iterdir():
                 os.replace(f, target / f.name)
             return target
@@ -298,6 +380,54 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIGITLAB_CACHE_DIR", "data"))
 
 
+def load_dataset(
+    name: str = "mnist",
+    data_dir: str | Path | None = None,
+    *,
+    cache: str | Path | None = None,
+    allow_download: bool | None = None,
+    progress: ProgressFn | None = None,
+) -> MNIST:
+    """Load a dataset from the first source that works; the result says which, and why not the others."""
+    started = time.perf_counter()
+    spec = dataset_spec(name)
+    skipped: list[str] = []
+    data_dir = data_dir if data_dir is not None else os.environ.get(spec.dir_env) or None
+    cache = spec.cache(Path(cache) if cache is not None else cache_dir())
+    offline_env = os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes")
+    if allow_download is None:
+        allow_download = not offline_env
+
+    def dataset(folder: Path, kind: str) -> MNIST:
+        source = Source(kind, str(folder), tuple(skipped), spec.key)
+        return _to_dataset(read_folder(folder, spec.title), source, started)
+
+    if data_dir:
+        try:
+            return dataset(Path(data_dir), "folder")
+        except (DataError, OSError) as e:
+            skipped.append(f"{spec.dir_env}: {e}")
+    if spec.system_dir and Path(spec.system_dir).is_dir():
+        try:
+            return dataset(Path(spec.system_dir), "system")
+        except (DataError, OSError) as e:
+            skipped.append(f"{spec.system_dir}: {e}")
+    if find_file(cache, FILES["train", "images"]):
+        try:
+            return dataset(cache, "cache")
+        except (DataError, OSError) as e:
+            skipped.append(f"local data folder: {e}")
+    if allow_download:
+        try:
+            download(cache, progress, dataset=spec.key)
+            return dataset(cache, "download")
+        except (DataError, OSError) as e:
+            skipped.append(f"download: {e}")
+    else:
+        skipped.append("download: switched off (DIGITLAB_OFFLINE)" if offline_env else "download: not tried")
+    return dataset(spec.sample_dir, "sample")
+
+
 def load_mnist(
     data_dir: str | Path | None = None,
     *,
@@ -305,40 +435,17 @@ def load_mnist(
     allow_download: bool | None = None,
     progress: ProgressFn | None = None,
 ) -> MNIST:
-    """Load MNIST from the first source that works; the result says which, and why not the others."""
-    started = time.perf_counter()
-    skipped: list[str] = []
-    data_dir = data_dir if data_dir is not None else os.environ.get("DIGITLAB_DATA_DIR") or None
-    cache = Path(cache) if cache is not None else cache_dir()
-    if allow_download is None:
-        allow_download = os.environ.get("DIGITLAB_OFFLINE", "") not in ("1", "true", "yes")
-
-    if data_dir:
-        try:
-            return _to_dataset(read_folder(Path(data_dir)), Source("folder", str(data_dir)), started)
-        except (DataError, OSError) as e:
-            skipped.append(f"DIGITLAB_DATA_DIR: {e}")
-    if find_file(cache, FILES["train", "images"]):
-        try:
-            return _to_dataset(read_folder(cache), Source("cache", str(cache), tuple(skipped)), started)
-        except (DataError, OSError) as e:
-            skipped.append(f"local data folder: {e}")
-    if allow_download:
-        try:
-            download(cache, progress)
-            return _to_dataset(read_folder(cache), Source("download", str(cache), tuple(skipped)), started)
-        except (DataError, OSError) as e:
-            skipped.append(f"download: {e}")
-    else:
-        skipped.append("download: switched off (DIGITLAB_OFFLINE)")
-    return _to_dataset(read_folder(SAMPLE_DIR), Source("sample", str(SAMPLE_DIR), tuple(skipped)), started)
+    """MNIST from the first source that works (see load_dataset)."""
+    return load_dataset("mnist", data_dir, cache=cache, allow_download=allow_download, progress=progress)
 
 
 # ---------------------------------------------------------------- the bundled sample
 
 
-def make_sample(full: MNIST, out: Path = SAMPLE_DIR, per_class=(500, 100), seed: int = 0) -> dict[str, int]:
-    """Write a stratified sample of ``full`` as four IDX .gz files: ``per_class`` train/test images a digit."""
+def make_sample(full: MNIST, out: Path | None = None, per_class=(500, 100), seed: int = 0) -> dict[str, int]:
+    """Write a stratified sample of ``full`` as four IDX .gz files: ``per_class`` train/test images a class.
+    By default it goes where the package looks for that dataset's sample."""
+    out = out if out is not None else full.spec.sample_dir
     gen = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     sizes = {}

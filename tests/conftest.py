@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST (from DIGITLAB_DATA_DIR) and a throwaway model store per test run."""
+"""Shared fixtures: the real MNIST and Fashion-MNIST (DIGITLAB_DATA_DIR, DIGITLAB_FASHION_DIR) and a throwaway
+model store per test run."""
 
 import os
 import tempfile
@@ -26,6 +27,20 @@ def mnist():
             os.environ["DIGITLAB_DATA_DIR"] = str(default)
     data = load_mnist(allow_download=False)
     assert data.source.kind == "folder", f"tests need the real MNIST via DIGITLAB_DATA_DIR: {data.source}"
+    return data
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The full Fashion-MNIST, loaded once. CI points DIGITLAB_FASHION_DIR at ../shared/fashion-mnist."""
+    from digitlab.data import load_dataset
+
+    if not os.environ.get("DIGITLAB_FASHION_DIR"):
+        default = ROOT.parent / "shared" / "fashion-mnist"
+        if default.is_dir():
+            os.environ["DIGITLAB_FASHION_DIR"] = str(default)
+    data = load_dataset("fashion", allow_download=False)
+    assert data.source.kind == "folder", f"tests need the real Fashion-MNIST via DIGITLAB_FASHION_DIR: {data.source}"
     return data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.server
 import shutil
@@ -301,3 +302,67 @@ def test_to_float_normalisations(mnist):
 
 def to_range(t: torch.Tensor) -> tuple[float, float]:
     return round(float(t.min()), 4), round(float(t.max()), 4)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST: the same rules
+
+
+def test_fashion_mnist_loads_with_its_class_names_and_canonical_files(fashion):
+    assert fashion.source.label.startswith("Fashion-MNIST folder ") and "DIGITLAB_FASHION_DIR" in fashion.source.label
+    assert fashion.train_images.shape == (60_000, 28, 28) and len(fashion.test_labels) == 10_000
+    assert fashion.classes[0] == "T-shirt/top" and fashion.classes[6] == "Shirt" and fashion.classes[9] == "Ankle boot"
+    assert fashion.class_counts("test") == [1000] * 10
+    sums = D.content_checksums(Path(fashion.source.path), "fashion")
+    assert len(sums) == 4 and all(ok for _, ok in sums.values())
+    # the two datasets are told apart by content, so a model records which one it saw
+    assert not any(ok for _, ok in D.content_checksums(Path(fashion.source.path), "mnist").values())
+
+
+def test_fashion_mnist_from_debians_package_location_before_the_local_folder(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    shutil.copytree(D.DATASETS["fashion"].sample_dir, system)
+    spec = dataclasses.replace(D.DATASETS["fashion"], system_dir=str(system))
+    monkeypatch.setitem(D.DATASETS, "fashion", spec)
+    monkeypatch.delenv("DIGITLAB_FASHION_DIR", raising=False)
+    data = D.load_dataset("fashion", cache=tmp_path / "cache", allow_download=False)
+    assert data.source.kind == "system" and "dataset-fashion-mnist" in data.source.label
+    # a folder named by the variable comes first; a broken one is skipped with its reason
+    monkeypatch.setenv("DIGITLAB_FASHION_DIR", str(tmp_path / "nowhere"))
+    data = D.load_dataset("fashion", cache=tmp_path / "cache", allow_download=False)
+    assert data.source.kind == "system" and data.source.skipped[0].startswith("DIGITLAB_FASHION_DIR:")
+
+
+def test_fashion_mnist_download_from_local_server_checks_its_own_checksums(tmp_path, serve, monkeypatch, fashion):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for stem in D.FILES.values():
+        shutil.copy(D.find_file(Path(fashion.source.path), stem), mirror / f"{stem}.gz")
+    monkeypatch.setenv("DIGITLAB_FASHION_MIRRORS", serve(mirror))
+    monkeypatch.delenv("DIGITLAB_FASHION_DIR", raising=False)
+    data = D.load_dataset("fashion", cache=tmp_path / "cache", allow_download=True)
+    assert data.source.kind == "download" and data.fingerprint() == fashion.fingerprint()
+    assert (tmp_path / "cache" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").is_file()  # beside MNIST's, not over it
+    # a mirror serving MNIST under Fashion-MNIST's names is refused, and nothing is kept
+    monkeypatch.setenv("DIGITLAB_FASHION_MIRRORS", serve(_mirror_copy(tmp_path / "mnist-mirror")))
+    with pytest.raises(D.DataError, match="is not Fashion-MNIST's"):
+        D.download(tmp_path / "other", dataset="fashion")
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_fashion_mnist_offline_starts_on_its_bundled_sample(tmp_path, monkeypatch, fashion):
+    monkeypatch.delenv("DIGITLAB_FASHION_DIR", raising=False)
+    data = D.load_dataset("fashion", cache=tmp_path / "empty", allow_download=False)
+    assert data.is_sample and data.source.label.startswith("the bundled sample of Fashion-MNIST (300 train")
+    assert data.class_counts("train") == [300] * 10 and data.class_counts("test") == [60] * 10
+    assert sum(p.stat().st_size for p in D.DATASETS["fashion"].sample_dir.glob("*.gz")) <= 2_000_000
+    full_index = {img.numpy().tobytes(): int(lab) for img, lab in zip(fashion.test_images, fashion.test_labels)}
+    assert all(full_index[img.numpy().tobytes()] == int(lab) for img, lab in zip(data.test_images, data.test_labels))
+    readme = (D.DATASETS["fashion"].sample_dir / "README.md").read_text()
+    assert "MIT License" in readme and "Zalando" in readme and fashion.fingerprint() in readme
+    made = D.make_sample(fashion, tmp_path / "again", per_class=(300, 60), seed=0)  # the command remakes it exactly
+    assert all((tmp_path / "again" / n).read_bytes() == (D.DATASETS["fashion"].sample_dir / n).read_bytes() for n in made)
+
+
+def test_an_unknown_dataset_is_a_plain_error():
+    with pytest.raises(D.DataError, match="unknown dataset 'kmnist'"):
+        D.load_dataset("kmnist")

@@ -24,7 +24,8 @@ class TrainConfig:
 
     kind: str = "mlp"  # "linear" | "mlp" | "cnn"
     preset: str = "custom"
-    task: str = "digits"  # "digits" (10 classes) or "3v7" (the linear model's yes/no question)
+    task: str = "digits"  # "digits" (all 10 classes) or "AvB", e.g. "3v7": the linear model's yes/no question
+    dataset: str = "mnist"  # "mnist" | "fashion" (see data.DATASETS)
     form: str = "nn"  # "scratch": plain tensors and a hand-written SGD step; "nn": torch.nn and torch.optim
     hidden: tuple[int, ...] = (50,)
     activations: tuple[str, ...] = ("relu",)  # one per hidden layer
@@ -67,8 +68,14 @@ class TrainConfig:
         return replace(self, **changes)
 
     @property
+    def pair(self) -> tuple[int, int] | None:
+        """The two classes of a yes/no task ("3v7" -> (3, 7): 3 is yes), or None for all ten."""
+        a, v, b = self.task.partition("v")
+        return (int(a), int(b)) if v and a.isdigit() and b.isdigit() else None
+
+    @property
     def n_outputs(self) -> int:
-        return 1 if self.task == "3v7" else 10
+        return 1 if self.pair else 10
 
     @property
     def title(self) -> str:

@@ -16,6 +16,7 @@ from digitlab.store import StoreError
 from digitlab.train import (
     REPORT_IMAGES,
     ConfigError,
+    check_config,
     TrainingDiverged,
     compute_dtype,
     fit,
@@ -342,3 +343,24 @@ def test_corrupt_and_mismatched_files_are_reported_and_skipped(mnist, store):
     with pytest.raises(StoreError, match="not a model id"):
         store.load("../etc/passwd")
     store.load(good.id)
+
+
+def test_any_two_classes_of_either_dataset_make_a_yes_no_task(mnist, fashion):
+    config = PRESETS["linear-better"]  # 3 vs 7 on MNIST, the lesson's default
+    assert config.pair == (3, 7) and config.n_outputs == 1 and config.dataset == "mnist"
+    x, y = task_data(mnist, config, "test")
+    assert len(x) == int(((mnist.test_labels == 3) | (mnist.test_labels == 7)).sum()) and y.shape == (len(x), 1)
+    easy, hard = config.with_(dataset="fashion", task="1v9"), config.with_(dataset="fashion", task="6v0")
+    assert fashion.classes[1] == "Trouser" and fashion.classes[6] == "Shirt" and fashion.classes[0] == "T-shirt/top"
+    scores = {}
+    for c in (easy, hard):
+        last = [e for e in fit(build_model(c), c.with_(epochs=3), fashion) if e.kind == "epoch"][-1]
+        x, _ = task_data(fashion, c, "test")
+        assert len(x) == 2000  # 1,000 test images of each class
+        scores[c.task] = last.test_accuracy
+    assert scores["1v9"] > 0.97 and scores["6v0"] < scores["1v9"]  # trousers vs boots is easy; shirts vs T-shirts not
+    for bad in ("3v3", "3v", "12v7", "three"):
+        with pytest.raises(ConfigError, match="neither 'digits' nor two different classes"):
+            check_config(config.with_(task=bad))
+    with pytest.raises(ConfigError, match="Unknown dataset 'kmnist'"):
+        check_config(config.with_(dataset="kmnist"))

@@ -1,0 +1,156 @@
+"""The class collection in a real database: SQLite (embedded) and PostgreSQL (Debian's, started here on
+127.0.0.1). Many processes saving at once lose nothing and duplicate nothing; a process killed mid-save leaves
+the database whole; an old folder collection is imported once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.drawings_db import Drawings, DrawingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import local_postgres  # noqa: E402
+
+SAVER = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from digitlab.drawings_db import Drawings
+db = Drawings({url!r})
+who, n, forever = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "forever"
+rng = np.random.default_rng(abs(hash(who)) % 2**32)
+i = 0
+while forever or i < n:
+    image = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    db.add(image, i % 10, source="canvas", saved_by=who, drawing_id=f"{{who}}-{{i:04d}}")
+    if not forever and i % 5 == 0:  # a retried click: the same drawing saved again
+        db.add(image, i % 10, source="canvas", saved_by=who, drawing_id=f"{{who}}-{{i:04d}}")
+    if i == 0:
+        print("saving", flush=True)
+    i += 1
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    folder = Path(tempfile.mkdtemp(prefix="digitlab-pg-"))  # in /tmp: the postgres user can reach it
+    try:
+        url = local_postgres.start(folder, _free_port())
+    except local_postgres.PostgresError as e:
+        pytest.fail(f"PostgreSQL (Debian's postgresql package) could not be started on 127.0.0.1: {e}")
+    yield url
+    local_postgres.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'collection.sqlite3'}"
+    base = request.getfixturevalue("postgres")
+    db = Drawings(base)
+    with db._connect() as conn:  # a clean table for each test
+        conn.execute("DELETE FROM drawings")
+        conn.execute("DELETE FROM imports")
+    return base
+
+
+def _saver(url: str, who: str, n: int, forever: bool = False) -> subprocess.Popen:
+    code = SAVER.format(root=str(ROOT), url=url)
+    return subprocess.Popen([sys.executable, "-c", code, who, str(n), "forever" if forever else "once"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_a_drawing_keeps_its_label_source_time_and_who_saved_it(url, mnist):
+    db = Drawings(url)
+    digit = mnist.test_images[0].numpy()  # a 7
+    saved = db.add(digit, 7, source="upload", saved_by="session-1")
+    [row] = db.list()
+    assert row == saved and row.source == "upload" and row.saved_by == "session-1" and row.created.endswith("+00:00")
+    images, labels, rows = db.load()
+    assert np.array_equal(images[0].numpy(), digit) and labels.tolist() == [7] and db.counts()[7] == 1
+    assert db.delete(saved.id) and db.list() == []
+    with pytest.raises(DrawingsError, match="a label is a digit 0-9"):
+        db.add(digit, 12)
+
+
+def test_four_processes_saving_at_once_lose_nothing_and_duplicate_nothing(url):
+    Drawings(url)  # the tables exist before the rush
+    savers = [_saver(url, f"p{k}", 50) for k in range(4)]
+    for p in savers:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-2000:]
+    rows = Drawings(url).list()
+    ids = [r.id for r in rows]
+    assert len(rows) == 200 and len(set(ids)) == 200  # 200 saves (and 40 retried clicks): 200 stored, once each
+    assert {f"p{k}-{i:04d}" for k in range(4) for i in range(50)} == set(ids)
+
+
+def test_processes_killed_mid_save_leave_the_database_whole(url):
+    db = Drawings(url)
+    for kill in range(20):
+        p = _saver(url, f"k{kill}", 0, forever=True)
+        assert p.stdout.readline() == b"saving\n", p.stderr.read().decode()[-2000:]  # it saves as fast as it can...
+        time.sleep(0.01 * (kill % 7))
+        os.kill(p.pid, signal.SIGKILL)  # ...and dies somewhere in a save
+        p.wait()
+        rows = db.list()  # the database opens...
+        images, labels, loaded = db.load()
+        assert len(loaded) == len(rows) and images.shape[1:] == (28, 28)  # ...and every listed drawing loads
+    assert len(db.list()) > 20  # the killed savers did save
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_folder_collection_is_imported_once_with_nothing_lost(url, tmp_path, mnist):
+    """The old way: <label>_<id>.png files and an index.json with each drawing's source and time."""
+    folder = tmp_path / "old-collection"
+    folder.mkdir()
+    entries = []
+    for i in range(12):
+        label, drawing_id = int(mnist.test_labels[i]), f"{i:012x}"
+        Image.fromarray(mnist.test_images[i].numpy()).save(folder / f"{label}_{drawing_id}.png")
+        entries.append({"id": drawing_id, "label": label, "source": "upload" if i % 3 else "canvas",
+                        "created": f"2026-11-20T10:{i:02d}:00+00:00"})
+    (folder / "index.json").write_text(json.dumps({"version": 1, "entries": entries}))
+    (folder / "3_ffffffffffff.png").write_bytes(b"not a png")  # a damaged file is not imported
+    db = Drawings(url)
+    assert db.import_folder(folder) == 12
+    assert db.import_folder(folder) == 0  # once
+    rows = {r.id: r for r in db.list()}
+    assert rows.keys() == {e["id"] for e in entries}
+    assert all((rows[e["id"]].label, rows[e["id"]].source, rows[e["id"]].created) ==
+               (e["label"], e["source"], e["created"]) for e in entries)
+    images, labels, loaded = db.load()
+    by_id = {d.id: img.numpy() for d, img in zip(loaded, images)}
+    assert all(np.array_equal(by_id[f"{i:012x}"], mnist.test_images[i].numpy()) for i in range(12))
+
+
+def test_a_wrong_url_is_a_plain_message(tmp_path):
+    with pytest.raises(DrawingsError, match="must start with postgresql:// or sqlite:///"):
+        Drawings("mysql://x")
+    with pytest.raises(DrawingsError, match="cannot open the collection's database"):
+        Drawings(f"postgresql://nobody@127.0.0.1:{_free_port()}/none")

@@ -1,0 +1,106 @@
+"""Training on a Ray cluster (``ray`` from PyPI), for a class that has outgrown one machine.
+
+One run is one Ray task: it receives the job's spec and the dataset through Ray's object store (no folder
+shared between the web server and the Ray nodes), runs the same ``worker.run_job`` the embedded worker runs,
+streams the same messages back (``start``, ``progress``, ``epoch``) as the task's streaming results, and ends
+with the trained model's files as bytes, which the web side writes into its own model store. A stop from the
+page reaches the task through a small flag actor; a lost worker or node ends the run with a message.
+
+Not yet what the job queue uses: ``jobs.JobQueue`` still hands runs to its embedded worker processes.
+"""
+
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import ray
+
+from .store import atomic_write
+
+POLL_S = 0.5  # how often a running task asks whether it was stopped
+
+
+@ray.remote
+class StopFlag:
+    """Set by the web side when the page stops the run; read by the task every POLL_S."""
+
+    def __init__(self):
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def is_set(self) -> bool:
+        return self.stopped
+
+
+@ray.remote(num_returns="streaming", max_retries=0)
+def train_task(spec: dict, data, parent_files: dict[str, bytes], stop: StopFlag) -> Iterator[dict]:
+    """Run one job on whichever node Ray picked; yield its messages, then its files, then ``finished``."""
+    from .worker import run_job
+
+    with tempfile.TemporaryDirectory(prefix="digitlab-ray-") as store:
+        for name, payload in parent_files.items():  # the model a continued run starts from
+            Path(store, name).write_bytes(payload)
+        spec = {**spec, "store": store}
+        messages: queue.Queue = queue.Queue()
+        cancel, done, outcome = threading.Event(), threading.Event(), {}
+
+        def run() -> None:
+            try:
+                outcome["finished"] = run_job(spec, messages.put, cancel, {spec["data_dir"]: data}, complete=True)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        while not (done.is_set() and messages.empty()):
+            try:
+                yield messages.get(timeout=POLL_S)
+            except queue.Empty:
+                pass
+            if not cancel.is_set() and ray.get(stop.is_set.remote()):
+                cancel.set()
+        finished = outcome["finished"]
+        if finished.get("model_id"):  # its weights, record and analysis, by their place in the store
+            yield {"type": "files", "job": spec["job"],
+                   "files": {str(f.relative_to(store)): f.read_bytes() for f in Path(store).rglob("*")
+                             if f.is_file() and f.name.startswith(finished["model_id"])}}
+        yield finished
+
+
+def run_on_ray(spec: dict, data, emit: Callable[[dict], None], cancel: threading.Event,
+               store_root: str | Path, parent_files: dict[str, bytes] | None = None) -> dict:
+    """Run ``spec`` as a Ray task, passing its messages to ``emit``; write the model it made into
+    ``store_root``; return the ``finished`` message. A task lost with its worker or node fails the run."""
+    stop = StopFlag.remote()
+    stream = train_task.remote(spec, data, parent_files or {}, stop)
+    finished = None
+    try:
+        for ref in stream:
+            if cancel.is_set():
+                stop.stop.remote()
+            message = ray.get(ref)
+            if message["type"] == "files":
+                _write_files(Path(store_root), message["files"])
+            elif message["type"] == "finished":
+                finished = message
+            else:
+                emit(message)
+    except (ray.exceptions.RayError, ConnectionError) as e:
+        reason = type(e).__name__
+        return {"type": "finished", "job": spec["job"], "state": "failed", "model_id": "",
+                "message": f"the Ray worker running this job was lost ({reason}); nothing stored was lost: submit it again",
+                "error": str(e)[:500], "compute_seconds": 0.0, "wall_seconds": 0.0}
+    return finished
+
+
+def _write_files(root: Path, files: dict[str, bytes]) -> None:
+    """Weights and analysis first, the record last: the store lists a model only once its record exists."""
+    for name in sorted(files, key=lambda n: n.endswith(".json")):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(root / name, files[name])

@@ -26,23 +26,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import local_postgres  # noqa: E402
 
-SAVER = """
-import sys, numpy as np
-sys.path.insert(0, {root!r})
-from digitlab.drawings_db import Drawings
-db = Drawings({url!r})
-who, n, forever = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "forever"
-rng = np.random.default_rng(abs(hash(who)) % 2**32)
-i = 0
-while forever or i < n:
-    image = rng.integers(0, 256, (28, 28), dtype=np.uint8)
-    db.add(image, i % 10, source="canvas", saved_by=who, drawing_id=f"{{who}}-{{i:04d}}")
-    if not forever and i % 5 == 0:  # a retried click: the same drawing saved again
-        db.add(image, i % 10, source="canvas", saved_by=who, drawing_id=f"{{who}}-{{i:04d}}")
-    if i == 0:
-        print("saving", flush=True)
-    i += 1
-"""
 
 
 def _free_port() -> int:
@@ -76,9 +59,8 @@ def url(request, tmp_path):
 
 
 def _saver(url: str, who: str, n: int, forever: bool = False) -> subprocess.Popen:
-    code = SAVER.format(root=str(ROOT), url=url)
-    return subprocess.Popen([sys.executable, "-c", code, who, str(n), "forever" if forever else "once"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "save_drawings.py"), url, who,
+                             "--forever" if forever else str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_a_drawing_keeps_its_label_source_time_and_who_saved_it(url, mnist):

@@ -190,6 +190,7 @@ class Student:
     log: list[Rerun] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     phase: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the proxy's cookie that keeps a tab on one process
 
     def __post_init__(self):
         self.pages: dict[str, Page] = {}
@@ -213,7 +214,7 @@ class Student:
     async def connect(self, timeout: float = 30.0) -> None:
         try:
             self._ws = await connect(self.url, subprotocols=[Subprotocol("streamlit")], max_size=None, proxy=None,
-                                     open_timeout=timeout, ping_interval=None)
+                                     open_timeout=timeout, ping_interval=None, additional_headers=self.headers)
         except Exception as e:  # refused, timed out, a bad handshake: all the same to a student
             raise BenchError(f"cannot connect to {self.url}: {type(e).__name__}: {e}") from e
         self._reader = asyncio.create_task(self._read())

@@ -1,0 +1,166 @@
+"""Several web processes behind one address, for a school's server: N Streamlit servers and HAProxy in front.
+
+    python -m digitlab.serve --web 2 --port 8501            # this machine only
+    python -m digitlab.serve --web 4 --port 8501 --room     # the room's (or school's) network
+
+One Streamlit process runs the pages' Python on about one core; N of them use N. HAProxy (Debian's package,
+configured here) listens on the one address, passes websockets through, and keeps each browser on the process
+it first reached (a cookie), because a Streamlit session lives in one process. The web processes listen on
+127.0.0.1 only; the models folder is shared by all of them. Ctrl+C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COOKIE = "DIGITLAB_SERVER"
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def haproxy_config(bind: str, port: int, backends: list[int]) -> str:
+    """HAProxy in front of the web processes: websockets pass through, each browser sticks to one process."""
+    servers = "\n".join(f"    server web{i} 127.0.0.1:{p} cookie web{i} check inter 2s"
+                        for i, p in enumerate(backends, start=1))
+    return f"""global
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 8h  # a websocket stays open for the whole lesson
+
+frontend digitlab
+    bind {bind}:{port}
+    default_backend web
+
+backend web
+    balance leastconn
+    cookie {COOKIE} insert indirect nocache httponly
+    option httpchk GET /_stcore/health
+    http-response set-header X-DigitLab-Server %s
+{servers}
+"""
+
+
+def web_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
+            "--server.port", str(port), "--server.headless", "true"]
+
+
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise ServeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class Cluster:
+    """The web processes and the proxy, started together and stopped together."""
+
+    def __init__(self, web: int, port: int, bind: str = "127.0.0.1", env: dict | None = None):
+        if web < 1:
+            raise ServeError("--web must be at least 1")
+        self.haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(self.haproxy).exists():
+            raise ServeError("HAProxy is not installed: apt-get install -y haproxy (Debian's package)")
+        self.port, self.bind, self.env = port, bind, {**os.environ, **(env or {})}
+        self.backends = [free_port() for _ in range(web)]
+        self.folder = Path(tempfile.mkdtemp(prefix="digitlab-serve-"))
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> Cluster:
+        try:
+            for p in self.backends:
+                log = open(self.folder / f"web-{p}.log", "wb")  # noqa: SIM115 - kept open for the process's life
+                self.processes.append(subprocess.Popen(web_command(p), cwd=ROOT, env=self.env, stdout=log,
+                                                       stderr=subprocess.STDOUT, start_new_session=True))
+            for p in self.backends:
+                wait_healthy(f"http://127.0.0.1:{p}/_stcore/health")
+            config = self.folder / "haproxy.cfg"
+            config.write_text(haproxy_config(self.bind, self.port, self.backends))
+            checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
+            if checked.returncode:
+                raise ServeError(f"HAProxy refused its configuration: {checked.stderr.strip()}")
+            self.processes.append(subprocess.Popen([self.haproxy, "-db", "-f", str(config)],
+                                                   stdout=subprocess.DEVNULL, stderr=open(self.folder / "haproxy.log", "wb"),
+                                                   start_new_session=True))
+            wait_healthy(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=20)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.processes:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.processes = []
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--web", type=int, default=2, help="how many Streamlit processes")
+    ap.add_argument("--port", type=int, default=8501)
+    ap.add_argument("--room", action="store_true", help="listen on every interface (the room's network)")
+    args = ap.parse_args()
+    cluster = Cluster(args.web, args.port, "0.0.0.0" if args.room else "127.0.0.1")
+    try:
+        cluster.start()
+    except ServeError as e:
+        print(f"could not start: {e}", file=sys.stderr)
+        return 1
+    where = "every interface" if args.room else "this machine only"
+    print(f"DigitLab on http://{'127.0.0.1' if not args.room else socket.gethostname()}:{args.port} ({where}): "
+          f"{args.web} web processes behind HAProxy. Ctrl+C stops it.", flush=True)
+    try:
+        while all(p.poll() is None for p in cluster.processes):
+            time.sleep(1)
+        print("a process stopped; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

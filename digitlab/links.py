@@ -1,0 +1,116 @@
+"""A setup shared by link: a stage's settings as URL parameters, and back.
+
+``to_params`` writes what makes a run -- preset, layer sizes, activations, optimizer, learning rate, batch size,
+epochs, input scaling, dataset and task -- as short text values (``?preset=mlp-128-64&hidden=128-64&lr=0.01``).
+``from_params`` reads them over a preset: every value is checked on its own, and one that is unknown or
+unusable is left out with a one-line note saying why, so a mistyped link still opens the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .data import DATASETS, NORMALISATIONS
+from .models import ACTIVATIONS, PRESETS, TrainConfig
+from .train import ConfigError, check_config
+
+MAX_UNITS, MAX_LAYERS, MAX_EPOCHS, MAX_BATCH = 4096, 6, 100, 60_000  # what the pages' own widgets allow
+
+
+@dataclass
+class Setup:
+    config: TrainConfig
+    notes: list[str] = field(default_factory=list)  # one line per value left out
+    extra: dict[str, str] = field(default_factory=dict)  # the page's own choices (image, model), as given
+
+
+def to_params(config: TrainConfig, **extra: str | int) -> dict[str, str]:
+    """The URL parameters of a setup; ``extra`` adds a page's own choices (``image=17``, ``model=<id>``)."""
+    params = {"preset": config.preset, "optimizer": config.optimizer, "lr": repr(config.lr),
+              "batch": str(config.batch_size), "epochs": str(config.epochs), "norm": config.norm,
+              "dataset": config.dataset, "task": config.task}
+    if config.kind == "mlp":
+        params["hidden"] = "-".join(str(h) for h in config.hidden)
+        params["act"] = "-".join(config.activations)
+    return params | {k: str(v) for k, v in extra.items()}
+
+
+def _number(text: str, kind: type, low: float, high: float):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError("not a whole number" if kind is int else "not a number") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"outside {low:g}..{high:g}")
+    return value
+
+
+def from_params(params: dict[str, str], default: TrainConfig, page_keys: tuple[str, ...] = ("image", "model"),
+                ) -> Setup:
+    """The setup a link describes, starting from ``default`` (the page's default preset)."""
+    notes: list[str] = []
+    base = default
+    preset = params.get("preset")
+    if preset is not None:
+        if preset in PRESETS and PRESETS[preset].kind == default.kind:
+            base = PRESETS[preset]
+        elif preset != default.preset:
+            notes.append(f"preset={preset!r} left out: not a {default.kind} preset on this page")
+    changes: dict = {}
+    readers = {
+        "optimizer": lambda v: v if v in ("sgd", "momentum", "adam") else _bad("sgd, momentum or adam"),
+        "lr": lambda v: _number(v, float, 1e-7, 10.0),
+        "batch": lambda v: _number(v, int, 1, MAX_BATCH),
+        "epochs": lambda v: _number(v, int, 1, MAX_EPOCHS),
+        "norm": lambda v: v if v in NORMALISATIONS else _bad(", ".join(NORMALISATIONS)),
+        "dataset": lambda v: v if v in DATASETS else _bad(", ".join(DATASETS)),
+        "task": lambda v: v,
+        "hidden": lambda v: _layers(v),
+        "act": lambda v: _activations(v),
+    }
+    fields = {"batch": "batch_size", "act": "activations"}
+    for name, read in readers.items():
+        if name not in params:
+            continue
+        if name in ("hidden", "act") and default.kind != "mlp":
+            notes.append(f"{name}={params[name]!r} left out: this page's models have no hidden layers to set")
+            continue
+        try:
+            changes[fields.get(name, name)] = read(params[name])
+        except ValueError as e:
+            notes.append(f"{name}={params[name]!r} left out: {e}")
+    config = base.with_(**changes)
+    if "activations" in changes or "hidden" in changes:  # one activation per layer, the last repeated
+        acts = config.activations or ("relu",)
+        config = config.with_(activations=tuple(acts[min(i, len(acts) - 1)] for i in range(len(config.hidden))))
+    try:
+        check_config(config)
+    except ConfigError as e:  # values fine one by one, not together: the page opens on the preset
+        notes.append(f"the link's settings do not go together ({e}); showing {base.preset} instead")
+        config = base
+    extra = {k: params[k] for k in page_keys if k in params}
+    unknown = sorted(set(params) - set(readers) - {"preset", *page_keys})
+    notes += [f"{k}={params[k]!r} left out: not a setting this page knows" for k in unknown]
+    return Setup(config, notes, extra)
+
+
+def _bad(allowed: str):
+    raise ValueError(f"use one of {allowed}")
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split("-") if s.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or len(sizes) > MAX_LAYERS or not all(1 <= s <= MAX_UNITS for s in sizes):
+        raise ValueError(f"1 to {MAX_LAYERS} layer sizes of 1..{MAX_UNITS}, joined by '-'")
+    return sizes
+
+
+def _activations(text: str) -> tuple[str, ...]:
+    names = tuple(s for s in text.split("-") if s)
+    if not names or any(n not in ACTIVATIONS for n in names):
+        raise ValueError(f"activations joined by '-', each one of {', '.join(ACTIVATIONS)}")
+    return names

@@ -6,17 +6,20 @@ import torch
 from digitlab.conv_arithmetic import convolutions, explain_position
 from digitlab.features import feature_maps
 from digitlab.models import PRESETS, build_model
-from digitlab.train import fit, prepare
+from digitlab.train import prepare
 
 
 @pytest.fixture(scope="module")
 def cnns(mnist):
-    """Each DigitCNN variant after a short run, so BatchNorm's running numbers are the model's own."""
+    """Each DigitCNN variant, its BatchNorm running numbers taken from real digits (forward passes in training
+    mode), so every step of the arithmetic has numbers of its own."""
     out = {}
     for name in ("cnn-seed", "cnn-fast", "cnn-best"):
-        config = PRESETS[name].with_(train_limit=1024, epochs=1, augment=False)
-        model = build_model(config)
-        list(fit(model, config, mnist))
+        config = PRESETS[name]
+        model = build_model(config).train()
+        with torch.no_grad():
+            for lo in range(0, 1024, 256):
+                model(prepare(mnist.train_images[lo : lo + 256], config))
         out[name] = (model.eval(), config)
     return out
 

@@ -149,13 +149,16 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
 
 
 def _data(spec: dict, cache: dict):
-    """The dataset the page trained on, loaded once per worker from the folder it came from."""
-    from .data import load_mnist
+    """The dataset the page trained on (MNIST or Fashion-MNIST), loaded once per worker from the folder it came
+    from; one of each is kept, so classes switching datasets do not reload."""
+    from .data import load_dataset
 
     key = spec["data_dir"]
     if key not in cache:
-        cache.clear()  # one dataset at a time
-        cache[key] = load_mnist(key, allow_download=False)
+        dataset = spec.get("config", {}).get("dataset", "mnist")
+        for old in [k for k, v in cache.items() if v.source.dataset == dataset]:
+            del cache[old]
+        cache[key] = load_dataset(dataset, key, allow_download=False)
     return cache[key]
 
 

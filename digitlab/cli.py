@@ -152,8 +152,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                   "train_limit": args.train_limit, "seed": args.seed}.items() if v is not None}
     config = PRESETS[name].with_(**changes)
-    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
     store = ModelStore()
+    store.check_writable()  # before the data and the minutes of training: a read-only folder is said now
+    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
     bar = None
@@ -190,6 +191,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from digitlab.store import ModelStore
 
     store = ModelStore()
+    for line in store.tidy():  # the leftovers of saves that never finished
+        print(line)
     infos, problems = store.scan()
     if not infos:
         print(f"no trained models in {store.root}")
@@ -267,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from digitlab.store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except data_mod.DataError as e:
+    except (data_mod.DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -212,6 +212,7 @@ RECORD_FIELDS: dict[str, Check] = {
     "continued_from": _optional(_text(120, _ID_OK)),
     "wall_seconds": _number(0.0, 1e9),
     "threads": _whole(1, 4096),
+    "name": _text(80),
 }
 REQUIRED = ("format_version", "id", "config", "metrics", "history", "created", "train_seconds", "parameters")
 
@@ -367,6 +368,16 @@ class ModelStore:
         """StoreError, with a message fit for a page, unless a model can be saved here: asked before a run starts,
         so no one trains for minutes to learn the folder was read-only."""
         check_writable(self.root, "the model folder")
+
+    def rename(self, model_id: str, name: str) -> None:
+        """Give a model a name of the teacher's choosing (kept in its record as ``name``; the id stays)."""
+        name = " ".join(name.split())
+        if not 1 <= len(name) <= 80:
+            raise StoreError("a model's name is 1 to 80 characters")
+        self._check_id(model_id)
+        path = self.root / f"{model_id}.json"
+        record, _ = self._read_record(path)
+        atomic_write(path, json.dumps({**record, "name": name}, indent=1).encode())
 
     def delete(self, model_id: str) -> None:
         self._check_id(model_id)

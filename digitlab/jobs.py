@@ -52,6 +52,12 @@ OVERHEAD_S = 1.0  # a job's start, test-set evaluation and save, roughly
 # batch of 1 so slow. A CNN at batch 1 measured 72 images/s where batch 64 runs thousands.
 STEP_S = {"linear": 0.0003, "mlp": 0.001, "cnn": 0.012}
 DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
+# Memory comes back: a training process keeps what its runs allocated outside Python (oneDNN's kernels for every
+# batch shape it met, the allocator's arenas), about 3-6 MB a run with distinct settings. So it is ended when idle
+# this long (the next run starts a fresh one, a few seconds), and replaced between runs once it has grown this much.
+WORKER_IDLE_S = 120.0
+WORKER_GROWTH_MB = 200.0
+IDLE = object()  # what _next_job returns when no run came within the idle time
 
 
 class JobRefused(Exception):
@@ -404,10 +410,15 @@ class JobQueue:
             self._slots.append(slot)
             slot.thread.start()
 
-    def _next_job(self, slot: _Slot) -> Job | None:
+    def _next_job(self, slot: _Slot, idle_s: float | None = None) -> Job | object | None:
+        """The next waiting job for ``slot``; None once closed; IDLE when none came within ``idle_s``."""
+        deadline = None if idle_s is None else time.monotonic() + idle_s
         with self._cond:
             while not self._waiting and not self._closed:
-                self._cond.wait()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return IDLE
+                self._cond.wait(left)
             if self._closed:
                 return None
             job = self._waiting.popleft()
@@ -457,12 +468,14 @@ class _Slot:
         self.queue = queue
         self.proc: subprocess.Popen | None = None
         self.job: Job | None = None
+        self.baseline_mb: float | None = None  # the process's memory after its first run
         self._write = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name=f"digitlab-trainer-{n}", daemon=True)
 
     def _start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")  # oneDNN keeps 1,024 compiled kernels by default
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "digitlab.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1, env=env, cwd=str(ROOT),
@@ -489,9 +502,13 @@ class _Slot:
                 self.proc.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
+                self.proc.wait()
 
     def _loop(self) -> None:
-        while (job := self.queue._next_job(self)) is not None:
+        while (job := self.queue._next_job(self, WORKER_IDLE_S if self.alive() else None)) is not None:
+            if job is IDLE:  # nobody trains: the process goes, and all it held goes back to the system
+                self.stop()
+                continue
             try:
                 if self.proc is None or self.proc.poll() is not None:
                     self._start()
@@ -508,6 +525,21 @@ class _Slot:
                 self.send({"op": "pause", "job": job.id})
             self._follow(job)
             self.job = None
+            self._replace_if_grown()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _replace_if_grown(self) -> None:
+        """End the process between runs once it has grown WORKER_GROWTH_MB since its first run finished."""
+        rss = rss_mb(self.proc.pid) if self.alive() else None
+        if rss is None:
+            self.baseline_mb = None
+        elif self.baseline_mb is None:
+            self.baseline_mb = rss
+        elif rss - self.baseline_mb > WORKER_GROWTH_MB:
+            self.stop()
+            self.baseline_mb = None
 
     def _follow(self, job: Job) -> None:
         for line in self.proc.stdout:
@@ -524,6 +556,17 @@ class _Slot:
         why = f"killed by signal {-code}" + (", perhaps out of memory" if code == -9 else "") if code < 0 \
             else f"exit status {code}"
         self.queue._on_worker_lost(job, why)
+
+
+def rss_mb(pid: int) -> float | None:
+    """A process's resident memory in MB (Linux's /proc); None where that cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def duration_text(seconds: float) -> str:

@@ -263,3 +263,28 @@ def test_an_unwritable_model_folder_refuses_the_run_before_it_is_queued(mnist, t
         assert queue.jobs() == [] and queue.worker_pids() == []
     finally:
         queue.close()
+
+
+def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, store, monkeypatch):
+    """What a worker allocated outside Python (kernels per batch shape) goes back: it ends when idle, and is
+    replaced between runs once it has grown past the limit (here 0 MB, so after every run but its first)."""
+    monkeypatch.setattr(jobs, "WORKER_GROWTH_MB", -1.0)
+    queue = JobQueue(store)
+    try:
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=21), mnist, owner="a").id, timeout=120).state == "done"
+        (first,) = queue.worker_pids()  # its first run sets the baseline: kept
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=22), mnist, owner="a").id, timeout=120).state == "done"
+        deadline = time.monotonic() + 60
+        while first in queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert first not in queue.worker_pids()  # grown: ended between runs
+        monkeypatch.setattr(jobs, "WORKER_IDLE_S", 0.5)
+        snap = queue.wait(queue.submit(SMALL_MLP.with_(seed=23), mnist, owner="a").id, timeout=120)
+        assert snap.state == "done", snap.error  # a fresh process took the next run
+        deadline = time.monotonic() + 60
+        while queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queue.worker_pids() == []  # idle: no training process holds memory
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=24), mnist, owner="a").id, timeout=120).state == "done"
+    finally:
+        queue.close()

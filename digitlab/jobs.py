@@ -575,6 +575,8 @@ def duration_text(seconds: float) -> str:
     if seconds < 60:
         return f"{max(5, round(seconds / 5) * 5)} s"
     minutes, s = divmod(seconds, 60)
+    if minutes >= 120:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
     return f"{minutes} min {s:02d} s" if minutes < 10 else f"{minutes} min"
 
 

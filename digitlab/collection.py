@@ -27,6 +27,7 @@ from .train import predict_proba
 
 NAME = re.compile(r"^([0-9])_([0-9a-f]{12})\.png$")
 _lock = threading.Lock()
+_tidied: set[str] = set()  # folders whose leftovers this process has removed (once, at its first listing)
 
 
 class CollectionError(Exception):
@@ -107,6 +108,9 @@ class Collection:
         """Entries for every PNG on disk; details from the index where it has them."""
         if not self.root.is_dir():
             return []
+        if str(self.root) not in _tidied:
+            _tidied.add(str(self.root))
+            self.tidy()
         known: dict[str, Entry] = {}
         try:
             for d in json.loads(self.index_path.read_text()).get("entries", []):

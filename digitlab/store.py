@@ -61,9 +61,15 @@ def default_dir() -> Path:
 
 
 # ---------------------------------------------------------------- checking a record, field by field
-# Each check takes a value and returns it (as the app uses it) or raises ValueError saying what is wrong.
+# Each check takes a value and returns it (as the app uses it) or raises ValueError saying what is wrong; a check of
+# a table or list puts the field's name or index in front ("metrics.test_accuracy is 7.5, outside 0..1").
 
 Check = Callable[[object], object]
+
+
+def _inside(where: str, error: ValueError) -> ValueError:
+    said = str(error)
+    return ValueError(f"{where}{'' if said.startswith(('.', '[')) else ' '}{said}")
 
 
 def _whole(lo: int, hi: int) -> Check:
@@ -80,11 +86,15 @@ def _number(lo: float, hi: float, nan: bool = False) -> Check:
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"is {v!r}, not a number")
+        try:
+            v = float(v)
+        except OverflowError:  # a whole number JSON may hold, too large for any float
+            raise ValueError("is a number too large to be real") from None
         if math.isnan(v) and nan:  # a diverged run's loss
-            return float(v)
+            return v
         if not lo <= v <= hi:
             raise ValueError(f"is {v!r}, outside {lo:g}..{hi:g}")
-        return float(v)
+        return v
     return check
 
 
@@ -116,7 +126,13 @@ def _list(item: Check, lo: int, hi: int) -> Check:
             raise ValueError(f"is {type(v).__name__}, not a list")
         if not lo <= len(v) <= hi:
             raise ValueError(f"has {len(v)} items, not {lo}..{hi}")
-        return [item(x) for x in v]
+        out = []
+        for i, x in enumerate(v):
+            try:
+                out.append(item(x))
+            except ValueError as e:
+                raise _inside(f"[{i}]", e) from None
+        return out
     return check
 
 
@@ -130,31 +146,31 @@ def _moment(v):
     return v
 
 
-def _fields(spec: dict[str, Check], required: tuple[str, ...], where: str) -> Check:
+def _fields(spec: dict[str, Check], required: tuple[str, ...]) -> Check:
     """A dict whose known fields each pass their check; the required ones must be there. Unknown fields are
     left alone (the app never reads them); the record's size limit bounds them."""
     def check(v):
         if not isinstance(v, dict):
-            raise ValueError(f"{where} is {type(v).__name__}, not a table of fields")
+            raise ValueError(f"is {type(v).__name__}, not a table of fields")
         missing = [k for k in required if k not in v]
         if missing:
-            raise ValueError(f"{where} has no {', '.join(missing)}")
+            raise ValueError(f"has no {', '.join(missing)}")
         out = dict(v)
         for key, field_check in spec.items():
             if key in v:
                 try:
                     out[key] = field_check(v[key])
                 except ValueError as e:
-                    raise ValueError(f"{where}{key} {e}") from None
+                    raise _inside(f".{key}", e) from None
         return out
     return check
 
 
-def _scores(max_keys: int, where: str) -> Check:
+def _scores(max_keys: int) -> Check:
     """A table of named numbers (metrics, an epoch's row): accuracies are shares, 0..1; nothing else is text."""
     def check(v):
         if not isinstance(v, dict) or len(v) > max_keys:
-            raise ValueError(f"{where} is not a table of at most {max_keys} numbers")
+            raise ValueError(f"is not a table of at most {max_keys} numbers")
         out = {}
         for key, value in v.items():
             try:
@@ -165,7 +181,7 @@ def _scores(max_keys: int, where: str) -> Check:
                 else:
                     out[key] = _number(-math.inf, math.inf, nan=True)(value)
             except ValueError as e:
-                raise ValueError(f"{where}{key} {e}") from None
+                raise _inside(f".{key}", e) from None
         return out
     return check
 
@@ -198,10 +214,10 @@ RECORD_FIELDS: dict[str, Check] = {
     "format_version": _choice(FORMAT_VERSION),
     "id": _text(120, _ID_OK),
     "title": _text(200),
-    "config": _fields(CONFIG_FIELDS, (), "config."),
+    "config": _fields(CONFIG_FIELDS, ()),
     "config_key": _text(64),
-    "metrics": _scores(32, "metrics."),
-    "history": _list(_scores(32, "history row's "), 0, MAX_EPOCHS),
+    "metrics": _scores(32),
+    "history": _list(_scores(32), 0, MAX_EPOCHS),
     "fingerprint": _text(128),
     "train_seconds": _number(0.0, 1e9),
     "created": _moment,
@@ -226,9 +242,10 @@ def check_record(record: object, name: str) -> tuple[dict, TrainConfig]:
     if isinstance(record, dict) and record.get("format_version") != FORMAT_VERSION:
         raise StoreError(f"its record has format version {record.get('format_version')!r}, not {FORMAT_VERSION}")
     try:
-        record = _fields(RECORD_FIELDS, REQUIRED, "")(record)
+        record = _fields(RECORD_FIELDS, REQUIRED)(record)
     except ValueError as e:
-        raise StoreError(f"its record is not valid: {e}") from None
+        said = str(e)
+        raise StoreError(f"its record is not valid: {said[1:] if said.startswith('.') else 'it ' + said}") from None
     if record["id"] != name:
         raise StoreError(f"its record names a different model ({record['id']!r})")
     try:

@@ -23,10 +23,10 @@ HOSTILE = {
     "bad-parameters": ("parameters", "many", "parameters is 'many', not a whole number"),
     "bad-seconds": ("train_seconds", "slow", "train_seconds is 'slow', not a number"),
     "bad-created": ("created", 5, "created is 5, not text"),
-    "bad-metrics": ("metrics", [1, 2], "metrics. is not a table"),
+    "bad-metrics": ("metrics", [1, 2], "metrics is not a table of at most 32 numbers"),
     "bad-history": ("history", 5, "history is int, not a list"),
     "bad-accuracy": ("metrics", {"test_accuracy": 7.5}, "metrics.test_accuracy is 7.5, outside 0..1"),
-    "huge-net": ("config.hidden", [20000, 20000], "config.hidden is 20,000, outside 1..4,096"),
+    "huge-net": ("config.hidden", [20000, 20000], "config.hidden[0] is 20,000, outside 1..4,096"),
 }
 
 
@@ -127,6 +127,14 @@ def test_leftovers_of_interrupted_saves_are_removed_or_reported(trained, tmp_pat
     assert "skipped no-record: weights with no record" in out.stdout
     assert not old_tmp.exists() and fresh_tmp.exists()
     assert (store.root / "no-record.safetensors").exists()  # a user's weights: reported, never deleted
+
+    from digitlab.collection import Collection
+
+    (tmp_path / "col").mkdir()
+    old_png = tmp_path / "col" / ".3_0123456789ab.png.x1y2.tmp"  # a drawing whose save never finished
+    old_png.write_bytes(b"\x89PNG half")
+    os.utime(old_png, (time.time() - 3600, time.time() - 3600))
+    assert Collection(tmp_path / "col").list() == [] and not old_png.exists()
 
 
 def test_an_unwritable_model_folder_is_said_before_training(mnist, tmp_path):

@@ -182,6 +182,11 @@ def teacher_drawings() -> None:
 def teacher_store_health() -> None:
     st.header("The model store")
     store = get_store()
+    for check in (store.check_writable, Collection().check_writable):
+        try:
+            check()
+        except StoreError as e:
+            st.error(f"Nothing can be saved: {e}")
     _, problems = stored_models()
     leftovers = store.leftovers()
     if not problems and not leftovers:

@@ -174,8 +174,8 @@ class JobQueue:
                     self._jobs[job.id] = job
                     self._transition(job, DONE, "already trained: loaded from the model store")
                     return self._snapshot(job)
-            if limited and self.limit_s is not None:
-                self._check_cost(config, n_images)
+            if limited and (refusal := self._over_limit(config, n_images)):
+                raise JobRefused(refusal)
             mine = [j for j in self._waiting if owner and j.owner == owner]
             if mine:
                 ahead = self._waiting.index(mine[0]) + 1
@@ -199,11 +199,18 @@ class JobQueue:
         with self._cond:
             return self._estimate_config(config, n_images)
 
-    def _check_cost(self, config: TrainConfig, n_images: int) -> None:
-        """JobRefused when the run is estimated over the class's limit (called with the lock held)."""
+    def over_limit(self, config: TrainConfig, n_images: int) -> str:
+        """Why a student's run of ``config`` would be refused for its cost (its estimate and what to change), or
+        "" when it is within the class's limit."""
+        self._learn_from_store()
+        with self._cond:
+            return self._over_limit(config, n_images)
+
+    def _over_limit(self, config: TrainConfig, n_images: int) -> str:
+        """over_limit, with the lock held."""
         seconds = self._estimate_config(config, n_images)
-        if seconds <= self.limit_s:
-            return
+        if self.limit_s is None or seconds <= self.limit_s:
+            return ""
         options = []
         fit_epochs = int(self.limit_s // (seconds / config.epochs))
         if fit_epochs >= 1:
@@ -217,10 +224,8 @@ class JobQueue:
                     break
         if not options:
             options.append("fewer training images")
-        raise JobRefused(
-            f"This run would take about {duration_text(seconds)} on this server, more than the class's limit of "
-            f"{duration_text(self.limit_s)} for one run. Try {' or '.join(options)}."
-        )
+        return (f"This run would take about {duration_text(seconds)} on this server, more than the class's limit of "
+                f"{duration_text(self.limit_s)} for one run. Try {' or '.join(options)}.")
     def snapshot(self, job_id: str) -> Snapshot | None:
         with self._cond:
             job = self._jobs.get(job_id)

@@ -30,8 +30,7 @@ def own_store(tmp_path, monkeypatch, mnist):
 
 
 def _submit(at: AppTest) -> AppTest:
-    next(b for b in at.get("button") if b.proto.label == "Unlock").click()
-    return at.run()
+    return at.button(key="teacher_unlock").click().run()
 
 
 def test_without_a_key_set_nobody_manages_from_a_browser(own_store, monkeypatch):
@@ -81,7 +80,9 @@ def test_a_students_page_refuses_a_run_over_the_limit_before_it_is_queued(own_st
     at.run()
     assert not at.exception
     (warning,) = [w.value for w in at.warning if "more than the class's limit" in w.value]
-    assert "This run would take about" in warning and "of 5 min 00 s for one run" in warning
+    config = PRESETS[preset].with_(batch_size=1, epochs=100)
+    assert warning == own_store.over_limit(config, len(mnist.train_images))  # what the queue would refuse it with
+    assert "This run would take about" in warning and "of 5 min 00 s for one run. Try" in warning
     assert at.button(key="cnn_train").disabled
     assert own_store.jobs() == []
 

@@ -40,18 +40,27 @@ def teacher_unlocked() -> bool:
                 "Start the server with DIGITLAB_TEACHER_KEY set (see the README's “For the teacher”); on the "
                 "laptop itself, `python -m digitlab models` lists and checks the model store.")
         return False
-    with st.form("teacher_key_form", clear_on_submit=True):
-        given = st.text_input("Teacher key", type="password", key="teacher_key_input",
-                              help="The key the server was started with (DIGITLAB_TEACHER_KEY).")
-        sent = st.form_submit_button("Unlock")
-    if sent:
-        if teacher_key_ok(given):
-            st.session_state[FLAG] = True
-            st.rerun()
-        time.sleep(1.0)  # guessing costs a second a try
+    st.text_input("Teacher key", type="password", key="teacher_key_input", on_change=_check_key,
+                  help="The key the server was started with (DIGITLAB_TEACHER_KEY). Press Enter or Unlock.")
+    st.button("Unlock", key="teacher_unlock")  # a click commits the key typed above, which _check_key reads
+    if st.session_state.pop("teacher_key_wrong", False):
         st.error("That is not the teacher key.")
     st.caption("Students see the class's runs in the sidebar of every page; managing them needs the key.")
     return False
+
+
+def _check_key() -> None:
+    """The key box's callback: the flag when the key is right, a note when not; the box is emptied either way,
+    so the key is never kept in the session."""
+    given = st.session_state.get("teacher_key_input", "")
+    st.session_state["teacher_key_input"] = ""
+    if not given:
+        return
+    if teacher_key_ok(given):
+        st.session_state[FLAG] = True
+    else:
+        time.sleep(1.0)  # guessing costs a second a try
+        st.session_state["teacher_key_wrong"] = True
 
 
 # ---------------------------------------------------------------- runs

@@ -59,26 +59,17 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
     return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
 
 
-def run_cost(config: TrainConfig, data: data_mod.MNIST) -> tuple[float, float | None]:
-    """What a run of ``config`` should take on this server (seconds, from measured speeds) and the class's limit."""
-    queue = get_queue()
-    return queue.estimate(config, len(task_data(data, config, "train")[0])), queue.limit_s
-
-
 def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
-    """A caption with the run's estimated time and the class's limit; False when the run is over the limit."""
-    seconds, limit = run_cost(config, data)
-    if limit is None:
-        st.caption(f"This run should take about {duration_text(seconds)} on this server.")
-        return True
-    if seconds <= limit:
-        st.caption(f"This run should take about {duration_text(seconds)} on this server "
-                   f"(the class's limit for one run is {duration_text(limit)}).")
-        return True
-    st.warning(f"This run would take about {duration_text(seconds)} on this server, more than the class's limit "
-               f"of {duration_text(limit)} for one run: fewer epochs, fewer training images or a larger batch "
-               "make it fit.", icon="⏱️")
-    return False
+    """A caption with the run's estimated time and the class's limit; over the limit, a warning saying what to
+    change, and False."""
+    queue, n_images = get_queue(), len(task_data(data, config, "train")[0])
+    if refusal := queue.over_limit(config, n_images):
+        st.warning(refusal, icon="⏱️")
+        return False
+    seconds, limit = queue.estimate(config, n_images), queue.limit_s
+    st.caption(f"This run should take about {duration_text(seconds)} on this server"
+               + (f" (the class's limit for one run is {duration_text(limit)})." if limit else "."))
+    return True
 
 
 def start_training(

@@ -334,6 +334,7 @@ class ModelStore:
         self._listing: tuple[tuple, list[ModelInfo], list[Problem]] | None = None
         self._listing_lock = threading.Lock()
         self._digests: dict[tuple, str] = {}  # (path, size, mtime, inode) -> sha256: each file hashed once
+        self._checked: dict[tuple, ModelInfo | Problem] = {}  # a model's files' stats -> what checking them said
 
     # ------------------------------------------------------------ writing
 
@@ -433,15 +434,21 @@ class ModelStore:
         infos, problems = [], []
         if not self.root.is_dir():
             return infos, problems
+        checked = {}
         for path in sorted(self.root.glob("*.json")):
             if path.name.startswith("."):
                 continue
-            try:
-                record, config = self._read_record(path)
-                check_weights(self.root / f"{path.stem}.safetensors", record, config, self._digest)
-                infos.append(self._info(record, config))
-            except StoreError as e:
-                problems.append(Problem(path.stem, str(e)))
+            key = (path.name, _stat_key(path), _stat_key(self.root / f"{path.stem}.safetensors"))
+            if key not in self._checked:  # a model's files unchanged since the last scan are not read again
+                try:
+                    record, config = self._read_record(path)
+                    check_weights(self.root / f"{path.stem}.safetensors", record, config, self._digest)
+                    self._checked[key] = self._info(record, config)
+                except StoreError as e:
+                    self._checked[key] = Problem(path.stem, str(e))
+            checked[key] = self._checked[key]
+            (infos if isinstance(checked[key], ModelInfo) else problems).append(checked[key])
+        self._checked = checked  # forget files that are gone
         for path in sorted(self.root.glob("*.safetensors")):
             if not path.name.startswith(".") and not path.with_suffix(".json").exists():
                 problems.append(Problem(path.stem, "weights with no record (a save that was interrupted); "
@@ -580,6 +587,14 @@ class ModelStore:
             return hashlib.sha256((self.root / f"{model_id}.safetensors").read_bytes()).hexdigest()
         except OSError:
             raise StoreError(f"model {model_id}: its weights file is missing") from None
+
+
+def _stat_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns, st.st_ino
+    except OSError:
+        return ()
 
 
 # ---------------------------------------------------------------- folders: writable, tidy

@@ -298,6 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"DigitLab on {where}, port {args.port}; accepted names: {', '.join(names)}")
     if not os.environ.get("DIGITLAB_TEACHER_KEY"):
         print("no DIGITLAB_TEACHER_KEY set: nobody can manage the class from a browser (see the README)")
+    sys.stdout.flush()  # exec replaces the process: what is still buffered would be lost
     os.execv(cmd[0], cmd)  # the server takes this process's place: Ctrl+C stops it as before
     return 0
 

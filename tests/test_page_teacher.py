@@ -105,3 +105,20 @@ def test_train_again_live_trains_a_stored_recipe_as_a_new_model(own_store, mnist
     assert again.state == "done" and not again.reused and again.model_id != first.model_id
     assert again.history[-1]["test_accuracy"] == first.history[-1]["test_accuracy"]  # same recipe, same model
     assert len(own_store.store.list()) == 2
+
+
+def test_a_students_stop_detaches_and_the_last_one_cancels(own_store, mnist):
+    """Two students asked for the same run (shared); the first one's Stop leaves it training for the other."""
+    pages = [AppTest.from_file(MLP, default_timeout=120).run() for _ in range(2)]
+    for at in pages:
+        at.number_input(key="mlp_simple_net_epochs").set_value(30)
+        at.button(key="mlp_train").click().run()
+    first, second = pages
+    job_id = first.session_state["mlp_job"]
+    assert second.session_state["mlp_job"] == job_id and len(own_store.snapshot(job_id).watchers) == 2
+    first.button(key=f"stop_mlp_job_{job_id}").click().run()
+    assert not first.exception
+    assert any("You stopped following" in i.value and "the 1 other(s) who wait on it" in i.value for i in first.info)
+    assert own_store.snapshot(job_id).state in ("queued", "running")  # still going for the second student
+    second.button(key=f"stop_mlp_job_{job_id}").click().run()
+    assert own_store.wait(job_id, timeout=120).state == "cancelled"

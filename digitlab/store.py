@@ -387,6 +387,14 @@ class ModelStore:
         so no one trains for minutes to learn the folder was read-only."""
         check_writable(self.root, "the model folder")
 
+    def name(self, model_id: str) -> str:
+        """The name the teacher gave the model (rename), or "" when none."""
+        try:
+            record, _ = self._read_record(self.root / f"{model_id}.json")
+        except StoreError:
+            return ""
+        return record.get("name", "")
+
     def rename(self, model_id: str, name: str) -> None:
         """Give a model a name of the teacher's choosing (kept in its record as ``name``; the id stays)."""
         name = " ".join(name.split())

@@ -122,3 +122,25 @@ def test_a_students_stop_detaches_and_the_last_one_cancels(own_store, mnist):
     assert own_store.snapshot(job_id).state in ("queued", "running")  # still going for the second student
     second.button(key=f"stop_mlp_job_{job_id}").click().run()
     assert own_store.wait(job_id, timeout=120).state == "cancelled"
+
+
+def test_the_teacher_renames_and_removes_a_model_and_removes_a_drawing(own_store, mnist):
+    from digitlab.collection import Collection
+
+    queue = own_store
+    snap = queue.wait(queue.submit(PRESETS["simple_net"].with_(epochs=1, train_limit=2000), mnist).id, timeout=120)
+    kept = Collection().add(mnist.test_images[0].numpy(), int(mnist.test_labels[0]))
+    gone = Collection().add(mnist.test_images[1].numpy(), int(mnist.test_labels[1]))
+    at = AppTest.from_file(TEACHER, default_timeout=120).run()
+    at.text_input(key="teacher_key_input").input(KEY)
+    _submit(at)
+    at.text_input(key="teacher_model_name").input("Monday's first net").run()  # typed: Rename is enabled
+    at.button(key="teacher_rename").click().run()
+    assert queue.store.name(snap.model_id) == "Monday's first net"
+    assert any("Called “Monday's first net”" in c.value for c in at.caption)
+    at.multiselect(key="teacher_drawings").select(gone.id).run()
+    at.button(key="teacher_remove_drawings").click().run()
+    assert [e.id for e in Collection().list()] == [kept.id]
+    at.checkbox(key="teacher_model_sure").check().run()
+    at.button(key="teacher_remove").click().run()
+    assert not at.exception and queue.store.list() == []

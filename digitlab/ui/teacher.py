@@ -136,6 +136,8 @@ def teacher_models() -> None:
     by_id = {i.id: i for i in infos}
     chosen = st.selectbox("Model", list(by_id), format_func=lambda i: f"{model_label(by_id[i])} · {i}",
                           key="teacher_model")
+    if name := get_store().name(chosen):
+        st.caption(f"Called “{name}”.")
     c1, c2 = st.columns(2)
     with c1:
         name = st.text_input("New name", key="teacher_model_name", max_chars=80)
@@ -153,7 +155,8 @@ def _store_action(action, done: str) -> None:
     except (StoreError, OSError) as e:
         st.error(f"Could not do that: {e}")
         return
-    st.success(done)
+    st.toast(done)
+    st.rerun()  # every section shows the store as it is now
 
 
 # ---------------------------------------------------------------- drawings

@@ -12,6 +12,8 @@ large image costs to decode.
    30 s later.
 3. Decoding: the peak RSS of a fresh process that reads a 6300x6300 PNG, a 2800x2800 PNG and a 7000x5000 JPEG
    through ``preprocess.from_upload``, over the same process importing only.
+4. The issue's cases, rerun: each hostile record beside a good model (store, ``python -m digitlab models``), the
+   CNN at batch size 1 for 100 epochs (refused with its estimate), the DNS-rebinding handshake.
 """
 
 from __future__ import annotations
@@ -156,6 +158,63 @@ def bench_decode() -> list[str]:
     return rows
 
 
+def bench_cases(data_dir: str) -> list[str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import json
+    import shutil
+
+    from test_server_protocol import _handshake
+    from test_server_safety import HOSTILE
+
+    from digitlab.jobs import JobRefused
+
+    rows = []
+    data = load_mnist(allow_download=False)
+    with tempfile.TemporaryDirectory(prefix="bench-cases-") as tmp:
+        store = ModelStore(Path(tmp) / "models")
+        queue = JobQueue(store, limit_s=jobs.DEFAULT_LIMIT_S)
+        try:
+            good = queue.wait(queue.submit(PRESETS["simple_net"].with_(epochs=1, train_limit=2000), data).id, 300)
+            try:
+                queue.submit(PRESETS["cnn-seed"].with_(batch_size=1, epochs=100), data, owner="a", limited=True)
+                refusal = "queued"
+            except JobRefused as e:
+                refusal = str(e)
+        finally:
+            queue.close()
+        for name, (field, value, _) in HOSTILE.items():
+            record = json.loads((store.root / f"{good.model_id}.json").read_text())
+            record["id"] = name
+            if field.startswith("config."):
+                record["config"][field.split(".")[1]] = value
+            else:
+                record[field] = value
+            (store.root / f"{name}.json").write_text(json.dumps(record))
+            shutil.copy(store.root / f"{good.model_id}.safetensors", store.root / f"{name}.safetensors")
+        infos, problems = ModelStore(store.root).scan()
+        cli = subprocess.run([sys.executable, "-m", "digitlab", "models"], cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "DIGITLAB_MODEL_DIR": str(store.root)})
+        rows.append(f"| {len(HOSTILE)} hostile records beside a good model: listed, skipped, CLI | {len(infos)} listed, "
+                    f"{len(problems)} skipped with a reason; `models` exit {cli.returncode}, "
+                    f"{'a traceback' if 'Traceback' in cli.stderr else 'no traceback'} | 1 listed, none raises | "
+                    f"{'PASS' if len(infos) == 1 and len(problems) == len(HOSTILE) and cli.returncode == 0 else 'FAIL'} |")
+        rows.append(f"| a CNN at batch size 1 for 100 epochs, from a student | {refusal} | refused with its estimate | "
+                    f"{'PASS' if refusal.startswith('This run would take about') else 'FAIL'} |")
+        server = Server({**os.environ, "DIGITLAB_MODEL_DIR": str(store.root), "DIGITLAB_DATA_DIR": data_dir},
+                        Path(tmp) / "server.log")
+        try:
+            server.wait_ready()
+            evil = _handshake(server.port, "evil.example", "http://evil.example")
+            own = _handshake(server.port, f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}")
+        finally:
+            server.stop()
+        rows.append(f"| websocket handshake, Host and Origin evil.example (DNS rebinding) | HTTP {evil} (127.0.0.1: "
+                    f"HTTP {own}) | refused | {'PASS' if evil != 101 and own == 101 else 'FAIL'} |")
+    for row in rows:
+        print(row, flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -166,16 +225,19 @@ def main() -> int:
     data_dir = str(Path(os.environ.get("DIGITLAB_DATA_DIR", "../shared/mnist")).resolve())
     os.environ["DIGITLAB_DATA_DIR"] = data_dir
     t0 = time.time()
+    cases = bench_cases(data_dir)
     decode = bench_decode()
     uploads = [] if args.skip_uploads else [bench_uploads(data_dir)]
     print(*uploads, sep="\n", flush=True)
-    progress, runs = bench_runs(args.runs, args.idle)
+    progress, runs = bench_runs(args.runs, args.idle) if args.runs > 0 else ([], "")
     print(runs)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_server.py " + " ".join(sys.argv[1:])
     block = [f"### {when} · {platform.node()} · {os.cpu_count()} cores · {(time.time() - t0) / 60:.1f} min", "",
              f"`{command.strip()}`", "", "| figure | measured | target | |", "|---|---|---|---|",
-             runs, *uploads, *decode, "", "Runs, as they went: " + "; ".join(progress) + "."]
+             *([runs] if runs else []), *uploads, *decode, *cases]
+    if progress:
+        block += ["", "Runs, as they went: " + "; ".join(progress) + "."]
     if args.record:
         record("## Server safety", block)
     print("\n".join(block))

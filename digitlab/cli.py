@@ -7,6 +7,7 @@ sets ``func`` on them; ``main`` just dispatches. Adding a group is adding one su
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -152,8 +153,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                   "train_limit": args.train_limit, "seed": args.seed}.items() if v is not None}
     config = PRESETS[name].with_(**changes)
-    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
     store = ModelStore()
+    store.check_writable()  # before the data and the minutes of training: a read-only folder is said now
+    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
     bar = None
@@ -190,6 +192,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from digitlab.store import ModelStore
 
     store = ModelStore()
+    for line in store.tidy():  # the leftovers of saves that never finished
+        print(line)
     infos, problems = store.scan()
     if not infos:
         print(f"no trained models in {store.root}")
@@ -253,9 +257,64 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=cmd_evaluate)
 
 
+# ---------------------------------------------------------------- serve
+
+
+def laptop_names() -> list[str]:
+    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
+    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
+    import socket
+
+    host = socket.gethostname()
+    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
+    try:
+        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
+    except OSError:  # no name service: the names above will do
+        pass
+    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            names.append(s.getsockname()[0])
+    except OSError:
+        pass
+    names += [n.strip() for n in os.environ.get("DIGITLAB_ALLOWED_HOSTS", "").split(",")]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def serve_command(room: bool, port: int) -> list[str]:
+    """``streamlit run app.py`` for this laptop only, or with ``room`` for the room's network, accepting only the
+    laptop's own names in the Host header."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve().parent.parent / "app.py"),
+           "--server.address", "0.0.0.0" if room else "127.0.0.1", "--server.port", str(port)]
+    for name in laptop_names():
+        cmd += ["--server.allowedHosts", name]
+    return cmd
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cmd = serve_command(args.room, args.port)
+    names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
+    where = "the room's network" if args.room else "this laptop only"
+    print(f"DigitLab on {where}, port {args.port}; accepted names: {', '.join(names)}")
+    if not os.environ.get("DIGITLAB_TEACHER_KEY"):
+        print("no DIGITLAB_TEACHER_KEY set: nobody can manage the class from a browser (see the README)")
+    sys.stdout.flush()  # exec replaces the process: what is still buffered would be lost
+    os.execv(cmd[0], cmd)  # the server takes this process's place: Ctrl+C stops it as before
+    return 0
+
+
+def add_serve_commands(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="start the server: this laptop only, or --room for the room's network")
+    serve.add_argument("--room", action="store_true",
+                       help="listen on the room's network (every interface), accepting the laptop's own names")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.set_defaults(func=cmd_serve)
+
+
 # ---------------------------------------------------------------- entry point
 
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_train_commands]
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_train_commands,
+                                                              add_serve_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from digitlab.store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except data_mod.DataError as e:
+    except (data_mod.DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

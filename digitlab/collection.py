@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 
 from .models import ModelInfo
-from .store import atomic_write
+from .store import atomic_write, check_writable, remove_all, stale_temporaries
 from .train import predict_proba
 
 NAME = re.compile(r"^([0-9])_([0-9a-f]{12})\.png$")
 _lock = threading.Lock()
+_tidied: set[str] = set()  # folders whose leftovers this process has removed (once, at its first listing)
 
 
 class CollectionError(Exception):
@@ -68,11 +69,11 @@ class Collection:
         self.root.mkdir(parents=True, exist_ok=True)
         buf = _png_bytes(img.astype(np.uint8))
         with _lock:
-            atomic_write(self.root / entry.file, buf)  # the drawing first: the index can always be rebuilt
-            entries = self.list()
-            if entry.id not in {e.id for e in entries}:
-                entries.append(entry)
-            self._write_index(entries)
+            # The index entry first, then the drawing: a listing made between the two never sees the drawing
+            # without its source and time (the listing goes by the PNGs, so the entry alone shows nothing).
+            # A crash in between leaves an entry with no drawing, which the listing ignores.
+            self._write_index([*self.list(), entry])
+            atomic_write(self.root / entry.file, buf)
         return entry
 
     def delete(self, entry_id: str) -> None:
@@ -83,6 +84,14 @@ class Collection:
                 if e.id == entry_id:
                     (self.root / e.file).unlink(missing_ok=True)
             self._write_index(keep)
+
+    def check_writable(self) -> None:
+        """StoreError, with a message fit for a page, unless a drawing can be saved here."""
+        check_writable(self.root, "the collection folder")
+
+    def tidy(self) -> list[str]:
+        """Remove the temporary files of saves that never finished; what was removed, one line each."""
+        return remove_all(stale_temporaries(self.root))
 
     def version(self) -> tuple:
         """Changes whenever a drawing is added, deleted or replaced: every write renames a file into the folder,
@@ -99,6 +108,9 @@ class Collection:
         """Entries for every PNG on disk; details from the index where it has them."""
         if not self.root.is_dir():
             return []
+        if str(self.root) not in _tidied:
+            _tidied.add(str(self.root))
+            self.tidy()
         known: dict[str, Entry] = {}
         try:
             for d in json.loads(self.index_path.read_text()).get("entries", []):

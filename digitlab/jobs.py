@@ -7,10 +7,20 @@ at a lower OS priority) trains one job at a time and saves it; this module only 
 
 The rules of the books: one lock (``_cond``) guards every job; a job's state changes only in
 ``_transition``; nothing slow (the store, a process) is touched while holding the lock.
+
+Who may do what: a student's Stop detaches them from a run (``stop``), which is cancelled only when nobody else
+waits on it; the teacher (``teacher_key_ok``) and the command line may cancel, pause or resume any run
+(``cancel``, ``pause``, ``resume``) and set the class's limit on one run's cost (``limit_s``): a student's run
+(``submit(limited=True)``) estimated to take longer is refused before it is queued, with the estimate and what
+to change.
+
+The queue lives in this module (``shared_queue``), outside anything a client's message can clear; job ids
+carry a random part drawn per queue and a counter, so they are never reused, even by a new queue.
 """
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import json
 import os
@@ -25,7 +35,7 @@ from pathlib import Path
 
 from .data import MNIST
 from .models import TrainConfig
-from .store import ModelStore
+from .store import ModelStore, StoreError
 from .train import Event, task_data
 from .worker import env_int
 
@@ -38,6 +48,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # images per second of training compute, by kind, before this server has measured anything (one core of a laptop)
 DEFAULT_RATES = {"linear": 400_000.0, "mlp": 60_000.0, "cnn": 4_000.0}
 OVERHEAD_S = 1.0  # a job's start, test-set evaluation and save, roughly
+# seconds of fixed cost per training step, whatever the batch (Python, optimizer, small kernels): what makes a
+# batch of 1 so slow. A CNN at batch 1 measured 72 images/s where batch 64 runs thousands.
+STEP_S = {"linear": 0.0003, "mlp": 0.001, "cnn": 0.012}
+DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
+# Memory comes back: a training process keeps what its runs allocated outside Python (oneDNN's kernels for every
+# batch shape it met, the allocator's arenas), about 3-6 MB a run with distinct settings. So it is ended when idle
+# this long (the next run starts a fresh one, a few seconds), and replaced between runs once it has grown this much.
+WORKER_IDLE_S = 120.0
+WORKER_GROWTH_MB = 200.0
+IDLE = object()  # what _next_job returns when no run came within the idle time
 
 
 class JobRefused(Exception):
@@ -66,6 +86,8 @@ class Snapshot:
     eta_start: float = 0.0  # waiting: when (time.time()) it should start; 0 otherwise
     compute_seconds: float = 0.0  # the worker's own compute time, once finished
     version: int = 0  # grows with every change: what a page draws from this snapshot can be cached under it
+    watchers: tuple[str, ...] = ()  # the students waiting on this run: its owner and everyone who joined it
+    paused: bool = False  # paused by the teacher
 
     @property
     def finished(self) -> bool:
@@ -95,6 +117,8 @@ class Job:
     cancelled: bool = False
     compute_seconds: float = 0.0
     version: int = 0
+    watchers: set = field(default_factory=set)
+    paused: bool = False
 
 
 def speed_key(config: TrainConfig) -> tuple:
@@ -104,9 +128,10 @@ def speed_key(config: TrainConfig) -> tuple:
 
 
 class JobQueue:
-    def __init__(self, store: ModelStore, max_running: int = 1):
+    def __init__(self, store: ModelStore, max_running: int = 1, limit_s: float | None = None):
         self.store = store
         self.max_running = max(1, max_running)
+        self.limit_s = limit_s  # the most one student's run may cost, in seconds; None: no limit (the CLI, tests)
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[Job] = deque()
@@ -118,12 +143,20 @@ class JobQueue:
 
     # ------------------------------------------------------------ the API pages use
 
-    def submit(self, config: TrainConfig, data: MNIST, owner: str = "", *, continue_from: str = "") -> Snapshot:
-        """Queue a run; an identical run already queued, running or stored is returned instead.
+    def submit(self, config: TrainConfig, data: MNIST, owner: str = "", *, continue_from: str = "",
+               fresh: bool = False, limited: bool = False) -> Snapshot:
+        """Queue a run; an identical run already queued or running is joined, one already stored is answered
+        from the store (unless ``fresh``: train it again, live, as a new model).
 
-        Raises JobRefused when ``owner`` already has a run waiting: one place in the line per student.
+        Raises JobRefused, with a message for the page, when the model folder cannot be written, when a
+        ``limited`` run (a student's, from a page) is estimated to cost more than the class's limit, or when
+        ``owner`` already has a run waiting: one place in the line per student.
         """
-        stored = None if continue_from else self.store.find(config, data.fingerprint())  # the store, outside the lock
+        try:
+            self.store.check_writable()  # before anyone waits minutes for a run that cannot be saved
+        except StoreError as e:
+            raise JobRefused(f"Training is off for now: {e}") from None
+        stored = None if continue_from or fresh else self.store.find(config, data.fingerprint())  # outside the lock
         n_images = len(task_data(data, config, "train")[0])
         self._learn_from_store()
         with self._cond:
@@ -131,6 +164,9 @@ class JobQueue:
                 for job in self._jobs.values():
                     if (job.state in (QUEUED, RUNNING) and not job.continue_from and job.config.key() == config.key()
                             and job.data.fingerprint() == data.fingerprint()):
+                        if owner:
+                            job.watchers.add(owner)
+                            job.version += 1
                         return self._snapshot(job, reused=True)
                 if stored is not None:
                     job = Job(next(self._ids), config, owner, data, n_images, model_id=stored.id,
@@ -138,6 +174,8 @@ class JobQueue:
                     self._jobs[job.id] = job
                     self._transition(job, DONE, "already trained: loaded from the model store")
                     return self._snapshot(job)
+            if limited and (refusal := self._over_limit(config, n_images)):
+                raise JobRefused(refusal)
             mine = [j for j in self._waiting if owner and j.owner == owner]
             if mine:
                 ahead = self._waiting.index(mine[0]) + 1
@@ -146,12 +184,48 @@ class JobQueue:
                     "Stop it, or wait until it starts, before you queue another."
                 )
             job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from)
+            if owner:
+                job.watchers.add(owner)
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._ensure_slots()
             self._cond.notify_all()
             return self._snapshot(job)
 
+    def estimate(self, config: TrainConfig, n_images: int) -> float:
+        """Seconds a run of ``config`` on ``n_images`` training images should take on this server, from the speed
+        measured on earlier runs of that network (and, before any, a laptop core's)."""
+        self._learn_from_store()
+        with self._cond:
+            return self._estimate_config(config, n_images)
+
+    def over_limit(self, config: TrainConfig, n_images: int) -> str:
+        """Why a student's run of ``config`` would be refused for its cost (its estimate and what to change), or
+        "" when it is within the class's limit."""
+        self._learn_from_store()
+        with self._cond:
+            return self._over_limit(config, n_images)
+
+    def _over_limit(self, config: TrainConfig, n_images: int) -> str:
+        """over_limit, with the lock held."""
+        seconds = self._estimate_config(config, n_images)
+        if self.limit_s is None or seconds <= self.limit_s:
+            return ""
+        options = []
+        fit_epochs = int(self.limit_s // (seconds / config.epochs))
+        if fit_epochs >= 1:
+            options.append(f"at most {fit_epochs} epoch(s)")
+        for batch in (64, 128, 256, 512):  # the first larger batch that fits, and in how many epochs
+            if batch > config.batch_size:
+                n = int(self.limit_s // self._estimate_config(config.with_(batch_size=batch, epochs=1), n_images))
+                if n >= 1:
+                    options.append(f"a batch size of {batch}" + ("" if n >= config.epochs else
+                                                                  f" with at most {n} epoch(s)"))
+                    break
+        if not options:
+            options.append("fewer training images")
+        return (f"This run would take about {duration_text(seconds)} on this server, more than the class's limit of "
+                f"{duration_text(self.limit_s)} for one run. Try {' or '.join(options)}.")
     def snapshot(self, job_id: str) -> Snapshot | None:
         with self._cond:
             job = self._jobs.get(job_id)
@@ -168,12 +242,14 @@ class JobQueue:
             return [self._snapshot(j) for j in (*running, *self._waiting)]
 
     def cancel(self, job_id: str, owner: str | None = None) -> bool:
-        """Stop a job between batches (or drop it from the line). Only its owner may, when owner is given."""
+        """Stop a job between batches (or drop it from the line), for everyone who waits on it.
+
+        With ``owner``, only its owner may; without, anyone who manages the class (the teacher, the CLI)."""
         with self._cond:
             job = self._jobs.get(job_id)
             if job is None or job.state in FINISHED or (owner is not None and job.owner and job.owner != owner):
                 return False
-            job.cancelled = True
+            job.cancelled, job.paused = True, False
             if job.state == QUEUED:
                 self._waiting.remove(job)
                 self._transition(job, CANCELLED, "cancelled before it started")
@@ -181,6 +257,42 @@ class JobQueue:
             slot = next((s for s in self._slots if s.job is job), None)
         if slot is not None:
             slot.send({"op": "cancel", "job": job_id})
+        return True
+
+    def stop(self, job_id: str, who: str) -> str:
+        """A student's Stop: ``who`` no longer waits on the run, which is cancelled only when nobody else does.
+
+        Returns what happened: "cancelled", "detached" (others still wait on it) or "" (nothing to stop)."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None or job.state in FINISHED or who not in job.watchers:
+                return ""
+            job.watchers.discard(who)
+            job.version += 1
+            if job.watchers:
+                self._cond.notify_all()
+                return "detached"
+        return "cancelled" if self.cancel(job_id) else ""
+
+    def pause(self, job_id: str) -> bool:
+        """Hold a running job between batches until resume (the teacher's); its worker keeps what it has."""
+        return self._set_paused(job_id, True)
+
+    def resume(self, job_id: str) -> bool:
+        return self._set_paused(job_id, False)
+
+    def _set_paused(self, job_id: str, paused: bool) -> bool:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None or job.state != RUNNING or job.paused == paused:
+                return False
+            job.paused = paused
+            job.message = "paused by the teacher" if paused else "resuming"
+            job.version += 1
+            self._cond.notify_all()
+            slot = next((s for s in self._slots if s.job is job), None)
+        if slot is not None:
+            slot.send({"op": "pause" if paused else "resume", "job": job_id})
         return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> Snapshot | None:
@@ -247,12 +359,23 @@ class JobQueue:
 
     def _estimate(self, job: Job) -> float:
         """Seconds this job should take from start to end, from the speed measured for its kind of network."""
-        key = speed_key(job.config)
+        return self._estimate_config(job.config, job.n_images)
+
+    def _estimate_config(self, config: TrainConfig, n_images: int) -> float:
+        """Seconds a run should take: its images over the speed measured for that network and batch size.
+
+        Not measured at this batch size: from the closest one measured, each step costing a fixed STEP_S (what a
+        tiny batch pays over and over) plus a share per image (what a large one pays)."""
+        key = speed_key(config)
         rate = self._rates.get(key)
-        if rate is None:  # the same network at another batch size: the closest batch size measured
-            near = [(abs(k[3] - key[3]), r) for k, r in self._rates.items() if k[:3] == key[:3]]
-            rate = min(near)[1] if near else DEFAULT_RATES.get(job.config.kind, 10_000.0)
-        return job.config.epochs * job.n_images / rate + OVERHEAD_S * job.config.epochs
+        if rate is None:
+            near = [(abs(k[3] - key[3]), k[3], r) for k, r in self._rates.items() if k[:3] == key[:3]]
+            b0, r0 = min(near)[1:] if near else (64, DEFAULT_RATES.get(config.kind, 10_000.0))
+            step0 = b0 / r0  # seconds per step measured at batch b0
+            fixed = min(STEP_S.get(config.kind, 0.001), 0.9 * step0)
+            per_image = (step0 - fixed) / b0
+            rate = config.batch_size / (fixed + per_image * config.batch_size)
+        return config.epochs * n_images / rate + OVERHEAD_S * config.epochs
 
     def _remaining(self, job: Job) -> float:
         if job.state == RUNNING and job.last is not None and job.last.fraction > 0.05:
@@ -280,7 +403,8 @@ class JobQueue:
             last=job.last, history=tuple(job.history), batch_losses=tuple(job.batch_losses),
             batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id, message=message,
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
-            compute_seconds=job.compute_seconds, version=job.version,
+            compute_seconds=job.compute_seconds, version=job.version, watchers=tuple(sorted(job.watchers)),
+            paused=job.paused,
         )
 
     # ------------------------------------------------------------ workers
@@ -291,10 +415,15 @@ class JobQueue:
             self._slots.append(slot)
             slot.thread.start()
 
-    def _next_job(self, slot: _Slot) -> Job | None:
+    def _next_job(self, slot: _Slot, idle_s: float | None = None) -> Job | object | None:
+        """The next waiting job for ``slot``; None once closed; IDLE when none came within ``idle_s``."""
+        deadline = None if idle_s is None else time.monotonic() + idle_s
         with self._cond:
             while not self._waiting and not self._closed:
-                self._cond.wait()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return IDLE
+                self._cond.wait(left)
             if self._closed:
                 return None
             job = self._waiting.popleft()
@@ -312,7 +441,9 @@ class JobQueue:
                 for at, loss, acc in msg["points"]:
                     job.batch_losses.append((at, loss))
                     job.batch_accuracies.append((at, acc))
-                if ev.kind == "batch":
+                if job.paused:
+                    pass  # "paused by the teacher" stays until resume
+                elif ev.kind == "batch":
                     job.message = (f"epoch {ev.epoch}/{ev.epochs}, batch {ev.batch}/{ev.n_batches}, "
                                    f"{ev.images_per_s:,.0f} images/s")
                 else:
@@ -322,7 +453,7 @@ class JobQueue:
             elif msg["type"] == "epoch":
                 job.history.append(msg["record"])
             elif msg["type"] == "finished":
-                job.compute_seconds = msg["compute_seconds"]
+                job.compute_seconds, job.paused = msg["compute_seconds"], False
                 if msg["state"] in (DONE, CANCELLED) and job.history:
                     last = job.history[-1]
                     self._rates[speed_key(job.config)] = last["images_per_s"]
@@ -342,12 +473,14 @@ class _Slot:
         self.queue = queue
         self.proc: subprocess.Popen | None = None
         self.job: Job | None = None
+        self.baseline_mb: float | None = None  # the process's memory after its first run
         self._write = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name=f"digitlab-trainer-{n}", daemon=True)
 
     def _start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")  # oneDNN keeps 1,024 compiled kernels by default
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "digitlab.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1, env=env, cwd=str(ROOT),
@@ -374,9 +507,13 @@ class _Slot:
                 self.proc.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
+                self.proc.wait()
 
     def _loop(self) -> None:
-        while (job := self.queue._next_job(self)) is not None:
+        while (job := self.queue._next_job(self, WORKER_IDLE_S if self.alive() else None)) is not None:
+            if job is IDLE:  # nobody trains: the process goes, and all it held goes back to the system
+                self.stop()
+                continue
             try:
                 if self.proc is None or self.proc.poll() is not None:
                     self._start()
@@ -389,8 +526,25 @@ class _Slot:
                        "store": str(self.queue.store.root.resolve())})
             if job.cancelled:
                 self.send({"op": "cancel", "job": job.id})
+            elif job.paused:
+                self.send({"op": "pause", "job": job.id})
             self._follow(job)
             self.job = None
+            self._replace_if_grown()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _replace_if_grown(self) -> None:
+        """End the process between runs once it has grown WORKER_GROWTH_MB since its first run finished."""
+        rss = rss_mb(self.proc.pid) if self.alive() else None
+        if rss is None:
+            self.baseline_mb = None
+        elif self.baseline_mb is None:
+            self.baseline_mb = rss
+        elif rss - self.baseline_mb > WORKER_GROWTH_MB:
+            self.stop()
+            self.baseline_mb = None
 
     def _follow(self, job: Job) -> None:
         for line in self.proc.stdout:
@@ -409,12 +563,25 @@ class _Slot:
         self.queue._on_worker_lost(job, why)
 
 
+def rss_mb(pid: int) -> float | None:
+    """A process's resident memory in MB (Linux's /proc); None where that cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def duration_text(seconds: float) -> str:
     """About how long, for a page: to the nearest 5 s under a minute, then minutes and seconds."""
     seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{max(5, round(seconds / 5) * 5)} s"
     minutes, s = divmod(seconds, 60)
+    if minutes >= 120:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
     return f"{minutes} min {s:02d} s" if minutes < 10 else f"{minutes} min"
 
 
@@ -423,10 +590,28 @@ _shared_lock = threading.Lock()
 
 
 def shared_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
-    """The server's one queue for this model store. It lives in this module, not in a cache a client can clear."""
+    """The server's one queue for this model store. It lives in this module, not in a cache a client can clear.
+
+    Its limit on one student's run starts at DIGITLAB_RUN_LIMIT_S (default DEFAULT_LIMIT_S; 0 means none) and is
+    the teacher's to change."""
     key = str(store.root.resolve())
     with _shared_lock:
         if key not in _shared:
             n = max_running if max_running is not None else env_int("DIGITLAB_MAX_TRAINING", 1)
-            _shared[key] = JobQueue(store, max_running=n)
+            limit = env_int("DIGITLAB_RUN_LIMIT_S", int(DEFAULT_LIMIT_S))
+            _shared[key] = JobQueue(store, max_running=n, limit_s=float(limit) if limit > 0 else None)
         return _shared[key]
+
+
+# ---------------------------------------------------------------- the teacher
+
+
+def teacher_key_set() -> bool:
+    return bool(os.environ.get("DIGITLAB_TEACHER_KEY", ""))
+
+
+def teacher_key_ok(given: str) -> bool:
+    """Whether ``given`` is the teacher key set when the server started (DIGITLAB_TEACHER_KEY), compared in
+    constant time. No key set: nobody manages the class from a browser (the command line on the machine can)."""
+    key = os.environ.get("DIGITLAB_TEACHER_KEY", "")
+    return bool(key) and hmac.compare_digest(given.encode(), key.encode())

@@ -22,6 +22,9 @@ from .train import predict_proba
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a phone photo is 2-6 MB
 MAX_PIXELS = 40_000_000  # about a 48-megapixel photo; more is a bomb or a mistake
+# A JPEG decodes straight at 1/2, 1/4 or 1/8 of its size (Pillow's draft), so even a 40-megapixel photo costs a few
+# MB; a PNG or WebP can only be decoded whole, so those are taken up to this size (32 MB as RGBA, at most).
+MAX_WHOLE_DECODE_PIXELS = 8_000_000
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
 WORK_SIDE = 560  # large photos are shrunk to this first: a 28x28 result needs no more
 BOX = 20  # MNIST: the longer side of the digit
@@ -142,7 +145,14 @@ def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
                     "This image is in CMYK colours (a print format). Save it as RGB (an ordinary PNG or JPEG)."
                 )
             full_size = im.size
-            im.draft(None, (WORK_SIDE, WORK_SIDE))  # a JPEG decodes straight at 1/2, 1/4 or 1/8 of its size
+            if im.format == "JPEG":
+                im.draft(None, (WORK_SIDE, WORK_SIDE))  # decoded straight at 1/2, 1/4 or 1/8 of its size
+            elif im.width * im.height > MAX_WHOLE_DECODE_PIXELS:
+                raise PreprocessError(
+                    f"This {im.format} is {im.width}x{im.height} pixels; a {im.format} that large would be decoded "
+                    f"whole. Crop it around the digit (at most {MAX_WHOLE_DECODE_PIXELS / 1e6:.0f} million pixels), "
+                    "or upload it as a JPEG photo."
+                )
             im.load()
         except PreprocessError:
             raise
@@ -150,10 +160,10 @@ def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
             raise PreprocessError("The image has too many pixels: it may be a decompression bomb.") from None
         except Exception as e:  # noqa: BLE001 - truncated or corrupt data
             raise PreprocessError(f"The image is damaged or incomplete and could not be decoded ({e}).") from None
-    im = ImageOps.exif_transpose(im)  # phone photos: turn them the way the camera was held
-    if max(full_size) > WORK_SIDE:
+    if max(full_size) > WORK_SIDE:  # shrunk first, so turning it copies a small image, not a large one
         notes.append(f"shrunk from {full_size[0]}x{full_size[1]} to at most {WORK_SIDE} px")
         im.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+    im = ImageOps.exif_transpose(im)  # phone photos: turn them the way the camera was held
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     if has_alpha:
         gray, note = rgba_to_gray(np.asarray(im.convert("RGBA")))

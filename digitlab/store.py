@@ -3,6 +3,11 @@
 Nothing here unpickles: safetensors holds only tensors, JSON only data. Every file is written
 to a temporary name and renamed into place, weights first and record last, so a crash in the
 middle of a save leaves the earlier models intact and no half-written model listed.
+
+A record is anyone's file: ``check_record`` checks every field's type and range before anything uses it,
+and ``check_weights`` checks the weights file against its record (size, checksum, the tensors its
+architecture has, read from the safetensors header) before it is listed. What fails is reported and
+skipped, never raised on a page; nothing is allocated for a record until it has passed.
 """
 
 from __future__ import annotations
@@ -10,22 +15,35 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import re
+import struct
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .models import ModelInfo, TrainConfig, build_model, count_parameters
+from .data import NORMALISATIONS
+from .models import ACTIVATIONS, Linear1, ModelInfo, SimpleNetScratch, TrainConfig, build_model, count_parameters
+from .models import _nn_model as nn_model
+from .train import ConfigError, check_config
 
 FORMAT_VERSION = 1
-_ID_OK = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
+MAX_RECORD_BYTES = 1_000_000  # a record of 1,000 epochs is about 300 kB; larger is not one this app wrote
+MAX_HEADER_BYTES = 100_000  # a safetensors header lists a few dozen tensors
+MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS = 6, 4096  # the most the MLP stage lets a student build
+MAX_EPOCHS = 1000  # 100 from the widgets, then "one more epoch" as often as a class likes
+STALE_TMP_S = 600.0  # a temporary file this old is a save that never finished (a save takes well under a second)
 
 
 class StoreError(Exception):
@@ -40,6 +58,260 @@ class Problem:
 
 def default_dir() -> Path:
     return Path(os.environ.get("DIGITLAB_MODEL_DIR", "models"))
+
+
+# ---------------------------------------------------------------- checking a record, field by field
+# Each check takes a value and returns it (as the app uses it) or raises ValueError saying what is wrong; a check of
+# a table or list puts the field's name or index in front ("metrics.test_accuracy is 7.5, outside 0..1").
+
+Check = Callable[[object], object]
+
+
+def _inside(where: str, error: ValueError) -> ValueError:
+    said = str(error)
+    return ValueError(f"{where}{'' if said.startswith(('.', '[')) else ' '}{said}")
+
+
+def _whole(lo: int, hi: int) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"is {v!r}, not a whole number")
+        if not lo <= v <= hi:
+            raise ValueError(f"is {v:,}, outside {lo:,}..{hi:,}")
+        return v
+    return check
+
+
+def _number(lo: float, hi: float, nan: bool = False) -> Check:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"is {v!r}, not a number")
+        try:
+            v = float(v)
+        except OverflowError:  # a whole number JSON may hold, too large for any float
+            raise ValueError("is a number too large to be real") from None
+        if math.isnan(v) and nan:  # a diverged run's loss
+            return v
+        if not lo <= v <= hi:
+            raise ValueError(f"is {v!r}, outside {lo:g}..{hi:g}")
+        return v
+    return check
+
+
+def _text(max_len: int, pattern: re.Pattern | None = None) -> Check:
+    def check(v):
+        if not isinstance(v, str):
+            raise ValueError(f"is {v!r}, not text")
+        if len(v) > max_len or (pattern is not None and not pattern.match(v)):
+            raise ValueError(f"is {v[:40]!r}{'...' if len(v) > 40 else ''}, not a valid value")
+        return v
+    return check
+
+
+def _choice(*options) -> Check:
+    def check(v):
+        if v not in options or isinstance(v, bool) != isinstance(options[0], bool):
+            raise ValueError(f"is {v!r}, not one of {', '.join(map(str, options))}")
+        return v
+    return check
+
+
+def _optional(inner: Check) -> Check:
+    return lambda v: None if v is None else inner(v)
+
+
+def _list(item: Check, lo: int, hi: int) -> Check:
+    def check(v):
+        if not isinstance(v, list):
+            raise ValueError(f"is {type(v).__name__}, not a list")
+        if not lo <= len(v) <= hi:
+            raise ValueError(f"has {len(v)} items, not {lo}..{hi}")
+        out = []
+        for i, x in enumerate(v):
+            try:
+                out.append(item(x))
+            except ValueError as e:
+                raise _inside(f"[{i}]", e) from None
+        return out
+    return check
+
+
+def _moment(v):
+    """A time as the store writes it: ISO 8601 text."""
+    _text(40)(v)
+    try:
+        dt.datetime.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"is {v!r}, not a date and time") from None
+    return v
+
+
+def _fields(spec: dict[str, Check], required: tuple[str, ...]) -> Check:
+    """A dict whose known fields each pass their check; the required ones must be there. Unknown fields are
+    left alone (the app never reads them); the record's size limit bounds them."""
+    def check(v):
+        if not isinstance(v, dict):
+            raise ValueError(f"is {type(v).__name__}, not a table of fields")
+        missing = [k for k in required if k not in v]
+        if missing:
+            raise ValueError(f"has no {', '.join(missing)}")
+        out = dict(v)
+        for key, field_check in spec.items():
+            if key in v:
+                try:
+                    out[key] = field_check(v[key])
+                except ValueError as e:
+                    raise _inside(f".{key}", e) from None
+        return out
+    return check
+
+
+def _scores(max_keys: int) -> Check:
+    """A table of named numbers (metrics, an epoch's row): accuracies are shares, 0..1; nothing else is text."""
+    def check(v):
+        if not isinstance(v, dict) or len(v) > max_keys:
+            raise ValueError(f"is not a table of at most {max_keys} numbers")
+        out = {}
+        for key, value in v.items():
+            try:
+                if key == "epoch":
+                    out[key] = _whole(1, MAX_EPOCHS)(value)
+                elif "accuracy" in key:
+                    out[key] = _number(0.0, 1.0, nan=True)(value)
+                else:
+                    out[key] = _number(-math.inf, math.inf, nan=True)(value)
+            except ValueError as e:
+                raise _inside(f".{key}", e) from None
+        return out
+    return check
+
+
+CONFIG_FIELDS: dict[str, Check] = {
+    "kind": _choice("linear", "mlp", "cnn"),
+    "preset": _text(64),
+    "task": _choice("digits", "3v7"),
+    "form": _choice("nn", "scratch"),
+    "hidden": _list(_whole(1, MAX_LAYER_UNITS), 0, MAX_HIDDEN_LAYERS),
+    "activations": _list(_choice(*ACTIVATIONS), 0, MAX_HIDDEN_LAYERS),
+    "arch": _choice("digitcnn", "digitcnn_bn", "digitcnn_fast"),
+    "optimizer": _choice("sgd", "momentum", "adam"),
+    "lr": _number(1e-12, 1000.0),
+    "momentum": _number(0.0, 1.0),
+    "weight_decay": _number(0.0, 10.0),
+    "schedule": _choice("constant", "onecycle"),
+    "batch_size": _whole(1, 100_000),
+    "epochs": _whole(1, MAX_EPOCHS),
+    "loss": _choice("cross_entropy", "nll", "mnist_loss"),
+    "norm": _choice(*NORMALISATIONS),
+    "init_std": _number(0.0, 100.0),
+    "augment": _choice(False, True),
+    "label_smoothing": _number(0.0, 1.0),
+    "train_limit": _whole(0, 10_000_000),
+    "seed": _whole(-(2**63), 2**64 - 1),
+}
+
+RECORD_FIELDS: dict[str, Check] = {
+    "format_version": _choice(FORMAT_VERSION),
+    "id": _text(120, _ID_OK),
+    "title": _text(200),
+    "config": _fields(CONFIG_FIELDS, ()),
+    "config_key": _text(64),
+    "metrics": _scores(32),
+    "history": _list(_scores(32), 0, MAX_EPOCHS),
+    "fingerprint": _text(128),
+    "train_seconds": _number(0.0, 1e9),
+    "created": _moment,
+    "parameters": _whole(0, 10**10),
+    "weights_sha256": _optional(_text(64, re.compile(r"^[0-9a-f]{64}$"))),
+    "weights_bytes": _whole(0, 10**11),
+    "data_source": _text(32),
+    "continued_from": _optional(_text(120, _ID_OK)),
+    "wall_seconds": _number(0.0, 1e9),
+    "threads": _whole(1, 4096),
+    "name": _text(80),
+}
+REQUIRED = ("format_version", "id", "config", "metrics", "history", "created", "train_seconds", "parameters")
+
+
+def check_record(record: object, name: str) -> tuple[dict, TrainConfig]:
+    """The record, every field type- and range-checked, and its config; StoreError saying which field is wrong.
+
+    ``name`` is the file's stem: the record must say it is that model. Nothing is allocated here: the network's
+    size is checked on the numbers (at most MAX_HIDDEN_LAYERS layers of MAX_LAYER_UNITS units, as the app builds).
+    """
+    if isinstance(record, dict) and record.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"its record has format version {record.get('format_version')!r}, not {FORMAT_VERSION}")
+    try:
+        record = _fields(RECORD_FIELDS, REQUIRED)(record)
+    except ValueError as e:
+        said = str(e)
+        raise StoreError(f"its record is not valid: {said[1:] if said.startswith('.') else 'it ' + said}") from None
+    if record["id"] != name:
+        raise StoreError(f"its record names a different model ({record['id']!r})")
+    try:
+        config = TrainConfig.from_dict(record["config"])
+        check_config(config)
+    except (TypeError, ValueError, ConfigError) as e:
+        raise StoreError(f"its training config is not valid ({e})") from None
+    return record, config
+
+
+def skeleton(config: TrainConfig) -> torch.nn.Module:
+    """The model's layers with shapes and no numbers (PyTorch's meta device): what its weights must look like."""
+    with torch.device("meta"):
+        if config.form == "scratch" and config.kind == "linear":
+            return Linear1(config.n_outputs)
+        if config.form == "scratch" and config.kind == "mlp":
+            return SimpleNetScratch(config.hidden[0] if config.hidden else 50, config.n_outputs)
+        return nn_model(config, config.n_outputs)
+
+
+_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+           torch.int64: "I64", torch.int32: "I32"}
+
+
+def read_header(path: Path) -> tuple[dict, int]:
+    """The tensors a safetensors file says it holds (name -> dtype, shape, offsets), and the size that implies.
+
+    Only the header is read (its length is checked first): nothing of the size of the weights is allocated.
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise StoreError("the weights file is damaged (too short for safetensors)")
+        (n,) = struct.unpack("<Q", head)
+        if n > MAX_HEADER_BYTES:
+            raise StoreError("the weights file is damaged (its safetensors header is too large)")
+        try:
+            header = json.loads(f.read(n))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise StoreError("the weights file is damaged (not valid safetensors)") from None
+    return tensors, 8 + n + end
+
+
+def check_weights(path: Path, record: dict, config: TrainConfig, digest: Callable[[Path], str]) -> None:
+    """StoreError unless the weights file is the one the record describes: its size, its checksum, and the very
+    tensors (names, shapes, types) the record's architecture has."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise StoreError("its weights file is missing") from None
+    if "weights_bytes" in record and size != record["weights_bytes"]:
+        raise StoreError(f"the weights file is damaged ({size:,} bytes where its record says "
+                         f"{record['weights_bytes']:,})")
+    tensors, implied = read_header(path)
+    if size != implied:
+        raise StoreError(f"the weights file is damaged ({size:,} bytes where its header says {implied:,}; "
+                         "perhaps cut short)")
+    if record.get("weights_sha256") and digest(path) != record["weights_sha256"]:
+        raise StoreError("the weights file is damaged (its checksum does not match)")
+    want = {k: (_DTYPES.get(v.dtype, "?"), list(v.shape)) for k, v in skeleton(config).state_dict().items()}
+    have = {k: (v.get("dtype"), v.get("shape")) for k, v in tensors.items() if isinstance(v, dict)}
+    if have != want:
+        wrong = [k for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)][:3]
+        raise StoreError(f"the weights do not fit its architecture ({', '.join(wrong)} differ)")
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
@@ -61,6 +333,8 @@ class ModelStore:
         self.root = Path(root) if root is not None else default_dir()
         self._listing: tuple[tuple, list[ModelInfo], list[Problem]] | None = None
         self._listing_lock = threading.Lock()
+        self._digests: dict[tuple, str] = {}  # (path, size, mtime, inode) -> sha256: each file hashed once
+        self._checked: dict[tuple, ModelInfo | Problem] = {}  # a model's files' stats -> what checking them said
 
     # ------------------------------------------------------------ writing
 
@@ -97,11 +371,39 @@ class ModelStore:
             "created": created.isoformat(timespec="seconds"),
             "parameters": count_parameters(model),
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "weights_bytes": len(weights),
             **(extra or {}),
         }
         atomic_write(self.root / f"{model_id}.safetensors", weights)
-        atomic_write(self.root / f"{model_id}.json", json.dumps(record, indent=1).encode())
-        return self._info(record)
+        try:
+            atomic_write(self.root / f"{model_id}.json", json.dumps(record, indent=1).encode())
+        except BaseException:  # no record, no model: its weights would only be litter
+            (self.root / f"{model_id}.safetensors").unlink(missing_ok=True)
+            raise
+        return self._info(record, config)
+
+    def check_writable(self) -> None:
+        """StoreError, with a message fit for a page, unless a model can be saved here: asked before a run starts,
+        so no one trains for minutes to learn the folder was read-only."""
+        check_writable(self.root, "the model folder")
+
+    def name(self, model_id: str) -> str:
+        """The name the teacher gave the model (rename), or "" when none."""
+        try:
+            record, _ = self._read_record(self.root / f"{model_id}.json")
+        except StoreError:
+            return ""
+        return record.get("name", "")
+
+    def rename(self, model_id: str, name: str) -> None:
+        """Give a model a name of the teacher's choosing (kept in its record as ``name``; the id stays)."""
+        name = " ".join(name.split())
+        if not 1 <= len(name) <= 80:
+            raise StoreError("a model's name is 1 to 80 characters")
+        self._check_id(model_id)
+        path = self.root / f"{model_id}.json"
+        record, _ = self._read_record(path)
+        atomic_write(path, json.dumps({**record, "name": name}, indent=1).encode())
 
     def delete(self, model_id: str) -> None:
         self._check_id(model_id)
@@ -118,6 +420,7 @@ class ModelStore:
         Records are read again only when the folder's listing (names, sizes, modification times) changed:
         pages ask on every rerun, and then it costs one directory read.
         """
+        self.tidy_once()
         key = self._listing_key()
         with self._listing_lock:
             if self._listing is not None and self._listing[0] == key:
@@ -139,16 +442,25 @@ class ModelStore:
         infos, problems = [], []
         if not self.root.is_dir():
             return infos, problems
+        checked = {}
         for path in sorted(self.root.glob("*.json")):
             if path.name.startswith("."):
                 continue
-            try:
-                record = self._read_record(path)
-                if not (self.root / f"{record['id']}.safetensors").is_file():
-                    raise StoreError("its weights file is missing")
-                infos.append(self._info(record))
-            except StoreError as e:
-                problems.append(Problem(path.stem, str(e)))
+            key = (path.name, _stat_key(path), _stat_key(self.root / f"{path.stem}.safetensors"))
+            if key not in self._checked:  # a model's files unchanged since the last scan are not read again
+                try:
+                    record, config = self._read_record(path)
+                    check_weights(self.root / f"{path.stem}.safetensors", record, config, self._digest)
+                    self._checked[key] = self._info(record, config)
+                except StoreError as e:
+                    self._checked[key] = Problem(path.stem, str(e))
+            checked[key] = self._checked[key]
+            (infos if isinstance(checked[key], ModelInfo) else problems).append(checked[key])
+        self._checked = checked  # forget files that are gone
+        for path in sorted(self.root.glob("*.safetensors")):
+            if not path.name.startswith(".") and not path.with_suffix(".json").exists():
+                problems.append(Problem(path.stem, "weights with no record (a save that was interrupted); "
+                                                   "nothing can use them"))
         infos.sort(key=lambda i: i.created, reverse=True)
         return infos, problems
 
@@ -165,17 +477,21 @@ class ModelStore:
 
     def info(self, model_id: str) -> ModelInfo:
         self._check_id(model_id)
-        return self._info(self._read_record(self.root / f"{model_id}.json"))
+        return self._info(*self._read_record(self.root / f"{model_id}.json"))
 
     def load(self, model_id: str) -> tuple[nn.Module, ModelInfo]:
-        """The model, ready for inference, or StoreError saying why not."""
-        info = self.info(model_id)
+        """The model, ready for inference, or StoreError saying why not. The record and the weights file are
+        checked (size, checksum, tensor shapes from the header) before the weights are read."""
+        self._check_id(model_id)
+        record, config = self._read_record(self.root / f"{model_id}.json")
         path = self.root / f"{model_id}.safetensors"
         try:
+            check_weights(path, record, config, self._digest)
             payload = path.read_bytes()
+        except StoreError as e:
+            raise StoreError(f"model {model_id}: {e}") from None
         except FileNotFoundError:
             raise StoreError(f"model {model_id}: its weights file is missing") from None
-        record = json.loads((self.root / f"{model_id}.json").read_text())
         if record.get("weights_sha256") and hashlib.sha256(payload).hexdigest() != record["weights_sha256"]:
             raise StoreError(f"model {model_id}: the weights file is damaged (its checksum does not match)")
         try:
@@ -183,13 +499,13 @@ class ModelStore:
         except (SafetensorError, ValueError, RuntimeError) as e:
             raise StoreError(f"model {model_id}: the weights file is not valid safetensors ({e})") from None
         try:
-            model = build_model(info.config)
+            model = build_model(config)
             model.load_state_dict(state, strict=True)
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0][:200]
             raise StoreError(f"model {model_id}: the weights do not fit its architecture ({first})") from None
         model.eval()
-        return model, info
+        return model, self._info(record, config)
 
     # ------------------------------------------------------------ helpers
 
@@ -197,37 +513,64 @@ class ModelStore:
         if not _ID_OK.match(model_id or ""):
             raise StoreError(f"{model_id!r} is not a model id")
 
-    def _read_record(self, path: Path) -> dict:
+    def _read_record(self, path: Path) -> tuple[dict, TrainConfig]:
+        """The record, checked field by field (check_record), and its config. Its size is checked before it
+        is read: a huge file costs one stat, not a parse."""
         try:
-            record = json.loads(path.read_text())
+            size = path.stat().st_size
+            if size > MAX_RECORD_BYTES:
+                raise StoreError(f"its record is {size / 1e6:.1f} MB, more than a model's record can be "
+                                 f"({MAX_RECORD_BYTES / 1e6:.0f} MB): not read")
+            record = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise StoreError(f"model {path.stem} does not exist (it may have been deleted)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
             raise StoreError(f"its record is not readable JSON ({e})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-            raise StoreError("its record has no training config")
-        if record.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"its record has format version {record.get('format_version')!r}, not {FORMAT_VERSION}")
-        if record.get("id") != path.stem:
-            raise StoreError(f"its record names a different model ({record.get('id')!r})")
-        try:
-            TrainConfig.from_dict(record["config"])
-        except (TypeError, ValueError) as e:
-            raise StoreError(f"its training config is not valid ({e})") from None
-        return record
+        return check_record(record, path.stem)
+
+    def _digest(self, path: Path) -> str:
+        """The file's sha256, hashed again only when the file changed."""
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key not in self._digests:
+            if len(self._digests) > 4096:
+                self._digests.clear()
+            self._digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return self._digests[key]
 
     @staticmethod
-    def _info(record: dict) -> ModelInfo:
+    def _info(record: dict, config: TrainConfig) -> ModelInfo:
+        """A ModelInfo from a record that passed check_record."""
         return ModelInfo(
             id=record["id"],
-            config=TrainConfig.from_dict(record["config"]),
-            metrics=record.get("metrics", {}),
-            history=record.get("history", []),
-            created=record.get("created", ""),
-            train_seconds=float(record.get("train_seconds", 0.0)),
+            config=config,
+            metrics=record["metrics"],
+            history=record["history"],
+            created=record["created"],
+            train_seconds=record["train_seconds"],
             fingerprint=record.get("fingerprint", ""),
-            parameters=int(record.get("parameters", 0)),
+            parameters=record["parameters"],
         )
+
+    # ------------------------------------------------------------ leftovers of interrupted saves
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files of saves that never finished (older than STALE_TMP_S: a save in progress is younger)."""
+        return stale_temporaries(self.root) + stale_temporaries(self.root / "analyses")
+
+    def tidy(self) -> list[str]:
+        """Remove the leftovers of interrupted saves; what was removed, one line each. Weights without a record
+        are kept (and listed among the problems): they are a user's, and a person decides."""
+        return remove_all(self.leftovers())
+
+    def tidy_once(self) -> None:
+        """tidy() the first time this process reads this folder: at start-up, in effect."""
+        key = str(self.root.resolve())
+        with _tidied_lock:
+            if key in _tidied:
+                return
+            _tidied.add(key)
+        self.tidy()
 
     # ------------------------------------------------------------ analysis sidecars (digitlab.analysis)
     # A model's analysis (what Evaluate and Features show, computed once) lives in a subfolder, so scan(),
@@ -245,10 +588,59 @@ class ModelStore:
 
     def weights_sha256(self, model_id: str) -> str:
         """The checksum of the model's weights, as its record keeps it (hashed from the file for older records)."""
-        record = self._read_record(self.root / f"{model_id}.json")
+        record, _ = self._read_record(self.root / f"{model_id}.json")
         if record.get("weights_sha256"):
             return str(record["weights_sha256"])
         try:
             return hashlib.sha256((self.root / f"{model_id}.safetensors").read_bytes()).hexdigest()
         except OSError:
             raise StoreError(f"model {model_id}: its weights file is missing") from None
+
+
+def _stat_key(path: Path) -> tuple:
+    try:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns, st.st_ino
+    except OSError:
+        return ()
+
+
+# ---------------------------------------------------------------- folders: writable, tidy
+
+_tidied: set[str] = set()
+_tidied_lock = threading.Lock()
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """StoreError unless a file can be created in ``folder`` (made if missing): tried with a real file, since
+    permissions alone do not say (a read-only disk, a full one, a path through a file)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StoreError(f"{what} {folder} cannot be written ({e.strerror or e}): nothing could be saved there. "
+                         "Ask the teacher to fix the folder (or set DIGITLAB_MODEL_DIR / DIGITLAB_COLLECTION_DIR "
+                         "to one that can be written).") from None
+
+
+def stale_temporaries(folder: Path, age_s: float = STALE_TMP_S) -> list[Path]:
+    """atomic_write's temporary files (``.<name>.<random>.tmp``) older than ``age_s``: saves that never finished."""
+    now = time.time()
+    try:
+        found = [p for p in folder.glob(".*.tmp") if p.is_file()]
+        return sorted(p for p in found if now - p.stat().st_mtime > age_s)
+    except OSError:
+        return []
+
+
+def remove_all(paths: list[Path]) -> list[str]:
+    done = []
+    for p in paths:
+        try:
+            p.unlink()
+            done.append(f"removed {p} (left by a save that was interrupted)")
+        except OSError as e:
+            done.append(f"could not remove {p}: {e.strerror or e}")
+    return done

@@ -4,7 +4,7 @@ Training here, not in the web process, means the class's clicks never wait behin
 Python, a crash or an out-of-memory kill in training cannot take the server down, and each run's random
 numbers depend only on its config (nothing else draws from this process's generators).
 
-It speaks JSON lines: commands on stdin (``run``, ``cancel``, ``quit``), messages on a private copy of
+It speaks JSON lines: commands on stdin (``run``, ``cancel``, ``pause``, ``resume``, ``quit``), messages on a private copy of
 stdout (``ready``, ``start``, ``progress``, ``epoch``, ``finished``); anything else the process prints goes to stderr.
 ``python -m digitlab.worker`` is started by ``jobs.JobQueue``; ``run_job`` is the whole of one run.
 """
@@ -47,11 +47,12 @@ def cpu_seconds() -> float:
 
 
 def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, data_cache: dict,
-            complete: bool = True) -> dict:
+            complete: bool = True, pause: threading.Event | None = None) -> dict:
     """Train, save and analyse one job; returns the ``finished`` message (never raises for a run's own failure).
 
     The analysis Evaluate paints first is made before the job is reported done, so no visitor waits for it;
     with ``complete`` the rest too (robustness), which the worker otherwise leaves for when no run is waiting.
+    While ``pause`` is set the run waits between batches (a cancel still ends it).
 
     ``spec``: job, config (TrainConfig.to_dict()), continue_from, data_dir, fingerprint, store.
     Times in the records are this process's own compute time, so a run reads the same however busy the
@@ -105,6 +106,8 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
                 elif ev.batch == ev.n_batches:
                     steps_s = compute_since(first_batch_cpu)
                 points.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss, ev.accuracy))
+                while pause is not None and pause.is_set() and not cancel.is_set():
+                    time.sleep(0.1)  # the teacher paused it: hold between reports, using no CPU
                 now = time.perf_counter()
                 if now - last_sent >= PROGRESS_EVERY_S:
                     emit({"type": "progress", "job": job, "event": dataclasses.asdict(ev), "points": points})
@@ -194,8 +197,9 @@ def main() -> int:
     import torch  # noqa: F401  (imported before "ready": a job's start then costs no import)
 
     runs: list[dict] = []
-    cancel, current, have_run = threading.Event(), {"job": None}, threading.Condition()
+    cancel, pause, current, have_run = threading.Event(), threading.Event(), {"job": None}, threading.Condition()
     cancelled: set[str] = set()  # a cancel can arrive before its run starts: remembered, then applied
+    paused: set[str] = set()  # so can a pause
 
     def read_commands() -> None:
         for line in sys.stdin:
@@ -207,6 +211,10 @@ def main() -> int:
                 cancelled.add(cmd.get("job"))
                 if cmd.get("job") == current["job"]:
                     cancel.set()
+            elif cmd.get("op") in ("pause", "resume"):
+                (paused.add if cmd["op"] == "pause" else paused.discard)(cmd.get("job"))
+                if cmd.get("job") == current["job"]:
+                    (pause.set if cmd["op"] == "pause" else pause.clear)()
             elif cmd.get("op") == "run":
                 with have_run:
                     runs.append(cmd)
@@ -235,11 +243,14 @@ def main() -> int:
         if cmd.get("op") == "quit":
             return 0
         cancel.clear()
+        pause.clear()
         current["job"] = cmd["job"]
         if cmd["job"] in cancelled:
             cancel.set()
+        if cmd["job"] in paused:
+            pause.set()
         try:
-            result = run_job(cmd, emit, cancel, data_cache, complete=False)
+            result = run_job(cmd, emit, cancel, data_cache, complete=False, pause=pause)
             if result["model_id"]:
                 to_analyse.append({**cmd, "model_id": result["model_id"]})
         except Exception as e:  # a bug, not a bad setting: report it, keep serving

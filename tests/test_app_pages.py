@@ -125,7 +125,8 @@ def test_home_lists_a_model_saved_after_the_first_visit(mnist, trained):
     at = AppTest.from_file(HOME, default_timeout=120).run()
     count = len(ModelStore().list())
     assert any(h.value == f"Trained models ({count})" for h in at.subheader)
-    bad = damaged_copy(trained["mlp"].id, "copy-listed-later")
+    whole = (ModelStore().root / f"{trained['mlp'].id}.safetensors").read_bytes()
+    bad = damaged_copy(trained["mlp"].id, "copy-listed-later", whole)  # a whole copy: damaged ones are not listed
     try:
         at.run()
         assert any(h.value == f"Trained models ({count + 1})" for h in at.subheader)

@@ -83,3 +83,49 @@ def test_train_stores_its_epoch_records_and_the_weights_a_run_in_this_process_ge
     assert info.history == [{**last.record(), **times}]
     theirs, ours = model.state_dict(), here.state_dict()
     assert all(torch.equal(theirs[k], ours[k]) for k in ours)
+
+
+def test_serve_listens_on_this_laptop_and_accepts_only_its_own_names(mnist, tmp_path):
+    """python -m digitlab serve: the laptop's own names in the Host header are accepted, any other refused."""
+    import http.client
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "DIGITLAB_MODEL_DIR": str(tmp_path), "DIGITLAB_OFFLINE": "1",
+                                 "DIGITLAB_DATA_DIR": mnist.source.path}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        said = proc.stdout.readline()
+        assert said.startswith(f"DigitLab on this laptop only, port {port}; accepted names: localhost, 127.0.0.1")
+        assert socket.gethostname() in said
+
+        def handshake(host: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.putrequest("GET", "/_stcore/stream", skip_host=True)
+            for name, value in (("Host", host), ("Origin", f"http://{host}"), ("Upgrade", "websocket"),
+                                ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                ("Sec-WebSocket-Version", "13")):
+                conn.putheader(name, value)
+            conn.endheaders()
+            status = conn.getresponse().status
+            conn.close()
+            return status
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                first = handshake(f"{socket.gethostname()}:{port}")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.3)
+        assert first == 101  # the laptop's own host name, as a student's browser sends it
+        assert handshake(f"evil.example:{port}") != 101
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

@@ -178,3 +178,113 @@ def test_unreadable_worker_settings_fall_back_to_the_defaults(mnist, store, monk
         assert snap.state == "done", snap.error
     finally:
         queue.close()
+
+
+# ---------------------------------------------------------------- limits, Stop, the teacher (issue 15)
+
+HOG = PRESETS["cnn-seed"].with_(batch_size=1, epochs=100)  # set through the CNN page's own widgets: about 23 hours
+
+
+def test_a_hog_run_is_refused_with_its_estimate_and_what_to_change(mnist, store):
+    queue = JobQueue(store, limit_s=300)
+    try:
+        seconds = queue.estimate(HOG, len(mnist.train_images))
+        per_epoch = seconds / HOG.epochs
+        with pytest.raises(JobRefused) as refused:
+            queue.submit(HOG, mnist, owner="a", limited=True)
+        said = str(refused.value)
+        assert f"would take about {jobs.duration_text(seconds)} on this server" in said
+        assert "more than the class's limit of 5 min 00 s" in said
+        # what to change, from the same estimates: one epoch of a batch of 1 alone is over the limit
+        assert per_epoch > 300 and "Try a batch size of 64 with at most" in said
+        at_64 = queue.estimate(HOG.with_(batch_size=64, epochs=1), len(mnist.train_images))
+        assert f"a batch size of 64 with at most {int(300 // at_64)} epoch(s)." in said
+        assert queue.jobs() == []  # nothing queued, nobody waits behind it
+        # a batch of 1 pays the fixed cost of a step 60,000 times an epoch: far slower than the preset's 64
+        assert seconds > 10 * queue.estimate(HOG.with_(batch_size=64), len(mnist.train_images))
+        ok = queue.submit(SMALL_MLP, mnist, owner="a", limited=True)  # within the limit: queued as ever
+        assert queue.wait(ok.id, timeout=120).state == "done"
+    finally:
+        queue.close()
+
+
+def test_stop_detaches_a_student_and_cancels_only_when_nobody_else_waits(mnist, store):
+    queue = JobQueue(store)
+    try:
+        run = queue.submit(LONG_CNN, mnist, owner="a")
+        joined = queue.submit(LONG_CNN, mnist, owner="b")  # a second student asks for the same run: shared
+        assert joined.id == run.id and set(queue.snapshot(run.id).watchers) == {"a", "b"}
+        started_running(queue, run.id)
+        assert queue.stop(run.id, "a") == "detached"
+        snap = queue.snapshot(run.id)
+        assert snap.state == "running" and snap.watchers == ("b",)
+        assert queue.stop(run.id, "a") == ""  # no longer waiting on it: nothing to stop
+        assert queue.stop(run.id, "b") == "cancelled"
+        assert queue.wait(run.id, timeout=120).state == "cancelled"
+    finally:
+        queue.close()
+
+
+def test_the_teacher_pauses_and_resumes_any_run(mnist, store):
+    queue = JobQueue(store)
+    try:
+        run = queue.submit(SMALL_MLP.with_(epochs=3, seed=8), mnist, owner="a")
+        started_running(queue, run.id, training=True)
+        assert queue.pause(run.id)
+        time.sleep(1.0)  # the worker holds at its next batch
+        held = queue.snapshot(run.id)
+        time.sleep(1.0)
+        still = queue.snapshot(run.id)
+        assert still.paused and still.message == "paused by the teacher"
+        assert still.progress == held.progress < 1 and still.state == "running"
+        assert queue.resume(run.id)
+        done = queue.wait(run.id, timeout=120)
+        assert done.state == "done" and len(done.history) == 3
+    finally:
+        queue.close()
+
+
+def test_the_teacher_key_is_needed_and_none_set_means_nobody(monkeypatch):
+    monkeypatch.delenv("DIGITLAB_TEACHER_KEY", raising=False)
+    assert not jobs.teacher_key_set() and not jobs.teacher_key_ok("") and not jobs.teacher_key_ok("anything")
+    monkeypatch.setenv("DIGITLAB_TEACHER_KEY", "correct horse battery staple")
+    assert jobs.teacher_key_ok("correct horse battery staple")
+    assert not jobs.teacher_key_ok("correct horse battery") and not jobs.teacher_key_ok("")
+
+
+def test_an_unwritable_model_folder_refuses_the_run_before_it_is_queued(mnist, tmp_path):
+    from digitlab.store import ModelStore
+
+    (tmp_path / "a-file").write_text("not a folder")
+    queue = JobQueue(ModelStore(tmp_path / "a-file" / "models"))
+    try:
+        with pytest.raises(JobRefused, match="the model folder .* cannot be written"):
+            queue.submit(SMALL_MLP, mnist, owner="a")
+        assert queue.jobs() == [] and queue.worker_pids() == []
+    finally:
+        queue.close()
+
+
+def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, store, monkeypatch):
+    """What a worker allocated outside Python (kernels per batch shape) goes back: it ends when idle, and is
+    replaced between runs once it has grown past the limit (here 0 MB, so after every run but its first)."""
+    monkeypatch.setattr(jobs, "WORKER_GROWTH_MB", -1.0)
+    queue = JobQueue(store)
+    try:
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=21), mnist, owner="a").id, timeout=120).state == "done"
+        (first,) = queue.worker_pids()  # its first run sets the baseline: kept
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=22), mnist, owner="a").id, timeout=120).state == "done"
+        deadline = time.monotonic() + 60
+        while first in queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert first not in queue.worker_pids()  # grown: ended between runs
+        monkeypatch.setattr(jobs, "WORKER_IDLE_S", 0.5)
+        snap = queue.wait(queue.submit(SMALL_MLP.with_(seed=23), mnist, owner="a").id, timeout=120)
+        assert snap.state == "done", snap.error  # a fresh process took the next run
+        deadline = time.monotonic() + 60
+        while queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queue.worker_pids() == []  # idle: no training process holds memory
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=24), mnist, owner="a").id, timeout=120).state == "done"
+    finally:
+        queue.close()

@@ -137,9 +137,9 @@ def damaged(trained):
 
 def test_a_damaged_cnn_gives_a_message_not_a_traceback(damaged, trained):
     at = _open(cnn_view_model=damaged)
-    assert not at.exception
-    assert any("cannot be used" in e.value and "damaged" in e.value for e in at.error)
-    assert any("Pick another CNN" in i.value for i in at.info)
+    assert not at.exception and not at.error
+    # A weights file that does not match its record is never listed (issue 15): the page goes on with the rest.
+    assert damaged not in set(_frame(at, "model")["id"])
     assert trained["cnn"].id in set(_frame(at, "model")["id"])  # the comparison still lists the store
 
 

@@ -158,10 +158,10 @@ def damaged(trained):
 def test_a_damaged_model_gives_a_message_not_a_traceback(damaged):
     at = _open(damaged)
     assert not at.exception
-    assert any("cannot be used" in e.value and "damaged" in e.value for e in at.error)
-    assert any("Pick another model" in i.value for i in at.info)
-    assert any("Train one on the MLP page" in m.value for m in at.markdown)
-    assert not at.get("plotly_chart")
+    # A weights file that does not match its record is never listed (issue 15): the page names it among the
+    # skipped files and goes on with the rest.
+    skipped = next(e for e in at.expander if "were skipped" in e.label)
+    assert any(f"`{damaged}`" in m.value and "damaged" in m.value for m in skipped.markdown)
 
 
 def test_an_empty_store_says_where_to_train(tmp_path, monkeypatch, mnist):

@@ -2,6 +2,7 @@
 
 import io
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -187,6 +188,29 @@ def test_pillows_own_limit_is_left_alone_and_big_photos_decode_small():
     assert not result.empty and result.image.shape == (28, 28)
 
 
+def test_a_huge_png_is_refused_before_it_is_decoded_and_a_large_one_decodes_small():
+    """A 6300x6300 PNG is under the pixel limit but would be decoded whole (314 MB at peak in the issue)."""
+    huge = _png(_digit_image("1").resize((6300, 6300), Image.Resampling.NEAREST), optimize=True)
+    assert len(huge) < pp.MAX_UPLOAD_BYTES
+    with pytest.raises(pp.PreprocessError, match="6300x6300 pixels; a PNG that large would be decoded whole"):
+        pp.from_upload(huge)
+    # a screenshot-sized PNG is taken, shrunk straight after decoding
+    gray, notes = pp.load_upload(_png(_digit_image("RGB").resize((2600, 2600), Image.Resampling.NEAREST)))
+    assert max(gray.shape) <= pp.WORK_SIDE and any("shrunk from 2600x2600" in n for n in notes)
+
+
+def test_a_phone_photo_is_turned_as_the_camera_was_held_after_shrinking():
+    """EXIF orientation 6 (the phone held upright): the stored pixels lie on their side."""
+    upright = _digit_image().resize((1200, 1200), Image.Resampling.NEAREST).crop((0, 0, 1200, 900))
+    on_its_side = upright.transpose(Image.Transpose.ROTATE_90)  # what the sensor wrote
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to view
+    gray, notes = pp.load_upload(_png(on_its_side.convert("RGB"), format="JPEG", exif=exif.tobytes()))
+    assert gray.shape[1] > gray.shape[0]  # wider than tall again, as the camera saw it
+    ink = np.nonzero(gray < 128)
+    assert np.ptp(ink[0]) > 2 * np.ptp(ink[1])  # the bar stands upright
+
+
 def test_animated_png_and_webp():
     frames = [_digit_image("RGB"), _digit_image("RGB").rotate(90)]
     for fmt in ("PNG", "WEBP"):
@@ -266,3 +290,25 @@ def test_collection_refuses_bad_entries(tmp_path):
     with pytest.raises(CollectionError):
         col.add(np.zeros((28, 28), dtype=np.uint8), 12)
     assert col.list() == []
+
+
+def test_a_drawing_is_never_listed_without_its_source_and_time(tmp_path, mnist):
+    """Another session lists the collection while drawings are saved: it sees each one whole or not at all."""
+    col = Collection(tmp_path / "col")
+    seen, stop = [], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.extend(Collection(tmp_path / "col").list())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(40):
+            col.add(mnist.test_images[i].numpy(), int(mnist.test_labels[i]), source="upload")
+    finally:
+        stop.set()
+        watcher.join()
+    assert len({e.id for e in seen}) > 1
+    assert [e for e in seen if e.source != "upload" or not e.created] == []
+    assert len(col.list()) == 40

@@ -5,6 +5,7 @@
 - training: the shared training widgets (preset, settings, Train, live panel, one more epoch, runs compared)
 - pickers: choosing a stored model or a test image, and the one table of stored models
 - analyses: each stored model's analysis for Evaluate and Features, and its untrained start
+- teacher: the teacher's page (key, runs, limits, models, drawings, store health)
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -41,6 +42,14 @@ from .resources import (
     shared_figure,
     stored_models,
 )
+from .teacher import (
+    teacher_drawings,
+    teacher_limits,
+    teacher_models,
+    teacher_runs,
+    teacher_store_health,
+    teacher_unlocked,
+)
 from .training import (
     one_more_epoch,
     preset_picker,
@@ -59,5 +68,6 @@ __all__ = [
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
-    "model_robustness", "shared_figure",
+    "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
+    "teacher_store_health", "teacher_unlocked",
 ]

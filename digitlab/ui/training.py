@@ -1,5 +1,5 @@
-"""The training widgets the Linear, MLP and CNN stages share: a preset, its settings, Train, the live panel of the
-running job, one more epoch, and this session's runs on one chart."""
+"""The training widgets the Linear, MLP and CNN stages share: a preset, its settings, what a run will cost, Train
+(or train again live), the live panel of the running job, one more epoch, and this session's runs on one chart."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import streamlit as st
 
 from .. import data as data_mod
 from .. import viz
-from ..jobs import JobRefused, Snapshot
+from ..jobs import JobRefused, Snapshot, duration_text
 from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data
@@ -59,14 +59,28 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
     return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
 
 
+def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
+    """A caption with the run's estimated time and the class's limit; over the limit, a warning saying what to
+    change, and False."""
+    queue, n_images = get_queue(), len(task_data(data, config, "train")[0])
+    if refusal := queue.over_limit(config, n_images):
+        st.warning(refusal, icon="⏱️")
+        return False
+    seconds, limit = queue.estimate(config, n_images), queue.limit_s
+    st.caption(f"This run should take about {duration_text(seconds)} on this server"
+               + (f" (the class's limit for one run is {duration_text(limit)})." if limit else "."))
+    return True
+
+
 def start_training(
     config: TrainConfig, data: data_mod.MNIST, state_key: str, runs_key: str = "", continue_from: str = "",
-    owner: str | None = None,
+    owner: str | None = None, fresh: bool = False,
 ) -> Snapshot | None:
-    """Check the settings, then submit; bad settings and a second waiting run end in a message on the page.
+    """Check the settings, then submit; bad settings, a run over the class's limit and a second waiting run end
+    in a message on the page.
 
     ``owner`` defaults to this session; ``""`` submits for the whole class (a starter set), which takes
-    nobody's place in the line.
+    nobody's place in the line. ``fresh`` trains a recipe already in the store again, live, as a new model.
     """
     try:
         check_config(config, len(task_data(data, config, "train")[0]))
@@ -75,7 +89,8 @@ def start_training(
         st.error(f"Cannot train with these settings: {e}")
         return None
     try:
-        snap = get_queue().submit(config, data, owner_id() if owner is None else owner, continue_from=continue_from)
+        who = owner_id() if owner is None else owner
+        snap = get_queue().submit(config, data, who, continue_from=continue_from, fresh=fresh, limited=bool(who))
     except JobRefused as e:
         st.warning(str(e), icon="⏳")
         return None
@@ -127,13 +142,27 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
     else:
         cols = st.columns([5, 1])
         cols[0].progress(snap.progress, text=snap.message)
-        if snap.owner == owner_id() and cols[1].button("Stop", key=f"stop_{state_key}_{snap.id}"):
-            get_queue().cancel(snap.id, owner_id())
+        if owner_id() in snap.watchers and cols[1].button(
+            "Stop", key=f"stop_{state_key}_{snap.id}",
+            help="Stop waiting on this run. It is cancelled only if nobody else in the class waits on it.",
+        ):
+            stop_following(snap, state_key)
     if snap.history or snap.batch_losses:
         loss, accuracy = shared_figure(("job", snap.id, snap.version), _job_figures, snap)  # once, however many watch
         left, right = st.columns(2)
         left.plotly_chart(loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
         right.plotly_chart(accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
+
+
+def stop_following(snap: Snapshot, state_key: str) -> None:
+    """A student's Stop: detach from the run; the queue cancels it only when nobody else waits on it."""
+    what = get_queue().stop(snap.id, owner_id())
+    if what == "detached":
+        st.session_state.pop(state_key, None)
+        others = len(snap.watchers) - 1
+        st.session_state[f"{state_key}_note"] = (
+            f"You stopped following {snap.config.title}; it goes on for the {others} other(s) who wait on it.")
+        st.rerun(scope="app")
 
 
 def _job_figures(snap: Snapshot):
@@ -155,17 +184,34 @@ def one_more_epoch(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, 
             st.rerun()
 
 
+def train_again_live(snap: Snapshot | None, data: data_mod.MNIST, state_key: str, runs_key: str = "") -> None:
+    """For a recipe answered from the store: train it again, live, queued like any run (saved as a new model)."""
+    if snap is None or snap.state != "done" or not snap.reused:  # reused and done: answered from the store
+        return
+    if st.button(
+        "Train again live", key=f"again_{state_key}_{snap.id}",
+        help="This recipe is already in the model store. Train it again from the start to watch it learn; "
+             "the run is queued like any other and saved as a new model.",
+    ):
+        if start_training(snap.config, data, state_key, runs_key, fresh=True):
+            st.rerun()
+
+
 def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool = False,
                   after_run: Callable[[Snapshot], None] | None = None) -> Snapshot | None:
-    """The live-training block the Linear, MLP and CNN stages share: Train, the running job, its verdict, one more
-    epoch, ``after_run`` (what the stage adds once a run has finished), and this session's runs on one chart.
-    Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
+    """The live-training block the Linear, MLP and CNN stages share: what the run will cost, Train (or train again
+    live), the running job, its verdict, one more epoch, ``after_run`` (what the stage adds once a run has
+    finished), and this session's runs on one chart. Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
     state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
-    if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled,
+    within_limit = disabled or cost_line(config, data)
+    if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled or not within_limit,
                  help="Start training in the background; it keeps going if you switch page, and this page picks "
                       "it up again when you come back."):
         start_training(config, data, state_key, runs_key=runs_key)
+    if note := st.session_state.pop(f"{state_key}_note", None):
+        st.info(note)
     snap = training_panel(state_key)
+    train_again_live(snap, data, state_key, runs_key)
     if snap is not None and snap.finished and (verdict := run_verdict(snap.config, snap.history)):
         st.warning(verdict)
     one_more_epoch(snap, data, state_key, runs_key=runs_key)

@@ -231,12 +231,17 @@ def test_the_teacher_pauses_and_resumes_any_run(mnist, store):
         run = queue.submit(SMALL_MLP.with_(epochs=3, seed=8), mnist, owner="a")
         started_running(queue, run.id, training=True)
         assert queue.pause(run.id)
-        time.sleep(1.0)  # the worker holds at its next batch
-        held = queue.snapshot(run.id)
+        held, deadline = queue.snapshot(run.id), time.monotonic() + 60
+        while time.monotonic() < deadline:  # the worker holds at its next batch: its reports stop
+            time.sleep(0.5)
+            now = queue.snapshot(run.id)
+            if now.version == held.version:
+                break
+            held = now
         time.sleep(1.0)
         still = queue.snapshot(run.id)
         assert still.paused and still.message == "paused by the teacher"
-        assert still.progress == held.progress < 1 and still.state == "running"
+        assert still.version == held.version and still.progress < 1 and still.state == "running"
         assert queue.resume(run.id)
         done = queue.wait(run.id, timeout=120)
         assert done.state == "done" and len(done.history) == 3

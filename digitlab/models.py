@@ -181,11 +181,12 @@ def build_model(config: TrainConfig) -> nn.Module:
     if config.form == "scratch" and config.kind == "mlp":
         return SimpleNetScratch(config.hidden[0] if config.hidden else 50, n_out, generator=gen)
     with torch.device("meta"):  # shapes only: nn layers would draw their weights from the global generator
-        model = _nn_model(config, n_out)
+        model = nn_layers(config, n_out)
     return initialise(model.to_empty(device="cpu"), gen)
 
 
-def _nn_model(config: TrainConfig, n_out: int) -> nn.Module:
+def nn_layers(config: TrainConfig, n_out: int) -> nn.Module:
+    """The nn form's layers for ``config`` (built under torch.device("meta") by callers that want shapes only)."""
     if config.kind == "linear":
         return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, n_out))
     if config.kind == "mlp":

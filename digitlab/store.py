@@ -34,7 +34,7 @@ from torch import nn
 
 from .data import NORMALISATIONS
 from .models import ACTIVATIONS, Linear1, ModelInfo, SimpleNetScratch, TrainConfig, build_model, count_parameters
-from .models import _nn_model as nn_model
+from .models import nn_layers
 from .train import ConfigError, check_config
 
 FORMAT_VERSION = 1
@@ -263,7 +263,7 @@ def skeleton(config: TrainConfig) -> torch.nn.Module:
             return Linear1(config.n_outputs)
         if config.form == "scratch" and config.kind == "mlp":
             return SimpleNetScratch(config.hidden[0] if config.hidden else 50, config.n_outputs)
-        return nn_model(config, config.n_outputs)
+        return nn_layers(config, config.n_outputs)
 
 
 _DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",

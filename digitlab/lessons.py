@@ -19,6 +19,8 @@ from . import viz
 from .backprop import simple_net_gradients
 from .data import MNIST, to_float
 from .models import (
+    MAX_HIDDEN_LAYERS,
+    MAX_LAYER_UNITS,
     PRESETS,
     Linear1,
     ModelInfo,
@@ -337,10 +339,10 @@ def parse_hidden(text: str) -> tuple[int, ...]:
         if not p.isdigit() or int(p) < 1:
             raise ConfigError(f"{p!r} is not a layer size: use whole numbers of at least 1, separated by commas.")
         sizes.append(int(p))
-    if len(sizes) > 6:
-        raise ConfigError(f"{len(sizes)} hidden layers is more than this stage allows (6).")
-    if max(sizes) > 4096:
-        raise ConfigError(f"A layer of {max(sizes)} units is more than this stage allows (4096).")
+    if len(sizes) > MAX_HIDDEN_LAYERS:
+        raise ConfigError(f"{len(sizes)} hidden layers is more than this stage allows ({MAX_HIDDEN_LAYERS}).")
+    if max(sizes) > MAX_LAYER_UNITS:
+        raise ConfigError(f"A layer of {max(sizes)} units is more than this stage allows ({MAX_LAYER_UNITS}).")
     return tuple(sizes)
 
 

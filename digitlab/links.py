@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 
 from .data import DATASETS, NORMALISATIONS
-from .models import ACTIVATIONS, PRESETS, TrainConfig
+from .models import ACTIVATIONS, MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS, PRESETS, TrainConfig
 from .train import ConfigError, check_config
 
-MAX_UNITS, MAX_LAYERS, MAX_EPOCHS, MAX_BATCH = 4096, 6, 100, 60_000  # what the pages' own widgets allow
+MAX_EPOCHS, MAX_BATCH = 100, 60_000  # what the pages' own widgets allow
 
 
 @dataclass
@@ -104,8 +104,8 @@ def _layers(text: str) -> tuple[int, ...]:
         sizes = tuple(int(s) for s in text.split("-") if s.strip())
     except ValueError:
         sizes = ()
-    if not sizes or len(sizes) > MAX_LAYERS or not all(1 <= s <= MAX_UNITS for s in sizes):
-        raise ValueError(f"1 to {MAX_LAYERS} layer sizes of 1..{MAX_UNITS}, joined by '-'")
+    if not sizes or len(sizes) > MAX_HIDDEN_LAYERS or not all(1 <= s <= MAX_LAYER_UNITS for s in sizes):
+        raise ValueError(f"1 to {MAX_HIDDEN_LAYERS} layer sizes of 1..{MAX_LAYER_UNITS}, joined by '-'")
     return sizes
 
 

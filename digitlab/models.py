@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS = 6, 4096  # the largest MLP the stage lets a student build
 
 
 @dataclass(frozen=True)

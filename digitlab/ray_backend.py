@@ -14,7 +14,6 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

@@ -33,15 +33,24 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .data import NORMALISATIONS
-from .models import ACTIVATIONS, Linear1, ModelInfo, SimpleNetScratch, TrainConfig, build_model, count_parameters
-from .models import nn_layers
+from .models import (
+    ACTIVATIONS,
+    MAX_HIDDEN_LAYERS,
+    MAX_LAYER_UNITS,
+    Linear1,
+    ModelInfo,
+    SimpleNetScratch,
+    TrainConfig,
+    build_model,
+    count_parameters,
+    nn_layers,
+)
 from .train import ConfigError, check_config
 
 FORMAT_VERSION = 1
 _ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 MAX_RECORD_BYTES = 1_000_000  # a record of 1,000 epochs is about 300 kB; larger is not one this app wrote
 MAX_HEADER_BYTES = 100_000  # a safetensors header lists a few dozen tensors
-MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS = 6, 4096  # the most the MLP stage lets a student build
 MAX_EPOCHS = 1000  # 100 from the widgets, then "one more epoch" as often as a class likes
 STALE_TMP_S = 600.0  # a temporary file this old is a save that never finished (a save takes well under a second)
 

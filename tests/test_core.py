@@ -16,8 +16,8 @@ from digitlab.store import StoreError
 from digitlab.train import (
     REPORT_IMAGES,
     ConfigError,
-    check_config,
     TrainingDiverged,
+    check_config,
     compute_dtype,
     fit,
     mnist_loss,

@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import local_postgres  # noqa: E402
 
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -128,8 +128,9 @@ def speed_key(config: TrainConfig) -> tuple:
 
 
 class JobQueue:
-    def __init__(self, store: ModelStore, max_running: int = 1, limit_s: float | None = None):
+    def __init__(self, store: ModelStore, max_running: int = 1, limit_s: float | None = None, ray_address: str = ""):
         self.store = store
+        self.ray_address = ray_address  # set: every run is a task on that Ray cluster (ray_backend), not a local process
         self.max_running = max(1, max_running)
         self.limit_s = limit_s  # the most one student's run may cost, in seconds; None: no limit (the CLI, tests)
         self._cond = threading.Condition()
@@ -411,7 +412,7 @@ class JobQueue:
 
     def _ensure_slots(self) -> None:
         while len(self._slots) < self.max_running:
-            slot = _Slot(self, len(self._slots))
+            slot = (_RaySlot if self.ray_address else _Slot)(self, len(self._slots))
             self._slots.append(slot)
             slot.thread.start()
 
@@ -563,6 +564,51 @@ class _Slot:
         self.queue._on_worker_lost(job, why)
 
 
+class _RaySlot:
+    """One run at a time as a task on a Ray cluster: the same books as _Slot, with no process of its own here.
+
+    The job's messages come back as the task's streamed results; its model's files come back as bytes and are
+    written into this server's store; cancel, pause and resume travel through ray_backend's flags."""
+
+    def __init__(self, queue: JobQueue, n: int):
+        from . import ray_backend
+
+        ray_backend.connect(queue.ray_address)
+        self.queue, self.job, self.proc = queue, None, None  # no local process: the run lives on the cluster
+        self.cancel, self.pause = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"digitlab-ray-{n}", daemon=True)
+
+    def send(self, cmd: dict) -> None:
+        {"cancel": self.cancel.set, "pause": self.pause.set, "resume": self.pause.clear}.get(cmd["op"], lambda: None)()
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def alive(self) -> bool:
+        return True
+
+    def _loop(self) -> None:
+        from . import ray_backend
+
+        while (job := self.queue._next_job(self)) is not None:
+            self.cancel.clear()
+            (self.pause.set if job.paused else self.pause.clear)()
+            if job.cancelled:
+                self.cancel.set()
+            spec = {"job": job.id, "config": job.config.to_dict(), "continue_from": job.continue_from,
+                    "data_dir": job.data.source.path, "fingerprint": job.data.fingerprint()}
+            try:
+                parent = ray_backend.model_files(self.queue.store.root, job.continue_from) if job.continue_from else {}
+            except OSError as e:
+                self.queue._on_worker_lost(job, f"its model could not be read: {e}")
+                self.job = None
+                continue
+            finished = ray_backend.run_on_ray(spec, job.data, lambda msg, job=job: self.queue._on_message(job, msg),
+                                              self.cancel, self.queue.store.root, parent, pause=self.pause)
+            self.queue._on_message(job, finished)
+            self.job = None
+
+
 def rss_mb(pid: int) -> float | None:
     """A process's resident memory in MB (Linux's /proc); None where that cannot be read."""
     try:
@@ -597,9 +643,11 @@ def shared_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
     key = str(store.root.resolve())
     with _shared_lock:
         if key not in _shared:
-            n = max_running if max_running is not None else env_int("DIGITLAB_MAX_TRAINING", 1)
+            ray_address = os.environ.get("DIGITLAB_RAY_ADDRESS", "").strip()  # a cluster runs several at once
+            n = max_running if max_running is not None else env_int("DIGITLAB_MAX_TRAINING", 2 if ray_address else 1)
             limit = env_int("DIGITLAB_RUN_LIMIT_S", int(DEFAULT_LIMIT_S))
-            _shared[key] = JobQueue(store, max_running=n, limit_s=float(limit) if limit > 0 else None)
+            _shared[key] = JobQueue(store, max_running=n, limit_s=float(limit) if limit > 0 else None,
+                                    ray_address=ray_address)
         return _shared[key]
 
 

@@ -4,9 +4,8 @@ One run is one Ray task: it receives the job's spec and the dataset through Ray'
 shared between the web server and the Ray nodes), runs the same ``worker.run_job`` the embedded worker runs,
 streams the same messages back (``start``, ``progress``, ``epoch``) as the task's streaming results, and ends
 with the trained model's files as bytes, which the web side writes into its own model store. A stop from the
-page reaches the task through a small flag actor; a lost worker or node ends the run with a message.
-
-Not yet what the job queue uses: ``jobs.JobQueue`` still hands runs to its embedded worker processes.
+page, a pause or a resume reaches the task through a small actor of flags; a lost worker or node ends the run with
+a message. ``jobs.JobQueue`` uses it when ``DIGITLAB_RAY_ADDRESS`` is set: a ``_RaySlot`` instead of a worker process.
 """
 
 from __future__ import annotations
@@ -21,25 +20,38 @@ import ray
 
 from .store import atomic_write
 
-POLL_S = 0.5  # how often a running task asks whether it was stopped
+POLL_S = 0.5  # how often a running task asks whether it was stopped or paused
 
 
 @ray.remote
-class StopFlag:
-    """Set by the web side when the page stops the run; read by the task every POLL_S."""
+class RunFlags:
+    """What the web side wants of a running task -- "run", "pause" or "stop" -- read by the task every POLL_S."""
 
     def __init__(self):
-        self.stopped = False
+        self.wanted = "run"
 
-    def stop(self) -> None:
-        self.stopped = True
+    def set(self, wanted: str) -> None:
+        if self.wanted != "stop":  # a stop is final
+            self.wanted = wanted
 
-    def is_set(self) -> bool:
-        return self.stopped
+    def get(self) -> str:
+        return self.wanted
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) once per process."""
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level="ERROR")
+
+
+def model_files(store_root: str | Path, model_id: str) -> dict[str, bytes]:
+    """A stored model's weights and record, to send to a task that continues it."""
+    root = Path(store_root)
+    return {f"{model_id}{suffix}": (root / f"{model_id}{suffix}").read_bytes() for suffix in (".safetensors", ".json")}
 
 
 @ray.remote(num_returns="streaming", max_retries=0)
-def train_task(spec: dict, data, parent_files: dict[str, bytes], stop: StopFlag) -> Iterator[dict]:
+def train_task(spec: dict, data, parent_files: dict[str, bytes], flags: RunFlags) -> Iterator[dict]:
     """Run one job on whichever node Ray picked; yield its messages, then its files, then ``finished``."""
     from .worker import run_job
 
@@ -48,11 +60,12 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], stop: StopFlag)
             Path(store, name).write_bytes(payload)
         spec = {**spec, "store": store}
         messages: queue.Queue = queue.Queue()
-        cancel, done, outcome = threading.Event(), threading.Event(), {}
+        cancel, pause, done, outcome = threading.Event(), threading.Event(), threading.Event(), {}
 
         def run() -> None:
             try:
-                outcome["finished"] = run_job(spec, messages.put, cancel, {spec["data_dir"]: data}, complete=True)
+                outcome["finished"] = run_job(spec, messages.put, cancel, {spec["data_dir"]: data}, complete=True,
+                                              pause=pause)
             finally:
                 done.set()
 
@@ -62,8 +75,10 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], stop: StopFlag)
                 yield messages.get(timeout=POLL_S)
             except queue.Empty:
                 pass
-            if not cancel.is_set() and ray.get(stop.is_set.remote()):
+            wanted = ray.get(flags.get.remote())
+            if wanted == "stop":
                 cancel.set()
+            (pause.set if wanted == "pause" else pause.clear)()
         finished = outcome["finished"]
         if finished.get("model_id"):  # its weights, record and analysis, by their place in the store
             yield {"type": "files", "job": spec["job"],
@@ -73,16 +88,31 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], stop: StopFlag)
 
 
 def run_on_ray(spec: dict, data, emit: Callable[[dict], None], cancel: threading.Event,
-               store_root: str | Path, parent_files: dict[str, bytes] | None = None) -> dict:
+               store_root: str | Path, parent_files: dict[str, bytes] | None = None,
+               pause: threading.Event | None = None) -> dict:
     """Run ``spec`` as a Ray task, passing its messages to ``emit``; write the model it made into
-    ``store_root``; return the ``finished`` message. A task lost with its worker or node fails the run."""
-    stop = StopFlag.remote()
-    stream = train_task.remote(spec, data, parent_files or {}, stop)
-    finished = None
+    ``store_root``; return the ``finished`` message. A task lost with its worker or node fails the run.
+    ``cancel`` and ``pause``, set by the queue, reach the task within about POLL_S."""
+    flags = RunFlags.remote()
+    stream = train_task.remote(spec, data, parent_files or {}, flags)
+    finished, told = None, "run"
+
+    def tell() -> None:  # the queue's wish, passed on only when it changes
+        nonlocal told
+        wanted = "stop" if cancel.is_set() else "pause" if pause is not None and pause.is_set() else "run"
+        if wanted != told:
+            flags.set.remote(wanted)
+            told = wanted
+
+    watcher_done = threading.Event()
+
+    def watch() -> None:  # a paused task sends nothing: the wish must travel without waiting for a message
+        while not watcher_done.wait(POLL_S / 2):
+            tell()
+
+    threading.Thread(target=watch, daemon=True).start()
     try:
         for ref in stream:
-            if cancel.is_set():
-                stop.stop.remote()
             message = ray.get(ref)
             if message["type"] == "files":
                 _write_files(Path(store_root), message["files"])
@@ -92,9 +122,11 @@ def run_on_ray(spec: dict, data, emit: Callable[[dict], None], cancel: threading
                 emit(message)
     except (ray.exceptions.RayError, ConnectionError) as e:
         reason = type(e).__name__
+        watcher_done.set()
         return {"type": "finished", "job": spec["job"], "state": "failed", "model_id": "",
                 "message": f"the Ray worker running this job was lost ({reason}); nothing stored was lost: submit it again",
                 "error": str(e)[:500], "compute_seconds": 0.0, "wall_seconds": 0.0}
+    watcher_done.set()
     return finished
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import threading
 from pathlib import Path
 
@@ -69,3 +70,47 @@ def test_a_run_on_ray_streams_progress_and_stores_the_model_on_the_web_side(ray_
                     {mnist.source.path: mnist})
     local_info = ModelStore(tmp_path / "local").info(local["model_id"])
     assert abs(info.metrics["test_accuracy"] - local_info.metrics["test_accuracy"]) <= 0.001
+
+
+def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_cluster, mnist, tmp_path):
+    from digitlab.jobs import JobQueue
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    queue = JobQueue(ModelStore(tmp_path / "models"), max_running=2, ray_address=address)
+    try:
+        small = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
+        a, b = queue.submit(small, mnist, owner="ann"), queue.submit(small.with_(seed=7), mnist, owner="bob")
+        for snap in (queue.wait(a.id, timeout=300), queue.wait(b.id, timeout=300)):
+            assert snap.state == "done", snap.error
+            assert ModelStore(tmp_path / "models").info(snap.model_id).config.train_limit == 3000
+
+        long = PRESETS["simple_net"].with_(epochs=30)  # the teacher pauses it, resumes it, then stops it
+        run = queue.submit(long, mnist, owner="cy")
+        _until(lambda: queue.snapshot(run.id).history, "the first epoch")
+        assert queue.pause(run.id)
+        time.sleep(2)  # the pause reaches the task within about half a second
+        held = queue.snapshot(run.id).version
+        time.sleep(3)
+        assert queue.snapshot(run.id).version == held and queue.snapshot(run.id).state == "running"  # nothing moves
+        assert queue.resume(run.id)
+        _until(lambda: queue.snapshot(run.id).version > held, "progress after resume")
+        assert queue.cancel(run.id)
+        done = queue.wait(run.id, timeout=120)
+        assert done.state == "cancelled" and done.model_id  # the finished epochs are kept
+
+        lost = queue.submit(long.with_(seed=3), mnist, owner="dee")
+        _until(lambda: queue.snapshot(lost.id).state == "running" and queue.snapshot(lost.id).version > 2, "a start")
+        subprocess.run(["pkill", "-9", "-f", "ray::train_task"], check=False)  # the Ray worker dies mid-run
+        failed = queue.wait(lost.id, timeout=120)
+        assert failed.state == "failed" and "Ray worker running this job was lost" in failed.message
+        again = queue.wait(queue.submit(small.with_(seed=11), mnist, owner="dee").id, timeout=300)
+        assert again.state == "done"  # the cluster takes the next job
+    finally:
+        queue.close()
+
+
+def _until(check, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

@@ -639,9 +639,16 @@ def shared_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
     """The server's one queue for this model store. It lives in this module, not in a cache a client can clear.
 
     Its limit on one student's run starts at DIGITLAB_RUN_LIMIT_S (default DEFAULT_LIMIT_S; 0 means none) and is
-    the teacher's to change."""
+    the teacher's to change.
+
+    With DIGITLAB_QUEUE_ADDRESS set (``python -m digitlab.serve --web N``), the queue is the one the class's queue
+    server holds for every web process, and this returns a ``queue_server.RemoteQueue`` to it."""
     key = str(store.root.resolve())
     with _shared_lock:
+        if key not in _shared and os.environ.get("DIGITLAB_QUEUE_ADDRESS"):
+            from .queue_server import RemoteQueue
+
+            _shared[key] = RemoteQueue(os.environ["DIGITLAB_QUEUE_ADDRESS"], os.environ.get("DIGITLAB_QUEUE_KEY", ""))
         if key not in _shared:
             ray_address = os.environ.get("DIGITLAB_RAY_ADDRESS", "").strip()  # a cluster runs several at once
             n = max_running if max_running is not None else env_int("DIGITLAB_MAX_TRAINING", 2 if ray_address else 1)

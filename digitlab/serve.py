@@ -6,13 +6,16 @@
 One Streamlit process runs the pages' Python on about one core; N of them use N. HAProxy (Debian's package,
 configured here) listens on the one address, passes websockets through, and keeps each browser on the process
 it first reached (a cookie), because a Streamlit session lives in one process. The web processes listen on
-127.0.0.1 only; the models folder is shared by all of them. Ctrl+C stops everything.
+127.0.0.1 only; the models folder is shared by all of them, and so is the training queue: a queue server
+(``digitlab.queue_server``) started first holds the class's one line, so identical settings still share one run
+and each student still has one run waiting, whichever process their browser reached. Ctrl+C stops everything.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -97,6 +100,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         try:
+            self._start_queue_server()
             for p in self.backends:
                 log = open(self.folder / f"web-{p}.log", "wb")  # noqa: SIM115 - kept open for the process's life
                 self.processes.append(subprocess.Popen(web_command(p), cwd=ROOT, env=self.env, stdout=log,
@@ -116,6 +120,24 @@ class Cluster:
             self.stop()
             raise
         return self
+
+    def _start_queue_server(self) -> None:
+        from .queue_server import ADDRESS_ENV, KEY_ENV, RemoteQueue
+
+        address, key = f"127.0.0.1:{free_port()}", secrets.token_hex(16)
+        self.env.update({ADDRESS_ENV: address, KEY_ENV: key})
+        log = open(self.folder / "queue.log", "wb")  # noqa: SIM115 - kept open for the process's life
+        self.processes.append(subprocess.Popen([sys.executable, "-m", "digitlab.queue_server"], cwd=ROOT, env=self.env,
+                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.time() + 60
+        while True:
+            try:
+                RemoteQueue(address, key)
+                return
+            except OSError:
+                if time.time() > deadline or self.processes[-1].poll() is not None:
+                    raise ServeError(f"the queue server did not start: {(self.folder / 'queue.log').read_text()[-800:]}")
+                time.sleep(0.2)
 
     def stop(self) -> None:
         for p in reversed(self.processes):

@@ -1,0 +1,123 @@
+"""One training queue for several web processes: a small server that holds the class's ``jobs.JobQueue``.
+
+With one web process (``streamlit run app.py``) the queue lives inside it, as always. With several
+(``python -m digitlab.serve --web N``) each would otherwise keep a line of its own: two students on two
+processes would train the same settings twice and the "one run waiting per student" rule would not hold. So
+``serve`` starts this server first, and every web process finds it through ``DIGITLAB_QUEUE_ADDRESS``
+(host:port on 127.0.0.1) and ``DIGITLAB_QUEUE_KEY`` (the shared secret that authenticates each connection):
+``jobs.shared_queue`` then hands the pages a ``RemoteQueue``, which has the methods the pages use.
+
+It is Python's own ``multiprocessing.managers`` server. Only plain values cross it -- a config as a dict, the
+dataset's name, folder and fingerprint, snapshots -- never a dataset: the server loads the data itself, once,
+and refuses a run whose data has a different fingerprint than the page's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from multiprocessing.managers import BaseManager
+
+from .data import DataError, load_dataset
+from .models import TrainConfig
+from .store import ModelStore
+
+ADDRESS_ENV, KEY_ENV = "DIGITLAB_QUEUE_ADDRESS", "DIGITLAB_QUEUE_KEY"
+
+
+class QueueService:
+    """What the web processes may ask of the class's queue, in plain values."""
+
+    def __init__(self, store: ModelStore):
+        from .jobs import shared_queue
+
+        self.queue = shared_queue(store)
+        self._data: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    def data(self, dataset: str, data_dir: str, fingerprint: str):
+        with self._lock:
+            key = (dataset, data_dir)
+            if key not in self._data:
+                self._data[key] = load_dataset(dataset, data_dir, allow_download=False)
+            data = self._data[key]
+        if data.fingerprint() != fingerprint:
+            raise DataError("the data on disk changed since the page loaded it; reload the page and train again")
+        return data
+
+    def submit(self, config: dict, dataset: str, data_dir: str, fingerprint: str, owner: str = "", **options):
+        return self.queue.submit(TrainConfig.from_dict(config), self.data(dataset, data_dir, fingerprint), owner,
+                                 **options)
+
+    def estimate(self, config: dict, n_images: int) -> float:
+        return self.queue.estimate(TrainConfig.from_dict(config), n_images)
+
+    def over_limit(self, config: dict, n_images: int) -> str:
+        return self.queue.over_limit(TrainConfig.from_dict(config), n_images)
+
+    def call(self, method: str, *args, **kwargs):
+        """The methods that take and give plain values already: snapshot, jobs, active, stop, cancel, pause, resume."""
+        if method not in ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume"):
+            raise AttributeError(method)
+        return getattr(self.queue, method)(*args, **kwargs)
+
+    def get_limit(self) -> float | None:
+        return self.queue.limit_s
+
+    def set_limit(self, seconds: float | None) -> None:
+        self.queue.limit_s = seconds
+
+
+class _Manager(BaseManager):
+    pass
+
+
+class RemoteQueue:
+    """The class's queue as seen from a web process: the JobQueue methods the pages call."""
+
+    def __init__(self, address: str, key: str):
+        host, _, port = address.rpartition(":")
+        manager = _Manager(address=(host, int(port)), authkey=key.encode())
+        manager.connect()
+        self._service = manager.service()
+
+    def submit(self, config: TrainConfig, data, owner: str = "", **options):
+        return self._service.submit(config.to_dict(), data.source.dataset, data.source.path, data.fingerprint(), owner,
+                                    **options)
+
+    def estimate(self, config: TrainConfig, n_images: int) -> float:
+        return self._service.estimate(config.to_dict(), n_images)
+
+    def over_limit(self, config: TrainConfig, n_images: int) -> str:
+        return self._service.over_limit(config.to_dict(), n_images)
+
+    @property
+    def limit_s(self) -> float | None:
+        return self._service.get_limit()
+
+    @limit_s.setter
+    def limit_s(self, seconds: float | None) -> None:
+        self._service.set_limit(seconds)
+
+    def __getattr__(self, method: str):
+        if method not in ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume"):
+            raise AttributeError(method)
+        return lambda *args, **kwargs: self._service.call(method, *args, **kwargs)
+
+
+def serve_forever(address: str, key: str) -> None:
+    host, _, port = address.rpartition(":")
+    os.environ.pop(ADDRESS_ENV, None)  # this process holds the queue itself
+    service = QueueService(ModelStore())
+    _Manager.register("service", callable=lambda: service)
+    _Manager(address=(host, int(port)), authkey=key.encode()).get_server().serve_forever()
+
+
+_Manager.register("service")  # the client's side of the registration
+
+if __name__ == "__main__":
+    address, key = os.environ.get(ADDRESS_ENV, ""), os.environ.get(KEY_ENV, "")
+    if not address or not key:
+        sys.exit(f"set {ADDRESS_ENV} (127.0.0.1:port) and {KEY_ENV} (a shared secret)")
+    serve_forever(address, key)

@@ -1,0 +1,85 @@
+"""The class's one queue for several web processes: a real queue server process, clients as the web processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing import AuthenticationError
+from pathlib import Path
+
+import pytest
+
+from digitlab.data import DATASETS, DataError, load_mnist
+from digitlab.jobs import JobRefused
+from digitlab.models import PRESETS
+from digitlab.queue_server import RemoteQueue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def server(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    key = secrets.token_hex(16)
+    env = {**os.environ, "DIGITLAB_QUEUE_ADDRESS": address, "DIGITLAB_QUEUE_KEY": key,
+           "DIGITLAB_MODEL_DIR": str(tmp_path / "models")}
+    proc = subprocess.Popen([sys.executable, "-m", "digitlab.queue_server"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            RemoteQueue(address, key)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the queue server did not start: {proc.stdout.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    yield address, key
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_two_web_processes_share_one_line(server, mnist):
+    first, second = RemoteQueue(*server), RemoteQueue(*server)  # as two web processes see the queue
+    config = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
+    a = first.submit(config, mnist, "ann", limited=True)
+    b = second.submit(config, mnist, "bob", limited=True)
+    assert b.id == a.id  # identical settings share one run, whichever process the students reached
+    assert {s.id for s in second.active()} == {a.id}
+    deadline = time.monotonic() + 300
+    while not (snap := first.snapshot(a.id)).finished:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert snap.state == "done" and second.snapshot(a.id).model_id == snap.model_id
+    # one run waiting per student, across processes: Cy's second run through the other process is refused
+    long = PRESETS["simple_net"].with_(epochs=20)
+    first.submit(long, mnist, "ann", limited=True)  # runs
+    first.submit(long.with_(seed=1), mnist, "cy", limited=True)  # waits
+    with pytest.raises(JobRefused, match="You already have a run waiting"):
+        second.submit(long.with_(seed=2), mnist, "cy", limited=True)
+    assert second.estimate(long, 60_000) > 0 and first.over_limit(long, 60_000) == ""
+    second.limit_s = 1.0  # the teacher's limit, set through one process, holds in the other
+    assert first.limit_s == 1.0 and "more than the class's limit" in first.over_limit(long, 60_000)
+    for snap in first.active():
+        assert second.cancel(snap.id)
+
+
+def test_a_wrong_key_or_changed_data_is_refused(server, tmp_path):
+    address, _ = server
+    with pytest.raises(AuthenticationError):
+        RemoteQueue(address, "not the key")
+    queue = RemoteQueue(*server)
+    folder = tmp_path / "data"
+    shutil.copytree(DATASETS["mnist"].sample_dir, folder)
+    page_data = load_mnist(folder, allow_download=False)  # what the page loaded...
+    for f in DATASETS["fashion"].sample_dir.glob("*.gz"):  # ...before someone put other files in its folder
+        shutil.copy(f, folder / f.name)
+    with pytest.raises(DataError, match="the data on disk changed"):
+        queue.submit(PRESETS["simple_net"].with_(epochs=1), page_data, "ann")

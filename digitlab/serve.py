@@ -136,7 +136,8 @@ class Cluster:
                 return
             except OSError:
                 if time.time() > deadline or self.processes[-1].poll() is not None:
-                    raise ServeError(f"the queue server did not start: {(self.folder / 'queue.log').read_text()[-800:]}")
+                    log_tail = (self.folder / "queue.log").read_text()[-800:]
+                    raise ServeError(f"the queue server did not start: {log_tail}") from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

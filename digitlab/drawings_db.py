@@ -82,6 +82,9 @@ class Drawings:
                 created TEXT NOT NULL,
                 saved_by TEXT NOT NULL DEFAULT '')""")
             db.execute("CREATE TABLE IF NOT EXISTS imports (folder TEXT PRIMARY KEY, imported TEXT, drawings INTEGER)")
+            # one row counting every change, bumped in the same transaction as the change: what caches key on
+            db.execute("CREATE TABLE IF NOT EXISTS changes (one INTEGER PRIMARY KEY CHECK (one = 1), n INTEGER NOT NULL)")
+            db.execute("INSERT INTO changes (one, n) VALUES (1, 0) ON CONFLICT (one) DO NOTHING")
 
     @contextmanager
     def _connect(self):
@@ -126,13 +129,30 @@ class Drawings:
         q = (f"INSERT INTO drawings (id, label, png, source, created, saved_by) VALUES ({', '.join([self.mark] * 6)}) "
              "ON CONFLICT (id) DO NOTHING")
         if db is not None:
-            return db.execute(q, (d.id, d.label, png, d.source, d.created, d.saved_by)).rowcount == 1
+            return self._changed(db, db.execute(q, (d.id, d.label, png, d.source, d.created, d.saved_by)).rowcount)
         with self._connect() as conn:
-            return conn.execute(q, (d.id, d.label, png, d.source, d.created, d.saved_by)).rowcount == 1
+            return self._changed(conn, conn.execute(q, (d.id, d.label, png, d.source, d.created, d.saved_by)).rowcount)
+
+    @staticmethod
+    def _changed(db, rows: int) -> bool:
+        if rows:
+            db.execute("UPDATE changes SET n = n + 1 WHERE one = 1")
+        return rows == 1
 
     def delete(self, drawing_id: str) -> bool:
         with self._connect() as db:
-            return db.execute(f"DELETE FROM drawings WHERE id = {self.mark}", (drawing_id,)).rowcount == 1
+            return self._changed(db, db.execute(f"DELETE FROM drawings WHERE id = {self.mark}", (drawing_id,)).rowcount)
+
+    def version(self) -> int:
+        """How many changes the collection has seen: it moves with every drawing added or removed."""
+        with self._connect() as db:
+            return int(db.execute("SELECT n FROM changes WHERE one = 1").fetchone()[0])
+
+    def png(self, drawing_id: str) -> bytes | None:
+        """One drawing's 28x28 PNG, as stored."""
+        with self._connect() as db:
+            row = db.execute(f"SELECT png FROM drawings WHERE id = {self.mark}", (drawing_id,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def list(self) -> list[Drawing]:
         with self._connect() as db:

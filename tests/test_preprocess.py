@@ -261,26 +261,28 @@ def test_good_uploads_in_each_format():
 # ---------------------------------------------------------------- the class collection
 
 
-def test_collection_survives_restart_and_lost_index(tmp_path, mnist):
-    col = Collection(tmp_path / "col")
-    assert col.list() == [] and col.counts() == [0] * 10
+def test_collection_survives_a_restart_and_takes_in_drawings_saved_the_old_way(tmp_path, mnist):
+    old = tmp_path / "col"  # a collection from before the database: PNGs named by label and id, and an index
+    old.mkdir()
+    Image.fromarray(mnist.test_images[1].numpy()).save(old / "2_00000000abcd.png")
+    (old / "index.json").write_text(json.dumps({"version": 1, "entries": [
+        {"id": "00000000abcd", "label": 2, "source": "upload", "created": "2026-11-01T09:00:00+00:00"}]}))
+    col = Collection(old)
+    assert [(e.id, e.label, e.source) for e in col.list()] == [("00000000abcd", 2, "upload")]
     d3, d7 = mnist.test_images[18].numpy(), mnist.test_images[0].numpy()
-    e1 = col.add(d3, 3)
+    e1 = col.add(d3, 3, saved_by="session-a")
     col.add(d7, 7, source="upload")
-    again = Collection(tmp_path / "col")  # a restart: a fresh object over the same folder
-    assert again.counts()[3] == 1 and again.counts()[7] == 1
+    again = Collection(old)  # a restart: a fresh object over the same folder
+    assert again.counts()[3] == 1 and again.counts()[7] == 1 and again.counts()[2] == 1
     images, labels, entries = again.load()
-    assert images.dtype == torch.uint8 and images.shape == (2, 28, 28)
-    assert sorted(labels.tolist()) == [3, 7]
+    assert images.dtype == torch.uint8 and images.shape == (3, 28, 28)
+    assert sorted(labels.tolist()) == [2, 3, 7]
     assert np.array_equal(images[[e.id for e in entries].index(e1.id)].numpy(), d3)
-    (tmp_path / "col" / "index.json").write_text("{ broken")  # a crash mid-way or a bad edit
-    assert sorted(e.label for e in Collection(tmp_path / "col").list()) == [3, 7]
-    (tmp_path / "col" / "index.json").unlink()
-    col.add(d3, 3)
-    assert Collection(tmp_path / "col").counts()[3] == 2
-    assert len(json.loads((tmp_path / "col" / "index.json").read_text())["entries"]) == 3
+    assert [e.saved_by for e in entries if e.id == e1.id] == ["session-a"]
+    before = again.version()
     col.delete(e1.id)
-    assert Collection(tmp_path / "col").counts()[3] == 1
+    assert Collection(old).counts()[3] == 0 and Collection(old).version() != before
+    assert (old / "collection.sqlite3").is_file()
 
 
 def test_collection_refuses_bad_entries(tmp_path):

@@ -176,7 +176,7 @@ def teacher_drawings() -> None:
     if picked:
         cols = st.columns(min(len(picked), 8))
         for col, entry_id in zip(cols, picked[:8]):
-            col.image(str(collection.root / by_id[entry_id].file), caption=f"a {by_id[entry_id].label}", width=84)
+            col.image(collection.png(entry_id), caption=f"a {by_id[entry_id].label}", width=84)
     if st.button(f"Remove {len(picked)} drawing(s)", key="teacher_remove_drawings", disabled=not picked) \
             and is_teacher():
         try:

@@ -85,8 +85,8 @@ class Collection:
         if self.url.startswith("sqlite:///"):
             check_writable(self.root, "the collection folder")
         try:
-            self.db
-        except CollectionError as e:
+            self.db.version()  # the database answers
+        except (CollectionError, DrawingsError) as e:
             raise StoreError(str(e)) from None
 
     def tidy(self) -> list[str]:

@@ -60,12 +60,13 @@ def one_image(data, split: str) -> None:
     index = pick_image(data, split)
     views = ui.shared(explore.image_views, data, split, index)
     st.markdown(f"**{split} image {index}**, labelled **{int(data.split(split)[1][index])}**")
-    h1, h2 = st.columns([1, 1])
+    big = ui.presenting()  # on a projector the table gets the page's whole width and 16 px numbers
+    h1, h2 = st.columns([1, 1]) if not big else (st.container(), st.container())
     h1.plotly_chart(views["heatmap"], key="one")
     with h2:
         st.caption("The same 784 numbers as a table, shaded as the seeds do it: "
                    "`df.style.background_gradient('Greys')`")
-        st.html(views["table_html"])
+        st.html(ui.shared(explore.pixel_table_html, data, split, index, 16) if big else views["table_html"])
     st.subheader("Flattened: a row of 784 numbers")
     st.markdown("A linear model or an MLP does not know which pixels are neighbours: it gets one long vector.")
     st.plotly_chart(views["vector"], key="vector")

@@ -55,6 +55,7 @@ def by_hand(data) -> None:
         "result to 0..1 (near 1 means *3*), and `mnist_loss` measures how far each prediction is from its target. "
         "`loss.backward()` gives the gradient of every weight; one SGD step moves each weight a little against it."
     )
+    ui.glossary("sigmoid", "autograd", "learning rate", "batch size")
     c1, c2 = st.columns(2)
     std = c1.radio(
         "Initial weights", [1.0, 0.01], key="lin_std", horizontal=True,
@@ -146,7 +147,7 @@ def trained_weights(left, right) -> None:
     info = loaded[1]
     weights_fig, learned_fig = ui.per_model(lessons.trained_views, model_id)
     left.plotly_chart(weights_fig, key=f"trained_w_{info.id}")
-    left.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s). It redraws after each run "
+    left.caption(f"{lessons.trained_caption(info)}. It redraws after each run "
                  "and after each extra epoch.")
     if learned_fig is not None:
         right.plotly_chart(learned_fig, key=f"trained_dw_{info.id}")

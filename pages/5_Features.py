@@ -9,7 +9,8 @@ from digitlab.train import predict_proba
 
 
 def pick_model():  # the model to look inside, as (model, info); without one, where to train one, then stop
-    info = ui.model_picker("Model", key="feat_model", help="Every model in the store, newest first.")
+    info = ui.model_picker("Model", key="feat_model", help="The class's best model of each kind first, then the rest "
+                           "best first; ⚠️ marks models below 50%.")
     if (loaded := ui.load_model(info.id) if info is not None else None) is None:  # a damaged file: st.error too
         st.info("Pick another model above, or train this one again on its stage page.")
         ui.train_links((info.config.kind,) if info is not None else ())
@@ -87,9 +88,8 @@ def digit_section(model, info, picked) -> None:
             n, hot = len(out.values), fire.units.tolist() if fire is not None and j == 0 else None
             st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {n} number{'s' if n != 1 else ''}",
                                                 highlight=hot, height=240), key=f"feat_act_{j}")
-    st.caption("Hidden activations are what the next layer reads. The last chart is the output: "
-               + ("log-probabilities, as the model ends in LogSoftmax; exp() of them is the answer above."
-                  if config.loss == "nll" else "raw scores, before softmax turns them into the probabilities above."))
+    st.caption(features.output_note(config))
+    ui.glossary("logit", "softmax", "label smoothing")
     if fire is None:
         return
     st.subheader("The units that fire most, and what they look for")

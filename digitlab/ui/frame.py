@@ -76,7 +76,9 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     """Page config, title, the data banner and the sidebar; returns the dataset."""
     memory_keeper()
     _app_page_list()
-    st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide")
+    st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide",
+                       initial_sidebar_state=sidebar_start())
+    presenter_style()
     st.title(f"{icon} {title}")
     if intro:
         st.markdown(intro)
@@ -84,6 +86,49 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     data_banner(data)
     sidebar_status(data)
     return data
+
+
+TOUCH_DEVICES = ("ipad", "tablet", "android", "mobile", "silk", "kindle")
+
+
+def sidebar_start() -> str:
+    """Collapsed on tablets and phones (their browsers say so in the User-Agent), so the page and the drawing pad get
+    the whole width; elsewhere Streamlit's "auto" (collapsed below 768 px)."""
+    agent = (st.context.headers.get("User-Agent") or "").lower()
+    return "collapsed" if any(word in agent for word in TOUCH_DEVICES) else "auto"
+
+
+PRESENT_ZOOM = 1.4  # Plotly's 12 px ticks become about 17 px, its 17 px titles about 24 px
+
+
+def presenting() -> bool:
+    """Presenter mode: the sidebar's toggle, or ``?present=1`` in the address (a projector's bookmark)."""
+    if "present_mode" not in st.session_state:
+        st.session_state["present_mode"] = st.query_params.get("present") == "1"
+    return bool(st.session_state["present_mode"])
+
+
+def presenter_style() -> None:
+    """In presenter mode every chart is drawn larger (CSS zoom on the chart, so Plotly lays it out for the zoomed
+    size and nothing overlaps), and the address keeps ``?present=1`` so a reload stays in it."""
+    on = presenting()
+    if on != (st.query_params.get("present") == "1"):
+        if on:
+            st.query_params["present"] = "1"
+        else:
+            del st.query_params["present"]
+    if on:
+        st.html(f"<style>[data-testid='stPlotlyChart'] {{ zoom: {PRESENT_ZOOM}; }}</style>")
+
+
+def glossary(*terms: str) -> None:
+    """The words just used, explained in a small pop-over beside them."""
+    from .. import glossary as words
+
+    found = words.entries(*terms)
+    if found:
+        with st.popover("📖 " + ", ".join(t for t, _ in found), help="What these words mean"):
+            st.markdown(words.markdown(*terms))
 
 
 def data_banner(data: data_mod.MNIST) -> None:
@@ -132,6 +177,8 @@ def sidebar_status(data: data_mod.MNIST) -> None:
         where = "the bundled sample" if data.is_sample else f"full MNIST ({data.source.kind})"
         st.caption(f"**Data:** {where}")
         st.caption(f"**Device:** {device_label()}")
+        st.toggle("Presenter mode", key="present_mode", help="Larger charts and text for a projector. "
+                  "Add ?present=1 to the address to open any page in it.")
         if get_queue().active():
             st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
 

@@ -52,7 +52,7 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
     assert not any("No model that knows" in i.value for i in at.info)
     assert any("Draw a digit" in i.value for i in at.info)
     assert any("20 drawings" in m.value for m in at.markdown)
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "accuracy on the collection" in d.value.columns)
     from digitlab.store import ModelStore
 
     model, info = ModelStore().load(trained["cnn"].id)

@@ -41,14 +41,14 @@ def recommended_training(data, ten_class: list) -> None:
             ui.training_panel(f"sketch_job_{name}")
 
 
-def show_steps(result: pp.Processed) -> None:
+def show_steps(result: pp.Processed, key: str) -> None:
     """Each step of the preprocessing as a small image with its name: boxes of fixed width that wrap."""
     if result.empty:
         st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
         return
     with st.container(horizontal=True, gap="small"):
-        for step in result.steps:
-            with st.container(width=120, gap=None):
+        for n, step in enumerate(result.steps):
+            with st.container(width=120, gap=None, key=f"{key}_step_{n}"):
                 st.image(pp.square_view(step.image), caption=step.name, width=112)
                 if step.note:
                     st.caption(step.note)
@@ -66,7 +66,7 @@ def show_answers(result: pp.Processed, models: list, source: str, key: str) -> N
         return
     with st.container(horizontal=True, gap="medium"):
         for a in pp.answer_all(models, result.image):
-            with st.container(width=CARD, border=True):
+            with st.container(width=CARD, border=True, key=f"{key}_card_{a.info.id}"):
                 model_answer(a, key)
     ui.glossary("softmax", "logit", "label smoothing", "calibration")
     save_form(result, source, key)
@@ -87,8 +87,6 @@ def model_answer(a: pp.Answer, key: str) -> None:
 
 
 def save_form(result: pp.Processed, source: str, key: str) -> None:
-    if saved := st.session_state.pop(f"{key}_saved", None):
-        st.success(saved)
     c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
     label = c1.selectbox("The true digit", list(range(10)), index=None, key=f"{key}_label",
                          placeholder="What did you mean?")
@@ -100,7 +98,9 @@ def save_form(result: pp.Processed, source: str, key: str) -> None:
             st.error(f"Could not save the drawing: {e}")
             return
         total = sum(Collection().counts())
-        st.session_state[f"{key}_saved"] = f"Saved as a {entry.label}. The collection now holds {drawings(total)}."
+        st.session_state[f"sketch_saved_{key}"] = f"Saved as a {entry.label}. The collection now holds {drawings(total)}."
+        if key == "draw":  # a fresh pad for the next digit
+            st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
         st.rerun(scope="app")  # the collection section below shows the new drawing at once
 
 
@@ -110,6 +110,8 @@ def drawings(n: int) -> str:
 
 @st.fragment
 def sketch(models: list) -> None:
+    if saved := st.session_state.pop("sketch_saved_draw", None):
+        st.success(f"{saved} Draw the next one.", icon="💾")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     width = c1.slider("Stroke width", 5, 40, 18, key="sketch_stroke",
                       help="MNIST strokes are about a tenth of the digit's height.")
@@ -124,8 +126,8 @@ def sketch(models: list) -> None:
             )
             st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
         result = pp.from_canvas(canvas.image_data)
-        with st.container(width=3 * 128):
-            show_steps(result)
+        with st.container(width=3 * 120 + 2 * 16 + 8):  # three step images a row (16 px: a small gap)
+            show_steps(result, "draw")
     show_answers(result, models, "canvas", "draw")
 
 
@@ -135,6 +137,8 @@ def upload(models: list) -> None:
                           key="sketch_upload",
                           help="Dark ink on light paper or light on dark both work. Transparent parts are filled "
                                "with the colour opposite to the ink. Up to 10 MB.")
+    if saved := st.session_state.pop("sketch_saved_upload", None):
+        st.success(saved, icon="💾")
     if up is None:
         return
     if st.session_state.get("sketch_upload_done", ("",))[0] != up.file_id:  # each photo is processed once
@@ -146,7 +150,7 @@ def upload(models: list) -> None:
     if problem:
         st.error(problem)
     else:
-        show_steps(result)
+        show_steps(result, "upload")
         show_answers(result, models, "upload", "upload")
 
 

@@ -568,8 +568,9 @@ def best_of_each_kind(infos: list[ModelInfo], limit: int = 4, kinds: tuple[str, 
 
 
 def picker_order(infos: list[ModelInfo]) -> list[ModelInfo]:
-    """Every model for a picker: the best of each kind first, then the rest best first, the broken ones last."""
-    first = best_of_each_kind(infos, limit=len(KINDS))
+    """Every model for a picker: the best of each kind first (ten-digit models before 3-vs-7), then the rest best
+    first, the broken ones last."""
+    first = ranked(best_of_each_kind(infos, limit=len(KINDS)))  # the best ten-digit model leads
     rest = [i for i in ranked(infos) if i.id not in {f.id for f in first}]
     return first + [i for i in rest if not i.broken] + [i for i in rest if i.broken]
 

@@ -283,8 +283,8 @@ def reliability_diagram(before: dict, after: dict) -> go.Figure:
         fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dot"),
                                  name="calibrated", showlegend=col == 1), row=1, col=col)
         for i, (name, r) in enumerate(results.items()):
-            fig.add_trace(go.Scatter(x=r.confidence, y=r.accuracy, mode="lines+markers", name=f"{name} (ECE "
-                                     f"{r.ece:.1%})", legendgroup=str(i), line=dict(color=DIGIT_COLORS[i % 10]),
+            fig.add_trace(go.Scatter(x=r.confidence, y=r.accuracy, mode="lines+markers", name=name,
+                                     legendgroup=str(i), showlegend=col == 1, line=dict(color=DIGIT_COLORS[i % 10]),
                                      customdata=r.counts, hovertemplate="sure %{x:.1%}, right %{y:.1%}, "
                                      "%{customdata} answers<extra></extra>"), row=1, col=col)
     fig.update_xaxes(title_text="confidence (top probability)", tickformat=".0%", range=[0, 1.02])

@@ -94,9 +94,9 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     index, image, label = ui.test_image_picker(data, "cnn_img")
     probs = train.predict_proba(model, info.config, image.unsqueeze(0))[0]
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="cnn_image")
-    c2.plotly_chart(viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
-                                         height=280), key="cnn_probs")
+    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="cnn_image")
+    ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
+                                      height=280), key="cnn_probs")
     first_filters(model)
     feature_maps(model, info.config, image)
     ui.link("pages/5_Features.py", "More on the Features page: saliency, Grad-CAM, before and after training", "👁️")
@@ -111,9 +111,9 @@ def first_filters(model) -> None:
     st.markdown("Each filter is a small pattern of weights: red multiplies the pixel under it by a positive number, "
                 "blue by a negative one. Sliding it over the image gives one feature map: bright (red) where the "
                 "pattern is found, such as an edge at one angle.")
-    st.plotly_chart(viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
-                                  cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
-                                  value_name="weight"), key="cnn_filters")
+    ui.chart(st, viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
+                               cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
+                               value_name="weight"), key="cnn_filters")
 
 
 def feature_maps(model, config: TrainConfig, image) -> None:
@@ -125,8 +125,8 @@ def feature_maps(model, config: TrainConfig, image) -> None:
                 "layer comes from filter *i* above. Hover a map for its number and values.")
     for out in features.feature_maps(model, config, image):
         c, h, w = out.values.shape
-        st.plotly_chart(viz.map_sheet(out.values, f"After {out.label}: {c} maps of {h}x{w}", cols=16,
-                                      shared_scale=shared, value_name="output"), key=f"cnn_maps_{out.name}")
+        ui.chart(st, viz.map_sheet(out.values, f"After {out.label}: {c} maps of {h}x{w}", cols=16,
+                                   shared_scale=shared, value_name="output"), key=f"cnn_maps_{out.name}")
     st.caption("Each step makes the maps smaller and more numerous: fewer pixels, more kinds of evidence. After "
                "the last pooling the linear layers see only these numbers, not the image.")
     ui.show_code(features.feature_maps, features.layer_outputs, features.first_filters)
@@ -153,10 +153,10 @@ def beside_the_other_models() -> None:
     every = ui.models_table(features.side_by_side([i for i in infos if not i.broken]))
     if not every.empty and (ten := every[every["task"] != "3v7"].to_dict("records")):
         c1, c2 = st.columns(2)
-        c1.plotly_chart(viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
-                                           log_x=True), key="cnn_scatter_params")
-        c2.plotly_chart(viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
-                        key="cnn_scatter_time")
+        ui.chart(c1, viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
+                                        log_x=True), key="cnn_scatter_params")
+        ui.chart(c2, viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
+                     key="cnn_scatter_time")
     missing = [k for k in ("linear", "mlp", "cnn") if not any(i.config.kind == k for i in infos)]
     if infos and missing:
         names = {"linear": "a linear model", "mlp": "an MLP", "cnn": "a CNN"}

@@ -81,8 +81,8 @@ def model_answer(a: pp.Answer, key: str) -> None:
         st.caption("Answers only its own question: **3 or 7?**")
     else:
         st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off")
-    st.plotly_chart(viz.probability_bars(a.probs, a.labels, height=170 if cfg.task == "3v7" else 290),
-                    key=f"{key}_bars_{a.info.id}")
+    ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.task == "3v7" else 290),
+                 key=f"{key}_bars_{a.info.id}")
     st.caption(f"{ev.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
 
 
@@ -170,7 +170,7 @@ def class_collection(ten_class: list) -> None:
                    "test set.")
         return
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(counts, key="collection_counts")
+    ui.chart(c1, counts, key="collection_counts")
     c2.markdown(f"**{drawings(summary.size)}.** How each ten-class model does on the class's own handwriting:")
     if summary.scores:
         rows = [{**row, "model": info.title} for (_, info), row in zip(ten_class, summary.scores)]

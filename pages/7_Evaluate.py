@@ -40,8 +40,8 @@ def confusion_section(chosen, names) -> None:
         cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            event = st.plotly_chart(ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
-                                    on_select="rerun", selection_mode="points")
+            event = ui.chart(st, ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
+                                 on_select="rerun", selection_mode="points")
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
                                           columns=[f"pred {n}" for n in labels]), key=f"cm_table_{k}")
@@ -56,8 +56,8 @@ def confusion_section(chosen, names) -> None:
             if len(members):
                 top = members[:40]
                 images, titles = data.test_images[pred.index[top]], [f"{c:.0%}" for c in pred.confidence[top].tolist()]
-                st.plotly_chart(ui.shared_figure(("cell", sha, t_name, p_name), viz.image_grid, images, titles, cols=8,
-                                                 height_per_row=80, zmax=255), key=f"cell_{k}")
+                ui.chart(st, ui.shared_figure(("cell", sha, t_name, p_name), viz.image_grid, images, titles, cols=8,
+                                              height_per_row=80, zmax=255), key=f"cell_{k}")
                 st.caption("Above each image: the probability the model gave its answer.")
     ui.show_code(ev.confusion_matrix)
 
@@ -81,10 +81,10 @@ def mistakes_section(chosen, names) -> None:
         if not rows:
             st.success("No mistakes at all on this test set.")
             continue
-        st.plotly_chart(ui.shared_figure(("mistakes", found.weights_sha256, n_mistakes), viz.image_grid,
-                                         data.test_images[[r["test image"] for r in rows]],
-                                         [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
-                                         cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
+        ui.chart(st, ui.shared_figure(("mistakes", found.weights_sha256, n_mistakes), viz.image_grid,
+                                      data.test_images[[r["test image"] for r in rows]],
+                                      [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
+                                      cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
         with st.expander("As a table"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"mistakes_table_{info.id}")
 
@@ -94,8 +94,8 @@ def calibration_section(chosen, names) -> None:
     ui.glossary("calibration", "temperature scaling", "label smoothing", "softmax", "logit")
     found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), ev.calibrate, f.predictions)
              for _, i, f in chosen}
-    st.plotly_chart(viz.reliability_diagram({n: c.before for n, c in found.items()},
-                                            {n: c.after for n, c in found.items()}), key="reliability")
+    ui.chart(st, viz.reliability_diagram({n: c.before for n, c in found.items()},
+                                         {n: c.after for n, c in found.items()}), key="reliability")
     st.dataframe(pd.DataFrame(ev.calibration_rows(found)), hide_index=True, key="calibration_table",
                  column_config=dict.fromkeys(["ECE as trained", "ECE after temperature scaling"], PERCENT))
     st.caption(ev.INTRO["ece"] + " ".join(dict.fromkeys(ev.confidence_note(i.config) for _, i, _ in chosen)))
@@ -119,7 +119,7 @@ def threshold_section(chosen, names) -> None:
         st.dataframe(pd.DataFrame(ev.threshold_rows(results)), hide_index=True, key="threshold_table",
                      column_config=dict.fromkeys(["coverage", "accuracy on those", "accuracy on all"], PERCENT))
     curves = {name: ev.coverage_curve(pred) for name, pred in preds.items()}
-    st.plotly_chart(viz.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
+    ui.chart(st, viz.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
     ui.show_code(ev.at_threshold)
 
 
@@ -127,11 +127,11 @@ def robustness_section(chosen, names) -> None:
     st.markdown(ev.INTRO["robustness"])
     n = st.select_slider("Test images per point", [500, 1000, 2000, 5000], value=1000, key="eval_n_robust")
     examples = ev.perturbation_examples(data.test_images[0])  # the first test image (a 7), changed, with titles
-    st.plotly_chart(ui.shared_figure(("robust examples",), viz.image_grid, *examples, cols=len(examples[0]),
-                                     height_per_row=110, zmax=255), key="robust_examples")
+    ui.chart(st, ui.shared_figure(("robust examples",), viz.image_grid, *examples, cols=len(examples[0]),
+                                  height_per_row=110, zmax=255), key="robust_examples")
     results = {names[info.id]: ui.model_robustness(model, info, data, n) for model, info, _ in chosen}
     which = ("robust", n, *((names[info.id], found.weights_sha256) for _, info, found in chosen))
-    st.plotly_chart(ui.shared_figure(which, viz.robustness_curves, results, ev.AXIS_TITLES), key="robust_curves")
+    ui.chart(st, ui.shared_figure(which, viz.robustness_curves, results, ev.AXIS_TITLES), key="robust_curves")
     with st.expander("The numbers"):
         st.dataframe(pd.DataFrame(ev.robustness_rows(results)), hide_index=True, key="robust_table")
     ui.show_code(ev.rotate, ev.shift, ev.add_noise, ev.thicken)
@@ -157,13 +157,13 @@ def embedding_section(chosen, names) -> None:
     left, right = st.columns([3, 1])
     fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz.embedding_map, emb.coords,
                            emb.targets, pred.class_names, positions, predicted, title=ev.map_title(model, emb))
-    event = left.plotly_chart(fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
-                              selection_mode="points")
+    event = ui.chart(left, fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
+                           selection_mode="points")
     points = event.selection.points if event and event.selection else []
     pos = ev.clicked_position(points, positions[0])
     if not points:
         right.caption("Click a point on the map to see its image here.")
-    right.plotly_chart(viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
+    ui.chart(right, viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
     right.markdown(ev.point_caption(pred, pos))
 
 

@@ -16,6 +16,7 @@ from .frame import (
     ROOT,
     STAGES,
     TRAIN_PAGES,
+    chart,
     data_banner,
     existing_stages,
     fetch_full_mnist,
@@ -64,7 +65,7 @@ from .training import (
 
 __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
-    "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
+    "chart", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
     "memory_keeper", "choose_models", "compare_picker", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id", "per_model",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",

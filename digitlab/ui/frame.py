@@ -4,10 +4,12 @@ lines, "The code that runs" boxes and links between stages."""
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from .. import data as data_mod
@@ -98,7 +100,7 @@ def sidebar_start() -> str:
     return "collapsed" if any(word in agent for word in TOUCH_DEVICES) else "auto"
 
 
-PRESENT_ZOOM = 1.4  # Plotly's 12 px ticks become about 17 px, its 17 px titles about 24 px
+PRESENT_FONT, PRESENT_TITLE = 17, 22  # presenter mode's chart text and titles, in px: readable from the back
 
 
 def presenting() -> bool:
@@ -109,16 +111,29 @@ def presenting() -> bool:
 
 
 def presenter_style() -> None:
-    """In presenter mode every chart is drawn larger (CSS zoom on the chart, so Plotly lays it out for the zoomed
-    size and nothing overlaps), and the address keeps ``?present=1`` so a reload stays in it."""
+    """Keep ``?present=1`` in the address while presenter mode is on, so a reload (or a bookmark) stays in it."""
     on = presenting()
     if on != (st.query_params.get("present") == "1"):
         if on:
             st.query_params["present"] = "1"
         else:
             del st.query_params["present"]
-    if on:
-        st.html(f"<style>[data-testid='stPlotlyChart'] {{ zoom: {PRESENT_ZOOM}; }}</style>")
+
+
+def chart(where, fig, **kwargs):
+    """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 17 px,
+    titles of 22 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
+    if presenting():
+        fig = go.Figure(fig)
+        fig.update_layout(font_size=PRESENT_FONT, title_font_size=PRESENT_TITLE, legend_font_size=PRESENT_FONT)
+        for axes in (fig.update_xaxes, fig.update_yaxes):  # Streamlit's chart theme sets 12 px ticks: say otherwise
+            axes(tickfont_size=PRESENT_FONT, title_font_size=PRESENT_FONT)
+        for ann in fig.layout.annotations:  # subplot titles, labels: never below the presenter size
+            ann.font.size = max(ann.font.size or 0, PRESENT_FONT)
+        fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None)
+        if fig.layout.height:
+            fig.update_layout(height=int(fig.layout.height * 1.25))
+    return where.plotly_chart(fig, **kwargs)
 
 
 def glossary(*terms: str) -> None:
@@ -151,7 +166,16 @@ def data_banner(data: data_mod.MNIST) -> None:
     if src.skipped:
         with st.expander("Why not the other data sources"):
             for reason in src.skipped:
-                st.markdown(f"- {reason}")
+                st.markdown(f"- {skipped_reason(reason)}")
+
+
+def skipped_reason(reason: str) -> str:
+    """The web app never downloads on its own (the Fetch button does): say so, rather than blame DIGITLAB_OFFLINE
+    when nobody set it."""
+    offline = os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes")
+    if reason.startswith("download: switched off") and not offline:
+        return "download: not done automatically by the web app; use **Fetch full MNIST** above to download it"
+    return reason
 
 
 def fetch_full_mnist() -> None:

@@ -203,18 +203,18 @@ def sidebar_status(data: data_mod.MNIST) -> None:
         st.caption(f"**Device:** {device_label()}")
         st.toggle("Presenter mode", key="present_mode", help="Larger charts and text for a projector. "
                   "Add ?present=1 to the address to open any page in it.")
-        if get_queue().active():
-            st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
+        st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
 
 
-SIDEBAR_EVERY_S = 3.0  # the sidebar's training line redraws itself this often while anything trains
+SIDEBAR_EVERY_S = 3.0  # the sidebar's training line looks at the queue this often, on every page
 
 
 def _training_line() -> None:
-    """What the class's queue is doing now; when the last run ends, one full rerun clears it and its timer."""
+    """What the class's queue is doing now, redrawn on its own: a run another student starts appears, and the line
+    goes when the last run ends, with no rerun of the page (which would wipe a drawing on the Sketch Pad)."""
     active = get_queue().active()
     if not active:
-        st.rerun(scope="app")
+        return
     running = [j for j in active if j.state == "running"]
     st.caption("**Training now:**")
     for j in running:

@@ -13,15 +13,15 @@ RUNS = [  # every one trained for real; small subsets keep the whole class under
     PRESETS["linear-better"].with_(epochs=1),
     PRESETS["linear-better"].with_(epochs=2, seed=7),
     PRESETS["linear-seed"].with_(epochs=2),
-    *[PRESETS["simple_net"].with_(epochs=1, lr=lr, train_limit=5000) for lr in (0.03, 0.1, 0.3, 1.0)],
-    *[PRESETS["simple_net"].with_(epochs=1, seed=s, train_limit=5000) for s in (1, 2)],  # the same recipe again
-    PRESETS["simple_net"].with_(epochs=1, batch_size=64, train_limit=5000),
-    PRESETS["simple_net"].with_(epochs=1, batch_size=1024, train_limit=5000),
-    PRESETS["simple_net"].with_(preset="custom", hidden=(100,), epochs=1, train_limit=5000),
-    PRESETS["mlp-128-64"].with_(epochs=1, train_limit=5000),
-    PRESETS["mlp-128-64"].with_(epochs=2, train_limit=5000),
+    *[PRESETS["simple_net"].with_(epochs=1, lr=lr, train_limit=3000) for lr in (0.03, 0.1, 0.3, 1.0)],
+    *[PRESETS["simple_net"].with_(epochs=1, seed=s, train_limit=3000) for s in (1, 2)],  # the same recipe again
+    PRESETS["simple_net"].with_(epochs=1, batch_size=64, train_limit=3000),
+    PRESETS["simple_net"].with_(epochs=1, batch_size=1024, train_limit=3000),
+    PRESETS["simple_net"].with_(preset="custom", hidden=(100,), epochs=1, train_limit=3000),
+    PRESETS["mlp-128-64"].with_(epochs=1, train_limit=3000),
+    PRESETS["mlp-128-64"].with_(epochs=2, train_limit=3000),
     PRESETS["cnn-fast"].with_(train_limit=3000),
-    PRESETS["cnn-seed"].with_(epochs=1, train_limit=2000, batch_size=128),
+    PRESETS["linear-seed"].with_(epochs=1),
     # The broken run: a rate far too small on a sliver of the data. It barely moved from its random start.
     PRESETS["simple_net"].with_(epochs=1, lr=0.001, train_limit=512),
 ]

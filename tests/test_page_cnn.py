@@ -68,6 +68,7 @@ def test_feature_maps_filters_and_the_comparison(mnist, trained):
         c, h, w = r["output shape"].split("x")
         assert f"After {r['layer']} · {r['type']}: {c} maps of {h}x{w}" in titles
     assert "The CNN's answer" in titles
+    assert any(c.value.startswith("Sure = softmax of its logits") for c in at.caption)  # what shapes its confidence
 
     # Another digit: the answer chart follows the chosen test image.
     at.selectbox(key="cnn_img_digit").set_value(3).run()

@@ -26,8 +26,8 @@ STAGES = [
     ("pages/3_MLP.py", "MLP", "🧠", "simple_net and deeper MLPs, trained live."),
     ("pages/4_CNN.py", "CNN", "🧩", "The seed's DigitCNN and better recipes; feature maps."),
     ("pages/5_Features.py", "Features", "👁️", "What the weights look for: 784-weight rows as images, filters."),
-    ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch every model answer."),
-    ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, confidence, robustness."),
+    ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch the class's best models answer."),
+    ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, calibration, robustness."),
 ]
 HOME = ("Home", "🔢")
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from digitlab import ui
+from digitlab import evaluate as ev
+from digitlab import glossary, ui
 
 
 def journey() -> None:
@@ -30,14 +31,17 @@ def trained_models() -> None:
     infos, _ = ui.stored_models()
     st.subheader(f"Trained models ({len(infos)})")
     if infos:
-        st.dataframe(
-            ui.models_table(infos),
-            hide_index=True,
-            column_config={"test accuracy": st.column_config.NumberColumn(format="percent")},
-        )
+        st.dataframe(ui.models_table(ev.ranked(infos)), hide_index=True,
+                     column_config={"test accuracy": st.column_config.NumberColumn(format="percent")})
+        st.caption("Best first; ⚠️ marks a model below 50% test accuracy, which no page shows unless picked.")
     else:
         st.info("No trained models yet. Train one on the Linear, MLP or CNN stage; it will appear here and on every page.")
     ui.store_problems()
+
+
+def words() -> None:
+    with st.expander("📖 Words the stages use"):
+        st.markdown(glossary.markdown())
 
 
 def home() -> None:
@@ -50,6 +54,7 @@ def home() -> None:
     journey()
     where_things_stand(data)
     trained_models()
+    words()
     st.caption(
         "MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, under CC BY-SA 3.0. "
         "The stages follow fastai lesson 4 and the PyTorch MNIST tutorials."

@@ -164,6 +164,116 @@ def coverage_curve(pred: Predictions, thresholds: list[float] | None = None) -> 
     return [at_threshold(pred, t) for t in thresholds]
 
 
+# ---------------------------------------------------------------- calibration: does "90% sure" mean right 90% of the time?
+
+
+def confidence_note(config: TrainConfig) -> str:
+    """What shapes a model's "% sure", in a sentence: sigmoid or softmax, and label smoothing's cap."""
+    if config.task == "3v7":
+        return "Sure = the sigmoid of its one output."
+    how = "exp of its LogSoftmax output" if config.loss == "nll" else "softmax of its logits"
+    if config.label_smoothing:
+        aim = 1 - config.label_smoothing + config.label_smoothing / 10
+        return (f"Sure = {how}; trained with label smoothing {config.label_smoothing:g}, it aimed at {aim:.0%} for "
+                "the right digit, so it rarely says more even when right.")
+    return f"Sure = {how}; trained towards 100% for the right digit, it readily says 100%."
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Answers grouped by confidence: per bin, how sure the model was on average and how often it was right."""
+
+    confidence: list[float]  # mean top probability in each non-empty bin
+    accuracy: list[float]  # share right in that bin
+    counts: list[int]
+    ece: float  # expected calibration error: the gaps, weighted by how many answers each bin holds
+
+
+def reliability(probs: torch.Tensor, targets: torch.Tensor, bins: int = 10) -> Reliability:
+    """The reliability diagram's points and the expected calibration error, from probabilities and true classes."""
+    conf, predicted = probs.max(dim=1)
+    right = (predicted == targets).double()
+    low = 1 / probs.shape[1]  # no answer is ever less sure than a uniform guess
+    which = ((conf.double() - low) / (1 - low) * bins).long().clamp(0, bins - 1)
+    c_out, a_out, n_out, ece = [], [], [], 0.0
+    for b in range(bins):
+        members = which == b
+        n = int(members.sum())
+        if n:
+            c, a = float(conf[members].double().mean()), float(right[members].mean())
+            c_out.append(c), a_out.append(a), n_out.append(n)
+            ece += n / len(conf) * abs(a - c)
+    return Reliability(c_out, a_out, n_out, ece)
+
+
+def logits_of(probs: torch.Tensor) -> torch.Tensor:
+    """Logits back from probabilities (up to a constant per image, which softmax ignores)."""
+    return probs.double().clamp_min(1e-12).log()
+
+
+def with_temperature(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T): T > 1 makes the model less sure, T < 1 surer; the answer never changes."""
+    return torch.softmax(logits_of(probs) / temperature, dim=1).to(probs.dtype)
+
+
+def fit_temperature(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The T that gives the true classes the highest likelihood (a search over log T, then a finer one)."""
+    logits = logits_of(probs)
+
+    def nll(t: float) -> float:
+        return float(F.cross_entropy(logits / t, targets))
+
+    grid = torch.logspace(-1.5, 1.5, 61, dtype=torch.float64).tolist()  # T from 0.03 to 30
+    best = min(grid, key=nll)
+    fine = (best * torch.logspace(-0.05, 0.05, 41, dtype=torch.float64)).tolist()
+    return float(min(fine, key=nll))
+
+
+def calibration_halves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows T is fitted on (every other test image) and the rows it is judged on (the rest)."""
+    rows = torch.arange(n)
+    return rows[0::2], rows[1::2]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float
+    before: Reliability  # as trained, on the judging half
+    after: Reliability  # with the fitted temperature, on the same half
+
+
+def calibrate(pred: Predictions, bins: int = 10) -> Calibration:
+    """Temperature scaling: T fitted on half the test images, both diagrams drawn on the other half, so T never
+    sees the images it is judged on."""
+    fit, judge = calibration_halves(len(pred.targets))
+    t = fit_temperature(pred.probs[fit], pred.targets[fit])
+    scaled = with_temperature(pred.probs[judge], t)
+    return Calibration(t, reliability(pred.probs[judge], pred.targets[judge], bins),
+                       reliability(scaled, pred.targets[judge], bins))
+
+
+def calibrated(pred: Predictions, temperature: float | None = None) -> Predictions:
+    """The same predictions with every probability rescaled by the temperature (by default the fitted one)."""
+    t = calibrate(pred).temperature if temperature is None else temperature
+    return Predictions(with_temperature(pred.probs, t), pred.targets, pred.index, pred.class_names)
+
+
+def calibration_rows(results: dict[str, Calibration]) -> list[dict]:
+    """One row per model: its temperature and its expected calibration error before and after."""
+    return [{"model": name, "temperature T": round(c.temperature, 3), "ECE as trained": c.before.ece,
+             "ECE after temperature scaling": c.after.ece,
+             "reads as": "underconfident (T < 1 sharpens)" if c.temperature < 0.95 else
+             "overconfident (T > 1 softens)" if c.temperature > 1.05 else "about right"}
+            for name, c in results.items()]
+
+
+def threshold_rows(results: dict[str, tuple[Predictions, Coverage]]) -> list[dict]:
+    """What a threshold leaves, one row per model (side by side, metrics in narrow columns would be cut)."""
+    return [{"model": name, "answered": cov.answered, "coverage": cov.coverage,
+             "accuracy on those": cov.accuracy if cov.answered else None, "mistakes left": cov.answered - cov.correct,
+             "accuracy on all": pred.accuracy} for name, (pred, cov) in results.items()]
+
+
 # ---------------------------------------------------------------- robustness
 
 
@@ -377,8 +487,8 @@ def embedding(
 
 
 def display_names(infos: list[ModelInfo]) -> dict[str, str]:
-    """A heading for each model: title and preset, plus the id where two runs of one preset would look alike."""
-    names = {i.id: f"{i.config.title} ({i.config.preset})" for i in infos}
+    """A heading for each model: its title, plus the id where two runs would look alike."""
+    names = {i.id: i.title for i in infos}
     return {k: f"{v} · {k}" if list(names.values()).count(v) > 1 else v for k, v in names.items()}
 
 
@@ -431,13 +541,38 @@ def perturbation_examples(image: torch.Tensor) -> tuple[list[torch.Tensor], list
 
 def stored_accuracy(info: ModelInfo) -> float:
     """The test accuracy training recorded for a model; -1 where there is none, so it sorts last."""
-    acc = info.metrics.get("test_accuracy")
-    return float(acc) if isinstance(acc, int | float) and acc == acc else -1.0
+    return info.accuracy if info.accuracy is not None else -1.0
 
 
 def ranked(infos: list[ModelInfo]) -> list[ModelInfo]:
     """The leaderboard's order: ten-digit models first, then 3-vs-7 (a different question), best accuracy first."""
     return sorted(infos, key=lambda i: (i.config.task == "3v7", -stored_accuracy(i)))
+
+
+KINDS = {"3v7": "3 or 7?", "linear": "linear", "mlp": "MLP", "cnn": "CNN"}  # the kinds a page shows one of each
+
+
+def kind_of(info: ModelInfo) -> str:
+    """The kind a page picks the best of: the 3-vs-7 model (any architecture), or linear, MLP, CNN on ten digits."""
+    return "3v7" if info.config.task == "3v7" else info.config.kind
+
+
+def best_of_each_kind(infos: list[ModelInfo], limit: int = 4, kinds: tuple[str, ...] = tuple(KINDS)) -> list[ModelInfo]:
+    """What a page shows before anyone picks: the most accurate model of each kind (3 or 7?, linear, MLP, CNN),
+    at most ``limit``; a model below 50% never (a broken run answering '8, 12% sure' to everything)."""
+    best: dict[str, ModelInfo] = {}
+    for info in ranked(infos):
+        if not info.broken and kind_of(info) in kinds:
+            best.setdefault(kind_of(info), info)
+    return [best[k] for k in kinds if k in best][:limit]
+
+
+def picker_order(infos: list[ModelInfo]) -> list[ModelInfo]:
+    """Every model for a picker: the best of each kind first (ten-digit models before 3-vs-7), then the rest best
+    first, the broken ones last."""
+    first = ranked(best_of_each_kind(infos, limit=len(KINDS)))  # the best ten-digit model leads
+    rest = [i for i in ranked(infos) if i.id not in {f.id for f in first}]
+    return first + [i for i in rest if not i.broken] + [i for i in rest if i.broken]
 
 
 def mistakes_table(pred: Predictions, k: int = 20) -> list[dict]:
@@ -488,3 +623,48 @@ def cell_caption(n: int, true_name: str, predicted_name: str, shown: int = 40) -
     """What the images beside the confusion matrix are: how many, of which true class, called what."""
     surest = f" (the {shown} the model was surest about)" if n > shown else ""
     return f"**{n:,}** test images are **{true_name}** and were called **{predicted_name}**{surest}."
+
+
+# ---------------------------------------------------------------- what the Evaluate page says
+
+INTRO = {
+    "confusion": (
+        "Row = the true label, column = the model's answer. The diagonal is right; everything else is a "
+        "mistake. **Click a cell** (or pick it in the two boxes) to see those images."
+    ),
+    "scores": (
+        "**Precision**: of the images the model called *c*, the share that really are *c*. "
+        "**Recall**: of the real *c*'s, the share it found. **F1** balances the two."
+    ),
+    "mistakes": (
+        "Wrong answers given with the highest probability. Some are the model's fault; some digits are "
+        "hard even for people, and a few labels in MNIST are simply wrong."
+    ),
+    "calibration": (
+        "Is *90% sure* right 90% of the time? Answers are grouped by confidence; each point is how sure the "
+        "model was in a group and how often it was right. **Temperature scaling** divides the logits by one "
+        "number T, fitted on every other test image and judged on the rest: the answers stay the same, the "
+        "confidence moves onto the diagonal."
+    ),
+    "ece": "ECE (expected calibration error): the gap between confidence and accuracy, averaged over the answers. ",
+    "threshold": (
+        "The model may say *not sure* when its top probability is below the threshold. Fewer answers "
+        "(coverage), but the ones it gives are more often right."
+    ),
+    "robustness": (
+        "Each test image rotated, shifted, covered in noise, or its strokes thickened (a max-pool dilation), "
+        "then given to the model. Nothing like this was in the training set (unless it trained with "
+        "augmentation)."
+    ),
+    "embedding": (
+        "Each test image becomes a long list of numbers (784 pixels, or a layer's outputs), squeezed into two "
+        "dimensions. **PCA** keeps the two directions of largest spread; **t-SNE** keeps neighbours together. "
+        "Digits that form clean islands are easy to tell apart at that layer. Click a point to see its image."
+    ),
+    "page": (
+        "One number (accuracy) hides a lot. Here a trained model meets every test image it never saw in training: "
+        "**which digits it confuses, how sure it is when it is wrong (and whether its confidence can be trusted), "
+        "what a confidence threshold buys, how it copes with rotated, shifted, noisy or bold digits, and what its "
+        "layers make of the images.** It starts on the class's best model; compare up to four."
+    ),
+}

@@ -50,16 +50,24 @@ def pixel_frame(image: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame(image.numpy().astype(int))
 
 
-def styled_pixels(image: torch.Tensor):
-    """``df.style.background_gradient('Greys')``: numbers and ink at the same time."""
+def styled_pixels(image: torch.Tensor, font_px: int = 7):
+    """``df.style.background_gradient('Greys')``: numbers and ink at the same time (cells sized to the font)."""
+    cell_w, cell_h = round(font_px * 2.4), round(font_px * 2.1)
     return (
         pixel_frame(image)
         .style.background_gradient("Greys", vmin=0, vmax=255, axis=None)
-        .set_properties(**{"font-size": "7px", "padding": "0px", "text-align": "center", "width": "17px",
-                           "height": "15px", "line-height": "15px", "border": "none", "font-family": "monospace"})
+        .set_properties(**{"font-size": f"{font_px}px", "padding": "0px", "text-align": "center",
+                           "width": f"{cell_w}px", "min-width": f"{cell_w}px", "height": f"{cell_h}px",
+                           "line-height": f"{cell_h}px", "border": "none", "font-family": "monospace"})
         .set_table_styles([{"selector": "", "props": "border-collapse: collapse; margin: 0;"},
-                           {"selector": "th", "props": "font-size: 7px; color: #999; padding: 0 2px; border: none;"}])
+                           {"selector": "th", "props": f"font-size: {font_px}px; color: #999; padding: 0 2px; "
+                                                       "border: none;"}])
     )
+
+
+def pixel_table_html(data: MNIST, split: str, index: int, font_px: int) -> str:
+    """The shaded pixel table of one image as HTML, at a font size (16 px and up reads from the back of a room)."""
+    return styled_pixels(data.split(split)[0][index], font_px).to_html()
 
 
 def flat_vector(image: torch.Tensor) -> torch.Tensor:

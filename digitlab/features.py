@@ -223,6 +223,19 @@ def activations(model: nn.Module, config: TrainConfig, image: torch.Tensor) -> l
     return [*kept, LayerOutput(last.name, f"{last.kind} (output)" if last.kind != "output" else "output", last.values)]
 
 
+def output_note(config: TrainConfig) -> str:
+    """What the last activation chart is, and what turns it into the answer's probabilities."""
+    if config.task == "3v7":
+        return ("Hidden activations are what the next layer reads. The last chart is the one output: the sigmoid "
+                "of it is the probability of a 3.")
+    out = ("log-probabilities, as the model ends in LogSoftmax; exp() of them is the answer above."
+           if config.loss == "nll" else "raw scores (logits), before softmax turns them into the probabilities above.")
+    if config.label_smoothing:
+        out += (f" Trained with label smoothing {config.label_smoothing:g}, it keeps its logits close together, so "
+                "even a clear digit rarely gets more than about 90%.")
+    return "Hidden activations are what the next layer reads. The last chart is the output: " + out
+
+
 def paper_value(config: TrainConfig) -> float:
     """What a blank (paper) pixel becomes after the model's normalisation: 0, or -1 for Normalize((0.5,), (0.5,))."""
     return round(float(to_float(torch.zeros(1, 1, dtype=torch.uint8), config.norm)), 3)

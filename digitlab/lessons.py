@@ -364,6 +364,23 @@ def layer_rows(config: TrainConfig) -> tuple[list[dict], int]:
     return layer_table(model, (1, 28 * 28) if config.kind != "cnn" else (1, 1, 28, 28)), count_parameters(model)
 
 
+def by_hand(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """simple_net written by hand has one hidden ReLU layer, plain SGD and cross-entropy: the config adjusted to
+    that, and what was changed, in words (nothing for a config that already fits)."""
+    changed = []
+    if len(config.hidden) != 1:
+        changed.append(f"one hidden layer of {config.hidden[0]} (not {'-'.join(map(str, config.hidden))})")
+    if config.activations[:1] != ("relu",) or len(config.activations) != 1:
+        changed.append("ReLU, res.max(tensor(0.0))")
+    if config.optimizer != "sgd":
+        changed.append(f"plain SGD (not {config.optimizer})")
+    if config.loss != "cross_entropy":
+        changed.append("cross-entropy loss")
+    adjusted = config.with_(form="scratch", hidden=config.hidden[:1], activations=("relu",), optimizer="sgd",
+                            loss="cross_entropy")
+    return adjusted, changed
+
+
 def check_training(config: TrainConfig, data: MNIST) -> int:
     """Check a config against the data it would train on; the number of training images, or ConfigError."""
     n_train = len(task_data(data, config, "train")[0])
@@ -444,11 +461,11 @@ def classify_view(model: nn.Module, config: TrainConfig, data: MNIST, n: int = 4
     return ClassifyView(images[idx], [int(v) for v in labels[idx]], probs, names)
 
 
-def run_label(config: TrainConfig) -> str:
+def run_label(config: TrainConfig, epochs: bool = True) -> str:
     """A short name for a run in an overlay: what differs between runs a student compares."""
     hidden = "-".join(str(h) for h in config.hidden) if config.kind == "mlp" else ""
     parts = [config.preset, hidden, config.optimizer, f"lr {config.lr:g}", f"bs {config.batch_size}",
-             f"{config.epochs} ep"]
+             f"{config.epochs} ep" if epochs else ""]
     if config.kind == "linear":
         parts.insert(1, f"init std {config.init_std:g}")
     if config.kind == "mlp" and config.norm != PRESETS.get(config.preset, config).norm:
@@ -456,6 +473,23 @@ def run_label(config: TrainConfig) -> str:
     if config.train_limit:
         parts.append(f"{config.train_limit:,} imgs")
     return " · ".join(p for p in parts if p)
+
+
+def expected_seconds(config: TrainConfig, infos: list[ModelInfo], n_images: int) -> float:
+    """How long a run of ``config`` should take here: its epochs over the images per second measured on stored runs
+    of the same network and batch size (the queue's own first guess where none has run yet)."""
+    from .jobs import DEFAULT_RATES, OVERHEAD_S, speed_key
+
+    rates = sorted(float(r) for i in infos if speed_key(i.config) == speed_key(config)
+                   and isinstance(r := i.metrics.get("images_per_s"), int | float) and r > 0)
+    rate = rates[len(rates) // 2] if rates else DEFAULT_RATES.get(config.kind, 10_000.0)
+    return config.epochs * (n_images / rate + OVERHEAD_S)
+
+
+def trained_caption(info: ModelInfo) -> str:
+    """What a stored run was, said once: its settings, then how many epochs it has had."""
+    n = len(info.history) or info.config.epochs
+    return f"{run_label(info.config, epochs=False)}; trained for {n} epoch{'s' if n != 1 else ''}"
 
 
 # ---------------------------------------------------------------- figures for these steps

@@ -7,6 +7,7 @@ exactly as the tutorials write them before they reach for ``nn.Linear``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -272,17 +273,47 @@ def layer_table(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[dict]:
 
 
 def describe(config: TrainConfig) -> str:
+    """The architecture as it is: the seeds' names only where the network is theirs (784-50-10 is simple_net,
+    784-128-64-10 is an MLP, not simple_net)."""
     if config.kind == "linear":
-        what = f"linear1 ({config.form})"
-    elif config.kind == "mlp":
-        what = "simple_net " + "-".join(str(s) for s in (784, *config.hidden, config.n_outputs))
-        if config.form == "scratch":
-            what += " (scratch)"
-    else:
-        what = "DigitCNN" + {"digitcnn_bn": " + BatchNorm", "digitcnn_fast": " + BatchNorm, pool first"}.get(
-            config.arch, ""
-        )
-    return what
+        return f"linear1 784-{config.n_outputs}" + (" (by hand)" if config.form == "scratch" else "")
+    if config.kind == "mlp":
+        sizes = "-".join(str(s) for s in (784, *config.hidden, config.n_outputs))
+        acts = [config.activations[min(i, len(config.activations) - 1)] for i in range(len(config.hidden))]
+        name = "simple_net" if config.hidden == (50,) else "MLP"
+        what = f"{name} {sizes}"
+        if any(a != "relu" for a in acts):
+            what += " " + "/".join(ACTIVATION_NAMES.get(a, a) for a in acts)
+        return what + (" (by hand)" if config.form == "scratch" else "")
+    return "DigitCNN" + {"digitcnn_bn": " + BatchNorm", "digitcnn_fast": " + BatchNorm, pool first"}.get(config.arch, "")
+
+
+ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+
+
+def preset_changes(config: TrainConfig) -> list[str]:
+    """What a run changed from its preset, in a few words each (all the main settings for a custom run)."""
+    base = PRESETS.get(config.preset)
+    if base is None:
+        return [f"lr {config.lr:g}", f"batch {config.batch_size}", f"{config.epochs} ep"]
+    words = {
+        "lr": f"lr {config.lr:g}", "batch_size": f"batch {config.batch_size}", "epochs": f"{config.epochs} ep",
+        "optimizer": config.optimizer, "schedule": f"{config.schedule} lr", "momentum": f"momentum {config.momentum:g}",
+        "weight_decay": f"wd {config.weight_decay:g}", "norm": f"inputs {config.norm}",
+        "init_std": f"init std {config.init_std:g}", "augment": "augmented" if config.augment else "no augmentation",
+        "label_smoothing": f"smoothing {config.label_smoothing:g}", "seed": f"seed {config.seed}",
+        "train_limit": f"{config.train_limit:,} images" if config.train_limit else "all images",
+        "loss": f"{config.loss} loss",
+    }
+    return [w for f, w in words.items() if getattr(config, f) != getattr(base, f)]
+
+
+def trained_when(created: str) -> str:
+    """'25 Nov 14:32' from the store's ISO time; '' when unknown."""
+    try:
+        return dt.datetime.fromisoformat(created).strftime("%d %b %H:%M").lstrip("0")
+    except (TypeError, ValueError):
+        return ""
 
 
 # ---------------------------------------------------------------- presets
@@ -352,3 +383,23 @@ class ModelInfo:
     train_seconds: float = 0.0
     fingerprint: str = ""
     parameters: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        """The test accuracy training recorded; None where there is none."""
+        acc = self.metrics.get("test_accuracy")
+        return float(acc) if isinstance(acc, int | float) and acc == acc else None
+
+    @property
+    def broken(self) -> bool:
+        """Below 50% (or never scored): pages never show it by default, and mark it where it is listed."""
+        return self.accuracy is None or self.accuracy < BROKEN_BELOW
+
+    @property
+    def title(self) -> str:
+        """A short title that tells it apart: the architecture, the preset and what differs from it, when trained."""
+        recipe = ", ".join([self.config.preset, *preset_changes(self.config)])
+        return " · ".join(p for p in (describe(self.config), recipe, trained_when(self.created)) if p)
+
+
+BROKEN_BELOW = 0.5  # a model below this test accuracy is not worth a student's attention by default

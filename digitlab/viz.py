@@ -124,21 +124,24 @@ def probability_bars(probs, labels: list[str] | None = None, title: str = "", he
     labels = labels or [str(i) for i in range(len(p))]
     best = int(p.argmax()) if len(p) else -1
     colors = ["#d62728" if i == best else "#7f7f7f" for i in range(len(p))]
-    fig = go.Figure(go.Bar(x=p, y=labels, orientation="h", marker_color=colors,
+    # Room right of a full bar for its whole label ("100.0%"), drawn outside the axis rather than clipped.
+    fig = go.Figure(go.Bar(x=p, y=labels, orientation="h", marker_color=colors, cliponaxis=False,
                            text=[f"{v:.1%}" for v in p], textposition="outside"))
-    fig.update_layout(title=title, xaxis=dict(range=[0, 1.15], tickformat=".0%"), height=height,
+    fig.update_layout(title=title, xaxis=dict(range=[0, 1.32], tickvals=[0, 0.5, 1], tickformat=".0%"), height=height,
                       yaxis=dict(autorange="reversed", type="category"), margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
 def loss_curve(snap) -> go.Figure:
-    """Training loss per batch, and the epochs' test loss, against epochs."""
+    """Training loss per batch, and the epochs' test loss, against epochs. A run that continues a stored model shows
+    the epochs it trains (and the one before), not the parent's whole history squeezing its batches into a sliver."""
     fig = go.Figure()
+    first = max(0, len(snap.history) - snap.config.epochs)  # the epochs it continued from; 0 for a fresh run
     if snap.batch_losses:
         x, y = zip(*snap.batch_losses)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train loss (batch)", line=dict(width=1)))
-    if snap.history:
-        fig.add_trace(go.Scatter(x=[h["epoch"] for h in snap.history], y=[h["test_loss"] for h in snap.history],
+    if history := [h for h in snap.history if h["epoch"] >= first]:
+        fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["test_loss"] for h in history],
                                  mode="lines+markers", name="test loss"))
     fig.update_layout(title="Loss", xaxis_title="epoch", height=320, margin=dict(t=40, b=40),
                       legend=dict(orientation="h", y=-0.3))
@@ -171,17 +174,32 @@ def accuracy_curve(history, name: str = "", batch_accuracies=(), epochs: int = 0
 
 
 def runs_overlay(runs: dict[str, list[dict]], metric: str = "test_accuracy") -> go.Figure:
-    """Several runs' curves on one chart, to compare settings."""
+    """Several runs' curves on one chart, to compare settings. A run that continues an earlier one ("one more
+    epoch": its history starts with the other's) is drawn only from where it branched off, dashed, so it does
+    not hide its parent."""
     fig = go.Figure()
     for name, history in runs.items():
-        if history:
-            fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h[metric] for h in history],
-                                     mode="lines+markers", name=name))
+        start = branch_point(history, [h for other, h in runs.items() if other != name])
+        shown = history[max(0, start - 1):]  # from the parent's last epoch, so the segment joins its line
+        if shown:
+            fig.add_trace(go.Scatter(x=[h["epoch"] for h in shown], y=[h[metric] for h in shown],
+                                     mode="lines+markers", name=name,
+                                     line=dict(dash="dash") if start else None))
     fig.update_layout(title=metric.replace("_", " "), xaxis_title="epoch", height=360, margin=dict(t=40, b=40),
                       yaxis_tickformat=".1%" if "accuracy" in metric else None)
     if "accuracy" in metric:  # a single run is a single point: plotly would stretch the axis past 100%
         _accuracy_axis(fig, [h.get(metric) for history in runs.values() for h in history])
     return fig
+
+
+def branch_point(history: list[dict], others: list[list[dict]]) -> int:
+    """How many first epochs ``history`` shares with the longest shorter run it continues (0: its own run)."""
+    def same(a: list[dict], b: list[dict]) -> bool:
+        return [(h["epoch"], h.get("test_accuracy"), h.get("train_loss")) for h in a] == \
+            [(h["epoch"], h.get("test_accuracy"), h.get("train_loss")) for h in b]
+
+    shared = [len(o) for o in others if 0 < len(o) < len(history) and same(history[: len(o)], list(o))]
+    return max(shared, default=0)
 
 
 def _accuracy_axis(fig: go.Figure, values, top: float | None = None) -> None:
@@ -253,6 +271,26 @@ def coverage_accuracy(curves: dict, marks: dict | None = None) -> go.Figure:
                       xaxis_tickformat=".0%", yaxis_tickformat=".1%", height=380, margin=dict(t=30, b=40),
                       legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(autorange="reversed")
+    return fig
+
+
+def reliability_diagram(before: dict, after: dict) -> go.Figure:
+    """Confidence against how often the answers were right, per model: as trained, and after temperature
+    scaling. On the diagonal a model is calibrated; below it, overconfident; above it, underconfident."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("As trained", "After temperature scaling"),
+                        horizontal_spacing=0.08)
+    for col, results in ((1, before), (2, after)):
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dot"),
+                                 name="calibrated", showlegend=col == 1), row=1, col=col)
+        for i, (name, r) in enumerate(results.items()):
+            fig.add_trace(go.Scatter(x=r.confidence, y=r.accuracy, mode="lines+markers", name=name,
+                                     legendgroup=str(i), showlegend=col == 1, line=dict(color=DIGIT_COLORS[i % 10]),
+                                     customdata=r.counts, hovertemplate="sure %{x:.1%}, right %{y:.1%}, "
+                                     "%{customdata} answers<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="confidence (top probability)", tickformat=".0%", range=[0, 1.02])
+    fig.update_yaxes(title_text="share right", tickformat=".0%", range=[0, 1.02])
+    fig.update_layout(title="Reliability diagram", height=440, margin=dict(t=60, b=40),
+                      legend=dict(orientation="h", y=-0.2, yanchor="top"))
     return fig
 
 

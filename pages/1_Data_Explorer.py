@@ -12,7 +12,7 @@ def how_many(data) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Training images", f"{sum(data.class_counts('train')):,}")
     c2.metric("Test images", f"{sum(data.class_counts('test')):,}")
-    st.plotly_chart(ui.shared(explore.counts_figure, data), key="counts")
+    ui.chart(st, ui.shared(explore.counts_figure, data), key="counts")
     st.caption("Roughly balanced: no digit is rare, so plain accuracy is a fair score.")
 
 
@@ -24,7 +24,7 @@ def random_samples(data, split: str) -> None:
         st.session_state["grid_seed"] = st.session_state.get("grid_seed", 0) + 1
     digit = None if digit_choice == "any" else digit_choice
     sheet, labels = ui.shared(explore.sample_sheet, data, split, digit, st.session_state.get("grid_seed", 0))
-    st.plotly_chart(sheet, key="grid")
+    ui.chart(st, sheet, key="grid")
     if digit is None:
         st.caption("Their labels, row by row: " + " ".join(str(x) for x in labels))
 
@@ -33,12 +33,12 @@ def averages(data) -> None:
     st.header("3. The average of each digit")
     st.markdown("Average every training image of a digit, pixel by pixel: the 'ideal 3' the first baseline "
                 "compares to.")
-    st.plotly_chart(ui.shared(explore.means_figure, data), key="means")
+    ui.chart(st, ui.shared(explore.means_figure, data), key="means")
 
 
 def pixel_values(data) -> None:
     st.header("4. Pixel values")
-    st.plotly_chart(ui.shared(explore.histogram_figure, data), key="hist")
+    ui.chart(st, ui.shared(explore.histogram_figure, data), key="hist")
     st.caption("Most pixels are paper (0), a few are full ink (255); the log scale shows the few in between.")
 
 
@@ -60,15 +60,16 @@ def one_image(data, split: str) -> None:
     index = pick_image(data, split)
     views = ui.shared(explore.image_views, data, split, index)
     st.markdown(f"**{split} image {index}**, labelled **{int(data.split(split)[1][index])}**")
-    h1, h2 = st.columns([1, 1])
-    h1.plotly_chart(views["heatmap"], key="one")
+    big = ui.presenting()  # on a projector the table gets the page's whole width and 16 px numbers
+    h1, h2 = st.columns([1, 1]) if not big else (st.container(), st.container())
+    ui.chart(h1, views["heatmap"], key="one")
     with h2:
         st.caption("The same 784 numbers as a table, shaded as the seeds do it: "
                    "`df.style.background_gradient('Greys')`")
-        st.html(views["table_html"])
+        st.html(ui.shared(explore.pixel_table_html, data, split, index, 16) if big else views["table_html"])
     st.subheader("Flattened: a row of 784 numbers")
     st.markdown("A linear model or an MLP does not know which pixels are neighbours: it gets one long vector.")
-    st.plotly_chart(views["vector"], key="vector")
+    ui.chart(st, views["vector"], key="vector")
     ui.show_code(explore.flat_vector, explore.styled_pixels)
     normalised(data, views)
 
@@ -87,7 +88,7 @@ def normalised(data, views: dict) -> None:
     if st.toggle("Show the image after each normalisation", key="norm_images",
                  help="The same digit three ways: its shape never changes, only the numbers (hover to read them)."):
         for col, (name, fig) in zip(st.columns(3), views["normalised"].items()):
-            col.plotly_chart(fig, key=f"norm_{name}")
+            ui.chart(col, fig, key=f"norm_{name}")
     ui.show_code(to_float, explore.normalisation_table)
 
 

@@ -14,9 +14,9 @@ def baseline(data) -> None:
     st.header("1. The baseline: compare with the average digit")
     base, mean3, mean7, accuracy = ui.shared(lessons.baseline_view, data)
     c1, c2, c3 = st.columns([1, 1, 1.3])
-    c1.plotly_chart(mean3, key="mean3")
-    c2.plotly_chart(mean7, key="mean7")
-    c3.plotly_chart(accuracy, key="baseline_acc")
+    ui.chart(c1, mean3, key="mean3")
+    ui.chart(c2, mean7, key="mean7")
+    ui.chart(c3, accuracy, key="baseline_acc")
     st.markdown(
         f"A digit is called a 3 when it is closer to the ideal 3 than to the ideal 7. **L1** is the mean absolute "
         f"pixel difference, **L2** the root of the mean squared difference (it punishes big differences more). On "
@@ -36,7 +36,7 @@ def compare_one_digit(data, pool_size: int) -> None:
     pool, _ = ui.shared(lessons.pick_3s_and_7s, data)
     d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data)[0])
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(ui.shared(lessons.test_digit_figure, data, int(i)), key="pick_img")
+    ui.chart(c1, ui.shared(lessons.test_digit_figure, data, int(i)), key="pick_img")
     c2.dataframe(
         pd.DataFrame([{"distance": k.upper(), "to the ideal 3": v["to 3"], "to the ideal 7": v["to 7"],
                        "baseline says": v["says"]} for k, v in d.items()]),
@@ -55,6 +55,7 @@ def by_hand(data) -> None:
         "result to 0..1 (near 1 means *3*), and `mnist_loss` measures how far each prediction is from its target. "
         "`loss.backward()` gives the gradient of every weight; one SGD step moves each weight a little against it."
     )
+    ui.glossary("sigmoid", "autograd", "learning rate", "batch size")
     c1, c2 = st.columns(2)
     std = c1.radio(
         "Initial weights", [1.0, 0.01], key="lin_std", horizontal=True,
@@ -78,7 +79,7 @@ def one_step(step, predictions, gradient, change) -> None:
     m[3].metric("Batch accuracy after", f"{step.after.accuracy:.1%}",
                 delta=f"{step.after.accuracy - step.before.accuracy:+.1%}")
     for col, fig, key in zip(st.columns(3), (predictions, gradient, change), ("step_preds", "step_grad", "step_change")):
-        col.plotly_chart(fig, key=key)
+        ui.chart(col, fig, key=key)
     st.caption(f"Bias gradient {step.bias_grad:+.5f}; the step moved every weight by -lr x its gradient.")
     ui.show_code(init_params, Linear1.__init__, Linear1.forward, mnist_loss, batch_accuracy, sgd_step,
                  lessons.one_sgd_step)
@@ -87,7 +88,7 @@ def one_step(step, predictions, gradient, change) -> None:
 def accuracy_is_not_the_loss(lva, figure) -> None:
     st.header("3. Why we follow the loss, not the accuracy")
     c1, c2 = st.columns([2, 1])
-    c1.plotly_chart(figure, key="loss_vs_acc")
+    ui.chart(c1, figure, key="loss_vs_acc")
     c2.markdown(
         f"Moving the weights by **{lva.tiny_step:g}** x the gradient changes the loss by "
         f"**{lva.tiny_loss_change:+.6f}** and the accuracy by **{lva.tiny_accuracy_change:+.2%}**.\n\n"
@@ -121,7 +122,7 @@ def weights(data) -> None:
     )
     cols = st.columns(4)
     for col, (r, fig) in zip(cols, ui.shared(lessons.init_views, data)):
-        col.plotly_chart(fig, key=f"init_{r.std}")
+        ui.chart(col, fig, key=f"init_{r.std}")
         col.caption(f"First batch: loss {r.loss:.3f}, {r.saturated:.0%} of sigmoids saturated, "
                     f"mean |gradient| {r.mean_abs_grad:.5f}")
     trained_weights(cols[2], cols[3])
@@ -145,11 +146,11 @@ def trained_weights(left, right) -> None:
         return
     info = loaded[1]
     weights_fig, learned_fig = ui.per_model(lessons.trained_views, model_id)
-    left.plotly_chart(weights_fig, key=f"trained_w_{info.id}")
-    left.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s). It redraws after each run "
+    ui.chart(left, weights_fig, key=f"trained_w_{info.id}")
+    left.caption(f"{lessons.trained_caption(info)}. It redraws after each run "
                  "and after each extra epoch.")
     if learned_fig is not None:
-        right.plotly_chart(learned_fig, key=f"trained_dw_{info.id}")
+        ui.chart(right, learned_fig, key=f"trained_dw_{info.id}")
         right.caption("Trained minus starting weights: where the 3-vs-7 pattern shows, even when the std-1 start "
                       "still dominates the weights themselves.")
 

@@ -63,8 +63,11 @@ def the_network() -> tuple[TrainConfig, str]:
     try:
         config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations,
                               optimizer=optimizer, norm=norm)
-        if form == "scratch":
-            config = config.with_(form="scratch", loss="cross_entropy")
+        if form == "scratch" and config.hidden:
+            config, changed = lessons.by_hand(config)
+            if changed:
+                st.info("Written by hand, simple_net has " + "; ".join(changed) + ". Pick nn.Sequential to keep "
+                        "the settings above.", icon="✍️")
         check_config(config)
     except ConfigError as e:
         st.error(str(e))
@@ -111,6 +114,7 @@ def the_chain_rule(data: MNIST) -> None:
         "operation before it. Below, simple_net's four operations do it by hand, each `backward` beside its "
         "`forward`. On a batch of 64 training digits they give autograd's numbers:"
     )
+    ui.glossary("autograd", "cross-entropy", "softmax", "logit")
     check = lessons.chain_rule_vs_autograd(data)
     cols = st.columns(len(check.largest_difference) + 1)
     cols[0].metric("Loss, by hand", f"{check.loss:.4f}", help=f"autograd's: {check.autograd_loss:.4f}")
@@ -125,6 +129,7 @@ def train_it(config: TrainConfig, data: MNIST, problem: str):
     st.header("4. Train it")
     if not problem:
         st.caption(lessons.how_fit_trains(config))
+    ui.glossary("learning rate", "batch size", "epoch", "bfloat16")
     ui.show_code(train.fit, train.batches, train.make_optimizer, title="The training loop: fit()")
     return ui.train_section(config, data, "mlp", disabled=bool(problem))
 
@@ -138,7 +143,7 @@ def what_it_learned(snap, data: MNIST) -> None:
             model, info = loaded
             st.metric("Test accuracy", f"{info.metrics['test_accuracy']:.2%}",
                       help="Share of the 10,000 test images the trained model gets right.")
-            st.caption(f"{lessons.run_label(info.config)}; {len(info.history)} epoch(s); stored as `{info.id}`.")
+            st.caption(f"{lessons.trained_caption(info)}; stored as `{info.id}`.")
             test_images(model, info.config, data)
     elif snap is not None and snap.state == "failed":
         st.info("That run did not finish. Change the settings above (often: a smaller learning rate) and train again.")
@@ -153,9 +158,9 @@ def test_images(model, config: TrainConfig, data: MNIST) -> None:
                            help="Change it to draw another four test images.")
     view = lessons.classify_view(model, config, data, n=4, seed=int(seed))
     for j, col in enumerate(st.columns(4)[: len(view.labels)]):
-        col.plotly_chart(viz.image_heatmap(view.images[j], f"a {view.labels[j]}", height=220), key=f"view_img_{j}")
-        col.plotly_chart(viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),
-                         key=f"view_bars_{j}")
+        ui.chart(col, viz.image_heatmap(view.images[j], f"a {view.labels[j]}", height=220), key=f"view_img_{j}")
+        ui.chart(col, viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),
+                      key=f"view_bars_{j}")
 
 
 main()

@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import features, train, ui, viz
+from digitlab import evaluate, features, lessons, train, ui, viz
 from digitlab.data import MNIST
+from digitlab.jobs import duration_text
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters
 
 
@@ -17,16 +18,20 @@ def main() -> None:
         "everywhere. This is the tutorial's `DigitCNN`: two blocks of convolution, ReLU and max-pooling, then two "
         "linear layers.",
     )
-    preset = layer_by_layer()
+    preset = layer_by_layer(data)
     snap = train_it(preset, data)
     inside_a_trained_cnn(snap, data)
     beside_the_other_models()
 
 
-def layer_by_layer() -> TrainConfig:
+def layer_by_layer(data: MNIST) -> TrainConfig:
     """1. The picked recipe's network, its shapes measured by running one image through it; the preset."""
     st.header("1. DigitCNN, layer by layer")
-    preset = ui.preset_picker(("cnn",), key="cnn_preset", default="cnn-seed")
+    infos, n = ui.stored_models()[0], len(data.train_images)
+    preset = ui.preset_picker(("cnn",), key="cnn_preset", default="cnn-fast")
+    st.caption(" · ".join(f"`{name}`: about {duration_text(lessons.expected_seconds(PRESETS[name], infos, n))}"
+                          for name in ("cnn-fast", "cnn-seed", "cnn-best")) + " to train here, once it starts. "
+               "The page starts on cnn-fast so the class is not kept waiting; cnn-seed is the tutorial's own recipe.")
     net = features.initial_model(preset)  # untrained: only its shapes and sizes are read here
     rows = features.architecture(net)
     flat = features.flatten_row(rows)
@@ -62,6 +67,7 @@ def train_it(preset: TrainConfig, data: MNIST):
     st.header("2. Train it")
     st.markdown("\n".join(f"- `{name}`: {PRESET_HELP[name]}" for name, c in PRESETS.items() if c.kind == "cnn")
                 + "\n\nPick the recipe in section 1. Lower the training images for a quick first run.")
+    ui.glossary("batch norm", "one-cycle", "label smoothing", "augmentation", "bfloat16")
     config = ui.training_controls(preset, "cnn")
     ui.show_code(train.fit, train.block_inputs, train.uses_channels_last, train.fast_forward,
                  title="The training loop: fit(), and how a CNN is fed")
@@ -88,9 +94,10 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     index, image, label = ui.test_image_picker(data, "cnn_img")
     probs = train.predict_proba(model, info.config, image.unsqueeze(0))[0]
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="cnn_image")
-    c2.plotly_chart(viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
-                                         height=280), key="cnn_probs")
+    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="cnn_image")
+    ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
+                                      height=280), key="cnn_probs")
+    c2.caption(evaluate.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
     first_filters(model)
     feature_maps(model, info.config, image)
     ui.link("pages/5_Features.py", "More on the Features page: saliency, Grad-CAM, before and after training", "👁️")
@@ -105,9 +112,9 @@ def first_filters(model) -> None:
     st.markdown("Each filter is a small pattern of weights: red multiplies the pixel under it by a positive number, "
                 "blue by a negative one. Sliding it over the image gives one feature map: bright (red) where the "
                 "pattern is found, such as an edge at one angle.")
-    st.plotly_chart(viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
-                                  cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
-                                  value_name="weight"), key="cnn_filters")
+    ui.chart(st, viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
+                               cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
+                               value_name="weight"), key="cnn_filters")
 
 
 def feature_maps(model, config: TrainConfig, image) -> None:
@@ -119,20 +126,18 @@ def feature_maps(model, config: TrainConfig, image) -> None:
                 "layer comes from filter *i* above. Hover a map for its number and values.")
     for out in features.feature_maps(model, config, image):
         c, h, w = out.values.shape
-        st.plotly_chart(viz.map_sheet(out.values, f"After {out.label}: {c} maps of {h}x{w}", cols=16,
-                                      shared_scale=shared, value_name="output"), key=f"cnn_maps_{out.name}")
+        ui.chart(st, viz.map_sheet(out.values, f"After {out.label}: {c} maps of {h}x{w}", cols=16,
+                                   shared_scale=shared, value_name="output"), key=f"cnn_maps_{out.name}")
     st.caption("Each step makes the maps smaller and more numerous: fewer pixels, more kinds of evidence. After "
                "the last pooling the linear layers see only these numbers, not the image.")
     ui.show_code(features.feature_maps, features.layer_outputs, features.first_filters)
 
 
 def beside_the_other_models() -> None:
-    """4. Every stored model (or the best of each kind) in one table and two charts."""
+    """4. The class's best model of each kind side by side (add or remove any stored model), then two charts."""
     st.header("4. The CNN beside the linear model and the MLPs")
     infos = ui.stored_models()[0]
-    best_only = st.toggle("Only the best model of each kind", key="cnn_best_only",
-                          help="Off: every stored model. On: the most accurate linear model, MLP and CNN.")
-    table = ui.models_table(features.side_by_side(infos, best_only=best_only))
+    table = ui.models_table(features.side_by_side(ui.choose_models("Models side by side", key="cnn_compare_models")))
     if table.empty:
         st.info("No trained model yet: train a CNN above, and a linear model and an MLP on their pages.")
     else:
@@ -146,14 +151,15 @@ def beside_the_other_models() -> None:
         st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
                    "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
                    "leave it out. Training time is on this computer, for the epochs and images each run used.")
-        if ten := table[table["task"] != "3v7"].to_dict("records"):
-            c1, c2 = st.columns(2)
-            c1.plotly_chart(viz.models_scatter(ten, "parameters", "Accuracy against parameters", log_x=True),
-                            key="cnn_scatter_params")
-            c2.plotly_chart(viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
-                            key="cnn_scatter_time")
+    every = ui.models_table(features.side_by_side([i for i in infos if not i.broken]))
+    if not every.empty and (ten := every[every["task"] != "3v7"].to_dict("records")):
+        c1, c2 = st.columns(2)
+        ui.chart(c1, viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
+                                        log_x=True), key="cnn_scatter_params")
+        ui.chart(c2, viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
+                     key="cnn_scatter_time")
     missing = [k for k in ("linear", "mlp", "cnn") if not any(i.config.kind == k for i in infos)]
-    if not table.empty and missing:
+    if infos and missing:
         names = {"linear": "a linear model", "mlp": "an MLP", "cnn": "a CNN"}
         st.info("Not trained yet: " + " and ".join(names[k] for k in missing) + ". Train "
                 + ("them" if len(missing) > 1 else "it") + " to see " + ("them" if len(missing) > 1 else "it")

@@ -9,7 +9,8 @@ from digitlab.train import predict_proba
 
 
 def pick_model():  # the model to look inside, as (model, info); without one, where to train one, then stop
-    info = ui.model_picker("Model", key="feat_model", help="Every model in the store, newest first.")
+    info = ui.model_picker("Model", key="feat_model", help="The class's best model of each kind first, then the rest "
+                           "best first; ⚠️ marks models below 50%.")
     if (loaded := ui.load_model(info.id) if info is not None else None) is None:  # a damaged file: st.error too
         st.info("Pick another model above, or train this one again on its stage page.")
         ui.train_links((info.config.kind,) if info is not None else ())
@@ -42,21 +43,21 @@ def weights_section(model, info, picked) -> None:
                                 "On: strong and weak units compare.")
         order = features.unit_order(rows, by)
         shown = order[:shown_n]
-        st.plotly_chart(ui.shared_figure(("rows", info.id, by, shown_n, shared), viz.map_sheet,
-                                         features.weight_images(rows[shown]), f"First-layer weights: {len(shown)} of "
-                                         f"{n_units} units as 28x28 images", cols=10, shared_scale=shared,
-                                         labels=[f"unit {int(u)}" for u in shown], value_name="weight"),
-                        key="feat_rows")
+        ui.chart(st, ui.shared_figure(("rows", info.id, by, shown_n, shared), viz.map_sheet,
+                                      features.weight_images(rows[shown]), f"First-layer weights: {len(shown)} of "
+                                      f"{n_units} units as 28x28 images", cols=10, shared_scale=shared,
+                                      labels=[f"unit {int(u)}" for u in shown], value_name="weight"),
+                     key="feat_rows")
         unit = st.selectbox("Unit to enlarge", [int(u) for u in order], key="feat_unit",
                             format_func=lambda u: f"unit {u} · norm {float(norms[u]):.2f}",
                             help="Listed in the order above; the chosen unit is shown big, with its bias.")
     c1, c2 = st.columns([1, 2] if n_units > 1 else [1, 1])
-    c1.plotly_chart(viz.diverging_heatmap(features.weight_images(rows[unit:unit + 1])[0],
-                                          f"Unit {unit}: its 784 weights as 28x28", height=360), key="feat_unit_big")
+    ui.chart(c1, viz.diverging_heatmap(features.weight_images(rows[unit:unit + 1])[0],
+                                       f"Unit {unit}: its 784 weights as 28x28", height=360), key="feat_unit_big")
     c1.caption(f"Bias {float(bias[unit]):+.3f} · weight norm {float(norms[unit]):.3f}")
     if n_units > 1:
-        c2.plotly_chart(viz.unit_norm_bars(norms, order, "Weight norm of each unit, in the order shown", chosen=unit,
-                                           height=360), key="feat_norms")
+        ui.chart(c2, viz.unit_norm_bars(norms, order, "Weight norm of each unit, in the order shown", chosen=unit,
+                                        height=360), key="feat_norms")
     elif info.config.task == "3v7":
         c2.markdown("The sum of weight × pixel plus the bias is the model's one output: above 0 it answers **3**, "
                     "below 0 **7**. So red pixels are where 3s have ink and 7s do not, blue the reverse.")
@@ -67,9 +68,9 @@ def digit_section(model, info, picked) -> None:
     config, (index, image, label), names = info.config, picked, list(features.class_names(info.config))
     probs = predict_proba(model, config, image.unsqueeze(0))[0]
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="feat_image")
-    c2.plotly_chart(viz.probability_bars(probs, names, "The model's answer", height=280 if len(names) > 2 else 200),
-                    key="feat_probs")
+    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="feat_image")
+    ui.chart(c2, viz.probability_bars(probs, names, "The model's answer", height=280 if len(names) > 2 else 200),
+                 key="feat_probs")
     if config.task == "3v7" and label not in (3, 7):
         st.caption(f"This model only ever answers 3 or 7, so a {label} still gets one of the two.")
     k = 1  # the linear model: one unit, nothing to rank; a CNN's filters have their own section
@@ -80,33 +81,32 @@ def digit_section(model, info, picked) -> None:
     for j, out in enumerate(features.activations(model, config, image)):
         if out.is_maps:  # a CNN's maps: one sheet per layer, the same for every student who sends this digit
             c, h, w = out.values.shape
-            st.plotly_chart(ui.shared_figure(("maps", info.id, index, j), viz.map_sheet, out.values, f"{out.label}: "
-                                             f"{c} maps of {h}x{w}", cols=16, diverging=False, value_name="activation"),
-                            key=f"feat_act_{j}")
+            ui.chart(st, ui.shared_figure(("maps", info.id, index, j), viz.map_sheet, out.values, f"{out.label}: "
+                                          f"{c} maps of {h}x{w}", cols=16, diverging=False, value_name="activation"),
+                         key=f"feat_act_{j}")
         else:
             n, hot = len(out.values), fire.units.tolist() if fire is not None and j == 0 else None
-            st.plotly_chart(viz.activation_bars(out.values, f"{out.label}: {n} number{'s' if n != 1 else ''}",
-                                                highlight=hot, height=240), key=f"feat_act_{j}")
-    st.caption("Hidden activations are what the next layer reads. The last chart is the output: "
-               + ("log-probabilities, as the model ends in LogSoftmax; exp() of them is the answer above."
-                  if config.loss == "nll" else "raw scores, before softmax turns them into the probabilities above."))
+            ui.chart(st, viz.activation_bars(out.values, f"{out.label}: {n} number{'s' if n != 1 else ''}",
+                                             highlight=hot, height=240), key=f"feat_act_{j}")
+    st.caption(features.output_note(config))
+    ui.glossary("logit", "softmax", "label smoothing")
     if fire is None:
         return
     st.subheader("The units that fire most, and what they look for")
     st.markdown(features.firing_note(fire, config))
     if len(fire.units) == 1:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(viz.diverging_heatmap(fire.weights[0], "Its weights (784 as 28x28)", height=360),
-                        key="feat_fire_weights")
-        c2.plotly_chart(viz.diverging_heatmap(fire.contributions[0], "Weight × this image's pixels", height=360),
-                        key="feat_fire_contrib")
+        ui.chart(c1, viz.diverging_heatmap(fire.weights[0], "Its weights (784 as 28x28)", height=360),
+                     key="feat_fire_weights")
+        ui.chart(c2, viz.diverging_heatmap(fire.contributions[0], "Weight × this image's pixels", height=360),
+                     key="feat_fire_contrib")
         st.caption(f"The sum of the right-hand image plus the bias is the output: {float(fire.values[0]):+.2f}.")
     else:
         titles = [f"unit {int(u)}: {float(v):.2f}" for u, v in zip(fire.units, fire.values)]
-        st.plotly_chart(viz.map_sheet(fire.weights, "Their weights (784 as 28x28)", cols=8, labels=titles,
-                                      value_name="weight"), key="feat_fire_weights")
-        st.plotly_chart(viz.map_sheet(fire.contributions, "Weight × this image's pixels", cols=8, labels=titles,
-                                      value_name="weight × pixel"), key="feat_fire_contrib")
+        ui.chart(st, viz.map_sheet(fire.weights, "Their weights (784 as 28x28)", cols=8, labels=titles,
+                                   value_name="weight"), key="feat_fire_weights")
+        ui.chart(st, viz.map_sheet(fire.contributions, "Weight × this image's pixels", cols=8, labels=titles,
+                                   value_name="weight × pixel"), key="feat_fire_contrib")
     ui.show_code(features.units_that_fire, features.top_units)
 
 
@@ -118,13 +118,13 @@ def filters_section(model, info, picked) -> None:
     numbers = [str(i) for i in range(len(filters))]
     c1, c2 = st.columns([2, 3])
     size = f"{filters.shape[-1]}x{filters.shape[-1]}"
-    c1.plotly_chart(ui.shared_figure(("filters", info.id), viz.map_sheet, filters, f"The {len(filters)} learned {size} "
-                                     "filters of the first layer", cols=8, shared_scale=True, labels=numbers,
-                                     value_name="weight", width=400), key="feat_filters")
+    ui.chart(c1, ui.shared_figure(("filters", info.id), viz.map_sheet, filters, f"The {len(filters)} learned {size} "
+                                  "filters of the first layer", cols=8, shared_scale=True, labels=numbers,
+                                  value_name="weight", width=400), key="feat_filters")
     responses = firing.maps[firing.units.argsort()]  # back in filter order
-    c2.plotly_chart(ui.shared_figure(("responses", info.id, picked[0]), viz.map_sheet, responses, f"Their responses "
-                                     f"to this {picked[2]} ({firing.layer})", cols=8, diverging=False, labels=numbers,
-                                     value_name="activation", width=600), key="feat_filter_maps")
+    ui.chart(c2, ui.shared_figure(("responses", info.id, picked[0]), viz.map_sheet, responses, f"Their responses "
+                                  f"to this {picked[2]} ({firing.layer})", cols=8, diverging=False, labels=numbers,
+                                  value_name="activation", width=600), key="feat_filter_maps")
     st.markdown("Filter *i* slides over the digit and gives response map *i*: dark where its pattern is found. "
                 f"The strongest for this image: **{', '.join(str(int(u)) for u in firing.units[:8])}**.")
     ui.show_code(features.first_filters, features.filters_that_fire)
@@ -139,13 +139,13 @@ def saliency_section(model, info, picked) -> None:
     ex = features.explain(model, config, picked[1], None if choice == "answer" else names.index(choice))
     what = names[ex.target]
     cols = st.columns(3 if ex.grad_cam is not None else 2)
-    cols[0].plotly_chart(viz.heat_map(ex.saliency, f"Saliency for '{what}'", height=320, value_name="|gradient|"),
-                         key="feat_saliency")
-    cols[1].plotly_chart(viz.diverging_heatmap(ex.grad_x_input, f"Gradient × input for '{what}'", height=320),
-                         key="feat_grad_input")
+    ui.chart(cols[0], viz.heat_map(ex.saliency, f"Saliency for '{what}'", height=320, value_name="|gradient|"),
+                      key="feat_saliency")
+    ui.chart(cols[1], viz.diverging_heatmap(ex.grad_x_input, f"Gradient × input for '{what}'", height=320),
+                      key="feat_grad_input")
     if ex.grad_cam is not None:
-        cols[2].plotly_chart(viz.heat_overlay(picked[1], ex.grad_cam, f"Grad-CAM for '{what}' ({ex.cam_layer})",
-                                              height=320), key="feat_gradcam")
+        ui.chart(cols[2], viz.heat_overlay(picked[1], ex.grad_cam, f"Grad-CAM for '{what}' ({ex.cam_layer})",
+                                           height=320), key="feat_gradcam")
     st.markdown(features.saliency_note(ex, config))
     ui.show_code(features.explain)
 
@@ -164,9 +164,9 @@ def before_after_section(model, info, picked) -> None:
     pairs = features.before_after(start, model)
     for col, (title, maps, labels) in zip(st.columns(2), pairs):
         rows = maps.shape[-1] == 28  # weight rows as 28x28 images, each on its own scale; filters share one
-        col.plotly_chart(ui.shared_figure((title, info.id), viz.map_sheet, maps, title, cols=5 if rows else 8,
-                                          labels=labels, shared_scale=not rows, value_name="weight", width=480),
-                         key=f"feat_{title}")
+        ui.chart(col, ui.shared_figure((title, info.id), viz.map_sheet, maps, title, cols=5 if rows else 8,
+                                       labels=labels, shared_scale=not rows, value_name="weight", width=480),
+                      key=f"feat_{title}")
     change = features.weight_change(start, model)
     st.caption(features.before_after_note(config, pairs, change))
     shares = [features.share_of_start(r["moved ÷ norm before"]) for r in change]

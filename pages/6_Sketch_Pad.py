@@ -1,4 +1,4 @@
-"""Stage 6: draw or photograph a digit; see it become MNIST-style, and every stored model answer at once.
+"""Stage 6: draw or photograph a digit; see it become MNIST-style, and the class's best models answer at once.
 
 The pad and the upload each rerun on their own (fragments); the collection's scores are computed once per change
 of the collection or of the models, for the whole class."""
@@ -7,14 +7,23 @@ import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
+from digitlab import evaluate as ev
 from digitlab import preprocess as pp
 from digitlab import ui, viz
 from digitlab.collection import Collection, CollectionError, summarize
 
+PAD, CARD = 280, 300  # the drawing pad's side and an answer card's width, in px: cards wrap, never squeeze
 
-def stored_models() -> list:
-    """Every stored model that loads, as (model, info)."""
-    infos, _ = ui.stored_models()
+
+def chosen_models() -> list:
+    """The models that answer, as (model, info): the class's best of each kind unless the student picks others."""
+    infos = ui.choose_models("Models that answer", key="sketch_models")
+    return [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
+
+
+def ten_class_models() -> list:
+    """Every stored ten-digit model that loads and is not broken: they score the class collection."""
+    infos = [i for i in ui.stored_models()[0] if i.config.task != "3v7" and not i.broken]
     return [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
 
 
@@ -32,80 +41,94 @@ def recommended_training(data, ten_class: list) -> None:
             ui.training_panel(f"sketch_job_{name}")
 
 
-def show_steps(result: pp.Processed) -> None:
-    for col, step in zip(st.columns(6), result.steps):
-        col.image(pp.square_view(step.image), caption=step.name, width=112)
-        if step.note:
-            col.caption(step.note)
+def show_steps(result: pp.Processed, key: str) -> None:
+    """Each step of the preprocessing as a small image with its name: boxes of fixed width that wrap."""
+    if result.empty:
+        st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
+        return
+    with st.container(horizontal=True, gap="small"):
+        for n, step in enumerate(result.steps):
+            with st.container(width=120, gap=None, key=f"{key}_step_{n}"):
+                st.image(pp.square_view(step.image), caption=step.name, width=112)
+                if step.note:
+                    st.caption(step.note)
     st.caption("7. **normalised** as each model expects: shown under each model's answer.")
     for note in result.notes:
         st.caption(f"Note: {note}.")
 
 
 def show_answers(result: pp.Processed, models: list, source: str, key: str) -> None:
-    """The steps, then every model side by side; the 3-vs-7 model says it only knows 3 and 7."""
+    """Every chosen model's answer on a card of its own; cards wrap to the next row on a narrow screen."""
     if result.empty:
-        st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
         return
-    show_steps(result)
     if not models:
-        st.warning("No trained model to ask yet: train the recommended models above.")
+        st.warning("No model picked to answer: add one with the picker above, or train the recommended models.")
         return
-    answers = pp.answer_all(models, result.image)
-    per_row = 4
-    for start in range(0, len(answers), per_row):
-        for col, a in zip(st.columns(per_row), answers[start : start + per_row]):
-            with col:
+    with st.container(horizontal=True, gap="medium"):
+        for a in pp.answer_all(models, result.image):
+            with st.container(width=CARD, border=True, key=f"{key}_card_{a.info.id}"):
                 model_answer(a, key)
+    ui.glossary("softmax", "logit", "label smoothing", "calibration")
     save_form(result, source, key)
 
 
 def model_answer(a: pp.Answer, key: str) -> None:
     cfg = a.info.config
-    st.markdown(f"**{cfg.title}** · {cfg.preset}")
+    st.markdown(f"**{a.info.title}**")
     if cfg.task == "3v7":
         st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off",
                   help="This linear model was trained only to tell 3 from 7: any other digit still gets a 3 or a 7.")
         st.caption("Answers only its own question: **3 or 7?**")
     else:
         st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off")
-    st.plotly_chart(viz.probability_bars(a.probs, a.labels, height=200 if cfg.task == "3v7" else 300),
-                    key=f"{key}_bars_{a.info.id}")
-    st.caption(f"Input: {pp.norm_text(cfg)}")
+    ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.task == "3v7" else 290),
+                 key=f"{key}_bars_{a.info.id}")
+    st.caption(f"{ev.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
 
 
 def save_form(result: pp.Processed, source: str, key: str) -> None:
-    c1, c2 = st.columns([1, 2])
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
     label = c1.selectbox("The true digit", list(range(10)), index=None, key=f"{key}_label",
                          placeholder="What did you mean?")
-    c2.write("")
     if c2.button("Save to the class collection", key=f"{key}_save", disabled=label is None,
                  help="Kept on disk as a 28x28 PNG with its label, so the class can test models on its own hand."):
         try:
             entry = Collection().add(result.image, int(label), source)
-            st.success(f"Saved as a {entry.label}. The collection now holds {sum(Collection().counts())} drawings.")
         except (CollectionError, OSError) as e:
             st.error(f"Could not save the drawing: {e}")
+            return
+        total = sum(Collection().counts())
+        st.session_state[f"sketch_saved_{key}"] = f"Saved as a {entry.label}. The collection now holds {drawings(total)}."
+        if key == "draw":  # a fresh pad for the next digit
+            st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
+        st.rerun(scope="app")  # the collection section below shows the new drawing at once
+
+
+def drawings(n: int) -> str:
+    return f"{n} drawing{'s' if n != 1 else ''}"
 
 
 @st.fragment
 def sketch(models: list) -> None:
-    c1, c2 = st.columns([3, 1])
+    if saved := st.session_state.pop("sketch_saved_draw", None):
+        st.success(f"{saved} Draw the next one.", icon="💾")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     width = c1.slider("Stroke width", 5, 40, 18, key="sketch_stroke",
                       help="MNIST strokes are about a tenth of the digit's height.")
-    c2.write("")
     if c2.button("Clear", key="sketch_clear"):
         st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
-    left, right = st.columns([1, 2], gap="medium")
-    with left:
-        canvas = st_canvas(
-            stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280, width=280,
-            drawing_mode="freedraw", return_image_data=True,
-            key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
-        )
-        st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
-    with right:
-        show_answers(pp.from_canvas(canvas.image_data), models, "canvas", "draw")
+    with st.container(horizontal=True, gap="large"):
+        with st.container(width=PAD + 8):
+            canvas = st_canvas(
+                stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=PAD, width=PAD,
+                drawing_mode="freedraw", return_image_data=True,
+                key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
+            )
+            st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
+        result = pp.from_canvas(canvas.image_data)
+        with st.container(width=3 * 120 + 2 * 16 + 8):  # three step images a row (16 px: a small gap)
+            show_steps(result, "draw")
+    show_answers(result, models, "canvas", "draw")
 
 
 @st.fragment
@@ -114,6 +137,8 @@ def upload(models: list) -> None:
                           key="sketch_upload",
                           help="Dark ink on light paper or light on dark both work. Transparent parts are filled "
                                "with the colour opposite to the ink. Up to 10 MB.")
+    if saved := st.session_state.pop("sketch_saved_upload", None):
+        st.success(saved, icon="💾")
     if up is None:
         return
     if st.session_state.get("sketch_upload_done", ("",))[0] != up.file_id:  # each photo is processed once
@@ -125,6 +150,7 @@ def upload(models: list) -> None:
     if problem:
         st.error(problem)
     else:
+        show_steps(result, "upload")
         show_answers(result, models, "upload", "upload")
 
 
@@ -144,10 +170,11 @@ def class_collection(ten_class: list) -> None:
                    "test set.")
         return
     c1, c2 = st.columns([1, 2])
-    c1.plotly_chart(counts, key="collection_counts")
-    c2.markdown(f"**{summary.size} drawings.** How each ten-class model does on the class's own handwriting:")
+    ui.chart(c1, counts, key="collection_counts")
+    c2.markdown(f"**{drawings(summary.size)}.** How each ten-class model does on the class's own handwriting:")
     if summary.scores:
-        c2.dataframe(pd.DataFrame(summary.scores), hide_index=True,
+        rows = [{**row, "model": info.title} for (_, info), row in zip(ten_class, summary.scores)]
+        c2.dataframe(pd.DataFrame(rows), hide_index=True,
                      column_config={"accuracy on the collection": st.column_config.NumberColumn(format="percent"),
                                     "MNIST test accuracy": st.column_config.NumberColumn(format="percent")})
 
@@ -157,12 +184,12 @@ data = ui.page_setup(
     "✏️",
     "Draw a digit (mouse, finger or pen) or upload a photo of one on paper. It goes through the same steps that made "
     "MNIST: **grayscale, light ink on black, crop to the ink, longer side 20 px, centred by its centre of mass in "
-    "28x28**. Then every model the class has trained answers at once.",
+    "28x28**. Then the class's best model of each kind answers at once (pick others below).",
 )
 ui.store_problems()
-models = stored_models()
-ten_class = [m for m in models if m[1].config.task != "3v7"]
+ten_class = ten_class_models()
 recommended_training(data, ten_class)
+models = chosen_models()
 draw_tab, upload_tab = st.tabs(["✏️ Draw", "📷 Upload a photo"])
 with draw_tab:
     sketch(models)

@@ -6,49 +6,42 @@ import streamlit as st
 from digitlab import evaluate as ev
 from digitlab import ui, viz
 
+PERCENT = st.column_config.NumberColumn(format="percent")
 
-def choose_models(infos) -> list[tuple]:
-    """The models to evaluate, as (model, info, analysis): one, or two side by side; unusable ones say why."""
-    left, right = st.columns(2)
-    with left:
-        first = ui.model_picker("Model", key="eval_model", help="Every model in the store, newest first.")
-    with right:
-        compare = st.toggle("Compare with a second model", key="eval_compare")
-        if compare and first is not None and (other := ev.other_model(infos, first.id)):
-            st.session_state.setdefault("eval_model_b", other)  # start on a different model than the first
-        second = ui.model_picker("Second model", key="eval_model_b") if compare else None
-        if second is not None and first is not None and second.id == first.id:
-            st.info("Pick a different second model to compare.")
+
+def choose_models() -> list[tuple]:
+    """The models to evaluate, as (model, info, analysis): the class's best one, or up to four side by side."""
     chosen = []
-    for info in [i for i in (first, second) if i is not None]:
-        loaded = ui.load_model(info.id) if info.id not in [c[1].id for c in chosen] else None  # damaged: st.error
+    for info in ui.compare_picker("eval_model", "eval_compare", "eval_models"):
+        loaded = ui.load_model(info.id)  # damaged: st.error
         if loaded is not None and (found := ui.model_analysis(*loaded, data)) is not None:
             chosen.append((*loaded, found))
     return chosen
 
 
 def headline(chosen, names) -> None:
-    for col, (_, info, found) in zip(st.columns(len(chosen)), chosen):
-        pred = found.predictions
-        col.subheader(names[info.id])
-        if pred.n_classes == 2:
-            col.caption("A 3-vs-7 model: scored on the test 3s and 7s only, as two classes (7 and 3).")
-        for c, (label, value) in zip(col.columns(3), ev.headline(pred)):
+    if len(chosen) == 1:
+        st.subheader(names[chosen[0][1].id])
+        for c, (label, value) in zip(st.columns(3), ev.headline(chosen[0][2].predictions)):
             c.metric(label, value)
+    else:  # side by side, metrics in narrow columns would be cut: one row per model instead
+        st.dataframe(pd.DataFrame([{"model": names[i.id], **dict(ev.headline(f.predictions))} for _, i, f in chosen]),
+                     hide_index=True, key="eval_headline")
+    if any(f.predictions.n_classes == 2 for *_, f in chosen):
+        st.caption("A 3-vs-7 model: scored on the test 3s and 7s only, as two classes (7 and 3).")
 
 
 def confusion_section(chosen, names) -> None:
-    st.markdown("Row = the true label, column = the model's answer. The diagonal is right; everything else is a "
-                "mistake. **Click a cell** (or pick it in the two boxes) to see those images.")
-    # One model: the matrix on the left, the chosen cell's images on the right. Two: a column each.
-    cols = st.columns([1.1, 1]) if len(chosen) == 1 else st.columns(2)
+    st.markdown(ev.INTRO["confusion"])
+    # One model: the matrix on the left, the chosen cell's images on the right. More: a column each, two per row.
+    cols = st.columns([1.1, 1]) if len(chosen) == 1 else [c for _ in chosen[::2] for c in st.columns(2)]
     for i, (_, info, found) in enumerate(chosen):
         pred, k, sha = found.predictions, info.id, found.weights_sha256
         cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            event = st.plotly_chart(ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
-                                    on_select="rerun", selection_mode="points")
+            event = ui.chart(st, ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
+                                 on_select="rerun", selection_mode="points")
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
                                           columns=[f"pred {n}" for n in labels]), key=f"cm_table_{k}")
@@ -63,16 +56,15 @@ def confusion_section(chosen, names) -> None:
             if len(members):
                 top = members[:40]
                 images, titles = data.test_images[pred.index[top]], [f"{c:.0%}" for c in pred.confidence[top].tolist()]
-                st.plotly_chart(ui.shared_figure(("cell", sha, t_name, p_name), viz.image_grid, images, titles, cols=8,
-                                                 height_per_row=80, zmax=255), key=f"cell_{k}")
+                ui.chart(st, ui.shared_figure(("cell", sha, t_name, p_name), viz.image_grid, images, titles, cols=8,
+                                              height_per_row=80, zmax=255), key=f"cell_{k}")
                 st.caption("Above each image: the probability the model gave its answer.")
     ui.show_code(ev.confusion_matrix)
 
 
 def scores_section(chosen, names) -> None:
-    st.markdown("**Precision**: of the images the model called *c*, the share that really are *c*. "
-                "**Recall**: of the real *c*'s, the share it found. **F1** balances the two.")
-    percent = dict.fromkeys(["precision", "recall", "F1"], st.column_config.NumberColumn(format="percent"))
+    st.markdown(ev.INTRO["scores"])
+    percent = dict.fromkeys(["precision", "recall", "F1"], PERCENT)
     for col, (_, info, found) in zip(st.columns(len(chosen)), chosen):
         col.caption(names[info.id])
         col.dataframe(pd.DataFrame(ev.per_class_scores(found.predictions.confusion, found.predictions.class_names)),
@@ -81,8 +73,7 @@ def scores_section(chosen, names) -> None:
 
 
 def mistakes_section(chosen, names) -> None:
-    st.markdown("Wrong answers given with the highest probability. Some are the model's fault; some digits are "
-                "hard even for people, and a few labels in MNIST are simply wrong.")
+    st.markdown(ev.INTRO["mistakes"])
     n_mistakes = st.slider("How many", 10, 50, 20, step=10, key="eval_n_mistakes")
     for _, info, found in chosen:
         rows = ev.mistakes_table(found.predictions, n_mistakes)
@@ -90,52 +81,67 @@ def mistakes_section(chosen, names) -> None:
         if not rows:
             st.success("No mistakes at all on this test set.")
             continue
-        st.plotly_chart(ui.shared_figure(("mistakes", found.weights_sha256, n_mistakes), viz.image_grid,
-                                         data.test_images[[r["test image"] for r in rows]],
-                                         [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
-                                         cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
+        ui.chart(st, ui.shared_figure(("mistakes", found.weights_sha256, n_mistakes), viz.image_grid,
+                                      data.test_images[[r["test image"] for r in rows]],
+                                      [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
+                                      cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
         with st.expander("As a table"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"mistakes_table_{info.id}")
 
 
+def calibration_section(chosen, names) -> None:
+    st.markdown(ev.INTRO["calibration"])
+    ui.glossary("calibration", "temperature scaling", "label smoothing", "softmax", "logit")
+    found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), ev.calibrate, f.predictions)
+             for _, i, f in chosen}
+    ui.chart(st, viz.reliability_diagram({n: c.before for n, c in found.items()},
+                                         {n: c.after for n, c in found.items()}), key="reliability")
+    st.dataframe(pd.DataFrame(ev.calibration_rows(found)), hide_index=True, key="calibration_table",
+                 column_config=dict.fromkeys(["ECE as trained", "ECE after temperature scaling"], PERCENT))
+    st.caption(ev.INTRO["ece"] + " ".join(dict.fromkeys(ev.confidence_note(i.config) for _, i, _ in chosen)))
+    ui.show_code(ev.reliability, ev.fit_temperature)
+
+
 def threshold_section(chosen, names) -> None:
-    st.markdown("The model may say *not sure* when its top probability is below the threshold. Fewer answers "
-                "(coverage), but the ones it gives are more often right.")
-    threshold = st.slider("Confidence threshold", 0.0, 0.999, 0.9, step=0.001, format="%.3f", key="eval_threshold")
-    marks, curves = {}, {}
-    for col, (_, info, found) in zip(st.columns(len(chosen)), chosen):
-        pred, name = found.predictions, names[info.id]
-        marks[name], curves[name] = ev.at_threshold(pred, threshold), ev.coverage_curve(pred)
-        for c, (label, value, change) in zip(col.columns(3), ev.threshold_metrics(pred, marks[name])):
+    st.markdown(ev.INTRO["threshold"])
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")  # the threshold, and which confidence it reads
+    threshold = c1.slider("Confidence threshold", 0.0, 0.999, 0.9, step=0.001, format="%.3f", key="eval_threshold")
+    scaled = c2.toggle("Calibrated confidence", key="eval_calibrated", help="Temperature-scaled (see Calibration), "
+                       "so one threshold means the same for every model.")
+    preds = {names[i.id]: ui.shared_figure(("calibrated", f.weights_sha256), ev.calibrated, f.predictions)
+             if scaled else f.predictions for _, i, f in chosen}
+    results = {name: (pred, ev.at_threshold(pred, threshold)) for name, pred in preds.items()}
+    if len(results) == 1:
+        (pred, cov), = results.values()
+        for c, (label, value, change) in zip(st.columns(3), ev.threshold_metrics(pred, cov)):
             c.metric(label, value, change, delta_color="off" if label == "Answered" else "normal")
-    st.plotly_chart(viz.coverage_accuracy(curves, marks), key="coverage_curve")
+    else:
+        st.dataframe(pd.DataFrame(ev.threshold_rows(results)), hide_index=True, key="threshold_table",
+                     column_config=dict.fromkeys(["coverage", "accuracy on those", "accuracy on all"], PERCENT))
+    curves = {name: ev.coverage_curve(pred) for name, pred in preds.items()}
+    ui.chart(st, viz.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
     ui.show_code(ev.at_threshold)
 
 
 def robustness_section(chosen, names) -> None:
-    st.markdown("Each test image rotated, shifted, covered in noise, or its strokes thickened (a max-pool dilation), "
-                "then given to the model. Nothing like this was in the training set (unless it trained with "
-                "augmentation).")
+    st.markdown(ev.INTRO["robustness"])
     n = st.select_slider("Test images per point", [500, 1000, 2000, 5000], value=1000, key="eval_n_robust")
-    images, titles = ev.perturbation_examples(data.test_images[0])  # the first test image (a 7)
-    st.plotly_chart(ui.shared_figure(("robust examples",), viz.image_grid, images, titles, cols=len(images),
-                                     height_per_row=110, zmax=255), key="robust_examples")
+    examples = ev.perturbation_examples(data.test_images[0])  # the first test image (a 7), changed, with titles
+    ui.chart(st, ui.shared_figure(("robust examples",), viz.image_grid, *examples, cols=len(examples[0]),
+                                  height_per_row=110, zmax=255), key="robust_examples")
     results = {names[info.id]: ui.model_robustness(model, info, data, n) for model, info, _ in chosen}
     which = ("robust", n, *((names[info.id], found.weights_sha256) for _, info, found in chosen))
-    st.plotly_chart(ui.shared_figure(which, viz.robustness_curves, results, ev.AXIS_TITLES), key="robust_curves")
+    ui.chart(st, ui.shared_figure(which, viz.robustness_curves, results, ev.AXIS_TITLES), key="robust_curves")
     with st.expander("The numbers"):
         st.dataframe(pd.DataFrame(ev.robustness_rows(results)), hide_index=True, key="robust_table")
     ui.show_code(ev.rotate, ev.shift, ev.add_noise, ev.thicken)
 
 
 def embedding_section(chosen, names) -> None:
-    st.markdown("Each test image becomes a long list of numbers (784 pixels, or a layer's outputs), squeezed into two "
-                "dimensions. **PCA** keeps the two directions of largest spread; **t-SNE** keeps neighbours together. "
-                "Digits that form clean islands are easy to tell apart at that layer. Click a point to see its image.")
+    st.markdown(ev.INTRO["embedding"])
     by_id = {info.id: (model, info, found) for model, info, found in chosen}
-    ids = list(by_id)
-    pick = ids[0] if len(ids) == 1 else st.radio("Model", ids, horizontal=True, key="eval_emb_model",
-                                                 format_func=names.get)
+    pick = st.radio("Model", list(by_id), horizontal=True, key="eval_emb_model", format_func=names.get) \
+        if len(by_id) > 1 else chosen[0][1].id
     model, info, found = by_id[pick]
     pred = found.predictions
     e1, e2, e3 = st.columns([2, 1, 1])
@@ -151,41 +157,37 @@ def embedding_section(chosen, names) -> None:
     left, right = st.columns([3, 1])
     fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz.embedding_map, emb.coords,
                            emb.targets, pred.class_names, positions, predicted, title=ev.map_title(model, emb))
-    event = left.plotly_chart(fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
-                              selection_mode="points")
+    event = ui.chart(left, fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
+                           selection_mode="points")
     points = event.selection.points if event and event.selection else []
     pos = ev.clicked_position(points, positions[0])
     if not points:
         right.caption("Click a point on the map to see its image here.")
-    right.plotly_chart(viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
+    ui.chart(right, viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
     right.markdown(ev.point_caption(pred, pos))
 
 
 def leaderboard_section(*_) -> None:
-    st.caption("Every stored model, best first. 3-vs-7 accuracies answer an easier two-class question, "
-               "so they are ranked apart from the ten-digit models.")
-    table = ui.models_table(ev.ranked(infos))
-    table.insert(0, "rank", range(1, len(table) + 1))
+    st.caption("Every stored model, best first (⚠️: below 50%). 3-vs-7 accuracies answer an easier two-class "
+               "question, so they are ranked apart from the ten-digit models. Click a column's name to sort by it.")
     bar = st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
-    st.dataframe(table, hide_index=True, key="leaderboard", column_config={"test accuracy": bar})
+    st.dataframe(ui.models_table(ev.ranked(infos), ranks=True), hide_index=True, key="leaderboard",
+                 column_config={"test accuracy": bar})
 
 
 SECTIONS = {"Confusion matrix": confusion_section, "Per-class scores": scores_section,  # each runs as a fragment
-            "Confident mistakes": mistakes_section, "Confidence threshold": threshold_section,  # (its widgets rerun
-            "Robustness": robustness_section, "What the layers see": embedding_section,  # only it), and only the
-            "Leaderboard": leaderboard_section}  # one the student opened runs at all
+            "Confident mistakes": mistakes_section, "Calibration": calibration_section,  # (its widgets rerun only
+            "Confidence threshold": threshold_section, "Robustness": robustness_section,  # it), and only the one the
+            "What the layers see": embedding_section, "Leaderboard": leaderboard_section}  # student opened runs
 
-data = ui.page_setup("Evaluate", "📊", "One number (accuracy) hides a lot. Here a trained model meets every test "
-                     "image it never saw in training: **which digits it confuses, how sure it is when it is wrong, "
-                     "what a confidence threshold buys, how it copes with rotated, shifted, noisy or bold digits, "
-                     "and what its layers make of the images.**")
+data = ui.page_setup("Evaluate", "📊", ev.INTRO["page"])
 ui.store_problems()
 infos = ui.get_store().list()
 if not infos:
     st.info("No trained model yet. Train one on a stage page, then come back to see where it goes wrong.")
     ui.train_links()
     st.stop()
-chosen = choose_models(infos)
+chosen = choose_models()
 if not chosen:
     st.info("Pick another model above, or train this one again on its stage page.")
     leaderboard_section()

@@ -18,6 +18,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+# A classroom tablet as its browser says it is one: Streamlit's sidebar then starts collapsed (frame.sidebar_start).
+TABLET_AGENT = ("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                "Version/17.0 Mobile/15E148 Safari/604.1")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
@@ -72,6 +75,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1400)
     ap.add_argument("--height", type=int, default=1000, help="Streamlit scrolls inside the page: a tall viewport "
                     "is how to see a whole long page")
+    ap.add_argument("--tablet", action="store_true", help="touch, and a tablet's User-Agent")
+    ap.add_argument("--query", default="", help="added to each address, e.g. present=1 for presenter mode")
     args = ap.parse_args()
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -79,12 +84,13 @@ def main() -> None:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": args.width, "height": args.height})
+            extra = {"has_touch": True, "user_agent": TABLET_AGENT} if args.tablet else {}
+            page = browser.new_page(viewport={"width": args.width, "height": args.height}, **extra)
             for name in args.pages:
                 path = name.strip("/")
-                page.goto(f"http://127.0.0.1:{args.port}/{path}")
+                page.goto(f"http://127.0.0.1:{args.port}/{path}" + (f"?{args.query}" if args.query else ""))
                 wait_idle(page)
-                file = out / f"{path or 'home'}.png"
+                file = out / f"{path or 'home'}_{args.width}x{args.height}.png"
                 page.screenshot(path=str(file), full_page=True)
                 errors = page.locator('[data-testid="stException"]').all_inner_texts()
                 print(file, "EXCEPTIONS:" if errors else "ok", *errors)

@@ -135,3 +135,35 @@ def test_home_lists_a_model_saved_after_the_first_visit(mnist, trained):
         ModelStore().delete(bad)
     at.run()
     assert any(h.value == f"Trained models ({count})" for h in at.subheader)
+
+
+def test_presenter_mode_from_the_address_makes_charts_and_the_pixel_table_readable(mnist):
+    at = AppTest.from_file(EXPLORER, default_timeout=120)
+    at.query_params["present"] = "1"
+    at.run()
+    assert not at.exception and at.toggle(key="present_mode").value  # ?present=1 turns the toggle on
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert specs
+    for spec in specs:
+        layout = spec["layout"]
+        assert layout["font"]["size"] >= 16 and layout["title"]["font"]["size"] == 22
+        for name, axis in layout.items():
+            if name.startswith(("xaxis", "yaxis")):
+                assert axis["tickfont"]["size"] >= 16, name
+    html = " ".join(h.proto.body for h in at.get("html"))
+    assert "font-size: 16px" in html  # the pixel table's numbers, from the back of the room
+
+    at.toggle(key="present_mode").set_value(False).run()  # off again: the address drops it, charts as before
+    assert "present" not in at.query_params
+    plain = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+    assert plain.get("font", {}).get("size") is None
+
+
+def test_the_data_note_blames_digitlab_offline_only_when_it_is_set(monkeypatch, tmp_path, fresh_data_cache):
+    monkeypatch.delenv("DIGITLAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "nodata"))
+    for offline, said in (("", "use **Fetch full MNIST**"), ("1", "switched off (DIGITLAB_OFFLINE)")):
+        monkeypatch.setenv("DIGITLAB_OFFLINE", offline)
+        at = AppTest.from_file(EXPLORER, default_timeout=120).run()
+        notes = " ".join(m.value for m in at.markdown if m.value.startswith("- download"))
+        assert said in notes and (offline or "DIGITLAB_OFFLINE" not in notes), notes

@@ -198,6 +198,78 @@ def test_two_runs_of_one_preset_get_told_apart(trained):
     twin.id = "another-run"
     names = ev.display_names([trained["mlp"], twin, trained["cnn"]])
     assert names[twin.id].endswith("· another-run") and names[trained["mlp"].id].endswith(trained["mlp"].id)
-    assert names[trained["cnn"].id] == f"{trained['cnn'].config.title} ({trained['cnn'].config.preset})"
+    assert names[trained["cnn"].id] == trained["cnn"].title
     assert ev.other_model([trained["mlp"], twin], trained["mlp"].id) == "another-run"
     assert ev.other_model([trained["mlp"]], trained["mlp"].id) is None
+
+
+def test_titles_tell_runs_apart_and_say_the_architecture_as_it_is(trained):
+    import copy
+
+    from digitlab.models import PRESETS, ModelInfo
+
+    tutorial = ModelInfo("a", PRESETS["mlp-128-64"], created="2026-11-25T09:05:00+00:00")
+    assert tutorial.title == "MLP 784-128-64-10 ReLU/Tanh · mlp-128-64 · 25 Nov 09:05"  # not "simple_net"
+    fastai = ModelInfo("b", PRESETS["simple_net"].with_(lr=0.3, epochs=3), created="2026-11-25T14:32:10+00:00")
+    assert fastai.title == "simple_net 784-50-10 · simple_net, lr 0.3, 3 ep · 25 Nov 14:32"
+    # Five runs of one preset that differ in a setting, or only in when they ran, get five titles.
+    runs = []
+    for n, lr in enumerate((0.01, 0.03, 0.1, 0.1, 0.1)):
+        run = copy.deepcopy(trained["mlp"])
+        run.config, run.created = run.config.with_(lr=lr), f"2026-11-25T10:0{n}:00+00:00"
+        runs.append(run)
+    assert len({r.title for r in runs}) == 5
+
+
+def _scored(info, accuracy, model_id):
+    import copy
+
+    twin = copy.deepcopy(info)
+    twin.id, twin.metrics = model_id, {**info.metrics, "test_accuracy": accuracy}
+    return twin
+
+
+def test_pages_start_on_the_best_of_each_kind_and_never_on_a_broken_model(trained):
+    lin, mlp, cnn = trained["linear"], trained["mlp"], trained["cnn"]
+    broken_cnn = _scored(cnn, 0.097, "broken-cnn")
+    better_mlp = _scored(mlp, mlp.metrics["test_accuracy"] + 0.001, "better-mlp")
+    infos = [broken_cnn, lin, mlp, better_mlp, cnn]
+    assert broken_cnn.broken and not cnn.broken
+    assert [i.id for i in ev.best_of_each_kind(infos)] == [lin.id, "better-mlp", cnn.id]  # 3 or 7?, MLP, CNN
+    assert [i.id for i in ev.best_of_each_kind(infos, limit=2)] == [lin.id, "better-mlp"]
+    assert [i.id for i in ev.best_of_each_kind([broken_cnn])] == []  # a broken model alone: nothing by default
+    order = [i.id for i in ev.picker_order(infos)]
+    assert order[:3] == [cnn.id, "better-mlp", lin.id] and order[-1] == "broken-cnn"  # ten digits lead
+
+
+def test_reliability_and_ece_on_a_case_worked_by_hand():
+    # Ten answers at 0.95 confidence of which 8 are right, ten at 0.55 of which all 10 are right (two classes).
+    probs = torch.tensor([[0.95, 0.05]] * 10 + [[0.55, 0.45]] * 10)
+    targets = torch.tensor([0] * 8 + [1] * 2 + [0] * 10)
+    r = ev.reliability(probs, targets, bins=10)
+    assert r.counts == [10, 10] and r.accuracy == pytest.approx([1.0, 0.8])
+    assert r.confidence == pytest.approx([0.55, 0.95])
+    assert r.ece == pytest.approx(0.5 * 0.45 + 0.5 * 0.15)
+
+
+def test_temperature_scaling_finds_the_temperature_that_made_a_model_underconfident():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6000, 10, generator=gen) * 4
+    targets = torch.distributions.Categorical(logits=logits).sample()  # calibrated at T = 1 by construction
+    soft = torch.softmax(logits / 2.0, dim=1)  # the same model made twice less sure, as label smoothing does
+    pred = ev.Predictions(soft, targets, torch.arange(6000), ev.DIGITS)
+    cal = ev.calibrate(pred)
+    assert cal.temperature == pytest.approx(0.5, rel=0.08)
+    assert cal.before.ece > 0.1 and cal.after.ece < 0.03
+    assert torch.equal(ev.calibrated(pred).predicted, pred.predicted)  # the answers never change
+    assert ev.calibrated(pred).confidence.mean() > pred.confidence.mean()
+
+
+def test_confidence_notes_say_what_shapes_the_confidence():
+    from digitlab.models import PRESETS
+
+    assert "label smoothing 0.1" in ev.confidence_note(PRESETS["cnn-fast"])
+    assert "91%" in ev.confidence_note(PRESETS["cnn-fast"])  # 1 - 0.1 + 0.1 / 10
+    assert "softmax" in ev.confidence_note(PRESETS["simple_net"])
+    assert "LogSoftmax" in ev.confidence_note(PRESETS["mlp-128-64"])
+    assert "sigmoid" in ev.confidence_note(PRESETS["linear-better"])

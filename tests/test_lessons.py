@@ -171,3 +171,41 @@ def test_linear_weights_reads_both_forms():
     assert torch.equal(lessons.linear_weights(nn_form), nn_form[1].weight.detach()[0].reshape(28, 28))
     with pytest.raises(ValueError):
         lessons.linear_weights(torch.nn.Linear(3, 2))
+
+
+def test_by_hand_adjusts_what_the_hand_written_net_cannot_do():
+    config, changed = lessons.by_hand(PRESETS["mlp-128-64"])
+    assert config.hidden == (128,) and config.activations == ("relu",) and config.optimizer == "sgd"
+    assert config.form == "scratch" and config.loss == "cross_entropy"
+    assert len(changed) == 4
+    same, nothing = lessons.by_hand(PRESETS["simple_net"])
+    assert nothing == [] and same == PRESETS["simple_net"].with_(form="scratch")
+
+
+def test_a_continued_run_is_captioned_once_and_drawn_as_its_own_segment():
+    import copy
+
+    from digitlab import viz
+    from digitlab.models import ModelInfo
+
+    parent = [{"epoch": e, "test_accuracy": 0.9 + e / 100, "train_loss": 1 / e} for e in range(1, 21)]
+    child = parent + [{"epoch": 21, "test_accuracy": 0.95, "train_loss": 0.01}]
+    info = ModelInfo("x", PRESETS["simple_net"].with_(epochs=21), history=child)
+    caption = lessons.trained_caption(info)
+    assert caption.endswith("; trained for 21 epochs") and caption.count("21") == 1
+    fig = viz.runs_overlay({"1. parent": parent, "2. one more": copy.deepcopy(child)})
+    first, second = fig.data
+    assert list(first.x) == list(range(1, 21))
+    assert list(second.x) == [20, 21] and second.line.dash == "dash"  # from where it branched off, not over it
+    own = viz.runs_overlay({"1. a": parent, "2. b": [dict(h, test_accuracy=0.5) for h in parent]})
+    assert [list(t.x) for t in own.data] == [list(range(1, 21))] * 2  # two separate runs: both whole
+
+
+def test_expected_time_of_a_recipe_follows_the_speed_measured_here():
+    from digitlab.models import ModelInfo
+
+    cnn = PRESETS["cnn-seed"]
+    measured = [ModelInfo(str(n), cnn, metrics={"images_per_s": rate}) for n, rate in enumerate((1000, 3000, 2000))]
+    assert lessons.expected_seconds(cnn, measured, 60_000) == pytest.approx(5 * (60_000 / 2000 + 1))
+    fast = PRESETS["cnn-fast"]  # another network: the queue's first guess, not cnn-seed's speed
+    assert lessons.expected_seconds(fast, measured, 60_000) != lessons.expected_seconds(cnn, measured, 60_000)

@@ -89,18 +89,22 @@ def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, t
 
 def test_three_vs_seven_and_comparing_two_models(mnist, trained):
     lin, mlp = trained["linear"], trained["mlp"]
-    at = _open(lin.id, eval_compare=True, eval_model_b=mlp.id)
+    at = _open(lin.id, eval_compare=True, eval_models=[lin.id, mlp.id])
     assert not at.exception and not at.error
-    shown = _metrics(at)
+    (shown,) = _frames(at, "model", has="Accuracy")  # side by side: one row per model, nothing cut
     n37 = mnist.class_counts("test")[3] + mnist.class_counts("test")[7]
-    assert [v for k, v in shown if k == "Test images"] == [f"{n37:,}", "10,000"]
-    assert [v for k, v in shown if k == "Accuracy"] == [f"{lin.metrics['test_accuracy']:.2%}",
-                                                        f"{mlp.metrics['test_accuracy']:.2%}"]
+    assert shown["Test images"].tolist() == [f"{n37:,}", "10,000"]
+    assert shown["Accuracy"].tolist() == [f"{lin.metrics['test_accuracy']:.2%}", f"{mlp.metrics['test_accuracy']:.2%}"]
+    assert shown["model"].tolist() == [lin.title, mlp.title]
     assert any("scored on the test 3s and 7s only" in c.value for c in at.caption)
     two, ten = _frames(at, "pred ")
     assert two.shape == (2, 2) and int(two.values.sum()) == n37 and int(ten.values.sum()) == 10_000
     robust = _frames(_show(at, "Robustness"), "model", has="change")[0]
     assert robust["model"].nunique() == 2  # a curve per model
+
+    # The threshold, side by side: a table with each model's name, whole numbers, not metrics cut short.
+    (cut,) = _frames(_show(at, "Confidence threshold"), "model", has="coverage")
+    assert cut["model"].tolist() == [lin.title, mlp.title] and (cut["answered"] <= [n37, 10_000]).all()
 
     # The map of the linear model's single output number, by t-SNE: a picture, not a traceback.
     _show(at, "What the layers see")
@@ -147,3 +151,57 @@ def test_an_empty_store_says_where_to_train(tmp_path, trained):
     assert not at.exception and not at.error
     assert any("No trained model yet" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_the_page_starts_on_the_best_model_and_compares_the_best_of_each_kind(trained):
+    from digitlab import evaluate as ev
+
+    infos = ModelStore().list()
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception and not at.error
+    best = ev.best_of_each_kind(infos)
+    top = ev.ranked(best)[0]  # the most accurate ten-digit model
+    assert at.session_state["eval_model"] == top.id and top.config.task == "digits"
+    at.toggle(key="eval_compare").set_value(True).run()
+    expected = [top, *[i for i in best if i.id != top.id]][:4]
+    assert at.multiselect(key="eval_models").value == [i.id for i in expected]
+    (shown,) = _frames(at, "model", has="Accuracy")
+    assert shown["model"].tolist() == [i.title for i in expected]
+
+
+def test_calibration_diagram_and_temperature_from_the_models_own_predictions(mnist, trained):
+    """The reliability diagram's points, the ECE and the fitted temperature, checked against the model's own test
+    probabilities computed here again (evaluate.predict) and binned by hand."""
+    import numpy as np
+
+    from digitlab import evaluate as ev
+
+    cnn = trained["cnn"]
+    at = _open(cnn.id)
+    _show(at, "Calibration")
+    assert not at.exception and not at.error
+    spec = json.loads(next(c.proto.spec for c in at.get("plotly_chart")
+                           if "Reliability" in json.dumps(json.loads(c.proto.spec)["layout"].get("title", ""))))
+    (table,) = _frames(at, "model", has="temperature T")
+    model, info = ModelStore().load(cnn.id)
+    pred = ev.predict(model, info.config, mnist)
+    judge = pred.probs[1::2].numpy()  # the half the figures are drawn on
+    targets = pred.targets[1::2].numpy()
+    conf, right = judge.max(1), judge.argmax(1) == targets
+    bins = np.clip(((conf - 0.1) / 0.9 * 10).astype(int), 0, 9)
+    gaps = [abs(right[bins == b].mean() - conf[bins == b].mean()) * (bins == b).sum() for b in range(10)
+            if (bins == b).any()]
+    assert table["ECE as trained"].iloc[0] == pytest.approx(sum(gaps) / len(conf), abs=1e-4)
+    before = next(t for t in spec["data"] if t.get("xaxis", "x") == "x" and t["name"] != "calibrated")
+    assert before["y"] == pytest.approx([right[bins == b].mean() for b in range(10) if (bins == b).any()], abs=1e-6)
+    t = table["temperature T"].iloc[0]
+    nll = [float(torch_nll(pred.probs[0::2], pred.targets[0::2], x)) for x in (t * 0.8, t, t * 1.25)]
+    assert nll[1] <= min(nll[0], nll[2])  # the fitted T is a minimum of the likelihood on the fitting half
+    assert table["ECE after temperature scaling"].iloc[0] <= table["ECE as trained"].iloc[0] + 0.005
+    assert any("softmax" in c.value for c in at.caption)  # what shapes the confidence is said
+
+
+def torch_nll(probs, targets, temperature):
+    import torch
+
+    return torch.nn.functional.cross_entropy(probs.double().clamp_min(1e-12).log() / temperature, targets)

@@ -93,7 +93,7 @@ def test_stored_linear_model_weights_without_training(mnist, trained):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
     picker = at.selectbox(key="lin_show_model")
-    assert any(o.startswith("linear1 (scratch) · linear-better") for o in picker.options)
+    assert any(o.startswith("linear1 784-1 (by hand) · linear-better") for o in picker.options)
     picker.set_value(trained["linear"].id).run()
     titles = chart_titles(at)
     acc = trained["linear"].metrics["test_accuracy"]

@@ -137,12 +137,17 @@ def test_simple_net_written_by_hand_trains_through_the_page(mnist):
     assert list(table["layer"]) == ["res = xb@w1 + b1", "res = res.max(tensor(0.0))", "res@w2 + b2"]
     assert metrics(at)["Parameters"] == f"{784 * 50 + 50 + 50 * 10 + 10:,}"
 
-    at.selectbox(key="mlp_simple_net_opt").set_value("adam").run()  # the hand-written step is plain SGD
-    assert any("plain SGD" in e.value for e in at.error) and at.button(key="mlp_train").disabled
+    # What the hand-written net cannot do is adjusted and said, not a red error: its step is plain SGD ...
+    at.selectbox(key="mlp_simple_net_opt").set_value("adam").run()
+    assert not at.error and any("plain SGD (not adam)" in i.value for i in at.info)
+    assert not at.button(key="mlp_train").disabled
     at.selectbox(key="mlp_simple_net_opt").set_value("sgd").run()
+    # ... and it has one hidden layer: the first size is kept, the table shows what will train.
     at.text_input(key="mlp_simple_net_hidden").set_value("64, 32").run()
-    assert any("one hidden layer" in e.value for e in at.error) and at.button(key="mlp_train").disabled
+    assert not at.error and any("one hidden layer of 64" in i.value for i in at.info)
+    assert metrics(at)["Parameters"] == f"{784 * 64 + 64 + 64 * 10 + 10:,}"
     at.text_input(key="mlp_simple_net_hidden").set_value("50").run()
+    assert not any("Written by hand" in i.value for i in at.info)  # nothing to adjust: nothing said
 
     at.number_input(key="mlp_simple_net_epochs").set_value(2)
     at.number_input(key="mlp_simple_net_limit").set_value(10_000).run()
@@ -153,6 +158,18 @@ def test_simple_net_written_by_hand_trains_through_the_page(mnist):
     assert not at.exception
     shown = metrics(at)["Test accuracy"]
     assert shown == f"{snap.history[-1]['test_accuracy']:.2%}" and float(shown.rstrip("%")) > 75
+
+
+def test_by_hand_with_the_pytorch_preset_adjusts_instead_of_an_error():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["mlp_preset"] = "mlp-128-64"
+    at.run()
+    at.radio(key="mlp_mlp-128-64_form").set_value("scratch").run()
+    assert not at.exception and not at.error
+    note = " ".join(i.value for i in at.info)
+    assert "one hidden layer of 128" in note and "ReLU" in note and "plain SGD (not momentum)" in note
+    assert not at.button(key="mlp_train").disabled
+    assert metrics(at)["Parameters"] == f"{784 * 128 + 128 + 128 * 10 + 10:,}"
 
 
 def test_accuracy_chart_is_live_in_the_first_epoch():

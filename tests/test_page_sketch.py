@@ -52,7 +52,7 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
     assert not any("No model that knows" in i.value for i in at.info)
     assert any("Draw a digit" in i.value for i in at.info)
     assert any("20 drawings" in m.value for m in at.markdown)
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "accuracy on the collection" in d.value.columns)
     from digitlab.store import ModelStore
 
     model, info = ModelStore().load(trained["cnn"].id)
@@ -68,3 +68,43 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
     col.add(mnist.test_images[20].numpy(), int(mnist.test_labels[20]))
     at.run()
     assert any("21 drawings" in m.value for m in at.markdown)
+
+
+@pytest.fixture()
+def broken(mnist, trained):
+    """A real run that went nowhere (a rate far too small, 512 images): below 50%; removed afterwards."""
+    from digitlab.jobs import JobQueue
+    from digitlab.models import PRESETS
+    from digitlab.store import ModelStore
+
+    queue = JobQueue(ModelStore())
+    snap = queue.submit(PRESETS["simple_net"].with_(epochs=1, lr=0.001, train_limit=512, seed=99), mnist, owner="t")
+    snap = queue.wait(snap.id, timeout=120)
+    queue.close()
+    info = ModelStore().info(snap.model_id)
+    assert info.broken
+    yield info
+    ModelStore().delete(info.id)
+
+
+def test_the_picker_starts_on_the_best_of_each_kind_and_marks_a_broken_model(broken, tmp_path, monkeypatch):
+    from digitlab import evaluate as ev
+    from digitlab.store import ModelStore
+
+    monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
+    infos = ModelStore().list()
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception and not at.error
+    picker = at.multiselect(key="sketch_models")
+    best = ev.best_of_each_kind(infos)
+    assert picker.value == [i.id for i in best] and broken.id not in picker.value
+    assert len(picker.value) <= 4 and {ev.kind_of(i) for i in best} >= {"3v7", "mlp", "cnn"}
+    # Each listed by its title and accuracy; the broken run carries a warning sign.
+    assert f"⚠️ {broken.title} · {broken.accuracy:.2%}" in picker.options
+    rest = next(d.value for d in at.dataframe if "learning rate" in d.value.columns)
+    row = rest[rest["model"] == broken.title].iloc[0]
+    assert row[""] == "⚠️ below 50%" and row["learning rate"] == 0.001 and row["epochs"] == 1
+    assert len(rest) == len(infos) - len(best)
+    # A student may still add it on purpose.
+    picker.set_value([*picker.value[:3], broken.id]).run()
+    assert not at.exception and broken.id in at.multiselect(key="sketch_models").value

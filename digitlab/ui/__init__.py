@@ -17,17 +17,28 @@ from .frame import (
     ROOT,
     STAGES,
     TRAIN_PAGES,
+    chart,
     data_banner,
     existing_stages,
     fetch_full_mnist,
+    glossary,
     link,
     navigation,
     page_setup,
+    presenting,
     show_code,
     sidebar_status,
     train_links,
 )
-from .pickers import model_label, model_picker, models_table, store_problems, test_image_picker
+from .pickers import (
+    choose_models,
+    compare_picker,
+    model_label,
+    model_picker,
+    models_table,
+    store_problems,
+    test_image_picker,
+)
 from .resources import (
     _load_data,
     _load_model,
@@ -63,8 +74,8 @@ from .training import (
 
 __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
-    "existing_stages", "fetch_full_mnist", "get_data", "get_queue", "get_store", "link", "load_model",
-    "memory_keeper", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id", "per_model",
+    "chart", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
+    "memory_keeper", "choose_models", "compare_picker", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id", "per_model",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",

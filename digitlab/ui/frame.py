@@ -4,10 +4,12 @@ lines, "The code that runs" boxes and links between stages."""
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from .. import data as data_mod
@@ -24,8 +26,8 @@ STAGES = [
     ("pages/3_MLP.py", "MLP", "🧠", "simple_net and deeper MLPs, trained live."),
     ("pages/4_CNN.py", "CNN", "🧩", "The seed's DigitCNN and better recipes; feature maps."),
     ("pages/5_Features.py", "Features", "👁️", "What the weights look for: 784-weight rows as images, filters."),
-    ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch every model answer."),
-    ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, confidence, robustness."),
+    ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch the class's best models answer."),
+    ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, calibration, robustness."),
 ]
 HOME = ("Home", "🔢")
 
@@ -76,7 +78,9 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     """Page config, title, the data banner and the sidebar; returns the dataset."""
     memory_keeper()
     _app_page_list()
-    st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide")
+    st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide",
+                       initial_sidebar_state=sidebar_start())
+    presenter_style()
     st.title(f"{icon} {title}")
     if intro:
         st.markdown(intro)
@@ -84,6 +88,62 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     data_banner(data)
     sidebar_status(data)
     return data
+
+
+TOUCH_DEVICES = ("ipad", "tablet", "android", "mobile", "silk", "kindle")
+
+
+def sidebar_start() -> str:
+    """Collapsed on tablets and phones (their browsers say so in the User-Agent), so the page and the drawing pad get
+    the whole width; elsewhere Streamlit's "auto" (collapsed below 768 px)."""
+    agent = (st.context.headers.get("User-Agent") or "").lower()
+    return "collapsed" if any(word in agent for word in TOUCH_DEVICES) else "auto"
+
+
+PRESENT_FONT, PRESENT_TITLE = 17, 22  # presenter mode's chart text and titles, in px: readable from the back
+
+
+def presenting() -> bool:
+    """Presenter mode: the sidebar's toggle, or ``?present=1`` in the address (a projector's bookmark)."""
+    if "present_mode" not in st.session_state:
+        st.session_state["present_mode"] = st.query_params.get("present") == "1"
+    return bool(st.session_state["present_mode"])
+
+
+def presenter_style() -> None:
+    """Keep ``?present=1`` in the address while presenter mode is on, so a reload (or a bookmark) stays in it."""
+    on = presenting()
+    if on != (st.query_params.get("present") == "1"):
+        if on:
+            st.query_params["present"] = "1"
+        else:
+            del st.query_params["present"]
+
+
+def chart(where, fig, **kwargs):
+    """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 17 px,
+    titles of 22 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
+    if presenting():
+        fig = go.Figure(fig)
+        fig.update_layout(font_size=PRESENT_FONT, title_font_size=PRESENT_TITLE, legend_font_size=PRESENT_FONT)
+        for axes in (fig.update_xaxes, fig.update_yaxes):  # Streamlit's chart theme sets 12 px ticks: say otherwise
+            axes(tickfont_size=PRESENT_FONT, title_font_size=PRESENT_FONT)
+        for ann in fig.layout.annotations:  # subplot titles, labels: never below the presenter size
+            ann.font.size = max(ann.font.size or 0, PRESENT_FONT)
+        fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None)
+        if fig.layout.height:
+            fig.update_layout(height=int(fig.layout.height * 1.25))
+    return where.plotly_chart(fig, **kwargs)
+
+
+def glossary(*terms: str) -> None:
+    """The words just used, explained in a small pop-over beside them."""
+    from .. import glossary as words
+
+    found = words.entries(*terms)
+    if found:
+        with st.popover("📖 " + ", ".join(t for t, _ in found), help="What these words mean"):
+            st.markdown(words.markdown(*terms))
 
 
 def data_banner(data: data_mod.MNIST) -> None:
@@ -106,7 +166,16 @@ def data_banner(data: data_mod.MNIST) -> None:
     if src.skipped:
         with st.expander("Why not the other data sources"):
             for reason in src.skipped:
-                st.markdown(f"- {reason}")
+                st.markdown(f"- {skipped_reason(reason)}")
+
+
+def skipped_reason(reason: str) -> str:
+    """The web app never downloads on its own (the Fetch button does): say so, rather than blame DIGITLAB_OFFLINE
+    when nobody set it."""
+    offline = os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes")
+    if reason.startswith("download: switched off") and not offline:
+        return "download: not done automatically by the web app; use **Fetch full MNIST** above to download it"
+    return reason
 
 
 def fetch_full_mnist() -> None:
@@ -132,18 +201,20 @@ def sidebar_status(data: data_mod.MNIST) -> None:
         where = "the bundled sample" if data.is_sample else f"full MNIST ({data.source.kind})"
         st.caption(f"**Data:** {where}")
         st.caption(f"**Device:** {device_label()}")
-        if get_queue().active():
-            st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
+        st.toggle("Presenter mode", key="present_mode", help="Larger charts and text for a projector. "
+                  "Add ?present=1 to the address to open any page in it.")
+        st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
 
 
-SIDEBAR_EVERY_S = 3.0  # the sidebar's training line redraws itself this often while anything trains
+SIDEBAR_EVERY_S = 3.0  # the sidebar's training line looks at the queue this often, on every page
 
 
 def _training_line() -> None:
-    """What the class's queue is doing now; when the last run ends, one full rerun clears it and its timer."""
+    """What the class's queue is doing now, redrawn on its own: a run another student starts appears, and the line
+    goes when the last run ends, with no rerun of the page (which would wipe a drawing on the Sketch Pad)."""
     active = get_queue().active()
     if not active:
-        st.rerun(scope="app")
+        return
     running = [j for j in active if j.state == "running"]
     st.caption("**Training now:**")
     for j in running:

@@ -10,8 +10,9 @@ import streamlit as st
 import torch
 
 from .. import data as data_mod
+from .. import evaluate as ev
 from ..explore import first_index_of
-from ..models import ModelInfo
+from ..models import BROKEN_BELOW, ModelInfo, trained_when
 from .resources import stored_models
 
 
@@ -24,43 +25,94 @@ def store_problems() -> None:
 
 
 def model_label(info: ModelInfo) -> str:
-    acc = info.metrics.get("test_accuracy")
-    acc_txt = f"{acc:.2%}" if isinstance(acc, (int, float)) else "?"
-    return f"{info.config.title} · {info.config.preset} · {acc_txt} · {info.created[:16].replace('T', ' ')}"
+    """Its title and accuracy; a model below 50% carries a warning sign wherever it is listed."""
+    acc = f"{info.accuracy:.2%}" if info.accuracy is not None else "not scored"
+    return f"{'⚠️ ' if info.broken else ''}{info.title} · {acc}"
 
 
 def model_picker(
     label: str, key: str, where: Callable[[ModelInfo], bool] = lambda i: True, help: str | None = None
 ) -> ModelInfo | None:
-    """A selectbox over the stored models that pass ``where``; None (with a message) when there are none."""
-    infos = [i for i in stored_models()[0] if where(i)]
+    """A selectbox over the stored models that pass ``where``, the best of each kind first (it starts on the best;
+    below-50% models last, marked); None when there are none."""
+    infos = ev.picker_order([i for i in stored_models()[0] if where(i)])
     if not infos:
         return None
     by_id = {i.id: i for i in infos}
+    if st.session_state.get(key) not in by_id:  # first visit, or the model it showed was deleted
+        st.session_state[key] = infos[0].id
     chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: model_label(by_id[i]), help=help)
     return by_id.get(chosen)
 
 
-def models_table(infos: list[ModelInfo]) -> pd.DataFrame:
-    """The one table of stored models: what each is, how well it does, how long it took, its id."""
-    return pd.DataFrame(
-        [
-            {
-                "model": i.config.title,
-                "kind": {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}.get(i.config.kind, i.config.kind),
-                "scored on": "test 3s and 7s only (3 or 7?)" if i.config.task == "3v7" else "all 10 digits",
-                "preset": i.config.preset,
-                "task": i.config.task,
-                "test accuracy": i.metrics.get("test_accuracy"),
-                "parameters": i.parameters,
-                "epochs": len(i.history),
-                "training time (s)": round(i.train_seconds, 1),
-                "trained": i.created[:16].replace("T", " "),
-                "id": i.id,
-            }
-            for i in infos
-        ]
-    )
+def choose_models(label: str, key: str, where: Callable[[ModelInfo], bool] = lambda i: True, limit: int = 4,
+                  kinds: tuple[str, ...] = tuple(ev.KINDS)) -> list[ModelInfo]:
+    """Up to ``limit`` models side by side: the class's best of each kind until the student adds or removes any
+    stored model; the others in a compact sortable table below the picker."""
+    infos = ev.picker_order([i for i in stored_models()[0] if where(i)])
+    by_id = {i.id: i for i in infos}
+    if key in st.session_state:  # keep what the student picked, less what no longer exists
+        st.session_state[key] = [i for i in st.session_state[key] if i in by_id][:limit]
+    else:
+        st.session_state[key] = [i.id for i in ev.best_of_each_kind(infos, limit, kinds)]
+    picked = st.multiselect(
+        label, list(by_id), key=key, max_selections=limit, format_func=lambda i: model_label(by_id[i]),
+        placeholder="Add a model", help=f"It starts on the class's best model of each kind; add or remove any stored "
+        f"model, up to {limit}. ⚠️ marks models below {BROKEN_BELOW:.0%} test accuracy: never shown unless picked.")
+    rest = [i for i in infos if i.id not in picked]
+    if rest:
+        with st.expander(f"The other {len(rest)} stored model{'s' if len(rest) != 1 else ''}"):
+            st.dataframe(models_table(rest, compact=True), hide_index=True, key=f"{key}_rest",
+                         column_config=ACCURACY_COLUMN)
+            st.caption("Click a column's name to sort by it. Add a model with the picker above.")
+    return [by_id[i] for i in picked]
+
+
+def compare_picker(one_key: str, compare_key: str, many_key: str) -> list[ModelInfo]:
+    """One model (the class's best to start with), or, with the toggle on, up to four side by side (the first
+    beside the best of each other kind to start with)."""
+    first = model_picker("Model", key=one_key, help="The class's best model of each kind first, then the rest best "
+                         "first; ⚠️ marks models below 50%.")
+    if first is None or not st.toggle("Compare with other models", key=compare_key):
+        return [first] if first is not None else []
+    best = [i.id for i in ev.best_of_each_kind(stored_models()[0]) if i.id != first.id]
+    st.session_state.setdefault(many_key, [first.id, *best][:4])
+    return choose_models("Models side by side", key=many_key)
+
+
+ACCURACY_COLUMN = {"test accuracy": st.column_config.NumberColumn(format="percent")}
+
+
+def models_table(infos: list[ModelInfo], compact: bool = False, ranks: bool = False) -> pd.DataFrame:
+    """The one table of stored models: what each is, how it was trained, how well it does, how long it took
+    (``compact``: what tells them apart; ``ranks``: numbered in the order given)."""
+    rows = [
+        {
+            "": "⚠️ below 50%" if i.broken else "",
+            "model": i.title,
+            "kind": {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}.get(i.config.kind, i.config.kind),
+            "scored on": "test 3s and 7s only (3 or 7?)" if i.config.task == "3v7" else "all 10 digits",
+            "preset": i.config.preset,
+            "task": i.config.task,
+            "test accuracy": i.accuracy,
+            "learning rate": i.config.lr,
+            "batch size": i.config.batch_size,
+            "epochs": len(i.history) or i.config.epochs,
+            "parameters": i.parameters,
+            "training time (s)": round(i.train_seconds, 1),
+            "trained": trained_when(i.created),
+            "id": i.id,
+        }
+        for i in infos
+    ]
+    table = pd.DataFrame(rows)
+    if compact and not table.empty:
+        table = table[["", "model", "kind", "test accuracy", "learning rate", "batch size", "epochs"]]
+    if not table.empty and not table[""].any():
+        table = table.drop(columns=[""])
+    if ranks:
+        table.insert(0, "rank", range(1, len(table) + 1))
+    return table
 
 
 def test_image_picker(data: data_mod.MNIST, key: str, default_digit: int = 7) -> tuple[int, torch.Tensor, int]:

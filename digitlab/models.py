@@ -383,6 +383,8 @@ class ModelInfo:
     train_seconds: float = 0.0
     fingerprint: str = ""
     parameters: int = 0
+    name: str = ""  # the teacher's name for it (store.rename), if any
+    continued_from: str = ""  # the stored model this run went on training ("One more epoch")
 
     @property
     def accuracy(self) -> float | None:
@@ -399,7 +401,8 @@ class ModelInfo:
     def title(self) -> str:
         """A short title that tells it apart: the architecture, the preset and what differs from it, when trained."""
         recipe = ", ".join([self.config.preset, *preset_changes(self.config)])
-        return " · ".join(p for p in (describe(self.config), recipe, trained_when(self.created)) if p)
+        more = f"continued from {self.continued_from}" if self.continued_from else ""
+        return " · ".join(p for p in (self.name, describe(self.config), recipe, more, trained_when(self.created)) if p)
 
 
 BROKEN_BELOW = 0.5  # a model below this test accuracy is not worth a student's attention by default

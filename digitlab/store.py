@@ -559,6 +559,8 @@ class ModelStore:
             train_seconds=record["train_seconds"],
             fingerprint=record.get("fingerprint", ""),
             parameters=record["parameters"],
+            name=record.get("name", ""),
+            continued_from=record.get("continued_from") or "",
         )
 
     # ------------------------------------------------------------ leftovers of interrupted saves

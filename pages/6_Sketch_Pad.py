@@ -91,9 +91,9 @@ def save_form(result: pp.Processed, source: str, key: str) -> None:
     label = c1.selectbox("The true digit", list(range(10)), index=None, key=f"{key}_label",
                          placeholder="What did you mean?")
     if c2.button("Save to the class collection", key=f"{key}_save", disabled=label is None,
-                 help="Kept on disk as a 28x28 PNG with its label, so the class can test models on its own hand."):
+                 help="Kept as a 28x28 PNG with its label, so the class can test models on its own hand."):
         try:
-            entry = Collection().add(result.image, int(label), source)
+            entry = Collection().add(result.image, int(label), source, saved_by=ui.owner_id())
         except (CollectionError, OSError) as e:
             st.error(f"Could not save the drawing: {e}")
             return

@@ -170,10 +170,11 @@ def data_banner(data: data_mod.MNIST) -> None:
 
 
 def skipped_reason(reason: str) -> str:
-    """The web app never downloads on its own (the Fetch button does): say so, rather than blame DIGITLAB_OFFLINE
-    when nobody set it."""
-    offline = os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes")
-    if reason.startswith("download: switched off") and not offline:
+    """Why a data source was not used, as the page says it now: the web app never downloads on its own (the Fetch
+    button does), so a download not tried points at the button, unless DIGITLAB_OFFLINE is set."""
+    if reason.startswith(("download: not tried", "download: switched off")):
+        if os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes"):
+            return "download: switched off (DIGITLAB_OFFLINE)"
         return "download: not done automatically by the web app; use **Fetch full MNIST** above to download it"
     return reason
 

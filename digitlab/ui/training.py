@@ -14,6 +14,7 @@ from ..jobs import JobRefused, Snapshot, duration_text
 from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data
+from .frame import chart
 from .resources import get_queue, owner_id, shared_figure
 
 LIVE_EVERY_S = 1.5  # the live panel's redraw: the worker reports every 0.25 s, a student reads about this often
@@ -150,8 +151,8 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
     if snap.history or snap.batch_losses:
         loss, accuracy = shared_figure(("job", snap.id, snap.version), _job_figures, snap)  # once, however many watch
         left, right = st.columns(2)
-        left.plotly_chart(loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
-        right.plotly_chart(accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
+        chart(left, loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
+        chart(right, accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
 
 
 def stop_following(snap: Snapshot, state_key: str) -> None:
@@ -245,4 +246,4 @@ def runs_comparison(runs_key: str, label: Callable[[TrainConfig], str],
     for col, metric in zip(cols, metrics):
         fig = viz.runs_overlay(runs, metric)
         fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top"), height=360 + 22 * len(runs))
-        col.plotly_chart(fig, key=f"overlay_{runs_key}_{metric}_{len(runs)}")
+        chart(col, fig, key=f"overlay_{runs_key}_{metric}_{len(runs)}")

@@ -424,7 +424,16 @@ class Bench:
 
     async def evaluate(self) -> None:
         self.set_phase("evaluate")
-        self.records.poll()
+        # A run stopped a moment ago may still be saving: its record appears, then the analysis its first paint
+        # reads. The figure is for models that are stored, so wait (at most a minute) until each has its analysis.
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            self.records.poll()
+            if all((self.records.folder / "analyses" / f"{mid}.safetensors").exists() for mid in self.records.seen):
+                break
+            await asyncio.sleep(0.5)
+        self.notes.append(f"Evaluate: every stored model had its analysis {time.monotonic() - t0:.1f} s after the "
+                          "scenario began (a stopped run finishes saving first).")
         s = self.student("evaluator")
         await s.connect()
         times = []
@@ -639,7 +648,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-classroom-") as tmp:
         models = Path(tmp) / "models"
         models.mkdir()
-        env = dict(os.environ, DIGITLAB_DATA_DIR=str(data_dir), DIGITLAB_MODEL_DIR=str(models))
+        # no limit on one run's cost: the CNN scenarios measure the class while a long run trains
+        env = dict(os.environ, DIGITLAB_DATA_DIR=str(data_dir), DIGITLAB_MODEL_DIR=str(models), DIGITLAB_RUN_LIMIT_S="0")
         print("seeding the model store ...", flush=True)
         seeded = seed_store(models, args.models, env)
         server = Server(env, Path(tmp) / "server.log")

@@ -98,11 +98,13 @@ def compute(store: ModelStore, model_id: str, data: MNIST, model: nn.Module) -> 
     return Analysis(model_id, store.weights_sha256(model_id), data.fingerprint(), pred, before, parts)
 
 
-def complete(store: ModelStore, model_id: str, data: MNIST, model: nn.Module | None = None) -> Analysis:
-    """Everything Evaluate and Features show by default, robustness on ROBUST_N images included."""
+def complete(store: ModelStore, model_id: str, data: MNIST, model: nn.Module | None = None,
+             progress: ev.Progress = ev.no_progress) -> Analysis:
+    """Everything Evaluate and Features show by default, robustness on ROBUST_N images included. ``progress`` is
+    called before each robustness level (the training process uses it to give way to a run that arrives)."""
     if model is None:
         model, _ = store.load(model_id)
-    return add_robustness(store, ensure(store, model_id, data, model), data, ROBUST_N, model)
+    return add_robustness(store, ensure(store, model_id, data, model), data, ROBUST_N, model, progress)
 
 
 # ---------------------------------------------------------------- the file beside the model
@@ -193,12 +195,13 @@ def _extend(store: ModelStore, a: Analysis, data: MNIST, parts: dict[str, torch.
     return grown
 
 
-def add_robustness(store: ModelStore, a: Analysis, data: MNIST, n: int, model: nn.Module) -> Analysis:
+def add_robustness(store: ModelStore, a: Analysis, data: MNIST, n: int, model: nn.Module,
+                   progress: ev.Progress = ev.no_progress) -> Analysis:
     """The analysis with robustness on ``n`` test images per point as well (computed now, kept on disk)."""
     if a.robustness(n) is not None:
         return a
     config = store.info(a.model_id).config
-    return _extend(store, a, data, _robustness_parts(ev.robustness(model, config, data, n), n))
+    return _extend(store, a, data, _robustness_parts(ev.robustness(model, config, data, n, progress), n))
 
 
 def add_embedding(

@@ -32,7 +32,7 @@ THREE_SEVEN = ("7", "3")  # column 0 is P(7), column 1 is P(3), as predict_proba
 PREDICT_CHUNK = 2000
 
 
-def _no_progress(fraction: float, text: str) -> None:
+def no_progress(fraction: float, text: str) -> None:
     pass
 
 
@@ -82,7 +82,7 @@ class Predictions:
         return confusion_matrix(self.targets, self.predicted, self.n_classes)
 
 
-def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progress = _no_progress) -> Predictions:
+def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progress = no_progress) -> Predictions:
     """Probabilities for every test image of the model's task, in chunks so a page can show progress."""
     index, targets, names = task_test_set(data, config)
     images = data.test_images[index]
@@ -343,7 +343,7 @@ def subsample(n_total: int, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def robustness(
-    model: nn.Module, config: TrainConfig, data: MNIST, n: int = 1000, progress: Progress = _no_progress
+    model: nn.Module, config: TrainConfig, data: MNIST, n: int = 1000, progress: Progress = no_progress
 ) -> dict[str, list[tuple[float, float]]]:
     """Accuracy at each level of each perturbation, on the same ``n`` test images of the task."""
     index, targets, _ = task_test_set(data, config)

@@ -165,15 +165,33 @@ def _data(spec: dict, cache: dict):
     return cache[key]
 
 
-def analyse_model(store_root: str, model_id: str, data, model=None, complete: bool = True) -> None:
-    """What Evaluate and Features need for this model (with ``complete``, all of it), computed once now."""
+class GiveWay(Exception):
+    """Raised inside a model's deferred analysis when a run arrives: the run goes first."""
+
+
+def analyse_model(store_root: str, model_id: str, data, model=None, complete: bool = True,
+                  give_way: Callable[[], bool] | None = None) -> bool:
+    """What Evaluate and Features need for this model (with ``complete``, all of it), computed once now.
+
+    With ``give_way``, checked before each robustness level, a run that arrives stops the analysis (False is
+    returned: nothing half-done is kept, and it is done again later)."""
     from . import analysis
     from .store import ModelStore
 
+    def progress(_done: float, _what: str) -> None:
+        if give_way is not None and give_way():
+            raise GiveWay
+
     try:
-        (analysis.complete if complete else analysis.ensure)(ModelStore(store_root), model_id, data, model)
+        if complete:
+            analysis.complete(ModelStore(store_root), model_id, data, model, progress)
+        else:
+            analysis.ensure(ModelStore(store_root), model_id, data, model)
+    except GiveWay:
+        return False
     except Exception:  # the model is saved; its analysis is made again on first view
         traceback.print_exc()
+    return True
 
 
 # ---------------------------------------------------------------- the process
@@ -238,7 +256,8 @@ def main() -> int:
             cmd = runs.pop(0) if runs else None
         if cmd is None:
             done = to_analyse.pop(0)
-            analyse_model(done["store"], done["model_id"], _data(done, data_cache))
+            if not analyse_model(done["store"], done["model_id"], _data(done, data_cache), give_way=lambda: bool(runs)):
+                to_analyse.insert(0, done)  # a run came in: it trains first, this analysis waits for the next lull
             continue
         if cmd.get("op") == "quit":
             return 0

@@ -15,9 +15,12 @@ and refuses a run whose data has a different fingerprint than the page's.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
+import time
 from multiprocessing.managers import BaseManager
+from pathlib import Path
 
 from .data import DataError, load_dataset
 from .models import TrainConfig
@@ -104,6 +107,25 @@ class RemoteQueue:
         if method not in ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume"):
             raise AttributeError(method)
         return lambda *args, **kwargs: self._service.call(method, *args, **kwargs)
+
+
+def start(env: dict, log_path: Path, timeout: float = 60) -> subprocess.Popen:
+    """Start ``python -m digitlab.queue_server`` with ``env`` (which names its address and key), its output in
+    ``log_path``; return once it answers. A server that does not start raises OSError with the end of its log."""
+    root = Path(__file__).resolve().parent.parent
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "digitlab.queue_server"], cwd=root, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            RemoteQueue(env[ADDRESS_ENV], env[KEY_ENV])
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise OSError(f"the queue server did not start: {log_path.read_text()[-800:]}") from None
+            time.sleep(0.2)
 
 
 def serve_forever(address: str, key: str) -> None:

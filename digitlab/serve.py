@@ -122,23 +122,14 @@ class Cluster:
         return self
 
     def _start_queue_server(self) -> None:
-        from .queue_server import ADDRESS_ENV, KEY_ENV, RemoteQueue
+        from . import queue_server
 
         address, key = f"127.0.0.1:{free_port()}", secrets.token_hex(16)
-        self.env.update({ADDRESS_ENV: address, KEY_ENV: key})
-        log = open(self.folder / "queue.log", "wb")  # noqa: SIM115 - kept open for the process's life
-        self.processes.append(subprocess.Popen([sys.executable, "-m", "digitlab.queue_server"], cwd=ROOT, env=self.env,
-                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.time() + 60
-        while True:
-            try:
-                RemoteQueue(address, key)
-                return
-            except OSError:
-                if time.time() > deadline or self.processes[-1].poll() is not None:
-                    log_tail = (self.folder / "queue.log").read_text()[-800:]
-                    raise ServeError(f"the queue server did not start: {log_tail}") from None
-                time.sleep(0.2)
+        self.env.update({queue_server.ADDRESS_ENV: address, queue_server.KEY_ENV: key})
+        try:
+            self.processes.append(queue_server.start(self.env, self.folder / "queue.log"))
+        except OSError as e:
+            raise ServeError(str(e)) from None
 
     def stop(self) -> None:
         for p in reversed(self.processes):

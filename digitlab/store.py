@@ -32,18 +32,15 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from . import models
 from .data import NORMALISATIONS
 from .models import (
     ACTIVATIONS,
-    MAX_HIDDEN_LAYERS,
-    MAX_LAYER_UNITS,
-    Linear1,
     ModelInfo,
-    SimpleNetScratch,
     TrainConfig,
     build_model,
     count_parameters,
-    nn_layers,
+    nn_layers,  # the layers alone, to check a weights file's shapes against
 )
 from .train import ConfigError, check_config
 
@@ -200,8 +197,8 @@ CONFIG_FIELDS: dict[str, Check] = {
     "preset": _text(64),
     "task": _choice("digits", "3v7"),
     "form": _choice("nn", "scratch"),
-    "hidden": _list(_whole(1, MAX_LAYER_UNITS), 0, MAX_HIDDEN_LAYERS),
-    "activations": _list(_choice(*ACTIVATIONS), 0, MAX_HIDDEN_LAYERS),
+    "hidden": _list(_whole(1, models.MAX_LAYER_UNITS), 0, models.MAX_HIDDEN_LAYERS),
+    "activations": _list(_choice(*ACTIVATIONS), 0, models.MAX_HIDDEN_LAYERS),
     "arch": _choice("digitcnn", "digitcnn_bn", "digitcnn_fast"),
     "optimizer": _choice("sgd", "momentum", "adam"),
     "lr": _number(1e-12, 1000.0),
@@ -269,9 +266,9 @@ def skeleton(config: TrainConfig) -> torch.nn.Module:
     """The model's layers with shapes and no numbers (PyTorch's meta device): what its weights must look like."""
     with torch.device("meta"):
         if config.form == "scratch" and config.kind == "linear":
-            return Linear1(config.n_outputs)
+            return models.Linear1(config.n_outputs)
         if config.form == "scratch" and config.kind == "mlp":
-            return SimpleNetScratch(config.hidden[0] if config.hidden else 50, config.n_outputs)
+            return models.SimpleNetScratch(config.hidden[0] if config.hidden else 50, config.n_outputs)
         return nn_layers(config, config.n_outputs)
 
 

@@ -6,14 +6,13 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from multiprocessing import AuthenticationError
 from pathlib import Path
 
 import pytest
 
+from digitlab import queue_server
 from digitlab.data import DATASETS, DataError, load_mnist
 from digitlab.jobs import JobRefused
 from digitlab.models import PRESETS
@@ -30,17 +29,10 @@ def server(tmp_path):
     key = secrets.token_hex(16)
     env = {**os.environ, "DIGITLAB_QUEUE_ADDRESS": address, "DIGITLAB_QUEUE_KEY": key,
            "DIGITLAB_MODEL_DIR": str(tmp_path / "models")}
-    proc = subprocess.Popen([sys.executable, "-m", "digitlab.queue_server"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            RemoteQueue(address, key)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the queue server did not start: {proc.stdout.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    try:
+        proc = queue_server.start(env, tmp_path / "queue.log")
+    except OSError as e:
+        pytest.fail(str(e))
     yield address, key
     proc.terminate()
     proc.wait(timeout=30)

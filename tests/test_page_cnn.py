@@ -177,3 +177,20 @@ def test_an_empty_store_says_how_to_train_one(tmp_path, monkeypatch, mnist):
         [p.proto.label for p in at.get("page_link")]
     assert any("Linear 3 vs 7" in v for v in links) and any("MLP" in v for v in links)
     assert "The 32 learned 3x3 filters of the first layer" not in chart_titles(at)
+
+
+def test_the_epochs_box_is_bounded_by_the_class_limit(mnist):
+    """A student's run may not pass the class's limit: at batch 1 the Epochs box offers only what fits, says why,
+    and a value set before comes down to it."""
+    from digitlab import ui
+
+    at = _open(cnn_preset="cnn-seed")
+    at64 = at.number_input(key="cnn_cnn-seed_epochs")
+    assert 5 <= at64.max < 100 and "At most" in at64.help  # batch 64: the preset's 5 fit, a hundred would not...
+    at64.set_value(5).run()
+    at.number_input(key="cnn_cnn-seed_bs").set_value(1).run()
+    box = at.number_input(key="cnn_cnn-seed_epochs")
+    assert not at.exception
+    assert box.max == 1 and box.value == 1  # ...and at batch 1 one epoch is all the box offers
+    assert "At most 1 at this batch size" in box.help and "class's limit for one run" in box.help
+    assert ui.get_queue().limit_s is not None

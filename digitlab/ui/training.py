@@ -15,7 +15,7 @@ from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data
 from .frame import chart
-from .resources import get_queue, owner_id, shared_figure
+from .resources import get_data, get_queue, owner_id, shared_figure
 
 LIVE_EVERY_S = 1.5  # the live panel's redraw: the worker reports every 0.25 s, a student reads about this often
 
@@ -49,15 +49,36 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
         "Batch size", min_value=1, max_value=100_000, value=int(config.batch_size), step=32, key=f"{k}_bs",
         help="Images per gradient step: small batches step more often but noisier.",
     )
+    most, why = epochs_allowed(config.with_(batch_size=int(batch_size)), st.session_state.get(f"{k}_limit"))
+    if st.session_state.get(f"{k}_epochs", 0) > most:  # a larger batch or a new limit: bring the box within it
+        st.session_state[f"{k}_epochs"] = most
     epochs = c3.number_input(
-        "Epochs", min_value=1, max_value=100, value=int(config.epochs), key=f"{k}_epochs",
-        help="Passes over all the training images.",
+        "Epochs", min_value=1, max_value=most, value=min(int(config.epochs), most), key=f"{k}_epochs",
+        help="Passes over all the training images." + why,
     )
     limit = c4.number_input(
         "Training images (0 = all)", min_value=0, max_value=60_000, value=int(config.train_limit), step=1000,
         key=f"{k}_limit", help="Train on a random subset for a quicker run; 0 uses every training image.",
     )
     return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
+
+
+MAX_EPOCHS = 100
+
+
+def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, str]:
+    """The most epochs the Epochs box offers at this batch size (MAX_EPOCHS, or fewer when the class's limit on
+    one run's cost says so), and a help line saying why."""
+    queue = get_queue()
+    if queue.limit_s is None:
+        return MAX_EPOCHS, ""
+    config = config.with_(epochs=1, train_limit=config.train_limit if train_limit is None else int(train_limit))
+    one = queue.estimate(config, len(task_data(get_data(), config, "train")[0]))
+    fits = max(1, min(MAX_EPOCHS, int(queue.limit_s // max(one, 1e-9))))
+    if fits == MAX_EPOCHS:
+        return MAX_EPOCHS, ""
+    return fits, (f" At most {fits} at this batch size: about {duration_text(one)} an epoch here, and the class's "
+                  f"limit for one run is {duration_text(queue.limit_s)}.")
 
 
 def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:

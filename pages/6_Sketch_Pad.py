@@ -44,8 +44,7 @@ def recommended_training(data, ten_class: list) -> None:
 def show_steps(result: pp.Processed, key: str) -> None:
     """Each step of the preprocessing as a small image with its name: boxes of fixed width that wrap."""
     if result.empty:
-        st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
-        return
+        return st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
     with st.container(horizontal=True, gap="small"):
         for n, step in enumerate(result.steps):
             with st.container(width=120, gap=None, key=f"{key}_step_{n}"):
@@ -164,11 +163,13 @@ def collection_summary(version: tuple, model_ids: tuple[str, ...], _models: list
 
 def class_collection(ten_class: list) -> None:
     st.header("The class collection")
-    summary, counts = collection_summary(Collection().version(), tuple(i.id for _, i in ten_class), ten_class)
+    try:  # a database that cannot be reached: say so; the pad above still answers
+        summary, counts = collection_summary(Collection().version(), tuple(i.id for _, i in ten_class), ten_class)
+    except CollectionError as e:
+        return st.error(f"The class collection cannot be opened: {e}")
     if not summary.size:
-        st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its own "
-                   "test set.")
-        return
+        return st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its "
+                          "own test set.")
     c1, c2 = st.columns([1, 2])
     ui.chart(c1, counts, key="collection_counts")
     c2.markdown(f"**{drawings(summary.size)}.** How each ten-class model does on the class's own handwriting:")

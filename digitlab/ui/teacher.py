@@ -165,7 +165,11 @@ def _store_action(action, done: str) -> None:
 def teacher_drawings() -> None:
     st.header("Drawings in the class collection")
     collection = Collection()
-    entries = collection.list()
+    try:
+        entries = collection.list()
+    except CollectionError as e:
+        st.error(f"The class collection cannot be opened: {e}")
+        return
     if not entries:
         st.caption("The collection is empty.")
         return

@@ -27,6 +27,7 @@ from .models import TrainConfig
 from .store import ModelStore
 
 ADDRESS_ENV, KEY_ENV = "DIGITLAB_QUEUE_ADDRESS", "DIGITLAB_QUEUE_KEY"
+PLAIN = ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume")  # JobQueue methods of plain values
 
 
 class QueueService:
@@ -61,7 +62,7 @@ class QueueService:
 
     def call(self, method: str, *args, **kwargs):
         """The methods that take and give plain values already: snapshot, jobs, active, stop, cancel, pause, resume."""
-        if method not in ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume"):
+        if method not in PLAIN:
             raise AttributeError(method)
         return getattr(self.queue, method)(*args, **kwargs)
 
@@ -104,7 +105,7 @@ class RemoteQueue:
         self._service.set_limit(seconds)
 
     def __getattr__(self, method: str):
-        if method not in ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume"):
+        if method not in PLAIN:
             raise AttributeError(method)
         return lambda *args, **kwargs: self._service.call(method, *args, **kwargs)
 

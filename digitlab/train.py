@@ -111,6 +111,13 @@ def task_data(data: MNIST, config: TrainConfig, split: str) -> tuple[torch.Tenso
     return images, labels
 
 
+def task_size(data: MNIST, config: TrainConfig, split: str = "train") -> int:
+    """How many images task_data would give, counted from the labels alone (no image is copied)."""
+    labels = data.split(split)[1]
+    n = int(((labels == config.pair[0]) | (labels == config.pair[1])).sum()) if config.pair else len(labels)
+    return min(n, config.train_limit) if split == "train" and config.train_limit else n
+
+
 def prepare(images: torch.Tensor, config: TrainConfig, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 [N, 28, 28] -> the float input the config's model expects."""
     x = to_float(images.to(device), config.norm)

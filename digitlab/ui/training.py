@@ -13,7 +13,7 @@ from .. import viz
 from ..jobs import JobRefused, Snapshot, duration_text
 from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig
-from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data
+from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
 
@@ -73,7 +73,7 @@ def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, s
     if queue.limit_s is None:
         return MAX_EPOCHS, ""
     config = config.with_(epochs=1, train_limit=config.train_limit if train_limit is None else int(train_limit))
-    one = queue.estimate(config, len(task_data(get_data(), config, "train")[0]))
+    one = queue.estimate(config, task_size(get_data(), config))
     fits = max(1, min(MAX_EPOCHS, int(queue.limit_s // max(one, 1e-9))))
     if fits == MAX_EPOCHS:
         return MAX_EPOCHS, ""
@@ -84,7 +84,7 @@ def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, s
 def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
     """A caption with the run's estimated time and the class's limit; over the limit, a warning saying what to
     change, and False."""
-    queue, n_images = get_queue(), len(task_data(data, config, "train")[0])
+    queue, n_images = get_queue(), task_size(data, config)
     if refusal := queue.over_limit(config, n_images):
         st.warning(refusal, icon="⏱️")
         return False

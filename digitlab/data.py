@@ -177,7 +177,10 @@ class MNIST:
         raise ValueError(f"unknown split {name!r}: use 'train' or 'test'")
 
     def class_counts(self, name: str) -> list[int]:
-        return torch.bincount(self.split(name)[1], minlength=10).tolist()
+        key = ("counts", name)
+        if key not in self._cache:  # asked on every rerun of the Data Explorer: counted once
+            self._cache[key] = torch.bincount(self.split(name)[1], minlength=10).tolist()
+        return list(self._cache[key])
 
     def fingerprint(self) -> str:
         """A short content hash, so a stored model records exactly which data it saw."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -60,7 +61,28 @@ def _data_key(data: data_mod.MNIST) -> str:
 # everybody asks for stay in (least recently used goes first).
 @st.cache_resource(max_entries=128, show_spinner=False, hash_funcs={data_mod.MNIST: _data_key})
 def _shared(_func: Callable, name: str, code: int, args: tuple) -> Any:
-    return _func(*args)
+    return frozen(_func(*args))
+
+
+class SharedFigure(go.Figure):
+    """A figure the class shares and nobody changes: st.plotly_chart asks for its ``to_dict()`` on every rerun of
+    every student (a deep copy, every array re-encoded), so it is worked out once and handed out again."""
+
+    def to_dict(self) -> dict:
+        if getattr(self, "_as_dict", None) is None:
+            self._as_dict = super().to_dict()
+        return self._as_dict
+
+
+def frozen(result: Any) -> Any:
+    """A shared result with each of its figures (alone, in a tuple or in a dict) made a SharedFigure."""
+    if isinstance(result, go.Figure) and not isinstance(result, SharedFigure):
+        return SharedFigure(result)
+    if isinstance(result, tuple):
+        return tuple(frozen(r) for r in result)
+    if isinstance(result, dict):
+        return {k: frozen(v) for k, v in result.items()}
+    return result
 
 
 def shared(func: Callable[..., T], *args) -> T:
@@ -75,7 +97,7 @@ def shared(func: Callable[..., T], *args) -> T:
 
 @st.cache_resource(max_entries=64, show_spinner=False)  # at most ~1 MB each: memory stays bounded
 def _shared_figure(key: tuple, _build: Callable) -> Any:
-    return _build()
+    return frozen(_build())
 
 
 def shared_figure(key: tuple, build: Callable[..., T], *args, **kwargs) -> T:

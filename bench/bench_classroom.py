@@ -159,6 +159,31 @@ class Records:
         return found
 
 
+async def classmate(s: Student, stop: asyncio.Event, arrive_within: float) -> None:
+    """One student of a class: arrives within ``arrive_within`` s, then every 2-6 s reruns the page (on the Data
+    Explorer changing the digit or the split first) or, 4 times in 10, opens another of CLASS_PAGES."""
+    rng = random.Random(s.name)
+    await asyncio.sleep(rng.uniform(0, arrive_within))
+    try:
+        await s.connect()
+        await s.open(rng.choice(CLASS_PAGES))
+        while not stop.is_set():
+            await s.idle(time.monotonic() + rng.uniform(2, 6), stop)
+            if stop.is_set():
+                break
+            if rng.random() < 0.4:
+                await s.open(rng.choice([p for p in CLASS_PAGES if p != s.page]))
+                continue
+            if s.page == "Data Explorer" and s.has_widget("selectbox", "Digit"):
+                if rng.random() < 0.7:
+                    s.set_option("Digit", lambda opts: rng.choice(opts))
+                else:
+                    s.set_option("Split", lambda opts: rng.choice(opts), kind="radio")
+            await s.rerun()
+    except BenchError as e:
+        s.error(str(e))
+
+
 def seed_store(folder: Path, models_from: str | None, env: dict[str, str]) -> str:
     if models_from:
         src = Path(models_from)
@@ -309,26 +334,7 @@ class Bench:
     # ------------------------------------------------------------ scenario: a class, with and without training
 
     async def classmate(self, s: Student, stop: asyncio.Event, arrive_within: float) -> None:
-        rng = random.Random(s.name)
-        await asyncio.sleep(rng.uniform(0, arrive_within))
-        try:
-            await s.connect()
-            await s.open(rng.choice(CLASS_PAGES))
-            while not stop.is_set():
-                await s.idle(time.monotonic() + rng.uniform(2, 6), stop)
-                if stop.is_set():
-                    break
-                if rng.random() < 0.4:
-                    await s.open(rng.choice([p for p in CLASS_PAGES if p != s.page]))
-                    continue
-                if s.page == "Data Explorer" and s.has_widget("selectbox", "Digit"):
-                    if rng.random() < 0.7:
-                        s.set_option("Digit", lambda opts: rng.choice(opts))
-                    else:
-                        s.set_option("Split", lambda opts: rng.choice(opts), kind="radio")
-                await s.rerun()
-        except BenchError as e:
-            s.error(str(e))
+        await classmate(s, stop, arrive_within)
 
     async def start_long_cnn(self, trainer: Student) -> None:
         await trainer.connect()

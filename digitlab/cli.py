@@ -292,6 +292,10 @@ def serve_command(room: bool, port: int) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.web:  # a school's server: N web processes behind HAProxy, one address
+        from . import serve
+
+        return serve.run(args.web, args.port, args.room, laptop_names() if args.room else ())
     cmd = serve_command(args.room, args.port)
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"
@@ -308,6 +312,8 @@ def add_serve_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--room", action="store_true",
                        help="listen on the room's network (every interface), accepting the laptop's own names")
     serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--web", type=int, default=0, metavar="N",
+                       help="run N web processes behind HAProxy on the one port (a school's server; see the README)")
     serve.set_defaults(func=cmd_serve)
 
 

@@ -67,9 +67,14 @@ backend web
 """
 
 
-def web_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
-            "--server.port", str(port), "--server.headless", "true"]
+def web_command(port: int, allowed_hosts: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """One web process, on 127.0.0.1 only (the proxy is the way in). The proxy passes the browser's Host header
+    through, so on the room's network the laptop's names must be allowed here too."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true"]
+    for name in allowed_hosts:
+        cmd += ["--server.allowedHosts", name]
+    return cmd
 
 
 def wait_healthy(url: str, timeout: float = 120) -> None:
@@ -87,13 +92,15 @@ def wait_healthy(url: str, timeout: float = 120) -> None:
 class Cluster:
     """The web processes and the proxy, started together and stopped together."""
 
-    def __init__(self, web: int, port: int, bind: str = "127.0.0.1", env: dict | None = None):
+    def __init__(self, web: int, port: int, bind: str = "127.0.0.1", env: dict | None = None,
+                 allowed_hosts: list[str] | tuple[str, ...] = ()):
         if web < 1:
             raise ServeError("--web must be at least 1")
         self.haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(self.haproxy).exists():
             raise ServeError("HAProxy is not installed: apt-get install -y haproxy (Debian's package)")
         self.port, self.bind, self.env = port, bind, {**os.environ, **(env or {})}
+        self.allowed_hosts = list(allowed_hosts)
         self.backends = [free_port() for _ in range(web)]
         self.folder = Path(tempfile.mkdtemp(prefix="digitlab-serve-"))
         self.processes: list[subprocess.Popen] = []
@@ -103,7 +110,7 @@ class Cluster:
             self._start_queue_server()
             for p in self.backends:
                 log = open(self.folder / f"web-{p}.log", "wb")  # noqa: SIM115 - kept open for the process's life
-                self.processes.append(subprocess.Popen(web_command(p), cwd=ROOT, env=self.env, stdout=log,
+                self.processes.append(subprocess.Popen(web_command(p, self.allowed_hosts), cwd=ROOT, env=self.env, stdout=log,
                                                        stderr=subprocess.STDOUT, start_new_session=True))
             for p in self.backends:
                 wait_healthy(f"http://127.0.0.1:{p}/_stcore/health")
@@ -150,21 +157,17 @@ class Cluster:
         self.stop()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--web", type=int, default=2, help="how many Streamlit processes")
-    ap.add_argument("--port", type=int, default=8501)
-    ap.add_argument("--room", action="store_true", help="listen on every interface (the room's network)")
-    args = ap.parse_args()
-    cluster = Cluster(args.web, args.port, "0.0.0.0" if args.room else "127.0.0.1")
+def run(web: int, port: int, room: bool, allowed_hosts: list[str] | tuple[str, ...] = ()) -> int:
+    """Start the cluster, say where it is, and keep it up until Ctrl+C or until one of its processes stops."""
+    cluster = Cluster(web, port, "0.0.0.0" if room else "127.0.0.1", allowed_hosts=allowed_hosts)
     try:
         cluster.start()
     except ServeError as e:
         print(f"could not start: {e}", file=sys.stderr)
         return 1
-    where = "every interface" if args.room else "this machine only"
-    print(f"DigitLab on http://{'127.0.0.1' if not args.room else socket.gethostname()}:{args.port} ({where}): "
-          f"{args.web} web processes behind HAProxy. Ctrl+C stops it.", flush=True)
+    where = "every interface (the room's or school's network)" if room else "this machine only"
+    print(f"DigitLab on http://{socket.gethostname() if room else '127.0.0.1'}:{port} ({where}): "
+          f"{web} web processes behind HAProxy. Ctrl+C stops it.", flush=True)
     try:
         while all(p.poll() is None for p in cluster.processes):
             time.sleep(1)
@@ -174,6 +177,17 @@ def main() -> int:
         return 0
     finally:
         cluster.stop()
+
+
+def main() -> int:
+    from .cli import laptop_names
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--web", type=int, default=2, help="how many Streamlit processes")
+    ap.add_argument("--port", type=int, default=8501)
+    ap.add_argument("--room", action="store_true", help="listen on every interface (the room's network)")
+    args = ap.parse_args()
+    return run(args.web, args.port, args.room, laptop_names() if args.room else ())
 
 
 if __name__ == "__main__":

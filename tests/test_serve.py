@@ -1,14 +1,19 @@
-"""Two web processes behind Debian's HAProxy, started by digitlab.serve: one address, websockets through,
-each browser kept on its process by a cookie."""
+"""Two web processes behind Debian's HAProxy, started as the README says (`python -m digitlab serve --web 2`):
+one address, websockets through, each browser kept on its process by a cookie; Ctrl+C stops it all."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from digitlab.serve import COOKIE, Cluster, free_port
+import pytest
+
+from digitlab.serve import COOKIE, free_port, wait_healthy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -23,10 +28,19 @@ def _get(url: str, cookie: str = "") -> tuple[str, str]:
         return r.headers["X-DigitLab-Server"], set_cookie.split(";")[0]
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist):
     port = free_port()
-    with Cluster(2, port) as cluster:
-        assert len(cluster.backends) == 2
+    server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--web", "2", "--port", str(port)],
+                              cwd=ROOT, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", timeout=150)
+        except Exception:
+            server.kill()
+            pytest.fail(f"`python -m digitlab serve --web 2` did not come up: {server.communicate()[0][-2000:]}")
         first, cookie = _get(f"http://127.0.0.1:{port}/")
         assert cookie == f"{COOKIE}={first}"  # a first visit is pinned to the process that answered
         assert all(_get(f"http://127.0.0.1:{port}/", cookie)[0] == first for _ in range(4))  # reloads stay there
@@ -49,3 +63,10 @@ def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist
         for student in asyncio.run(both()):  # the pages run through the proxy's websockets on each process
             assert not student.errors, student.errors
             assert student.has_widget("number_input", "Epochs")
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl+C
+        out = server.communicate(timeout=60)[0]
+    assert server.returncode == 0, out
+    assert "2 web processes behind HAProxy" in out
+    with pytest.raises(OSError):  # the proxy went with it
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5)

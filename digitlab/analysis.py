@@ -37,7 +37,7 @@ from .data import MNIST
 from .store import ModelStore, StoreError
 
 FORMAT = "digitlab-analysis"
-VERSION = "1"
+VERSION = "2"  # 2: predictions on the held-out training images (temperature scaling)
 ROBUST_N = 1000  # the Evaluate page's default test images per robustness point
 EMBED_N = 1000  # and its default number of points on the map
 _WRITE_LOCK = threading.Lock()  # sessions of one server adding parts to one file take turns
@@ -60,6 +60,15 @@ class Analysis:
         if any(c is None for c in curves.values()):
             return None
         return {kind: [(float(lvl), float(acc)) for lvl, acc in c.tolist()] for kind, c in curves.items()}
+
+    @property
+    def held_out(self) -> ev.Predictions | None:
+        """The predictions on the training images the run never trained on (what temperature scaling is fitted
+        on); None for a model trained before images were held out."""
+        probs, targets = self.parts.get("held_out|probs"), self.parts.get("held_out|targets")
+        if probs is None or targets is None:
+            return None
+        return ev.Predictions(probs, targets, torch.arange(len(targets)), self.predictions.class_names)
 
     def embedding(self, layer: str = ev.RAW, method: str = "pca", n: int = EMBED_N) -> ev.Embedding | None:
         """The 2-D map of ``n`` test images at ``layer``; None if not computed yet."""
@@ -95,6 +104,8 @@ def compute(store: ModelStore, model_id: str, data: MNIST, model: nn.Module) -> 
     start = features.initial_model(config)
     before = ev.predict(start, config, data).accuracy
     parts = _embedding_parts(ev.embedding(model, config, data, ev.RAW, "pca", EMBED_N), EMBED_N)
+    if (held_out := ev.predict_held_out(model, config, data)) is not None:
+        parts |= {"held_out|probs": held_out.probs.float(), "held_out|targets": held_out.targets.long()}
     return Analysis(model_id, store.weights_sha256(model_id), data.fingerprint(), pred, before, parts)
 
 

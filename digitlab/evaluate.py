@@ -24,7 +24,7 @@ from torch import nn
 
 from .data import MNIST
 from .models import ModelInfo, SimpleNetScratch, TrainConfig
-from .train import predict_proba, prepare
+from .train import predict_proba, prepare, task_data
 
 Progress = Callable[[float, str], None]
 DIGITS = tuple(str(d) for d in range(10))
@@ -93,6 +93,17 @@ def predict(model: nn.Module, config: TrainConfig, data: MNIST, progress: Progre
     progress(1.0, f"Predicted {len(images):,} test images")
     probs = torch.cat(chunks) if chunks else torch.empty(0, len(names))
     return Predictions(probs, targets, index, names)
+
+
+def predict_held_out(model: nn.Module, config: TrainConfig, data: MNIST) -> Predictions | None:
+    """Probabilities for the training images the run never trained on (``config.hold_out_every``); None for a
+    model trained before images were held out."""
+    images, labels = task_data(data, config, "held_out")
+    if not len(images):
+        return None
+    probs = torch.cat([predict_proba(model, config, images[s : s + PREDICT_CHUNK])
+                       for s in range(0, len(images), PREDICT_CHUNK)])
+    return Predictions(probs, labels.long().reshape(-1), torch.arange(len(images)), task_test_set(data, config)[2])
 
 
 # ---------------------------------------------------------------- scores
@@ -238,30 +249,36 @@ def calibration_halves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 @dataclass(frozen=True)
 class Calibration:
     temperature: float
-    before: Reliability  # as trained, on the judging half
-    after: Reliability  # with the fitted temperature, on the same half
+    before: Reliability  # as trained, on the images it is judged on
+    after: Reliability  # with the fitted temperature, on the same images
+    fitted_on: str = ""  # which images T was fitted on, in words
 
 
-def calibrate(pred: Predictions, bins: int = 10) -> Calibration:
-    """Temperature scaling: T fitted on half the test images, both diagrams drawn on the other half, so T never
-    sees the images it is judged on."""
-    fit, judge = calibration_halves(len(pred.targets))
-    t = fit_temperature(pred.probs[fit], pred.targets[fit])
+def calibrate(pred: Predictions, held_out: Predictions | None = None, bins: int = 10) -> Calibration:
+    """Temperature scaling: T fitted on ``held_out`` (training images the run never trained on), both diagrams
+    drawn on the whole test set, so T never sees the images it is judged on. A model trained before images were
+    held out gets T from half the test images, judged on the other half."""
+    if held_out is not None and len(held_out.targets):
+        t, judge = fit_temperature(held_out.probs, held_out.targets), torch.arange(len(pred.targets))
+        fitted_on = f"{len(held_out.targets):,} held-out training images"
+    else:
+        fit, judge = calibration_halves(len(pred.targets))
+        t, fitted_on = fit_temperature(pred.probs[fit], pred.targets[fit]), "half the test images (an older model)"
     scaled = with_temperature(pred.probs[judge], t)
     return Calibration(t, reliability(pred.probs[judge], pred.targets[judge], bins),
-                       reliability(scaled, pred.targets[judge], bins))
+                       reliability(scaled, pred.targets[judge], bins), fitted_on)
 
 
-def calibrated(pred: Predictions, temperature: float | None = None) -> Predictions:
+def calibrated(pred: Predictions, held_out: Predictions | None = None, temperature: float | None = None) -> Predictions:
     """The same predictions with every probability rescaled by the temperature (by default the fitted one)."""
-    t = calibrate(pred).temperature if temperature is None else temperature
+    t = calibrate(pred, held_out).temperature if temperature is None else temperature
     return Predictions(with_temperature(pred.probs, t), pred.targets, pred.index, pred.class_names)
 
 
 def calibration_rows(results: dict[str, Calibration]) -> list[dict]:
     """One row per model: its temperature and its expected calibration error before and after."""
-    return [{"model": name, "temperature T": round(c.temperature, 3), "ECE as trained": c.before.ece,
-             "ECE after temperature scaling": c.after.ece,
+    return [{"model": name, "temperature T": round(c.temperature, 3), "T fitted on": c.fitted_on,
+             "ECE as trained": c.before.ece, "ECE after temperature scaling": c.after.ece,
              "reads as": "underconfident (T < 1 sharpens)" if c.temperature < 0.95 else
              "overconfident (T > 1 softens)" if c.temperature > 1.05 else "about right"}
             for name, c in results.items()]
@@ -643,8 +660,9 @@ INTRO = {
     "calibration": (
         "Is *90% sure* right 90% of the time? Answers are grouped by confidence; each point is how sure the "
         "model was in a group and how often it was right. **Temperature scaling** divides the logits by one "
-        "number T, fitted on every other test image and judged on the rest: the answers stay the same, the "
-        "confidence moves onto the diagonal."
+        "number T, fitted on training images the run never trained on (every 60th is held out) and judged on "
+        "the test set: the answers stay the same, the confidence moves onto the diagonal, and one threshold "
+        "then means the same for every model."
     ),
     "ece": "ECE (expected calibration error): the gap between confidence and accuracy, averaged over the answers. ",
     "threshold": (

@@ -46,6 +46,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     train_limit: int = 0  # 0 = every training image; else a uniform random subset of this size (drawn by seed)
     seed: int = 42
+    hold_out_every: int = 60  # every 60th training image is never trained on: temperature scaling is fitted on them
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -64,6 +65,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
+        d = {"hold_out_every": 0, **d}  # a record from before images were held out trained on all of them
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})
 
     def with_(self, **changes) -> TrainConfig:

@@ -41,7 +41,20 @@ class RunFlags:
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) once per process."""
     if not ray.is_initialized():
-        ray.init(address=address, logging_level="ERROR")
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)  # the server does not print the tasks' output
+
+
+_data_refs: dict[str, ray.ObjectRef] = {}
+_data_lock = threading.Lock()
+
+
+def data_ref(data) -> ray.ObjectRef:
+    """The dataset in Ray's object store, put there once per dataset and process, not once per run (about 55 MB)."""
+    key = data.fingerprint()
+    with _data_lock:
+        if key not in _data_refs:
+            _data_refs[key] = ray.put(data)
+        return _data_refs[key]
 
 
 def model_files(store_root: str | Path, model_id: str) -> dict[str, bytes]:
@@ -94,7 +107,7 @@ def run_on_ray(spec: dict, data, emit: Callable[[dict], None], cancel: threading
     ``store_root``; return the ``finished`` message. A task lost with its worker or node fails the run.
     ``cancel`` and ``pause``, set by the queue, reach the task within about POLL_S."""
     flags = RunFlags.remote()
-    stream = train_task.remote(spec, data, parent_files or {}, flags)
+    stream = train_task.remote(spec, data_ref(data), parent_files or {}, flags)
     finished, told = None, "run"
 
     def tell() -> None:  # the queue's wish, passed on only when it changes

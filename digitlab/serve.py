@@ -100,6 +100,9 @@ class Cluster:
         if not Path(self.haproxy).exists():
             raise ServeError("HAProxy is not installed: apt-get install -y haproxy (Debian's package)")
         self.port, self.bind, self.env = port, bind, {**os.environ, **(env or {})}
+        # One secret for every web process: Streamlit signs its XSRF cookie with it, so an upload still passes the
+        # check if the proxy ever moves a browser to another process (one per process would refuse it).
+        self.env.setdefault("STREAMLIT_SERVER_COOKIE_SECRET", secrets.token_hex(32))
         self.allowed_hosts = list(allowed_hosts)
         self.backends = [free_port() for _ in range(web)]
         self.folder = Path(tempfile.mkdtemp(prefix="digitlab-serve-"))

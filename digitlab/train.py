@@ -98,8 +98,12 @@ class SGDByHand:
 
 
 def task_data(data: MNIST, config: TrainConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (uint8) and targets for the config's task: all ten classes, or two (e.g. 3s as 1 against 7s as 0)."""
-    images, labels = data.split(split)
+    """Images (uint8) and targets for the config's task: all ten classes, or two (e.g. 3s as 1 against 7s as 0).
+    ``split`` "train" leaves out the held-out training images; "held_out" is those images alone."""
+    images, labels = data.split("train" if split == "held_out" else split)
+    if split == "held_out" or (split == "train" and config.hold_out_every):
+        keep = held_out_rows(len(labels), config) == (split == "held_out")
+        images, labels = images[keep], labels[keep]
     if config.pair:
         yes, no = config.pair
         keep = (labels == yes) | (labels == no)
@@ -111,9 +115,17 @@ def task_data(data: MNIST, config: TrainConfig, split: str) -> tuple[torch.Tenso
     return images, labels
 
 
+def held_out_rows(n: int, config: TrainConfig) -> torch.Tensor:
+    """True for the training images no run trains on (every hold_out_every-th): a model's confidence is
+    calibrated on them, images it has never seen, without touching the test set."""
+    return torch.arange(n) % config.hold_out_every == 0 if config.hold_out_every else torch.zeros(n, dtype=torch.bool)
+
+
 def task_size(data: MNIST, config: TrainConfig, split: str = "train") -> int:
     """How many images task_data would give, counted from the labels alone (no image is copied)."""
-    labels = data.split(split)[1]
+    labels = data.split("train" if split == "held_out" else split)[1]
+    if split == "held_out" or (split == "train" and config.hold_out_every):
+        labels = labels[held_out_rows(len(labels), config) == (split == "held_out")]
     n = int(((labels == config.pair[0]) | (labels == config.pair[1])).sum()) if config.pair else len(labels)
     return min(n, config.train_limit) if split == "train" and config.train_limit else n
 
@@ -154,6 +166,8 @@ def check_config(config: TrainConfig, n_train: int | None = None) -> None:
         problems.append(f"the batch size {config.batch_size} is larger than the {n_train} training images")
     if config.epochs < 1:
         problems.append("train for at least one epoch")
+    if not 0 <= config.hold_out_every <= 10_000 or config.hold_out_every == 1:
+        problems.append(f"hold_out_every must be 0 (none) or from 2 to 10,000, not {config.hold_out_every}")
     if config.kind == "mlp" and (not config.hidden or min(config.hidden) < 1):
         problems.append("every hidden layer needs at least one unit")
     if config.form == "scratch" and config.optimizer != "sgd":

@@ -92,7 +92,7 @@ def mistakes_section(chosen, names) -> None:
 def calibration_section(chosen, names) -> None:
     st.markdown(ev.INTRO["calibration"])
     ui.glossary("calibration", "temperature scaling", "label smoothing", "softmax", "logit")
-    found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), ev.calibrate, f.predictions)
+    found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), ev.calibrate, f.predictions, f.held_out)
              for _, i, f in chosen}
     ui.chart(st, viz.reliability_diagram({n: c.before for n, c in found.items()},
                                          {n: c.after for n, c in found.items()}), key="reliability")
@@ -108,7 +108,7 @@ def threshold_section(chosen, names) -> None:
     threshold = c1.slider("Confidence threshold", 0.0, 0.999, 0.9, step=0.001, format="%.3f", key="eval_threshold")
     scaled = c2.toggle("Calibrated confidence", key="eval_calibrated", help="Temperature-scaled (see Calibration), "
                        "so one threshold means the same for every model.")
-    preds = {names[i.id]: ui.shared_figure(("calibrated", f.weights_sha256), ev.calibrated, f.predictions)
+    preds = {names[i.id]: ui.shared_figure(("calibrated", f.weights_sha256), ev.calibrated, f.predictions, f.held_out)
              if scaled else f.predictions for _, i, f in chosen}
     results = {name: (pred, ev.at_threshold(pred, threshold)) for name, pred in preds.items()}
     if len(results) == 1:

@@ -380,3 +380,26 @@ def test_the_training_process_loads_the_dataset_the_config_names(mnist, fashion,
         info = ModelStore(tmp_path).info(done["model_id"])
         assert info.config.dataset == data.spec.key and info.fingerprint == data.fingerprint()
     assert {d.source.dataset for d in cache.values()} == {"mnist", "fashion"}  # one of each kept
+
+
+def test_every_60th_training_image_is_held_out_of_training_and_calibrates_the_model(mnist):
+    """The held-out images and the training images split the training set; a run never sees the held-out ones;
+    an older record (no hold_out_every) trained on all of them and holds none out."""
+    from digitlab.models import TrainConfig
+    from digitlab.train import held_out_rows, task_data, task_size
+
+    config = PRESETS["simple_net"]
+    train_x, _ = task_data(mnist, config, "train")
+    held_x, held_y = task_data(mnist, config, "held_out")
+    n = len(mnist.train_images)
+    assert (len(train_x), len(held_x)) == (n - math.ceil(n / 60), math.ceil(n / 60))
+    assert (task_size(mnist, config), task_size(mnist, config, "held_out")) == (len(train_x), len(held_x))
+    assert torch.equal(held_x, mnist.train_images[held_out_rows(n, config)])
+    seen = {bytes(x.numpy()) for x in train_x[:: max(1, len(train_x) // 5000)]}
+    assert not seen & {bytes(x.numpy()) for x in held_x}  # (MNIST's training images are all different)
+    pair = PRESETS["linear-better"]
+    labels = mnist.train_labels[held_out_rows(n, pair)]
+    assert len(task_data(mnist, pair, "held_out")[0]) == int(((labels == 3) | (labels == 7)).sum())
+    old = TrainConfig.from_dict({k: v for k, v in config.to_dict().items() if k != "hold_out_every"})
+    assert old.hold_out_every == 0 and len(task_data(mnist, old, "held_out")[0]) == 0
+    assert len(task_data(mnist, old, "train")[0]) == n

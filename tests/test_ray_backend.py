@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -14,6 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import local_ray  # noqa: E402
 
 from digitlab.models import PRESETS
 from digitlab.store import ModelStore
@@ -28,23 +30,19 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    # Ray's token authentication: the head and this client share a secret made for this test run (set before
-    # ray is imported: it reads them then)
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    # A head on 127.0.0.1 with two CPUs (two runs at once), with Ray's token authentication: the token is set in
+    # this process before ray is imported (it reads it then)
+    temp = Path(tempfile.mkdtemp(prefix="digitlab-ray-"))
+    try:
+        joined = local_ray.start(temp, _free_port(), nodes=1, cpus=2)
+    except local_ray.RayError as e:
+        pytest.fail(f"the Ray cluster could not be started: {e}")
     import ray
 
-    temp = Path(tempfile.mkdtemp(prefix="digitlab-ray-"))
-    port = _free_port()
-    ray_bin = Path(sys.executable).with_name("ray")
-    started = subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                              "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
-                             capture_output=True, text=True, timeout=180, env=os.environ)
-    if started.returncode:
-        pytest.fail(f"the Ray head could not be started on 127.0.0.1:{port}: {started.stderr[-2000:]}")
-    ray.init(address=f"127.0.0.1:{port}", logging_level="ERROR")
+    ray.init(address=joined["DIGITLAB_RAY_ADDRESS"], logging_level="ERROR")
     yield ray
     ray.shutdown()
-    subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+    local_ray.stop(temp)
     shutil.rmtree(temp, ignore_errors=True)
 
 

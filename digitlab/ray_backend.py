@@ -10,6 +10,7 @@ a message. ``jobs.JobQueue`` uses it when ``DIGITLAB_RAY_ADDRESS`` is set: a ``_
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 import threading
@@ -68,6 +69,8 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], flags: RunFlags
     """Run one job on whichever node Ray picked; yield its messages, then its files, then ``finished``."""
     from .worker import run_job
 
+    # as many threads as the CPUs Ray gave this task: two runs of two threads on two cores spin against each other
+    os.environ["DIGITLAB_THREADS"] = str(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     with tempfile.TemporaryDirectory(prefix="digitlab-ray-") as store:
         for name, payload in parent_files.items():  # the model a continued run starts from
             Path(store, name).write_bytes(payload)

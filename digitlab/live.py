@@ -82,32 +82,29 @@ def weights_now(model: nn.Module) -> dict[str, torch.Tensor]:
 def step_report(before: dict[str, torch.Tensor], model: nn.Module, loss: float, preds: torch.Tensor,
                 targets: torch.Tensor) -> dict:
     """What one batch's step changed: the batch's loss and accuracy (before the step), per weight tensor its size
-    and how far the step moved it (L2 norms), and the first layer's maps before and after."""
+    and how far the step moved it (L2 norms), and the first layer's maps before, after, and their change."""
     layers = []
     for name, p in model.named_parameters():
         start, now = before[name], p.detach().float().cpu()
         moved, size = float((now - start).norm()), float(start.norm())
         layers.append({"weights": name, "norm": size, "moved": moved, "moved_share": moved / size if size else None})
-    after_maps = first_layer_maps(model)
+    after_maps = first_layer_maps(model) or ("", torch.zeros(0, 1, 1))
     before_maps = _maps_of(before, after_maps)
+    # the change is taken here, in float32: one step's change is far below float16's resolution of the weights
     return {"loss": float(loss), "accuracy": float(batch_accuracy(preds.detach().float(), targets)),
-            "batch_size": len(targets), "layers": layers,
-            "maps_kind": after_maps[0] if after_maps else "",
-            "before": pack(before_maps if before_maps is not None else torch.zeros(0, 1, 1)),
-            "after": pack(after_maps[1] if after_maps else torch.zeros(0, 1, 1))}
+            "batch_size": len(targets), "layers": layers, "maps_kind": after_maps[0],
+            "before": pack(before_maps), "after": pack(after_maps[1]), "change": pack(after_maps[1] - before_maps)}
 
 
-def _maps_of(weights: dict[str, torch.Tensor], like: tuple[str, torch.Tensor] | None) -> torch.Tensor | None:
+def _maps_of(weights: dict[str, torch.Tensor], like: tuple[str, torch.Tensor]) -> torch.Tensor:
     """The first-layer maps of a copy of the weights (``weights_now``), found as first_layer_maps finds them."""
-    if like is None:
-        return None
     for w in weights.values():  # the first tensor of the first layer's shape
         if like[0] == "filters" and w.dim() == 4:
             return w.sum(dim=1)
         if like[0] == "units" and w.dim() == 2 and 28 * 28 in w.shape:
             rows = w if w.shape[1] == 28 * 28 else w.T
             return weight_images(rows[:WATCH_UNITS])
-    return None
+    return torch.zeros_like(like[1])
 
 
 class Publisher:

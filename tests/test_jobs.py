@@ -312,7 +312,7 @@ def test_the_starter_pauses_and_steps_a_shared_run_one_batch_at_a_time(mnist, st
         assert not queue.step(run.id, "joiner") and not queue.resume(run.id, "joiner")
         for n in (1, 2):
             assert queue.step(run.id, "starter")
-            _wait_for(lambda: len(queue.watch(run.id)["steps"]) == n, f"step {n}")
+            _wait_for(lambda n=n: len(queue.watch(run.id)["steps"]) == n, f"step {n}")
         first, second = queue.watch(run.id)["steps"]
         assert second["batch_of_run"] == first["batch_of_run"] + 1 and first["batch_size"] == SMALL_MLP.batch_size
         assert 0 < second["loss"] < 5 and second["loss"] != first["loss"] and 0 <= second["accuracy"] <= 1

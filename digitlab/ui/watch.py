@@ -112,21 +112,25 @@ def _steps_figures(steps: list[dict]):
     if not steps:
         return None, None, None
     table = pd.DataFrame([{
-        "step": s["step"], "batch of the run": s["batch_of_run"], "batch loss": round(s["loss"], 4),
+        "step": s["step"], "batch of the run": s["batch_of_run"], "batch loss": f"{s['loss']:.4g}",
         "batch accuracy": f"{s['accuracy']:.1%}",
-        "first layer moved": f"{s['layers'][0]['moved_share']:.3%}" if s["layers"] and s["layers"][0]["moved_share"]
-        else "—"} for s in steps])
+        "first layer moved": _share(s["layers"][0]["moved_share"]) if s["layers"] else "—"} for s in steps])
     last = steps[-1]
-    before, after = unpack(last["before"]), unpack(last["after"])
     n = STEP_UNITS * (2 if last["maps_kind"] == "filters" else 1)
-    before, after = before[:n], after[:n]
+    before, after, moved = (unpack(last[k])[:n] for k in ("before", "after", "change"))
     what = "filter" if last["maps_kind"] == "filters" else "unit"
     labels = ([f"{what} {i} before" for i in range(len(before))] + [f"{what} {i} after" for i in range(len(after))]
               + [f"{what} {i}: the change" for i in range(len(after))])
-    sheet = viz.map_sheet(torch.cat([before, after, after - before]), f"Step {last['step']}: the first layer before, "
-                          "after, and the change (each on its own scale)", cols=len(before), labels=labels,
-                          height=420, max_tile=110)
+    if len(before) == 1:  # the linear model's one unit: before, after and the change side by side
+        labels = [f"before step {last['step']}", f"after step {last['step']}", "the change"]
+    sheet = viz.map_sheet(torch.cat([before, after, moved]), f"Step {last['step']}: the first layer before, "
+                          "after, and the change (each on its own scale)", cols=len(before) if len(before) > 1 else 3,
+                          labels=labels, height=420 if len(before) > 1 else 260, max_tile=110)
     change = pd.DataFrame([{"weights": r["weights"], "size": f"{r['norm']:.4g}", "moved": f"{r['moved']:.3g}",
-                            "moved ÷ size": f"{r['moved_share']:.3%}" if r["moved_share"] else "— (was 0)"}
-                           for r in last["layers"]])
+                            "moved ÷ size": _share(r["moved_share"])} for r in last["layers"]])
     return table, sheet, change
+
+
+def _share(moved_share: float | None) -> str:
+    """How far a step moved a tensor, as a share of its size; a tensor that was all zeros has no size to divide by."""
+    return "— (was 0)" if moved_share is None else f"{moved_share:.3%}"

@@ -525,6 +525,9 @@ class JobQueue:
             elif msg["type"] == "watch":
                 job.watch, job.watch_version = msg, job.watch_version + 1
             elif msg["type"] == "step":
+                for older in job.steps:  # the pictures only of the last step; the numbers of every one
+                    for key in ("before", "after", "change"):
+                        older.pop(key, None)
                 job.steps.append(msg)
                 job.watch_version += 1
                 who = "paused by the teacher" if job.paused_by == "teacher" else "paused"
@@ -536,6 +539,8 @@ class JobQueue:
                 job.history.append(msg["record"])
             elif msg["type"] == "finished":
                 job.compute_seconds, job.paused, job.paused_by = msg["compute_seconds"], False, ""
+                job.watch, job.watch_version = None, job.watch_version + 1  # a finished run shows its model instead
+                job.steps.clear()
                 if msg["state"] in (DONE, CANCELLED) and job.history:
                     last = job.history[-1]
                     self._rates[speed_key(job.config)] = last["images_per_s"]

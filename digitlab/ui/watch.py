@@ -60,6 +60,9 @@ def watch_it_learn(snap: Snapshot) -> None:
     left, right = st.columns([3, 2])
     chart(left, layer, key=f"watch_layer_{snap.id}_{snap.watch_version}")
     chart(right, digits, key=f"watch_digits_{snap.id}_{snap.watch_version}")
+    st.caption("Watching it learn, about once a second: each first-layer unit's weights (or filter) on its own colour "
+               "scale, red where ink raises what it adds up and blue where ink lowers it, and the model's answer to "
+               "each test digit, ✓ right or ✗ wrong. Pause, then Step, to see what one batch changes.")
     if steps is not None:
         st.markdown("**Single steps**: each row is one batch, its loss and accuracy measured just before its step.")
         st.dataframe(steps, hide_index=True, width="stretch")

@@ -50,14 +50,20 @@ def first_layer_maps(model: nn.Module) -> tuple[str, torch.Tensor] | None:
 
 
 def pack(maps: torch.Tensor) -> dict:
-    """Maps as plain values that travel light (JSON lines, the queue server): float16 bytes in base64, 3 digits."""
-    return {"shape": list(maps.shape), "float16": base64.b64encode(maps.detach().cpu().half().numpy().tobytes()).decode()}
+    """Maps as plain values that travel light (JSON lines, the queue server): float16 bytes in base64 (3 digits),
+    divided by their largest size first, so that a step's tiny change does not round to zero."""
+    maps = maps.detach().float().cpu()
+    scale = float(maps.abs().max()) if maps.numel() else 0.0
+    scaled = maps / scale if scale > 0 else maps
+    return {"shape": list(maps.shape), "scale": scale,
+            "float16": base64.b64encode(scaled.half().numpy().tobytes()).decode()}
 
 
 def unpack(packed: dict) -> torch.Tensor:
     """``pack``'s maps back as a float32 tensor."""
     raw = np.frombuffer(base64.b64decode(packed["float16"]), dtype=np.float16).astype(np.float32)
-    return torch.from_numpy(raw.reshape(packed["shape"]))
+    maps = torch.from_numpy(raw.reshape(packed["shape"]))
+    return maps * packed["scale"] if packed["scale"] > 0 else maps
 
 
 @torch.inference_mode()
@@ -90,7 +96,7 @@ def step_report(before: dict[str, torch.Tensor], model: nn.Module, loss: float, 
         layers.append({"weights": name, "norm": size, "moved": moved, "moved_share": moved / size if size else None})
     after_maps = first_layer_maps(model) or ("", torch.zeros(0, 1, 1))
     before_maps = _maps_of(before, after_maps)
-    # the change is taken here, in float32: one step's change is far below float16's resolution of the weights
+    # the change is taken here, in float32: one step's change is far below the resolution of the weights in float16
     return {"loss": float(loss), "accuracy": float(batch_accuracy(preds.detach().float(), targets)),
             "batch_size": len(targets), "layers": layers, "maps_kind": after_maps[0],
             "before": pack(before_maps), "after": pack(after_maps[1]), "change": pack(after_maps[1] - before_maps)}

@@ -68,7 +68,8 @@ def watch_it_learn(snap: Snapshot) -> None:
         st.dataframe(steps, hide_index=True, width="stretch")
         a, b = st.columns([3, 2])
         chart(a, step_fig, key=f"watch_step_{snap.id}_{snap.watch_version}")
-        b.markdown("How far the last step moved each weight tensor (L2 norms):")
+        b.markdown("How far the last step moved each weight tensor (L2 norms). Left: the first layer before and "
+                   "after it, and the change, each on its own colour scale.")
         b.dataframe(change, hide_index=True, width="stretch")
 
 
@@ -89,11 +90,11 @@ def _light(fig):
 def _layer_figure(now: dict):
     maps = unpack(now["maps"])
     if now["maps_kind"] == "filters":
-        title = f"First layer now: its {len(maps)} filters ({maps.shape[-1]}x{maps.shape[-1]}; red +, blue −)"
+        title = f"First layer now: {len(maps)} filters, {maps.shape[-1]}x{maps.shape[-1]}"
         return viz.map_sheet(maps, title, cols=16, max_tile=70, height=260)
-    title = ("First layer now: the weights as a 28x28 image" if len(maps) == 1 else
-             f"First layer now: units 0-{len(maps) - 1}, each unit's 784 weights as a 28x28 image")
-    return viz.map_sheet(maps, title, cols=8, labels=[f"unit {i}" for i in range(len(maps))], height=300)
+    title = ("First layer now: its 784 weights" if len(maps) == 1 else
+             f"First layer now: units 0-{len(maps) - 1}, 784 weights each")
+    return viz.map_sheet(maps, title, cols=8, labels=[f"unit {i}" for i in range(len(maps))], height=380)
 
 
 def _digits_figure(now: dict, config):
@@ -105,9 +106,9 @@ def _digits_figure(now: dict, config):
     right = [int(a) == int(t) for a, t in zip(answers, targets)]
     labels = [f"✓ {names[a]}" if ok else f"✗ {names[a]} (is {names[int(t)]})"
               for a, t, ok in zip(answers, targets, right)]
-    fig = viz.map_sheet(data.test_images[where].float(), f"Its answers on {WATCH_DIGITS} test digits: "
-                        f"{sum(right)} right, {len(right) - sum(right)} wrong", cols=8, diverging=False,
-                        labels=labels, height=300, value_name="pixel")
+    fig = viz.map_sheet(data.test_images[where].float(), f"{WATCH_DIGITS} test digits: {sum(right)} right, "
+                        f"{len(right) - sum(right)} wrong", cols=4, diverging=False, labels=labels, height=380,
+                        value_name="pixel")
     fig.update_traces(showscale=False)
     for annotation, ok in zip(fig.layout.annotations, right):
         annotation.font.color = RIGHT if ok else WRONG
@@ -131,8 +132,7 @@ def _steps_figures(steps: list[dict]):
               + [f"{what} {i}: the change" for i in range(len(after))])
     if len(before) == 1:  # the linear model's one unit: before, after and the change side by side
         labels = [f"before step {last['step']}", f"after step {last['step']}", "the change"]
-    sheet = viz.map_sheet(torch.cat([before, after, moved]), f"Step {last['step']}: the first layer before, "
-                          "after, and the change (each on its own scale)", cols=len(before) if len(before) > 1 else 3,
+    sheet = viz.map_sheet(torch.cat([before, after, moved]), f"Step {last['step']}: first layer before, after", cols=len(before) if len(before) > 1 else 3,
                           labels=labels, height=420 if len(before) > 1 else 260, max_tile=110)
     change = pd.DataFrame([{"weights": r["weights"], "size": f"{r['norm']:.4g}", "moved": f"{r['moved']:.3g}",
                             "moved ÷ size": _share(r["moved_share"])} for r in last["layers"]])
@@ -141,4 +141,4 @@ def _steps_figures(steps: list[dict]):
 
 def _share(moved_share: float | None) -> str:
     """How far a step moved a tensor, as a share of its size; a tensor that was all zeros has no size to divide by."""
-    return "— (was 0)" if moved_share is None else f"{moved_share:.3%}"
+    return "— (was 0)" if moved_share is None else f"{moved_share * 100:.3g}%"

@@ -9,10 +9,17 @@ The rules of the books: one lock (``_cond``) guards every job; a job's state cha
 ``_transition``; nothing slow (the store, a process) is touched while holding the lock.
 
 Who may do what: a student's Stop detaches them from a run (``stop``), which is cancelled only when nobody else
-waits on it; the teacher (``teacher_key_ok``) and the command line may cancel, pause or resume any run
-(``cancel``, ``pause``, ``resume``) and set the class's limit on one run's cost (``limit_s``): a student's run
+waits on it; the teacher (``teacher_key_ok``) and the command line may cancel, pause, resume or step any run
+(``cancel``, ``pause``, ``resume``, ``step``) and set the class's limit on one run's cost (``limit_s``): a student's run
 (``submit(limited=True)``) estimated to take longer is refused before it is queued, with the estimate and what
-to change.
+to change. A run shared by several students (identical settings) is paused, resumed and stepped only by the student
+who started it, while they still follow it (``steerable_by``), or by the teacher; the others watch. A student cannot
+resume the teacher's pause, and a student's pause ends by itself after STUDENT_PAUSE_S: the class's training slot
+is never held for long by one student.
+
+While a run trains, its worker publishes its first layer and its answers on 16 test digits about once a second,
+and what each single step changed (``live``); ``watch`` hands the latest of these to the pages, which redraw
+them once per change (``Snapshot.watch_version``).
 
 The queue lives in this module (``shared_queue``), outside anything a client's message can clear; job ids
 carry a random part drawn per queue and a counter, so they are never reused, even by a new queue.
@@ -58,6 +65,8 @@ DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
 WORKER_IDLE_S = 120.0
 WORKER_GROWTH_MB = 200.0
 IDLE = object()  # what _next_job returns when no run came within the idle time
+STUDENT_PAUSE_S = 300.0  # a student's pause ends by itself after this: the runs waiting behind it go on
+STEPS_KEPT = 20  # the single steps of a run the pages can show
 
 
 class JobRefused(Exception):
@@ -87,7 +96,9 @@ class Snapshot:
     compute_seconds: float = 0.0  # the worker's own compute time, once finished
     version: int = 0  # grows with every change: what a page draws from this snapshot can be cached under it
     watchers: tuple[str, ...] = ()  # the students waiting on this run: its owner and everyone who joined it
-    paused: bool = False  # paused by the teacher
+    paused: bool = False  # held between batches (by the teacher, or by the student who started it)
+    paused_by: str = ""  # "teacher" or "starter" while paused
+    watch_version: int = 0  # grows with every live picture and single step: what ``watch`` returns is drawn under it
 
     @property
     def finished(self) -> bool:
@@ -119,6 +130,17 @@ class Job:
     version: int = 0
     watchers: set = field(default_factory=set)
     paused: bool = False
+    paused_by: str = ""
+    pauses: int = 0  # counts pauses: a student's pause that lapses ends only the pause it was set for
+    watch: dict | None = None  # the worker's latest live picture (live.snapshot)
+    steps: deque = field(default_factory=lambda: deque(maxlen=STEPS_KEPT))  # live.step_report of each single step
+    watch_version: int = 0
+
+
+def steerable_by(job: Job | Snapshot, who: str) -> bool:
+    """Whether the student ``who`` may pause, resume and step a run: they started it and still follow it. The
+    others who share it (identical settings) only watch; the teacher steers any run."""
+    return bool(who) and who == job.owner and who in job.watchers
 
 
 def speed_key(config: TrainConfig) -> tuple:
@@ -250,7 +272,7 @@ class JobQueue:
             job = self._jobs.get(job_id)
             if job is None or job.state in FINISHED or (owner is not None and job.owner and job.owner != owner):
                 return False
-            job.cancelled, job.paused = True, False
+            job.cancelled, job.paused, job.paused_by = True, False, ""
             if job.state == QUEUED:
                 self._waiting.remove(job)
                 self._transition(job, CANCELLED, "cancelled before it started")
@@ -275,25 +297,76 @@ class JobQueue:
                 return "detached"
         return "cancelled" if self.cancel(job_id) else ""
 
-    def pause(self, job_id: str) -> bool:
-        """Hold a running job between batches until resume (the teacher's); its worker keeps what it has."""
-        return self._set_paused(job_id, True)
+    def pause(self, job_id: str, who: str | None = None) -> bool:
+        """Hold a running job after its current batch until resume; its worker keeps what it has.
 
-    def resume(self, job_id: str) -> bool:
-        return self._set_paused(job_id, False)
-
-    def _set_paused(self, job_id: str, paused: bool) -> bool:
+        ``who`` None: the teacher (or the command line), any run. A student's id: only the run they started and
+        still follow (``steerable_by``); their pause ends by itself after STUDENT_PAUSE_S."""
         with self._cond:
             job = self._jobs.get(job_id)
-            if job is None or job.state != RUNNING or job.paused == paused:
+            if job is None or job.state != RUNNING or job.paused or not self._may_steer(job, who):
                 return False
-            job.paused = paused
-            job.message = "paused by the teacher" if paused else "resuming"
+            job.paused, job.paused_by, job.pauses = True, "teacher" if who is None else "starter", job.pauses + 1
+            job.message = ("paused by the teacher" if who is None else
+                           "paused by the student who started it: Step takes one batch at a time")
+            if who is not None:
+                lapse = threading.Timer(STUDENT_PAUSE_S, self._pause_lapsed, (job_id, job.pauses))
+                lapse.daemon = True
+                lapse.start()
+        return self._tell_worker(job, "pause")
+
+    def resume(self, job_id: str, who: str | None = None) -> bool:
+        """Let a paused job go on: the teacher any (``who`` None), a student only their own pause."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if (job is None or job.state != RUNNING or not job.paused or not self._may_steer(job, who)
+                    or (who is not None and job.paused_by != "starter")):
+                return False
+            job.paused, job.paused_by, job.message = False, "", "resuming"
+        return self._tell_worker(job, "resume")
+
+    def step(self, job_id: str, who: str | None = None) -> bool:
+        """Let a paused job take one batch, then hold again; the worker answers with what it changed (``watch``).
+        Who may: as for ``resume``."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if (job is None or job.state != RUNNING or not job.paused or not self._may_steer(job, who)
+                    or (who is not None and job.paused_by != "starter")):
+                return False
+            job.message = f"{'paused by the teacher' if job.paused_by == 'teacher' else 'paused'}: taking one step"
+        return self._tell_worker(job, "step")
+
+    def watch(self, job_id: str) -> dict | None:
+        """What a running (or just finished) job last showed of itself: {"version", "watch" (live.snapshot: its first
+        layer and its answers on the 16 test digits), "steps" (live.step_report of its last single steps)}."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            return {"version": job.watch_version, "watch": job.watch, "steps": list(job.steps)}
+
+    @staticmethod
+    def _may_steer(job: Job, who: str | None) -> bool:
+        return who is None or steerable_by(job, who)
+
+    def _pause_lapsed(self, job_id: str, pause_no: int) -> None:
+        """A student's pause has lasted STUDENT_PAUSE_S: the run goes on (unless a newer pause, or the teacher's)."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None or not job.paused or job.paused_by != "starter" or job.pauses != pause_no:
+                return
+            job.paused, job.paused_by = False, ""
+            job.message = f"resumed: a student's pause lasts at most {duration_text(STUDENT_PAUSE_S)}"
+        self._tell_worker(job, "resume")
+
+    def _tell_worker(self, job: Job, op: str) -> bool:
+        """Pass pause, resume or step to the job's worker (after a change made under the lock)."""
+        with self._cond:
             job.version += 1
             self._cond.notify_all()
             slot = next((s for s in self._slots if s.job is job), None)
         if slot is not None:
-            slot.send({"op": "pause" if paused else "resume", "job": job_id})
+            slot.send({"op": op, "job": job.id})
         return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> Snapshot | None:
@@ -405,7 +478,7 @@ class JobQueue:
             batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id, message=message,
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
             compute_seconds=job.compute_seconds, version=job.version, watchers=tuple(sorted(job.watchers)),
-            paused=job.paused,
+            paused=job.paused, paused_by=job.paused_by, watch_version=job.watch_version,
         )
 
     # ------------------------------------------------------------ workers
@@ -443,18 +516,31 @@ class JobQueue:
                     job.batch_losses.append((at, loss))
                     job.batch_accuracies.append((at, acc))
                 if job.paused:
-                    pass  # "paused by the teacher" stays until resume
+                    pass  # "paused by ..." stays until resume
                 elif ev.kind == "batch":
                     job.message = (f"epoch {ev.epoch}/{ev.epochs}, batch {ev.batch}/{ev.n_batches}, "
                                    f"{ev.images_per_s:,.0f} images/s")
                 else:
                     job.message = f"epoch {ev.epoch}/{ev.epochs}: test accuracy {ev.test_accuracy:.2%}"
+            elif msg["type"] == "watch":
+                job.watch, job.watch_version = msg, job.watch_version + 1
+            elif msg["type"] == "step":
+                for older in job.steps:  # the pictures only of the last step; the numbers of every one
+                    for key in ("before", "after", "change"):
+                        older.pop(key, None)
+                job.steps.append(msg)
+                job.watch_version += 1
+                who = "paused by the teacher" if job.paused_by == "teacher" else "paused"
+                job.message = (f"{who}: step {msg['step']} took one batch of {msg['batch_size']}, "
+                               f"its loss {msg['loss']:.4f}")
             elif msg["type"] == "start":
                 job.history = list(msg["history"])
             elif msg["type"] == "epoch":
                 job.history.append(msg["record"])
             elif msg["type"] == "finished":
-                job.compute_seconds, job.paused = msg["compute_seconds"], False
+                job.compute_seconds, job.paused, job.paused_by = msg["compute_seconds"], False, ""
+                job.watch, job.watch_version = None, job.watch_version + 1  # a finished run shows its model instead
+                job.steps.clear()
                 if msg["state"] in (DONE, CANCELLED) and job.history:
                     last = job.history[-1]
                     self._rates[speed_key(job.config)] = last["images_per_s"]
@@ -575,11 +661,12 @@ class _RaySlot:
 
         ray_backend.connect(queue.ray_address)
         self.queue, self.job, self.proc = queue, None, None  # no local process: the run lives on the cluster
-        self.cancel, self.pause = threading.Event(), threading.Event()
+        self.cancel, self.pause, self.step = threading.Event(), threading.Event(), threading.Semaphore(0)
         self.thread = threading.Thread(target=self._loop, name=f"digitlab-ray-{n}", daemon=True)
 
     def send(self, cmd: dict) -> None:
-        {"cancel": self.cancel.set, "pause": self.pause.set, "resume": self.pause.clear}.get(cmd["op"], lambda: None)()
+        {"cancel": self.cancel.set, "pause": self.pause.set, "resume": self.pause.clear,
+         "step": self.step.release}.get(cmd["op"], lambda: None)()
 
     def stop(self) -> None:
         self.cancel.set()
@@ -592,6 +679,7 @@ class _RaySlot:
 
         while (job := self.queue._next_job(self)) is not None:
             self.cancel.clear()
+            self.step = threading.Semaphore(0)
             (self.pause.set if job.paused else self.pause.clear)()
             if job.cancelled:
                 self.cancel.set()
@@ -604,7 +692,8 @@ class _RaySlot:
                 self.job = None
                 continue
             finished = ray_backend.run_on_ray(spec, job.data, lambda msg, job=job: self.queue._on_message(job, msg),
-                                              self.cancel, self.queue.store.root, parent, pause=self.pause)
+                                              self.cancel, self.queue.store.root, parent, pause=self.pause,
+                                              step=self.step)
             self.queue._on_message(job, finished)
             self.job = None
 

@@ -27,7 +27,7 @@ from .models import TrainConfig
 from .store import ModelStore
 
 ADDRESS_ENV, KEY_ENV = "DIGITLAB_QUEUE_ADDRESS", "DIGITLAB_QUEUE_KEY"
-PLAIN = ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume")  # JobQueue methods of plain values
+PLAIN = ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume", "step", "watch")  # of plain values
 
 
 class QueueService:
@@ -61,7 +61,8 @@ class QueueService:
         return self.queue.over_limit(TrainConfig.from_dict(config), n_images)
 
     def call(self, method: str, *args, **kwargs):
-        """The methods that take and give plain values already: snapshot, jobs, active, stop, cancel, pause, resume."""
+        """The methods that take and give plain values already (PLAIN): snapshot, jobs, active, stop, cancel, pause,
+        resume, step, watch."""
         if method not in PLAIN:
             raise AttributeError(method)
         return getattr(self.queue, method)(*args, **kwargs)

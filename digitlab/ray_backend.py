@@ -4,7 +4,7 @@ One run is one Ray task: it receives the job's spec and the dataset through Ray'
 shared between the web server and the Ray nodes), runs the same ``worker.run_job`` the embedded worker runs,
 streams the same messages back (``start``, ``progress``, ``epoch``) as the task's streaming results, and ends
 with the trained model's files as bytes, which the web side writes into its own model store. A stop from the
-page, a pause or a resume reaches the task through a small actor of flags; a lost worker or node ends the run with
+page, a pause, a resume or a single step reaches the task through a small actor of flags; a lost worker or node ends the run with
 a message. ``jobs.JobQueue`` uses it when ``DIGITLAB_RAY_ADDRESS`` is set: a ``_RaySlot`` instead of a worker process.
 """
 
@@ -26,17 +26,21 @@ POLL_S = 0.5  # how often a running task asks whether it was stopped or paused
 
 @ray.remote
 class RunFlags:
-    """What the web side wants of a running task -- "run", "pause" or "stop" -- read by the task every POLL_S."""
+    """What the web side wants of a running task -- "run", "pause" or "stop", and how many single steps it has asked
+    for while paused -- read by the task every POLL_S."""
 
     def __init__(self):
-        self.wanted = "run"
+        self.wanted, self.steps = "run", 0
 
     def set(self, wanted: str) -> None:
         if self.wanted != "stop":  # a stop is final
             self.wanted = wanted
 
-    def get(self) -> str:
-        return self.wanted
+    def step(self) -> None:
+        self.steps += 1
+
+    def get(self) -> tuple[str, int]:
+        return self.wanted, self.steps
 
 
 def connect(address: str) -> None:
@@ -77,11 +81,12 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], flags: RunFlags
         spec = {**spec, "store": store}
         messages: queue.Queue = queue.Queue()
         cancel, pause, done, outcome = threading.Event(), threading.Event(), threading.Event(), {}
+        step, steps_seen = threading.Semaphore(0), 0
 
         def run() -> None:
             try:
                 outcome["finished"] = run_job(spec, messages.put, cancel, {spec["data_dir"]: data}, complete=True,
-                                              pause=pause)
+                                              pause=pause, step=step)
             finally:
                 done.set()
 
@@ -91,10 +96,13 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], flags: RunFlags
                 yield messages.get(timeout=POLL_S)
             except queue.Empty:
                 pass
-            wanted = ray.get(flags.get.remote())
+            wanted, steps = ray.get(flags.get.remote())
             if wanted == "stop":
                 cancel.set()
             (pause.set if wanted == "pause" else pause.clear)()
+            for _ in range(steps - steps_seen if wanted == "pause" else 0):  # single steps asked for since the last look
+                step.release()
+            steps_seen = steps
         finished = outcome["finished"]
         if finished.get("model_id"):  # its weights, record and analysis, by their place in the store
             yield {"type": "files", "job": spec["job"],
@@ -105,10 +113,10 @@ def train_task(spec: dict, data, parent_files: dict[str, bytes], flags: RunFlags
 
 def run_on_ray(spec: dict, data, emit: Callable[[dict], None], cancel: threading.Event,
                store_root: str | Path, parent_files: dict[str, bytes] | None = None,
-               pause: threading.Event | None = None) -> dict:
+               pause: threading.Event | None = None, step: threading.Semaphore | None = None) -> dict:
     """Run ``spec`` as a Ray task, passing its messages to ``emit``; write the model it made into
     ``store_root``; return the ``finished`` message. A task lost with its worker or node fails the run.
-    ``cancel`` and ``pause``, set by the queue, reach the task within about POLL_S."""
+    ``cancel``, ``pause`` and each release of ``step``, set by the queue, reach the task within about POLL_S."""
     flags = RunFlags.remote()
     stream = train_task.remote(spec, data_ref(data), parent_files or {}, flags)
     finished, told = None, "run"
@@ -119,6 +127,8 @@ def run_on_ray(spec: dict, data, emit: Callable[[dict], None], cancel: threading
         if wanted != told:
             flags.set.remote(wanted)
             told = wanted
+        while step is not None and step.acquire(blocking=False):
+            flags.step.remote()
 
     watcher_done = threading.Event()
 

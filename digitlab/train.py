@@ -268,10 +268,12 @@ def fit(
     cancel: threading.Event | None = None,
     start_epoch: int = 0,
     device: torch.device | None = None,
+    between_batches: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] = lambda loss, preds, targets: None,
 ) -> Iterator[Event]:
     """Train ``model`` in place for ``config.epochs`` epochs, yielding an Event per batch and per epoch.
 
     Stops between batches when ``cancel`` is set, leaving the model as the last full step made it.
+    ``between_batches`` is called after every step (the worker's pause, single steps and live pictures).
     Raises TrainingDiverged when the loss blows up (see Progress.record_loss).
     """
     device = device or pick_device()
@@ -305,6 +307,7 @@ def fit(
                     schedule.step()
                 if event := progress.batch(preds, yb):  # about every REPORT_IMAGES images, and the epoch's end
                     yield event
+                between_batches(loss, preds, yb)
             yield progress.epoch(*evaluate(model, config, test_x, test_y, device))
             model.train()
     finally:

@@ -4,8 +4,11 @@ Training here, not in the web process, means the class's clicks never wait behin
 Python, a crash or an out-of-memory kill in training cannot take the server down, and each run's random
 numbers depend only on its config (nothing else draws from this process's generators).
 
-It speaks JSON lines: commands on stdin (``run``, ``cancel``, ``pause``, ``resume``, ``quit``), messages on a private copy of
-stdout (``ready``, ``start``, ``progress``, ``epoch``, ``finished``); anything else the process prints goes to stderr.
+It speaks JSON lines: commands on stdin (``run``, ``cancel``, ``pause``, ``resume``, ``step``, ``quit``), messages on a
+private copy of stdout (``ready``, ``start``, ``progress``, ``epoch``, ``watch``, ``step``, ``finished``); anything else the
+process prints goes to stderr. A paused run holds after its current batch; each ``step`` lets one batch through and
+answers with what it changed (``live.step_report``); about once a second a run publishes its first layer and its answers
+on 16 test digits (``watch``, ``live.Publisher``).
 ``python -m digitlab.worker`` is started by ``jobs.JobQueue``; ``run_job`` is the whole of one run.
 """
 
@@ -47,12 +50,14 @@ def cpu_seconds() -> float:
 
 
 def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, data_cache: dict,
-            complete: bool = True, pause: threading.Event | None = None) -> dict:
+            complete: bool = True, pause: threading.Event | None = None, step: threading.Semaphore | None = None,
+            publish: bool = True) -> dict:
     """Train, save and analyse one job; returns the ``finished`` message (never raises for a run's own failure).
 
     The analysis Evaluate paints first is made before the job is reported done, so no visitor waits for it;
     with ``complete`` the rest too (robustness), which the worker otherwise leaves for when no run is waiting.
-    While ``pause`` is set the run waits between batches (a cancel still ends it).
+    While ``pause`` is set the run waits between batches (a cancel still ends it), and each release of ``step`` lets
+    one batch through. With ``publish``, the live pictures go out with the progress (``watch`` messages).
 
     ``spec``: job, config (TrainConfig.to_dict()), continue_from, data_dir, fingerprint, store.
     Times in the records are this process's own compute time, so a run reads the same however busy the
@@ -61,6 +66,7 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
     """
     import torch
 
+    from .live import Publisher
     from .models import TrainConfig, build_model
     from .store import ModelStore, StoreError
     from .train import TrainingError, fit, task_data
@@ -99,15 +105,15 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
         start_epoch, earlier = len(history), len(history)
         last_sent, points, steps_s = 0.0, [], 0.0
         timed_epoch, first_batch, first_batch_cpu = 0, 0, cpu_seconds()
-        for ev in fit(model, config, data, cancel=cancel, start_epoch=start_epoch):
+        between = BetweenBatches(model, job, emit, cancel, pause, step, Publisher(model, config, data, emit, job)
+                                 if publish else None)
+        for ev in fit(model, config, data, cancel=cancel, start_epoch=start_epoch, between_batches=between):
             if ev.kind == "batch":
                 if ev.epoch != timed_epoch:  # the epoch's speed is timed from its first report to its last step
                     timed_epoch, first_batch, first_batch_cpu = ev.epoch, ev.batch, cpu_seconds()
                 elif ev.batch == ev.n_batches:
                     steps_s = compute_since(first_batch_cpu)
                 points.append((ev.epoch - 1 + ev.batch / ev.n_batches, ev.loss, ev.accuracy))
-                while pause is not None and pause.is_set() and not cancel.is_set():
-                    time.sleep(0.1)  # the teacher paused it: hold between reports, using no CPU
                 now = time.perf_counter()
                 if now - last_sent >= PROGRESS_EVERY_S:
                     emit({"type": "progress", "job": job, "event": dataclasses.asdict(ev), "points": points})
@@ -149,6 +155,35 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
     if cancel.is_set():
         return finished("cancelled", f"stopped after {new_epochs} epoch(s); saved as {info.id}", model_id=info.id)
     return finished("done", f"done: test accuracy {last['test_accuracy']:.2%}", model_id=info.id)
+
+
+class BetweenBatches:
+    """What a run does after each batch's step (fit's ``between_batches``): report the step a student asked for,
+    publish the live pictures (at most about once a second), and hold while paused, using no CPU, until resumed,
+    cancelled, or asked for one more step."""
+
+    def __init__(self, model, job: str, emit: Callable[[dict], None], cancel: threading.Event,
+                 pause: threading.Event | None, step: threading.Semaphore | None, publish: Callable | None):
+        self.model, self.job, self.emit, self.publish = model, job, emit, publish
+        self.cancel, self.pause, self.step = cancel, pause, step
+        self.batches, self.steps, self.before = 0, 0, None  # before: the weights as the asked-for step found them
+
+    def __call__(self, loss, preds, targets) -> None:
+        from .live import step_report, weights_now
+
+        self.batches += 1
+        if self.before is not None:  # the batch a step let through has just been taken
+            self.emit({"type": "step", "job": self.job, "step": self.steps, "batch_of_run": self.batches,
+                       **step_report(self.before, self.model, loss.item(), preds, targets)})
+            self.before = None
+        if self.publish is not None:
+            self.publish(now=self.pause is not None and self.pause.is_set())  # a held run shows its weights at once
+        while self.pause is not None and self.pause.is_set() and not self.cancel.is_set():
+            if self.step is None:
+                time.sleep(0.1)
+            elif self.step.acquire(timeout=0.1):  # one more batch, then hold again
+                self.before, self.steps = weights_now(self.model), self.steps + 1
+                return
 
 
 def _data(spec: dict, cache: dict):
@@ -216,6 +251,7 @@ def main() -> int:
 
     runs: list[dict] = []
     cancel, pause, current, have_run = threading.Event(), threading.Event(), {"job": None}, threading.Condition()
+    step = threading.Semaphore(0)  # single steps asked for while paused, one batch each
     cancelled: set[str] = set()  # a cancel can arrive before its run starts: remembered, then applied
     paused: set[str] = set()  # so can a pause
 
@@ -233,6 +269,10 @@ def main() -> int:
                 (paused.add if cmd["op"] == "pause" else paused.discard)(cmd.get("job"))
                 if cmd.get("job") == current["job"]:
                     (pause.set if cmd["op"] == "pause" else pause.clear)()
+                    while cmd["op"] == "resume" and step.acquire(blocking=False):
+                        pass  # steps asked for and not taken are forgotten: the run goes on by itself
+            elif cmd.get("op") == "step" and cmd.get("job") == current["job"] and pause.is_set():
+                step.release()
             elif cmd.get("op") == "run":
                 with have_run:
                     runs.append(cmd)
@@ -269,7 +309,9 @@ def main() -> int:
         if cmd["job"] in paused:
             pause.set()
         try:
-            result = run_job(cmd, emit, cancel, data_cache, complete=False, pause=pause)
+            while step.acquire(blocking=False):
+                pass
+            result = run_job(cmd, emit, cancel, data_cache, complete=False, pause=pause, step=step)
             if result["model_id"]:
                 to_analyse.append({**cmd, "model_id": result["model_id"]})
         except Exception as e:  # a bug, not a bad setting: report it, keep serving

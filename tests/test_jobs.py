@@ -293,3 +293,52 @@ def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, 
         assert queue.wait(queue.submit(SMALL_MLP.with_(seed=24), mnist, owner="a").id, timeout=120).state == "done"
     finally:
         queue.close()
+
+
+def test_the_starter_pauses_and_steps_a_shared_run_one_batch_at_a_time(mnist, store):
+    """Pause, one batch per Step (its loss, accuracy and weight change reported), Resume; on a run two students share,
+    only the one who started it steers it, and a student cannot resume the teacher's pause."""
+    from digitlab.live import unpack
+
+    queue = JobQueue(store)
+    try:
+        run = queue.submit(SMALL_MLP.with_(epochs=20, seed=12), mnist, owner="starter")
+        assert queue.submit(SMALL_MLP.with_(epochs=20, seed=12), mnist, owner="joiner").id == run.id
+        started_running(queue, run.id, training=True)
+        assert not queue.pause(run.id, "joiner") and not queue.snapshot(run.id).paused  # joined: watches only
+        assert queue.pause(run.id, "starter")
+        paused = queue.snapshot(run.id)
+        assert paused.paused_by == "starter" and paused.message.startswith("paused by the student who started it")
+        assert not queue.step(run.id, "joiner") and not queue.resume(run.id, "joiner")
+        for n in (1, 2):
+            assert queue.step(run.id, "starter")
+            _wait_for(lambda n=n: len(queue.watch(run.id)["steps"]) == n, f"step {n}")
+        first, second = queue.watch(run.id)["steps"]
+        assert second["batch_of_run"] == first["batch_of_run"] + 1 and first["batch_size"] == SMALL_MLP.batch_size
+        assert 0 < second["loss"] < 5 and second["loss"] != first["loss"] and 0 <= second["accuracy"] <= 1
+        moved = {row["weights"]: row["moved"] for row in second["layers"]}
+        assert all(m > 0 for m in moved.values()) and len(moved) == 4  # both layers' weights and biases moved
+        before, after = unpack(second["before"]), unpack(second["after"])
+        assert before.shape == after.shape == (16, 28, 28) and (before != after).any()
+        shown = queue.watch(run.id)["watch"]  # the pictures after the step: its answers on the 16 test digits
+        assert len(shown["answers"]) == 16 and unpack(shown["maps"]).shape == (16, 28, 28)
+        held = queue.snapshot(run.id).progress
+        time.sleep(1.0)
+        assert queue.snapshot(run.id).progress == held and len(queue.watch(run.id)["steps"]) == 2  # still held
+
+        assert queue.resume(run.id, "starter") and not queue.snapshot(run.id).paused
+        assert queue.pause(run.id)  # the teacher's pause: the starter cannot undo it, the teacher can
+        assert not queue.resume(run.id, "starter") and not queue.step(run.id, "starter")
+        assert queue.resume(run.id)
+        assert queue.stop(run.id, "starter") == "detached"  # no longer following: no longer steering
+        assert not queue.pause(run.id, "starter")
+        queue.cancel(run.id)
+    finally:
+        queue.close()
+
+
+def _wait_for(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

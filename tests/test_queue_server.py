@@ -52,8 +52,18 @@ def test_two_web_processes_share_one_line(server, mnist):
     assert snap.state == "done" and second.snapshot(a.id).model_id == snap.model_id
     # one run waiting per student, across processes: Cy's second run through the other process is refused
     long = PRESETS["simple_net"].with_(epochs=20)
-    first.submit(long, mnist, "ann", limited=True)  # runs
+    running = first.submit(long, mnist, "ann", limited=True)  # runs
     first.submit(long.with_(seed=1), mnist, "cy", limited=True)  # waits
+    # Ann pauses and steps her run through one process, the pictures and the step show through the other
+    while (seen := second.watch(running.id)) is None or seen["watch"] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert len(seen["watch"]["answers"]) == 16
+    assert not second.pause(running.id, "cy") and first.pause(running.id, "ann") and second.step(running.id, "ann")
+    while not second.watch(running.id)["steps"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert second.snapshot(running.id).paused_by == "starter" and first.resume(running.id, "ann")
     with pytest.raises(JobRefused, match="You already have a run waiting"):
         second.submit(long.with_(seed=2), mnist, "cy", limited=True)
     assert second.estimate(long, 60_000) > 0 and first.over_limit(long, 60_000) == ""

@@ -90,6 +90,9 @@ def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_clu
         held = queue.snapshot(run.id).version
         time.sleep(3)
         assert queue.snapshot(run.id).version == held and queue.snapshot(run.id).state == "running"  # nothing moves
+        assert queue.step(run.id)  # one batch, asked through the flags actor, and what it changed comes back
+        _until(lambda: queue.watch(run.id)["steps"], "a single step")
+        assert queue.watch(run.id)["watch"]["answers"] and queue.snapshot(run.id).paused
         assert queue.resume(run.id)
         _until(lambda: queue.snapshot(run.id).version > held, "progress after resume")
         assert queue.cancel(run.id)

@@ -3,6 +3,7 @@
 - resources: what every session shares once per process (data, store listing, queue, loaded models, memory keeper)
 - frame: the frame around every page (navigation, page_setup, data banner, sidebar, show_code, links)
 - training: the shared training widgets (preset, settings, Train, live panel, one more epoch, runs compared)
+- watch: inside the live panel, the model as it learns (first layer, 16 test digits) and Pause / Step one batch
 - pickers: choosing a stored model or a test image, and the one table of stored models
 - analyses: each stored model's analysis for Evaluate and Features, and its untrained start
 - teacher: the teacher's page (key, runs, limits, models, drawings, store health)

@@ -1,5 +1,6 @@
 """The training widgets the Linear, MLP and CNN stages share: a preset, its settings, what a run will cost, Train
-(or train again live), the live panel of the running job, one more epoch, and this session's runs on one chart."""
+(or train again live), the live panel of the running job (its curves, and ``watch``: the first layer and 16 test
+digits as it learns, pause and single steps), one more epoch, and this session's runs on one chart."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from ..models import PRESET_HELP, PRESETS, TrainConfig
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
+from .watch import steering, watch_it_learn
 
-LIVE_EVERY_S = 1.5  # the live panel's redraw: the worker reports every 0.25 s, a student reads about this often
+LIVE_EVERY_S = 1.0  # the live panel's redraw: the worker reports every 0.25 s, and its pictures about every second
 
 
 def preset_picker(kinds: tuple[str, ...], key: str, default: str | None = None) -> TrainConfig:
@@ -125,7 +127,8 @@ def start_training(
 
 
 def training_panel(state_key: str, on_done: Callable[[Snapshot], None] | None = None) -> Snapshot | None:
-    """Live view of this session's job under ``state_key``: progress, loss and accuracy, stop.
+    """Live view of this session's job under ``state_key``: progress, stop, pause and step, loss and accuracy, and the
+    model as it learns (its first layer, its answers on 16 test digits, what each single step changed).
 
     Redraws itself every second while the job runs (a fragment), so the rest of the page
     stays still, and picks the job up again when the student comes back to the page.
@@ -169,11 +172,13 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
             help="Stop waiting on this run. It is cancelled only if nobody else in the class waits on it.",
         ):
             stop_following(snap, state_key)
+        steering(snap, state_key)
     if snap.history or snap.batch_losses:
         loss, accuracy = shared_figure(("job", snap.id, snap.version), _job_figures, snap)  # once, however many watch
         left, right = st.columns(2)
         chart(left, loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
         chart(right, accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
+    watch_it_learn(snap)
 
 
 def stop_following(snap: Snapshot, state_key: str) -> None:

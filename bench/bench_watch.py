@@ -1,0 +1,110 @@
+"""Watch it learn (issue 16 #4): publishing the live pictures must not slow training by more than 5%.
+
+    DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_watch.py
+
+Each config is trained the way the worker trains it -- fit(), every message turned into its JSON line -- with the
+worker's between-batches hook publishing the live pictures (the first layer and the answers on 16 test digits,
+about once a second), and without any hook (fit as it was before pictures and pause), alternating, ``--repeats``
+times each, in this one process. The ratio is the best time with publishing over the best without (target <= 1.05;
+the best of several, as the machine is shared). The two runs' weights are compared too: the
+pictures are taken in eval mode without gradients, so a watched run must end bit for bit where an unwatched one does.
+Results go first under "## Watch it learn" in bench/RESULTS.md (unless --no-record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from results import record  # noqa: E402
+
+from digitlab.data import load_mnist  # noqa: E402
+from digitlab.live import Publisher  # noqa: E402
+from digitlab.models import PRESETS, build_model  # noqa: E402
+from digitlab.train import device_label, fit  # noqa: E402
+from digitlab.worker import BetweenBatches, worker_threads  # noqa: E402
+
+TARGET = 1.05
+CONFIGS = {  # a few seconds each on a laptop core: long enough for several pictures a run
+    "linear-better": PRESETS["linear-better"],
+    "simple_net": PRESETS["simple_net"].with_(epochs=3),
+    "mlp-128-64": PRESETS["mlp-128-64"].with_(epochs=1),
+    "cnn-seed": PRESETS["cnn-seed"].with_(epochs=1, train_limit=10_000),
+}
+
+
+def train_once(config, data, publish: bool) -> tuple[float, float, int, dict]:
+    """One run as the worker makes it: (wall seconds, CPU seconds, pictures published, final weights)."""
+    sink = open(os.devnull, "w")
+    sent = {"watch": 0}
+
+    def emit(message: dict) -> None:  # what the worker does with every message: one JSON line
+        sent[message["type"]] = sent.get(message["type"], 0) + 1
+        sink.write(json.dumps(message) + "\n")
+
+    model = build_model(config)
+    hook = {"between_batches": BetweenBatches(model, "bench", emit, threading.Event(), threading.Event(),
+                                              threading.Semaphore(0), Publisher(model, config, data, emit, "bench"))
+            } if publish else {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    for ev in fit(model, config, data, **hook):
+        if ev.kind == "batch":  # the worker sends its progress line too
+            emit({"type": "progress", "event": ev.__dict__})
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    sink.close()
+    return wall, cpu, sent["watch"], {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("DIGITLAB_THREADS", str(worker_threads()))  # as in the worker: every core but one
+    data = load_mnist(allow_download=False)
+    assert data.source.kind == "folder", f"the benchmark needs the full MNIST: {data.source.label}"
+    command = "DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_watch.py " + " ".join(sys.argv[1:])
+    out = [f"### {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node() or 'machine'} · {device_label()} · "
+           f"{os.cpu_count()} cores · torch {torch.__version__}", "", f"`{command.strip()}`", "",
+           f"Best of {args.repeats} runs each, alternating; the ratio is the time with the worker's hook publishing the "
+           "live pictures over the time of fit without any hook (wall clock; CPU time beside it).", "",
+           "| config | without (s) | with (s) | pictures a run | ratio (wall) | ratio (CPU) | same weights | target | |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name in [c for c in args.configs.split(",") if c]:
+        config = CONFIGS[name]
+        train_once(config.with_(train_limit=2048, epochs=1), data, True)  # warm up: kernels, caches
+        runs = {False: [], True: []}
+        for _ in range(args.repeats):
+            for publish in (False, True):
+                runs[publish].append(train_once(config, data, publish))
+        wall = {p: min(r[0] for r in runs[p]) for p in runs}
+        cpu = {p: min(r[1] for r in runs[p]) for p in runs}
+        pictures = statistics.median(r[2] for r in runs[True])
+        same = all(torch.equal(runs[True][0][3][k], runs[False][0][3][k]) for k in runs[False][0][3])
+        ratio, cpu_ratio = wall[True] / wall[False], cpu[True] / cpu[False]
+        verdict = "met" if ratio <= TARGET else "**not met**"
+        print(f"  {name}: without {wall[False]:.2f} s, with {wall[True]:.2f} s ({pictures:.0f} pictures), "
+              f"ratio {ratio:.3f} (CPU {cpu_ratio:.3f}), same weights: {same}", flush=True)
+        out.append(f"| {name} | {wall[False]:.2f} | {wall[True]:.2f} | {pictures:.0f} | {ratio:.3f} | {cpu_ratio:.3f} | "
+                   f"{'yes' if same else '**no**'} | <= {TARGET:.2f} | {verdict} |")
+    print("\n".join(out))
+    if not args.no_record:
+        record("## Watch it learn", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@
 - pickers: choosing a stored model or a test image, and the one table of stored models
 - analyses: each stored model's analysis for Evaluate and Features, and its untrained start
 - teacher: the teacher's page (key, runs, limits, models, drawings, store health)
+- links: a stage's setup kept in the address, restored from a shared link
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -30,6 +31,7 @@ from .frame import (
     sidebar_status,
     train_links,
 )
+from .links import LinkedPage, restore_setup, share_setup
 from .pickers import (
     choose_models,
     compare_picker,
@@ -80,5 +82,5 @@ __all__ = [
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
-    "teacher_store_health", "teacher_unlocked",
+    "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup",
 ]

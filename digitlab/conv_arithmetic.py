@@ -118,3 +118,14 @@ def explain_position(model: nn.Module, config: TrainConfig, image: torch.Tensor,
             value = max(0.0, value)
         maps = module(maps)
     return found
+
+
+@torch.inference_mode()
+def map_shapes(model: nn.Module) -> list[tuple[int, int, int]]:
+    """(maps, height, width) each convolution makes from a 28x28 image: what a position may be picked from."""
+    x, shapes = torch.zeros(1, 1, 28, 28), []
+    for module in model.eval().conv_layers:
+        x = module(x)
+        if isinstance(module, nn.Conv2d):
+            shapes.append(tuple(x.shape[1:]))
+    return shapes

@@ -13,9 +13,11 @@ import streamlit as st
 import torch
 
 from .. import viz
-from ..conv_arithmetic import ConvArithmetic, explain_position, map_shapes
+from ..conv_arithmetic import ConvArithmetic, explain_position, map_shapes, strongest_position
 from ..models import TrainConfig
 from .frame import chart, show_code
+
+STILL = {"displayModeBar": False}  # a 3x3 grid of numbers: nothing to zoom, and the toolbar would cover its title
 
 
 def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, key: str = "conv") -> None:
@@ -33,8 +35,10 @@ def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Te
     maps, height, width = shapes[conv - 1]
     channel = c2.number_input("Map", 0, maps - 1, 0, key=f"{key}_{conv}_map",
                               help="Which output map (each has its own kernel).")
-    row = c3.number_input("Row", 0, height - 1, height // 2, key=f"{key}_{conv}_row")
-    col = c4.number_input("Column", 0, width - 1, width // 2, key=f"{key}_{conv}_col")
+    start = strongest_position(model, config, image, conv, 0)  # where it opens: map 0's strongest spot
+    row = c3.number_input("Row", 0, height - 1, start[0], key=f"{key}_{conv}_row",
+                          help="It opens where map 0 is strongest for this image.")
+    col = c4.number_input("Column", 0, width - 1, start[1], key=f"{key}_{conv}_col")
     found = explain_position(model, config, image, conv, int(channel), int(row), int(col))
     the_products(found, key)
     the_sum(found)
@@ -58,9 +62,9 @@ def the_products(found: ConvArithmetic, key: str) -> None:
         shown = top[0][0]
     where = f" (input channel {shown})" if n_in > 1 else ""
     cols = st.columns(3)
-    chart(cols[0], viz.number_grid(found.patch[shown], f"The input patch{where}"), key=f"{key}_patch")
-    chart(cols[1], viz.number_grid(found.kernel[shown], f"The kernel{where}"), key=f"{key}_kernel")
-    chart(cols[2], viz.number_grid(found.products[shown], f"Patch x kernel{where}"), key=f"{key}_products")
+    chart(cols[0], viz.number_grid(found.patch[shown], f"The input patch{where}"), key=f"{key}_patch", config=STILL)
+    chart(cols[1], viz.number_grid(found.kernel[shown], f"The kernel{where}"), key=f"{key}_kernel", config=STILL)
+    chart(cols[2], viz.number_grid(found.products[shown], f"Patch x kernel{where}"), key=f"{key}_products", config=STILL)
 
 
 def the_sum(found: ConvArithmetic) -> None:
@@ -73,18 +77,20 @@ def the_sum(found: ConvArithmetic) -> None:
 
 
 def the_steps(found: ConvArithmetic, key: str) -> None:
-    """BatchNorm (if any), ReLU, then the 2x2 max-pool that keeps or drops it."""
+    """The block's later steps in this model's order: BatchNorm (if any), ReLU, the 2x2 max-pool that keeps or
+    drops it."""
+    st.markdown("Then, in this model's order: convolution → " + " → ".join(s.name for s in found.steps))
     cols = st.columns(len(found.steps))
-    for col, step in zip(cols, found.steps):
+    for n, (col, step) in enumerate(zip(cols, found.steps), start=1):
         if step.name == "max-pool" and step.after != step.after:  # NaN: in no window
-            col.metric("After the max-pool", "dropped")
+            col.metric(f"{n}. After the max-pool", "dropped")
         else:
-            col.metric(f"After {step.name}", f"{step.after:.4f}")
+            col.metric(f"{n}. After {step.name}", f"{step.after:.4f}")
         col.caption(step.note)
     if found.pool_window is not None:
         _, mid, _ = st.columns([1, 1, 1])
         chart(mid, viz.number_grid(found.pool_window, "The max-pool's 2x2 window", height=220, fmt=".3f"),
-              key=f"{key}_pool")
+              key=f"{key}_pool", config=STILL)
     verdict = ("kept: it reaches the next layer" if found.pool_kept else
                "dropped: another number of its window is larger, so the next layer never sees this one")
     st.caption(f"This number is {verdict}.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -24,6 +23,8 @@ from .pickers import model_picker
 from .resources import get_store, load_model
 
 _one_at_a_time = threading.Lock()
+MAX_DRAWINGS = 1000  # the newest this many: fine-tuning stays a matter of seconds however large the collection grows
+FORGETTING = 0.05  # an MNIST drop larger than this is pointed out
 RESULT = "ft_result"  # this session's last fine-tuning: plain numbers and the new model's id
 
 
@@ -56,6 +57,13 @@ def class_drawings() -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
                    "on. Still needed: " + ", ".join(f"**{n} more {d}**" for d, n in missing.items())
                    + ". Draw them on the Sketch Pad and save them to the class collection.", icon="✍️")
         return None
+    if len(entries) > MAX_DRAWINGS:
+        st.caption(f"It learns from the newest {MAX_DRAWINGS:,} drawings, so fine-tuning takes seconds.")
+        images, labels, entries = images[-MAX_DRAWINGS:], labels[-MAX_DRAWINGS:], entries[-MAX_DRAWINGS:]
+        if missing := finetune.missing_drawings(labels):
+            st.warning("The newest drawings lack some digits: " + ", ".join(f"{n} more {d}" for d, n in
+                                                                          missing.items()) + ".")
+            return None
     return images, labels, [e.id for e in entries]
 
 
@@ -103,8 +111,12 @@ def before_and_after() -> None:
                                         ("MNIST test", "MNIST test set (10,000)"))):
         before, after = done["before"][name], done["after"][name]
         col.metric(f"{what}: after", f"{after:.1%}", delta=f"{after - before:+.1%} (before: {before:.1%})")
-    st.dataframe(pd.DataFrame([{"epoch": i + 1, "training loss on our drawings": loss}
-                               for i, loss in enumerate(done["losses"])]), hide_index=True, height=160)
+    st.caption("Training loss on our drawings, epoch by epoch: " + " → ".join(f"{v:.3f}" for v in done["losses"]))
+    forgot = done["before"]["MNIST test"] - done["after"]["MNIST test"]
+    if forgot > FORGETTING:
+        st.warning(f"It forgot some MNIST ({forgot:.1%} fewer test digits right): our few drawings pulled the weights "
+                   "their way. Fewer epochs, or MNIST images mixed into the fine-tuning, would usually keep more "
+                   "of it.", icon="🧠")
     st.success(f"Stored as `{done['model']}`, fine-tuned from `{done['parent']}` on {done['trained_on']} drawings "
                f"in {done['seconds']:.1f} s. It is on every page now, beside its parent.", icon="💾")
     st.caption("The kept-out drawings show whether it learned our hand; the MNIST test set whether it forgot "

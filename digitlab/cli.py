@@ -257,6 +257,40 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=cmd_evaluate)
 
 
+# ---------------------------------------------------------------- lr-find
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    """The learning-rate finder from a preset's untrained model: the curve as text, the suggestion, nothing saved."""
+    from digitlab.lr_find import lr_find
+    from digitlab.models import PRESETS
+
+    name = args.preset or DEFAULT_PRESET[args.kind]
+    if name not in PRESETS or PRESETS[name].kind != args.kind:
+        choices = ", ".join(n for n, c in PRESETS.items() if c.kind == args.kind)
+        print(f"error: no {args.kind} preset {name!r}; choose from {choices}", file=sys.stderr)
+        return 2
+    config = PRESETS[name]
+    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
+    print(f"data: {data.source.label}")
+    found = lr_find(config, data)
+    print(f"{'learning rate':>13}  smoothed loss")
+    for lr, loss in list(zip(found.lrs, found.losses))[:: max(1, len(found.lrs) // 20)]:
+        print(f"{lr:>13.2e}  {loss:.4f}")
+    print(f"{len(found.lrs)} batches in {found.seconds:.1f} s from {config.title} ({name}); the swept model is thrown away")
+    print(f"suggested learning rate: {found.valley:.2g} (valley); steepest fall at {found.steepest:.2g}; "
+          f"the preset trains at {config.lr:g}")
+    return 0
+
+
+def add_lr_find_commands(sub: argparse._SubParsersAction) -> None:
+    finder = sub.add_parser("lr-find", help="the learning-rate finder: sweep a preset's rate, print the suggestion")
+    finder.add_argument("kind", choices=["mlp", "cnn"])
+    finder.add_argument("--preset", default=None, help="a preset of that kind (default: the tutorial's)")
+    finder.add_argument("--offline", action="store_true", help="never download")
+    finder.set_defaults(func=cmd_lr_find)
+
+
 # ---------------------------------------------------------------- serve
 
 
@@ -320,7 +354,7 @@ def add_serve_commands(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- entry point
 
 GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_train_commands,
-                                                              add_serve_commands]
+                                                              add_lr_find_commands, add_serve_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

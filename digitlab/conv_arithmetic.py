@@ -118,3 +118,26 @@ def explain_position(model: nn.Module, config: TrainConfig, image: torch.Tensor,
             value = max(0.0, value)
         maps = module(maps)
     return found
+
+
+@torch.inference_mode()
+def map_shapes(model: nn.Module) -> list[tuple[int, int, int]]:
+    """(maps, height, width) each convolution makes from a 28x28 image: what a position may be picked from."""
+    x, shapes = torch.zeros(1, 1, 28, 28), []
+    for module in model.eval().conv_layers:
+        x = module(x)
+        if isinstance(module, nn.Conv2d):
+            shapes.append(tuple(x.shape[1:]))
+    return shapes
+
+
+@torch.inference_mode()
+def strongest_position(model: nn.Module, config: TrainConfig, image: torch.Tensor, conv: int,
+                       channel: int) -> tuple[int, int]:
+    """(row, col) where map ``channel`` of convolution ``conv`` is largest for this image: a place worth a look."""
+    at = convolutions(model.eval())[conv - 1]
+    x = prepare(image.unsqueeze(0), config)
+    for module in model.conv_layers[: at + 1]:
+        x = module(x)
+    row, col = divmod(int(x[0, channel].argmax()), x.shape[3])
+    return row, col

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .data import MNIST
-from .models import TrainConfig
+from .models import ModelInfo, TrainConfig
+from .store import ModelStore
 from .train import loss_function, make_optimizer, predict_proba, prepare
 
 MIN_PER_DIGIT = 2  # one to learn from, one to check on
@@ -116,3 +117,18 @@ def record_extra(parent_id: str, result: FineTuning) -> dict:
     """What the stored model says about where it came from."""
     return {"fine_tuned_from": parent_id, "fine_tuned_on": result.trained_on, "held_out": result.held_out,
             "before": result.before, "after": result.after}
+
+
+def save(store: ModelStore, parent: ModelInfo, result: FineTuning, data: MNIST, seconds: float) -> ModelInfo:
+    """Store the fine-tuned model as a new model that names its parent and the drawings it saw.
+
+    Its fingerprint says it learned from class drawings too, so the queue never hands it out as the parent's
+    recipe trained on MNIST alone (store.find matches the config and the data)."""
+    return store.save(
+        result.model, result.config,
+        metrics={"test_accuracy": result.after["MNIST test"], "class_drawings_accuracy": result.after["class drawings"]},
+        history=list(parent.history), fingerprint=f"{data.fingerprint()}+class-drawings-{len(result.trained_on)}",
+        train_seconds=parent.train_seconds + seconds,
+        extra={"data_source": data.source.kind, "continued_from": parent.id,
+               "name": f"fine-tuned on {len(result.trained_on)} class drawings", **record_extra(parent.id, result)},
+    )

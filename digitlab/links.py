@@ -1,7 +1,7 @@
 """A setup shared by link: a stage's settings as URL parameters, and back.
 
 ``to_params`` writes what makes a run -- preset, layer sizes, activations, optimizer, learning rate, batch size,
-epochs, input scaling, dataset and task -- as short text values (``?preset=mlp-128-64&hidden=128-64&lr=0.01``).
+epochs, training images, input scaling, dataset and task -- as short text values (``?preset=mlp-128-64&hidden=128-64&lr=0.01``).
 ``from_params`` reads them over a preset: every value is checked on its own, and one that is unknown or
 unusable is left out with a one-line note saying why, so a mistyped link still opens the page.
 """
@@ -15,7 +15,7 @@ from .data import DATASETS, NORMALISATIONS
 from .models import ACTIVATIONS, MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS, PRESETS, TrainConfig
 from .train import ConfigError, check_config
 
-MAX_EPOCHS, MAX_BATCH = 100, 60_000  # what the pages' own widgets allow
+MAX_EPOCHS, MAX_BATCH = 100, 60_000  # what the pages' own widgets allow (training images: 0 = all, up to 60,000)
 
 
 @dataclass
@@ -28,8 +28,8 @@ class Setup:
 def to_params(config: TrainConfig, **extra: str | int) -> dict[str, str]:
     """The URL parameters of a setup; ``extra`` adds a page's own choices (``image=17``, ``model=<id>``)."""
     params = {"preset": config.preset, "optimizer": config.optimizer, "lr": repr(config.lr),
-              "batch": str(config.batch_size), "epochs": str(config.epochs), "norm": config.norm,
-              "dataset": config.dataset, "task": config.task}
+              "batch": str(config.batch_size), "epochs": str(config.epochs), "limit": str(config.train_limit),
+              "norm": config.norm, "dataset": config.dataset, "task": config.task}
     if config.kind == "mlp":
         params["hidden"] = "-".join(str(h) for h in config.hidden)
         params["act"] = "-".join(config.activations)
@@ -63,13 +63,14 @@ def from_params(params: dict[str, str], default: TrainConfig, page_keys: tuple[s
         "lr": lambda v: _number(v, float, 1e-7, 10.0),
         "batch": lambda v: _number(v, int, 1, MAX_BATCH),
         "epochs": lambda v: _number(v, int, 1, MAX_EPOCHS),
+        "limit": lambda v: _number(v, int, 0, MAX_BATCH),
         "norm": lambda v: v if v in NORMALISATIONS else _bad(", ".join(NORMALISATIONS)),
         "dataset": lambda v: v if v in DATASETS else _bad(", ".join(DATASETS)),
         "task": lambda v: v,
         "hidden": lambda v: _layers(v),
         "act": lambda v: _activations(v),
     }
-    fields = {"batch": "batch_size", "act": "activations"}
+    fields = {"batch": "batch_size", "act": "activations", "limit": "train_limit"}
     for name, read in readers.items():
         if name not in params:
             continue

@@ -495,3 +495,32 @@ def models_scatter(rows: list[dict], x: str, title: str, log_x: bool = False, he
     if log_x:
         fig.update_xaxes(type="log")
     return fig
+
+
+def lr_finder_curve(lrs, losses, suggestion: float, steepest: float, title: str = "The learning-rate finder",
+                    height: int = 360) -> go.Figure:
+    """The smoothed loss against the learning rate on a log axis, the suggestion (valley) and the steepest fall
+    marked on the curve."""
+    fig = go.Figure(go.Scatter(x=list(lrs), y=list(losses), mode="lines", name="smoothed loss",
+                               hovertemplate="learning rate %{x:.2g}<br>loss %{y:.3f}<extra></extra>"))
+    for lr, name, symbol, color in ((suggestion, "suggested (valley)", "star", "#d62728"),
+                                    (steepest, "steepest fall", "triangle-down", "#2ca02c")):
+        i = min(range(len(lrs)), key=lambda j: abs(np.log(lrs[j]) - np.log(lr)))
+        fig.add_trace(go.Scatter(x=[lrs[i]], y=[losses[i]], mode="markers+text", name=name, text=[f"{lr:.2g}"],
+                                 textposition="top center", marker=dict(symbol=symbol, size=14, color=color)))
+    fig.update_layout(title=title, xaxis_type="log", xaxis_title="learning rate (log scale)",
+                      yaxis_title="loss (smoothed)", height=height, margin=dict(t=40, b=40),
+                      legend=dict(orientation="h", y=-0.25, yanchor="top"))
+    return fig
+
+
+def number_grid(values, title: str, height: int = 250, fmt: str = ".2f") -> go.Figure:
+    """A small grid of numbers (a 3x3 patch, a kernel, their products), each cell coloured and written out:
+    red positive, blue negative, as the filters are drawn."""
+    a = _np(values)
+    lim = float(np.abs(a).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=a, colorscale="RdBu", reversescale=True, zmin=-lim, zmax=lim, showscale=False,
+                               texttemplate="%{z:" + fmt + "}", textfont=dict(size=15),
+                               hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>"))
+    fig.update_layout(title=title, height=height)
+    return _square(fig)

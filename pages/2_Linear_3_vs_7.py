@@ -9,6 +9,8 @@ from digitlab import lessons, ui
 from digitlab.models import Linear1, init_params
 from digitlab.train import batch_accuracy, mnist_loss, sgd_step
 
+LINK = ui.LinkedPage("lin", default="linear-seed")  # the training settings travel in the address
+
 
 def baseline(data) -> None:
     st.header("1. The baseline: compare with the average digit")
@@ -103,6 +105,7 @@ def accuracy_is_not_the_loss(lva, figure) -> None:
 def training(data) -> None:
     st.header("4. Train it on every 3 and 7")
     config = ui.training_controls(ui.preset_picker(("linear",), key="lin_preset"), "lin")
+    ui.share_setup(LINK, config, data)
     ui.train_section(config, data, "lin", after_run=lambda snap: against_the_baseline(data, snap))
 
 
@@ -161,6 +164,7 @@ data = ui.page_setup(
     "One question first: **is this digit a 3 or a 7?** We start with no learning at all (compare with the "
     "average digit), then let a linear model learn one weight per pixel by gradient descent.",
 )
+ui.restore_setup(LINK, data)
 baseline(data)
 by_hand(data)
 training(data)

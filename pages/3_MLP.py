@@ -10,6 +10,7 @@ from digitlab.train import ConfigError, check_config
 
 OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
 FORMS = {"nn": "nn.Sequential + torch.optim", "scratch": "by hand: w1, b1, w2, b2 and p -= lr * p.grad"}
+LINK = ui.LinkedPage("mlp", default="simple_net", network=True)  # the settings travel in the address
 
 
 def main() -> None:
@@ -19,6 +20,7 @@ def main() -> None:
         "Now all ten digits. A linear layer, a non-linearity (ReLU is just `max(x, 0)`), another linear layer: "
         "that is a neural network. Start from one of the two tutorials' nets and change what you like.",
     )
+    ui.restore_setup(LINK, data)
     config, problem = the_network()
     by_hand_and_as_nn_sequential(data)
     the_chain_rule(data)
@@ -131,6 +133,9 @@ def train_it(config: TrainConfig, data: MNIST, problem: str):
         st.caption(lessons.how_fit_trains(config))
     ui.glossary("learning rate", "batch size", "epoch", "bfloat16")
     ui.show_code(train.fit, train.batches, train.make_optimizer, title="The training loop: fit()")
+    ui.lr_finder(config, data, "mlp", disabled=bool(problem))
+    if not problem:
+        ui.share_setup(LINK, config, data)
     return ui.train_section(config, data, "mlp", disabled=bool(problem))
 
 

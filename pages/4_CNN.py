@@ -8,6 +8,8 @@ from digitlab.data import MNIST
 from digitlab.jobs import duration_text
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters
 
+LINK = ui.LinkedPage("cnn", default="cnn-fast", model_key="cnn_view_model", image_key="cnn_img")
+
 
 def main() -> None:
     data = ui.page_setup(
@@ -18,6 +20,7 @@ def main() -> None:
         "everywhere. This is the tutorial's `DigitCNN`: two blocks of convolution, ReLU and max-pooling, then two "
         "linear layers.",
     )
+    ui.restore_setup(LINK, data)
     preset = layer_by_layer(data)
     snap = train_it(preset, data)
     inside_a_trained_cnn(snap, data)
@@ -71,6 +74,8 @@ def train_it(preset: TrainConfig, data: MNIST):
     config = ui.training_controls(preset, "cnn")
     ui.show_code(train.fit, train.block_inputs, train.uses_channels_last, train.fast_forward,
                  title="The training loop: fit(), and how a CNN is fed")
+    ui.lr_finder(config, data, "cnn")
+    ui.share_setup(LINK, config, data)
     return ui.train_section(config, data, "cnn")
 
 
@@ -100,6 +105,7 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     c2.caption(evaluate.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
     first_filters(model)
     feature_maps(model, info.config, image)
+    ui.conv_arithmetic(model, info.config, image, key="cnn_conv")
     ui.link("pages/5_Features.py", "More on the Features page: saliency, Grad-CAM, before and after training", "👁️")
 
 

@@ -23,6 +23,20 @@ def chart_spec(at, title: str) -> dict | None:
     return None
 
 
+def plot_array(value):
+    """A Plotly array from a chart spec as a float32 tensor: a plain list, or a typed array ({dtype, bdata, shape})."""
+    import base64
+
+    import numpy as np
+    import torch
+
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(s) for s in str(value.get("shape", len(flat))).split(",")]
+        return torch.tensor(flat.reshape(shape).astype(np.float32))
+    return torch.tensor(value, dtype=torch.float32)
+
+
 def damaged_copy(source_id: str, bad_id: str, weights: bytes | None = None) -> str:
     """A copy of a stored model under ``bad_id`` whose weights file is ``weights`` (default: the real file cut
     to a third), with a record that is fine; the caller deletes it. Pages must say it cannot be used."""

@@ -129,3 +129,16 @@ def test_serve_listens_on_this_laptop_and_accepts_only_its_own_names(mnist, tmp_
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnist):
+    from digitlab.lr_find import lr_find
+    from digitlab.models import PRESETS
+
+    out = _run("lr-find", "mlp", "--preset", "simple_net", DIGITLAB_DATA_DIR=mnist.source.path)
+    assert out.returncode == 0, out.stderr
+    found = lr_find(PRESETS["simple_net"], mnist)  # the same sweep in this process: the same numbers
+    assert f"suggested learning rate: {found.valley:.2g} (valley); steepest fall at {found.steepest:.2g}" in out.stdout
+    assert f"{found.lrs[0]:>13.2e}  {found.losses[0]:.4f}" in out.stdout and "thrown away" in out.stdout
+    bad = _run("lr-find", "cnn", "--preset", "simple_net")
+    assert bad.returncode == 2 and "no cnn preset 'simple_net'; choose from cnn-seed" in bad.stderr

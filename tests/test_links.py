@@ -10,7 +10,7 @@ from digitlab.models import PRESETS
 def test_every_preset_and_a_changed_one_survive_the_round_trip(name):
     config = PRESETS[name]
     assert from_params(to_params(config), config).config == config
-    changed = config.with_(lr=config.lr * 3, batch_size=96, epochs=7)
+    changed = config.with_(lr=config.lr * 3, batch_size=96, epochs=7, train_limit=5000)
     if config.kind == "mlp":
         changed = changed.with_(hidden=(200, 100, 50), activations=("tanh", "relu", "relu"))
     back = from_params(to_params(changed, image=17), PRESETS[name])

@@ -7,6 +7,10 @@
 - pickers: choosing a stored model or a test image, and the one table of stored models
 - analyses: each stored model's analysis for Evaluate and Features, and its untrained start
 - teacher: the teacher's page (key, runs, limits, models, drawings, store health)
+- links: a stage's setup kept in the address, restored from a shared link
+- lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
+- finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
+- conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -14,6 +18,8 @@ Pages call ``ui.<name>``; every name they use is re-exported here.
 from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
+from .conv import conv_arithmetic
+from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
     ROOT,
     STAGES,
@@ -31,6 +37,8 @@ from .frame import (
     sidebar_status,
     train_links,
 )
+from .links import LinkedPage, restore_setup, share_setup
+from .lr_finder import lr_finder
 from .pickers import (
     choose_models,
     compare_picker,
@@ -81,5 +89,6 @@ __all__ = [
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
-    "teacher_store_health", "teacher_unlocked",
+    "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup",
+    "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

@@ -38,9 +38,11 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
     Widget keys carry the preset, so picking another preset brings back that preset's own values.
     """
     k = f"{key}_{config.preset}"
-    # The preset's own rate is always a notch (cnn-fast's 0.005 is not on the 3x ladder), so a preset trains as written.
-    if config.lr > 0 and config.lr not in lr_options:
-        lr_options = tuple(sorted({*lr_options, float(config.lr)}))
+    # The preset's own rate is always a notch (cnn-fast's 0.005 is not on the 3x ladder), so a preset trains as written;
+    # so is a rate put in the box by a shared link or the learning-rate finder.
+    for rate in (config.lr, st.session_state.get(lr_key(key, config.preset))):
+        if isinstance(rate, int | float) and rate > 0 and rate not in lr_options:
+            lr_options = tuple(sorted({*lr_options, float(rate)}))
     lr_default = min(lr_options, key=lambda v: abs(log10(v) - log10(config.lr)))
     c1, c2, c3, c4 = st.columns(4)
     lr = c1.select_slider(
@@ -66,6 +68,11 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
 
 
 MAX_EPOCHS = 100
+
+
+def lr_key(key: str, preset: str) -> str:
+    """The learning-rate slider's widget key (a shared link and the learning-rate finder set it)."""
+    return f"{key}_{preset}_lr"
 
 
 def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, str]:

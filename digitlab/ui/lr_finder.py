@@ -1,0 +1,85 @@
+"""The learning-rate finder on the MLP and CNN pages (fastai's lr_find): one sweep per setup for the whole class.
+
+A sweep is about a hundred batches from the setup's untrained model (``lr_find.lr_find``), a few seconds on this
+server. It runs in the web process, one at a time (a second student asking waits for it, then reads it), and its
+curve is kept for every session that asks about the same setup: the class pays for it once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from .. import data as data_mod
+from .. import viz
+from ..lr_find import LRFinding, lr_find
+from ..models import TrainConfig
+from ..train import ConfigError
+from .frame import chart
+from .training import lr_key
+
+KEEP = 64  # sweeps kept per process (a few kB each); the oldest goes first
+
+
+@st.cache_resource
+def _findings() -> tuple[dict[tuple, LRFinding], threading.Lock]:
+    return {}, threading.Lock()
+
+
+def sweep_key(config: TrainConfig, data: data_mod.MNIST) -> tuple:
+    """What a sweep depends on: the whole setup but its learning rate, epochs and schedule (the sweep sets the rate
+    itself, batch by batch), and the data."""
+    return config.with_(lr=1.0, epochs=1, schedule="constant").key(), data.fingerprint()
+
+
+def shared_sweep(config: TrainConfig, data: data_mod.MNIST) -> LRFinding:
+    """The sweep of this setup: computed once per process, one sweep at a time, and kept for every session."""
+    found, lock = _findings()
+    key = sweep_key(config, data)
+    with lock:
+        if key not in found:
+            if len(found) >= KEEP:
+                del found[next(iter(found))]
+            found[key] = lr_find(config, data)
+        return found[key]
+
+
+def rounded(lr: float) -> float:
+    """A rate as the box shows it: two significant digits."""
+    return float(f"{lr:.2g}")
+
+
+def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool = False) -> None:
+    """The finder's section: sweep (or read the class's sweep), the curve, the suggestion, one click to use it."""
+    st.subheader("Find a learning rate first")
+    st.markdown("Before a long run, try every learning rate at once: train about a hundred batches from this "
+                "setup's untrained model while the rate grows from 1e-7 to 10, and watch the loss. Too small, "
+                "it barely moves; then it falls fast; too large, it shoots up. A good rate sits in the fall, "
+                "before the bottom. The model the sweep trained is thrown away.")
+    found = _findings()[0].get(sweep_key(config, data))
+    if found is None:
+        if not st.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
+                         help="About a hundred batches, a few seconds; every student with this setup shares it."):
+            return
+        try:
+            with st.spinner("Sweeping the learning rate over about a hundred batches..."):
+                found = shared_sweep(config, data)
+        except ConfigError as e:
+            st.error(f"Cannot sweep with these settings: {e}")
+            return
+    valley, steepest = rounded(found.valley), rounded(found.steepest)
+    chart(st, viz.lr_finder_curve(found.lrs, found.losses, found.valley, found.steepest,
+                                  title=f"The learning-rate finder: {config.title}"), key=f"{prefix}_lr_curve")
+    st.caption(f"{len(found.lrs)} batches in {found.seconds:.1f} s. Suggested: **{valley:g}**, by the *valley* "
+               f"rule (two thirds of the way down the longest fall of the loss, well before its bottom). The loss "
+               f"fell *steepest* at {steepest:g}. This setup's rate now: {config.lr:g}.")
+    c1, c2 = st.columns(2)
+    c1.button(f"Use {valley:g} (valley)", key=f"{prefix}_lr_use_valley", on_click=_use, type="primary",
+              args=(prefix, config.preset, valley), help="Puts this rate in the Learning rate box above; then press Train.")
+    c2.button(f"Use {steepest:g} (steepest)", key=f"{prefix}_lr_use_steepest", on_click=_use,
+              args=(prefix, config.preset, steepest), help="Puts this rate in the Learning rate box above; then press Train.")
+
+
+def _use(prefix: str, preset: str, lr: float) -> None:
+    st.session_state[lr_key(prefix, preset)] = lr  # before the next run draws the box: it opens on this rate

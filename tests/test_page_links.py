@@ -1,0 +1,67 @@
+"""A setup shared by link, under the real Streamlit runtime: the address restores every widget, shows a stored run,
+follows the widgets, and a bad link still opens the page with a note."""
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from pagetools import chart_titles, metrics
+from streamlit.testing.v1 import AppTest
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+
+
+def _open(page: str, params: dict) -> AppTest:
+    at = AppTest.from_file(str(PAGES / page), default_timeout=120)
+    at.query_params.update(params)
+    return at.run()
+
+
+def test_a_link_restores_the_mlp_page_and_shows_the_stored_run(mnist, trained):
+    from digitlab.links import to_params
+
+    info = trained["mlp"]
+    params = to_params(info.config)
+    at = _open("3_MLP.py", params)
+    assert not at.exception and not at.error
+    k = f"mlp_{info.config.preset}"
+    assert at.selectbox(key="mlp_preset").value == info.config.preset
+    assert at.number_input(key=f"{k}_epochs").value == info.config.epochs
+    assert at.number_input(key=f"{k}_limit").value == info.config.train_limit
+    assert at.select_slider(key=f"{k}_lr").value == info.config.lr
+    assert any("This exact run is in the model store" in s.value for s in at.success)
+    assert metrics(at)["Test accuracy"] == f"{info.metrics['test_accuracy']:.2%}"  # its result, not a new run
+    assert {k: v for k, v in at.query_params.items() if k in params} == params  # the round trip
+    assert any(c.value.endswith("?" + urlencode(params)) for c in at.code)  # "Link to this setup"
+
+    at.number_input(key=f"{k}_epochs").set_value(4).run()  # the address follows the widgets
+    assert at.query_params["epochs"] == "4" and not at.exception
+
+
+def test_a_link_with_other_settings_and_bad_values_opens_with_a_note(mnist):
+    at = _open("3_MLP.py", {"preset": "mlp-128-64", "hidden": "32-16", "act": "tanh", "optimizer": "adam",
+                            "lr": "fast", "batch": "96", "epochs": "1000", "norm": "half", "colour": "red"})
+    assert not at.exception and not at.error
+    k = "mlp_mlp-128-64"
+    assert at.text_input(key=f"{k}_hidden").value == "32, 16"
+    assert at.selectbox(key=f"{k}_act").value == ("tanh",)
+    assert at.selectbox(key=f"{k}_opt").value == "adam" and at.selectbox(key=f"{k}_norm").value == "half"
+    assert at.number_input(key=f"{k}_bs").value == 96
+    assert at.select_slider(key=f"{k}_lr").value == 0.01  # the preset's own: 'fast' was left out
+    note = " ".join(w.value for w in at.warning)
+    for left_out in ("lr='fast' left out", "epochs='1000' left out", "colour='red' left out"):
+        assert left_out in note
+    assert metrics(at)["Parameters"] == f"{784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10:,}"
+    at.run()  # the note is said once; the widgets keep the link's values
+    assert not at.warning and at.text_input(key=f"{k}_hidden").value == "32, 16"
+
+
+def test_a_cnn_link_restores_the_model_and_test_image_it_names(mnist, trained):
+    from digitlab.links import to_params
+
+    cnn = trained["cnn"]
+    at = _open("4_CNN.py", to_params(cnn.config, model=cnn.id, image=17))
+    assert not at.exception and not at.error
+    assert at.selectbox(key="cnn_view_model").value == cnn.id
+    assert f"Test image 17: a {int(mnist.test_labels[17])}" in chart_titles(at)
+    assert at.query_params["image"] == "17" and at.query_params["model"] == cnn.id
+    assert any("This exact run is in the model store" in s.value for s in at.success)

@@ -98,7 +98,7 @@ def test_the_picker_starts_on_the_best_of_each_kind_and_marks_a_broken_model(bro
     picker = at.multiselect(key="sketch_models")
     best = ev.best_of_each_kind(infos)
     assert picker.value == [i.id for i in best] and broken.id not in picker.value
-    assert len(picker.value) <= 4 and {ev.kind_of(i) for i in best} >= {"3v7", "mlp", "cnn"}
+    assert len(picker.value) <= 4 and {ev.kind_of(i) for i in best} >= {"pair", "mlp", "cnn"}
     # Each listed by its title and accuracy; the broken run carries a warning sign.
     assert f"⚠️ {broken.title} · {broken.accuracy:.2%}" in picker.options
     rest = next(d.value for d in at.dataframe if "learning rate" in d.value.columns)

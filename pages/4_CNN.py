@@ -148,8 +148,8 @@ def beside_the_other_models() -> None:
                 "parameters": st.column_config.NumberColumn(format="localized"),
             },
         )
-        st.caption("The linear model answers only \"3 or 7?\" (or another pair) and is scored on those two classes "
-                   "only, an easier question: its accuracy is not comparable with the ten-class models', so the charts "
+        st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
+                   "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
                    "leave it out. Training time is on this computer, for the epochs and images each run used.")
     every = ui.models_table(features.side_by_side([i for i in infos if not i.broken]))
     if not every.empty and (ten := every[every["task"] == "digits"].to_dict("records")):

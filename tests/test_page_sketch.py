@@ -92,7 +92,7 @@ def test_the_picker_starts_on_the_best_of_each_kind_and_marks_a_broken_model(bro
     from digitlab.store import ModelStore
 
     monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
-    infos = ModelStore().list()
+    infos = [i for i in ModelStore().list() if i.config.dataset == "mnist"]  # the pad reads digits: MNIST models only
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception and not at.error
     picker = at.multiselect(key="sketch_models")

@@ -20,10 +20,9 @@ def journey() -> None:
 
 
 def where_things_stand(data) -> None:
-    st.header("Where things stand")
-    c0, c1, c2, c3 = st.columns(4)
-    c0.metric("Dataset", data.spec.title, help="Switch in the sidebar: MNIST (handwritten digits) or Fashion-MNIST "
-              "(clothing and shoes, the same 28x28 format, harder).")
+    st.header(f"Where things stand on {data.spec.title}", help="Switch the dataset in the sidebar: MNIST (handwritten "
+              "digits) or Fashion-MNIST (clothing and shoes, the same 28x28 format, and harder).")
+    c1, c2, c3 = st.columns(3)
     c1.metric("Training images", f"{len(data.train_images):,}", help=data.source.label)
     c2.metric("Test images", f"{len(data.test_images):,}")
     c3.metric("Device", ui.device_label().split(" (")[0], help=ui.device_label())

@@ -102,6 +102,11 @@ DATASETS = {
 }
 
 
+def plural(name: str) -> str:
+    """A class name for many of them: "3s", "Sneakers", "Dresses", "T-shirt/tops"."""
+    return f"{name}es" if name.endswith("s") else f"{name}s"
+
+
 def pair_task(yes: int, no: int) -> str:
     """The task string of a yes/no question between two classes: pair_task(3, 7) == "3v7" (3 is yes)."""
     return f"{int(yes)}v{int(no)}"

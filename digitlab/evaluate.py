@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS, MNIST
+from .data import DATASETS, MNIST, plural
 from .models import ModelInfo, SimpleNetScratch, TrainConfig
 from .train import predict_proba, prepare
 
@@ -596,7 +596,7 @@ def dataset_comparison(infos: list[ModelInfo]) -> list[dict]:
 def pair_caption(config: TrainConfig) -> str:
     """What a two-class model's scores count (3 vs 7: the test 3s and 7s only, as two classes, 7 and 3)."""
     no, yes = config.classes
-    return f"A {yes}-vs-{no} model: scored on the test {yes}s and {no}s only, as two classes ({no} and {yes})."
+    return f"A {yes}-vs-{no} model: scored on the test {plural(yes)} and {plural(no)} only, as two classes ({no} and {yes})."
 
 
 def picker_order(infos: list[ModelInfo]) -> list[ModelInfo]:

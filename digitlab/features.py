@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS, MNIST, to_float
+from .data import DATASETS, MNIST, plural, to_float
 from .evaluate import stored_accuracy, task_test_set
 from .models import ModelInfo, TrainConfig, build_model, layer_row, trace_layers
 from .train import predict_proba, prepare
@@ -51,7 +51,7 @@ def pair_weights_note(config: TrainConfig) -> str:
     """How a two-class linear model's 784 weights read, with its two classes' names."""
     no, yes = config.classes
     return (f"The sum of weight × pixel plus the bias is the model's one output: above 0 it answers **{yes}**, below "
-            f"0 **{no}**. So red pixels are where {yes}s have ink and {no}s do not, blue the reverse.")
+            f"0 **{no}**. So red pixels are where {plural(yes)} have ink and {plural(no)} do not, blue the reverse.")
 
 
 def input_shape(config: TrainConfig) -> tuple[int, ...]:

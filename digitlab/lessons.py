@@ -17,7 +17,7 @@ from torch import nn
 
 from . import viz
 from .backprop import simple_net_gradients
-from .data import MNIST, pair_task, to_float
+from .data import MNIST, pair_task, plural, to_float
 from .models import (
     MAX_HIDDEN_LAYERS,
     MAX_LAYER_UNITS,
@@ -299,9 +299,13 @@ def baseline_view(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> tuple[Bas
     """The baseline, the ideal image of each class, and its accuracy as bars."""
     base = pixel_baseline(data, pair)
     yes, no = base.names
-    return (base, viz.image_heatmap(base.mean_yes, f"The ideal {yes} (mean of the training {yes}s)", zmax=1, height=320),
-            viz.image_heatmap(base.mean_no, f"The ideal {no} (mean of the training {no}s)", zmax=1, height=320),
-            baseline_figure(base))
+    return (base, viz.image_heatmap(base.mean_yes, ideal_title(yes), zmax=1, height=320),
+            viz.image_heatmap(base.mean_no, ideal_title(no), zmax=1, height=320), baseline_figure(base))
+
+
+def ideal_title(name: str) -> str:
+    """'The ideal 3 (mean of the training 3s)'; a long class name gets the short form, so it fits its column."""
+    return f"The ideal {name} (mean of the training {plural(name)})" if len(name) < 3 else f"The ideal {name} (the mean)"
 
 
 def test_digit_figure(data: MNIST, i: int, pair: tuple[int, int] = THREE_SEVEN) -> go.Figure:
@@ -546,12 +550,12 @@ def predictions_figure(step: OneStep, n: int = 40, names: tuple[str, str] = ("3"
 
 def baseline_figure(b: Baseline) -> go.Figure:
     yes, no = b.names
-    names = [f"{yes}s", f"{no}s", "all"]
+    names = [plural(yes), plural(no), "all"]
     fig = go.Figure([go.Bar(name=kind.upper(), x=names, y=[b.accuracy[kind][k] for k in ("yes", "no", "all")],
                             text=[f"{b.accuracy[kind][k]:.1%}" for k in ("yes", "no", "all")], textposition="outside")
                      for kind in ("l1", "l2")])
     fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
-                      margin=dict(t=40, b=30), title=f"Baseline on {b.n_yes + b.n_no:,} test {yes}s and {no}s")
+                      margin=dict(t=40, b=30), title=f"Baseline on {b.n_yes + b.n_no:,} test {plural(yes)} and {plural(no)}")
     return fig
 
 

@@ -33,8 +33,8 @@ def random_samples(data, split: str) -> None:
 
 def averages(data) -> None:
     st.header(f"3. The average of each {data.spec.noun}")
-    st.markdown(f"Average every training image of a {data.spec.noun}, pixel by pixel: the 'ideal "
-                f"{data.classes[3]}' the first baseline compares to.")
+    st.markdown(f"Average every training image of one {data.spec.noun}, pixel by pixel: the 'ideal' images the first "
+                "baseline compares to (the ideal 3 against the ideal 7).")
     ui.chart(st, ui.shared(explore.means_figure, data), key="means")
 
 

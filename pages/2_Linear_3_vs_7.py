@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from digitlab import lessons, ui
-from digitlab.data import pair_task
+from digitlab.data import pair_task, plural
 from digitlab.models import Linear1, init_params
 from digitlab.train import batch_accuracy, mnist_loss, sgd_step
 
@@ -41,7 +41,7 @@ def compare_one_digit(data, pair, pool_size: int) -> None:
     yes, no = lessons.pair_names(data, pair)
     i = min(int(st.number_input(
         f"Test image to compare (0-{pool_size - 1})", min_value=0, max_value=9_999, value=0, key="lin_pick",
-        help=f"Which of the test {yes}s and {no}s to measure against the two ideal images.",
+        help=f"Which of the test {plural(yes)} and {plural(no)} to measure against the two ideal images.",
     )), pool_size - 1)
     pool, _ = ui.shared(lessons.pick_pair, data, pair)
     d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data, pair)[0])
@@ -124,7 +124,7 @@ def against_the_baseline(data, snap) -> None:
     pair = snap.config.pair
     base = ui.shared(lessons.baseline_view, data, pair)[0]
     acc = snap.history[-1]["test_accuracy"]
-    st.metric(f"Test accuracy ({base.names[0]}s and {base.names[1]}s)", f"{acc:.2%}",
+    st.metric(f"Test accuracy ({plural(base.names[0])} and {plural(base.names[1])})", f"{acc:.2%}",
               delta=f"{acc - base.accuracy['l2']['all']:+.2%} vs the L2 baseline")
 
 

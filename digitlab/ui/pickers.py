@@ -91,6 +91,7 @@ def models_table(infos: list[ModelInfo], compact: bool = False, ranks: bool = Fa
             "": "⚠️ below 50%" if i.broken else "",
             "model": i.title,
             "kind": {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}.get(i.config.kind, i.config.kind),
+            "dataset": data_mod.DATASETS[i.config.dataset].title,
             "scored on": scored_on(i.config),
             "preset": i.config.preset,
             "task": i.config.task,
@@ -119,7 +120,7 @@ def scored_on(config) -> str:
     """What a model's test accuracy counts: 'test 3s and 7s only (3 or 7?)', 'all 10 digits', 'all 10 classes'."""
     if config.pair:
         no, yes = config.classes
-        return f"test {yes}s and {no}s only ({config.question})"
+        return f"test {data_mod.plural(yes)} and {data_mod.plural(no)} only ({config.question})"
     return "all 10 digits" if config.dataset == "mnist" else "all 10 classes"
 
 

@@ -555,7 +555,8 @@ def baseline_figure(b: Baseline) -> go.Figure:
                             text=[f"{b.accuracy[kind][k]:.1%}" for k in ("yes", "no", "all")], textposition="outside")
                      for kind in ("l1", "l2")])
     fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
-                      margin=dict(t=40, b=30), title=f"Baseline on {b.n_yes + b.n_no:,} test {plural(yes)} and {plural(no)}")
+                      margin=dict(t=40, b=30), title=f"Baseline on {b.n_yes + b.n_no:,} test "
+                      + (f"{plural(yes)} and {plural(no)}" if len(yes + no) < 5 else "images of the two"))
     return fig
 
 

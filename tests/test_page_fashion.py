@@ -144,3 +144,29 @@ def test_the_sketch_pad_offers_digit_models_only_and_says_why(trained, fashion_t
     assert any("only models trained on MNIST can read it" in i.value for i in at.info)
     offered = set(at.multiselect(key="sketch_models").options)
     assert offered and offered <= labels_of("mnist") and not offered & labels_of("fashion")
+
+
+def test_offline_without_a_fashion_folder_the_stages_run_on_the_bundled_sample(fashion, monkeypatch, tmp_path):
+    """No DIGITLAB_FASHION_DIR, no download: Fashion-MNIST starts at once on its bundled sample, says so, and a stage
+    still trains on it."""
+    from digitlab import ui
+
+    monkeypatch.delenv("DIGITLAB_FASHION_DIR", raising=False)
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "nodata"))
+    monkeypatch.setenv("DIGITLAB_OFFLINE", "1")
+    ui._load_data.clear()
+    try:
+        at = on_fashion("2_Linear_3_vs_7.py")
+        assert not at.exception and not at.error
+        banner = at.warning[0].value
+        assert "**Fashion-MNIST**, using **the bundled sample of Fashion-MNIST" in banner
+        assert "3,000 training and 600 test images" in banner
+        assert any(e.label.startswith("Fetch the full Fashion-MNIST") for e in at.expander)
+        at.number_input(key="lin_linear-seed_fashion_epochs").set_value(1)
+        at.button(key="lin_fashion_train").click().run()
+        snap = wait_for_job(at, "lin_fashion_job")
+        assert snap.state == "done", snap.error
+        assert ui.get_store().info(snap.model_id).fingerprint == ui.get_data("fashion").fingerprint()
+        assert ui.get_data("fashion").is_sample
+    finally:
+        ui._load_data.clear()  # the tests after this one get the full sets again

@@ -34,32 +34,34 @@ def _progress_bar(name: str, done: int, total: int | None) -> None:
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    data = data_mod.load_mnist(args.data_dir, allow_download=False if args.offline else None,
-                               progress=_progress_bar)
+    data = data_mod.load_dataset(args.dataset, args.data_dir, allow_download=False if args.offline else None,
+                                 progress=_progress_bar)
     seconds = time.perf_counter() - started
     print(f"source: {data.source.label}")
     for reason in data.source.skipped:
         print(f"  skipped {reason}")
     print(f"load time: {seconds:.2f} s")
     print(f"fingerprint: {data.fingerprint()}")
-    print(f"{'digit':>5} {'train':>7} {'test':>7}")
+    width = max(5, *(len(c) for c in data.classes))
+    print(f"{'digit' if args.dataset == 'mnist' else 'class':>{width}} {'train':>7} {'test':>7}")
     train, test = data.class_counts("train"), data.class_counts("test")
-    for d in range(10):
-        print(f"{d:>5} {train[d]:>7,} {test[d]:>7,}")
-    print(f"{'all':>5} {sum(train):>7,} {sum(test):>7,}")
+    for d, name in enumerate(data.classes):
+        print(f"{name:>{width}} {train[d]:>7,} {test[d]:>7,}")
+    print(f"{'all':>{width}} {sum(train):>7,} {sum(test):>7,}")
     folder = Path(data.source.path)  # every source ends as a folder of IDX files, a download too
+    title = data.spec.title
     print(f"content checksums (md5 of the uncompressed files in {folder}):")
-    for stem, (digest, canonical) in data_mod.content_checksums(folder).items():
-        print(f"  {stem:<26} {digest}  {'canonical MNIST' if canonical else 'NOT the canonical MNIST file'}")
+    for stem, (digest, canonical) in data_mod.content_checksums(folder, args.dataset).items():
+        print(f"  {stem:<26} {digest}  {f'canonical {title}' if canonical else f'NOT the canonical {title} file'}")
     return 0
 
 
 def cmd_data_make_sample(args: argparse.Namespace) -> int:
-    full = data_mod.load_mnist(args.data_dir, allow_download=not args.offline, progress=_progress_bar)
+    full = data_mod.load_dataset(args.dataset, args.data_dir, allow_download=not args.offline, progress=_progress_bar)
     if full.is_sample or len(full.train_images) != data_mod.FULL_COUNTS["train"]:
-        print(f"make-sample needs the full MNIST, but got {full.source.label}", file=sys.stderr)
+        print(f"make-sample needs the full {full.spec.title}, but got {full.source.label}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(args.out) if args.out else full.spec.sample_dir
     sizes = data_mod.make_sample(full, out, per_class=(args.train_per_digit, args.test_per_digit), seed=args.seed)
     total = sum(sizes.values())
     (out / "README.md").write_text(sample_readme(full, sizes, args), encoding="utf-8")
@@ -70,8 +72,10 @@ def cmd_data_make_sample(args: argparse.Namespace) -> int:
 
 
 def sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace) -> str:
-    """Provenance and credit for the files shipped in digitlab/sample/."""
+    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/)."""
     files = "\n".join(f"- `{n}`: {s:,} bytes" for n, s in sizes.items())
+    if full.spec.key == "fashion":
+        return fashion_sample_readme(full, sizes, args, files)
     return f"""# The bundled MNIST sample
 
 A stratified sample of MNIST that ships inside the package, so DigitLab works with no network and no data folder.
@@ -96,38 +100,94 @@ and is shared under the same license.
 """
 
 
+def fashion_sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace, files: str) -> str:
+    """Provenance and the MIT licence for the files shipped in digitlab/sample-fashion/."""
+    return f"""# The bundled Fashion-MNIST sample
+
+A stratified sample of Fashion-MNIST that ships inside the package, so the Fashion-MNIST stages work with no
+network and no data folder. The app uses it only when no full Fashion-MNIST is found (DIGITLAB_FASHION_DIR,
+Debian's `dataset-fashion-mnist` package, the local data folder, or a download); every page then says so.
+
+- {args.train_per_digit} training and {args.test_per_digit} test images of each class, drawn at random (seed {args.seed}) from the official train and test
+  splits, kept in Fashion-MNIST's own order.
+- Same IDX format as the originals, gzip-compressed: {sum(sizes.values()) / 1e6:.2f} MB in all.
+- Made from the full Fashion-MNIST with fingerprint `{full.fingerprint()}`
+  (content md5s as in `digitlab.data.FASHION_MD5`) by:
+  `python -m digitlab data make-sample --dataset fashion --seed {args.seed} --train-per-digit {args.train_per_digit} \
+--test-per-digit {args.test_per_digit}`
+
+{files}
+
+## Credit and license
+
+Fashion-MNIST is by Zalando Research: Han Xiao, Kashif Rasul and Roland Vollgraf, "Fashion-MNIST: a Novel
+Image Dataset for Benchmarking Machine Learning Algorithms", arXiv:1708.07747
+(https://github.com/zalandoresearch/fashion-mnist). It is released under the MIT License:
+
+{FASHION_LICENSE}"""
+
+
+FASHION_LICENSE = """Copyright (c) 2017 Zalando SE
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+documentation files (the "Software"), to deal in the Software without restriction, including without limitation
+the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and
+to permit persons to whom the Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or substantial portions of
+the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
+THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF
+CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
+IN THE SOFTWARE.
+"""
+
+
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    target = Path(args.to) if args.to else data_mod.cache_dir()
+    spec = data_mod.dataset_spec(args.dataset)
+    target = Path(args.to) if args.to else spec.cache(data_mod.cache_dir())
     try:
-        data_mod.download(target, progress=_progress_bar)
+        data_mod.download(target, progress=_progress_bar, dataset=args.dataset)
     except data_mod.DataError as e:
         print(f"\n{e}", file=sys.stderr)
         return 1
-    print(f"MNIST is in {target}")
+    print(f"{spec.title} is in {target}")
     return 0
 
 
 def add_data_commands(sub: argparse._SubParsersAction) -> None:
-    group = sub.add_parser("data", help="MNIST: where it comes from, its checksums, the bundled sample")
+    group = sub.add_parser("data", help="MNIST or Fashion-MNIST: where it comes from, its checksums, the bundled sample")
     cmds = group.add_subparsers(dest="command", required=True)
 
     info = cmds.add_parser("info", help="source, counts per class, content checksums, load time")
-    info.add_argument("--data-dir", default=None, help="folder with the four IDX files (default: DIGITLAB_DATA_DIR)")
+    dataset_flag(info)
+    info.add_argument("--data-dir", default=None, help="folder with the four IDX files (default: DIGITLAB_DATA_DIR, "
+                      "or DIGITLAB_FASHION_DIR with --dataset fashion)")
     info.add_argument("--offline", action="store_true", help="never download")
     info.set_defaults(func=cmd_data_info)
 
-    sample = cmds.add_parser("make-sample", help="write the stratified sample into digitlab/sample/")
+    sample = cmds.add_parser("make-sample", help="write the stratified sample into digitlab/sample/ "
+                             "(digitlab/sample-fashion/ with --dataset fashion)")
+    dataset_flag(sample)
     sample.add_argument("--data-dir", default=None)
     sample.add_argument("--offline", action="store_true")
-    sample.add_argument("--out", default=str(data_mod.SAMPLE_DIR))
+    sample.add_argument("--out", default=None, help="default: where the package looks for that dataset's sample")
     sample.add_argument("--train-per-digit", type=int, default=500)
     sample.add_argument("--test-per-digit", type=int, default=100)
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=cmd_data_make_sample)
 
-    fetch = cmds.add_parser("fetch", help="download the full MNIST (all four files or nothing)")
+    fetch = cmds.add_parser("fetch", help="download the full MNIST or Fashion-MNIST (all four files or nothing)")
+    dataset_flag(fetch)
     fetch.add_argument("--to", default=None, help="target folder (default: DIGITLAB_CACHE_DIR or ./data)")
     fetch.set_defaults(func=cmd_data_fetch)
+
+
+def dataset_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=list(data_mod.DATASETS), default="mnist",
+                        help="mnist (handwritten digits, the default) or fashion (Fashion-MNIST)")
 
 
 # ---------------------------------------------------------------- train, models
@@ -141,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from digitlab.models import PRESETS
+    from digitlab.models import PRESETS, preset_for
     from digitlab.store import ModelStore
     from digitlab.worker import run_job
 
@@ -152,10 +212,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     changes = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                   "train_limit": args.train_limit, "seed": args.seed}.items() if v is not None}
-    config = PRESETS[name].with_(**changes)
+    config = preset_for(name, args.dataset).with_(**changes)  # the recipe as it runs on that dataset
     store = ModelStore()
     store.check_writable()  # before the data and the minutes of training: a read-only folder is said now
-    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
+    data = data_mod.load_dataset(args.dataset, allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
     bar = None
@@ -211,9 +271,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from digitlab.store import ModelStore, StoreError
 
     store = ModelStore()
-    infos = store.list()
-    if not infos:
-        print(f"no trained models in {store.root}: train one with python -m digitlab train ...", file=sys.stderr)
+    infos = [i for i in store.list() if args.dataset is None or i.config.dataset == args.dataset]
+    if not infos and not args.model:
+        on = f" on {data_mod.dataset_spec(args.dataset).title}" if args.dataset else ""
+        print(f"no models trained{on} in {store.root}: train one with python -m digitlab train ...", file=sys.stderr)
         return 1
     model_id = args.model or max(infos, key=lambda i: i.created).id
     try:
@@ -221,26 +282,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
+    dataset = info.config.dataset  # a model is scored on the dataset it was trained on
+    if args.dataset not in (None, dataset):
+        print(f"error: {info.id} was trained on {data_mod.dataset_spec(dataset).title}, not "
+              f"{data_mod.dataset_spec(args.dataset).title}: its answers are {dataset} classes", file=sys.stderr)
+        return 2
+    data = data_mod.load_dataset(dataset, allow_download=False if args.offline else None, progress=_progress_bar)
     pred = ev.predict(model, info.config, data)
     cm = ev.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
     print(f"model: {info.id} ({info.config.title}, {info.config.preset})")
     print(f"data: {data.source.label}")
     print(f"test accuracy: {pred.accuracy:.2%} on {len(pred.targets):,} test images")
-    print(f"{'class':>5} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
+    w = max(5, *(len(c) for c in pred.class_names))  # "Ankle boot" is wider than a digit
+    print(f"{'class':>{w}} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
     for row in ev.per_class_scores(cm, pred.class_names):
-        print(f"{row['class']:>5} {row['precision']:>9.2%} {row['recall']:>7.2%} {row['F1']:>6.3f} "
+        print(f"{row['class']:>{w}} {row['precision']:>9.2%} {row['recall']:>7.2%} {row['F1']:>6.3f} "
               f"{row['test images']:>7,}")
     print("confusion matrix (rows: true class, columns: predicted):")
-    print("      " + " ".join(f"{c:>5}" for c in pred.class_names))
+    print(" " * (w + 1) + " ".join(f"{c[:5]:>5}" for c in pred.class_names))
     for name, row in zip(pred.class_names, cm.tolist(), strict=True):
-        print(f"{name:>5} " + " ".join(f"{v:>5}" for v in row))
+        print(f"{name:>{w}} " + " ".join(f"{v:>5}" for v in row))
     return 0
 
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model with a progress bar and save it to the model store")
     train.add_argument("kind", choices=["linear", "mlp", "cnn"])
+    dataset_flag(train)
     train.add_argument("--preset", default=None, help="a preset of that kind (default: the tutorial's)")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--lr", type=float, default=None)
@@ -253,6 +321,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     models.set_defaults(func=cmd_models)
     evaluate = sub.add_parser("evaluate", help="score a stored model on the test set: accuracy, per class, confusion")
     evaluate.add_argument("model", nargs="?", default=None, help="a model id from 'models' (default: the newest)")
+    evaluate.add_argument("--dataset", choices=list(data_mod.DATASETS), default=None,
+                          help="only models of this dataset (default: any; a model is scored on its own dataset)")
     evaluate.add_argument("--offline", action="store_true", help="never download")
     evaluate.set_defaults(func=cmd_evaluate)
 

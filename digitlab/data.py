@@ -81,6 +81,7 @@ class DatasetSpec:
     sample_dir: Path
     cache_subdir: str = ""  # inside the local data folder
     system_dir: str = ""  # where a Debian package installs it, if one does
+    noun: str = "digit"  # what one image is: "a 3 is a digit", "a Shirt is an item"
 
     def cache(self, root: Path) -> Path:
         return root / self.cache_subdir if self.cache_subdir else root
@@ -96,9 +97,19 @@ DATASETS = {
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         "DIGITLAB_FASHION_DIR", FASHION_MD5, "DIGITLAB_FASHION_MIRRORS", "FashionMNIST",
         Path(__file__).parent / "sample-fashion", cache_subdir="fashion-mnist",
-        system_dir="/usr/share/datasets/fashion-mnist",
+        system_dir="/usr/share/datasets/fashion-mnist", noun="item",
     ),
 }
+
+
+def plural(name: str) -> str:
+    """A class name for many of them: "3s", "Sneakers", "Dresses", "T-shirt/tops"."""
+    return f"{name}es" if name.endswith("s") else f"{name}s"
+
+
+def pair_task(yes: int, no: int) -> str:
+    """The task string of a yes/no question between two classes: pair_task(3, 7) == "3v7" (3 is yes)."""
+    return f"{int(yes)}v{int(no)}"
 
 
 def dataset_spec(name: str) -> DatasetSpec:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MNIST
+from .data import DATASETS, MNIST, plural
 from .models import ModelInfo, SimpleNetScratch, TrainConfig
 from .train import predict_proba, prepare, task_data
 
@@ -42,10 +42,11 @@ def no_progress(fraction: float, text: str) -> None:
 def task_test_set(data: MNIST, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Positions in the test split, class targets and class names for the model's task."""
     labels = data.test_labels
-    if config.task == "3v7":
-        index = ((labels == 3) | (labels == 7)).nonzero().squeeze(1)
-        return index, (labels[index] == 3).long(), THREE_SEVEN
-    return torch.arange(len(labels)), labels.clone(), DIGITS
+    if config.pair:
+        yes, no = config.pair
+        index = ((labels == yes) | (labels == no)).nonzero().squeeze(1)
+        return index, (labels[index] == yes).long(), config.classes
+    return torch.arange(len(labels)), labels.clone(), config.classes
 
 
 @dataclass(frozen=True)
@@ -180,14 +181,14 @@ def coverage_curve(pred: Predictions, thresholds: list[float] | None = None) -> 
 
 def confidence_note(config: TrainConfig) -> str:
     """What shapes a model's "% sure", in a sentence: sigmoid or softmax, and label smoothing's cap."""
-    if config.task == "3v7":
+    if config.pair:
         return "Sure = the sigmoid of its one output."
     how = "exp of its LogSoftmax output" if config.loss == "nll" else "softmax of its logits"
     if config.label_smoothing:
         aim = 1 - config.label_smoothing + config.label_smoothing / 10
         return (f"Sure = {how}; trained with label smoothing {config.label_smoothing:g}, it aimed at {aim:.0%} for "
-                "the right digit, so it rarely says more even when right.")
-    return f"Sure = {how}; trained towards 100% for the right digit, it readily says 100%."
+                "the right class, so it rarely says more even when right.")
+    return f"Sure = {how}; trained towards 100% for the right class, it readily says 100%."
 
 
 @dataclass(frozen=True)
@@ -562,16 +563,18 @@ def stored_accuracy(info: ModelInfo) -> float:
 
 
 def ranked(infos: list[ModelInfo]) -> list[ModelInfo]:
-    """The leaderboard's order: ten-digit models first, then 3-vs-7 (a different question), best accuracy first."""
-    return sorted(infos, key=lambda i: (i.config.task == "3v7", -stored_accuracy(i)))
+    """The leaderboard's order: ten-class models first, then yes/no pairs such as 3 vs 7 (a different question),
+    best accuracy first."""
+    return sorted(infos, key=lambda i: (i.config.pair is not None, -stored_accuracy(i)))
 
 
-KINDS = {"3v7": "3 or 7?", "linear": "linear", "mlp": "MLP", "cnn": "CNN"}  # the kinds a page shows one of each
+# The kinds a page shows one of each: a yes/no pair (3 or 7?, any architecture), then linear, MLP, CNN on ten classes.
+KINDS = {"pair": "two classes", "linear": "linear", "mlp": "MLP", "cnn": "CNN"}
 
 
 def kind_of(info: ModelInfo) -> str:
-    """The kind a page picks the best of: the 3-vs-7 model (any architecture), or linear, MLP, CNN on ten digits."""
-    return "3v7" if info.config.task == "3v7" else info.config.kind
+    """The kind a page picks the best of: a yes/no pair model (any architecture), or linear, MLP, CNN on ten classes."""
+    return "pair" if info.config.pair else info.config.kind
 
 
 def best_of_each_kind(infos: list[ModelInfo], limit: int = 4, kinds: tuple[str, ...] = tuple(KINDS)) -> list[ModelInfo]:
@@ -582,6 +585,35 @@ def best_of_each_kind(infos: list[ModelInfo], limit: int = 4, kinds: tuple[str, 
         if not info.broken and kind_of(info) in kinds:
             best.setdefault(kind_of(info), info)
     return [best[k] for k in kinds if k in best][:limit]
+
+
+def dataset_comparison(infos: list[ModelInfo]) -> list[dict]:
+    """Each kind's best test accuracy on each dataset, side by side, where a kind has models on both: the gap that
+    opens from MNIST to Fashion-MNIST. A yes/no pair counts as one kind (its pair may differ: named in "pairs")."""
+    best: dict[tuple[str, str], ModelInfo] = {}
+    for info in ranked(infos):
+        if not info.broken:
+            best.setdefault((kind_of(info), info.config.dataset), info)
+    rows = []
+    for kind, label in KINDS.items():
+        by_dataset = {d: best[kind, d] for d in DATASETS if (kind, d) in best}
+        if len(by_dataset) < len(DATASETS):
+            continue
+        row = {"kind": label if kind != "pair" else "two classes (yes/no)"}
+        row |= {DATASETS[d].title: i.accuracy for d, i in by_dataset.items()}
+        accs = [i.accuracy for i in by_dataset.values()]
+        row["gap (points)"] = round(100 * (accs[0] - accs[-1]), 1)
+        row["best models"] = " · ".join(f"{DATASETS[d].title}: {i.config.preset}"
+                                        + (f" ({i.config.question[:-1]})" if i.config.pair else "")
+                                        for d, i in by_dataset.items())
+        rows.append(row)
+    return rows
+
+
+def pair_caption(config: TrainConfig) -> str:
+    """What a two-class model's scores count (3 vs 7: the test 3s and 7s only, as two classes, 7 and 3)."""
+    no, yes = config.classes
+    return f"A {yes}-vs-{no} model: scored on the test {plural(yes)} and {plural(no)} only, as two classes ({no} and {yes})."
 
 
 def picker_order(infos: list[ModelInfo]) -> list[ModelInfo]:

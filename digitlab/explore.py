@@ -101,20 +101,26 @@ def dataset_stats(data: MNIST, split: str = "train") -> dict[str, float]:
 
 
 def counts_figure(data: MNIST):
-    return viz.class_counts(data.class_counts("train"), data.class_counts("test"))
+    """Images per class in the training and test sets, each bar named by its class."""
+    fig = viz.class_counts(data.class_counts("train"), data.class_counts("test"))
+    return fig.update_traces(x=list(data.classes)).update_layout(xaxis_title=data.spec.noun)
 
 
 def sample_sheet(data: MNIST, split: str, digit: int | None, seed: int, n: int = 60, cols: int = 15):
-    """``n`` random images of a split (of one digit, or any) as one tiled heatmap, and their labels in order."""
+    """``n`` random images of a split (of one class, or any) as one tiled heatmap, and their class names in order."""
     images, labels = data.split(split)
     picked = sample_indices(labels, digit, n, seed)
-    title = f"{n} random {split} images" + ("" if digit is None else f" of the digit {digit}")
-    return viz.tiled_images(tile(images[picked], cols=cols), title=title), [int(x) for x in labels[picked]]
+    what = "" if digit is None else f" of the {data.spec.noun} {data.classes[digit]}"
+    return viz.tiled_images(tile(images[picked], cols=cols), title=f"{n} random {split} images{what}"), \
+        [data.classes[int(x)] for x in labels[picked]]
 
 
 def means_figure(data: MNIST):
-    return viz.tiled_images(tile(data.mean_images("train"), cols=10, gap=3), title="mean image of 0, 1, ..., 9",
-                            height=200)
+    """The average training image of each class, side by side, each named below it."""
+    fig = viz.tiled_images(tile(data.mean_images("train"), cols=10, gap=3), title="mean image of each class",
+                           height=230 if data.spec.key == "mnist" else 250)
+    return fig.update_xaxes(tickvals=[c * 31 + 14 for c in range(10)], ticktext=list(data.classes),
+                            showticklabels=True, tickangle=0)
 
 
 def histogram_figure(data: MNIST):

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MNIST, to_float
-from .evaluate import DIGITS, THREE_SEVEN, stored_accuracy, task_test_set
+from .data import DATASETS, MNIST, plural, to_float
+from .evaluate import stored_accuracy, task_test_set
 from .models import ModelInfo, TrainConfig, build_model, layer_row, trace_layers
 from .train import predict_proba, prepare
 
@@ -31,8 +31,27 @@ ACTIVATION_LAYERS = (nn.ReLU, nn.Tanh, nn.Sigmoid)
 
 
 def class_names(config: TrainConfig) -> tuple[str, ...]:
-    """The answers a model can give: ten digits, or ("7", "3") for the 3-vs-7 model, as predict_proba orders them."""
-    return THREE_SEVEN if config.task == "3v7" else DIGITS
+    """The answers a model can give: the ten classes, or (no, yes) for a pair model -- ("7", "3") for 3 vs 7 -- as
+    predict_proba orders them."""
+    return config.classes
+
+
+def label_name(config: TrainConfig, label: int) -> str:
+    """A test label as its dataset names it: 3 -> "3" on MNIST, 6 -> "Shirt" on Fashion-MNIST."""
+    return DATASETS[config.dataset].classes[label]
+
+
+def pair_note(config: TrainConfig) -> str:
+    """What a two-class model is, in a sentence (3 vs 7: how much the image looks like a 3 rather than a 7)."""
+    no, yes = config.classes
+    return f"A two-class model: one output that says how much the image looks like a {yes} rather than a {no}."
+
+
+def pair_weights_note(config: TrainConfig) -> str:
+    """How a two-class linear model's 784 weights read, with its two classes' names."""
+    no, yes = config.classes
+    return (f"The sum of weight × pixel plus the bias is the model's one output: above 0 it answers **{yes}**, below "
+            f"0 **{no}**. So red pixels are where {plural(yes)} have ink and {plural(no)} do not, blue the reverse.")
 
 
 def input_shape(config: TrainConfig) -> tuple[int, ...]:
@@ -225,9 +244,9 @@ def activations(model: nn.Module, config: TrainConfig, image: torch.Tensor) -> l
 
 def output_note(config: TrainConfig) -> str:
     """What the last activation chart is, and what turns it into the answer's probabilities."""
-    if config.task == "3v7":
+    if config.pair:
         return ("Hidden activations are what the next layer reads. The last chart is the one output: the sigmoid "
-                "of it is the probability of a 3.")
+                f"of it is the probability of {config.classes[1]}.")
     out = ("log-probabilities, as the model ends in LogSoftmax; exp() of them is the answer above."
            if config.loss == "nll" else "raw scores (logits), before softmax turns them into the probabilities above.")
     if config.label_smoothing:
@@ -377,7 +396,7 @@ class Explanation:
 
 def _score(out: torch.Tensor, config: TrainConfig, target: int) -> torch.Tensor:
     """The number that decides class ``target``: its output; the 3-vs-7 model's one output is "3"-ness."""
-    if config.task == "3v7":
+    if config.pair:
         return out[0, 0] if target == 1 else -out[0, 0]
     return out[0, target]
 
@@ -455,10 +474,11 @@ def explain(model: nn.Module, config: TrainConfig, image: torch.Tensor, target: 
 
 def firing_note(fire: Firing, config: TrainConfig) -> str:
     """What the units-that-fire pictures show, in words."""
-    if config.task == "3v7":
+    if config.pair:
+        no, yes = config.classes
         text = ("The linear model has no hidden layer: its one output unit is all there is. It multiplies every "
                 "pixel by its weight and adds them up, plus its bias: the second image is that product, pixel by "
-                "pixel, so its red parts pushed the answer towards 3 and its blue parts towards 7.")
+                f"pixel, so its red parts pushed the answer towards {yes} and its blue parts towards {no}.")
     else:
         text = (f"The {len(fire.units)} strongest units of **{fire.layer}** for this image (in red above). Each unit "
                 "multiplies every pixel by its weight and adds them up, plus its bias: the second grid is that "

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import viz
 from .backprop import simple_net_gradients
-from .data import MNIST, to_float
+from .data import MNIST, pair_task, plural, to_float
 from .models import (
     MAX_HIDDEN_LAYERS,
     MAX_LAYER_UNITS,
@@ -58,10 +58,18 @@ LR_OPTIONS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # ---------------------------------------------------------------- pixel similarity (the baseline)
 
 
-def threes_and_sevens(data: MNIST, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """All 3s and all 7s of a split as float 0..1 stacks [N, 28, 28], as the seed builds them."""
+THREE_SEVEN = (3, 7)  # the lesson's own pair: 3 is "yes" (target 1), 7 is "no"
+
+
+def pair_names(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> tuple[str, str]:
+    """The names of the two classes, yes first: ("3", "7"), ("Shirt", "T-shirt/top")."""
+    return data.classes[pair[0]], data.classes[pair[1]]
+
+
+def pair_images(data: MNIST, split: str, pair: tuple[int, int] = THREE_SEVEN) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of the two classes of a split as float 0..1 stacks [N, 28, 28], as the seed builds its 3s and 7s."""
     images, labels = data.split(split)
-    return to_float(images[labels == 3]), to_float(images[labels == 7])
+    return to_float(images[labels == pair[0]]), to_float(images[labels == pair[1]])
 
 
 def mnist_distance(a: torch.Tensor, b: torch.Tensor, kind: str = "l1") -> torch.Tensor:
@@ -74,51 +82,54 @@ def mnist_distance(a: torch.Tensor, b: torch.Tensor, kind: str = "l1") -> torch.
 
 
 def is_3(x: torch.Tensor, mean3: torch.Tensor, mean7: torch.Tensor, kind: str = "l1") -> torch.Tensor:
-    """The baseline's answer: a digit is a 3 when it is closer to the ideal 3 than to the ideal 7."""
+    """The baseline's answer: an image is a 3 when it is closer to the ideal 3 than to the ideal 7 (any pair: the
+    first class when closer to its average than to the second's)."""
     return mnist_distance(x, mean3, kind) < mnist_distance(x, mean7, kind)
 
 
 @dataclass(frozen=True)
 class Baseline:
-    mean3: torch.Tensor  # the ideal 3 from the training set, 0..1
-    mean7: torch.Tensor
-    n3: int  # test 3s and 7s the accuracy is measured on
-    n7: int
-    accuracy: dict  # {"l1": {"3": acc on 3s, "7": acc on 7s, "all": acc on both}, "l2": ...}
+    names: tuple[str, str]  # the two classes, yes first: ("3", "7")
+    mean_yes: torch.Tensor  # the ideal 3 from the training set, 0..1
+    mean_no: torch.Tensor  # the ideal 7
+    n_yes: int  # test images of each class the accuracy is measured on
+    n_no: int
+    accuracy: dict  # {"l1": {"yes": acc on 3s, "no": acc on 7s, "all": acc on both}, "l2": ...}
 
 
-def pixel_baseline(data: MNIST) -> Baseline:
-    """Ideal 3 and 7 from the training images; accuracy of 'nearest ideal digit' on every test 3 and 7."""
-    train3, train7 = threes_and_sevens(data, "train")
-    mean3, mean7 = train3.mean(0), train7.mean(0)
-    test3, test7 = threes_and_sevens(data, "test")
+def pixel_baseline(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> Baseline:
+    """Ideal images of the two classes from the training set; accuracy of 'nearest ideal' on every test image of both."""
+    train_yes, train_no = pair_images(data, "train", pair)
+    mean_yes, mean_no = train_yes.mean(0), train_no.mean(0)
+    test_yes, test_no = pair_images(data, "test", pair)
     acc = {}
     for kind in ("l1", "l2"):
-        right3 = is_3(test3, mean3, mean7, kind).float()
-        right7 = (~is_3(test7, mean3, mean7, kind)).float()
+        right_yes = is_3(test_yes, mean_yes, mean_no, kind).float()
+        right_no = (~is_3(test_no, mean_yes, mean_no, kind)).float()
         acc[kind] = {
-            "3": float(right3.mean()),
-            "7": float(right7.mean()),
-            "all": float((right3.sum() + right7.sum()) / (len(test3) + len(test7))),
+            "yes": float(right_yes.mean()),
+            "no": float(right_no.mean()),
+            "all": float((right_yes.sum() + right_no.sum()) / (len(test_yes) + len(test_no))),
         }
-    return Baseline(mean3, mean7, len(test3), len(test7), acc)
+    return Baseline(pair_names(data, pair), mean_yes, mean_no, len(test_yes), len(test_no), acc)
 
 
 def digit_distances(image_uint8: torch.Tensor, baseline: Baseline) -> dict:
-    """One digit's L1 and L2 distance to the ideal 3 and the ideal 7, and what the baseline calls it."""
+    """One image's L1 and L2 distance to each ideal image, and what the baseline calls it."""
     x = to_float(image_uint8)
+    yes, no = baseline.names
     out = {}
     for kind in ("l1", "l2"):
-        d3 = float(mnist_distance(x, baseline.mean3, kind))
-        d7 = float(mnist_distance(x, baseline.mean7, kind))
-        out[kind] = {"to 3": d3, "to 7": d7, "says": "3" if d3 < d7 else "7"}
+        d_yes = float(mnist_distance(x, baseline.mean_yes, kind))
+        d_no = float(mnist_distance(x, baseline.mean_no, kind))
+        out[kind] = {"to yes": d_yes, "to no": d_no, "says": yes if d_yes < d_no else no}
     return out
 
 
-def pick_3s_and_7s(data: MNIST) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test 3s and 7s (uint8) and their digit labels, for picking a digit to classify."""
+def pick_pair(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test images of the two classes (uint8) and their labels, for picking one to classify."""
     images, labels = data.split("test")
-    keep = (labels == 3) | (labels == 7)
+    keep = (labels == pair[0]) | (labels == pair[1])
     return images[keep], labels[keep]
 
 
@@ -130,9 +141,10 @@ def linear1(xb: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torc
     return xb @ weights + bias
 
 
-def first_batch(data: MNIST, batch_size: int = 256, seed: int = 42) -> tuple[torch.Tensor, torch.Tensor]:
-    """A shuffled batch of training 3s and 7s: x [B, 784] in 0..1, y [B, 1] with 1 for a 3."""
-    config = PRESETS["linear-seed"]
+def first_batch(data: MNIST, batch_size: int = 256, seed: int = 42,
+                pair: tuple[int, int] = THREE_SEVEN) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shuffled batch of training 3s and 7s (or the pair's two classes): x [B, 784] in 0..1, y [B, 1] with 1 for a 3."""
+    config = PRESETS["linear-seed"].with_(task=pair_task(*pair))
     images, targets = task_data(data, config, "train")
     if batch_size < 1 or batch_size > len(images):
         raise ConfigError(f"the batch size must be between 1 and {len(images)}, not {batch_size}")
@@ -181,9 +193,10 @@ def _state(model: Linear1, xb: torch.Tensor, yb: torch.Tensor) -> StepState:
                          model.weights[:, 0].reshape(28, 28).clone(), float(model.bias[0]))
 
 
-def one_sgd_step(data: MNIST, init_std: float = 1.0, lr: float = 1.0, batch_size: int = 256, seed: int = 42) -> OneStep:
+def one_sgd_step(data: MNIST, init_std: float = 1.0, lr: float = 1.0, batch_size: int = 256, seed: int = 42,
+                 pair: tuple[int, int] = THREE_SEVEN) -> OneStep:
     """init_params, predict a batch, mnist_loss, backward, one sgd_step; the batch seen before and after."""
-    xb, yb = first_batch(data, batch_size, seed)
+    xb, yb = first_batch(data, batch_size, seed, pair)
     model = seeded_linear1(init_std, seed)
     before = _state(model, xb, yb)
     loss = mnist_loss(model(xb), yb)
@@ -203,9 +216,10 @@ class InitReport:
     mean_abs_grad: float  # how hard the first step pushes the weights
 
 
-def init_report(data: MNIST, std: float, batch_size: int = 256, seed: int = 42) -> InitReport:
+def init_report(data: MNIST, std: float, batch_size: int = 256, seed: int = 42,
+                pair: tuple[int, int] = THREE_SEVEN) -> InitReport:
     """What an initial spread does to the first batch: saturated sigmoids give almost no gradient."""
-    xb, yb = first_batch(data, batch_size, seed)
+    xb, yb = first_batch(data, batch_size, seed, pair)
     model = seeded_linear1(std, seed)
     preds = model(xb)
     loss = mnist_loss(preds, yb)
@@ -231,13 +245,13 @@ class LossVsAccuracy:
 
 
 def accuracy_is_not_the_loss(data: MNIST, init_std: float = 1.0, batch_size: int = 256, seed: int = 42,
-                             max_step: float = 2.0, n: int = 41) -> LossVsAccuracy:
+                             max_step: float = 2.0, n: int = 41, pair: tuple[int, int] = THREE_SEVEN) -> LossVsAccuracy:
     """Move the weights a little along minus the gradient: the loss moves at once, accuracy only jumps.
 
     Accuracy only changes when a prediction crosses the 0.5 line, so for a tiny change its gradient
     is zero almost everywhere -- which is why SGD follows the loss and we only report accuracy.
     """
-    xb, yb = first_batch(data, batch_size, seed)
+    xb, yb = first_batch(data, batch_size, seed, pair)
     model = seeded_linear1(init_std, seed)
     mnist_loss(model(xb), yb).backward()
     w0, b0 = model.weights.detach().clone(), model.bias.detach().clone()
@@ -281,18 +295,23 @@ def learned_pattern(model: nn.Module, config: TrainConfig) -> torch.Tensor | Non
 # Each takes the dataset and plain values, so the Streamlit layer computes it once per input and shares it.
 
 
-def baseline_view(data: MNIST) -> tuple[Baseline, go.Figure, go.Figure, go.Figure]:
-    """The baseline, the ideal 3 and 7 as images, and its accuracy as bars."""
-    base = pixel_baseline(data)
-    return (base, viz.image_heatmap(base.mean3, "The ideal 3 (mean of the training 3s)", zmax=1, height=320),
-            viz.image_heatmap(base.mean7, "The ideal 7 (mean of the training 7s)", zmax=1, height=320),
-            baseline_figure(base))
+def baseline_view(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> tuple[Baseline, go.Figure, go.Figure, go.Figure]:
+    """The baseline, the ideal image of each class, and its accuracy as bars."""
+    base = pixel_baseline(data, pair)
+    yes, no = base.names
+    return (base, viz.image_heatmap(base.mean_yes, ideal_title(yes), zmax=1, height=320),
+            viz.image_heatmap(base.mean_no, ideal_title(no), zmax=1, height=320), baseline_figure(base))
 
 
-def test_digit_figure(data: MNIST, i: int) -> go.Figure:
-    """Test 3-or-7 number ``i`` as an image, titled with its label."""
-    pool, labels = pick_3s_and_7s(data)
-    return viz.image_heatmap(pool[i], f"Test digit {i}: a {int(labels[i])}", height=300)
+def ideal_title(name: str) -> str:
+    """'The ideal 3 (mean of the training 3s)'; a long class name gets the short form, so it fits its column."""
+    return f"The ideal {name} (mean of the training {plural(name)})" if len(name) < 3 else f"The ideal {name} (the mean)"
+
+
+def test_digit_figure(data: MNIST, i: int, pair: tuple[int, int] = THREE_SEVEN) -> go.Figure:
+    """Test image ``i`` of the pair's two classes, titled with its label."""
+    pool, labels = pick_pair(data, pair)
+    return viz.image_heatmap(pool[i], f"Test {data.spec.noun} {i}: a {data.classes[int(labels[i])]}", height=300)
 
 
 def trained_views(model: nn.Module, info: ModelInfo) -> tuple[go.Figure, go.Figure | None]:
@@ -304,25 +323,27 @@ def trained_views(model: nn.Module, info: ModelInfo) -> tuple[go.Figure, go.Figu
     return weights, None if learned is None else viz.diverging_heatmap(learned, "What training changed", height=330)
 
 
-def step_view(data: MNIST, init_std: float, lr: float) -> tuple[OneStep, go.Figure, go.Figure, go.Figure]:
+def step_view(data: MNIST, init_std: float, lr: float,
+              pair: tuple[int, int] = THREE_SEVEN) -> tuple[OneStep, go.Figure, go.Figure, go.Figure]:
     """One SGD step, and the predictions, the gradient and the change it made as pictures."""
-    step = one_sgd_step(data, init_std=init_std, lr=lr)
-    return (step, predictions_figure(step),
+    step = one_sgd_step(data, init_std=init_std, lr=lr, pair=pair)
+    return (step, predictions_figure(step, names=pair_names(data, pair)),
             viz.diverging_heatmap(step.weight_grad, "Weight gradient (784 as 28x28)", height=340),
             viz.diverging_heatmap(step.after.weights - step.before.weights, "What the step changed", height=340))
 
 
-def loss_view(data: MNIST, init_std: float) -> tuple[LossVsAccuracy, go.Figure]:
-    lva = accuracy_is_not_the_loss(data, init_std=init_std)
+def loss_view(data: MNIST, init_std: float, pair: tuple[int, int] = THREE_SEVEN) -> tuple[LossVsAccuracy, go.Figure]:
+    lva = accuracy_is_not_the_loss(data, init_std=init_std, pair=pair)
     return lva, loss_vs_accuracy_figure(lva)
 
 
-def init_views(data: MNIST) -> list[tuple[InitReport, go.Figure]]:
+def init_views(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> list[tuple[InitReport, go.Figure]]:
     """The seed's start (std 1) and the better one (std 0.01): the weights as an image, and the first batch."""
     out = []
     for std in (1.0, 0.01):
         name = "the seed's init (std 1)" if std == 1.0 else "better init (std 0.01)"
-        out.append((init_report(data, std), viz.diverging_heatmap(init_weights(std), f"Start: {name}", height=330)))
+        out.append((init_report(data, std, pair=pair),
+                    viz.diverging_heatmap(init_weights(std), f"Start: {name}", height=330)))
     return out
 
 
@@ -451,14 +472,13 @@ class ClassifyView:
 def classify_view(model: nn.Module, config: TrainConfig, data: MNIST, n: int = 4, seed: int = 0) -> ClassifyView:
     """The seed's classify(): a few random test images with the model's probability for each class."""
     images, labels = data.split("test")
-    if config.task == "3v7":
-        keep = (labels == 3) | (labels == 7)
+    if config.pair:
+        keep = (labels == config.pair[0]) | (labels == config.pair[1])
         images, labels = images[keep], labels[keep]
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(images), generator=gen)[:n]
     probs = predict_proba(model, config, images[idx])
-    names = ["7", "3"] if config.task == "3v7" else [str(d) for d in range(10)]
-    return ClassifyView(images[idx], [int(v) for v in labels[idx]], probs, names)
+    return ClassifyView(images[idx], [int(v) for v in labels[idx]], probs, list(config.classes))
 
 
 def run_label(config: TrainConfig, epochs: bool = True) -> str:
@@ -509,14 +529,14 @@ def loss_vs_accuracy_figure(r: LossVsAccuracy) -> go.Figure:
     return fig
 
 
-def predictions_figure(step: OneStep, n: int = 40) -> go.Figure:
+def predictions_figure(step: OneStep, n: int = 40, names: tuple[str, str] = ("3", "7")) -> go.Figure:
     """The first n predictions of the batch through the sigmoid, before and after the step, by target."""
     p0 = step.before.predictions[:n, 0].sigmoid().numpy()
     p1 = step.after.predictions[:n, 0].sigmoid().numpy()
     is3 = step.targets[:n, 0].numpy() == 1
     x = np.arange(n)
     fig = go.Figure()
-    for mask, name, color in ((is3, "a 3 (target 1)", "#d62728"), (~is3, "a 7 (target 0)", "#1f77b4")):
+    for mask, name, color in ((is3, f"a {names[0]} (target 1)", "#d62728"), (~is3, f"a {names[1]} (target 0)", "#1f77b4")):
         fig.add_trace(go.Scatter(x=x[mask], y=p0[mask], mode="markers", name=f"{name}: before",
                                  marker=dict(color=color, symbol="circle-open", size=9)))
         fig.add_trace(go.Scatter(x=x[mask], y=p1[mask], mode="markers", name=f"{name}: after",
@@ -529,12 +549,14 @@ def predictions_figure(step: OneStep, n: int = 40) -> go.Figure:
 
 
 def baseline_figure(b: Baseline) -> go.Figure:
-    names = ["3s", "7s", "all"]
-    fig = go.Figure([go.Bar(name=kind.upper(), x=names, y=[b.accuracy[kind][k] for k in ("3", "7", "all")],
-                            text=[f"{b.accuracy[kind][k]:.1%}" for k in ("3", "7", "all")], textposition="outside")
+    yes, no = b.names
+    names = [plural(yes), plural(no), "all"]
+    fig = go.Figure([go.Bar(name=kind.upper(), x=names, y=[b.accuracy[kind][k] for k in ("yes", "no", "all")],
+                            text=[f"{b.accuracy[kind][k]:.1%}" for k in ("yes", "no", "all")], textposition="outside")
                      for kind in ("l1", "l2")])
     fig.update_layout(barmode="group", height=300, yaxis=dict(range=[0, 1.1], tickformat=".0%"),
-                      margin=dict(t=40, b=30), title=f"Baseline on {b.n3 + b.n7:,} test 3s and 7s")
+                      margin=dict(t=40, b=30), title=f"Baseline on {b.n_yes + b.n_no:,} test "
+                      + (f"{plural(yes)} and {plural(no)}" if len(yes + no) < 5 else "images of the two"))
     return fig
 
 
@@ -546,7 +568,7 @@ def run_verdict(config: TrainConfig, history: list[dict] | tuple[dict, ...]) -> 
     """
     if not history:
         return ""
-    chance = 0.5 if config.task == "3v7" else 0.1
+    chance = 0.5 if config.pair else 0.1
     acc = history[-1]["test_accuracy"]
     if acc < chance + 0.1:
         return (

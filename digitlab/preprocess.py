@@ -326,23 +326,19 @@ class Answer:
 
 
 def answer(model: torch.nn.Module, info: ModelInfo, image: np.ndarray) -> Answer:
-    """One model's answer on one 28x28 uint8 digit. The 3-vs-7 model only says '3' or '7'."""
+    """One model's answer on one 28x28 uint8 digit. A pair model such as 3 vs 7 only says '3' or '7'."""
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8))[None]
     p = predict_proba(model, info.config, x)[0].numpy()
-    if info.config.task == "3v7":
-        labels = ["7", "3"]
-        question = "3 or 7? (it knows no other digit)"
-    else:
-        labels = [str(i) for i in range(len(p))]
-        question = "which digit, 0-9?"
+    labels = list(info.config.classes)  # ["7", "3"] for the 3-vs-7 model, as predict_proba orders them
+    question = f"{info.config.question} (it knows no other digit)" if info.config.pair else "which digit, 0-9?"
     best = int(p.argmax())
     return Answer(info, p, labels, labels[best], float(p[best]), question)
 
 
 def answer_all(models: list[tuple[torch.nn.Module, ModelInfo]], image: np.ndarray) -> list[Answer]:
-    """Every model's answer: ten-class models best first, the 3-vs-7 model last (it answers a smaller question)."""
+    """Every model's answer: ten-class models best first, pair models such as 3 vs 7 last (a smaller question)."""
     answers = [answer(m, i, image) for m, i in models]
-    return sorted(answers, key=lambda a: (a.info.config.task == "3v7", -float(a.info.metrics.get("test_accuracy") or 0)))
+    return sorted(answers, key=lambda a: (a.info.config.pair is not None, -float(a.info.metrics.get("test_accuracy") or 0)))
 
 
 # ---------------------------------------------------------------- what the page needs besides

@@ -33,7 +33,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from . import models
-from .data import NORMALISATIONS
+from .data import DATASETS, NORMALISATIONS
 from .models import (
     ACTIVATIONS,
     ModelInfo,
@@ -122,6 +122,17 @@ def _choice(*options) -> Check:
     return check
 
 
+_PAIR = re.compile(r"^([0-9])v([0-9])$")
+
+
+def _task(v):
+    """All ten classes ("digits"), or two different classes as "AvB" (e.g. "3v7", "6v0")."""
+    m = _PAIR.match(v) if isinstance(v, str) else None
+    if v != "digits" and (m is None or m[1] == m[2]):
+        raise ValueError(f"is {v!r}, not 'digits' or two different classes such as '3v7'")
+    return v
+
+
 def _optional(inner: Check) -> Check:
     return lambda v: None if v is None else inner(v)
 
@@ -195,7 +206,8 @@ def _scores(max_keys: int) -> Check:
 CONFIG_FIELDS: dict[str, Check] = {
     "kind": _choice("linear", "mlp", "cnn"),
     "preset": _text(64),
-    "task": _choice("digits", "3v7"),
+    "task": _task,
+    "dataset": _choice(*DATASETS),
     "form": _choice("nn", "scratch"),
     "hidden": _list(_whole(1, models.MAX_LAYER_UNITS), 0, models.MAX_HIDDEN_LAYERS),
     "activations": _list(_choice(*ACTIVATIONS), 0, models.MAX_HIDDEN_LAYERS),

@@ -8,31 +8,33 @@ from digitlab.data import to_float
 
 
 def how_many(data) -> None:
-    st.header("1. How many of each digit")
+    st.header(f"1. How many of each {data.spec.noun}")
     c1, c2 = st.columns(2)
     c1.metric("Training images", f"{sum(data.class_counts('train')):,}")
     c2.metric("Test images", f"{sum(data.class_counts('test')):,}")
     ui.chart(st, ui.shared(explore.counts_figure, data), key="counts")
-    st.caption("Roughly balanced: no digit is rare, so plain accuracy is a fair score.")
+    st.caption(f"{'Roughly balanced' if data.spec.key == 'mnist' else 'Exactly balanced'}: no {data.spec.noun} is "
+               "rare, so plain accuracy is a fair score.")
 
 
 @st.fragment
 def random_samples(data, split: str) -> None:
     s1, s2 = st.columns([3, 1])
-    digit_choice = s1.selectbox("Digit", ["any", *range(10)], key="grid_digit")
+    digit_choice = s1.selectbox(data.spec.noun.capitalize(), ["any", *range(10)], key="grid_digit",
+                                format_func=lambda d: d if d == "any" else data.classes[d])
     if s2.button("🔀 Reshuffle", key="reshuffle"):
         st.session_state["grid_seed"] = st.session_state.get("grid_seed", 0) + 1
     digit = None if digit_choice == "any" else digit_choice
     sheet, labels = ui.shared(explore.sample_sheet, data, split, digit, st.session_state.get("grid_seed", 0))
     ui.chart(st, sheet, key="grid")
     if digit is None:
-        st.caption("Their labels, row by row: " + " ".join(str(x) for x in labels))
+        st.caption("Their labels, row by row: " + (" " if data.spec.key == "mnist" else ", ").join(labels))
 
 
 def averages(data) -> None:
-    st.header("3. The average of each digit")
-    st.markdown("Average every training image of a digit, pixel by pixel: the 'ideal 3' the first baseline "
-                "compares to.")
+    st.header(f"3. The average of each {data.spec.noun}")
+    st.markdown(f"Average every training image of one {data.spec.noun}, pixel by pixel: the 'ideal' images the first "
+                "baseline compares to (the ideal 3 against the ideal 7).")
     ui.chart(st, ui.shared(explore.means_figure, data), key="means")
 
 
@@ -44,11 +46,12 @@ def pixel_values(data) -> None:
 
 def pick_image(data, split: str) -> int:
     images, labels = data.split(split)
-    how = st.radio("Choose by", ["index", "digit"], horizontal=True, key="pick_by")
+    how = st.radio("Choose by", ["index", data.spec.noun], horizontal=True, key="pick_by")
     if how == "index":
         return int(st.number_input(f"Index (0-{len(images) - 1})", 0, len(images) - 1, 0, key="pick_index"))
     d1, d2 = st.columns(2)
-    wanted = d1.selectbox("Digit", range(10), index=3, key="pick_digit")
+    wanted = d1.selectbox(data.spec.noun.capitalize(), range(10), index=3, key="pick_digit",
+                          format_func=lambda d: data.classes[d])
     nth = int(d2.number_input("Which one of them", 0, None, 0, key="pick_nth"))
     return explore.first_index_of(labels, wanted, nth)
 
@@ -59,7 +62,7 @@ def one_image(data, split: str) -> None:
     st.header("5. One image, as numbers")
     index = pick_image(data, split)
     views = ui.shared(explore.image_views, data, split, index)
-    st.markdown(f"**{split} image {index}**, labelled **{int(data.split(split)[1][index])}**")
+    st.markdown(f"**{split} image {index}**, labelled **{data.classes[int(data.split(split)[1][index])]}**")
     big = ui.presenting()  # on a projector the table gets the page's whole width and 16 px numbers
     h1, h2 = st.columns([1, 1]) if not big else (st.container(), st.container())
     ui.chart(h1, views["heatmap"], key="one")
@@ -79,8 +82,8 @@ def normalised(data, views: dict) -> None:
     stats = explore.dataset_stats(data, "train")
     st.markdown(
         "**Why normalise:** networks learn fastest when inputs are small and centred on 0; raw 0-255 values make "
-        "the first gradients huge. `0.1307` and `0.3081` are simply the mean and std of every training pixel "
-        f"(here: mean {stats['mean']:.4f}, std {stats['std']:.4f})."
+        "the first gradients huge. `0.1307` and `0.3081` are simply the mean and std of every MNIST training pixel "
+        f"(here, on {data.spec.title}: mean {stats['mean']:.4f}, std {stats['std']:.4f})."
     )
     st.dataframe(views["norm_table"], hide_index=True, key="norm_table",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("min", "max", "mean", "std")})
@@ -95,7 +98,7 @@ def normalised(data, views: dict) -> None:
 data = ui.page_setup(
     "Data Explorer",
     "🔍",
-    "A computer sees a digit as a 28x28 grid of numbers from 0 (paper) to 255 (ink). "
+    "A computer sees an image as a 28x28 grid of numbers from 0 (paper) to 255 (ink). "
     "Before training anything, look at what we have.",
 )
 how_many(data)

@@ -1,4 +1,5 @@
 """Stage 2: is it a 3 or a 7? A pixel-similarity baseline, then a linear model trained by hand (fastai lesson 4).
+Any two classes of either dataset may take 3 and 7's place (the pair picker); 3 vs 7 is the default.
 
 What depends only on the data and a setting is computed once per server (ui.shared); a widget reruns its section."""
 
@@ -6,55 +7,66 @@ import pandas as pd
 import streamlit as st
 
 from digitlab import lessons, ui
+from digitlab.data import pair_task, plural
 from digitlab.models import Linear1, init_params
 from digitlab.train import batch_accuracy, mnist_loss, sgd_step
 
 LINK = ui.LinkedPage("lin", default="linear-seed")  # the training settings travel in the address
 
 
-def baseline(data) -> None:
-    st.header("1. The baseline: compare with the average digit")
-    base, mean3, mean7, accuracy = ui.shared(lessons.baseline_view, data)
+def the_pair(data) -> tuple[int, int]:
+    st.markdown("**The two classes.** 3 vs 7 is the lesson's; pick any two (on Fashion-MNIST, Shirt vs T-shirt/top "
+                "is the hard pair). Every section below runs on them.")
+    return ui.class_pair_picker(data, "lin_pair")
+
+
+def baseline(data, pair) -> None:
+    st.header("1. The baseline: compare with the average image")
+    base, mean3, mean7, accuracy = ui.shared(lessons.baseline_view, data, pair)
+    yes, no = base.names
     c1, c2, c3 = st.columns([1, 1, 1.3])
     ui.chart(c1, mean3, key="mean3")
     ui.chart(c2, mean7, key="mean7")
     ui.chart(c3, accuracy, key="baseline_acc")
     st.markdown(
-        f"A digit is called a 3 when it is closer to the ideal 3 than to the ideal 7. **L1** is the mean absolute "
-        f"pixel difference, **L2** the root of the mean squared difference (it punishes big differences more). On "
-        f"every test 3 and 7 this gets **{base.accuracy['l1']['all']:.1%}** (L1) and "
+        f"An image is called a {yes} when it is closer to the ideal {yes} than to the ideal {no}. **L1** is the mean "
+        f"absolute pixel difference, **L2** the root of the mean squared difference (it punishes big differences "
+        f"more). On every test {yes} and {no} this gets **{base.accuracy['l1']['all']:.1%}** (L1) and "
         f"**{base.accuracy['l2']['all']:.1%}** (L2) with nothing learned: the number any model must beat."
     )
-    compare_one_digit(data, base.n3 + base.n7)
+    compare_one_digit(data, pair, base.n_yes + base.n_no)
     ui.show_code(lessons.mnist_distance, lessons.is_3, title="The baseline's code")
 
 
 @st.fragment
-def compare_one_digit(data, pool_size: int) -> None:
-    i = st.number_input(
-        f"Test digit to compare (0-{pool_size - 1})", min_value=0, max_value=pool_size - 1, value=0, key="lin_pick",
-        help="Which of the test 3s and 7s to measure against the two ideal digits.",
-    )
-    pool, _ = ui.shared(lessons.pick_3s_and_7s, data)
-    d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data)[0])
+def compare_one_digit(data, pair, pool_size: int) -> None:
+    yes, no = lessons.pair_names(data, pair)
+    i = min(int(st.number_input(
+        f"Test image to compare (0-{pool_size - 1})", min_value=0, max_value=9_999, value=0, key="lin_pick",
+        help=f"Which of the test {plural(yes)} and {plural(no)} to measure against the two ideal images.",
+    )), pool_size - 1)
+    pool, _ = ui.shared(lessons.pick_pair, data, pair)
+    d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data, pair)[0])
     c1, c2 = st.columns([1, 2])
-    ui.chart(c1, ui.shared(lessons.test_digit_figure, data, int(i)), key="pick_img")
+    ui.chart(c1, ui.shared(lessons.test_digit_figure, data, i, pair), key="pick_img")
+    to_yes, to_no = f"to the ideal {yes}", f"to the ideal {no}"
     c2.dataframe(
-        pd.DataFrame([{"distance": k.upper(), "to the ideal 3": v["to 3"], "to the ideal 7": v["to 7"],
-                       "baseline says": v["says"]} for k, v in d.items()]),
+        pd.DataFrame([{"distance": k.upper(), to_yes: v["to yes"], to_no: v["to no"], "baseline says": v["says"]}
+                      for k, v in d.items()]),
         hide_index=True,
-        column_config={"to the ideal 3": st.column_config.NumberColumn(format="%.4f"),
-                       "to the ideal 7": st.column_config.NumberColumn(format="%.4f")},
+        column_config={to_yes: st.column_config.NumberColumn(format="%.4f"),
+                       to_no: st.column_config.NumberColumn(format="%.4f")},
     )
 
 
 @st.fragment
-def by_hand(data) -> None:
+def by_hand(data, pair) -> None:
     """Sections 2 and 3 share the starting weights, so they rerun together."""
     st.header("2. A linear model, one step at a time")
     st.markdown(
         "`linear1(xb) = xb @ weights + bias`: one weight per pixel, added up, plus a bias. The sigmoid squashes the "
-        "result to 0..1 (near 1 means *3*), and `mnist_loss` measures how far each prediction is from its target. "
+        f"result to 0..1 (near 1 means *{data.classes[pair[0]]}*), and `mnist_loss` measures how far each "
+        "prediction is from its target. "
         "`loss.backward()` gives the gradient of every weight; one SGD step moves each weight a little against it."
     )
     ui.glossary("sigmoid", "autograd", "learning rate", "batch size")
@@ -68,8 +80,8 @@ def by_hand(data) -> None:
         "Learning rate for the step", options=list(lessons.LR_OPTIONS), value=1.0, key="lin_step_lr",
         format_func=lambda v: f"{v:g}", help="How far the one step moves the weights against the gradient.",
     )
-    one_step(*ui.shared(lessons.step_view, data, std, step_lr))
-    accuracy_is_not_the_loss(*ui.shared(lessons.loss_view, data, std))
+    one_step(*ui.shared(lessons.step_view, data, std, step_lr, pair))
+    accuracy_is_not_the_loss(*ui.shared(lessons.loss_view, data, std, pair))
 
 
 def one_step(step, predictions, gradient, change) -> None:
@@ -102,47 +114,54 @@ def accuracy_is_not_the_loss(lva, figure) -> None:
 
 
 @st.fragment
-def training(data) -> None:
-    st.header("4. Train it on every 3 and 7")
-    config = ui.training_controls(ui.preset_picker(("linear",), key="lin_preset"), "lin")
+def training(data, pair) -> None:
+    yes, no = lessons.pair_names(data, pair)
+    st.header(f"4. Train it on every {yes} and {no}")
+    preset = ui.preset_picker(("linear",), key="lin_preset").with_(task=pair_task(*pair))
+    config = ui.training_controls(preset, "lin")
     ui.share_setup(LINK, config, data)
     ui.train_section(config, data, "lin", after_run=lambda snap: against_the_baseline(data, snap))
 
 
 def against_the_baseline(data, snap) -> None:
-    base = ui.shared(lessons.baseline_view, data)[0]
+    pair = snap.config.pair
+    base = ui.shared(lessons.baseline_view, data, pair)[0]
     acc = snap.history[-1]["test_accuracy"]
-    st.metric("Test accuracy (3s and 7s)", f"{acc:.2%}", delta=f"{acc - base.accuracy['l2']['all']:+.2%} vs the L2 baseline")
+    st.metric(f"Test accuracy ({plural(base.names[0])} and {plural(base.names[1])})", f"{acc:.2%}",
+              delta=f"{acc - base.accuracy['l2']['all']:+.2%} vs the L2 baseline")
 
 
 @st.fragment
-def weights(data) -> None:
+def weights(data, pair) -> None:
+    yes, no = lessons.pair_names(data, pair)
     st.header("5. The weights as an image")
     st.markdown(
-        "Each of the 784 weights belongs to one pixel. Red pixels push the answer towards *3*, blue towards *7*. "
+        f"Each of the 784 weights belongs to one pixel. Red pixels push the answer towards *{yes}*, blue towards *{no}*. "
         "Starting with std 1 saturates the sigmoid (most first predictions are almost exactly 0 or 1, where its "
         "slope is nearly zero), so the first steps barely move; std 0.01 starts every prediction near 0.5."
     )
     cols = st.columns(4)
-    for col, (r, fig) in zip(cols, ui.shared(lessons.init_views, data)):
+    for col, (r, fig) in zip(cols, ui.shared(lessons.init_views, data, pair)):
         ui.chart(col, fig, key=f"init_{r.std}")
         col.caption(f"First batch: loss {r.loss:.3f}, {r.saturated:.0%} of sigmoids saturated, "
                     f"mean |gradient| {r.mean_abs_grad:.5f}")
-    trained_weights(cols[2], cols[3])
+    trained_weights(cols[2], cols[3], pair)
 
 
-def trained_model_id() -> str:
+def trained_model_id(pair) -> str:
     """The model this session's last run saved, else one picked from the store."""
-    snap = ui.get_queue().snapshot(st.session_state["lin_job"]) if st.session_state.get("lin_job") else None
-    if snap is not None and snap.finished and snap.model_id:
+    job = st.session_state.get(f"{ui.dataset_prefix('lin', ui.dataset_in_use())}_job")
+    snap = ui.get_queue().snapshot(job) if job else None
+    if snap is not None and snap.finished and snap.model_id and snap.config.pair == pair:
         return snap.model_id
     picked = ui.model_picker("Trained model to show (train one above, or pick a stored one)", "lin_show_model",
-                             where=lambda i: i.config.kind == "linear", help="Any 3-vs-7 linear model in the store.")
+                             where=lambda i: i.config.kind == "linear" and i.config.pair == pair,
+                             help="Any linear model of these two classes in the store.")
     return picked.id if picked else ""
 
 
-def trained_weights(left, right) -> None:
-    model_id = trained_model_id()
+def trained_weights(left, right, pair) -> None:
+    model_id = trained_model_id(pair)
     loaded = ui.load_model(model_id) if model_id else None
     if not loaded:
         left.info("Train a model above and its learned weights appear here.")
@@ -154,8 +173,8 @@ def trained_weights(left, right) -> None:
                  "and after each extra epoch.")
     if learned_fig is not None:
         ui.chart(right, learned_fig, key=f"trained_dw_{info.id}")
-        right.caption("Trained minus starting weights: where the 3-vs-7 pattern shows, even when the std-1 start "
-                      "still dominates the weights themselves.")
+        right.caption("Trained minus starting weights: where the pattern that tells the two apart shows, even when "
+                      "the std-1 start still dominates the weights themselves.")
 
 
 data = ui.page_setup(
@@ -165,7 +184,8 @@ data = ui.page_setup(
     "average digit), then let a linear model learn one weight per pixel by gradient descent.",
 )
 ui.restore_setup(LINK, data)
-baseline(data)
-by_hand(data)
-training(data)
-weights(data)
+pair = the_pair(data)
+baseline(data, pair)
+by_hand(data, pair)
+training(data, pair)
+weights(data, pair)

@@ -163,7 +163,7 @@ def test_images(model, config: TrainConfig, data: MNIST) -> None:
                            help="Change it to draw another four test images.")
     view = lessons.classify_view(model, config, data, n=4, seed=int(seed))
     for j, col in enumerate(st.columns(4)[: len(view.labels)]):
-        ui.chart(col, viz.image_heatmap(view.images[j], f"a {view.labels[j]}", height=220), key=f"view_img_{j}")
+        ui.chart(col, viz.image_heatmap(view.images[j], f"a {data.classes[view.labels[j]]}", height=220), key=f"view_img_{j}")
         ui.chart(col, viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),
                       key=f"view_bars_{j}")
 

@@ -99,7 +99,7 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     index, image, label = ui.test_image_picker(data, "cnn_img")
     probs = train.predict_proba(model, info.config, image.unsqueeze(0))[0]
     c1, c2 = st.columns([1, 2])
-    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="cnn_image")
+    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {data.classes[label]}", height=280), key="cnn_image")
     ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
                                       height=280), key="cnn_probs")
     c2.caption(evaluate.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
@@ -142,7 +142,7 @@ def feature_maps(model, config: TrainConfig, image) -> None:
 def beside_the_other_models() -> None:
     """4. The class's best model of each kind side by side (add or remove any stored model), then two charts."""
     st.header("4. The CNN beside the linear model and the MLPs")
-    infos = ui.stored_models()[0]
+    infos = ui.dataset_models()
     table = ui.models_table(features.side_by_side(ui.choose_models("Models side by side", key="cnn_compare_models")))
     if table.empty:
         st.info("No trained model yet: train a CNN above, and a linear model and an MLP on their pages.")
@@ -158,7 +158,7 @@ def beside_the_other_models() -> None:
                    "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
                    "leave it out. Training time is on this computer, for the epochs and images each run used.")
     every = ui.models_table(features.side_by_side([i for i in infos if not i.broken]))
-    if not every.empty and (ten := every[every["task"] != "3v7"].to_dict("records")):
+    if not every.empty and (ten := every[every["task"] == "digits"].to_dict("records")):
         c1, c2 = st.columns(2)
         ui.chart(c1, viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
                                         log_x=True), key="cnn_scatter_params")

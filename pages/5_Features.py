@@ -58,9 +58,8 @@ def weights_section(model, info, picked) -> None:
     if n_units > 1:
         ui.chart(c2, viz.unit_norm_bars(norms, order, "Weight norm of each unit, in the order shown", chosen=unit,
                                         height=360), key="feat_norms")
-    elif info.config.task == "3v7":
-        c2.markdown("The sum of weight × pixel plus the bias is the model's one output: above 0 it answers **3**, "
-                    "below 0 **7**. So red pixels are where 3s have ink and 7s do not, blue the reverse.")
+    elif info.config.pair:
+        c2.markdown(features.pair_weights_note(info.config))
     ui.show_code(features.first_layer, features.unit_order)
 
 
@@ -68,11 +67,13 @@ def digit_section(model, info, picked) -> None:
     config, (index, image, label), names = info.config, picked, list(features.class_names(info.config))
     probs = predict_proba(model, config, image.unsqueeze(0))[0]
     c1, c2 = st.columns([1, 2])
-    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {label}", height=280), key="feat_image")
+    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {features.label_name(config, label)}", height=280),
+             key="feat_image")
     ui.chart(c2, viz.probability_bars(probs, names, "The model's answer", height=280 if len(names) > 2 else 200),
                  key="feat_probs")
-    if config.task == "3v7" and label not in (3, 7):
-        st.caption(f"This model only ever answers 3 or 7, so a {label} still gets one of the two.")
+    if config.pair and label not in config.pair:
+        st.caption(f"This model only ever answers {config.question} so a {features.label_name(config, label)} still "
+                   "gets one of the two.")
     k = 1  # the linear model: one unit, nothing to rank; a CNN's filters have their own section
     if (first := features.first_layer(model)) is not None and len(first[0]) > 1:
         k = st.columns(3)[0].slider("Units to rank", 3, 16, 8, key="feat_top_k", help="How many to pick out below.")
@@ -123,7 +124,7 @@ def filters_section(model, info, picked) -> None:
                                   value_name="weight", width=400), key="feat_filters")
     responses = firing.maps[firing.units.argsort()]  # back in filter order
     ui.chart(c2, ui.shared_figure(("responses", info.id, picked[0]), viz.map_sheet, responses, f"Their responses "
-                                  f"to this {picked[2]} ({firing.layer})", cols=8, diverging=False, labels=numbers,
+                                  f"to this {features.label_name(info.config, picked[2])} ({firing.layer})", cols=8, diverging=False, labels=numbers,
                                   value_name="activation", width=600), key="feat_filter_maps")
     st.markdown("Filter *i* slides over the digit and gives response map *i*: dark where its pattern is found. "
                 f"The strongest for this image: **{', '.join(str(int(u)) for u in firing.units[:8])}**.")
@@ -133,7 +134,7 @@ def filters_section(model, info, picked) -> None:
 def saliency_section(model, info, picked) -> None:
     config, names = info.config, list(features.class_names(info.config))
     answer = names[int(predict_proba(model, config, picked[1].unsqueeze(0))[0].argmax())]
-    choice = st.selectbox("Explain the score of", ["answer", *names], key=f"feat_target_{config.task}",
+    choice = st.selectbox("Explain the score of", ["answer", *names], key=f"feat_target_{config.dataset}_{config.task}",
                           format_func=lambda c: f"the model's answer ({answer})" if c == "answer" else c,
                           help="Which class's score to trace back to the pixels; by default the one the model chose.")
     ex = features.explain(model, config, picked[1], None if choice == "answer" else names.index(choice))
@@ -184,16 +185,16 @@ data = ui.page_setup("Features", "👁️", "A trained network is only numbers, 
                      "it looks for. Pick any trained model, then follow one digit through it, see which pixels decided "
                      "the answer, and compare the weights with where training began.")
 ui.store_problems()
-if not ui.get_store().list():
-    st.info("No trained model yet: there are no weights to look at. Train one on a stage page, then come back.")
+if not ui.dataset_models():
+    st.info(f"No model trained on {data.spec.title} yet: no weights to look at. Train one on a stage page.")
     ui.train_links()
     st.stop()
 model, info = pick_model()
-if info.config.task == "3v7":
-    st.caption("A 3-vs-7 model: one output that says how much the image looks like a 3 rather than a 7.")
+if pair := info.config.pair:
+    st.caption(features.pair_note(info.config))
 st.session_state.setdefault("feat_section", "The first layer's weights")
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="feat_section",
                                help="Only the part you open is computed and drawn.")
-digit = 3 if info.config.task == "3v7" else 7  # a 3-vs-7 model starts on a 3
+digit = pair[0] if pair else 7  # a 3-vs-7 model starts on a 3
 picked = ui.test_image_picker(data, "feat_img", digit) if section in NEEDS_A_DIGIT else None
 st.fragment(SECTIONS[section])(model, info, picked)

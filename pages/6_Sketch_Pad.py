@@ -17,13 +17,13 @@ PAD, CARD = 280, 300  # the drawing pad's side and an answer card's width, in px
 
 def chosen_models() -> list:
     """The models that answer, as (model, info): the class's best of each kind unless the student picks others."""
-    infos = ui.choose_models("Models that answer", key="sketch_models")
+    infos = ui.choose_models("Models that answer", key="sketch_models", dataset="mnist")
     return [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
 
 
 def ten_class_models() -> list:
-    """Every stored ten-digit model that loads and is not broken: they score the class collection."""
-    infos = [i for i in ui.stored_models()[0] if i.config.task != "3v7" and not i.broken]
+    """Every stored ten-digit MNIST model that loads and is not broken: they score the class collection."""
+    infos = [i for i in ui.dataset_models("mnist") if not i.config.pair and not i.broken]
     return [m for m in (ui.load_model(i.id) for i in infos) if m is not None]
 
 
@@ -74,13 +74,12 @@ def show_answers(result: pp.Processed, models: list, source: str, key: str) -> N
 def model_answer(a: pp.Answer, key: str) -> None:
     cfg = a.info.config
     st.markdown(f"**{a.info.title}**")
-    if cfg.task == "3v7":
-        st.metric("3 or 7?", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off",
-                  help="This linear model was trained only to tell 3 from 7: any other digit still gets a 3 or a 7.")
-        st.caption("Answers only its own question: **3 or 7?**")
-    else:
-        st.metric("Predicted digit", a.predicted, f"{a.confidence:.0%} sure", delta_color="off", delta_arrow="off")
-    ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.task == "3v7" else 290),
+    st.metric(cfg.question if cfg.pair else "Predicted digit", a.predicted, f"{a.confidence:.0%} sure",
+              delta_color="off", delta_arrow="off", help=f"Trained only on {cfg.question} Any other digit still gets "
+              "one of its two answers." if cfg.pair else None)
+    if cfg.pair:
+        st.caption(f"Answers only its own question: **{cfg.question}**")
+    ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.pair else 290),
                  key=f"{key}_bars_{a.info.id}")
     st.caption(f"{ev.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
 
@@ -188,8 +187,8 @@ data = ui.page_setup(
     "28x28**. Then the class's best model of each kind answers at once (pick others below).",
 )
 ui.store_problems()
-ten_class = ten_class_models()
-recommended_training(data, ten_class)
+digits, ten_class = ui.mnist_only(data), ten_class_models()
+recommended_training(digits, ten_class)
 models = chosen_models()
 draw_tab, upload_tab = st.tabs(["✏️ Draw", "📷 Upload a photo"])
 with draw_tab:

@@ -27,8 +27,8 @@ def headline(chosen, names) -> None:
     else:  # side by side, metrics in narrow columns would be cut: one row per model instead
         st.dataframe(pd.DataFrame([{"model": names[i.id], **dict(ev.headline(f.predictions))} for _, i, f in chosen]),
                      hide_index=True, key="eval_headline")
-    if any(f.predictions.n_classes == 2 for *_, f in chosen):
-        st.caption("A 3-vs-7 model: scored on the test 3s and 7s only, as two classes (7 and 3).")
+    if pairs := [i for _, i, _ in chosen if i.config.pair]:
+        st.caption(ev.pair_caption(pairs[0].config))
 
 
 def confusion_section(chosen, names) -> None:
@@ -168,11 +168,11 @@ def embedding_section(chosen, names) -> None:
 
 
 def leaderboard_section(*_) -> None:
-    st.caption("Every stored model, best first (⚠️: below 50%). 3-vs-7 accuracies answer an easier two-class "
-               "question, so they are ranked apart from the ten-digit models. Click a column's name to sort by it.")
-    bar = st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
-    st.dataframe(ui.models_table(ev.ranked(infos), ranks=True), hide_index=True, key="leaderboard",
-                 column_config={"test accuracy": bar})
+    st.caption(f"Every {data.spec.title} model, best first (⚠️: below 50%). Two-class (3-vs-7) accuracies answer an "
+               "easier question, so they are ranked apart from the ten-class ones. Click a column's name to sort by it.")
+    st.dataframe(ui.models_table(ev.ranked(infos), ranks=True), hide_index=True, key="leaderboard", column_config={
+        "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)})
+    ui.dataset_comparison()
 
 
 SECTIONS = {"Confusion matrix": confusion_section, "Per-class scores": scores_section,  # each runs as a fragment
@@ -182,9 +182,9 @@ SECTIONS = {"Confusion matrix": confusion_section, "Per-class scores": scores_se
 
 data = ui.page_setup("Evaluate", "📊", ev.INTRO["page"])
 ui.store_problems()
-infos = ui.get_store().list()
+infos = ui.dataset_models()
 if not infos:
-    st.info("No trained model yet. Train one on a stage page, then come back to see where it goes wrong.")
+    st.info(f"No model trained on {data.spec.title} yet. Train one on a stage page, then see where it goes wrong.")
     ui.train_links()
     st.stop()
 chosen = choose_models()

@@ -42,7 +42,7 @@ def test_home_shows_journey_data_device_models(mnist, fresh_data_cache):
     at = AppTest.from_file(HOME, default_timeout=120).run()
     assert not at.exception and not at.error
     assert _metrics(at)["Training images"] == "60,000" and _metrics(at)["Test images"] == "10,000"
-    assert any(c.value.startswith(f"Data: MNIST folder {mnist.source.path}") for c in at.caption)
+    assert any(c.value.startswith(f"Data: **MNIST** · MNIST folder {mnist.source.path}") for c in at.caption)
     assert any("CC BY-SA 3.0" in c.value for c in at.caption)
     headers = [h.value for h in at.header]
     assert "The journey" in headers
@@ -58,7 +58,9 @@ def test_explorer_on_full_mnist(mnist, fresh_data_cache):
     assert bars[0]["name"] == "train" and _array(bars[0]["y"]).tolist() == mnist.class_counts("train")
     assert bars[1]["name"] == "test" and _array(bars[1]["y"]).tolist() == mnist.class_counts("test")
     titles = [s["layout"].get("title", {}).get("text", "") for s in specs]
-    assert "60 random train images" in titles and "mean image of 0, 1, ..., 9" in titles
+    assert "60 random train images" in titles and "mean image of each class" in titles
+    means = specs[titles.index("mean image of each class")]
+    assert means["layout"]["xaxis"]["ticktext"] == [str(d) for d in range(10)]  # each average named by its digit
     # one image: the heatmap holds image 0's real pixel values, the styled table has 28x28 cells
     heat = next(s for s in specs if s["layout"].get("title", {}).get("text") == "Hover for each pixel's value")
     assert (_array(heat["data"][0]["z"]) == mnist.train_images[0].numpy()).all()
@@ -123,18 +125,18 @@ def test_home_lists_a_model_saved_after_the_first_visit(mnist, trained):
     from digitlab.store import ModelStore
 
     at = AppTest.from_file(HOME, default_timeout=120).run()
-    count = len(ModelStore().list())
-    assert any(h.value == f"Trained models ({count})" for h in at.subheader)
+    count = len([i for i in ModelStore().list() if i.config.dataset == "mnist"])  # Home lists MNIST's to start with
+    assert any(h.value == f"Trained on MNIST ({count})" for h in at.subheader)
     whole = (ModelStore().root / f"{trained['mlp'].id}.safetensors").read_bytes()
     bad = damaged_copy(trained["mlp"].id, "copy-listed-later", whole)  # a whole copy: damaged ones are not listed
     try:
         at.run()
-        assert any(h.value == f"Trained models ({count + 1})" for h in at.subheader)
+        assert any(h.value == f"Trained on MNIST ({count + 1})" for h in at.subheader)
         assert "copy-listed-later" in at.dataframe[0].value["id"].tolist()
     finally:
         ModelStore().delete(bad)
     at.run()
-    assert any(h.value == f"Trained models ({count})" for h in at.subheader)
+    assert any(h.value == f"Trained on MNIST ({count})" for h in at.subheader)
 
 
 def test_presenter_mode_from_the_address_makes_charts_and_the_pixel_table_readable(mnist):

@@ -142,3 +142,28 @@ def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnis
     assert f"{found.lrs[0]:>13.2e}  {found.losses[0]:.4f}" in out.stdout and "thrown away" in out.stdout
     bad = _run("lr-find", "cnn", "--preset", "simple_net")
     assert bad.returncode == 2 and "no cnn preset 'simple_net'; choose from cnn-seed" in bad.stderr
+
+
+def test_dataset_flag_on_data_info_train_and_evaluate(fashion, tmp_path):
+    """--dataset fashion: the counts by class name and Fashion-MNIST's checksums; a run trained and stored as a
+    Fashion-MNIST model, scored on Fashion-MNIST, and refused on MNIST."""
+    info = _run("data", "info", "--dataset", "fashion")
+    assert info.returncode == 0, info.stderr
+    assert f"source: Fashion-MNIST folder {fashion.source.path}" in info.stdout
+    assert f"Ankle boot {6000:>7,} {1000:>7,}" in info.stdout and "       all  60,000  10,000" in info.stdout
+    assert info.stdout.count("canonical Fashion-MNIST") == 4 and "NOT" not in info.stdout
+
+    env = {"DIGITLAB_MODEL_DIR": str(tmp_path)}
+    out = _run("train", "mlp", "--dataset", "fashion", "--epochs", "1", "--train-limit", "2000", **env)
+    assert out.returncode == 0, out.stderr
+    from digitlab.store import ModelStore
+
+    (stored,) = ModelStore(tmp_path).list()
+    assert stored.config.dataset == "fashion" and stored.config.classes[9] == "Ankle boot"
+    scored = _run("evaluate", "--dataset", "fashion", **env)
+    assert scored.returncode == 0, scored.stderr
+    assert f"model: {stored.id}" in scored.stdout and "Ankle boot " in scored.stdout
+    assert "on 10,000 test images" in scored.stdout
+    refused = _run("evaluate", stored.id, "--dataset", "mnist", **env)
+    assert refused.returncode == 2 and "trained on Fashion-MNIST, not MNIST" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -403,3 +403,33 @@ def test_every_60th_training_image_is_held_out_of_training_and_calibrates_the_mo
     old = TrainConfig.from_dict({k: v for k, v in config.to_dict().items() if k != "hold_out_every"})
     assert old.hold_out_every == 0 and len(task_data(mnist, old, "held_out")[0]) == 0
     assert len(task_data(mnist, old, "train")[0]) == n
+
+
+def test_the_store_records_the_dataset_and_any_pair(fashion, store):
+    """A Fashion-MNIST pair model keeps its dataset and its two classes; the same settings on MNIST are another run;
+    a record from before datasets reads as MNIST; an unknown dataset or a pair of one class is skipped, with why."""
+    config = PRESETS["linear-better"].with_(dataset="fashion", task="6v0", epochs=1, train_limit=1000)
+    model = build_model(config)
+    history = [{"epoch": e.epoch, "test_accuracy": e.test_accuracy} for e in fit(model, config, fashion)
+               if e.kind == "epoch"]
+    info = store.save(model, config, metrics={"test_accuracy": history[-1]["test_accuracy"]}, history=history,
+                      fingerprint=fashion.fingerprint(), train_seconds=1.0)
+    back = store.info(info.id)
+    assert (back.config.dataset, back.config.pair, back.config.classes) == ("fashion", (6, 0), ("T-shirt/top", "Shirt"))
+    assert back.config.question == "Shirt or T-shirt/top?"
+    assert config.with_(dataset="mnist").key() != config.key()  # the same config on two datasets: two runs
+    assert store.find(config, fashion.fingerprint()).id == info.id
+    assert store.find(config.with_(dataset="mnist"), fashion.fingerprint()) is None
+    record = json.loads((store.root / f"{info.id}.json").read_text())
+    weights = (store.root / f"{info.id}.safetensors").read_bytes()
+    for name, change in (("old", {"task": "3v7"}), ("kmnist", {"dataset": "kmnist"}), ("same", {"task": "6v6"})):
+        config_dict = {**record["config"], **change}
+        if name == "old":
+            del config_dict["dataset"]  # written before Fashion-MNIST came
+        (store.root / f"{name}.json").write_text(json.dumps({**record, "id": name, "config": config_dict,
+                                                             "weights_sha256": None}))
+        (store.root / f"{name}.safetensors").write_bytes(weights)
+    infos, problems = store.scan()
+    reasons = {p.name: p.reason for p in problems}
+    assert {i.id: i.config.dataset for i in infos}["old"] == "mnist"
+    assert "kmnist" in reasons["kmnist"] and "6v6" in reasons["same"]

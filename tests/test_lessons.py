@@ -11,28 +11,43 @@ from digitlab.train import ConfigError
 def test_pixel_baseline_uses_every_test_3_and_7(mnist):
     b = lessons.pixel_baseline(mnist)
     labels = mnist.test_labels
-    assert (b.n3, b.n7) == (int((labels == 3).sum()), int((labels == 7).sum()))
+    assert b.names == ("3", "7") and (b.n_yes, b.n_no) == (int((labels == 3).sum()), int((labels == 7).sum()))
     means = mnist.mean_images("train") / 255
-    assert torch.allclose(b.mean3, means[3], atol=1e-4) and torch.allclose(b.mean7, means[7], atol=1e-4)
+    assert torch.allclose(b.mean_yes, means[3], atol=1e-4) and torch.allclose(b.mean_no, means[7], atol=1e-4)
     for kind in ("l1", "l2"):
         acc = b.accuracy[kind]
         assert 0.9 < acc["all"] < 1.0
-        assert acc["all"] == pytest.approx((acc["3"] * b.n3 + acc["7"] * b.n7) / (b.n3 + b.n7), abs=1e-6)
+        assert acc["all"] == pytest.approx((acc["yes"] * b.n_yes + acc["no"] * b.n_no) / (b.n_yes + b.n_no), abs=1e-6)
 
 
 def test_distances_and_the_baselines_answer(mnist):
     b = lessons.pixel_baseline(mnist)
-    assert float(lessons.mnist_distance(b.mean3, b.mean3)) == 0.0
-    assert bool(lessons.is_3(b.mean3, b.mean3, b.mean7)) and not bool(lessons.is_3(b.mean7, b.mean3, b.mean7, "l2"))
-    pool, labels = lessons.pick_3s_and_7s(mnist)
+    assert float(lessons.mnist_distance(b.mean_yes, b.mean_yes)) == 0.0
+    assert bool(lessons.is_3(b.mean_yes, b.mean_yes, b.mean_no))
+    assert not bool(lessons.is_3(b.mean_no, b.mean_yes, b.mean_no, "l2"))
+    pool, labels = lessons.pick_pair(mnist)
     assert set(labels.tolist()) == {3, 7}
     d = lessons.digit_distances(pool[0], b)
     for kind in ("l1", "l2"):
-        assert d[kind]["says"] == ("3" if d[kind]["to 3"] < d[kind]["to 7"] else "7")
+        assert d[kind]["says"] == ("3" if d[kind]["to yes"] < d[kind]["to no"] else "7")
     # RMS is never below the mean absolute difference.
-    assert d["l2"]["to 3"] >= d["l1"]["to 3"]
+    assert d["l2"]["to yes"] >= d["l1"]["to yes"]
     with pytest.raises(ValueError):
-        lessons.mnist_distance(b.mean3, b.mean7, "l3")
+        lessons.mnist_distance(b.mean_yes, b.mean_no, "l3")
+
+
+def test_any_pair_of_fashion_classes(fashion):
+    """Shirt vs T-shirt/top, the hard pair: the same baseline and one step, on those two classes only."""
+    b = lessons.pixel_baseline(fashion, (6, 0))
+    labels = fashion.test_labels
+    assert b.names == ("Shirt", "T-shirt/top") and b.n_yes == int((labels == 6).sum()) == 1000
+    easy = lessons.pixel_baseline(fashion, (1, 9))  # Trouser vs Ankle boot
+    assert b.accuracy["l1"]["all"] < easy.accuracy["l1"]["all"]  # the hard pair is harder for the baseline
+    xb, yb = lessons.first_batch(fashion, 512, pair=(6, 0))
+    pool, pool_labels = lessons.pick_pair(fashion, (6, 0))
+    assert set(pool_labels.tolist()) == {0, 6} and 0.3 < float(yb.mean()) < 0.7
+    step = lessons.one_sgd_step(fashion, init_std=0.01, pair=(6, 0))
+    assert step.after.loss < step.before.loss
 
 
 def test_one_sgd_step_moves_weights_against_the_gradient(mnist):

@@ -92,7 +92,7 @@ def test_one_digit_activations_units_that_fire_and_saliency(mnist, trained):
     assert any("has no convolutions" in i.value for i in _show(at, "A CNN's filters").info)
 
     _show(at, "Which pixels drove the answer")
-    at.selectbox(key="feat_target_digits").set_value("8").run()
+    at.selectbox(key="feat_target_mnist_digits").set_value("8").run()
     assert "Saliency for '8'" in chart_titles(at)
 
 
@@ -136,7 +136,7 @@ def test_the_linear_three_vs_seven_model(mnist, trained):
     big = chart_spec(at, "Unit 0: its 784 weights as 28x28")  # one unit: shown big, no grid of one
     assert torch.allclose(_array(big["data"][0]["z"]), model.weights.detach()[:, 0].reshape(28, 28), atol=1e-6)
     assert not any(t.startswith("First-layer weights") for t in titles)
-    assert any("3-vs-7 model" in c.value for c in at.caption)
+    assert any("looks like a 3 rather than a 7" in c.value for c in at.caption)
     titles = chart_titles(_show(at, "One digit through the network"))
     assert "output: 1 number" in titles and "Its weights (784 as 28x28)" in titles
     assert "Test image 18: a 3" in titles  # a 3-vs-7 model starts on a 3
@@ -175,7 +175,7 @@ def test_an_empty_store_says_where_to_train(tmp_path, monkeypatch, mnist):
         monkeypatch.undo()
         ui.get_store.clear()
     assert not at.exception and not at.error
-    assert any("No trained model yet" in i.value for i in at.info)
+    assert any("No model trained on MNIST yet" in i.value for i in at.info)
     links = [m.value for m in at.markdown if "Train one on the" in m.value] + \
         [p.proto.label for p in at.get("page_link")]
     assert len(links) == 3 and any("CNN" in v for v in links)

@@ -98,3 +98,32 @@ def test_stored_linear_model_weights_without_training(mnist, trained):
     titles = chart_titles(at)
     acc = trained["linear"].metrics["test_accuracy"]
     assert f"Trained: init std 0.01, {acc:.1%}" in titles and "What training changed" in titles
+
+
+def test_any_two_classes_on_fashion(mnist, fashion):
+    """?dataset=fashion: the pair picker starts on Shirt vs T-shirt/top; the baseline, the step and a run use that
+    pair of that dataset, and the store records both. The address keeps the dataset."""
+    from digitlab import lessons, ui
+
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["dataset"] = "fashion"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="lin_pair_fashion_yes").value == 6 and at.selectbox(key="lin_pair_fashion_no").value == 0
+    base = lessons.pixel_baseline(fashion, (6, 0))
+    text = " ".join(md.value for md in at.markdown)
+    assert "closer to the ideal Shirt than to the ideal T-shirt/top" in text and f"{base.accuracy['l1']['all']:.1%}" in text
+    assert any("The ideal Shirt" in t for t in chart_titles(at))
+    at.selectbox(key="lin_pair_fashion_yes").set_value(7).run()  # Sneaker vs T-shirt/top
+    assert any("The ideal Sneaker" in t for t in chart_titles(at))
+    assert at.query_params["dataset"] in ("fashion", ["fashion"])
+    at.number_input(key="lin_linear-seed_fashion_epochs").set_value(1)
+    at.number_input(key="lin_linear-seed_fashion_limit").set_value(2000)
+    at.button(key="lin_fashion_train").click().run()  # each dataset's runs under keys of their own
+    assert not at.exception and not at.error
+    snap = ui.get_queue().wait(at.session_state["lin_fashion_job"], timeout=60)
+    assert snap.state == "done", snap.error
+    info = ui.get_store().info(snap.model_id)
+    assert (info.config.dataset, info.config.task, info.config.classes) == ("fashion", "7v0", ("T-shirt/top", "Sneaker"))
+    at.run()
+    assert "Test accuracy (Sneakers and T-shirt/tops)" in metrics(at)

@@ -41,7 +41,10 @@ from .links import LinkedPage, restore_setup, share_setup
 from .lr_finder import lr_finder
 from .pickers import (
     choose_models,
+    class_pair_picker,
     compare_picker,
+    dataset_comparison,
+    mnist_only,
     model_label,
     model_picker,
     models_table,
@@ -51,6 +54,8 @@ from .pickers import (
 from .resources import (
     _load_data,
     _load_model,
+    dataset_in_use,
+    dataset_models,
     get_data,
     get_queue,
     get_store,
@@ -71,6 +76,7 @@ from .teacher import (
     teacher_unlocked,
 )
 from .training import (
+    dataset_prefix,
     one_more_epoch,
     preset_picker,
     runs_comparison,
@@ -83,8 +89,8 @@ from .training import (
 
 __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
-    "chart", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
-    "memory_keeper", "choose_models", "compare_picker", "model_label", "model_picker", "models_table", "navigation", "one_more_epoch", "owner_id", "per_model",
+    "chart", "dataset_in_use", "dataset_prefix", "dataset_models", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
+    "memory_keeper", "class_pair_picker", "choose_models", "compare_picker", "dataset_comparison", "model_label", "model_picker", "models_table", "mnist_only", "navigation", "one_more_epoch", "owner_id", "per_model",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",

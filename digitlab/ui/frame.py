@@ -15,7 +15,7 @@ import streamlit as st
 from .. import data as data_mod
 from ..jobs import duration_text
 from ..train import device_label
-from .resources import _load_data, get_data, get_queue, memory_keeper
+from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -81,6 +81,7 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide",
                        initial_sidebar_state=sidebar_start())
     presenter_style()
+    dataset_choice()
     st.title(f"{icon} {title}")
     if intro:
         st.markdown(intro)
@@ -120,6 +121,25 @@ def presenter_style() -> None:
             del st.query_params["present"]
 
 
+def dataset_choice() -> None:
+    """The sidebar's dataset switch (MNIST or Fashion-MNIST), kept in the address as ``?dataset=fashion`` so a
+    reload, a bookmark or a link to a page keeps it. Every page reads the choice through get_data()."""
+    current = dataset_in_use()
+    st.session_state["dataset_pick"] = current  # the widget shows the session's choice on every page
+
+    def chosen() -> None:
+        st.session_state[DATASET_KEY] = st.session_state["dataset_pick"]
+
+    st.sidebar.radio("Dataset", list(data_mod.DATASETS), key="dataset_pick", on_change=chosen, horizontal=True,
+                     format_func=lambda k: data_mod.DATASETS[k].title,
+                     help="Every stage works on either: handwritten digits (MNIST), or ten kinds of clothing and "
+                     "shoes in the same 28x28 format (Fashion-MNIST), where the models are further apart.")
+    if current == "mnist" and DATASET_KEY in st.query_params:
+        del st.query_params[DATASET_KEY]
+    elif current != "mnist" and st.query_params.get(DATASET_KEY) != current:
+        st.query_params[DATASET_KEY] = current
+
+
 def chart(where, fig, **kwargs):
     """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 17 px,
     titles of 22 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
@@ -147,39 +167,42 @@ def glossary(*terms: str) -> None:
 
 
 def data_banner(data: data_mod.MNIST) -> None:
-    src = data.source
+    src, title = data.source, data.spec.title
     if data.is_sample:
         st.warning(
-            f"Using **{src.label}**: {len(data.train_images):,} training and {len(data.test_images):,} test images. "
-            "Results will be a little lower than on the full MNIST.",
+            f"**{title}**, using **{src.label}**: {len(data.train_images):,} training and {len(data.test_images):,} "
+            f"test images. Results will be a little lower than on the full {title}.",
             icon="📦",
         )
-        with st.expander("Fetch the full MNIST (70,000 images, about 11 MB)"):
+        size = "about 11 MB" if data.spec.key == "mnist" else "about 30 MB"
+        with st.expander(f"Fetch the full {title} (70,000 images, {size})"):
             st.caption(
-                "Downloads from torchvision's MNIST mirrors into the local data folder "
-                f"`{data_mod.cache_dir()}`. Nothing is kept unless all four files arrive whole."
+                f"Downloads from torchvision's {title} mirrors into the local data folder "
+                f"`{data.spec.cache(data_mod.cache_dir())}`. Nothing is kept unless all four files arrive whole."
             )
-            if st.button("Fetch full MNIST", key="fetch_full_mnist"):
-                fetch_full_mnist()
+            if st.button(f"Fetch full {title}", key=f"fetch_full_{data.spec.key}"):
+                fetch_full_mnist(data.spec.key)
     else:
-        st.caption(f"Data: {src.label} · {len(data.train_images):,} train / {len(data.test_images):,} test images")
+        st.caption(f"Data: **{title}** · {src.label} · {len(data.train_images):,} train / "
+                   f"{len(data.test_images):,} test images")
     if src.skipped:
         with st.expander("Why not the other data sources"):
             for reason in src.skipped:
-                st.markdown(f"- {skipped_reason(reason)}")
+                st.markdown(f"- {skipped_reason(reason, title)}")
 
 
-def skipped_reason(reason: str) -> str:
+def skipped_reason(reason: str, title: str = "MNIST") -> str:
     """Why a data source was not used, as the page says it now: the web app never downloads on its own (the Fetch
     button does), so a download not tried points at the button, unless DIGITLAB_OFFLINE is set."""
     if reason.startswith(("download: not tried", "download: switched off")):
         if os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes"):
             return "download: switched off (DIGITLAB_OFFLINE)"
-        return "download: not done automatically by the web app; use **Fetch full MNIST** above to download it"
+        return f"download: not done automatically by the web app; use **Fetch full {title}** above to download it"
     return reason
 
 
-def fetch_full_mnist() -> None:
+def fetch_full_mnist(dataset: str = "mnist") -> None:
+    spec = data_mod.dataset_spec(dataset)
     bar = st.progress(0.0, text="Connecting...")
 
     def progress(name: str, done: int, total: int | None) -> None:
@@ -187,19 +210,19 @@ def fetch_full_mnist() -> None:
         bar.progress(min(1.0, frac), text=f"{name}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else ""))
 
     try:
-        data_mod.download(data_mod.cache_dir(), progress)
+        data_mod.download(spec.cache(data_mod.cache_dir()), progress, dataset=dataset)
     except data_mod.DataError as e:
         bar.empty()
-        st.error(f"Could not fetch MNIST, so DigitLab stays on the sample. {e}")
+        st.error(f"Could not fetch {spec.title}, so DigitLab stays on the sample. {e}")
         return
     _load_data.clear()
-    st.success("Full MNIST downloaded. Reloading...")
+    st.success(f"Full {spec.title} downloaded. Reloading...")
     st.rerun()
 
 
 def sidebar_status(data: data_mod.MNIST) -> None:
     with st.sidebar:
-        where = "the bundled sample" if data.is_sample else f"full MNIST ({data.source.kind})"
+        where = f"the bundled sample of {data.spec.title}" if data.is_sample else f"full {data.spec.title} ({data.source.kind})"
         st.caption(f"**Data:** {where}")
         st.caption(f"**Device:** {device_label()}")
         st.toggle("Presenter mode", key="present_mode", help="Larger charts and text for a projector. "

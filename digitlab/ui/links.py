@@ -19,9 +19,9 @@ from ..explore import first_index_of
 from ..links import from_params, to_params
 from ..models import PRESETS, TrainConfig
 from .resources import get_store, stored_models
-from .training import lr_key, start_training
+from .training import lr_key, settings_key, start_training
 
-FRAME_PARAMS = ("present",)  # the frame's own (presenter mode): kept, never read as a setting
+FRAME_PARAMS = ("present", "dataset")  # the frame's own (presenter mode, the dataset): kept, never read as a setting
 # Every name a setup may write; only these are removed from the address when the setup no longer has them.
 SETUP_PARAMS = frozenset(to_params(PRESETS["simple_net"], model="", image="0"))
 
@@ -54,9 +54,9 @@ def restore_setup(page: LinkedPage, data: data_mod.MNIST) -> None:
     st.session_state[f"{page.prefix}_link_seen"] = params
     setup = from_params(params, PRESETS[page.default], page.extras)
     config, notes = setup.config, list(setup.notes)
-    k = f"{page.prefix}_{config.preset}"
+    k = settings_key(page.prefix, config.preset, data.spec.key)
     st.session_state[f"{page.prefix}_preset"] = config.preset
-    st.session_state[lr_key(page.prefix, config.preset)] = float(config.lr)
+    st.session_state[lr_key(page.prefix, config.preset, data.spec.key)] = float(config.lr)
     st.session_state[f"{k}_bs"] = config.batch_size
     st.session_state[f"{k}_epochs"] = config.epochs
     st.session_state[f"{k}_limit"] = config.train_limit

@@ -76,10 +76,10 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
                f"fell *steepest* at {steepest:g}. This setup's rate now: {config.lr:g}.")
     c1, c2 = st.columns(2)
     c1.button(f"Use {valley:g} (valley)", key=f"{prefix}_lr_use_valley", on_click=_use, type="primary",
-              args=(prefix, config.preset, valley), help="Puts this rate in the Learning rate box above; then press Train.")
+              args=(prefix, config, valley), help="Puts this rate in the Learning rate box above; then press Train.")
     c2.button(f"Use {steepest:g} (steepest)", key=f"{prefix}_lr_use_steepest", on_click=_use,
-              args=(prefix, config.preset, steepest), help="Puts this rate in the Learning rate box above; then press Train.")
+              args=(prefix, config, steepest), help="Puts this rate in the Learning rate box above; then press Train.")
 
 
-def _use(prefix: str, preset: str, lr: float) -> None:
-    st.session_state[lr_key(prefix, preset)] = lr  # before the next run draws the box: it opens on this rate
+def _use(prefix: str, config: TrainConfig, lr: float) -> None:
+    st.session_state[lr_key(prefix, config.preset, config.dataset)] = lr  # before the next run draws the box: it opens on this rate

@@ -27,15 +27,29 @@ T = TypeVar("T")
 GC_EVERY_S = 30.0  # a full collection this often, off the rerun path (runner.postScriptGC is off)
 
 
-@st.cache_resource(show_spinner="Loading MNIST...")
-def _load_data() -> data_mod.MNIST:
+@st.cache_resource(show_spinner="Loading the data...")
+def _load_data(dataset: str = "mnist") -> data_mod.MNIST:
+    # One entry per dataset, never evicted: switching between MNIST and Fashion-MNIST reloads nothing.
     # The app never blocks on a download at start-up: offline classrooms get the sample at once,
     # and the banner offers the download with a progress bar.
-    return data_mod.load_mnist(allow_download=False)
+    return data_mod.load_dataset(dataset, allow_download=False)
 
 
-def get_data() -> data_mod.MNIST:
-    return _load_data()
+DATASET_KEY = "dataset"  # the session's choice, and the URL's ?dataset=
+
+
+def dataset_in_use() -> str:
+    """The dataset this session works on: its sidebar choice, first read from the address (?dataset=fashion), else
+    MNIST. An unknown value in the address is MNIST."""
+    if DATASET_KEY not in st.session_state:
+        asked = st.query_params.get(DATASET_KEY, "mnist")
+        st.session_state[DATASET_KEY] = asked if asked in data_mod.DATASETS else "mnist"
+    return st.session_state[DATASET_KEY]
+
+
+def get_data(dataset: str | None = None) -> data_mod.MNIST:
+    """The dataset in use (or the one named), loaded once per process (each dataset once)."""
+    return _load_data(dataset or dataset_in_use())
 
 
 @st.cache_resource
@@ -51,6 +65,12 @@ def get_queue() -> JobQueue:
 def stored_models() -> tuple[list[ModelInfo], list[Problem]]:
     """Every usable stored model, newest first, and the files skipped; re-read only when the store changes."""
     return get_store().scan()
+
+
+def dataset_models(dataset: str | None = None) -> list[ModelInfo]:
+    """The stored models trained on ``dataset`` (default: the one in use), newest first."""
+    dataset = dataset or dataset_in_use()
+    return [i for i in stored_models()[0] if i.config.dataset == dataset]
 
 
 def _data_key(data: data_mod.MNIST) -> str:

@@ -13,7 +13,7 @@ from .. import data as data_mod
 from .. import viz
 from ..jobs import JobRefused, Snapshot, duration_text
 from ..lessons import LR_OPTIONS, run_label, run_verdict
-from ..models import PRESET_HELP, PRESETS, TrainConfig
+from ..models import PRESET_HELP, PRESETS, TrainConfig, preset_for
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
@@ -29,7 +29,7 @@ def preset_picker(kinds: tuple[str, ...], key: str, default: str | None = None) 
         "Preset", names, index=index, key=key, format_func=lambda n: f"{n} — {PRESET_HELP[n]}",
         help="Start from a tutorial's own recipe, then change what you like.",
     )
-    return PRESETS[name]
+    return preset_for(name, get_data().spec.key)  # the recipe as it runs on the dataset in use
 
 
 def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ...] = LR_OPTIONS) -> TrainConfig:
@@ -37,10 +37,10 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
 
     Widget keys carry the preset, so picking another preset brings back that preset's own values.
     """
-    k = f"{key}_{config.preset}"
+    k = settings_key(key, config.preset, config.dataset)
     # The preset's own rate is always a notch (cnn-fast's 0.005 is not on the 3x ladder), so a preset trains as written;
     # so is a rate put in the box by a shared link or the learning-rate finder.
-    for rate in (config.lr, st.session_state.get(lr_key(key, config.preset))):
+    for rate in (config.lr, st.session_state.get(lr_key(key, config.preset, config.dataset))):
         if isinstance(rate, int | float) and rate > 0 and rate not in lr_options:
             lr_options = tuple(sorted({*lr_options, float(rate)}))
     lr_default = min(lr_options, key=lambda v: abs(log10(v) - log10(config.lr)))
@@ -70,9 +70,15 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
 MAX_EPOCHS = 100
 
 
-def lr_key(key: str, preset: str) -> str:
+def settings_key(key: str, preset: str, dataset: str = "mnist") -> str:
+    """The prefix of a stage's setting widgets: one set per preset (picking another brings back its values) and per
+    dataset (a setup on Fashion-MNIST is its own)."""
+    return f"{key}_{preset}" + ("" if dataset == "mnist" else f"_{dataset}")
+
+
+def lr_key(key: str, preset: str, dataset: str = "mnist") -> str:
     """The learning-rate slider's widget key (a shared link and the learning-rate finder set it)."""
-    return f"{key}_{preset}_lr"
+    return f"{settings_key(key, preset, dataset)}_lr"
 
 
 def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, str]:
@@ -113,6 +119,7 @@ def start_training(
     ``owner`` defaults to this session; ``""`` submits for the whole class (a starter set), which takes
     nobody's place in the line. ``fresh`` trains a recipe already in the store again, live, as a new model.
     """
+    config = config.with_(dataset=data.spec.key)  # the store records the data it ran on
     try:
         check_config(config, len(task_data(data, config, "train")[0]))
         compute_dtype(config, pick_device())  # a bad DIGITLAB_PRECISION is said here, before the run is queued
@@ -236,6 +243,7 @@ def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabl
     """The live-training block the Linear, MLP and CNN stages share: what the run will cost, Train (or train again
     live), the running job, its verdict, one more epoch, ``after_run`` (what the stage adds once a run has
     finished), and this session's runs on one chart. Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
+    prefix = dataset_prefix(prefix, config.dataset)  # each dataset's runs apart: a switch shows that dataset's own
     state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
     within_limit = disabled or cost_line(config, data)
     if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled or not within_limit,
@@ -254,6 +262,11 @@ def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabl
     st.subheader("Compare runs")
     runs_comparison(runs_key, run_label)
     return snap
+
+
+def dataset_prefix(prefix: str, dataset: str) -> str:
+    """The keys of a stage's runs on a dataset: "lin" on MNIST (lin_job, lin_train...), "lin_fashion" on Fashion-MNIST."""
+    return prefix if dataset == "mnist" else f"{prefix}_{dataset}"
 
 
 def session_runs(runs_key: str) -> list[Snapshot]:

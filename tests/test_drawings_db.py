@@ -97,7 +97,9 @@ def test_processes_killed_mid_save_leave_the_database_whole(url):
         p.wait()
         rows = db.list()  # the database opens...
         images, labels, loaded = db.load()
-        assert len(loaded) == len(rows) and images.shape[1:] == (28, 28)  # ...and every listed drawing loads
+        # ...and every listed drawing loads (a save the server was still committing when the list was read may
+        # be loaded as well: PostgreSQL finishes a transaction whose commit arrived before its client died)
+        assert {r.id for r in rows} <= {d.id for d in loaded} and images.shape[1:] == (28, 28)
     assert len(db.list()) > 20  # the killed savers did save
     if url.startswith("sqlite"):
         import sqlite3

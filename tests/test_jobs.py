@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from digitlab import jobs
 from digitlab.jobs import JobQueue, JobRefused
 from digitlab.models import PRESETS
+from digitlab.train import task_size
 
 # DigitCNN with batch norm and dropout: every kind of randomness a run has (init, shuffle, dropout)
 WITH_DROPOUT = PRESETS["cnn-best"].with_(epochs=1, train_limit=1_500, augment=False, schedule="constant")
@@ -188,7 +189,7 @@ HOG = PRESETS["cnn-seed"].with_(batch_size=1, epochs=100)  # set through the CNN
 def test_a_hog_run_is_refused_with_its_estimate_and_what_to_change(mnist, store):
     queue = JobQueue(store, limit_s=300)
     try:
-        seconds = queue.estimate(HOG, len(mnist.train_images))
+        seconds = queue.estimate(HOG, task_size(mnist, HOG))  # the images it trains on
         per_epoch = seconds / HOG.epochs
         with pytest.raises(JobRefused) as refused:
             queue.submit(HOG, mnist, owner="a", limited=True)
@@ -197,11 +198,11 @@ def test_a_hog_run_is_refused_with_its_estimate_and_what_to_change(mnist, store)
         assert "more than the class's limit of 5 min 00 s" in said
         # what to change, from the same estimates: one epoch of a batch of 1 alone is over the limit
         assert per_epoch > 300 and "Try a batch size of 64 with at most" in said
-        at_64 = queue.estimate(HOG.with_(batch_size=64, epochs=1), len(mnist.train_images))
+        at_64 = queue.estimate(HOG.with_(batch_size=64, epochs=1), task_size(mnist, HOG))
         assert f"a batch size of 64 with at most {int(300 // at_64)} epoch(s)." in said
         assert queue.jobs() == []  # nothing queued, nobody waits behind it
         # a batch of 1 pays the fixed cost of a step 60,000 times an epoch: far slower than the preset's 64
-        assert seconds > 10 * queue.estimate(HOG.with_(batch_size=64), len(mnist.train_images))
+        assert seconds > 10 * queue.estimate(HOG.with_(batch_size=64), task_size(mnist, HOG))
         ok = queue.submit(SMALL_MLP, mnist, owner="a", limited=True)  # within the limit: queued as ever
         assert queue.wait(ok.id, timeout=120).state == "done"
     finally:

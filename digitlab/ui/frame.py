@@ -72,6 +72,9 @@ def _app_page_list() -> None:
     _app_navigation_seen = True
     home = st.Page(str(ROOT / "app.py"), title=HOME[0], icon=HOME[1], default=True)
     st.navigation([home, *_stage_pages(ROOT)])
+    # Run this visit again, now through app.py: otherwise its first widget change would be the first run through
+    # app.py, which Streamlit takes for a change of page, and the change (a shared link's settings too) would be lost.
+    st.rerun()
 
 
 def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIST:

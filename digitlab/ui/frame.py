@@ -28,6 +28,7 @@ STAGES = [
     ("pages/5_Features.py", "Features", "👁️", "What the weights look for: 784-weight rows as images, filters."),
     ("pages/6_Sketch_Pad.py", "Sketch Pad", "✏️", "Draw a digit and watch the class's best models answer."),
     ("pages/7_Evaluate.py", "Evaluate", "📊", "Confusion matrix, mistakes, calibration, robustness."),
+    ("pages/9_Our_Handwriting.py", "Our Handwriting", "✍️", "Teach a model the class's own handwriting: before and after."),
 ]
 HOME = ("Home", "🔢")
 

@@ -131,7 +131,8 @@ def test_serve_listens_on_this_laptop_and_accepts_only_its_own_names(mnist, tmp_
         proc.wait(30)
 
 
-def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnist):
+def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnist, capsys):
+    from digitlab.cli import main
     from digitlab.lr_find import lr_find
     from digitlab.models import PRESETS
 
@@ -140,8 +141,8 @@ def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnis
     found = lr_find(PRESETS["simple_net"], mnist)  # the same sweep in this process: the same numbers
     assert f"suggested learning rate: {found.valley:.2g} (valley); steepest fall at {found.steepest:.2g}" in out.stdout
     assert f"{found.lrs[0]:>13.2e}  {found.losses[0]:.4f}" in out.stdout and "thrown away" in out.stdout
-    bad = _run("lr-find", "cnn", "--preset", "simple_net")
-    assert bad.returncode == 2 and "no cnn preset 'simple_net'; choose from cnn-seed" in bad.stderr
+    assert main(["lr-find", "cnn", "--preset", "simple_net"]) == 2  # refused before any data is read
+    assert "no cnn preset 'simple_net'; choose from cnn-seed" in capsys.readouterr().err
 
 
 def test_dataset_flag_on_data_info_train_and_evaluate(fashion, tmp_path):

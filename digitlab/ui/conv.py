@@ -53,8 +53,10 @@ def the_products(found: ConvArithmetic, key: str) -> None:
         sums = found.channel_sums
         top = found.largest(5)
         left, right = st.columns([3, 2])
-        chart(left, viz.activation_bars(sums, f"Each of the {n_in} input channels' share: its 3x3 sum of products",
-                                        highlight=[c for c, _ in top], height=280), key=f"{key}_shares")
+        shares = viz.activation_bars(sums, f"Each of the {n_in} input channels' share: its 3x3 sum of products",
+                                     highlight=[c for c, _ in top], height=280)
+        shares.update_layout(xaxis_title="input channel", yaxis_title="sum of its 9 products")
+        chart(left, shares, key=f"{key}_shares")
         right.dataframe(pd.DataFrame([{"input channel": c, "sum of its 9 products": v} for c, v in top]),
                         hide_index=True, column_config={"sum of its 9 products": st.column_config.NumberColumn(
                             format="%.4f")})

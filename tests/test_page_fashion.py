@@ -50,6 +50,10 @@ def test_the_sidebar_choice_switches_every_page_and_the_address_keeps_it(mnist, 
     assert any(c.value.startswith("Data: **Fashion-MNIST**") for c in again.caption)
     at.radio(key="dataset_pick").set_value("mnist").run()
     assert "Where things stand on MNIST" in [h.value for h in at.header] and "dataset" not in at.query_params
+    from digitlab import ui
+
+    digits = ui.get_data("mnist")  # both stay loaded: switching back and forth reloads neither
+    assert ui.get_data("fashion").spec.key == "fashion" and ui.get_data("mnist") is digits
     unknown = AppTest.from_file(HOME, default_timeout=120)
     unknown.query_params["dataset"] = "kmnist"
     unknown.run()

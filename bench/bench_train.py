@@ -47,7 +47,7 @@ from results import record  # noqa: E402
 
 from digitlab.data import FILES, find_file, load_mnist  # noqa: E402
 from digitlab.models import PRESETS, DigitCNN, TrainConfig, build_model, simple_net  # noqa: E402
-from digitlab.train import compute_dtype, device_label, fit, pick_device  # noqa: E402
+from digitlab.train import compute_dtype, device_label, fit, pick_device, task_size  # noqa: E402
 
 TARGET = 0.99
 
@@ -137,8 +137,10 @@ def our_steps(config: TrainConfig, data, max_batches: int, warmup: int, precisio
                 continue
             if t0 is None and ev.batch >= warmup:
                 t0, first = time.perf_counter(), ev.batch
-            elif t0 is not None and ev.batch - first >= max_batches:
-                seen = (ev.batch - first) * config.batch_size
+            elif t0 is not None and (ev.batch - first >= max_batches or ev.batch == ev.n_batches):
+                seen = (ev.batch - first) * config.batch_size  # (or the epoch ended first: its last batch is smaller)
+                if ev.batch == ev.n_batches:
+                    seen -= config.batch_size - (task_size(data, config) % config.batch_size or config.batch_size)
                 break
         return seen, time.perf_counter() - t0
     finally:

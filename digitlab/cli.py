@@ -195,20 +195,30 @@ def dataset_flag(parser: argparse.ArgumentParser) -> None:
 DEFAULT_PRESET = {"linear": "linear-better", "mlp": "simple_net", "cnn": "cnn-seed"}
 
 
+def preset_named(kind: str, preset: str | None) -> str | None:
+    """The preset asked for (or the kind's default); None, with the choices on stderr, if there is no such one."""
+    from digitlab.models import PRESETS
+
+    name = preset or DEFAULT_PRESET[kind]
+    if name not in PRESETS or PRESETS[name].kind != kind:
+        choices = ", ".join(n for n, c in PRESETS.items() if c.kind == kind)
+        print(f"error: no {kind} preset {name!r}; choose from {choices}", file=sys.stderr)
+        return None
+    return name
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """One run, trained here as the class's worker trains it (worker.run_job): the same records, save and analysis."""
     import threading
 
     from tqdm import tqdm
 
-    from digitlab.models import PRESETS, preset_for
+    from digitlab.models import preset_for
     from digitlab.store import ModelStore
     from digitlab.worker import run_job
 
-    name = args.preset or DEFAULT_PRESET[args.kind]
-    if name not in PRESETS or PRESETS[name].kind != args.kind:
-        choices = ", ".join(n for n, c in PRESETS.items() if c.kind == args.kind)
-        print(f"error: no {args.kind} preset {name!r}; choose from {choices}", file=sys.stderr)
+    name = preset_named(args.kind, args.preset)
+    if name is None:
         return 2
     changes = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                   "train_limit": args.train_limit, "seed": args.seed}.items() if v is not None}
@@ -335,10 +345,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from digitlab.lr_find import lr_find
     from digitlab.models import PRESETS
 
-    name = args.preset or DEFAULT_PRESET[args.kind]
-    if name not in PRESETS or PRESETS[name].kind != args.kind:
-        choices = ", ".join(n for n, c in PRESETS.items() if c.kind == args.kind)
-        print(f"error: no {args.kind} preset {name!r}; choose from {choices}", file=sys.stderr)
+    name = preset_named(args.kind, args.preset)
+    if name is None:
         return 2
     config = PRESETS[name]
     data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)

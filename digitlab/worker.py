@@ -247,7 +247,11 @@ def main() -> int:
         with write_lock:
             out.write(json.dumps(message) + "\n")
 
-    import torch  # noqa: F401  (imported before "ready": a job's start then costs no import)
+    import torch  # imported before "ready": a job's start then costs no import
+
+    # its threads from the start, not only once fit begins: work before it (the live pictures' first look) would
+    # otherwise run on every core, and the idle threads' spinning would be counted as the run's compute time
+    torch.set_num_threads(worker_threads())
 
     runs: list[dict] = []
     cancel, pause, current, have_run = threading.Event(), threading.Event(), {"job": None}, threading.Condition()

@@ -122,12 +122,24 @@ def held_out_rows(n: int, config: TrainConfig) -> torch.Tensor:
 
 
 def task_size(data: MNIST, config: TrainConfig, split: str = "train") -> int:
-    """How many images task_data would give, counted from the labels alone (no image is copied)."""
-    labels = data.split("train" if split == "held_out" else split)[1]
-    if split == "held_out" or (split == "train" and config.hold_out_every):
-        labels = labels[held_out_rows(len(labels), config) == (split == "held_out")]
-    n = int(((labels == config.pair[0]) | (labels == config.pair[1])).sum()) if config.pair else len(labels)
+    """How many images task_data would give, counted from the labels alone (no image is copied). Pages ask on
+    every rerun (a run's cost, the Epochs bound), so each split's class counts are counted once."""
+    counts = _class_counts(data, split, config.hold_out_every if split in ("train", "held_out") else 0)
+    n = counts[config.pair[0]] + counts[config.pair[1]] if config.pair else sum(counts)
     return min(n, config.train_limit) if split == "train" and config.train_limit else n
+
+
+_COUNTS: dict[tuple, list[int]] = {}
+
+
+def _class_counts(data: MNIST, split: str, every: int) -> list[int]:
+    key = (data.fingerprint(), split, every)
+    if key not in _COUNTS:
+        labels = data.split("train" if split == "held_out" else split)[1]
+        if split == "held_out" or every:
+            labels = labels[held_out_rows(len(labels), TrainConfig(hold_out_every=every)) == (split == "held_out")]
+        _COUNTS[key] = torch.bincount(labels.long(), minlength=len(data.classes)).tolist()
+    return _COUNTS[key]
 
 
 def prepare(images: torch.Tensor, config: TrainConfig, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results import record  # noqa: E402
+from results import print_and_record  # noqa: E402
 
 from digitlab.data import load_dataset, pair_task  # noqa: E402
 from digitlab.lessons import pixel_baseline  # noqa: E402
@@ -120,9 +120,7 @@ def main() -> None:
         print(f"  {preset}: {accuracy:.2%} after {config.epochs} epochs, {secs:.1f} s", flush=True)
         out.append(f"| {preset} | batch {config.batch_size}, lr {config.lr:g} | {config.epochs} | {accuracy:.2%} | "
                    f"{'' if target is None else f'>= {target:.1%}'} | {secs:.1f} | {ok} |")
-    print("\n".join(out))
-    if not args.no_record:
-        record("## Fashion-MNIST", out)
+    print_and_record("## Fashion-MNIST", out, keep=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results import record  # noqa: E402
+from results import print_and_record  # noqa: E402
 
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.lr_find import lr_find  # noqa: E402
@@ -52,9 +52,7 @@ def main() -> None:
               f"{found.seconds:.1f} s", flush=True)
         out.append(f"| {name} | {len(found.lrs)} | {found.valley:.2g} | {found.steepest:.2g} | {config.lr:g} | "
                    f"{found.seconds:.1f} | {f'<= {TARGET_S:.0f} s' if cnn else ''} | {verdict} |")
-    print("\n".join(out))
-    if not args.no_record:
-        record("## Learning-rate finder", out)
+    print_and_record("## Learning-rate finder", out, keep=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results import record  # noqa: E402
+from results import print_and_record  # noqa: E402
 
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.live import Publisher  # noqa: E402
@@ -101,9 +101,7 @@ def main() -> None:
               f"ratio {ratio:.3f} (CPU {cpu_ratio:.3f}), same weights: {same}", flush=True)
         out.append(f"| {name} | {wall[False]:.2f} | {wall[True]:.2f} | {pictures:.0f} | {ratio:.3f} | {cpu_ratio:.3f} | "
                    f"{'yes' if same else '**no**'} | <= {TARGET:.2f} | {verdict} |")
-    print("\n".join(out))
-    if not args.no_record:
-        record("## Watch it learn", out)
+    print_and_record("## Watch it learn", out, keep=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -17,3 +17,10 @@ def record(section: str, block: list[str] | str, path: Path = RESULTS) -> None:
     i = lines.index(section) + 1
     lines[i:i] = ["", *block_lines]
     path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def print_and_record(section: str, block: list[str], keep: bool = True, path: Path = RESULTS) -> None:
+    """Print a benchmark's table, and put it first under ``section`` unless asked not to (--no-record)."""
+    print("\n".join(block))
+    if keep:
+        record(section, block, path)

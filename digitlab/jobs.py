@@ -43,7 +43,7 @@ from pathlib import Path
 from .data import MNIST
 from .models import TrainConfig
 from .store import ModelStore, StoreError
-from .train import Event, task_data
+from .train import Event, task_size
 from .worker import env_int
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -180,7 +180,7 @@ class JobQueue:
         except StoreError as e:
             raise JobRefused(f"Training is off for now: {e}") from None
         stored = None if continue_from or fresh else self.store.find(config, data.fingerprint())  # outside the lock
-        n_images = len(task_data(data, config, "train")[0])
+        n_images = task_size(data, config)  # counted from the labels: a Train click copies no image
         self._learn_from_store()
         with self._cond:
             if not continue_from:

@@ -42,6 +42,7 @@ from .train import (
     prepare,
     sgd_step,
     task_data,
+    task_size,
 )
 
 # How the MLP page names each input scaling of data.NORMALISATIONS.
@@ -404,7 +405,7 @@ def by_hand(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
 
 def check_training(config: TrainConfig, data: MNIST) -> int:
     """Check a config against the data it would train on; the number of training images, or ConfigError."""
-    n_train = len(task_data(data, config, "train")[0])
+    n_train = task_size(data, config)
     check_config(config, n_train)
     return n_train
 

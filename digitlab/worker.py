@@ -69,7 +69,7 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
     from .live import Publisher
     from .models import TrainConfig, build_model
     from .store import ModelStore, StoreError
-    from .train import TrainingError, fit, task_data
+    from .train import TrainingError, fit, task_size
 
     job = spec["job"]
     config = TrainConfig.from_dict(spec["config"])
@@ -101,7 +101,7 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
             emit({"type": "start", "job": job, "history": history})  # the epochs it continues from
         else:
             model = build_model(config)
-        n_images = len(task_data(data, config, "train")[0])
+        n_images = task_size(data, config)
         start_epoch, earlier = len(history), len(history)
         last_sent, points, steps_s = 0.0, [], 0.0
         timed_epoch, first_batch, first_batch_cpu = 0, 0, cpu_seconds()

@@ -14,7 +14,7 @@ from .. import viz
 from ..jobs import JobRefused, Snapshot, duration_text
 from ..lessons import LR_OPTIONS, run_label, run_verdict
 from ..models import PRESET_HELP, PRESETS, TrainConfig, preset_for
-from ..train import ConfigError, check_config, compute_dtype, pick_device, task_data, task_size
+from ..train import ConfigError, check_config, compute_dtype, pick_device, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
 from .watch import steering, watch_it_learn
@@ -121,7 +121,7 @@ def start_training(
     """
     config = config.with_(dataset=data.spec.key)  # the store records the data it ran on
     try:
-        check_config(config, len(task_data(data, config, "train")[0]))
+        check_config(config, task_size(data, config))
         compute_dtype(config, pick_device())  # a bad DIGITLAB_PRECISION is said here, before the run is queued
     except ConfigError as e:
         st.error(f"Cannot train with these settings: {e}")

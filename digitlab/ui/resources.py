@@ -97,7 +97,8 @@ class SharedFigure(go.Figure):
 def frozen(result: Any) -> Any:
     """A shared result with each of its figures (alone, in a tuple or in a dict) made a SharedFigure."""
     if isinstance(result, go.Figure) and not isinstance(result, SharedFigure):
-        return SharedFigure(result)
+        result.__class__ = SharedFigure  # the same figure, not a copy: Figure(fig) validates every property again
+        return result
     if isinstance(result, tuple):
         return tuple(frozen(r) for r in result)
     if isinstance(result, dict):

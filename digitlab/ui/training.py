@@ -4,6 +4,7 @@ digits as it learns, pause and single steps), one more epoch, and this session's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from math import log10
 
@@ -188,7 +189,10 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
             stop_following(snap, state_key)
         steering(snap, state_key)
     if snap.history or snap.batch_losses:
-        loss, accuracy = shared_figure(("job", snap.id, snap.version), _job_figures, snap)  # once, however many watch
+        # Drawn once for the whole class however many watch: a running job's curves at most once a second (its
+        # worker reports four times a second, and 30 watchers would each see a different report), a finished one's once
+        moment = ("final", snap.version) if snap.finished else ("live", int(time.monotonic() / LIVE_EVERY_S))
+        loss, accuracy = shared_figure(("job", snap.id, moment), _job_figures, snap)
         left, right = st.columns(2)
         chart(left, loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
         chart(right, accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")

@@ -692,7 +692,7 @@ INTRO = {
     "calibration": (
         "Is *90% sure* right 90% of the time? Answers are grouped by confidence; each point is how sure the "
         "model was in a group and how often it was right. **Temperature scaling** divides the logits by one "
-        "number T, fitted on training images the run never trained on (every 60th is held out) and judged on "
+        "number T, fitted on training images the run never trained on (every 120th is held out) and judged on "
         "the test set: the answers stay the same, the confidence moves onto the diagonal, and one threshold "
         "then means the same for every model."
     ),

@@ -48,7 +48,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     train_limit: int = 0  # 0 = every training image; else a uniform random subset of this size (drawn by seed)
     seed: int = 42
-    hold_out_every: int = 60  # every 60th training image is never trained on: temperature scaling is fitted on them
+    hold_out_every: int = 120  # every 120th training image (500 of MNIST's) is never trained on: temperature scaling is
+    # fitted on them. One number needs few images (cnn-fast's ECE 0.118 -> 0.009 with 500, 0.006 with 1,000), and the
+    # fewer held out, the less accuracy it costs (simple_net over 7 seeds: 97.08% none, 97.06% 1 in 120, 97.02% 1 in 60)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))

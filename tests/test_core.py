@@ -382,7 +382,7 @@ def test_the_training_process_loads_the_dataset_the_config_names(mnist, fashion,
     assert {d.source.dataset for d in cache.values()} == {"mnist", "fashion"}  # one of each kept
 
 
-def test_every_60th_training_image_is_held_out_of_training_and_calibrates_the_model(mnist):
+def test_every_120th_training_image_is_held_out_of_training_and_calibrates_the_model(mnist):
     """The held-out images and the training images split the training set; a run never sees the held-out ones;
     an older record (no hold_out_every) trained on all of them and holds none out."""
     from digitlab.models import TrainConfig
@@ -392,7 +392,7 @@ def test_every_60th_training_image_is_held_out_of_training_and_calibrates_the_mo
     train_x, _ = task_data(mnist, config, "train")
     held_x, held_y = task_data(mnist, config, "held_out")
     n = len(mnist.train_images)
-    assert (len(train_x), len(held_x)) == (n - math.ceil(n / 60), math.ceil(n / 60))
+    assert (len(train_x), len(held_x)) == (n - math.ceil(n / 120), math.ceil(n / 120))
     assert (task_size(mnist, config), task_size(mnist, config, "held_out")) == (len(train_x), len(held_x))
     assert torch.equal(held_x, mnist.train_images[held_out_rows(n, config)])
     seen = {bytes(x.numpy()) for x in train_x[:: max(1, len(train_x) // 5000)]}

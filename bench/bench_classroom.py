@@ -293,7 +293,7 @@ class Bench:
             self.figures.append(Figure(
                 f"server CPU per rerun: {page}",
                 f"median {med * 1000:.0f} ms (mean {mean * 1000:.0f} ms, {len(deltas)} reruns)",
-                "<= 40 ms", None if not deltas else med <= 0.040))
+                "<= 40 ms", None if not deltas else round(med, 3) <= 0.040))  # CPU times come in 10 ms ticks: 0.04000000001 is 40 ms
         await s.close()
 
     # ------------------------------------------------------------ scenario: students coming and going
@@ -632,7 +632,7 @@ def main() -> int:
     ap.add_argument("--students", type=int, default=30)
     ap.add_argument("--big-class", type=int, default=60)
     ap.add_argument("--phase-s", type=float, default=50.0, help="seconds of each class phase")
-    ap.add_argument("--reruns", type=int, default=15, help="reruns per page for the CPU figure")
+    ap.add_argument("--reruns", type=int, default=30, help="reruns per page for the CPU figure")
     ap.add_argument("--churn-n", type=int, default=100)
     ap.add_argument("--models", default=None, help="copy the stored models from DIR instead of training three")
     ap.add_argument("--max-minutes", type=float, default=14.0, help="skip what would start after this")

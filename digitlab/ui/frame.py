@@ -3,6 +3,7 @@ lines, "The code that runs" boxes and links between stages."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import time
@@ -37,7 +38,13 @@ _app_navigation_seen = False
 
 
 def existing_stages() -> list[tuple[str, str, str, str]]:
-    """The stages whose page file exists, in journey order; any other file in pages/ joins at the end."""
+    """The stages whose page file exists, in journey order; any other file in pages/ joins at the end. Looked up
+    again only when pages/ changes (one stat a rerun instead of a stat per stage and a listing)."""
+    return _stages_in((ROOT / "pages").stat().st_mtime_ns)
+
+
+@functools.cache
+def _stages_in(_pages_changed: int) -> list[tuple[str, str, str, str]]:
     known = [s for s in STAGES if (ROOT / s[0]).is_file()]
     listed = {s[0] for s in STAGES}
     for path in sorted((ROOT / "pages").glob("*.py")):
@@ -101,8 +108,10 @@ TOUCH_DEVICES = ("ipad", "tablet", "android", "mobile", "silk", "kindle")
 def sidebar_start() -> str:
     """Collapsed on tablets and phones (their browsers say so in the User-Agent), so the page and the drawing pad get
     the whole width; elsewhere Streamlit's "auto" (collapsed below 768 px)."""
-    agent = (st.context.headers.get("User-Agent") or "").lower()
-    return "collapsed" if any(word in agent for word in TOUCH_DEVICES) else "auto"
+    if "sidebar_start" not in st.session_state:  # a browser does not change within a session: read its headers once
+        agent = (st.context.headers.get("User-Agent") or "").lower()
+        st.session_state["sidebar_start"] = "collapsed" if any(word in agent for word in TOUCH_DEVICES) else "auto"
+    return st.session_state["sidebar_start"]
 
 
 PRESENT_FONT, PRESENT_TITLE = 17, 22  # presenter mode's chart text and titles, in px: readable from the back

@@ -13,7 +13,7 @@ from .. import data as data_mod
 from .. import evaluate as ev
 from ..explore import first_index_of
 from ..models import BROKEN_BELOW, ModelInfo, trained_when
-from .resources import dataset_models, get_data, stored_models
+from .resources import dataset_models, get_data, shared_figure, stored_models
 
 
 def store_problems() -> None:
@@ -85,7 +85,14 @@ ACCURACY_COLUMN = {"test accuracy": st.column_config.NumberColumn(format="percen
 
 def models_table(infos: list[ModelInfo], compact: bool = False, ranks: bool = False) -> pd.DataFrame:
     """The one table of stored models: what each is, how it was trained, how well it does, how long it took
-    (``compact``: what tells them apart; ``ranks``: numbered in the order given)."""
+    (``compact``: what tells them apart; ``ranks``: numbered in the order given). Built once per process for a list
+    of models (a stored model never changes) and shared by every session, which only reads it: on Home it was a
+    third of each rerun."""
+    return shared_figure(("models_table", tuple(i.id for i in infos), compact, ranks), _models_table, infos, compact,
+                         ranks)
+
+
+def _models_table(infos: list[ModelInfo], compact: bool, ranks: bool) -> pd.DataFrame:
     rows = [
         {
             "": "⚠️ below 50%" if i.broken else "",

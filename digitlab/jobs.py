@@ -27,6 +27,7 @@ carry a random part drawn per queue and a counter, so they are never reused, eve
 
 from __future__ import annotations
 
+import functools
 import hmac
 import itertools
 import json
@@ -724,6 +725,12 @@ _shared: dict[str, JobQueue] = {}
 _shared_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=16)
+def _queue_key(root: str, cwd: str) -> str:
+    """The store folder as one absolute path (the pages ask for the queue on every rerun: resolved once)."""
+    return str((Path(cwd) / root).resolve())
+
+
 def shared_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
     """The server's one queue for this model store. It lives in this module, not in a cache a client can clear.
 
@@ -732,7 +739,7 @@ def shared_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
 
     With DIGITLAB_QUEUE_ADDRESS set (``python -m digitlab.serve --web N``), the queue is the one the class's queue
     server holds for every web process, and this returns a ``queue_server.RemoteQueue`` to it."""
-    key = str(store.root.resolve())
+    key = _queue_key(str(store.root), "" if store.root.is_absolute() else os.getcwd())
     with _shared_lock:
         if key not in _shared and os.environ.get("DIGITLAB_QUEUE_ADDRESS"):
             from .queue_server import RemoteQueue

@@ -72,7 +72,7 @@ def train_it(preset: TrainConfig, data: MNIST):
                 + "\n\nPick the recipe in section 1. Lower the training images for a quick first run.")
     ui.glossary("batch norm", "one-cycle", "label smoothing", "augmentation", "bfloat16")
     config = ui.training_controls(preset, "cnn")
-    ui.show_code(train.fit, train.block_inputs, train.uses_channels_last, train.fast_forward,
+    ui.show_code(train.fit, train.model_inputs, train.block_inputs, train.uses_channels_last, train.fast_forward,
                  title="The training loop: fit(), and how a CNN is fed")
     ui.lr_finder(config, data, "cnn")
     ui.share_setup(LINK, config, data)

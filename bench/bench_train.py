@@ -47,7 +47,15 @@ from results import record  # noqa: E402
 
 from digitlab.data import FILES, find_file, load_mnist  # noqa: E402
 from digitlab.models import PRESETS, DigitCNN, TrainConfig, build_model, simple_net  # noqa: E402
-from digitlab.train import compute_dtype, device_label, fit, pick_device, task_size  # noqa: E402
+from digitlab.train import (  # noqa: E402
+    compute_dtype,
+    device_label,
+    fit,
+    model_inputs,
+    pick_device,
+    task_data,
+    task_size,
+)
 
 TARGET = 0.99
 
@@ -148,6 +156,15 @@ def our_steps(config: TrainConfig, data, max_batches: int, warmup: int, precisio
             os.environ.pop("DIGITLAB_PRECISION", None)
         else:
             os.environ["DIGITLAB_PRECISION"] = before
+
+
+def conversion_seconds(data, preset: str) -> float:
+    """What fit pays once per run before its first step: the training images made the model's float inputs."""
+    config = PRESETS[preset]
+    images = task_data(data, config, "train")[0]
+    t = time.perf_counter()
+    model_inputs(images, config)
+    return time.perf_counter() - t
 
 
 # ---------------------------------------------------------------- the three parts
@@ -332,7 +349,10 @@ def main() -> None:
                        f"{r.other_ips:,.0f} ({r.other}) | {target} | {verdict(ok)} |")
         out += ["", "Ours runs as the app does (DIGITLAB_PRECISION=auto). The in-memory column is the tutorial's own "
                 "training step (autograd, torch.optim) on batches already in memory (collected from the loader first): what the tutorial's code "
-                "reaches if loading and converting data cost nothing.", ""]
+                "reaches if loading and converting data cost nothing.",
+                "Ours converts the training images to float once per run, before its first step ("
+                + ", ".join(f"{name} {conversion_seconds(data, name):.2f} s" for name in ("mlp-128-64", "cnn-seed"))
+                + "): outside the timed steps here, inside the wall time to 99.0% below.", ""]
 
     if not args.skip_time:
         print("2. Wall time to 99.0% test accuracy", flush=True)

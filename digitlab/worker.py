@@ -169,10 +169,10 @@ class BetweenBatches:
         self.batches, self.steps, self.before = 0, 0, None  # before: the weights as the asked-for step found them
 
     def __call__(self, loss, preds, targets) -> None:
-        from .live import step_report, weights_now
-
         self.batches += 1
         if self.before is not None:  # the batch a step let through has just been taken
+            from .live import step_report
+
             self.emit({"type": "step", "job": self.job, "step": self.steps, "batch_of_run": self.batches,
                        **step_report(self.before, self.model, loss.item(), preds, targets)})
             self.before = None
@@ -182,6 +182,8 @@ class BetweenBatches:
             if self.step is None:
                 time.sleep(0.1)
             elif self.step.acquire(timeout=0.1):  # one more batch, then hold again
+                from .live import weights_now
+
                 self.before, self.steps = weights_now(self.model), self.steps + 1
                 return
 

@@ -92,6 +92,19 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
         msg = "the data on disk changed since the page loaded it; reload the page and train again"
         return finished("failed", msg, msg)
 
+    if spec.get("finetune"):  # the class's drawings: fine-tune the stored model on them (finetune.run_job)
+        from . import finetune
+
+        if cancel.is_set():
+            return finished("cancelled", "stopped before it started: nothing to keep")
+        try:
+            info, result = finetune.run_job(store, spec["continue_from"], spec["finetune"], data)
+        except (ValueError, StoreError, OSError) as e:
+            return finished("failed", f"fine-tuning did not finish: {e}", str(e))
+        analyse_model(spec["store"], info.id, data, complete=complete)
+        return finished("done", f"fine-tuned: {result['after']['class drawings']:.1%} of the kept-out drawings right",
+                        model_id=info.id) | {"result": result}
+
     history: list[dict] = []
     base_seconds = 0.0
     try:

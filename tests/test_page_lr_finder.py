@@ -20,6 +20,7 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnis
     at.number_input(key="mlp_mlp-128-64_epochs").set_value(1).run()
     at.button(key="mlp_lr_find").click().run()
     assert not at.exception and not at.error
+    assert "mlp_lr_find" not in [b.key for b in at.button]  # the curve took the button's place
     setup = PRESETS["mlp-128-64"].with_(train_limit=2000, epochs=1)
     expected = lr_find(setup, mnist)  # the same sweep, run here: the page shows its numbers
     valley = float(f"{expected.valley:.2g}")

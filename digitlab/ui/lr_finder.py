@@ -60,9 +60,11 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
                 "before the bottom. The model the sweep trained is thrown away.")
     found = _findings()[0].get(sweep_key(config, data))
     if found is None:
-        if not st.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
-                         help="About a hundred batches, a few seconds; every student with this setup shares it."):
+        slot = st.empty()  # the button goes once pressed: the curve takes its place in this same run
+        if not slot.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
+                           help="About a hundred batches, a few seconds; every student with this setup shares it."):
             return
+        slot.empty()
         try:
             with st.spinner("Sweeping the learning rate over about a hundred batches..."):
                 found = shared_sweep(config, data)

@@ -3,14 +3,20 @@
 Some of the class's drawings -- at least one of every digit -- are kept out of training. The model trains a few
 epochs on the rest, starting from its stored weights, with a small learning rate. Then it is scored on the kept-out
 drawings (did it learn the class's hand?) and on the MNIST test set (did it forget MNIST?), before and after.
+
+It runs in the class's training queue like any run: the page submits the parent and the drawings (``pack``), the
+worker fine-tunes and stores the result (``run_job``), and the finished message carries the numbers (``summary``).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -132,3 +138,40 @@ def save(store: ModelStore, parent: ModelInfo, result: FineTuning, data: MNIST, 
         extra={"data_source": data.source.kind, "continued_from": parent.id,
                "name": f"fine-tuned on {len(result.trained_on)} class drawings", **record_extra(parent.id, result)},
     )
+
+
+# ---------------------------------------------------------------- through the training queue
+
+
+def pack(images: torch.Tensor, labels: torch.Tensor, ids: list[str]) -> dict:
+    """The drawings as plain values for a job's spec (a JSON line to the worker): uint8 pixels in base64."""
+    return {"images": base64.b64encode(images.to(torch.uint8).contiguous().numpy().tobytes()).decode(),
+            "labels": [int(v) for v in labels], "ids": list(ids)}
+
+
+def unpack(packed: dict) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``pack``'s drawings back: uint8 [N, 28, 28], labels, ids; a malformed payload is a ValueError."""
+    labels, ids = packed.get("labels"), packed.get("ids")
+    raw = np.frombuffer(base64.b64decode(packed.get("images", ""), validate=True), dtype=np.uint8)
+    if not isinstance(labels, list) or not isinstance(ids, list) or len(raw) != len(labels) * 28 * 28 \
+            or len(ids) != len(labels) or not all(isinstance(v, int) and 0 <= v <= 9 for v in labels):
+        raise ValueError("the drawings sent with this run are malformed")
+    return torch.from_numpy(raw.copy()).reshape(-1, 28, 28), torch.tensor(labels, dtype=torch.long), [str(i) for i in ids]
+
+
+def summary(parent: ModelInfo, new: ModelInfo, result: FineTuning, seconds: float) -> dict:
+    """What the page shows of a finished fine-tuning: plain numbers, and the new model's id."""
+    return {"parent": parent.id, "model": new.id, "before": result.before, "after": result.after,
+            "losses": result.losses, "trained_on": len(result.trained_on), "held_out": len(result.held_out),
+            "seconds": seconds}
+
+
+def run_job(store: ModelStore, parent_id: str, packed: dict, data: MNIST) -> tuple[ModelInfo, dict]:
+    """The worker's side: fine-tune the stored ``parent_id`` on the packed drawings, store the result; returns the new
+    model and its ``summary``. Raises ValueError (bad drawings, too few, a loss that blew up), StoreError, OSError."""
+    started = time.perf_counter()
+    model, parent = store.load(parent_id)
+    result = fine_tune(model, parent.config, *unpack(packed), data)
+    seconds = time.perf_counter() - started
+    new = save(store, parent, result, data, seconds)
+    return new, summary(parent, new, result, seconds)

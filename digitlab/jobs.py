@@ -100,6 +100,7 @@ class Snapshot:
     paused: bool = False  # held between batches (by the teacher, or by the student who started it)
     paused_by: str = ""  # "teacher" or "starter" while paused
     watch_version: int = 0  # grows with every live picture and single step: what ``watch`` returns is drawn under it
+    result: dict | None = None  # a fine-tuning's numbers, once done (finetune.summary)
 
     @property
     def finished(self) -> bool:
@@ -136,6 +137,8 @@ class Job:
     watch: dict | None = None  # the worker's latest live picture (live.snapshot)
     steps: deque = field(default_factory=lambda: deque(maxlen=STEPS_KEPT))  # live.step_report of each single step
     watch_version: int = 0
+    finetune: dict | None = None  # a fine-tuning of continue_from on the class's drawings (finetune.pack), until it ends
+    result: dict | None = None  # what the finished message said of it (finetune.summary)
 
 
 def steerable_by(job: Job | Snapshot, who: str) -> bool:
@@ -168,9 +171,12 @@ class JobQueue:
     # ------------------------------------------------------------ the API pages use
 
     def submit(self, config: TrainConfig, data: MNIST, owner: str = "", *, continue_from: str = "",
-               fresh: bool = False, limited: bool = False) -> Snapshot:
+               fresh: bool = False, limited: bool = False, finetune: dict | None = None) -> Snapshot:
         """Queue a run; an identical run already queued or running is joined, one already stored is answered
         from the store (unless ``fresh``: train it again, live, as a new model).
+
+        With ``finetune`` (the class's drawings, finetune.pack), the stored ``continue_from`` is fine-tuned on them
+        instead (``config``: its recipe, epochs as fine-tuning runs them), queued like any run.
 
         Raises JobRefused, with a message for the page, when the model folder cannot be written, when a
         ``limited`` run (a student's, from a page) is estimated to cost more than the class's limit, or when
@@ -181,7 +187,7 @@ class JobQueue:
         except StoreError as e:
             raise JobRefused(f"Training is off for now: {e}") from None
         stored = None if continue_from or fresh else self.store.find(config, data.fingerprint())  # outside the lock
-        n_images = task_size(data, config)  # counted from the labels: a Train click copies no image
+        n_images = len(finetune["labels"]) if finetune else task_size(data, config)  # from the labels: no image copied
         self._learn_from_store()
         with self._cond:
             if not continue_from:
@@ -207,7 +213,7 @@ class JobQueue:
                     f"You already have a run waiting ({mine[0].config.title}, number {ahead} in line). "
                     "Stop it, or wait until it starts, before you queue another."
                 )
-            job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from)
+            job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from, finetune=finetune)
             if owner:
                 job.watchers.add(owner)
             self._jobs[job.id] = job
@@ -412,7 +418,7 @@ class JobQueue:
         if state == RUNNING:
             job.started = time.time()
         if state in FINISHED:
-            job.ended = time.time()
+            job.ended, job.finetune = time.time(), None  # the drawings it was sent are not kept
             self._prune()
         self._cond.notify_all()
 
@@ -479,7 +485,7 @@ class JobQueue:
             batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id, message=message,
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
             compute_seconds=job.compute_seconds, version=job.version, watchers=tuple(sorted(job.watchers)),
-            paused=job.paused, paused_by=job.paused_by, watch_version=job.watch_version,
+            paused=job.paused, paused_by=job.paused_by, watch_version=job.watch_version, result=job.result,
         )
 
     # ------------------------------------------------------------ workers
@@ -540,6 +546,7 @@ class JobQueue:
                 job.history.append(msg["record"])
             elif msg["type"] == "finished":
                 job.compute_seconds, job.paused, job.paused_by = msg["compute_seconds"], False, ""
+                job.result = msg.get("result")
                 job.watch, job.watch_version = None, job.watch_version + 1  # a finished run shows its model instead
                 job.steps.clear()
                 if msg["state"] in (DONE, CANCELLED) and job.history:
@@ -611,7 +618,7 @@ class _Slot:
                 continue
             self.send({"op": "run", "job": job.id, "config": job.config.to_dict(), "continue_from": job.continue_from,
                        "data_dir": job.data.source.path, "fingerprint": job.data.fingerprint(),
-                       "store": str(self.queue.store.root.resolve())})
+                       "store": str(self.queue.store.root.resolve()), "finetune": job.finetune})
             if job.cancelled:
                 self.send({"op": "cancel", "job": job.id})
             elif job.paused:
@@ -685,7 +692,7 @@ class _RaySlot:
             if job.cancelled:
                 self.cancel.set()
             spec = {"job": job.id, "config": job.config.to_dict(), "continue_from": job.continue_from,
-                    "data_dir": job.data.source.path, "fingerprint": job.data.fingerprint()}
+                    "data_dir": job.data.source.path, "fingerprint": job.data.fingerprint(), "finetune": job.finetune}
             try:
                 parent = ray_backend.model_files(self.queue.store.root, job.continue_from) if job.continue_from else {}
             except OSError as e:

@@ -4,11 +4,15 @@
 epochs, training images, input scaling, dataset and task -- as short text values (``?preset=mlp-128-64&hidden=128-64&lr=0.01``).
 ``from_params`` reads them over a preset: every value is checked on its own, and one that is unknown or
 unusable is left out with a one-line note saying why, so a mistyped link still opens the page.
+The viewing pages (Features, Evaluate) keep their choices the same way: ``view_params`` and ``view_from_params``
+(the model or models shown, the section open, the test image).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from .data import DATASETS, NORMALISATIONS
@@ -115,3 +119,68 @@ def _activations(text: str) -> tuple[str, ...]:
     if not names or any(n not in ACTIVATIONS for n in names):
         raise ValueError(f"activations joined by '-', each one of {', '.join(ACTIVATIONS)}")
     return names
+
+
+# ---------------------------------------------------------------- a viewing page's choices (Features, Evaluate)
+
+
+def slug(label: str) -> str:
+    """A section's name as the address writes it: "Confusion matrix" -> "confusion-matrix"."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def view_params(model: str = "", models: Sequence[str] = (), look: str = "", image: int | None = None,
+                ) -> dict[str, str]:
+    """A viewing page's choices as URL parameters: one model or several side by side (ids joined by ','), the
+    section open (its slug), the test image."""
+    params = {"model": model, "models": ",".join(models), "look": slug(look) if look else "",
+              "image": "" if image is None else str(image)}
+    return {k: v for k, v in params.items() if v}
+
+
+@dataclass
+class View:
+    """What a link asks a viewing page to show, each value checked; ``notes``: one line per value left out."""
+
+    models: list[str] = field(default_factory=list)  # one (model=) or several side by side (models=)
+    side_by_side: bool = False
+    look: str = ""  # the section's label
+    image: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def view_from_params(params: dict[str, str], model_ids: Collection[str], looks: Sequence[str], n_images: int = 0,
+                     most: int = 4) -> View:
+    """The choices a link gives a viewing page: ``model_ids`` are the models it may show, ``looks`` its sections'
+    labels, ``n_images`` its test images (0: it picks none), ``most`` how many models side by side (0: one only)."""
+    view = View()
+    known = {"model", "look", *(("models",) if most else ()), *(("image",) if n_images else ())}
+    if "model" in params:
+        if params["model"] in model_ids:
+            view.models = [params["model"]]
+        else:
+            view.notes.append(f"model={params['model']!r} left out: no such model in this class's store")
+    if most and "models" in params:
+        ids = [i for i in params["models"].split(",") if i]
+        missing = [i for i in ids if i not in model_ids]
+        if missing:
+            view.notes.append(f"models: {', '.join(map(repr, missing))} left out: no such model in this class's store")
+        found = list(dict.fromkeys(i for i in ids if i in model_ids))
+        if len(found) > most:
+            view.notes.append(f"models: only the first {most} shown side by side")
+        if found:
+            view.models, view.side_by_side = found[:most], True
+    if "look" in params:
+        by_slug = {slug(label): label for label in looks}
+        if params["look"] in by_slug:
+            view.look = by_slug[params["look"]]
+        else:
+            view.notes.append(f"look={params['look']!r} left out: use one of {', '.join(by_slug)}")
+    if n_images and "image" in params:
+        text = params["image"]
+        if text.isdigit() and int(text) < n_images:
+            view.image = int(text)
+        else:
+            view.notes.append(f"image={text!r} left out: a test image is a number from 0 to {n_images - 1}")
+    view.notes += [f"{k}={params[k]!r} left out: not a setting this page knows" for k in sorted(set(params) - known)]
+    return view

@@ -35,7 +35,8 @@ def watch_digits(data: MNIST, config: TrainConfig) -> tuple[torch.Tensor, torch.
     image of each class the task has, then the next ones in order. The same for every run of the task."""
     index, targets, names = task_test_set(data, config)
     firsts = [int((targets == c).nonzero()[0]) for c in range(len(names)) if (targets == c).any()]
-    rest = [i for i in range(len(index)) if i not in set(firsts)][: max(0, WATCH_DIGITS - len(firsts))]
+    taken, need = set(firsts), max(0, WATCH_DIGITS - len(firsts))
+    rest = [i for i in range(min(len(index), len(firsts) + need)) if i not in taken][:need]  # the next ones in order
     pick = torch.tensor(sorted(firsts + rest)[:WATCH_DIGITS], dtype=torch.long)
     return index[pick], targets[pick]
 

@@ -92,6 +92,19 @@ def run_job(spec: dict, emit: Callable[[dict], None], cancel: threading.Event, d
         msg = "the data on disk changed since the page loaded it; reload the page and train again"
         return finished("failed", msg, msg)
 
+    if spec.get("finetune"):  # the class's drawings: fine-tune the stored model on them (finetune.run_job)
+        from . import finetune
+
+        if cancel.is_set():
+            return finished("cancelled", "stopped before it started: nothing to keep")
+        try:
+            info, result = finetune.run_job(store, spec["continue_from"], spec["finetune"], data)
+        except (ValueError, StoreError, OSError) as e:
+            return finished("failed", f"fine-tuning did not finish: {e}", str(e))
+        analyse_model(spec["store"], info.id, data, complete=complete)
+        return finished("done", f"fine-tuned: {result['after']['class drawings']:.1%} of the kept-out drawings right",
+                        model_id=info.id) | {"result": result}
+
     history: list[dict] = []
     base_seconds = 0.0
     try:
@@ -169,10 +182,10 @@ class BetweenBatches:
         self.batches, self.steps, self.before = 0, 0, None  # before: the weights as the asked-for step found them
 
     def __call__(self, loss, preds, targets) -> None:
-        from .live import step_report, weights_now
-
         self.batches += 1
         if self.before is not None:  # the batch a step let through has just been taken
+            from .live import step_report
+
             self.emit({"type": "step", "job": self.job, "step": self.steps, "batch_of_run": self.batches,
                        **step_report(self.before, self.model, loss.item(), preds, targets)})
             self.before = None
@@ -182,6 +195,8 @@ class BetweenBatches:
             if self.step is None:
                 time.sleep(0.1)
             elif self.step.acquire(timeout=0.1):  # one more batch, then hold again
+                from .live import weights_now
+
                 self.before, self.steps = weights_now(self.model), self.steps + 1
                 return
 

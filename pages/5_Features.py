@@ -8,16 +8,6 @@ from digitlab.models import build_model
 from digitlab.train import predict_proba
 
 
-def pick_model():  # the model to look inside, as (model, info); without one, where to train one, then stop
-    info = ui.model_picker("Model", key="feat_model", help="The class's best model of each kind first, then the rest "
-                           "best first; ⚠️ marks models below 50%.")
-    if (loaded := ui.load_model(info.id) if info is not None else None) is None:  # a damaged file: st.error too
-        st.info("Pick another model above, or train this one again on its stage page.")
-        ui.train_links((info.config.kind,) if info is not None else ())
-        st.stop()
-    return loaded
-
-
 def weights_section(model, info, picked) -> None:
     if (first := features.first_layer(model)) is None:
         st.info("A CNN's first layer does not read all 784 pixels at once: it slides small filters over the image. "
@@ -179,6 +169,7 @@ SECTIONS = {"The first layer's weights": weights_section, "One digit through the
             "A CNN's filters": filters_section, "Which pixels drove the answer": saliency_section,
             "Before and after training": before_after_section}  # each runs as a fragment; only the open one runs
 NEEDS_A_DIGIT = ("One digit through the network", "A CNN's filters", "Which pixels drove the answer")
+LINK = ui.ViewPage("feat", "feat_model", "feat_section", tuple(SECTIONS), image_key="feat_img")  # kept in the address
 
 data = ui.page_setup("Features", "👁️", "A trained network is only numbers, but the first layer's numbers can be "
                      "looked at: every unit has one weight per pixel, so its 784 weights form a 28x28 picture of what "
@@ -189,7 +180,8 @@ if not ui.dataset_models():
     st.info(f"No model trained on {data.spec.title} yet: no weights to look at. Train one on a stage page.")
     ui.train_links()
     st.stop()
-model, info = pick_model()
+ui.restore_view(LINK, data)
+model, info = ui.loaded_model("feat_model")
 if pair := info.config.pair:
     st.caption(features.pair_note(info.config))
 st.session_state.setdefault("feat_section", "The first layer's weights")
@@ -197,4 +189,5 @@ section = st.segmented_control("Look at", list(SECTIONS), required=True, key="fe
                                help="Only the part you open is computed and drawn.")
 digit = pair[0] if pair else 7  # a 3-vs-7 model starts on a 3
 picked = ui.test_image_picker(data, "feat_img", digit) if section in NEEDS_A_DIGIT else None
+ui.share_view(LINK, [info.id], section, picked[0] if picked else None)
 st.fragment(SECTIONS[section])(model, info, picked)

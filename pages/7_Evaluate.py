@@ -9,16 +9,6 @@ from digitlab import ui, viz
 PERCENT = st.column_config.NumberColumn(format="percent")
 
 
-def choose_models() -> list[tuple]:
-    """The models to evaluate, as (model, info, analysis): the class's best one, or up to four side by side."""
-    chosen = []
-    for info in ui.compare_picker("eval_model", "eval_compare", "eval_models"):
-        loaded = ui.load_model(info.id)  # damaged: st.error
-        if loaded is not None and (found := ui.model_analysis(*loaded, data)) is not None:
-            chosen.append((*loaded, found))
-    return chosen
-
-
 def headline(chosen, names) -> None:
     if len(chosen) == 1:
         st.subheader(names[chosen[0][1].id])
@@ -179,6 +169,8 @@ SECTIONS = {"Confusion matrix": confusion_section, "Per-class scores": scores_se
             "Confident mistakes": mistakes_section, "Calibration": calibration_section,  # (its widgets rerun only
             "Confidence threshold": threshold_section, "Robustness": robustness_section,  # it), and only the one the
             "What the layers see": embedding_section, "Leaderboard": leaderboard_section}  # student opened runs
+LINK = ui.ViewPage("eval", "eval_model", "eval_section", tuple(SECTIONS), compare_key="eval_compare",
+                   many_key="eval_models")  # the models and the section open, kept in the address
 
 data = ui.page_setup("Evaluate", "📊", ev.INTRO["page"])
 ui.store_problems()
@@ -187,7 +179,8 @@ if not infos:
     st.info(f"No model trained on {data.spec.title} yet. Train one on a stage page, then see where it goes wrong.")
     ui.train_links()
     st.stop()
-chosen = choose_models()
+ui.restore_view(LINK, data)
+chosen = ui.models_with_analyses("eval_model", "eval_compare", "eval_models", data)
 if not chosen:
     st.info("Pick another model above, or train this one again on its stage page.")
     leaderboard_section()
@@ -197,4 +190,5 @@ headline(chosen, names)
 st.session_state.setdefault("eval_section", "Confusion matrix")
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="eval_section",
                                help="Only the part you open is computed and drawn.")
+ui.share_view(LINK, [i.id for _, i, _ in chosen], section, side_by_side=bool(st.session_state.get("eval_compare")))
 st.fragment(SECTIONS[section])(chosen, names)

@@ -53,3 +53,21 @@ def test_the_split_keeps_at_least_one_of_each_digit_on_both_sides():
     train, held = split(labels)
     assert set(labels[train].tolist()) == set(labels[held].tolist()) == set(range(10))
     assert len(set(train.tolist()) & set(held.tolist())) == 0 and len(train) + len(held) == len(labels)
+
+
+def test_drawings_travel_to_the_worker_intact_and_a_malformed_payload_is_refused():
+    import torch
+
+    from digitlab.finetune import pack, unpack
+
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    back = unpack(pack(images, torch.tensor([1, 7, 9]), ["a", "b", "c"]))
+    assert torch.equal(back[0], images) and back[1].tolist() == [1, 7, 9] and back[2] == ["a", "b", "c"]
+    for bad in ({**pack(images, torch.tensor([1, 7, 9]), ["a", "b", "c"]), "labels": [1, 7]},
+                {**pack(images, torch.tensor([1, 7, 9]), ["a", "b", "c"]), "labels": [1, 7, 12]},
+                {"images": "not base64!", "labels": [], "ids": []}):
+        try:
+            unpack(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad['labels']}")

@@ -39,3 +39,18 @@ def test_a_preset_of_another_page_and_settings_that_clash_fall_back_to_the_page_
     assert any("no hidden layers to set" in n for n in setup.notes)
     clash = from_params({"preset": "linear-seed", "optimizer": "adam"}, PRESETS["linear-seed"])  # by hand: SGD only
     assert clash.config == PRESETS["linear-seed"] and "do not go together" in clash.notes[0]
+
+
+def test_a_viewing_pages_choices_are_checked_one_by_one():
+    from digitlab.links import view_from_params, view_params
+
+    looks = ("Confusion matrix", "Per-class scores")
+    params = view_params(models=["a", "b", "c", "d", "e"], look="Per-class scores")
+    view = view_from_params(params | {"image": "3"}, {"a", "b", "c", "d", "e"}, looks)
+    assert (view.models, view.side_by_side, view.look, view.image) == (["a", "b", "c", "d"], True, "Per-class scores",
+                                                                      None)
+    assert view.notes == ["models: only the first 4 shown side by side",
+                          "image='3' left out: not a setting this page knows"]  # this page picks no test image
+    one = view_from_params({"model": "b", "models": "a,b"}, {"a", "b"}, looks, n_images=10, most=0)
+    assert one.models == ["b"] and not one.side_by_side and one.notes == [
+        "models='a,b' left out: not a setting this page knows"]

@@ -60,7 +60,15 @@ def test_too_few_drawings_then_fine_tuning_learns_the_class_hand(mnist, own_stor
     assert at.selectbox(key="ft_model").value == own_store.id
     at.button(key="ft_go").click().run()
     assert not at.exception and not at.error
+    from digitlab import ui  # queued like any run: the class's training process fine-tunes it, not the web server
+
+    assert any(i.value.startswith("Fine-tuning ") for i in at.info)  # in line or under way: the page follows it
+    job = ui.get_queue().wait(at.session_state["ft_job"], timeout=120)
+    assert job.state == "done", job.error
+    at.run()
+    assert not at.exception and not at.error
     done = at.session_state["ft_result"]
+    assert done["model"] == job.model_id
     assert done["after"]["class drawings"] > done["before"]["class drawings"] + 0.2  # it learned our hand
     assert done["before"]["MNIST test"] == pytest.approx(own_store.metrics["test_accuracy"], abs=1e-4)
     shown = metrics(at)

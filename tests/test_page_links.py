@@ -65,3 +65,42 @@ def test_a_cnn_link_restores_the_model_and_test_image_it_names(mnist, trained):
     assert f"Test image 17: a {int(mnist.test_labels[17])}" in chart_titles(at)
     assert at.query_params["image"] == "17" and at.query_params["model"] == cnn.id
     assert any("This exact run is in the model store" in s.value for s in at.success)
+
+
+def test_a_features_link_restores_the_model_section_and_test_image(mnist, trained):
+    from digitlab.links import view_params
+
+    mlp = trained["mlp"]
+    params = view_params(model=mlp.id, look="One digit through the network", image=17)
+    at = _open("5_Features.py", params)
+    assert not at.exception and not at.error and not at.warning
+    assert at.selectbox(key="feat_model").value == mlp.id
+    assert at.session_state["feat_section"] == "One digit through the network"
+    assert f"Test image 17: a {int(mnist.test_labels[17])}" in chart_titles(at)
+    assert dict(at.query_params.items()) == params  # the round trip
+    assert any(c.value.endswith("?" + urlencode(params)) for c in at.code)  # "Link to this setup"
+
+    bad = _open("5_Features.py", {"model": "no-such-model", "look": "the-weights", "image": "99999"})
+    assert not bad.exception and not bad.error
+    note = " ".join(w.value for w in bad.warning)
+    for left_out in ("model='no-such-model' left out", "look='the-weights' left out", "image='99999' left out"):
+        assert left_out in note
+    assert bad.session_state["feat_section"] == "The first layer's weights"  # the page's own start
+    assert "image" not in bad.query_params and bad.query_params["look"] == "the-first-layer-s-weights"
+
+
+def test_an_evaluate_link_restores_the_models_side_by_side_and_the_section(trained):
+    from digitlab.links import view_params
+
+    lin, cnn = trained["linear"], trained["cnn"]
+    at = _open("7_Evaluate.py", {"models": f"{cnn.id},gone,{lin.id}", "look": "per-class-scores", "colour": "red"})
+    assert not at.exception and not at.error
+    assert at.toggle(key="eval_compare").value and at.multiselect(key="eval_models").value == [cnn.id, lin.id]
+    assert at.session_state["eval_section"] == "Per-class scores"
+    scores = [d.value for d in at.dataframe if "precision" in d.value.columns]
+    assert len(scores) == 2  # the section open: each model's per-class scores
+    note = " ".join(w.value for w in at.warning)
+    assert "'gone' left out" in note and "colour='red' left out" in note
+    params = view_params(models=[cnn.id, lin.id], look="Per-class scores")
+    assert dict(at.query_params.items()) == params  # what could be used, and nothing else
+    assert any(c.value.endswith("?" + urlencode(params, safe=",")) for c in at.code)

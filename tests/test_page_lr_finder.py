@@ -1,24 +1,30 @@
-"""The learning-rate finder on the MLP page, a real sweep on the real MNIST: the curve, the suggestion, one click."""
+"""The learning-rate finder on the MLP page, a real sweep on the real MNIST: the curve, the suggestion, one click to
+put it in the box, one click to train with it."""
 
 from pathlib import Path
 
-from pagetools import chart_spec
+from pagetools import chart_spec, wait_for_job
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
 
 
-def test_the_finder_suggests_the_sweeps_valley_and_one_click_puts_it_in_the_box(mnist):
+def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnist):
+    from digitlab import ui
     from digitlab.lr_find import lr_find
     from digitlab.models import PRESETS
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.selectbox(key="mlp_preset").set_value("mlp-128-64").run()
+    at.number_input(key="mlp_mlp-128-64_limit").set_value(2000)  # a quick run once "Train with" is pressed
+    at.number_input(key="mlp_mlp-128-64_epochs").set_value(1).run()
     at.button(key="mlp_lr_find").click().run()
     assert not at.exception and not at.error
-    expected = lr_find(PRESETS["mlp-128-64"], mnist)  # the same sweep, run here: the page shows its numbers
+    assert "mlp_lr_find" not in [b.key for b in at.button]  # the curve took the button's place
+    setup = PRESETS["mlp-128-64"].with_(train_limit=2000, epochs=1)
+    expected = lr_find(setup, mnist)  # the same sweep, run here: the page shows its numbers
     valley = float(f"{expected.valley:.2g}")
-    curve = chart_spec(at, f"The learning-rate finder: {PRESETS['mlp-128-64'].title}")
+    curve = chart_spec(at, f"The learning-rate finder: {setup.title}")
     assert curve and curve["layout"]["xaxis"]["type"] == "log"
     assert curve["data"][0]["y"] == expected.losses
     marks = {t["name"]: t["x"][0] for t in curve["data"][1:]}
@@ -29,4 +35,16 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_puts_it_in_the_box(
     at.button(key="mlp_lr_use_valley").click().run()
     assert at.select_slider(key="mlp_mlp-128-64_lr").value == valley
     assert at.query_params["lr"] == repr(valley)  # and the address (a shared link) follows
-    assert chart_spec(at, f"The learning-rate finder: {PRESETS['mlp-128-64'].title}")  # kept: no second click
+    assert chart_spec(at, f"The learning-rate finder: {setup.title}")  # kept: no second click
+    assert "mlp_job" not in at.session_state  # "Use" only puts it in the box
+
+    # "Train with": the rate in the box and the run started, queued as Train queues it, at exactly that rate.
+    at.button(key="mlp_lr_train_valley").click().run()
+    assert not at.exception and not at.error
+    assert any(f"Training at learning rate {valley:g}" in s.value for s in at.success)
+    assert at.select_slider(key="mlp_mlp-128-64_lr").value == valley
+    snap = wait_for_job(at, "mlp_job")
+    assert snap.state == "done", snap.error
+    assert (snap.config.lr, snap.config.train_limit, snap.config.epochs) == (valley, 2000, 1)
+    assert ui.get_store().info(snap.model_id).config.lr == valley  # the stored record's rate
+    assert snap.id in at.session_state["mlp_runs"]  # one of this session's runs, compared below like any other

@@ -37,17 +37,19 @@ from .frame import (
     sidebar_status,
     train_links,
 )
-from .links import LinkedPage, restore_setup, share_setup
+from .links import LinkedPage, ViewPage, restore_setup, restore_view, share_setup, share_view
 from .lr_finder import lr_finder
 from .pickers import (
     choose_models,
     class_pair_picker,
     compare_picker,
     dataset_comparison,
+    loaded_model,
     mnist_only,
     model_label,
     model_picker,
     models_table,
+    models_with_analyses,
     store_problems,
     test_image_picker,
 )
@@ -95,6 +97,7 @@ __all__ = [
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
-    "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup",
+    "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
+    "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

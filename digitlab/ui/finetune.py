@@ -1,14 +1,11 @@
 """Teach it our handwriting: the page's sections around ``finetune.fine_tune`` (Teachable Machine).
 
-Fine-tuning runs here, in the web process, bounded and small: a copy of one stored model, a few epochs over the
-class's drawings (a few dozen to a few hundred), then both scores before and after. One at a time per server
-process: a second student asking meanwhile is told to try again in a moment. The result is stored as a new model.
+Fine-tuning is small (a copy of one stored model, a few epochs over the class's drawings, the newest 1,000 at most,
+then both scores before and after), but it runs where every run does: in the class's training queue, so a class
+fine-tuning at once waits in line instead of blocking the web server. The result is stored as a new model.
 """
 
 from __future__ import annotations
-
-import threading
-import time
 
 import streamlit as st
 import torch
@@ -16,16 +13,16 @@ import torch
 from .. import data as data_mod
 from .. import finetune, viz
 from ..collection import Collection, CollectionError
+from ..jobs import JobRefused
 from ..models import ModelInfo
-from ..store import StoreError
 from .frame import chart, show_code
 from .pickers import model_picker
-from .resources import get_store, load_model
+from .resources import get_queue, owner_id
 
-_one_at_a_time = threading.Lock()
 MAX_DRAWINGS = 1000  # the newest this many: fine-tuning stays a matter of seconds however large the collection grows
 FORGETTING = 0.05  # an MNIST drop larger than this is pointed out
 RESULT = "ft_result"  # this session's last fine-tuning: plain numbers and the new model's id
+JOB = "ft_job"  # this session's fine-tuning in the queue, while it waits or runs
 
 
 def ten_digit_model() -> ModelInfo | None:
@@ -68,40 +65,49 @@ def class_drawings() -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
 
 
 def fine_tune_section(info: ModelInfo, drawings, data: data_mod.MNIST) -> None:
-    """3. The button: fine-tune a copy, store it, keep the numbers for section 4."""
+    """3. The button: queue the fine-tuning of a copy; follow it; once done, keep the numbers for section 4."""
     st.header("3. Teach it")
     st.markdown(f"Start from the stored weights and train {finetune.EPOCHS} short epochs on our drawings, at a third "
                 "of the model's own learning rate: enough to learn our hand, not to wipe out MNIST. BatchNorm keeps "
                 "MNIST's statistics (a few dozen drawings are too few to redo them).")
-    if not st.button("Fine-tune on our drawings", type="primary", key="ft_go",
-                     help="A few seconds on this server; the result is stored as a new model."):
+    if st.button("Fine-tune on our drawings", type="primary", key="ft_go", disabled=bool(st.session_state.get(JOB)),
+                 help="Queued like any run, a few seconds once it starts; the result is stored as a new model."):
+        try:
+            snap = get_queue().submit(info.config.with_(epochs=finetune.EPOCHS), data, owner_id(),
+                                      continue_from=info.id, finetune=finetune.pack(*drawings), limited=True)
+        except JobRefused as e:
+            st.warning(str(e), icon="⏳")
+            return
+        st.session_state[JOB] = snap.id
+        st.session_state.pop(RESULT, None)
+    if st.session_state.get(JOB):
+        following()
+
+
+@st.fragment(run_every=1.0)
+def following() -> None:
+    """The queued fine-tuning: its place in line or what it is doing, redrawn every second; once it has ended, its
+    numbers for section 4 (or why it failed)."""
+    snap = get_queue().snapshot(st.session_state.get(JOB, ""))
+    if snap is None:
+        st.session_state.pop(JOB, None)
         return
-    loaded = load_model(info.id)
-    if loaded is None:
+    if not snap.finished:
+        st.info(f"Fine-tuning {snap.config.title}: {snap.message}", icon="⏳")
         return
-    if not _one_at_a_time.acquire(blocking=False):
-        st.info("Another student's fine-tuning is running on this server; try again in a few seconds.")
-        return
-    try:
-        with st.spinner("Fine-tuning a copy of the model on the class's drawings..."):
-            started = time.perf_counter()
-            model, parent = loaded
-            result = finetune.fine_tune(model, parent.config, *drawings, data)
-            seconds = time.perf_counter() - started
-            new = finetune.save(get_store(), parent, result, data, seconds)
-    except (ValueError, StoreError, OSError) as e:
-        st.error(f"Fine-tuning did not finish: {e}")
-        return
-    finally:
-        _one_at_a_time.release()
-    st.session_state[RESULT] = {"parent": info.id, "model": new.id, "before": result.before, "after": result.after,
-                                "losses": result.losses, "trained_on": len(result.trained_on),
-                                "held_out": len(result.held_out), "seconds": seconds}
+    st.session_state.pop(JOB, None)
+    if snap.state == "done" and snap.result:
+        st.session_state[RESULT] = snap.result
+    else:
+        st.session_state["ft_failed"] = snap.error or snap.message
+    st.rerun(scope="app")
 
 
 def before_and_after() -> None:
     """4. Before and after, on the kept-out drawings and on the MNIST test set: the gain and any forgetting."""
     st.header("4. Before and after")
+    if failed := st.session_state.pop("ft_failed", None):
+        st.error(f"Fine-tuning did not finish: {failed}")
     done = st.session_state.get(RESULT)
     if done is None:
         st.info("Fine-tune a model above: its scores before and after appear here.")

@@ -5,6 +5,9 @@ link just opened), it reads it with ``links.from_params`` and puts each value in
 so every widget opens on it. ``share_setup`` runs once the page has built its config: it writes the setup back into
 the address, shows the notes about values a link had to leave out, offers "Link to this setup", and, when the run
 a link names is already in the model store, shows it (the queue answers it from the store, as for Train).
+
+The viewing pages (Features, Evaluate) keep their choices the same way (``ViewPage``): ``restore_view`` before the
+pickers (the model or models shown, the section open, the test image), ``share_view`` once they have drawn.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import streamlit as st
 
 from .. import data as data_mod
 from ..explore import first_index_of
-from ..links import from_params, to_params
+from ..links import from_params, to_params, view_from_params, view_params
 from ..models import PRESETS, TrainConfig
-from .resources import get_store, stored_models
+from .resources import dataset_models, get_store, stored_models
 from .training import lr_key, settings_key, start_training
 
 FRAME_PARAMS = ("present", "dataset")  # the frame's own (presenter mode, the dataset): kept, never read as a setting
@@ -104,13 +107,17 @@ def _restore_choices(page: LinkedPage, extra: dict[str, str], data: data_mod.MNI
     if "image" in extra:
         text, n = extra["image"], len(data.test_labels)
         if text.isdigit() and int(text) < n:
-            index = int(text)
-            digit = int(data.test_labels[index])
-            st.session_state[f"{page.image_key}_digit"] = digit
-            st.session_state[f"{page.image_key}_nth"] = int((data.test_labels[:index] == digit).sum())
+            _pick_image(page.image_key, int(text), data)
         else:
             notes.append(f"image={text!r} left out: a test image is a number from 0 to {n - 1}")
     return notes
+
+
+def _pick_image(image_key: str, index: int, data: data_mod.MNIST) -> None:
+    """The test-image picker (``pickers.test_image_picker``) set on test image ``index``: its class, and which of them."""
+    digit = int(data.test_labels[index])
+    st.session_state[f"{image_key}_digit"] = digit
+    st.session_state[f"{image_key}_nth"] = int((data.test_labels[:index] == digit).sum())
 
 
 def _chosen(page: LinkedPage, data: data_mod.MNIST) -> dict[str, str]:
@@ -149,7 +156,7 @@ def setup_address(params: dict[str, str]) -> str:
     """The page's address with the setup (and presenter mode, when on) as its query."""
     base = (st.context.url or "").split("?")[0]
     present = {"present": "1"} if st.query_params.get("present") == "1" else {}
-    return f"{base}?{urlencode(params | present)}"
+    return f"{base}?{urlencode(params | present, safe=',')}"  # ids side by side read as a list
 
 
 def stored_run(page: LinkedPage, config: TrainConfig, data: data_mod.MNIST, keep_model: bool) -> None:
@@ -162,3 +169,61 @@ def stored_run(page: LinkedPage, config: TrainConfig, data: data_mod.MNIST, keep
         st.success("This exact run is in the model store: its curves and result are shown below.", icon="🔗")
         if keep_model:  # the CNN page looks inside a run that has just finished, unless it has seen it
             st.session_state[f"{page.prefix}_view_job"] = (snap.id, snap.model_id)
+
+
+# ---------------------------------------------------------------- the viewing pages: Features, Evaluate
+
+
+@dataclass(frozen=True)
+class ViewPage:
+    """What a viewing page's link restores, by its widgets' keys: the model (or, on Evaluate, the models side by
+    side), the section open, and the test image where the page picks one."""
+
+    prefix: str  # "feat", "eval"
+    model_key: str  # the one-model picker
+    look_key: str  # the section chooser
+    looks: tuple[str, ...]  # its sections' labels
+    image_key: str = ""  # the test-image picker (<key>_digit, <key>_nth)
+    compare_key: str = ""  # the "Compare with other models" toggle ...
+    many_key: str = ""  # ... and the side-by-side picker it opens
+
+
+def restore_view(page: ViewPage, data: data_mod.MNIST) -> None:
+    """Before the page's pickers: a link's choices into their session-state keys, once per link opened."""
+    params = _address_params()
+    if not params or params == st.session_state.get(f"{page.prefix}_link_seen"):
+        return
+    st.session_state[f"{page.prefix}_link_seen"] = params
+    view = view_from_params(params, {i.id for i in dataset_models()}, page.looks,
+                            n_images=len(data.test_labels) if page.image_key else 0, most=4 if page.many_key else 0)
+    if view.models:
+        st.session_state[page.model_key] = view.models[0]
+        if page.many_key:
+            st.session_state[page.compare_key] = view.side_by_side
+            if view.side_by_side:
+                st.session_state[page.many_key] = view.models
+    if view.look:
+        st.session_state[page.look_key] = view.look
+    if view.image is not None:
+        _pick_image(page.image_key, view.image, data)
+    st.session_state[f"{page.prefix}_link_notes"] = view.notes
+
+
+def share_view(page: ViewPage, models: list[str], look: str, image: int | None = None,
+               side_by_side: bool = False) -> None:
+    """Once the pickers have drawn: the choices into the address, the link's notes, and "Link to this setup"."""
+    params = view_params(model="" if side_by_side else models[0], models=models if side_by_side else (), look=look,
+                         image=image)
+    for name in [k for k in _address_params() if k not in params]:  # the previous choices' leftovers go
+        del st.query_params[name]
+    for name, value in params.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
+    st.session_state[f"{page.prefix}_link_seen"] = _address_params()  # this address is the page's own now
+    if notes := st.session_state.pop(f"{page.prefix}_link_notes", None):
+        st.warning("This link opened, less what this page could not use:\n" + "\n".join(f"- {n}" for n in notes),
+                   icon="🔗")
+    with st.expander("🔗 Link to this setup"):
+        st.code(setup_address(params), language=None, wrap_lines=True)
+        st.caption("Opening this address shows this page on the same " + ("models" if side_by_side else "model")
+                   + (", section and test image." if image is not None else " and section."))

@@ -17,7 +17,7 @@ from ..lr_find import LRFinding, lr_find
 from ..models import TrainConfig
 from ..train import ConfigError
 from .frame import chart
-from .training import lr_key
+from .training import lr_key, submit_run
 
 KEEP = 64  # sweeps kept per process (a few kB each); the oldest goes first
 
@@ -51,7 +51,8 @@ def rounded(lr: float) -> float:
 
 
 def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool = False) -> None:
-    """The finder's section: sweep (or read the class's sweep), the curve, the suggestion, one click to use it."""
+    """The finder's section: sweep (or read the class's sweep), the curve, the suggestion, one click to train with it
+    (through the Train button's own path: the queue, its estimate and the class's limit, a run already stored)."""
     st.subheader("Find a learning rate first")
     st.markdown("Before a long run, try every learning rate at once: train about a hundred batches from this "
                 "setup's untrained model while the rate grows from 1e-7 to 10, and watch the loss. Too small, "
@@ -59,9 +60,11 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
                 "before the bottom. The model the sweep trained is thrown away.")
     found = _findings()[0].get(sweep_key(config, data))
     if found is None:
-        if not st.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
-                         help="About a hundred batches, a few seconds; every student with this setup shares it."):
+        slot = st.empty()  # the button goes once pressed: the curve takes its place in this same run
+        if not slot.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
+                           help="About a hundred batches, a few seconds; every student with this setup shares it."):
             return
+        slot.empty()
         try:
             with st.spinner("Sweeping the learning rate over about a hundred batches..."):
                 found = shared_sweep(config, data)
@@ -74,12 +77,21 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
     st.caption(f"{len(found.lrs)} batches in {found.seconds:.1f} s. Suggested: **{valley:g}**, by the *valley* "
                f"rule (two thirds of the way down the longest fall of the loss, well before its bottom). The loss "
                f"fell *steepest* at {steepest:g}. This setup's rate now: {config.lr:g}.")
-    c1, c2 = st.columns(2)
-    c1.button(f"Use {valley:g} (valley)", key=f"{prefix}_lr_use_valley", on_click=_use, type="primary",
+    c1, c2, c3 = st.columns(3)
+    c1.button(f"Train with {valley:g}", key=f"{prefix}_lr_train_valley", on_click=_use, type="primary",
+              args=(prefix, config, valley, True), disabled=disabled,
+              help="Puts this rate in the Learning rate box above and starts the run, as Train does.")
+    c2.button(f"Use {valley:g} (valley)", key=f"{prefix}_lr_use_valley", on_click=_use,
               args=(prefix, config, valley), help="Puts this rate in the Learning rate box above; then press Train.")
-    c2.button(f"Use {steepest:g} (steepest)", key=f"{prefix}_lr_use_steepest", on_click=_use,
+    c3.button(f"Use {steepest:g} (steepest)", key=f"{prefix}_lr_use_steepest", on_click=_use,
               args=(prefix, config, steepest), help="Puts this rate in the Learning rate box above; then press Train.")
+    if (rate := st.session_state.pop(f"{prefix}_lr_train", None)) is not None and not disabled:
+        # The box drew this rate already (the click set it before this run), so config is the run Train would start.
+        if submit_run(config.with_(lr=rate), data, prefix):
+            st.success(f"Training at learning rate {rate:g}: follow the run below.", icon="🚀")
 
 
-def _use(prefix: str, config: TrainConfig, lr: float) -> None:
+def _use(prefix: str, config: TrainConfig, lr: float, train: bool = False) -> None:
     st.session_state[lr_key(prefix, config.preset, config.dataset)] = lr  # before the next run draws the box: it opens on this rate
+    if train:
+        st.session_state[f"{prefix}_lr_train"] = lr  # and this run, once the page has built its setup, submits it

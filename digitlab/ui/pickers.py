@@ -1,5 +1,5 @@
-"""Choosing what to look at: a stored model (picker, label, the one models table, the store's skipped files)
-and a test image."""
+"""Choosing what to look at: a stored model (picker, label, loaded or with its analysis, the one models table, the
+store's skipped files) and a test image."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from .. import data as data_mod
 from .. import evaluate as ev
 from ..explore import first_index_of
 from ..models import BROKEN_BELOW, ModelInfo, trained_when
-from .resources import dataset_models, get_data, shared_figure, stored_models
+from .analyses import model_analysis
+from .frame import train_links
+from .resources import dataset_models, get_data, load_model, shared_figure, stored_models
 
 
 def store_problems() -> None:
@@ -43,6 +45,29 @@ def model_picker(
         st.session_state[key] = infos[0].id
     chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: model_label(by_id[i]), help=help)
     return by_id.get(chosen)
+
+
+def loaded_model(key: str) -> tuple[torch.nn.Module, ModelInfo]:
+    """The stored model to look inside (the class's best of each kind first), as (model, info); without one that
+    loads, where to train one, and the page stops there."""
+    info = model_picker("Model", key=key, help="The class's best model of each kind first, then the rest best first; "
+                        "⚠️ marks models below 50%.")
+    if (loaded := load_model(info.id) if info is not None else None) is None:  # a damaged file: st.error too
+        st.info("Pick another model above, or train this one again on its stage page.")
+        train_links((info.config.kind,) if info is not None else ())
+        st.stop()
+    return loaded
+
+
+def models_with_analyses(one_key: str, compare_key: str, many_key: str, data: data_mod.MNIST) -> list[tuple]:
+    """The models to evaluate (``compare_picker``: the class's best one, or up to four side by side), each as
+    (model, info, analysis); one that cannot be loaded or analysed is left out, with its message."""
+    chosen = []
+    for info in compare_picker(one_key, compare_key, many_key):
+        loaded = load_model(info.id)  # damaged: st.error
+        if loaded is not None and (found := model_analysis(*loaded, data)) is not None:
+            chosen.append((*loaded, found))
+    return chosen
 
 
 def choose_models(label: str, key: str, where: Callable[[ModelInfo], bool] = lambda i: True, limit: int = 4,

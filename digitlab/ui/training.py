@@ -247,13 +247,14 @@ def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabl
     """The live-training block the Linear, MLP and CNN stages share: what the run will cost, Train (or train again
     live), the running job, its verdict, one more epoch, ``after_run`` (what the stage adds once a run has
     finished), and this session's runs on one chart. Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
+    stage = prefix
     prefix = dataset_prefix(prefix, config.dataset)  # each dataset's runs apart: a switch shows that dataset's own
     state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
     within_limit = disabled or cost_line(config, data)
     if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled or not within_limit,
                  help="Start training in the background; it keeps going if you switch page, and this page picks "
                       "it up again when you come back."):
-        start_training(config, data, state_key, runs_key=runs_key)
+        submit_run(config, data, stage)
     if note := st.session_state.pop(f"{state_key}_note", None):
         st.info(note)
     snap = training_panel(state_key)
@@ -266,6 +267,13 @@ def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabl
     st.subheader("Compare runs")
     runs_comparison(runs_key, run_label)
     return snap
+
+
+def submit_run(config: TrainConfig, data: data_mod.MNIST, prefix: str) -> Snapshot | None:
+    """What a stage's Train button does (the learning-rate finder's "Train with" too): submit the run as this
+    session's run of the stage, so the stage's live panel below shows it."""
+    prefix = dataset_prefix(prefix, config.dataset)
+    return start_training(config, data, f"{prefix}_job", runs_key=f"{prefix}_runs")
 
 
 def dataset_prefix(prefix: str, dataset: str) -> str:

@@ -1,5 +1,6 @@
 """The Evaluate page under the real Streamlit runtime, with the session's real trained models."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -185,7 +186,9 @@ def test_calibration_diagram_and_temperature_from_the_models_own_predictions(mni
                            if "Reliability" in json.dumps(json.loads(c.proto.spec)["layout"].get("title", ""))))
     (table,) = _frames(at, "model", has="temperature T")
     model, info = ModelStore().load(cnn.id)
-    pred = ev.predict(model, info.config, mnist)
+    with worker_threads():  # the sums in the order the worker made the page's analysis: an image on a bin's edge stays
+        pred = ev.predict(model, info.config, mnist)  # in its bin (2 threads against 1 moved one, and the ECE by 1e-4)
+        held_out = ev.predict_held_out(model, info.config, mnist)
     judge = pred.probs.numpy()  # the figures are drawn on the whole test set
     targets = pred.targets.numpy()
     conf, right = judge.max(1), judge.argmax(1) == targets
@@ -196,15 +199,29 @@ def test_calibration_diagram_and_temperature_from_the_models_own_predictions(mni
     before = next(t for t in spec["data"] if t.get("xaxis", "x") == "x" and t["name"] != "calibrated")
     assert before["y"] == pytest.approx([right[bins == b].mean() for b in range(10) if (bins == b).any()], abs=1e-6)
     t = table["temperature T"].iloc[0]
-    held_out = ev.predict_held_out(model, info.config, mnist)
     assert table["T fitted on"].iloc[0] == f"{len(held_out.targets):,} held-out training images"
     nll = [float(torch_nll(held_out.probs, held_out.targets, x)) for x in (t * 0.8, t, t * 1.25)]
     assert nll[1] <= min(nll[0], nll[2])  # the fitted T is a minimum of the likelihood on the held-out images
     after = ev.reliability(ev.with_temperature(pred.probs, t), pred.targets).ece  # the test set, rescaled by T
     assert table["ECE after temperature scaling"].iloc[0] == pytest.approx(after, abs=2e-3)  # (T shown rounded)
-    on_held_out = [ev.reliability(p, held_out.targets).ece for p in (held_out.probs, ev.with_temperature(held_out.probs, t))]
-    assert on_held_out[1] <= on_held_out[0]  # where T was fitted, it can only help
+    assert nll[1] <= torch_nll(held_out.probs, held_out.targets, 1.0)  # where T was fitted, its likelihood only rises
+    # (its ECE there may not fall: T maximises the likelihood, and 500 held-out images bin coarsely)
     assert any("softmax" in c.value for c in at.caption)  # what shapes the confidence is said
+
+
+@contextlib.contextmanager
+def worker_threads():
+    """Torch's intra-op threads as many as the training worker's, for the length of the block."""
+    import torch
+
+    from digitlab.worker import worker_threads as wanted
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(wanted())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def torch_nll(probs, targets, temperature):

@@ -426,10 +426,8 @@ PRESET_HELP = {
     "simple_net": "fastai lesson 4: 784-50-10 with ReLU, SGD lr 0.1, batch 256.",
     "mlp-128-64": "PyTorch tutorial: 784-128-64-10, ReLU/Tanh, NLLLoss, SGD momentum 0.9; inputs scaled to mean 0, std 1.",
     "cnn-seed": "The DigitCNN tutorial: Adam 1e-3, batch 64, 5 epochs.",
-    "cnn-fast": "BatchNorm, one-cycle learning rate, label smoothing: 99% in a single epoch (on Fashion-MNIST: two "
-                "convolutions a block, batch 64, lr 8e-3: over 90%).",
-    "cnn-best": "BatchNorm, one-cycle, light augmentation, 12 epochs: the best accuracy (on Fashion-MNIST: two "
-                "convolutions a block, clothes mirrored and shifted, 15 epochs: over 93%).",
+    "cnn-fast": "BatchNorm, one-cycle learning rate, label smoothing: 99% in one epoch (90% on Fashion-MNIST).",
+    "cnn-best": "BatchNorm, one-cycle, light augmentation (digits turned, clothes mirrored), 12-15 epochs: the best.",
 }
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DATASETS, MNIST, NORMALISATIONS, to_float
-from .models import TrainConfig
+from .models import AUGMENTATIONS, CNN_ARCHS, TrainConfig
 
 EVAL_BATCH = 256  # evaluation and prediction: a CNN block this size stays in cache (2.9 s -> 1.7 s for the test set)
 
@@ -163,6 +163,21 @@ def augment(x01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x01, grid, align_corners=False, padding_mode="zeros")
 
 
+def mirror_shift(x01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Clothes' augmentation on 0..1 images [N, 1, 28, 28]: half of them mirrored left-right (a mirrored shoe is
+    still a shoe; a mirrored 3 is no digit, so never on MNIST), each moved by up to 2 whole pixels."""
+    n = len(x01)
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    shift = torch.randint(-2, 3, (n, 2), generator=gen) / 14  # whole pixels: 1 px is 2/28 of the [-1, 1] grid
+    zero, one = torch.zeros(n), torch.ones(n)
+    theta = torch.stack([torch.stack([mirror, zero, shift[:, 0]], 1), torch.stack([zero, one, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x01.device), list(x01.shape), align_corners=False)
+    return F.grid_sample(x01, grid, align_corners=False, padding_mode="zeros")
+
+
+AUGMENTERS = {"affine": augment, "mirror": mirror_shift}  # config.augment_kind -> its helper (models.AUGMENTATIONS)
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -171,6 +186,8 @@ def check_config(config: TrainConfig, n_train: int | None = None) -> None:
     problems = []
     if config.kind not in ("linear", "mlp", "cnn"):
         problems.append(f"unknown model kind {config.kind!r}")
+    if config.kind == "cnn" and config.arch not in CNN_ARCHS:
+        problems.append(f"unknown CNN architecture {config.arch!r}: pick one of {', '.join(CNN_ARCHS)}")
     if not (config.lr > 0 and math.isfinite(config.lr)):
         problems.append(f"the learning rate must be a positive number, not {config.lr}")
     if config.batch_size < 1:
@@ -203,6 +220,11 @@ def check_config(config: TrainConfig, n_train: int | None = None) -> None:
         problems.append(f"the task {config.task!r} is neither 'digits' nor two different classes such as '3v7'")
     if config.dataset not in DATASETS:
         problems.append(f"unknown dataset {config.dataset!r}")
+    if config.augment_kind not in AUGMENTATIONS:
+        problems.append(f"unknown augmentation {config.augment_kind!r}: pick one of {', '.join(AUGMENTATIONS)}")
+    elif config.augment and config.augment_kind == "mirror" and config.dataset == "mnist":
+        problems.append("mirrored digits are no digits (a mirrored 3 is not a 3): mirror augmentation is for "
+                        "Fashion-MNIST; pick affine for MNIST")
     if bool(config.pair) != (config.loss == "mnist_loss"):
         problems.append("mnist_loss is for a two-class task such as 3 vs 7, and a two-class task needs mnist_loss")
     if problems:
@@ -378,8 +400,8 @@ def block_inputs(x: torch.Tensor, config: TrainConfig, gen: torch.Generator, dev
         x = x.to(device)
     elif not config.augment:
         x = prepare(x, config, device)
-    else:  # rotate, scale and shift on 0..1 (the border stays background), then normalise
-        x = augment(to_float(x.to(device)).unsqueeze(1), gen)
+    else:  # augment on 0..1 (the border stays background), then normalise
+        x = AUGMENTERS[config.augment_kind](to_float(x.to(device)).unsqueeze(1), gen)
         mean, std = NORMALISATIONS[config.norm]
         x = (x - mean) / std
         if config.kind != "cnn":

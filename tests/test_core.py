@@ -156,7 +156,9 @@ def _weights(model):
 
 
 def test_build_model_draws_pytorchs_default_init_from_its_own_generator():
-    for config in PRESETS.values():
+    from digitlab.models import CNN_ARCHS, preset_for
+
+    for config in [*PRESETS.values(), *(preset_for(name, "fashion") for name in PRESETS)]:
         before = torch.get_rng_state()
         model = build_model(config)
         assert torch.equal(torch.get_rng_state(), before), config.preset  # the global generator untouched
@@ -167,10 +169,32 @@ def test_build_model_draws_pytorchs_default_init_from_its_own_generator():
             elif config.kind == "mlp":
                 reference = simple_net(config.hidden, config.activations, log_softmax=config.loss == "nll")
             else:
-                reference = DigitCNN(batch_norm=config.arch != "digitcnn", dropout=0.1 * (config.arch == "digitcnn_bn"),
-                                     pool_first=config.arch == "digitcnn_fast")
+                reference = DigitCNN(**CNN_ARCHS[config.arch][1])
         want = reference.state_dict()
         assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items()), config.preset
+
+
+def test_clothes_are_mirrored_and_shifted_by_whole_pixels_and_digits_never_mirrored():
+    from digitlab.models import TrainConfig, preset_for
+    from digitlab.train import mirror_shift
+
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, 0, 5, 3] = 1.0  # one lit pixel, row 5, column 3
+    out = mirror_shift(x, torch.Generator().manual_seed(0))
+    lit = [(t[0] > 0.5).nonzero().tolist() for t in out]
+    assert all(len(p) == 1 for p in lit) and torch.allclose(out.sum((1, 2, 3)), torch.ones(200))  # moved, not blurred
+    rows, cols = {p[0][0] for p in lit}, {p[0][1] for p in lit}
+    assert rows == set(range(3, 8)) and cols == set(range(1, 6)) | set(range(22, 27))  # 27 - 3 = 24, mirrored; +-2
+    config = preset_for("cnn-best", "fashion").with_(augment=True, augment_kind="mirror")
+    check_config(config)
+    with pytest.raises(ConfigError, match="Mirrored digits are no digits"):
+        check_config(config.with_(dataset="mnist"))
+    with pytest.raises(ConfigError, match="Unknown augmentation 'flip'"):
+        check_config(config.with_(augment_kind="flip"))
+    with pytest.raises(ConfigError, match="Unknown CNN architecture 'resnet'"):
+        check_config(config.with_(arch="resnet"))
+    old = TrainConfig.from_dict({k: v for k, v in PRESETS["cnn-best"].to_dict().items() if k != "augment_kind"})
+    assert old.augment_kind == "affine" and old == PRESETS["cnn-best"]  # a record from before: turned, never mirrored
 
 
 def test_two_runs_of_one_config_give_bit_identical_weights_whatever_ran_between(mnist):

@@ -26,11 +26,11 @@ def _full_dir() -> Path:
     return folder
 
 
-def _copy_sample(to: Path, gz: bool = True) -> Path:
-    """The bundled sample (real MNIST digits, 1 MB) as a folder we may break."""
+def _copy_sample(to: Path, gz: bool = True, dataset: str = "mnist") -> Path:
+    """A bundled sample (real MNIST digits, 1 MB; or real Fashion-MNIST images) as a folder we may break."""
     to.mkdir(parents=True, exist_ok=True)
     for stem in D.FILES.values():
-        src = D.SAMPLE_DIR / f"{stem}.gz"
+        src = D.DATASETS[dataset].sample_dir / f"{stem}.gz"
         if gz:
             shutil.copy(src, to / src.name)
         else:
@@ -361,6 +361,19 @@ def test_fashion_mnist_offline_starts_on_its_bundled_sample(tmp_path, monkeypatc
     assert "MIT License" in readme and "Zalando" in readme and fashion.fingerprint() in readme
     made = D.make_sample(fashion, tmp_path / "again", per_class=(300, 60), seed=0)  # the command remakes it exactly
     assert all((tmp_path / "again" / n).read_bytes() == (D.DATASETS["fashion"].sample_dir / n).read_bytes() for n in made)
+
+
+@pytest.mark.parametrize("kind", [k for k in CORRUPTIONS if k != "count mismatch"])  # its numbers are MNIST's sample's
+def test_a_bad_fashion_file_is_named_and_the_next_source_is_used(tmp_path, monkeypatch, kind):
+    folder = _copy_sample(tmp_path / "bad", dataset="fashion")
+    names, problem = CORRUPTIONS[kind](folder)
+    monkeypatch.setenv("DIGITLAB_FASHION_DIR", str(folder))
+    good = _copy_sample(tmp_path / "cache" / "fashion-mnist", dataset="fashion")  # the local data folder's place
+    data = D.load_dataset("fashion", cache=tmp_path / "cache", allow_download=False)
+    assert data.source.kind == "cache" and data.source.path == str(good) and data.classes[0] == "T-shirt/top"
+    assert data.class_counts("train") == [300] * 10
+    (reason,) = data.source.skipped
+    assert reason.startswith("DIGITLAB_FASHION_DIR:") and names in reason and problem in reason, reason
 
 
 def test_an_unknown_dataset_is_a_plain_error():

@@ -101,9 +101,10 @@ def test_mlp_and_cnn_train_on_fashion_and_record_it(fashion):
     snap = wait_for_job(at, "cnn_fashion_job")
     assert snap.state == "done", snap.error
     info = ui.get_store().info(snap.model_id)
-    assert (info.config.dataset, info.config.preset, info.config.lr, info.config.batch_size) == \
-        ("fashion", "cnn-fast", 0.008, 64)
+    assert (info.config.dataset, info.config.preset, info.config.lr, info.config.batch_size, info.config.arch) == \
+        ("fashion", "cnn-fast", 0.008, 64, "digitcnn_deep")
     assert "lr 0.008" not in info.title  # the preset as it runs on Fashion-MNIST, not a change from it
+    assert "two convolutions per block" in info.title
     at.run()
     assert not at.exception and not at.error
     assert any(t.startswith("Test image ") and t.endswith(f"a {fashion.classes[7]}") for t in chart_titles(at))
@@ -148,6 +149,35 @@ def test_the_sketch_pad_offers_digit_models_only_and_says_why(trained, fashion_t
     assert any("only models trained on MNIST can read it" in i.value for i in at.info)
     offered = set(at.multiselect(key="sketch_models").options)
     assert offered and offered <= labels_of("mnist") and not offered & labels_of("fashion")
+
+
+def test_a_corrupt_fashion_file_is_named_on_the_page_and_the_next_source_is_used(fashion, monkeypatch, tmp_path):
+    """A Fashion-MNIST folder whose training labels are cut short: the page does not break, it runs on the next
+    source (the local data folder) and says which file was wrong and why."""
+    import gzip
+    import shutil
+
+    from digitlab import data as D
+    from digitlab import ui
+
+    bad, good = tmp_path / "bad", tmp_path / "data" / "fashion-mnist"
+    for folder in (bad, good):
+        shutil.copytree(D.DATASETS["fashion"].sample_dir, folder)
+    labels = bad / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(gzip.decompress(labels.read_bytes())[:-100]))
+    monkeypatch.setenv("DIGITLAB_FASHION_DIR", str(bad))
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "data"))
+    ui._load_data.clear()
+    try:
+        at = on_fashion("1_Data_Explorer.py")
+        assert not at.exception and not at.error
+        assert "**Fashion-MNIST**, using **the bundled sample" not in " ".join(w.value for w in at.warning)
+        assert any(c.value.startswith(f"Data: **Fashion-MNIST** · local data folder {good} · 3,000 train")
+                   for c in at.caption)
+        notes = [m.value for m in at.markdown if m.value.startswith("- DIGITLAB_FASHION_DIR:")]
+        assert len(notes) == 1 and "train-labels-idx1-ubyte" in notes[0] and "truncated" in notes[0], notes
+    finally:
+        ui._load_data.clear()  # the tests after this one get the full sets again
 
 
 def test_offline_without_a_fashion_folder_the_stages_run_on_the_bundled_sample(fashion, monkeypatch, tmp_path):

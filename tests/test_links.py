@@ -54,3 +54,13 @@ def test_a_viewing_pages_choices_are_checked_one_by_one():
     one = view_from_params({"model": "b", "models": "a,b"}, {"a", "b"}, looks, n_images=10, most=0)
     assert one.models == ["b"] and not one.side_by_side and one.notes == [
         "models='a,b' left out: not a setting this page knows"]
+
+
+def test_a_preset_named_on_fashion_mnist_takes_fashions_recipe():
+    """A Fashion-MNIST link that names cnn-best and changes only the epochs gets Fashion's recipe (its network and
+    augmentation), not MNIST's."""
+    from digitlab.models import preset_for
+
+    setup = from_params({"preset": "cnn-best", "epochs": "3"}, preset_for("cnn-seed", "fashion"))
+    assert setup.config == preset_for("cnn-best", "fashion").with_(epochs=3) and setup.notes == []
+    assert setup.config.arch != PRESETS["cnn-best"].arch

@@ -20,7 +20,7 @@ import streamlit as st
 from .. import data as data_mod
 from ..explore import first_index_of
 from ..links import from_params, to_params, view_from_params, view_params
-from ..models import PRESETS, TrainConfig
+from ..models import PRESETS, TrainConfig, preset_for
 from .resources import dataset_models, get_store, stored_models
 from .training import lr_key, settings_key, start_training
 
@@ -55,7 +55,7 @@ def restore_setup(page: LinkedPage, data: data_mod.MNIST) -> None:
     if not params or params == st.session_state.get(f"{page.prefix}_link_seen"):
         return
     st.session_state[f"{page.prefix}_link_seen"] = params
-    setup = from_params(params, PRESETS[page.default], page.extras)
+    setup = from_params(params, preset_for(page.default, data.spec.key), page.extras)
     config, notes = setup.config, list(setup.notes)
     k = settings_key(page.prefix, config.preset, data.spec.key)
     st.session_state[f"{page.prefix}_preset"] = config.preset
@@ -63,7 +63,7 @@ def restore_setup(page: LinkedPage, data: data_mod.MNIST) -> None:
     st.session_state[f"{k}_bs"] = config.batch_size
     st.session_state[f"{k}_epochs"] = config.epochs
     st.session_state[f"{k}_limit"] = config.train_limit
-    preset = PRESETS[config.preset]
+    preset = preset_for(config.preset, data.spec.key)
     if page.network:
         st.session_state[f"{k}_hidden"] = ", ".join(str(h) for h in config.hidden)
         st.session_state[f"{k}_opt"] = config.optimizer

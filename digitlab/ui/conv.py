@@ -31,7 +31,7 @@ def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Te
     conv = c1.selectbox("Convolution", list(range(1, len(shapes) + 1)), key=f"{key}_layer",
                         format_func=lambda i: f"conv {i}: {shapes[i - 1][0]} maps of "
                                               f"{shapes[i - 1][1]}x{shapes[i - 1][2]}",
-                        help="The first reads the image; the second reads the 32 maps the first block made.")
+                        help="The first reads the image; each one after it reads all the maps the one before made.")
     maps, height, width = shapes[conv - 1]
     channel = c2.number_input("Map", 0, maps - 1, 0, key=f"{key}_{conv}_map",
                               help="Which output map (each has its own kernel).")

@@ -155,7 +155,7 @@ class Records:
                     found[bs] = hits[0]
             if len(found) == len(wanted):
                 break
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)  # a 1.5 s run timed in 0.2 s steps moved its ratio by 13%
         return found
 
 

@@ -209,7 +209,7 @@ def compute_only(kind: str, loader, batches: int, warmup: int) -> float:
     return seen / (time.perf_counter() - t)
 
 
-def speed(data, root: Path, kind: str, preset: str, batches: int, warmup: int, rounds: int = 3) -> Speed:
+def speed(data, root: Path, kind: str, preset: str, batches: int, warmup: int, rounds: int = 5) -> Speed:
     config = PRESETS[preset].with_(epochs=1)
     auto = compute_dtype(config, pick_device())
     other = "fp32" if auto == torch.bfloat16 else "bf16"
@@ -309,6 +309,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, default=300, help="timed training steps per pipeline (after warm-up)")
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds for the speed figures (best of each): a "
+                    "2-core machine's rounds of the MLP differ by 10-20%%")
     ap.add_argument("--seed-epochs", type=int, default=8, help="most epochs the seed pipeline gets to reach 99.0%%")
     ap.add_argument("--accuracy", action="store_true", help="also train every preset in full")
     ap.add_argument("--presets", default=",".join(ACCURACY_TARGETS), help="presets for --accuracy")
@@ -332,8 +334,8 @@ def main() -> None:
         print("1. Speed at the same recipe, batch 64", flush=True)
         root = seed_root(folder)
         try:
-            rows = [speed(data, root, "mlp", "mlp-128-64", args.batches * 3, args.warmup),
-                    speed(data, root, "cnn", "cnn-seed", args.batches, args.warmup)]
+            rows = [speed(data, root, "mlp", "mlp-128-64", args.batches * 3, args.warmup, args.rounds),
+                    speed(data, root, "cnn", "cnn-seed", args.batches, args.warmup, args.rounds)]
         finally:
             shutil.rmtree(root, ignore_errors=True)
         mlp, cnn = rows

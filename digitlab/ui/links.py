@@ -12,6 +12,7 @@ pickers (the model or models shown, the section open, the test image), ``share_v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -135,15 +136,7 @@ def share_setup(page: LinkedPage, config: TrainConfig, data: data_mod.MNIST) -> 
     """Once the page has built its config: the setup into the address, the link's notes, "Link to this setup", and
     the run a link just opened, if the model store has it."""
     params = to_params(config, **_chosen(page, data))
-    for name in [k for k in _address_params() if k in SETUP_PARAMS and k not in params]:  # stale ones go
-        del st.query_params[name]
-    for name, value in params.items():
-        if st.query_params.get(name) != value:
-            st.query_params[name] = value
-    st.session_state[f"{page.prefix}_link_seen"] = _address_params()  # this address is the page's own now
-    if notes := st.session_state.pop(f"{page.prefix}_link_notes", None):
-        st.warning("This link's setup opened, less what this page could not use:\n"
-                   + "\n".join(f"- {n}" for n in notes), icon="🔗")
+    _into_address(page.prefix, params, lambda name: name in SETUP_PARAMS, "This link's setup opened")
     with st.expander("🔗 Link to this setup"):
         st.code(setup_address(params), language=None, wrap_lines=True)
         st.caption("Opening this address shows this page with every setting above as it is now; if that exact "
@@ -209,20 +202,25 @@ def restore_view(page: ViewPage, data: data_mod.MNIST) -> None:
     st.session_state[f"{page.prefix}_link_notes"] = view.notes
 
 
+def _into_address(prefix: str, params: dict[str, str], ours: Callable[[str], bool], opened: str) -> None:
+    """The page's choices into the address (the previous ones of ``ours`` that no longer apply go), marked as the
+    page's own; then, once, what the link that opened it could not set."""
+    for name in [k for k in _address_params() if ours(k) and k not in params]:
+        del st.query_params[name]
+    for name, value in params.items():
+        if st.query_params.get(name) != value:
+            st.query_params[name] = value
+    st.session_state[f"{prefix}_link_seen"] = _address_params()  # this address is the page's own now
+    if notes := st.session_state.pop(f"{prefix}_link_notes", None):
+        st.warning(f"{opened}, less what this page could not use:\n" + "\n".join(f"- {n}" for n in notes), icon="🔗")
+
+
 def share_view(page: ViewPage, models: list[str], look: str, image: int | None = None,
                side_by_side: bool = False) -> None:
     """Once the pickers have drawn: the choices into the address, the link's notes, and "Link to this setup"."""
     params = view_params(model="" if side_by_side else models[0], models=models if side_by_side else (), look=look,
                          image=image)
-    for name in [k for k in _address_params() if k not in params]:  # the previous choices' leftovers go
-        del st.query_params[name]
-    for name, value in params.items():
-        if st.query_params.get(name) != value:
-            st.query_params[name] = value
-    st.session_state[f"{page.prefix}_link_seen"] = _address_params()  # this address is the page's own now
-    if notes := st.session_state.pop(f"{page.prefix}_link_notes", None):
-        st.warning("This link opened, less what this page could not use:\n" + "\n".join(f"- {n}" for n in notes),
-                   icon="🔗")
+    _into_address(page.prefix, params, lambda name: True, "This link opened")
     with st.expander("🔗 Link to this setup"):
         st.code(setup_address(params), language=None, wrap_lines=True)
         st.caption("Opening this address shows this page on the same " + ("models" if side_by_side else "model")

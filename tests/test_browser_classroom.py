@@ -76,73 +76,63 @@ def _draw(page, box, touch: bool, cdp=None) -> None:
 
 
 def test_sketch_pad_with_twenty_models_on_laptop_projector_and_tablet(classroom, tmp_path):
-    from playwright.sync_api import sync_playwright
-    from screenshot import CHROMIUM_ARGS, TABLET_AGENT, start_app, wait_idle
+    from localhost import app_in_chromium
+    from screenshot import TABLET_AGENT, wait_idle
 
     from digitlab import evaluate as ev
 
     root, infos = classroom
     best = ev.best_of_each_kind(infos)
     broken = [i for i in infos if i.broken]
-    from test_browser_sketch import _free_port
-
-    port = _free_port()
     env = {"DIGITLAB_MODEL_DIR": str(root), "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"],
            "DIGITLAB_COLLECTION_DIR": str(tmp_path / "col")}
     shots = ROOT / "screenshots" / "h14"
     shots.mkdir(parents=True, exist_ok=True)
     seen: dict[str, dict] = {}
-    proc = start_app(port, env)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            for saved, (name, width, height, tablet) in enumerate(VIEWPORTS, start=1):
-                extra = {"has_touch": True, "user_agent": TABLET_AGENT} if tablet else {}
-                context = browser.new_context(viewport={"width": width, "height": height}, **extra)
-                page = context.new_page()
-                page.goto(f"http://127.0.0.1:{port}/Sketch_Pad")
-                page.get_by_text("nothing to guess at yet").wait_for(timeout=90000)
-                wait_idle(page)
-                out = seen[name] = {}
-                out["sidebar open"] = page.evaluate("""() => { const r = document.querySelector(
-                    '[data-testid="stSidebar"]').getBoundingClientRect(); return r.right > 1 && r.width > 5; }""")
-                pad = page.locator("canvas.upper-canvas").first
-                pad.scroll_into_view_if_needed()
-                box = pad.bounding_box()
-                out["pad"] = box
-                corners = [[box["x"] + dx * box["width"], box["y"] + dy * box["height"]]
-                           for dx in (0.02, 0.98) for dy in (0.02, 0.98)]
-                out["pad on top"] = page.evaluate(WHAT_IS_AT, corners)  # what a finger touches at its four corners
-                _draw(page, box, tablet, context.new_cdp_session(page) if tablet else None)
-                page.get_by_text("Predicted digit").first.wait_for(timeout=60000)
-                wait_idle(page)
-                main = page.locator('[data-testid="stMain"]').bounding_box()
-                out["main"] = main
-                out["steps"] = page.evaluate(BOXES, '[class*="st-key-draw_step_"]')
-                out["cards"] = page.evaluate(BOXES, '[class*="st-key-draw_card_"]')
-                out["labels"] = page.evaluate(BAR_LABELS, '[class*="st-key-draw_card_"]')
-                out["cut"] = page.evaluate(CUT, '[class*="st-key-draw_card_"] [data-testid="stMetricLabel"] p, '
-                                                '[class*="st-key-draw_card_"] [data-testid="stMetricDelta"] div')
-                page.screenshot(path=str(shots / f"sketch_{name}_{width}x{height}_pad.png"))
-                page.locator('[class*="st-key-draw_card_"]').first.scroll_into_view_if_needed()
-                page.screenshot(path=str(shots / f"sketch_{name}_{width}x{height}_cards.png"))
-                # Save the drawing as a 1: the collection below shows it at once, no reload.
-                page.get_by_test_id("stSelectbox").filter(has_text="The true digit").click()
-                page.keyboard.type("1")
-                page.get_by_role("option", name="1", exact=True).click()
-                page.get_by_role("button", name="Save to the class collection").click()
-                page.get_by_text(f"The collection now holds {saved} drawing").wait_for(timeout=60000)
-                wait_idle(page)
-                out["pad after save"] = page.get_by_text("nothing to guess at yet").count()  # a fresh pad
-                out["collection"] = page.get_by_test_id("stMarkdownContainer").filter(
-                    has_text=re.compile(r"^\d+ drawings?\.")).all_inner_texts()
-                out["nothing saved"] = page.get_by_text("Nothing saved yet").count()
-                out["errors"] = page.locator('[data-testid="stException"]').all_inner_texts()
-                context.close()
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with app_in_chromium(env) as (browser, base):
+        for saved, (name, width, height, tablet) in enumerate(VIEWPORTS, start=1):
+            extra = {"has_touch": True, "user_agent": TABLET_AGENT} if tablet else {}
+            context = browser.new_context(viewport={"width": width, "height": height}, **extra)
+            page = context.new_page()
+            page.goto(f"{base}/Sketch_Pad")
+            page.get_by_text("nothing to guess at yet").wait_for(timeout=90000)
+            wait_idle(page)
+            out = seen[name] = {}
+            out["sidebar open"] = page.evaluate("""() => { const r = document.querySelector(
+                '[data-testid="stSidebar"]').getBoundingClientRect(); return r.right > 1 && r.width > 5; }""")
+            pad = page.locator("canvas.upper-canvas").first
+            pad.scroll_into_view_if_needed()
+            box = pad.bounding_box()
+            out["pad"] = box
+            corners = [[box["x"] + dx * box["width"], box["y"] + dy * box["height"]]
+                       for dx in (0.02, 0.98) for dy in (0.02, 0.98)]
+            out["pad on top"] = page.evaluate(WHAT_IS_AT, corners)  # what a finger touches at its four corners
+            _draw(page, box, tablet, context.new_cdp_session(page) if tablet else None)
+            page.get_by_text("Predicted digit").first.wait_for(timeout=60000)
+            wait_idle(page)
+            main = page.locator('[data-testid="stMain"]').bounding_box()
+            out["main"] = main
+            out["steps"] = page.evaluate(BOXES, '[class*="st-key-draw_step_"]')
+            out["cards"] = page.evaluate(BOXES, '[class*="st-key-draw_card_"]')
+            out["labels"] = page.evaluate(BAR_LABELS, '[class*="st-key-draw_card_"]')
+            out["cut"] = page.evaluate(CUT, '[class*="st-key-draw_card_"] [data-testid="stMetricLabel"] p, '
+                                            '[class*="st-key-draw_card_"] [data-testid="stMetricDelta"] div')
+            page.screenshot(path=str(shots / f"sketch_{name}_{width}x{height}_pad.png"))
+            page.locator('[class*="st-key-draw_card_"]').first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / f"sketch_{name}_{width}x{height}_cards.png"))
+            # Save the drawing as a 1: the collection below shows it at once, no reload.
+            page.get_by_test_id("stSelectbox").filter(has_text="The true digit").click()
+            page.keyboard.type("1")
+            page.get_by_role("option", name="1", exact=True).click()
+            page.get_by_role("button", name="Save to the class collection").click()
+            page.get_by_text(f"The collection now holds {saved} drawing").wait_for(timeout=60000)
+            wait_idle(page)
+            out["pad after save"] = page.get_by_text("nothing to guess at yet").count()  # a fresh pad
+            out["collection"] = page.get_by_test_id("stMarkdownContainer").filter(
+                has_text=re.compile(r"^\d+ drawings?\.")).all_inner_texts()
+            out["nothing saved"] = page.get_by_text("Nothing saved yet").count()
+            out["errors"] = page.locator('[data-testid="stException"]').all_inner_texts()
+            context.close()
 
     for (name, width, height, tablet), saved in zip(VIEWPORTS, (1, 2, 3)):
         out = seen[name]

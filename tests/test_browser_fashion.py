@@ -18,35 +18,26 @@ CHART_TITLES = "() => Array.from(document.querySelectorAll('.js-plotly-plot .gti
 
 
 def test_a_fashion_link_trains_on_clothes_in_the_browser(mnist, fashion, tmp_path):
-    from playwright.sync_api import sync_playwright
-    from screenshot import CHROMIUM_ARGS, start_app, wait_idle
-    from test_browser_sketch import _free_port
+    from localhost import app_in_chromium
+    from screenshot import wait_idle
 
-    port = _free_port()
     env = {"DIGITLAB_MODEL_DIR": str(tmp_path / "models"), "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"],
            "DIGITLAB_FASHION_DIR": os.environ["DIGITLAB_FASHION_DIR"], "DIGITLAB_COLLECTION_DIR": str(tmp_path / "col")}
-    proc = start_app(port, env)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            # a shared link: the PyTorch tutorial's MLP for one epoch on 3,000 training images, on Fashion-MNIST
-            page.goto(f"http://127.0.0.1:{port}/MLP?dataset=fashion&preset=mlp-128-64&epochs=1&limit=3000")
-            page.get_by_text("Data: Fashion-MNIST").first.wait_for(timeout=90000)
-            wait_idle(page)
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            assert sidebar.get_by_role("radio", name="Fashion-MNIST").is_checked()
-            assert page.get_by_role("spinbutton", name="Epochs").input_value() == "1"
-            page.get_by_role("button", name="Train", exact=True).click()
-            page.locator('[data-testid="stMetric"]', has_text="Test accuracy").wait_for(timeout=120000)
-            wait_idle(page)
-            accuracy = page.locator('[data-testid="stMetric"]', has_text="Test accuracy").inner_text()
-            answers = [t for t in page.evaluate(CHART_TITLES) if t.startswith("a ")]
-            address = page.url
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with app_in_chromium(env) as (browser, base):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        # a shared link: the PyTorch tutorial's MLP for one epoch on 3,000 training images, on Fashion-MNIST
+        page.goto(f"{base}/MLP?dataset=fashion&preset=mlp-128-64&epochs=1&limit=3000")
+        page.get_by_text("Data: Fashion-MNIST").first.wait_for(timeout=90000)
+        wait_idle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_role("radio", name="Fashion-MNIST").is_checked()
+        assert page.get_by_role("spinbutton", name="Epochs").input_value() == "1"
+        page.get_by_role("button", name="Train", exact=True).click()
+        page.locator('[data-testid="stMetric"]', has_text="Test accuracy").wait_for(timeout=120000)
+        wait_idle(page)
+        accuracy = page.locator('[data-testid="stMetric"]', has_text="Test accuracy").inner_text()
+        answers = [t for t in page.evaluate(CHART_TITLES) if t.startswith("a ")]
+        address = page.url
     assert "dataset=fashion" in address
     shown = float(accuracy.split("\n")[-1].rstrip("%")) / 100
     assert 0.5 < shown < 1  # a real model of ten classes of clothes (chance: 10%), 47 steps on 3,000 images

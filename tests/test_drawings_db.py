@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,19 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import local_postgres  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from localhost import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def postgres():
     folder = Path(tempfile.mkdtemp(prefix="digitlab-pg-"))  # in /tmp: the postgres user can reach it
     try:
-        url = local_postgres.start(folder, _free_port())
+        url = local_postgres.start(folder, free_port())
     except local_postgres.PostgresError as e:
         pytest.fail(f"PostgreSQL (Debian's postgresql package) could not be started on 127.0.0.1: {e}")
     yield url
@@ -136,4 +130,4 @@ def test_a_wrong_url_is_a_plain_message(tmp_path):
     with pytest.raises(DrawingsError, match="must start with postgresql:// or sqlite:///"):
         Drawings("mysql://x")
     with pytest.raises(DrawingsError, match="cannot open the collection's database"):
-        Drawings(f"postgresql://nobody@127.0.0.1:{_free_port()}/none")
+        Drawings(f"postgresql://nobody@127.0.0.1:{free_port()}/none")

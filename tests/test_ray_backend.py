@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,16 +15,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import local_ray  # noqa: E402
+from localhost import free_port  # noqa: E402
 
 from digitlab.models import PRESETS
 from digitlab.store import ModelStore
 from digitlab.worker import run_job
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def ray_cluster():
     # this process before ray is imported (it reads it then)
     temp = Path(tempfile.mkdtemp(prefix="digitlab-ray-"))
     try:
-        joined = local_ray.start(temp, _free_port(), nodes=1, cpus=2)
+        joined = local_ray.start(temp, free_port(), nodes=1, cpus=2)
     except local_ray.RayError as e:
         pytest.fail(f"the Ray cluster could not be started: {e}")
     import ray

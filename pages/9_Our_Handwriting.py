@@ -13,8 +13,7 @@ def main() -> None:
     )
     info = ui.ten_digit_model()
     drawings = ui.class_drawings()
-    if info is not None and drawings is not None:
-        ui.fine_tune_section(info, drawings, data)
+    ui.fine_tune_section(info, drawings, data)
     ui.before_and_after()
 
 

@@ -64,9 +64,13 @@ def class_drawings() -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
     return images, labels, [e.id for e in entries]
 
 
-def fine_tune_section(info: ModelInfo, drawings, data: data_mod.MNIST) -> None:
-    """3. The button: queue the fine-tuning of a copy; follow it; once done, keep the numbers for section 4."""
+def fine_tune_section(info: ModelInfo | None, drawings, data: data_mod.MNIST) -> None:
+    """3. The button: queue the fine-tuning of a copy; follow it; once done, keep the numbers for section 4. Until
+    there is a model and enough drawings (sections 1 and 2 say what is missing), a line that says so."""
     st.header("3. Teach it")
+    if info is None or drawings is None:
+        st.caption("The fine-tuning opens here once there is a model to teach and enough drawings (see above).")
+        return
     st.markdown(f"Start from the stored weights and train {finetune.EPOCHS} short epochs on our drawings, at a third "
                 "of the model's own learning rate: enough to learn our hand, not to wipe out MNIST. BatchNorm keeps "
                 "MNIST's statistics (a few dozen drawings are too few to redo them).")

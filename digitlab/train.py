@@ -3,7 +3,7 @@
 fit() is the tutorials' loop -- forward, loss, backward, step, zero_grad -- on one screen. The speed
 comes from small helpers beside it, each a public PyTorch switch with its reason:
 - model_inputs() converts the training images to the model's float inputs once per run, and batches()
-  gathers shuffled blocks of 1,024 from them: no per-image PIL work, no DataLoader over single images, no
+  gathers shuffled blocks of 2,048 from them: no per-image PIL work, no DataLoader over single images, no
   conversion per batch (an augmented run converts, and augments, a block at a time);
 - fused optimizers: one kernel updates every parameter;
 - the training accuracy is scored once per report (about 1,024 images), not five small calls per batch;
@@ -372,7 +372,7 @@ def model_inputs(images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return images if config.augment else prepare(images, config)
 
 
-CHUNK_IMAGES = 1024  # images gathered in one go: a few calls instead of one per batch, and still in cache
+CHUNK_IMAGES = 2048  # images gathered in one go: two calls per 32 batches of 64 (1,024 made the MLP 1.3% slower)
 
 
 def batches(inputs: torch.Tensor, targets: torch.Tensor, config: TrainConfig, gen: torch.Generator,
@@ -500,7 +500,7 @@ class Progress:
     def start_epoch(self, epoch: int) -> None:
         self.epoch_no, self.batches, self.seen = epoch, 0, 0
         self.loss, self.sum_loss, self.sum_correct = float("nan"), 0.0, 0.0
-        self.accuracy, self.unscored = float("nan"), []
+        self.accuracy, self.unscored, self.unscored_loss = float("nan"), [], 0.0
         self.epoch_started = self.last_batch_done = time.perf_counter()
 
     def record_loss(self, loss: float, optimizer) -> None:
@@ -520,7 +520,8 @@ class Progress:
         """Count this batch. About every REPORT_IMAGES images, and at the epoch's end, score the batches since the
         last report in one go and return an Event with their mean loss and accuracy; otherwise None."""
         self.batches += 1
-        self.unscored.append((preds.detach(), targets, self.loss))
+        self.unscored.append((preds.detach(), targets))
+        self.unscored_loss += self.loss * len(targets)
         if len(self.unscored) < self.report_every and self.batches < self.n_batches:
             return None
         self.score_unscored()
@@ -529,14 +530,14 @@ class Progress:
                      self.accuracy, self.lr, self.seen / max(1e-9, now - self.epoch_started), now - self.started)
 
     def score_unscored(self) -> None:
-        preds = torch.cat([p for p, _, _ in self.unscored])
-        targets = torch.cat([t for _, t, _ in self.unscored])
-        sum_loss = sum(loss * len(t) for _, t, loss in self.unscored)
-        self.block_loss, self.accuracy = sum_loss / len(targets), float(batch_accuracy(preds, targets))
-        self.seen += len(targets)
-        self.sum_loss += sum_loss
-        self.sum_correct += self.accuracy * len(targets)
-        self.unscored = []
+        preds = torch.cat([p for p, _ in self.unscored])
+        targets = torch.cat([t for _, t in self.unscored])
+        n = len(targets)
+        self.block_loss, self.accuracy = self.unscored_loss / n, float(batch_accuracy(preds, targets))
+        self.seen += n
+        self.sum_loss += self.unscored_loss
+        self.sum_correct += self.accuracy * n
+        self.unscored, self.unscored_loss = [], 0.0
 
     def epoch(self, test_loss: float, test_accuracy: float) -> Event:
         seconds = self.last_batch_done - self.epoch_started  # training only, not the test pass

@@ -66,6 +66,7 @@ DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
 WORKER_IDLE_S = 120.0
 WORKER_GROWTH_MB = 200.0
 IDLE = object()  # what _next_job returns when no run came within the idle time
+WARM = object()  # what _next_job returns when a page has asked for a training process ahead of its first run
 STUDENT_PAUSE_S = 300.0  # a student's pause ends by itself after this: the runs waiting behind it go on
 STEPS_KEPT = 20  # the single steps of a run the pages can show
 
@@ -167,6 +168,9 @@ class JobQueue:
         self._slots: list[_Slot] = []
         self._closed = False
         self._learned_from_store = False
+        self._warm_asked = 0  # how many times pages have asked for a warm training process (see warm)
+        self._warm_data: MNIST | None = None  # the dataset the last page to ask trains on: loaded as the process starts
+        self._warm_time = float("-inf")  # when a page last asked (time.monotonic)
 
     # ------------------------------------------------------------ the API pages use
 
@@ -221,6 +225,19 @@ class JobQueue:
             self._ensure_slots()
             self._cond.notify_all()
             return self._snapshot(job)
+
+    def warm(self, data: MNIST | None = None) -> None:
+        """Start the training process now, if none is running, and have it load ``data``, so the next run starts at
+        once: from cold (Python, torch, the optimisers' first import, the dataset) a run's first step comes about
+        3 s after Train, warmed 0.4 s (bench_first_step.py). The training pages ask as they open; a process nobody
+        uses still goes after WORKER_IDLE_S."""
+        with self._cond:
+            if self._closed or self.ray_address:  # a Ray cluster keeps its own workers
+                return
+            self._warm_asked += 1
+            self._warm_data, self._warm_time = data, time.monotonic()
+            self._ensure_slots()
+            self._cond.notify_all()
 
     def estimate(self, config: TrainConfig, n_images: int) -> float:
         """Seconds a run of ``config`` on ``n_images`` training images should take on this server, from the speed
@@ -497,12 +514,19 @@ class JobQueue:
             slot.thread.start()
 
     def _next_job(self, slot: _Slot, idle_s: float | None = None) -> Job | object | None:
-        """The next waiting job for ``slot``; None once closed; IDLE when none came within ``idle_s``."""
+        """The next waiting job for ``slot``; None once closed; IDLE when neither a run nor a page's warm() came within
+        ``idle_s``; WARM when a page has asked for a process since this slot last started one, and it has none."""
         deadline = None if idle_s is None else time.monotonic() + idle_s
         with self._cond:
             while not self._waiting and not self._closed:
+                if self._warm_asked > slot.warmed and not slot.alive():
+                    slot.warmed = self._warm_asked
+                    return WARM
+                if deadline is not None:
+                    deadline = max(deadline, self._warm_time + idle_s)  # a page still asking keeps the process
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
+                    slot.warmed = self._warm_asked  # asks older than the idle time start nothing
                     return IDLE
                 self._cond.wait(left)
             if self._closed:
@@ -569,6 +593,7 @@ class _Slot:
         self.proc: subprocess.Popen | None = None
         self.job: Job | None = None
         self.baseline_mb: float | None = None  # the process's memory after its first run
+        self.warmed = 0  # the queue's count of warm() calls when this slot last started a process for one
         self._write = threading.Lock()
         self.thread = threading.Thread(target=self._loop, name=f"digitlab-trainer-{n}", daemon=True)
 
@@ -608,6 +633,14 @@ class _Slot:
         while (job := self.queue._next_job(self, WORKER_IDLE_S if self.alive() else None)) is not None:
             if job is IDLE:  # nobody trains: the process goes, and all it held goes back to the system
                 self.stop()
+                continue
+            if job is WARM:
+                try:
+                    self._start()
+                except OSError:
+                    continue  # the next run starts it again, and its page says what stops it
+                if (data := self.queue._warm_data) is not None and data.source.path:
+                    self.send({"op": "load", "data_dir": data.source.path, "config": {"dataset": data.source.dataset}})
                 continue
             try:
                 if self.proc is None or self.proc.poll() is not None:
@@ -669,6 +702,7 @@ class _RaySlot:
 
         ray_backend.connect(queue.ray_address)
         self.queue, self.job, self.proc = queue, None, None  # no local process: the run lives on the cluster
+        self.warmed = 0  # JobQueue.warm never asks a Ray slot for a process
         self.cancel, self.pause, self.step = threading.Event(), threading.Event(), threading.Semaphore(0)
         self.thread = threading.Thread(target=self._loop, name=f"digitlab-ray-{n}", daemon=True)
 

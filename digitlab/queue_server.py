@@ -27,6 +27,7 @@ from .models import TrainConfig
 from .store import ModelStore
 
 ADDRESS_ENV, KEY_ENV = "DIGITLAB_QUEUE_ADDRESS", "DIGITLAB_QUEUE_KEY"
+WARM_EVERY_S = 10.0  # how often a web process passes its pages' warm() on to the queue server
 PLAIN = ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume", "step", "watch")  # of plain values
 
 
@@ -57,6 +58,9 @@ class QueueService:
     def estimate(self, config: dict, n_images: int) -> float:
         return self.queue.estimate(TrainConfig.from_dict(config), n_images)
 
+    def warm(self, dataset: str, data_dir: str, fingerprint: str) -> None:
+        self.queue.warm(self.data(dataset, data_dir, fingerprint))
+
     def over_limit(self, config: dict, n_images: int) -> str:
         return self.queue.over_limit(TrainConfig.from_dict(config), n_images)
 
@@ -86,6 +90,7 @@ class RemoteQueue:
         manager = _Manager(address=(host, int(port)), authkey=key.encode())
         manager.connect()
         self._service = manager.service()
+        self._warmed_at = float("-inf")
 
     def submit(self, config: TrainConfig, data, owner: str = "", **options):
         return self._service.submit(config.to_dict(), data.source.dataset, data.source.path, data.fingerprint(), owner,
@@ -93,6 +98,12 @@ class RemoteQueue:
 
     def estimate(self, config: TrainConfig, n_images: int) -> float:
         return self._service.estimate(config.to_dict(), n_images)
+
+    def warm(self, data) -> None:
+        """JobQueue.warm, asked at most every WARM_EVERY_S from this web process: one call serves many reruns."""
+        if time.monotonic() - self._warmed_at >= WARM_EVERY_S:
+            self._warmed_at = time.monotonic()
+            self._service.warm(data.source.dataset, data.source.path, data.fingerprint())
 
     def over_limit(self, config: TrainConfig, n_images: int) -> str:
         return self._service.over_limit(config.to_dict(), n_images)

@@ -4,7 +4,7 @@ Training here, not in the web process, means the class's clicks never wait behin
 Python, a crash or an out-of-memory kill in training cannot take the server down, and each run's random
 numbers depend only on its config (nothing else draws from this process's generators).
 
-It speaks JSON lines: commands on stdin (``run``, ``cancel``, ``pause``, ``resume``, ``step``, ``quit``), messages on a
+It speaks JSON lines: commands on stdin (``run``, ``load``, ``cancel``, ``pause``, ``resume``, ``step``, ``quit``), messages on a
 private copy of stdout (``ready``, ``start``, ``progress``, ``epoch``, ``watch``, ``step``, ``finished``); anything else the
 process prints goes to stderr. A paused run holds after its current batch; each ``step`` lets one batch through and
 answers with what it changed (``live.step_report``); about once a second a run publishes its first layer and its answers
@@ -264,6 +264,11 @@ def main() -> int:
 
     import torch  # imported before "ready": a job's start then costs no import
 
+    from . import live, store, train  # noqa: F401  (run_job's own imports, made here for the same reason)
+
+    # the first optimiser a process makes imports torch's compiler stack (about 1 s): made before "ready" too
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
     # its threads from the start, not only once fit begins: work before it (the live pictures' first look) would
     # otherwise run on every core, and the idle threads' spinning would be counted as the run's compute time
     torch.set_num_threads(worker_threads())
@@ -292,7 +297,7 @@ def main() -> int:
                         pass  # steps asked for and not taken are forgotten: the run goes on by itself
             elif cmd.get("op") == "step" and cmd.get("job") == current["job"] and pause.is_set():
                 step.release()
-            elif cmd.get("op") == "run":
+            elif cmd.get("op") in ("run", "load"):
                 with have_run:
                     runs.append(cmd)
                     have_run.notify()
@@ -320,6 +325,12 @@ def main() -> int:
             continue
         if cmd.get("op") == "quit":
             return 0
+        if cmd.get("op") == "load":  # a page expects a run soon: its dataset is read now, not after Train
+            try:
+                _data(cmd, data_cache)
+            except Exception:  # the run that follows reports what is wrong with the data
+                traceback.print_exc()
+            continue
         cancel.clear()
         pause.clear()
         current["job"] = cmd["job"]

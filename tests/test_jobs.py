@@ -343,3 +343,32 @@ def _wait_for(check, what: str, timeout: float = 60) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def test_a_page_that_asks_for_a_warm_process_gets_one_and_the_next_run_trains_in_it(mnist, store, monkeypatch):
+    """warm() starts the training process, with the dataset read, before anyone presses Train; that process takes
+    the run. Unused, it goes after the idle time and is not started again until a page asks again."""
+    queue = JobQueue(store)
+    try:
+        queue.warm(mnist)
+        deadline = time.monotonic() + 60
+        while not queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (pid,) = queue.worker_pids()
+        assert queue.jobs() == []  # a process, and no run
+        monkeypatch.setattr(jobs, "WORKER_IDLE_S", 0.5)
+        assert queue.wait(queue.submit(SMALL_MLP.with_(seed=31), mnist, owner="a").id, timeout=120).state == "done"
+        assert queue.worker_pids() == [pid]  # the warm process trained it: no second start
+        deadline = time.monotonic() + 60
+        while queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queue.worker_pids() == []  # idle, and nobody asking: it went
+        time.sleep(1.5)
+        assert queue.worker_pids() == []  # the old ask does not start it again
+        queue.warm(mnist)
+        deadline = time.monotonic() + 60
+        while not queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue.worker_pids() and queue.worker_pids() != [pid]
+    finally:
+        queue.close()

@@ -167,6 +167,7 @@ def test_an_empty_store_says_how_to_train_one(tmp_path, monkeypatch, mnist):
     try:
         at = _open()
     finally:
+        ui.get_queue().close()  # the training process the page warmed for this store: not left for the idle time
         monkeypatch.undo()
         ui.get_store.clear()
     assert not at.exception and not at.error

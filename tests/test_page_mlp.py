@@ -223,3 +223,35 @@ def test_a_second_waiting_run_is_refused_with_a_message_and_the_first_keeps_its_
     finally:
         queue.cancel(busy.id)
         queue.cancel(at.session_state["mlp_job"])
+
+
+def test_opening_the_page_starts_the_training_process_before_train_is_pressed(mnist, tmp_path, monkeypatch):
+    """The student reads and picks settings while the training process starts (about 3 s from cold), so Train
+    starts at once; the run then trains in that process."""
+    import time
+
+    from digitlab import ui
+    from digitlab.jobs import shared_queue
+    from digitlab.store import ModelStore
+
+    monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "models"))  # a queue of its own: no other test's process
+    ui.get_store.clear()
+    queue = shared_queue(ModelStore())
+    try:
+        assert queue.worker_pids() == []
+        at = AppTest.from_file(PAGE, default_timeout=120).run()
+        assert not at.exception and not at.error
+        deadline = time.monotonic() + 60
+        while not queue.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (pid,) = queue.worker_pids()
+        assert queue.jobs() == []
+        at.number_input(key="mlp_simple_net_epochs").set_value(1).run()
+        at.button(key="mlp_train").click().run()
+        snap = wait_for_job(at, "mlp_job")
+        assert snap.state == "done", snap.error
+        assert queue.worker_pids() == [pid]
+    finally:
+        queue.close()
+        monkeypatch.undo()
+        ui.get_store.clear()

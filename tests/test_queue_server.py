@@ -21,8 +21,8 @@ from digitlab.queue_server import RemoteQueue
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def server(tmp_path):
+def start_server(tmp_path):
+    """A queue server process on a free port of 127.0.0.1: (the process, its address, its key)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
@@ -30,12 +30,55 @@ def server(tmp_path):
     env = {**os.environ, "DIGITLAB_QUEUE_ADDRESS": address, "DIGITLAB_QUEUE_KEY": key,
            "DIGITLAB_MODEL_DIR": str(tmp_path / "models")}
     try:
-        proc = queue_server.start(env, tmp_path / "queue.log")
+        return queue_server.start(env, tmp_path / "queue.log"), address, key
     except OSError as e:
         pytest.fail(str(e))
+
+
+@pytest.fixture()
+def server(tmp_path):
+    proc, address, key = start_server(tmp_path)
     yield address, key
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def training_processes(pid: int) -> list[int]:
+    """The training processes (python -m digitlab.worker) among ``pid``'s descendants, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended while the list was read
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                if b"digitlab.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+            except OSError:
+                continue
+    return found
+
+
+def test_a_training_page_on_any_web_process_starts_the_class_s_training_process(tmp_path, mnist):
+    """A page's warm() travels from its web process to the queue server, which starts the one training process."""
+    proc, address, key = start_server(tmp_path)
+    try:
+        web = RemoteQueue(address, key)
+        assert training_processes(proc.pid) == []
+        web.warm(mnist)
+        web.warm(mnist)  # a page's every rerun asks; the web process passes on one ask in WARM_EVERY_S
+        deadline = time.monotonic() + 60
+        while not training_processes(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(training_processes(proc.pid)) == 1 and web.jobs() == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_two_web_processes_share_one_line(server, mnist):

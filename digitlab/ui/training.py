@@ -248,6 +248,8 @@ def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabl
     live), the running job, its verdict, one more epoch, ``after_run`` (what the stage adds once a run has
     finished), and this session's runs on one chart. Keys: ``{prefix}_train``, ``{prefix}_job``, ``{prefix}_runs``."""
     stage = prefix
+    if not disabled:
+        get_queue().warm(data)  # the training process starts while the student picks settings: Train then starts at once
     prefix = dataset_prefix(prefix, config.dataset)  # each dataset's runs apart: a switch shows that dataset's own
     state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
     within_limit = disabled or cost_line(config, data)

@@ -157,8 +157,8 @@ def beside_the_other_models() -> None:
         st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
                    "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
                    "leave it out. Training time is on this computer, for the epochs and images each run used.")
-    every = ui.models_table(features.side_by_side([i for i in infos if not i.broken]))
-    if not every.empty and (ten := every[every["task"] == "digits"].to_dict("records")):
+    ten_way = [i for i in features.side_by_side([i for i in infos if not i.broken]) if not i.config.pair]
+    if ten := ui.models_table(ten_way).to_dict("records"):
         c1, c2 = st.columns(2)
         ui.chart(c1, viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
                                         log_x=True), key="cnn_scatter_params")

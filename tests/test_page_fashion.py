@@ -141,6 +141,7 @@ def test_pages_list_only_the_models_of_the_dataset_in_use(trained, fashion_train
     assert any("gap (points)" in d.value.columns for d in home.dataframe)
     listed = next(d.value for d in home.dataframe if "id" in d.value.columns)
     assert set(listed["id"]) >= fashion_ids and not set(listed["id"]) & {i.id for i in trained.values()}
+    assert set(listed[listed["id"].isin(fashion_ids)]["question"]) == {"which item?"}  # not "which digit?"
 
 
 def test_the_sketch_pad_offers_digit_models_only_and_says_why(trained, fashion_trained):

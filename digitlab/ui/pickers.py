@@ -126,7 +126,7 @@ def _models_table(infos: list[ModelInfo], compact: bool, ranks: bool) -> pd.Data
             "dataset": data_mod.DATASETS[i.config.dataset].title,
             "scored on": scored_on(i.config),
             "preset": i.config.preset,
-            "task": i.config.task,
+            "question": i.config.question,  # "which digit?", "which item?", "3 or 7?"
             "test accuracy": i.accuracy,
             "learning rate": i.config.lr,
             "batch size": i.config.batch_size,

@@ -260,7 +260,10 @@ def main() -> int:
 
     def emit(message: dict) -> None:
         with write_lock:
-            out.write(json.dumps(message) + "\n")
+            try:
+                out.write(json.dumps(message) + "\n")
+            except (BrokenPipeError, ValueError):
+                pass  # the server has gone: a run still ends and is saved; closed stdin then ends this process
 
     import torch  # imported before "ready": a job's start then costs no import
 

@@ -59,7 +59,10 @@ class QueueService:
         return self.queue.estimate(TrainConfig.from_dict(config), n_images)
 
     def warm(self, dataset: str, data_dir: str, fingerprint: str) -> None:
-        self.queue.warm(self.data(dataset, data_dir, fingerprint))
+        try:
+            self.queue.warm(self.data(dataset, data_dir, fingerprint))
+        except DataError:
+            pass  # only a head start: the run itself, if one comes, says what is wrong with the data
 
     def over_limit(self, config: dict, n_images: int) -> str:
         return self.queue.over_limit(TrainConfig.from_dict(config), n_images)

@@ -496,17 +496,6 @@ def run_label(config: TrainConfig, epochs: bool = True) -> str:
     return " · ".join(p for p in parts if p)
 
 
-def expected_seconds(config: TrainConfig, infos: list[ModelInfo], n_images: int) -> float:
-    """How long a run of ``config`` should take here: its epochs over the images per second measured on stored runs
-    of the same network and batch size (the queue's own first guess where none has run yet)."""
-    from .jobs import DEFAULT_RATES, OVERHEAD_S, speed_key
-
-    rates = sorted(float(r) for i in infos if speed_key(i.config) == speed_key(config)
-                   and isinstance(r := i.metrics.get("images_per_s"), int | float) and r > 0)
-    rate = rates[len(rates) // 2] if rates else DEFAULT_RATES.get(config.kind, 10_000.0)
-    return config.epochs * (n_images / rate + OVERHEAD_S)
-
-
 def trained_caption(info: ModelInfo) -> str:
     """What a stored run was, said once: its settings, then how many epochs it has had."""
     n = len(info.history) or info.config.epochs

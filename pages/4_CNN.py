@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import evaluate, features, lessons, train, ui, viz
+from digitlab import evaluate, features, train, ui, viz
 from digitlab.data import MNIST
 from digitlab.jobs import duration_text
-from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters
+from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters, preset_for
 
 LINK = ui.LinkedPage("cnn", default="cnn-fast", model_key="cnn_view_model", image_key="cnn_img")
 
@@ -30,10 +30,10 @@ def main() -> None:
 def layer_by_layer(data: MNIST) -> TrainConfig:
     """1. The picked recipe's network, its shapes measured by running one image through it; the preset."""
     st.header("1. DigitCNN, layer by layer")
-    infos, n = ui.stored_models()[0], len(data.train_images)
     preset = ui.preset_picker(("cnn",), key="cnn_preset", default="cnn-fast")
-    st.caption(" · ".join(f"`{name}`: about {duration_text(lessons.expected_seconds(PRESETS[name], infos, n))}"
-                          for name in ("cnn-fast", "cnn-seed", "cnn-best")) + " to train here, once it starts. "
+    recipes = {name: preset_for(name, data.spec.key) for name in ("cnn-fast", "cnn-seed", "cnn-best")}
+    st.caption(" · ".join(f"`{name}`: about {duration_text(ui.estimated_seconds(config, data))}"
+                          for name, config in recipes.items()) + " to train here, once it starts. "
                "The page starts on cnn-fast so the class is not kept waiting; cnn-seed is the tutorial's own recipe.")
     net = features.initial_model(preset)  # untrained: only its shapes and sizes are read here
     rows = features.architecture(net)

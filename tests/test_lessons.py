@@ -214,13 +214,3 @@ def test_a_continued_run_is_captioned_once_and_drawn_as_its_own_segment():
     assert list(second.x) == [20, 21] and second.line.dash == "dash"  # from where it branched off, not over it
     own = viz.runs_overlay({"1. a": parent, "2. b": [dict(h, test_accuracy=0.5) for h in parent]})
     assert [list(t.x) for t in own.data] == [list(range(1, 21))] * 2  # two separate runs: both whole
-
-
-def test_expected_time_of_a_recipe_follows_the_speed_measured_here():
-    from digitlab.models import ModelInfo
-
-    cnn = PRESETS["cnn-seed"]
-    measured = [ModelInfo(str(n), cnn, metrics={"images_per_s": rate}) for n, rate in enumerate((1000, 3000, 2000))]
-    assert lessons.expected_seconds(cnn, measured, 60_000) == pytest.approx(5 * (60_000 / 2000 + 1))
-    fast = PRESETS["cnn-fast"]  # another network: the queue's first guess, not cnn-seed's speed
-    assert lessons.expected_seconds(fast, measured, 60_000) != lessons.expected_seconds(cnn, measured, 60_000)

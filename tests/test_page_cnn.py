@@ -28,6 +28,10 @@ def test_architecture_table_measured_from_the_model(mnist):
     # The page starts on the recipe a class need not wait for, with the tutorial's own recipe's time beside it.
     assert at.selectbox(key="cnn_preset").value == "cnn-fast"
     assert any("`cnn-seed`: about" in c.value and "`cnn-fast`: about" in c.value for c in at.caption)
+    # the preset's time and the Train button's are the queue's one estimate, for the recipe picked
+    (cost,) = [c.value for c in at.caption if c.value.startswith("This run should take about ")]
+    fast = cost.removeprefix("This run should take about ").split(" on this server")[0]
+    assert any(f"`cnn-fast`: about {fast} ·" in c.value for c in at.caption)
     at.selectbox(key="cnn_preset").set_value("cnn-seed").run()
     net = build_model(PRESETS["cnn-seed"])
     assert metrics(at)["Parameters"] == f"{count_parameters(net):,}" == "121,930"

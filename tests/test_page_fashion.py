@@ -96,6 +96,9 @@ def test_mlp_and_cnn_train_on_fashion_and_record_it(fashion):
     assert not at.exception and not at.error
     assert at.select_slider(key="cnn_cnn-fast_fashion_lr").value == 0.008
     assert at.number_input(key="cnn_cnn-fast_fashion_bs").value == 64
+    (cost,) = [c.value for c in at.caption if c.value.startswith("This run should take about ")]
+    fast = cost.removeprefix("This run should take about ").split(" on this server")[0]
+    assert any(f"`cnn-fast`: about {fast} ·" in c.value for c in at.caption)  # Fashion's recipe, not MNIST's
     at.number_input(key="cnn_cnn-fast_fashion_limit").set_value(1000)
     at.button(key="cnn_fashion_train").click().run()
     snap = wait_for_job(at, "cnn_fashion_job")

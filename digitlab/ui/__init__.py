@@ -79,6 +79,7 @@ from .teacher import (
 )
 from .training import (
     dataset_prefix,
+    estimated_seconds,
     one_more_epoch,
     preset_picker,
     runs_comparison,
@@ -91,7 +92,7 @@ from .training import (
 
 __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
-    "chart", "dataset_in_use", "dataset_prefix", "dataset_models", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
+    "chart", "dataset_in_use", "dataset_prefix", "estimated_seconds", "dataset_models", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
     "memory_keeper", "class_pair_picker", "choose_models", "compare_picker", "dataset_comparison", "model_label", "model_picker", "models_table", "mnist_only", "navigation", "one_more_epoch", "owner_id", "per_model",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",

@@ -97,6 +97,11 @@ def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, s
                   f"limit for one run is {duration_text(queue.limit_s)}.")
 
 
+def estimated_seconds(config: TrainConfig, data: data_mod.MNIST) -> float:
+    """How long a run of ``config`` on ``data`` should take on this server: the queue's one estimate."""
+    return get_queue().estimate(config, task_size(data, config))
+
+
 def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
     """A caption with the run's estimated time and the class's limit; over the limit, a warning saying what to
     change, and False."""
@@ -104,7 +109,7 @@ def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
     if refusal := queue.over_limit(config, n_images):
         st.warning(refusal, icon="⏱️")
         return False
-    seconds, limit = queue.estimate(config, n_images), queue.limit_s
+    seconds, limit = estimated_seconds(config, data), queue.limit_s
     st.caption(f"This run should take about {duration_text(seconds)} on this server"
                + (f" (the class's limit for one run is {duration_text(limit)})." if limit else "."))
     return True

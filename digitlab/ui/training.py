@@ -109,7 +109,7 @@ def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
     if refusal := queue.over_limit(config, n_images):
         st.warning(refusal, icon="⏱️")
         return False
-    seconds, limit = estimated_seconds(config, data), queue.limit_s
+    seconds, limit = queue.estimate(config, n_images), queue.limit_s
     st.caption(f"This run should take about {duration_text(seconds)} on this server"
                + (f" (the class's limit for one run is {duration_text(limit)})." if limit else "."))
     return True

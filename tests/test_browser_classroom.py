@@ -115,6 +115,8 @@ def test_sketch_pad_with_twenty_models_on_laptop_projector_and_tablet(classroom,
             out["steps"] = page.evaluate(BOXES, '[class*="st-key-draw_step_"]')
             out["cards"] = page.evaluate(BOXES, '[class*="st-key-draw_card_"]')
             out["labels"] = page.evaluate(BAR_LABELS, '[class*="st-key-draw_card_"]')
+            out["charts"] = page.locator(".js-plotly-plot").count()
+            out["chart toolbars"] = page.locator(".js-plotly-plot .modebar").count()  # a tablet shows them always
             out["cut"] = page.evaluate(CUT, '[class*="st-key-draw_card_"] [data-testid="stMetricLabel"] p, '
                                             '[class*="st-key-draw_card_"] [data-testid="stMetricDelta"] div')
             page.screenshot(path=str(shots / f"sketch_{name}_{width}x{height}_pad.png"))
@@ -139,6 +141,8 @@ def test_sketch_pad_with_twenty_models_on_laptop_projector_and_tablet(classroom,
         assert not out["errors"], (name, out["errors"])
         if tablet:
             assert out["sidebar open"] is False, name  # a tablet starts with the page, not the sidebar
+        # Plotly's toolbar: on hover with a mouse; none on a touch screen, where it would sit over the titles
+        assert out["charts"] > 0 and out["chart toolbars"] == (0 if tablet else out["charts"]), (name, out)
         pad = out["pad"]
         assert pad["x"] >= 0 and pad["x"] + pad["width"] <= width and pad["y"] >= 0 and \
             pad["y"] + pad["height"] <= height, (name, pad)  # the whole pad in view

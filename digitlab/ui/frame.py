@@ -105,13 +105,18 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
 TOUCH_DEVICES = ("ipad", "tablet", "android", "mobile", "silk", "kindle")
 
 
-def sidebar_start() -> str:
-    """Collapsed on tablets and phones (their browsers say so in the User-Agent), so the page and the drawing pad get
-    the whole width; elsewhere Streamlit's "auto" (collapsed below 768 px)."""
-    if "sidebar_start" not in st.session_state:  # a browser does not change within a session: read its headers once
+def on_touch_screen() -> bool:
+    """Whether this browser is a tablet's or a phone's (it says so in its User-Agent)."""
+    if "touch_screen" not in st.session_state:  # a browser does not change within a session: read its headers once
         agent = (st.context.headers.get("User-Agent") or "").lower()
-        st.session_state["sidebar_start"] = "collapsed" if any(word in agent for word in TOUCH_DEVICES) else "auto"
-    return st.session_state["sidebar_start"]
+        st.session_state["touch_screen"] = any(word in agent for word in TOUCH_DEVICES)
+    return st.session_state["touch_screen"]
+
+
+def sidebar_start() -> str:
+    """Collapsed on tablets and phones, so the page and the drawing pad get the whole width; elsewhere Streamlit's
+    "auto" (collapsed below 768 px)."""
+    return "collapsed" if on_touch_screen() else "auto"
 
 
 PRESENT_FONT, PRESENT_TITLE = 17, 22  # presenter mode's chart text and titles, in px: readable from the back
@@ -166,6 +171,8 @@ def chart(where, fig, **kwargs):
         fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None)
         if fig.layout.height:
             fig.update_layout(height=int(fig.layout.height * 1.25))
+    if on_touch_screen():  # a touch screen shows Plotly's toolbar all the time, over the chart's title; taps select
+        kwargs.setdefault("config", {"displayModeBar": False})
     return where.plotly_chart(fig, **kwargs)
 
 

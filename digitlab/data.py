@@ -222,7 +222,8 @@ class MNIST:
 
 
 def to_float(images: torch.Tensor, norm: str = "none") -> torch.Tensor:
-    """uint8 batch -> float32, scaled to 0..1 and normalised; done per batch, never for the whole set."""
+    """uint8 images -> float32, scaled to 0..1 and normalised: a run's training images once (train.model_inputs),
+    anything else a batch or a block at a time."""
     mean, std = NORMALISATIONS[norm]
     x = images.to(torch.float32)
     if norm == "none":

@@ -13,6 +13,7 @@ import torch
 from digitlab.jobs import JobQueue
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
 from digitlab.store import StoreError
+from digitlab import train
 from digitlab.train import (
     REPORT_IMAGES,
     ConfigError,
@@ -141,6 +142,26 @@ def test_fit_reports_about_every_1024_images_and_every_epoch_and_learns(mnist):
     first = reports[: len(expected)]
     assert epochs[0].loss == pytest.approx(sum(e.loss * n for e, n in zip(first, images)) / 5000, rel=1e-6)
     assert epochs[0].accuracy == pytest.approx(sum(e.accuracy * n for e, n in zip(first, images)) / 5000, rel=1e-6)
+
+
+@pytest.mark.parametrize("form", ["floats", "uint8"])
+def test_an_epoch_of_batches_is_every_training_image_once_in_shuffled_order(mnist, monkeypatch, form):
+    # 3,000 images in blocks of 640 floats or 256 uint8 images: several blocks, each gathered into the
+    # memory of the one before; uint8 images are converted a block at a time (an augmented run's path)
+    monkeypatch.setattr(train, "BLOCK_IMAGES", 640)
+    monkeypatch.setattr(train, "CONVERT_IMAGES", 256)
+    config = PRESETS["mlp-128-64"].with_(train_limit=3000)
+    images, labels = task_data(mnist, config, "train")
+    inputs = train.model_inputs(images, config) if form == "floats" else images
+    order = torch.randperm(3000, generator=torch.Generator().manual_seed(7))
+    seen_x, seen_y = [], []
+    for xb, yb in train.batches(inputs, labels, config, torch.Generator().manual_seed(7), torch.device("cpu")):
+        seen_x.append(xb.clone())  # fit is done with a batch before the next block is gathered; keep a copy
+        seen_y.append(yb)
+    bs = config.batch_size
+    assert [len(y) for y in seen_y] == [bs] * (3000 // bs) + [3000 % bs]
+    assert torch.equal(torch.cat(seen_y), labels[order])
+    assert torch.equal(torch.cat(seen_x), prepare(images[order], config))
 
 
 def test_same_seed_same_model(mnist):

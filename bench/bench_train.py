@@ -12,7 +12,7 @@ a ``DataLoader`` with batch 64, and the tutorials' loop (zero_grad, forward, los
    the same training steps (whole blocks of fit's gathers, after a warm-up), the pipelines measured in
    alternating rounds, best of each.
    Beside them: the tutorial's own float32 step on batches already in memory (no data path at all), timed
-   in turns with ours (16 steps each) so both see the same moments of the machine, and ours with the other
+   in turns with ours (the steps between two of fit's reports each) so both see the same moments of the machine, and ours with the other
    precision (DIGITLAB_PRECISION), so the table shows what autocast is worth.
    Targets: DigitCNN >= 2x the seed pipeline; the 784-128-64-10 MLP at least as fast as the tutorial's
    step on batches in memory (our data path costs nothing).
@@ -188,7 +188,7 @@ def in_memory_batches(kind: str, loader, n: int) -> list[tuple[torch.Tensor, tor
 def taking_turns(kind: str, config: TrainConfig, data, in_memory: list, batches: int,
                  warmup: int) -> tuple[float, float]:
     """Images/s of ours (fit) and of the tutorial's own step on batches already in memory, timed in turns:
-    after each of fit's reports (16 batches of 64, one gathered block) the tutorial's loop takes the same
+    after each of fit's reports (about a 16th of an epoch) the tutorial's loop takes the same
     number of steps on its in-memory batches. Both are timed in the same seconds of the machine, so their
     ratio holds where either's own speed drifts 10-20% from one round to the next on 2 cores.
     Returns (ours, the tutorial's in-memory step) over the ``batches`` steps after ``warmup``."""
@@ -242,9 +242,10 @@ class Speed:
 
 
 def whole_blocks(data, config: TrainConfig, warmup: int, batches: int) -> tuple[int, int]:
-    """(warm-up, timed) steps moved to the edges of fit's gathered blocks: the timed steps start with a block's
-    gather and end with a block's last batch, so they pay for exactly their share of gathering (a window that
-    began after a gather would leave it out). As many whole blocks as fit in one epoch, at most ``batches``."""
+    """(warm-up, timed) steps moved to the edges of fit's gathered blocks: the timed steps hold whole blocks, each
+    with its gather, so they pay their share of gathering (to within a report's steps: timing starts and stops at
+    fit's reports). A window that began after a gather would leave it out. As many whole blocks as fit in one
+    epoch, at most ``batches``."""
     per_block = max(1, BLOCK_IMAGES // config.batch_size)
     epoch = task_size(data, config) // config.batch_size  # full batches (the last, smaller one is never timed)
     warmup = -(-warmup // per_block) * per_block
@@ -403,7 +404,7 @@ def main() -> None:
         out += ["", "Ours runs as the app does (DIGITLAB_PRECISION=auto). The in-memory column is the tutorial's own "
                 "training step (its nn.Sequential, autograd, torch.optim) on batches already in memory (collected from "
                 "its loader first): what the tutorial's code reaches if loading and converting data cost nothing. Ours "
-                "and it take turns, 16 steps each, so both are timed in the same seconds; the img/s columns are the "
+                "and it take turns, the steps between two of fit's reports each (a 16th of an epoch), so both are timed in the same seconds; the img/s columns are the "
                 "best round of each, the ratio the median round's. Each pipeline is timed over "
                 + ", ".join(f"{name} {n} steps after {w}" for name, (w, n) in windows.items())
                 + f": whole blocks of fit's gathers ({BLOCK_IMAGES:,} images), so ours pays for all of its gathering.",

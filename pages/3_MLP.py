@@ -132,7 +132,8 @@ def train_it(config: TrainConfig, data: MNIST, problem: str):
     if not problem:
         st.caption(lessons.how_fit_trains(config))
     ui.glossary("learning rate", "batch size", "epoch", "bfloat16")
-    ui.show_code(train.fit, train.model_inputs, train.batches, train.make_optimizer, title="The training loop: fit()")
+    ui.show_code(train.fit, train.model_inputs, train.block_rows, train.batches, train.make_optimizer,
+                 title="The training loop: fit()")
     ui.lr_finder(config, data, "mlp", disabled=bool(problem))
     if not problem:
         ui.share_setup(LINK, config, data)

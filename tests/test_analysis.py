@@ -193,10 +193,11 @@ def test_the_training_process_gives_way_to_a_run_that_arrives_during_an_analysis
     it between two levels, nothing half-done is kept, and it is done whole later."""
     import threading
 
+    from digitlab.worker import analyse_model, run_job
+
     from digitlab import analysis
     from digitlab.models import PRESETS
     from digitlab.store import ModelStore
-    from digitlab.worker import analyse_model, run_job
 
     config = PRESETS["simple_net"].with_(epochs=1, train_limit=2000)
     spec = {"job": "j", "config": config.to_dict(), "continue_from": "", "data_dir": mnist.source.path,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from digitlab.jobs import JobQueue
 
 from digitlab import train
-from digitlab.jobs import JobQueue
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
 from digitlab.store import StoreError
 from digitlab.train import (
@@ -416,8 +416,9 @@ def test_any_two_classes_of_either_dataset_make_a_yes_no_task(mnist, fashion):
 
 
 def test_the_training_process_loads_the_dataset_the_config_names(mnist, fashion, tmp_path):
-    from digitlab.store import ModelStore
     from digitlab.worker import run_job
+
+    from digitlab.store import ModelStore
 
     cache: dict = {}
     for data in (fashion, mnist):

@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
+from digitlab.jobs import JobQueue, JobRefused
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 
 from digitlab import jobs
-from digitlab.jobs import JobQueue, JobRefused
 from digitlab.models import PRESETS
 from digitlab.train import task_size
 

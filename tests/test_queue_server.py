@@ -11,10 +11,10 @@ from multiprocessing import AuthenticationError
 from pathlib import Path
 
 import pytest
+from digitlab.jobs import JobRefused
 
 from digitlab import queue_server
 from digitlab.data import DATASETS, DataError, load_mnist
-from digitlab.jobs import JobRefused
 from digitlab.models import PRESETS
 from digitlab.queue_server import RemoteQueue
 

@@ -15,11 +15,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import local_ray  # noqa: E402
+from digitlab.worker import run_job
 from localhost import free_port  # noqa: E402
 
 from digitlab.models import PRESETS
 from digitlab.store import ModelStore
-from digitlab.worker import run_job
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ last), its seconds count everything (the test pass and start-up too).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
@@ -57,6 +58,17 @@ def run_job(spec: JobSpec, data, steering: Steering, emit: Callable, publish: bo
 
     if data.fingerprint() != spec.fingerprint:
         return Finished.failed(job, "the data on disk changed since the page loaded it; reload the page and train again")
+
+    if spec.kind == "lr_find":  # the learning-rate finder's sweep: a hundred batches, nothing stored
+        from ..lr_find import lr_find
+        from ..train import ConfigError
+
+        try:
+            found = lr_find(config, data)
+        except ConfigError as e:
+            return Finished.failed(job, f"cannot sweep with these settings: {e}")
+        return finished(DONE, f"swept the learning rate over {len(found.lrs)} batches",
+                        result=dataclasses.asdict(found))
 
     if spec.kind == "finetune":  # the class's drawings: fine-tune the stored model on them (finetune.run_job)
         from .. import finetune

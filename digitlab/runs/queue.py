@@ -26,65 +26,22 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..data import MNIST
+from ..lr_find import STEPS as SWEEP_STEPS
 from ..models import TrainConfig
 from ..store import ModelStore, StoreError
-from ..train import Event, task_size
+from ..train import task_size
 from .estimate import START_S, Estimates, OverLimit
 from .interface import FINISHED, QUEUED, RUNNING, STUDENT_PAUSE_S, JobRefused, Snapshot, TrainingQueue, steerable_by
+from .job import Job
 from .runner import Runner
 from .spec import CANCELLED, DONE, FAILED, EpochDone, Finished, JobSpec, Progress, Started, StepReport, Watch
-from .steering import Steering
 
-MAX_BATCH_POINTS = 4000  # loss-per-batch points kept for the live chart
 KEEP_FINISHED = 200  # finished jobs remembered for the pages; older ones are pruned
 DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
 IDLE = object()  # what _next_job returns when no run came within the runner's idle time
 WARM = object()  # what _next_job returns when a page has asked for a runner to get ready ahead of its first run
-STEPS_KEPT = 20  # the single steps of a run the pages can show
-
-
-@dataclass(eq=False)
-class Job:
-    id: str
-    config: TrainConfig
-    owner: str
-    data: MNIST
-    n_images: int
-    continue_from: str = ""
-    state: str = QUEUED
-    last: Event | None = None
-    history: list = field(default_factory=list)
-    batch_losses: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))
-    batch_accuracies: deque = field(default_factory=lambda: deque(maxlen=MAX_BATCH_POINTS))
-    error: str = ""
-    model_id: str = ""
-    message: str = "waiting for its turn"
-    submitted: float = field(default_factory=time.time)
-    started: float = 0.0
-    ended: float = 0.0
-    reused: bool = False
-    compute_seconds: float = 0.0
-    version: int = 0
-    watchers: set = field(default_factory=set)
-    paused_by: str = ""  # "teacher" or "starter" while paused
-    pauses: int = 0  # counts pauses: a student's pause that lapses ends only the pause it was set for
-    watch: dict | None = None  # the latest live picture (Watch.picture())
-    steps: deque = field(default_factory=lambda: deque(maxlen=STEPS_KEPT))  # StepReport.report() of each single step
-    watch_version: int = 0
-    finetune: dict | None = None  # a fine-tuning of continue_from on the class's drawings (finetune.pack), until it ends
-    result: dict | None = None  # what the Finished message said of it (finetune.summary)
-    steering: Steering = field(default_factory=Steering)  # pause, steps, cancel: followed wherever it trains
-
-    @property
-    def paused(self) -> bool:
-        return self.steering.paused.is_set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self.steering.cancelled.is_set()
 
 
 class _Slot:
@@ -120,12 +77,13 @@ class JobQueue(TrainingQueue):
     # ------------------------------------------------------------ the API pages use
 
     def submit(self, config: TrainConfig, data: MNIST, owner: str = "", *, continue_from: str = "",
-               fresh: bool = False, limited: bool = False, finetune: dict | None = None) -> Snapshot:
+               fresh: bool = False, limited: bool = False, finetune: dict | None = None, kind: str = "train") -> Snapshot:
         """Queue a run; an identical run already queued or running is joined, one already stored is answered
         from the store (unless ``fresh``: train it again, live, as a new model).
 
         With ``finetune`` (the class's drawings, finetune.pack), the stored ``continue_from`` is fine-tuned on them
-        instead (``config``: its recipe, epochs as fine-tuning runs them), queued like any run.
+        instead (``config``: its recipe, epochs as fine-tuning runs them), queued like any run. ``kind="lr_find"``:
+        the learning-rate finder's sweep of ``config`` (its curve in the snapshot's ``result``; nothing stored).
 
         Raises JobRefused, with a message for the page, when the model folder cannot be written, when a
         ``limited`` run (a student's, from a page) is estimated to cost more than the class's limit, or when
@@ -135,14 +93,16 @@ class JobQueue(TrainingQueue):
             self.store.check_writable()  # before anyone waits minutes for a run that cannot be saved
         except StoreError as e:
             raise JobRefused(f"Training is off for now: {e}") from None
-        stored = None if continue_from or fresh else self.store.find(config, data.fingerprint())  # outside the lock
-        n_images = len(finetune["labels"]) if finetune else task_size(data, config)  # from the labels: no image copied
+        kind = "finetune" if finetune else kind
+        stored = None if continue_from or fresh or kind != "train" else self.store.find(config, data.fingerprint())
+        n_images = (len(finetune["labels"]) if finetune  # from the labels: no image copied
+                    else SWEEP_STEPS * config.batch_size if kind == "lr_find" else task_size(data, config))
         self.estimates.learn_from_store(self.store)
         with self._cond:
             if not continue_from:
                 for job in self._jobs.values():
                     if (job.state in (QUEUED, RUNNING) and not job.continue_from and job.config.key() == config.key()
-                            and job.data.fingerprint() == data.fingerprint()):
+                            and job.kind == kind and job.data.fingerprint() == data.fingerprint()):
                         if owner:
                             job.watchers.add(owner)
                             job.version += 1
@@ -162,7 +122,8 @@ class JobQueue(TrainingQueue):
                     f"You already have a run waiting ({mine[0].config.title}, number {ahead} in line). "
                     "Stop it, or wait until it starts, before you queue another."
                 )
-            job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from, finetune=finetune)
+            job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from, finetune=finetune,
+                      kind=kind)
             if owner:
                 job.watchers.add(owner)
             self._jobs[job.id] = job
@@ -418,7 +379,7 @@ class JobQueue(TrainingQueue):
             if job is WARM:
                 runner.warm(self._warm_data)
                 continue
-            spec = JobSpec.of(job.id, job.config, job.data, self.store, job.continue_from, job.finetune)
+            spec = JobSpec.of(job.id, job.config, job.data, self.store, job.continue_from, job.finetune, job.kind)
             try:
                 runner.run(spec, job.data, job.steering, lambda message, job=job: self._on_message(job, message))
             except Exception as e:  # a bug in a runner: the job says so, the slot goes on
@@ -491,7 +452,7 @@ class JobQueue(TrainingQueue):
                 job.result = msg.result
                 job.watch, job.watch_version = None, job.watch_version + 1  # a finished run shows its model instead
                 job.steps.clear()
-                if msg.state in (DONE, CANCELLED) and job.history and not job.finetune:
+                if msg.state in (DONE, CANCELLED) and job.history and job.kind == "train":
                     ran_out = msg.state == DONE and not job.continue_from and job.pauses == 0
                     self.estimates.measured(job.config, job.history[-1]["images_per_s"],
                                             time.time() - job.started if ran_out else None, job.n_images)

@@ -3,7 +3,8 @@ and turned into bytes (JSON lines) here, whichever road the run takes (the train
 queue server).
 
 A spec names everything a runner needs: the config, where the data is and its fingerprint, the store, and what
-kind of run it is (``train``, a fine-tuning on the class's drawings: ``finetune``). A run answers with ``Started``
+kind of run it is: ``train``, ``finetune`` (a stored model on the class's drawings) or ``lr_find`` (the
+learning-rate finder's sweep: nothing stored, its curve in the Finished's result). A run answers with ``Started``
 (the history it continues), ``Progress`` (about four times a second), ``EpochDone``, ``Watch`` (the live pictures),
 ``StepReport`` (one single step) and, last, exactly one ``Finished`` (done, cancelled or failed).
 """
@@ -31,17 +32,16 @@ class JobSpec:
     store: str = ""  # the model store's folder
     continue_from: str = ""  # a stored model to continue (one more epoch) or fine-tune
     finetune: dict | None = None  # the class's drawings (finetune.pack): fine-tune continue_from on them
-
-    @property
-    def kind(self) -> str:
-        return "finetune" if self.finetune else "train"
+    kind: str = "train"  # "train", "finetune" or "lr_find"
 
     @classmethod
-    def of(cls, job: str, config, data, store="", continue_from: str = "", finetune: dict | None = None) -> JobSpec:
+    def of(cls, job: str, config, data, store="", continue_from: str = "", finetune: dict | None = None,
+           kind: str = "train") -> JobSpec:
         """The one way a spec is made: from a TrainConfig, the loaded dataset and the store (or its folder)."""
         root = getattr(store, "root", store)
         return cls(job, config.to_dict(), data.source.path, data.source.dataset, data.fingerprint(),
-                   str(root.resolve()) if hasattr(root, "resolve") else str(root), continue_from, finetune)
+                   str(root.resolve()) if hasattr(root, "resolve") else str(root), continue_from, finetune,
+                   "finetune" if finetune else kind)
 
     def with_store(self, store: str) -> JobSpec:
         return dataclasses.replace(self, store=str(store))
@@ -120,7 +120,7 @@ class Finished:
     model_id: str = ""
     compute_seconds: float = 0.0
     wall_seconds: float = 0.0
-    result: dict | None = None  # a fine-tuning's numbers (finetune.summary)
+    result: dict | None = None  # a fine-tuning's numbers (finetune.summary), a sweep's curve (lr_find.LRFinding)
 
     @classmethod
     def failed(cls, job: str, message: str, error: str = "") -> Finished:

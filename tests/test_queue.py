@@ -309,3 +309,11 @@ def test_an_unwritable_model_folder_refuses_the_run_before_it_is_queued(mnist, t
         assert queue.jobs() == [] and queue.worker_pids() == []
     finally:
         queue.close()
+
+
+def test_a_spec_names_the_store_it_was_given_as_a_folder_or_a_store(mnist, store, tmp_path):
+    assert JobSpec.of("j", SMALL_MLP, mnist, tmp_path).store == str(tmp_path.resolve())
+    assert JobSpec.of("j", SMALL_MLP, mnist, str(tmp_path)).store == str(tmp_path.resolve())
+    assert JobSpec.of("j", SMALL_MLP, mnist, store).store == str(store.root.resolve())
+    spec = JobSpec.of("j", SMALL_MLP, mnist, store, kind="lr_find")
+    assert (spec.kind, spec.data_dir, spec.fingerprint) == ("lr_find", mnist.source.path, mnist.fingerprint())

@@ -11,9 +11,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from digitlab import data as data_mod
+from digitlab import serve
 
 # ---------------------------------------------------------------- data
 
@@ -71,78 +73,20 @@ def cmd_data_make_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def template(name: str) -> str:
+    """A text shipped as package data in digitlab/templates/ (listed in pyproject.toml)."""
+    return resources.files("digitlab").joinpath("templates", name).read_text(encoding="utf-8")
+
+
 def sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace) -> str:
-    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/)."""
+    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/), and the MIT
+    licence for Fashion-MNIST's: templates/sample-readme-<mnist|fashion>.md filled in."""
     files = "\n".join(f"- `{n}`: {s:,} bytes" for n, s in sizes.items())
-    if full.spec.key == "fashion":
-        return fashion_sample_readme(full, sizes, args, files)
-    return f"""# The bundled MNIST sample
-
-A stratified sample of MNIST that ships inside the package, so DigitLab works with no network and no data folder.
-The app uses it only when no full MNIST is found (DIGITLAB_DATA_DIR, the local data folder, or a download); every
-page then says so and offers to fetch the full set.
-
-- {args.train_per_digit} training and {args.test_per_digit} test images of each digit, drawn at random
-  (seed {args.seed}) from the official train and test splits, kept in MNIST's own order.
-- Same IDX format as the originals, gzip-compressed.
-- Made from full MNIST with fingerprint `{full.fingerprint()}` by:
-  `python -m digitlab data make-sample --seed {args.seed} --train-per-digit {args.train_per_digit} \
---test-per-digit {args.test_per_digit}`
-
-{files}
-
-## Credit and license
-
-MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges
-(http://yann.lecun.com/exdb/mnist/), made available under the
-Creative Commons Attribution-Share Alike 3.0 license (CC BY-SA 3.0). This sample is a derivative of it
-and is shared under the same license.
-"""
-
-
-def fashion_sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace, files: str) -> str:
-    """Provenance and the MIT licence for the files shipped in digitlab/sample-fashion/."""
-    return f"""# The bundled Fashion-MNIST sample
-
-A stratified sample of Fashion-MNIST that ships inside the package, so the Fashion-MNIST stages work with no
-network and no data folder. The app uses it only when no full Fashion-MNIST is found (DIGITLAB_FASHION_DIR,
-Debian's `dataset-fashion-mnist` package, the local data folder, or a download); every page then says so.
-
-- {args.train_per_digit} training and {args.test_per_digit} test images of each class, drawn at random (seed {args.seed}) from the official train and test
-  splits, kept in Fashion-MNIST's own order.
-- Same IDX format as the originals, gzip-compressed: {sum(sizes.values()) / 1e6:.2f} MB in all.
-- Made from the full Fashion-MNIST with fingerprint `{full.fingerprint()}`
-  (content md5s as in `digitlab.data.FASHION_MD5`) by:
-  `python -m digitlab data make-sample --dataset fashion --seed {args.seed} --train-per-digit {args.train_per_digit} \
---test-per-digit {args.test_per_digit}`
-
-{files}
-
-## Credit and license
-
-Fashion-MNIST is by Zalando Research: Han Xiao, Kashif Rasul and Roland Vollgraf, "Fashion-MNIST: a Novel
-Image Dataset for Benchmarking Machine Learning Algorithms", arXiv:1708.07747
-(https://github.com/zalandoresearch/fashion-mnist). It is released under the MIT License:
-
-{FASHION_LICENSE}"""
-
-
-FASHION_LICENSE = """Copyright (c) 2017 Zalando SE
-
-Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
-documentation files (the "Software"), to deal in the Software without restriction, including without limitation
-the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and
-to permit persons to whom the Software is furnished to do so, subject to the following conditions:
-
-The above copyright notice and this permission notice shall be included in all copies or substantial portions of
-the Software.
-
-THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
-THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF
-CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-IN THE SOFTWARE.
-"""
+    fashion = full.spec.key == "fashion"
+    return template(f"sample-readme-{'fashion' if fashion else 'mnist'}.md").format(
+        train_per_digit=args.train_per_digit, test_per_digit=args.test_per_digit, seed=args.seed,
+        fingerprint=full.fingerprint(), files=files, megabytes=sum(sizes.values()) / 1e6,
+        license=template("fashion-mnist-license.txt") if fashion else "")
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -372,42 +316,19 @@ def add_lr_find_commands(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- serve
 
 
-def laptop_names() -> list[str]:
-    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
-    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
-    import socket
-
-    host = socket.gethostname()
-    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
-    try:
-        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
-    except OSError:  # no name service: the names above will do
-        pass
-    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            names.append(s.getsockname()[0])
-    except OSError:
-        pass
-    names += [n.strip() for n in os.environ.get("DIGITLAB_ALLOWED_HOSTS", "").split(",")]
-    return [n for n in dict.fromkeys(names) if n]
-
-
 def serve_command(room: bool, port: int) -> list[str]:
     """``streamlit run app.py`` for this laptop only, or with ``room`` for the room's network, accepting only the
     laptop's own names in the Host header."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve().parent.parent / "app.py"),
            "--server.address", "0.0.0.0" if room else "127.0.0.1", "--server.port", str(port)]
-    for name in laptop_names():
+    for name in serve.laptop_names():
         cmd += ["--server.allowedHosts", name]
     return cmd
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.web:  # a school's server: N web processes behind HAProxy, one address
-        from . import serve
-
-        return serve.run(args.web, args.port, args.room, laptop_names() if args.room else ())
+        return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else ())
     cmd = serve_command(args.room, args.port)
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"

@@ -221,7 +221,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digitlab import evaluate as ev
+    from digitlab import metrics
     from digitlab.store import ModelStore, StoreError
 
     store = ModelStore()
@@ -242,14 +242,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"{data_mod.dataset_spec(args.dataset).title}: its answers are {dataset} classes", file=sys.stderr)
         return 2
     data = data_mod.load_dataset(dataset, allow_download=False if args.offline else None, progress=_progress_bar)
-    pred = ev.predict(model, info.config, data)
-    cm = ev.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
+    pred = metrics.predict(model, info.config, data)
+    cm = metrics.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
     print(f"model: {info.id} ({info.config.title}, {info.config.preset})")
     print(f"data: {data.source.label}")
     print(f"test accuracy: {pred.accuracy:.2%} on {len(pred.targets):,} test images")
     w = max(5, *(len(c) for c in pred.class_names))  # "Ankle boot" is wider than a digit
     print(f"{'class':>{w}} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
-    for row in ev.per_class_scores(cm, pred.class_names):
+    for row in metrics.per_class_scores(cm, pred.class_names):
         print(f"{row['class']:>{w}} {row['precision']:>9.2%} {row['recall']:>7.2%} {row['F1']:>6.3f} "
               f"{row['test images']:>7,}")
     print("confusion matrix (rows: true class, columns: predicted):")

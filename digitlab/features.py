@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DATASETS, MNIST, plural, to_float
-from .evaluate import stored_accuracy, task_test_set
+from .metrics import task_test_set
 from .models import ModelInfo, TrainConfig, build_model, layer_row, trace_layers
+from .ranking import stored_accuracy
 from .train import predict_proba, prepare
 
 MAP_LAYERS = (nn.Conv2d, nn.MaxPool2d)  # the layers whose outputs are stacks of 2-D maps worth drawing

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import evaluate, features, train, ui, viz
+from digitlab import features, train, ui, viz
 from digitlab.data import MNIST
 from digitlab.jobs import duration_text
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters, preset_for
@@ -102,7 +102,7 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {data.classes[label]}", height=280), key="cnn_image")
     ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
                                       height=280), key="cnn_probs")
-    c2.caption(evaluate.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
+    c2.caption(ui.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
     first_filters(model)
     feature_maps(model, info.config, image)
     ui.conv_arithmetic(model, info.config, image, key="cnn_conv")

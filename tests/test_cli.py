@@ -44,16 +44,16 @@ def test_data_fetch_failure_is_a_message(tmp_path):
 
 
 def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained):
-    from digitlab import evaluate as ev
+    from digitlab import metrics
     from digitlab.store import ModelStore
 
     info = trained["mlp"]
     out = _run("evaluate", info.id)
     assert out.returncode == 0, out.stderr
     model, _ = ModelStore().load(info.id)
-    pred = ev.predict(model, info.config, mnist)
+    pred = metrics.predict(model, info.config, mnist)
     assert f"test accuracy: {pred.accuracy:.2%} on 10,000 test images" in out.stdout
-    cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
+    cm = metrics.confusion_matrix(pred.targets, pred.predicted, 10)
     assert "    7 " + " ".join(f"{v:>5}" for v in cm[7].tolist()) in out.stdout  # the 7s' row, as counted
 
     missing = _run("evaluate", "no-such-model")
@@ -203,4 +203,4 @@ def test_pip_install_ships_the_cli_templates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"digitlab/templates/sample-readme-mnist.md", "digitlab/templates/sample-readme-fashion.md",
             "digitlab/templates/fashion-mnist-license.txt", "digitlab/sample/README.md",
-            "digitlab/sample-fashion/README.md", "digitlab/cli.py"} <= names
+            "digitlab/sample-fashion/README.md", "digitlab/metrics.py"} <= names

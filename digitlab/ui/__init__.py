@@ -11,6 +11,8 @@
 - lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
+- evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
+  confidence_note for every page that shows a model's "% sure"
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -19,6 +21,7 @@ from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .conv import conv_arithmetic
+from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
     ROOT,
@@ -100,5 +103,5 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "lr_finder", "conv_arithmetic", "confidence_note", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

@@ -45,7 +45,7 @@ def model_robustness(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNI
 
 
 def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST, layer: str, method: str, n: int):
-    """The 2-D map of ``n`` test images at ``layer`` (an evaluate.Embedding): from the analysis, or computed once;
+    """The 2-D map of ``n`` test images at ``layer`` (an embeddings.Embedding): from the analysis, or computed once;
     None, with a message, where that map cannot be drawn."""
     found = model_analysis(model, info, data)
     if found is None:

@@ -13,9 +13,9 @@ import streamlit as st
 import torch
 
 from .. import viz
-from ..evaluate import task_test_set
 from ..jobs import STUDENT_PAUSE_S, Snapshot, duration_text, steerable_by
 from ..live import WATCH_DIGITS, unpack, watch_digits
+from ..metrics import task_test_set
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
 

@@ -31,7 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import embeddings, features, metrics, robustness
+from . import embeddings, metrics, robustness, untrained
 from .data import MNIST
 from .store import ModelStore, StoreError
 
@@ -100,7 +100,7 @@ def compute(store: ModelStore, model_id: str, data: MNIST, model: nn.Module) -> 
     info = store.info(model_id)
     config = info.config
     pred = metrics.predict(model, config, data)
-    start = features.initial_model(config)
+    start = untrained.initial_model(config)
     before = metrics.predict(start, config, data).accuracy
     parts = _embedding_parts(embeddings.embedding(model, config, data, embeddings.RAW, "pca", EMBED_N), EMBED_N)
     if (held_out := metrics.predict_held_out(model, config, data)) is not None:

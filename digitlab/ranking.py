@@ -1,5 +1,6 @@
 """Which stored models a page shows first: the leaderboard's order, the best of each kind, a picker's order,
-a heading for each model, and each kind's best on MNIST beside Fashion-MNIST."""
+the stages' order side by side (linear, MLP, CNN), a heading for each model, and each kind's best on MNIST beside
+Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -77,3 +78,20 @@ def display_names(infos: list[ModelInfo]) -> dict[str, str]:
 def other_model(infos: list[ModelInfo], first_id: str | None) -> str | None:
     """The model a comparison starts on: the newest one that is not the first."""
     return next((i.id for i in infos if i.id != first_id), None)
+
+
+_KIND_ORDER = {"linear": 0, "mlp": 1, "cnn": 2}
+
+
+def side_by_side(infos: list[ModelInfo], best_only: bool = False) -> list[ModelInfo]:
+    """Stored models in the order the stages go: linear first, then MLPs, then CNNs, best first within each.
+
+    ``best_only`` keeps the best of each kind (and task: the linear model answers only "3 or 7?").
+    """
+    ordered = sorted(infos, key=lambda i: (_KIND_ORDER.get(i.config.kind, 9), i.config.task, -stored_accuracy(i)))
+    if not best_only:
+        return ordered
+    best: dict[tuple[str, str], ModelInfo] = {}
+    for i in ordered:
+        best.setdefault((i.config.kind, i.config.task), i)
+    return list(best.values())

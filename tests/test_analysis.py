@@ -15,8 +15,7 @@ import torch
 from pagetools import metrics, open_page
 from safetensors.torch import save as st_save
 
-from digitlab import analysis, embeddings, robustness
-from digitlab import features as ft
+from digitlab import analysis, embeddings, robustness, untrained
 from digitlab.metrics import predict
 from digitlab.store import ModelStore
 
@@ -61,7 +60,7 @@ def test_ensure_computes_once_and_then_loads_from_disk(mnist, own, computed):
     pred = predict(model, info.config, mnist)
     assert torch.equal(first.predictions.probs, pred.probs) and torch.equal(first.predictions.index, pred.index)
     assert first.predictions.accuracy == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
-    assert first.accuracy_before == pytest.approx(ft.accuracy(ft.initial_model(info.config), info.config, mnist))
+    assert first.accuracy_before == pytest.approx(untrained.accuracy(untrained.initial_model(info.config), info.config, mnist))
     assert first.robustness(analysis.ROBUST_N) is None  # the costly part comes with complete()
     raw = first.embedding(embeddings.RAW, "pca", analysis.EMBED_N)
     assert raw.coords.shape == (analysis.EMBED_N, 2) and raw.dims == 784

@@ -11,6 +11,7 @@
 - lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
+- notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
   confidence_note for every page that shows a model's "% sure"
 
@@ -42,6 +43,15 @@ from .frame import (
 )
 from .links import LinkedPage, ViewPage, restore_setup, restore_view, share_setup, share_view
 from .lr_finder import lr_finder
+from .notes import (
+    before_after_note,
+    firing_note,
+    output_note,
+    pair_note,
+    pair_weights_note,
+    saliency_note,
+    share_of_start,
+)
 from .pickers import (
     choose_models,
     class_pair_picker,
@@ -103,5 +113,6 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "confidence_note", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "pair_weights_note", "saliency_note", "share_of_start", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from .. import analysis, features
+from .. import analysis, untrained
 from .. import data as data_mod
 from ..models import ModelInfo, TrainConfig
 from ..store import ModelStore, StoreError
@@ -62,5 +62,5 @@ def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIS
 
 
 def initial_model(config: TrainConfig) -> torch.nn.Module:
-    """The run's untrained start (features.initial_model), built once per config for every session."""
-    return shared_figure(("initial model", config.key()), features.initial_model, config)
+    """The run's untrained start (untrained.initial_model), built once per config for every session."""
+    return shared_figure(("initial model", config.key()), untrained.initial_model, config)

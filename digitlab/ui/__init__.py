@@ -12,6 +12,7 @@
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
+- run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
   confidence_note for every page that shows a model's "% sure"
 
@@ -82,6 +83,7 @@ from .resources import (
     shared_figure,
     stored_models,
 )
+from .run_words import how_fit_trains, trained_caption
 from .teacher import (
     teacher_drawings,
     teacher_limits,
@@ -114,5 +116,5 @@ __all__ = [
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
-    "pair_weights_note", "saliency_note", "share_of_start", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

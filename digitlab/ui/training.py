@@ -13,11 +13,12 @@ import streamlit as st
 from .. import data as data_mod
 from .. import viz
 from ..jobs import JobRefused, Snapshot, duration_text
-from ..lessons import LR_OPTIONS, run_label, run_verdict
+from ..lessons import LR_OPTIONS
 from ..models import PRESET_HELP, PRESETS, TrainConfig, preset_for
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
+from .run_words import run_label, run_verdict
 from .watch import steering, watch_it_learn
 
 LIVE_EVERY_S = 1.0  # the live panel's redraw: the worker reports every 0.25 s, and its pictures about every second

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import embeddings, metrics, ranking, robustness, ui, viz
+from digitlab import embeddings, metrics, ranking, robustness, ui, viz, viz_evaluate
 from digitlab.ui import evaluation as words
 
 PERCENT = st.column_config.NumberColumn(format="percent")
@@ -30,7 +30,7 @@ def confusion_section(chosen, names) -> None:
         cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            event = ui.chart(st, ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
+            event = ui.chart(st, ui.shared_figure(("cm", sha), viz_evaluate.confusion_heatmap, cm, labels), key=f"cm_{k}",
                                  on_select="rerun", selection_mode="points")
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
@@ -84,7 +84,7 @@ def calibration_section(chosen, names) -> None:
     ui.glossary("calibration", "temperature scaling", "label smoothing", "softmax", "logit")
     found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), metrics.calibrate, f.predictions, f.held_out)
              for _, i, f in chosen}
-    ui.chart(st, viz.reliability_diagram({n: c.before for n, c in found.items()},
+    ui.chart(st, viz_evaluate.reliability_diagram({n: c.before for n, c in found.items()},
                                          {n: c.after for n, c in found.items()}), key="reliability")
     st.dataframe(pd.DataFrame(words.calibration_rows(found)), hide_index=True, key="calibration_table",
                  column_config=dict.fromkeys(["ECE as trained", "ECE after temperature scaling"], PERCENT))
@@ -109,7 +109,7 @@ def threshold_section(chosen, names) -> None:
         st.dataframe(pd.DataFrame(words.threshold_rows(results)), hide_index=True, key="threshold_table",
                      column_config=dict.fromkeys(["coverage", "accuracy on those", "accuracy on all"], PERCENT))
     curves = {name: metrics.coverage_curve(pred) for name, pred in preds.items()}
-    ui.chart(st, viz.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
+    ui.chart(st, viz_evaluate.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
     ui.show_code(metrics.at_threshold)
 
 
@@ -121,7 +121,7 @@ def robustness_section(chosen, names) -> None:
                                   height_per_row=110, zmax=255), key="robust_examples")
     results = {names[info.id]: ui.model_robustness(model, info, data, n) for model, info, _ in chosen}
     which = ("robust", n, *((names[info.id], found.weights_sha256) for _, info, found in chosen))
-    ui.chart(st, ui.shared_figure(which, viz.robustness_curves, results, robustness.AXIS_TITLES), key="robust_curves")
+    ui.chart(st, ui.shared_figure(which, viz_evaluate.robustness_curves, results, robustness.AXIS_TITLES), key="robust_curves")
     with st.expander("The numbers"):
         st.dataframe(pd.DataFrame(words.robustness_rows(results)), hide_index=True, key="robust_table")
     ui.show_code(robustness.rotate, robustness.shift, robustness.add_noise, robustness.thicken)
@@ -145,7 +145,7 @@ def embedding_section(chosen, names) -> None:
         return
     positions, predicted = pred.index[emb.rows].numpy(), [pred.class_names[int(p)] for p in pred.predicted[emb.rows]]
     left, right = st.columns([3, 1])
-    fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz.embedding_map, emb.coords,
+    fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz_evaluate.embedding_map, emb.coords,
                            emb.targets, pred.class_names, positions, predicted, title=words.map_title(model, emb))
     event = ui.chart(left, fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
                            selection_mode="points")

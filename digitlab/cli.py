@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from digitlab import data as data_mod
-from digitlab import serve
+from digitlab import serve, settings
+from digitlab.config import FIELDS
 
 # ---------------------------------------------------------------- data
 
@@ -130,8 +131,23 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def dataset_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=list(data_mod.DATASETS), default="mnist",
-                        help="mnist (handwritten digits, the default) or fashion (Fashion-MNIST)")
+    parser.add_argument("--dataset", choices=FIELDS["dataset"].choices, default="mnist",
+                        help=FIELDS["dataset"].meaning + " (default: mnist)")
+
+
+def schema_option(parser: argparse.ArgumentParser, flag: str, name: str) -> None:
+    """An option that sets config field ``name``: read and checked by the config's schema (config.FIELDS), so a value
+    outside its bounds is refused here with the message a page or a link gives."""
+    field = FIELDS[name]
+
+    def parse(text: str):
+        try:
+            return field.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parser.add_argument(flag, type=parse, default=None, metavar=name.upper(),
+                        help=f"{field.meaning}: {field.bounds} (default: the preset's)")
 
 
 # ---------------------------------------------------------------- train, models
@@ -261,21 +277,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model with a progress bar and save it to the model store")
-    train.add_argument("kind", choices=["linear", "mlp", "cnn"])
+    train.add_argument("kind", choices=FIELDS["kind"].choices, help=FIELDS["kind"].meaning)
     dataset_flag(train)
     train.add_argument("--preset", default=None, help="a preset of that kind (default: the tutorial's)")
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None)
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--train-limit", type=int, default=None, help="train on a subset of this many images")
-    train.add_argument("--seed", type=int, default=None)
+    for flag, name in (("--epochs", "epochs"), ("--lr", "lr"), ("--batch-size", "batch_size"),
+                       ("--train-limit", "train_limit"), ("--seed", "seed")):
+        schema_option(train, flag, name)
     train.add_argument("--offline", action="store_true", help="never download")
     train.set_defaults(func=cmd_train)
     models = sub.add_parser("models", help="list the trained models in the store (DIGITLAB_MODEL_DIR)")
     models.set_defaults(func=cmd_models)
     evaluate = sub.add_parser("evaluate", help="score a stored model on the test set: accuracy, per class, confusion")
     evaluate.add_argument("model", nargs="?", default=None, help="a model id from 'models' (default: the newest)")
-    evaluate.add_argument("--dataset", choices=list(data_mod.DATASETS), default=None,
+    evaluate.add_argument("--dataset", choices=FIELDS["dataset"].choices, default=None,
                           help="only models of this dataset (default: any; a model is scored on its own dataset)")
     evaluate.add_argument("--offline", action="store_true", help="never download")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -333,7 +347,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"
     print(f"DigitLab on {where}, port {args.port}; accepted names: {', '.join(names)}")
-    if not os.environ.get("DIGITLAB_TEACHER_KEY"):
+    if not settings.is_set("DIGITLAB_TEACHER_KEY"):
         print("no DIGITLAB_TEACHER_KEY set: nobody can manage the class from a browser (see the README)")
     sys.stdout.flush()  # exec replaces the process: what is still buffered would be lost
     os.execv(cmd[0], cmd)  # the server takes this process's place: Ctrl+C stops it as before

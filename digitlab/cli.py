@@ -168,14 +168,15 @@ def preset_named(kind: str, preset: str | None) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """One run, trained here as the class's worker trains it (worker.run_job): the same records, save and analysis."""
-    import threading
-
+    """One run, trained here through the in-process runner: the same run, records, save and analysis as the
+    class's training process makes."""
     from tqdm import tqdm
 
     from digitlab.models import preset_for
+    from digitlab.runs.runners.inline import InlineRunner
+    from digitlab.runs.spec import EpochDone, Finished, JobSpec, Progress
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import run_job
 
     name = preset_named(args.kind, args.preset)
     if name is None:
@@ -188,33 +189,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = data_mod.load_dataset(args.dataset, allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
-    bar = None
+    bar, result = None, None
 
-    def show(msg: dict) -> None:
-        nonlocal bar
-        if msg["type"] == "progress" and msg["event"]["kind"] == "batch":
-            ev = msg["event"]
+    def show(msg) -> None:
+        nonlocal bar, result
+        if isinstance(msg, Progress) and msg.event.kind == "batch":
+            ev = msg.event
             if bar is None:
-                bar = tqdm(total=ev["n_batches"], desc=f"epoch {ev['epoch']}/{ev['epochs']}", unit="batch", leave=False)
-            bar.n = ev["batch"]
-            bar.set_postfix(loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:,.0f}")
-        elif msg["type"] == "epoch":
+                bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False)
+            bar.n = ev.batch
+            bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
+        elif isinstance(msg, EpochDone):
             if bar is not None:
                 bar.close()
                 bar = None
-            r = msg["record"]
+            r = msg.record
             print(f"epoch {r['epoch']}/{config.epochs}: test accuracy {r['test_accuracy']:.2%}, "
                   f"test loss {r['test_loss']:.4f}, {r['images_per_s']:,.0f} images/s, {r['seconds']:.1f} s")
+        elif isinstance(msg, Finished):
+            result = msg
 
-    spec = {"job": "cli", "config": config.to_dict(), "continue_from": "", "data_dir": data.source.path,
-            "fingerprint": data.fingerprint(), "store": str(store.root)}
-    result = run_job(spec, show, threading.Event(), {data.source.path: data})
+    InlineRunner(publish=False, analyse="all").run(JobSpec.of("cli", config, data, store), data, Steering(), show)
     if bar is not None:
         bar.close()
-    if result["state"] != "done":
-        print(f"error: {result['error'] or result['message']}", file=sys.stderr)
+    if result.state != "done":
+        print(f"error: {result.error or result.message}", file=sys.stderr)
         return 1
-    print(f"saved {result['model_id']} in {store.root}")
+    print(f"saved {result.model_id} in {store.root}")
     return 0
 
 

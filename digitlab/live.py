@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from .data import MNIST
-from .evaluate import task_test_set
 from .features import first_filters, first_layer, weight_images
+from .metrics import task_test_set
 from .models import TrainConfig
 from .runs.spec import Watch
 from .train import batch_accuracy, predict_proba

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import data as data_mod
+from .. import settings
 from ..train import device_label
 from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper
 from .text import duration_text, status
@@ -215,7 +215,7 @@ def skipped_reason(reason: str, title: str = "MNIST") -> str:
     """Why a data source was not used, as the page says it now: the web app never downloads on its own (the Fetch
     button does), so a download not tried points at the button, unless DIGITLAB_OFFLINE is set."""
     if reason.startswith(("download: not tried", "download: switched off")):
-        if os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes"):
+        if settings.get("DIGITLAB_OFFLINE"):
             return "download: switched off (DIGITLAB_OFFLINE)"
         return f"download: not done automatically by the web app; use **Fetch full {title}** above to download it"
     return reason

@@ -13,8 +13,8 @@ import streamlit as st
 import torch
 
 from .. import viz
-from ..evaluate import task_test_set
 from ..live import WATCH_DIGITS, unpack, watch_digits
+from ..metrics import task_test_set
 from ..runs.interface import STUDENT_PAUSE_S, Snapshot, steerable_by
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure

@@ -14,7 +14,8 @@
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
-  confidence_note for every page that shows a model's "% sure"
+  confidence_note for every page that shows a model's "% sure". The Evaluate page reads this module whole (as
+  ``words``); its other names are not re-exported
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """

@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from digitlab import data as data_mod
-from digitlab import serve
+from digitlab import serve, settings
+from digitlab.config import FIELDS
 
 # ---------------------------------------------------------------- data
 
@@ -130,8 +131,23 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def dataset_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=list(data_mod.DATASETS), default="mnist",
-                        help="mnist (handwritten digits, the default) or fashion (Fashion-MNIST)")
+    parser.add_argument("--dataset", choices=FIELDS["dataset"].choices, default="mnist",
+                        help=FIELDS["dataset"].meaning + " (default: mnist)")
+
+
+def schema_option(parser: argparse.ArgumentParser, flag: str, name: str) -> None:
+    """An option that sets config field ``name``: read and checked by the config's schema (config.FIELDS), so a value
+    outside its bounds is refused here with the message a page or a link gives."""
+    field = FIELDS[name]
+
+    def parse(text: str):
+        try:
+            return field.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parser.add_argument(flag, type=parse, default=None, metavar=name.upper(),
+                        help=f"{field.meaning}: {field.bounds} (default: the preset's)")
 
 
 # ---------------------------------------------------------------- train, models
@@ -152,14 +168,15 @@ def preset_named(kind: str, preset: str | None) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """One run, trained here as the class's worker trains it (worker.run_job): the same records, save and analysis."""
-    import threading
-
+    """One run, trained here through the in-process runner: the same run, records, save and analysis as the
+    class's training process makes."""
     from tqdm import tqdm
 
     from digitlab.models import preset_for
+    from digitlab.runs.runners.inline import InlineRunner
+    from digitlab.runs.spec import EpochDone, Finished, JobSpec, Progress
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import run_job
 
     name = preset_named(args.kind, args.preset)
     if name is None:
@@ -172,33 +189,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = data_mod.load_dataset(args.dataset, allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
-    bar = None
+    bar, result = None, None
 
-    def show(msg: dict) -> None:
-        nonlocal bar
-        if msg["type"] == "progress" and msg["event"]["kind"] == "batch":
-            ev = msg["event"]
+    def show(msg) -> None:
+        nonlocal bar, result
+        if isinstance(msg, Progress) and msg.event.kind == "batch":
+            ev = msg.event
             if bar is None:
-                bar = tqdm(total=ev["n_batches"], desc=f"epoch {ev['epoch']}/{ev['epochs']}", unit="batch", leave=False)
-            bar.n = ev["batch"]
-            bar.set_postfix(loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:,.0f}")
-        elif msg["type"] == "epoch":
+                bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False)
+            bar.n = ev.batch
+            bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
+        elif isinstance(msg, EpochDone):
             if bar is not None:
                 bar.close()
                 bar = None
-            r = msg["record"]
+            r = msg.record
             print(f"epoch {r['epoch']}/{config.epochs}: test accuracy {r['test_accuracy']:.2%}, "
                   f"test loss {r['test_loss']:.4f}, {r['images_per_s']:,.0f} images/s, {r['seconds']:.1f} s")
+        elif isinstance(msg, Finished):
+            result = msg
 
-    spec = {"job": "cli", "config": config.to_dict(), "continue_from": "", "data_dir": data.source.path,
-            "fingerprint": data.fingerprint(), "store": str(store.root)}
-    result = run_job(spec, show, threading.Event(), {data.source.path: data})
+    InlineRunner(publish=False, analyse="all").run(JobSpec.of("cli", config, data, store), data, Steering(), show)
     if bar is not None:
         bar.close()
-    if result["state"] != "done":
-        print(f"error: {result['error'] or result['message']}", file=sys.stderr)
+    if result.state != "done":
+        print(f"error: {result.error or result.message}", file=sys.stderr)
         return 1
-    print(f"saved {result['model_id']} in {store.root}")
+    print(f"saved {result.model_id} in {store.root}")
     return 0
 
 
@@ -261,21 +278,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model with a progress bar and save it to the model store")
-    train.add_argument("kind", choices=["linear", "mlp", "cnn"])
+    train.add_argument("kind", choices=FIELDS["kind"].choices, help=FIELDS["kind"].meaning)
     dataset_flag(train)
     train.add_argument("--preset", default=None, help="a preset of that kind (default: the tutorial's)")
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None)
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--train-limit", type=int, default=None, help="train on a subset of this many images")
-    train.add_argument("--seed", type=int, default=None)
+    for flag, name in (("--epochs", "epochs"), ("--lr", "lr"), ("--batch-size", "batch_size"),
+                       ("--train-limit", "train_limit"), ("--seed", "seed")):
+        schema_option(train, flag, name)
     train.add_argument("--offline", action="store_true", help="never download")
     train.set_defaults(func=cmd_train)
     models = sub.add_parser("models", help="list the trained models in the store (DIGITLAB_MODEL_DIR)")
     models.set_defaults(func=cmd_models)
     evaluate = sub.add_parser("evaluate", help="score a stored model on the test set: accuracy, per class, confusion")
     evaluate.add_argument("model", nargs="?", default=None, help="a model id from 'models' (default: the newest)")
-    evaluate.add_argument("--dataset", choices=list(data_mod.DATASETS), default=None,
+    evaluate.add_argument("--dataset", choices=FIELDS["dataset"].choices, default=None,
                           help="only models of this dataset (default: any; a model is scored on its own dataset)")
     evaluate.add_argument("--offline", action="store_true", help="never download")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -333,7 +348,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"
     print(f"DigitLab on {where}, port {args.port}; accepted names: {', '.join(names)}")
-    if not os.environ.get("DIGITLAB_TEACHER_KEY"):
+    if not settings.is_set("DIGITLAB_TEACHER_KEY"):
         print("no DIGITLAB_TEACHER_KEY set: nobody can manage the class from a browser (see the README)")
     sys.stdout.flush()  # exec replaces the process: what is still buffered would be lost
     os.execv(cmd[0], cmd)  # the server takes this process's place: Ctrl+C stops it as before

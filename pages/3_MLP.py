@@ -4,11 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from digitlab import backprop, mlp_lessons, train, ui, viz
-from digitlab.data import MNIST, NORMALISATIONS
-from digitlab.models import ACTIVATIONS, SimpleNetScratch, TrainConfig, simple_net
+from digitlab.config import FIELDS
+from digitlab.data import MNIST
+from digitlab.models import SimpleNetScratch, TrainConfig, simple_net
 from digitlab.train import ConfigError, check_config
 
-OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
+OPTIMIZERS, NORMALISATIONS = FIELDS["optimizer"].labels, FIELDS["norm"].choices  # the options: the config's schema
 FORMS = {"nn": "nn.Sequential + torch.optim", "scratch": "by hand: w1, b1, w2, b2 and p -= lr * p.grad"}
 LINK = ui.LinkedPage("mlp", default="simple_net", network=True)  # the settings travel in the address
 
@@ -38,7 +39,7 @@ def the_network() -> tuple[TrainConfig, str]:
         "Hidden layer sizes", value=", ".join(str(h) for h in preset.hidden), key=f"{k}_hidden",
         help="One number per hidden layer, separated by commas: '50' is the fastai net, '128, 64' the PyTorch one.",
     )
-    act_options = [preset.activations, *[(a,) for a in ACTIVATIONS if (a,) != preset.activations]]
+    act_options = [preset.activations, *[(a,) for a in FIELDS["activations"].choices if (a,) != preset.activations]]
     activations = c2.selectbox(
         "Activation", act_options, key=f"{k}_act",
         format_func=lambda a: ("as the preset: " if a == preset.activations else "") + ", then ".join(a),

@@ -5,8 +5,8 @@ import streamlit as st
 
 from digitlab import architecture, features, ranking, train, ui, untrained, viz
 from digitlab.data import MNIST
-from digitlab.jobs import duration_text
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters, preset_for
+from digitlab.ui.text import duration_text
 
 LINK = ui.LinkedPage("cnn", default="cnn-fast", model_key="cnn_view_model", image_key="cnn_img")
 

@@ -190,18 +190,17 @@ def test_the_evaluate_page_shows_the_analysis_and_a_later_visitor_does_not_recom
 def test_the_training_process_gives_way_to_a_run_that_arrives_during_an_analysis(mnist, tmp_path):
     """The costly part of a model's analysis (robustness) is done when no run waits; a run that arrives stops
     it between two levels, nothing half-done is kept, and it is done whole later."""
-    import threading
-
     from digitlab import analysis
     from digitlab.models import PRESETS
+    from digitlab.runs.execute import analyse_model, run_job
+    from digitlab.runs.spec import JobSpec
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import analyse_model, run_job
 
     config = PRESETS["simple_net"].with_(epochs=1, train_limit=2000)
-    spec = {"job": "j", "config": config.to_dict(), "continue_from": "", "data_dir": mnist.source.path,
-            "fingerprint": mnist.fingerprint(), "store": str(tmp_path)}
-    done = run_job(spec, lambda m: None, threading.Event(), {mnist.source.path: mnist}, complete=False)
-    store, model_id = ModelStore(tmp_path), done["model_id"]
+    done = run_job(JobSpec.of("j", config, mnist, tmp_path), mnist, Steering(), lambda m: None)
+    store, model_id = ModelStore(tmp_path), done.model_id
+    assert analyse_model(str(tmp_path), model_id, mnist, complete=False)  # what the process makes at once
     assert analysis.load(store, model_id, mnist).robustness(analysis.ROBUST_N) is None  # only the first part
     asked = []
     assert not analyse_model(str(tmp_path), model_id, mnist, give_way=lambda: asked.append(1) or len(asked) > 2)

@@ -164,11 +164,11 @@ def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
 def test_the_initial_model_is_the_runs_real_start(mnist, store, monkeypatch):
     """The training worker starts from the weights initial_model rebuilds: trained here from that start, with
     the worker's thread count, they end as the worker's model did, bit for bit."""
-    from digitlab import jobs
+    from digitlab.runs.execute import worker_threads
+    from digitlab.runs.queue import JobQueue
     from digitlab.train import fit
-    from digitlab.worker import worker_threads
 
-    queue = jobs.JobQueue(store)
+    queue = JobQueue(store)
     config = PRESETS["cnn-fast"].with_(epochs=1, train_limit=600)
     try:
         snap = queue.wait(queue.submit(config, mnist).id, timeout=120)

@@ -215,7 +215,7 @@ def worker_threads():
     """Torch's intra-op threads as many as the training worker's, for the length of the block."""
     import torch
 
-    from digitlab.worker import worker_threads as wanted
+    from digitlab.runs.execute import worker_threads as wanted
 
     before = torch.get_num_threads()
     torch.set_num_threads(wanted())

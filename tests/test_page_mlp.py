@@ -231,7 +231,7 @@ def test_opening_the_page_starts_the_training_process_before_train_is_pressed(mn
     import time
 
     from digitlab import ui
-    from digitlab.jobs import shared_queue
+    from digitlab.runs.shared import shared_queue
     from digitlab.store import ModelStore
 
     monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "models"))  # a queue of its own: no other test's process

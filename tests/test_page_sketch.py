@@ -74,8 +74,8 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
 @pytest.fixture()
 def broken(mnist, trained):
     """A real run that went nowhere (a rate far too small, 512 images): below 50%; removed afterwards."""
-    from digitlab.jobs import JobQueue
     from digitlab.models import PRESETS
+    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
     queue = JobQueue(ModelStore())

@@ -387,32 +387,13 @@ def add_lr_find_commands(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- serve
 
 
-def laptop_names() -> list[str]:
-    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
-    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
-    import socket
-
-    host = socket.gethostname()
-    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
-    try:
-        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
-    except OSError:  # no name service: the names above will do
-        pass
-    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            names.append(s.getsockname()[0])
-    except OSError:
-        pass
-    names += settings.get("DIGITLAB_ALLOWED_HOSTS")
-    return [n for n in dict.fromkeys(names) if n]
-
-
 def serve_command(room: bool, port: int) -> list[str]:
     """``streamlit run app.py`` for this laptop only, or with ``room`` for the room's network, accepting only the
     laptop's own names in the Host header."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve().parent.parent / "app.py"),
            "--server.address", "0.0.0.0" if room else "127.0.0.1", "--server.port", str(port)]
+    from digitlab.serve import laptop_names
+
     for name in laptop_names():
         cmd += ["--server.allowedHosts", name]
     return cmd
@@ -422,7 +403,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.web:  # a school's server: N web processes behind HAProxy, one address
         from . import serve
 
-        return serve.run(args.web, args.port, args.room, laptop_names() if args.room else ())
+        return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else ())
     cmd = serve_command(args.room, args.port)
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"

@@ -11,10 +11,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from digitlab import data as data_mod
-from digitlab import settings
+from digitlab import serve, settings
 from digitlab.config import FIELDS
 
 # ---------------------------------------------------------------- data
@@ -73,78 +74,20 @@ def cmd_data_make_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def template(name: str) -> str:
+    """A text shipped as package data in digitlab/templates/ (listed in pyproject.toml)."""
+    return resources.files("digitlab").joinpath("templates", name).read_text(encoding="utf-8")
+
+
 def sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace) -> str:
-    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/)."""
+    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/), and the MIT
+    licence for Fashion-MNIST's: templates/sample-readme-<mnist|fashion>.md filled in."""
     files = "\n".join(f"- `{n}`: {s:,} bytes" for n, s in sizes.items())
-    if full.spec.key == "fashion":
-        return fashion_sample_readme(full, sizes, args, files)
-    return f"""# The bundled MNIST sample
-
-A stratified sample of MNIST that ships inside the package, so DigitLab works with no network and no data folder.
-The app uses it only when no full MNIST is found (DIGITLAB_DATA_DIR, the local data folder, or a download); every
-page then says so and offers to fetch the full set.
-
-- {args.train_per_digit} training and {args.test_per_digit} test images of each digit, drawn at random
-  (seed {args.seed}) from the official train and test splits, kept in MNIST's own order.
-- Same IDX format as the originals, gzip-compressed.
-- Made from full MNIST with fingerprint `{full.fingerprint()}` by:
-  `python -m digitlab data make-sample --seed {args.seed} --train-per-digit {args.train_per_digit} \
---test-per-digit {args.test_per_digit}`
-
-{files}
-
-## Credit and license
-
-MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges
-(http://yann.lecun.com/exdb/mnist/), made available under the
-Creative Commons Attribution-Share Alike 3.0 license (CC BY-SA 3.0). This sample is a derivative of it
-and is shared under the same license.
-"""
-
-
-def fashion_sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace, files: str) -> str:
-    """Provenance and the MIT licence for the files shipped in digitlab/sample-fashion/."""
-    return f"""# The bundled Fashion-MNIST sample
-
-A stratified sample of Fashion-MNIST that ships inside the package, so the Fashion-MNIST stages work with no
-network and no data folder. The app uses it only when no full Fashion-MNIST is found (DIGITLAB_FASHION_DIR,
-Debian's `dataset-fashion-mnist` package, the local data folder, or a download); every page then says so.
-
-- {args.train_per_digit} training and {args.test_per_digit} test images of each class, drawn at random (seed {args.seed}) from the official train and test
-  splits, kept in Fashion-MNIST's own order.
-- Same IDX format as the originals, gzip-compressed: {sum(sizes.values()) / 1e6:.2f} MB in all.
-- Made from the full Fashion-MNIST with fingerprint `{full.fingerprint()}`
-  (content md5s as in `digitlab.data.FASHION_MD5`) by:
-  `python -m digitlab data make-sample --dataset fashion --seed {args.seed} --train-per-digit {args.train_per_digit} \
---test-per-digit {args.test_per_digit}`
-
-{files}
-
-## Credit and license
-
-Fashion-MNIST is by Zalando Research: Han Xiao, Kashif Rasul and Roland Vollgraf, "Fashion-MNIST: a Novel
-Image Dataset for Benchmarking Machine Learning Algorithms", arXiv:1708.07747
-(https://github.com/zalandoresearch/fashion-mnist). It is released under the MIT License:
-
-{FASHION_LICENSE}"""
-
-
-FASHION_LICENSE = """Copyright (c) 2017 Zalando SE
-
-Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
-documentation files (the "Software"), to deal in the Software without restriction, including without limitation
-the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and
-to permit persons to whom the Software is furnished to do so, subject to the following conditions:
-
-The above copyright notice and this permission notice shall be included in all copies or substantial portions of
-the Software.
-
-THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
-THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF
-CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-IN THE SOFTWARE.
-"""
+    fashion = full.spec.key == "fashion"
+    return template(f"sample-readme-{'fashion' if fashion else 'mnist'}.md").format(
+        train_per_digit=args.train_per_digit, test_per_digit=args.test_per_digit, seed=args.seed,
+        fingerprint=full.fingerprint(), files=files, megabytes=sum(sizes.values()) / 1e6,
+        license=template("fashion-mnist-license.txt") if fashion else "")
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -225,14 +168,15 @@ def preset_named(kind: str, preset: str | None) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """One run, trained here as the class's worker trains it (worker.run_job): the same records, save and analysis."""
-    import threading
-
+    """One run, trained here through the in-process runner: the same run, records, save and analysis as the
+    class's training process makes."""
     from tqdm import tqdm
 
     from digitlab.models import preset_for
+    from digitlab.runs.runners.inline import InlineRunner
+    from digitlab.runs.spec import EpochDone, Finished, JobSpec, Progress
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import run_job
 
     name = preset_named(args.kind, args.preset)
     if name is None:
@@ -245,33 +189,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = data_mod.load_dataset(args.dataset, allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
-    bar = None
+    bar, result = None, None
 
-    def show(msg: dict) -> None:
-        nonlocal bar
-        if msg["type"] == "progress" and msg["event"]["kind"] == "batch":
-            ev = msg["event"]
+    def show(msg) -> None:
+        nonlocal bar, result
+        if isinstance(msg, Progress) and msg.event.kind == "batch":
+            ev = msg.event
             if bar is None:
-                bar = tqdm(total=ev["n_batches"], desc=f"epoch {ev['epoch']}/{ev['epochs']}", unit="batch", leave=False)
-            bar.n = ev["batch"]
-            bar.set_postfix(loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:,.0f}")
-        elif msg["type"] == "epoch":
+                bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False)
+            bar.n = ev.batch
+            bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
+        elif isinstance(msg, EpochDone):
             if bar is not None:
                 bar.close()
                 bar = None
-            r = msg["record"]
+            r = msg.record
             print(f"epoch {r['epoch']}/{config.epochs}: test accuracy {r['test_accuracy']:.2%}, "
                   f"test loss {r['test_loss']:.4f}, {r['images_per_s']:,.0f} images/s, {r['seconds']:.1f} s")
+        elif isinstance(msg, Finished):
+            result = msg
 
-    spec = {"job": "cli", "config": config.to_dict(), "continue_from": "", "data_dir": data.source.path,
-            "fingerprint": data.fingerprint(), "store": str(store.root)}
-    result = run_job(spec, show, threading.Event(), {data.source.path: data})
+    InlineRunner(publish=False, analyse="all").run(JobSpec.of("cli", config, data, store), data, Steering(), show)
     if bar is not None:
         bar.close()
-    if result["state"] != "done":
-        print(f"error: {result['error'] or result['message']}", file=sys.stderr)
+    if result.state != "done":
+        print(f"error: {result.error or result.message}", file=sys.stderr)
         return 1
-    print(f"saved {result['model_id']} in {store.root}")
+    print(f"saved {result.model_id} in {store.root}")
     return 0
 
 
@@ -294,7 +238,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digitlab import evaluate as ev
+    from digitlab import metrics
     from digitlab.store import ModelStore, StoreError
 
     store = ModelStore()
@@ -315,14 +259,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"{data_mod.dataset_spec(args.dataset).title}: its answers are {dataset} classes", file=sys.stderr)
         return 2
     data = data_mod.load_dataset(dataset, allow_download=False if args.offline else None, progress=_progress_bar)
-    pred = ev.predict(model, info.config, data)
-    cm = ev.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
+    pred = metrics.predict(model, info.config, data)
+    cm = metrics.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
     print(f"model: {info.id} ({info.config.title}, {info.config.preset})")
     print(f"data: {data.source.label}")
     print(f"test accuracy: {pred.accuracy:.2%} on {len(pred.targets):,} test images")
     w = max(5, *(len(c) for c in pred.class_names))  # "Ankle boot" is wider than a digit
     print(f"{'class':>{w}} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
-    for row in ev.per_class_scores(cm, pred.class_names):
+    for row in metrics.per_class_scores(cm, pred.class_names):
         print(f"{row['class']:>{w}} {row['precision']:>9.2%} {row['recall']:>7.2%} {row['F1']:>6.3f} "
               f"{row['test images']:>7,}")
     print("confusion matrix (rows: true class, columns: predicted):")
@@ -392,17 +336,13 @@ def serve_command(room: bool, port: int) -> list[str]:
     laptop's own names in the Host header."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve().parent.parent / "app.py"),
            "--server.address", "0.0.0.0" if room else "127.0.0.1", "--server.port", str(port)]
-    from digitlab.serve import laptop_names
-
-    for name in laptop_names():
+    for name in serve.laptop_names():
         cmd += ["--server.allowedHosts", name]
     return cmd
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.web:  # a school's server: N web processes behind HAProxy, one address
-        from . import serve
-
         return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else ())
     cmd = serve_command(args.room, args.port)
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]

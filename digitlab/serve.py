@@ -36,25 +36,6 @@ class ServeError(RuntimeError):
     pass
 
 
-def laptop_names() -> list[str]:
-    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
-    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
-    host = socket.gethostname()
-    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
-    try:
-        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
-    except OSError:  # no name service: the names above will do
-        pass
-    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            names.append(s.getsockname()[0])
-    except OSError:
-        pass
-    names += settings.get("DIGITLAB_ALLOWED_HOSTS")
-    return [n for n in dict.fromkeys(names) if n]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -201,6 +182,25 @@ def run(web: int, port: int, room: bool, allowed_hosts: list[str] | tuple[str, .
         return 0
     finally:
         cluster.stop()
+
+
+def laptop_names() -> list[str]:
+    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
+    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
+    host = socket.gethostname()
+    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
+    try:
+        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
+    except OSError:  # no name service: the names above will do
+        pass
+    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            names.append(s.getsockname()[0])
+    except OSError:
+        pass
+    names += settings.get("DIGITLAB_ALLOWED_HOSTS")
+    return [n for n in dict.fromkeys(names) if n]
 
 
 def main() -> int:

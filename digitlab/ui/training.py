@@ -13,12 +13,14 @@ import streamlit as st
 from .. import data as data_mod
 from .. import viz
 from ..config import FIELDS
-from ..jobs import JobRefused, Snapshot, duration_text
-from ..lessons import LR_OPTIONS, run_label, run_verdict
+from ..lessons import LR_OPTIONS
 from ..models import PRESET_HELP, PRESETS, TrainConfig, preset_for
+from ..runs.interface import JobRefused, Snapshot
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
+from .run_words import run_label, run_verdict
+from .text import duration_text, over_limit_text, refusal_text, status
 from .watch import steering, watch_it_learn
 
 LIVE_EVERY_S = 1.0  # the live panel's redraw: the worker reports every 0.25 s, and its pictures about every second
@@ -110,8 +112,8 @@ def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
     """A caption with the run's estimated time and the class's limit; over the limit, a warning saying what to
     change, and False."""
     queue, n_images = get_queue(), task_size(data, config)
-    if refusal := queue.over_limit(config, n_images):
-        st.warning(refusal, icon="⏱️")
+    if over := queue.over_limit(config, n_images):
+        st.warning(over_limit_text(over), icon="⏱️")
         return False
     seconds, limit = queue.estimate(config, n_images), queue.limit_s
     st.caption(f"This run should take about {duration_text(seconds)} on this server"
@@ -140,7 +142,7 @@ def start_training(
         who = owner_id() if owner is None else owner
         snap = get_queue().submit(config, data, who, continue_from=continue_from, fresh=fresh, limited=bool(who))
     except JobRefused as e:
-        st.warning(str(e), icon="⏳")
+        st.warning(refusal_text(e), icon="⏳")
         return None
     st.session_state[state_key] = snap.id
     if runs_key:
@@ -190,7 +192,7 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
         st.success(f"{title}: {snap.message}")
     else:
         cols = st.columns([5, 1])
-        cols[0].progress(snap.progress, text=snap.message)
+        cols[0].progress(snap.progress, text=status(snap))
         if owner_id() in snap.watchers and cols[1].button(
             "Stop", key=f"stop_{state_key}_{snap.id}",
             help="Stop waiting on this run. It is cancelled only if nobody else in the class waits on it.",

@@ -128,7 +128,7 @@ def trained(mnist, tmp_path_factory):
             try:
                 for name, (preset, changes) in TRAINED.items():
                     snap = queue.submit(PRESETS[preset].with_(**changes), mnist, owner="tests")
-                    snap = queue.wait(snap.id, timeout=300)
+                    snap = queue.wait(snap.id, timeout=900)  # a guard against a hang: a loaded machine is slow
                     assert snap.state == "done", snap.error
                     ids[name] = snap.model_id
             finally:

@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Set before anything caches a store: tests never touch ./models or ./data. One folder per test process.
 _tmp = Path(tempfile.mkdtemp(prefix="digitlab-tests-"))
+# The training process at the test's own priority: a test waits for it (on a busy machine, 10 below the test is
+# starved by everything else that runs).
 for _name, _value in (("DIGITLAB_MODEL_DIR", _tmp / "models"), ("DIGITLAB_CACHE_DIR", _tmp / "data"),
-                      ("DIGITLAB_OFFLINE", "1")):
+                      ("DIGITLAB_OFFLINE", "1"), ("DIGITLAB_WORKER_NICE", 0)):
     if not settings.is_set(_name):
         settings.put(_name, _value)
 
@@ -108,15 +110,17 @@ TRAINED = {  # small but real
 def trained(mnist, tmp_path_factory):
     """Real models in the session's model store (DIGITLAB_MODEL_DIR), trained on real MNIST once per run.
 
-    The linear 3-vs-7 model, simple_net, and a DigitCNN on a 6,000-image subset, trained through the real queue
-    and training process. Under pytest-xdist the first worker to ask trains them in a folder all workers see; each
-    worker copies them into its own store (its tests may damage or delete what they find there).
+    The linear 3-vs-7 model, simple_net, and a DigitCNN on a 6,000-image subset, trained through the real queue on
+    the in-process runner (the training process has tests of its own), each with the first part of its analysis,
+    as a finished run leaves it. Under pytest-xdist the first worker to ask trains them in a folder all workers
+    see; each worker copies them into its own store (its tests may damage or delete what they find there).
     Returns {name: ModelInfo}. Pages under AppTest see them through the same store.
     """
+    from classroom import train_in_process
     from filelock import FileLock
 
-    from digitlab.jobs import JobQueue
     from digitlab.models import PRESETS
+    from digitlab.runs.execute import analyse_model
     from digitlab.store import ModelStore
 
     base = tmp_path_factory.getbasetemp()
@@ -124,16 +128,11 @@ def trained(mnist, tmp_path_factory):
     with FileLock(f"{shared}.lock"):
         ids_file = shared / "ids.json"
         if not ids_file.is_file():
-            queue, ids = JobQueue(ModelStore(shared)), {}
-            try:
-                for name, (preset, changes) in TRAINED.items():
-                    snap = queue.submit(PRESETS[preset].with_(**changes), mnist, owner="tests")
-                    snap = queue.wait(snap.id, timeout=900)  # a guard against a hang: a loaded machine is slow
-                    assert snap.state == "done", snap.error
-                    ids[name] = snap.model_id
-            finally:
-                queue.close()
-            ids_file.write_text(json.dumps(ids))
+            ids = train_in_process(ModelStore(shared), mnist, [PRESETS[p].with_(**c) for p, c in TRAINED.values()])
+            assert len(ids) == len(TRAINED), "a model the tests look at did not train"
+            for model_id in ids:
+                analyse_model(str(shared), model_id, mnist, complete=False)
+            ids_file.write_text(json.dumps(dict(zip(TRAINED, ids))))
         ids = json.loads(ids_file.read_text())
         store = ModelStore()
         store.root.mkdir(parents=True, exist_ok=True)
@@ -141,3 +140,4 @@ def trained(mnist, tmp_path_factory):
             if path.is_file() and path.name != ids_file.name:
                 shutil.copy2(path, store.root / path.name)
     return {name: store.info(model_id) for name, model_id in ids.items()}
+

@@ -46,8 +46,8 @@ def pytest_configure(config):
             settings.put("DIGITLAB_THREADS", 1)
 
 
-# Whole modules of real services (HAProxy and web processes; a Ray cluster), in the slow tier as they are.
-SLOW_MODULES = {"test_serve", "test_ray_backend"}
+# Whole modules of real services (HAProxy and web processes), in the slow tier as they are.
+SLOW_MODULES = {"test_serve"}
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -95,6 +95,7 @@ def class_counts(train_counts: list[int], test_counts: list[int] | None = None, 
     fig = go.Figure([go.Bar(name=name, x=digits, y=c, text=c, textposition="outside") for name, c in zip(names, series)])
     fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=height, xaxis_type="category",
                       margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.1), showlegend=len(series) > 1)
+    fig.update_yaxes(rangemode="nonnegative")  # counts: never a negative axis, even when every bar is 0
     return fig
 
 
@@ -494,16 +495,37 @@ def heat_overlay(image, heat, title: str, height: int = 300) -> go.Figure:
 KIND_SYMBOLS = {"linear": "diamond", "MLP": "circle", "CNN": "square"}
 
 
+def point_labels(rows: list[dict]) -> dict[int, str]:
+    """Each model's label on a chart (by id() of its row): its preset, and where two share one, what tells them apart
+    (learning rate, batch size, epochs; else when each was trained), so no two points read the same."""
+    out = {}
+    for r in rows:
+        same = [o for o in rows if o["preset"] == r["preset"]]
+        if len(same) == 1:
+            out[id(r)] = r["preset"]
+            continue
+        differ = [(c, short) for c, short in (("learning rate", "lr"), ("batch size", "batch"), ("epochs", "epochs"))
+                  if len({o.get(c) for o in same}) > 1]
+        extra = ", ".join(f"{short} {r.get(c):g}" for c, short in differ)
+        if not extra or sum(all(o.get(c) == r.get(c) for c, _ in differ) for o in same) > 1:
+            extra = ", ".join(filter(None, [extra, str(r.get("trained", ""))]))
+        out[id(r)] = f"{r['preset']} ({extra})"
+    twins = [r for r in rows if list(out.values()).count(out[id(r)]) > 1]  # same settings, trained the same minute
+    for r in twins:
+        out[id(r)] += f" {str(r.get('id', ''))[:6]}"  # the stored model's id tells them apart
+    return out
+
+
 def models_scatter(rows: list[dict], x: str, title: str, log_x: bool = False, height: int = 360) -> go.Figure:
     """Trained models as points: test accuracy against ``x`` (parameters, training time), one colour per kind."""
-    fig = go.Figure()
+    fig, labels = go.Figure(), point_labels(rows)
     for k, kind in enumerate(["linear", "MLP", "CNN"]):
         pts = [r for r in rows if r["kind"] == kind]
         if not pts:
             continue
         fig.add_trace(go.Scatter(
             x=[r[x] for r in pts], y=[r["test accuracy"] for r in pts], mode="markers+text", name=kind,
-            text=[r["preset"] for r in pts], textposition="top center", textfont=dict(size=10),
+            text=[labels[id(r)] for r in pts], textposition="top center", textfont=dict(size=10),
             cliponaxis=False,
             marker=dict(size=12, symbol=KIND_SYMBOLS[kind], color=DIGIT_COLORS[k], line=dict(width=1, color="black")),
             customdata=[[r["model"], r["preset"]] for r in pts],

@@ -16,7 +16,7 @@ import streamlit as st
 from .. import data as data_mod
 from ..jobs import duration_text
 from ..train import device_label
-from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper
+from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper, whose
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -262,7 +262,7 @@ def _training_line() -> None:
     running = [j for j in active if j.state == "running"]
     st.caption("**Training now:**")
     for j in running:
-        st.caption(f"· {j.config.title} — {j.message}")
+        st.caption(f"· {j.config.title} ({whose(j)}) — {j.message}")
     if waiting := len(active) - len(running):
         starts = duration_text(active[len(running)].eta_start - time.time())
         st.caption(f"· and {waiting} more waiting; the next starts in about {starts}")

@@ -181,7 +181,7 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
     if snap.state == "failed":
         st.error(f"{title}: {snap.error}")
     elif snap.state == "cancelled":
-        st.warning(f"{title}: {snap.message}")
+        st.warning(f"{title}: {cancelled_text(snap, st.session_state.get(f'{state_key}_stopped') == snap.id)}")
     elif snap.state == "done":
         st.success(f"{title}: {snap.message}")
     else:
@@ -207,12 +207,26 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
 def stop_following(snap: Snapshot, state_key: str) -> None:
     """A student's Stop: detach from the run; the queue cancels it only when nobody else waits on it."""
     what = get_queue().stop(snap.id, owner_id())
+    if what == "cancelled":
+        st.session_state[f"{state_key}_stopped"] = snap.id  # this student's Stop ended it, not the teacher
     if what == "detached":
         st.session_state.pop(state_key, None)
         others = len(snap.watchers) - 1
         st.session_state[f"{state_key}_note"] = (
             f"You stopped following {snap.config.title}; it goes on for the {others} other(s) who wait on it.")
         st.rerun(scope="app")
+
+
+def cancelled_text(snap: Snapshot, stopped_here: bool) -> str:
+    """Who ended a cancelled run and what was kept. A student's Stop cancels a run only when they are the last to wait
+    on it, so a run this session did not stop was cancelled by the teacher (Teacher page or command line)."""
+    who = "You stopped this run" if stopped_here else "The teacher cancelled this run"
+    n = len(snap.history)
+    if snap.model_id:
+        return f"{who} after {n} epoch{'s' if n != 1 else ''}; the finished epochs are stored as a model."
+    if not snap.history and not snap.batch_losses:
+        return f"{who} before it started: nothing to keep."
+    return f"{who} before its first epoch finished: nothing to keep."
 
 
 def _job_figures(snap: Snapshot):

@@ -55,7 +55,7 @@ def suggestion_runs(names: list[str], data) -> list[str]:
         config = PRESETS[name]
         found = lr_find(config, data)
         rate = float(f"{found.suggestion:.2g}")  # as the button says it, and submits it
-        rule = "end of the fall" if found.suggestion != found.valley else "valley"
+        rule = found.rule
         ours, s1 = trained_accuracy(config.with_(lr=rate), data)
         theirs, s2 = trained_accuracy(config, data)
         gap = (ours - theirs) * 100

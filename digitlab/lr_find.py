@@ -60,7 +60,8 @@ class LRFinding:
 
     @property
     def rule(self) -> str:
-        return "knee" if self.suggestion == self.knee and self.suggestion != self.valley else "valley"
+        """How the suggestion was read: "valley", or "end of the fall" (a one-cycle setup)."""
+        return "valley" if self.suggestion == self.valley else "end of the fall"
 
 
 def lr_find(config: TrainConfig, data: MNIST, steps: int = STEPS, start_lr: float = START_LR,

@@ -73,7 +73,7 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
             return
     preset = preset_for(config.preset, config.dataset) if config.preset in PRESETS else config
     suggested, valley, steepest = rounded(found.suggestion), rounded(found.valley), rounded(found.steepest)
-    rule = "knee" if found.suggestion != found.valley else "valley"
+    rule = "knee" if found.rule != "valley" else "valley"
     chart(st, viz.lr_finder_curve(found.lrs, found.losses, found.suggestion, found.steepest,
                                   title=f"The learning-rate finder: {config.title}", preset_lr=preset.lr,
                                   y_range=(found.low, found.high),

@@ -23,7 +23,7 @@ Pages call ``ui.<name>``; every name they use is re-exported here.
 from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
-from .conv import conv_arithmetic
+from .conv import conv_arithmetic, feature_map_sheets
 from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
@@ -116,6 +116,6 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "lr_finder", "conv_arithmetic", "feature_map_sheets", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

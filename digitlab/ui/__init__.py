@@ -10,6 +10,7 @@
 - links: a stage's setup kept in the address, restored from a shared link
 - lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
+- sketch: the Sketch Pad's pad key, stroke width and Clear, and its save (true digit, Save, the confirmation)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
@@ -69,6 +70,7 @@ from .resources import (
     shared_figure,
     stored_models,
 )
+from .sketch import TOOLBAR_ROOM, pad_caption, pad_controls, pad_key, save_form, stroke_width
 from .teacher import (
     teacher_drawings,
     teacher_limits,
@@ -101,4 +103,5 @@ __all__ = [
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

@@ -11,6 +11,7 @@
 - lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
 - sketch: the Sketch Pad's pad key, stroke width and Clear, and its save (true digit, Save, the confirmation)
+- cells: the confusion matrix's cell picker (a click on the heatmap; a tap on a table on a touch screen)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
@@ -19,6 +20,7 @@ Pages call ``ui.<name>``; every name they use is re-exported here.
 from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
+from .cells import confusion_cells
 from .conv import conv_arithmetic
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
@@ -103,5 +105,5 @@ __all__ = [
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
-    "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
+    "confusion_cells", "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

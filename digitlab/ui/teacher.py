@@ -135,6 +135,8 @@ def teacher_models() -> None:
     (``TARGET``), never whatever the box shows after a rerun; the removal's tick belongs to that id and is cleared
     when the choice changes."""
     st.header("Models")
+    if done := st.session_state.pop("teacher_models_done", None):
+        st.success(done, icon="🎓")
     infos, _ = stored_models()
     if not infos:
         st.caption("No trained models in the store.")
@@ -194,7 +196,7 @@ def _store_action(action, done: str) -> None:
     except (StoreError, OSError) as e:
         st.error(f"Could not do that: {e}")
         return
-    st.toast(done)
+    st.session_state["teacher_models_done"] = done  # said under the Models header after the rerun
     st.rerun()  # every section shows the store as it is now
 
 

@@ -326,7 +326,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     for lr, loss in list(zip(found.lrs, found.losses))[:: max(1, len(found.lrs) // 20)]:
         print(f"{lr:>13.2e}  {loss:.4f}")
     print(f"{len(found.lrs)} batches in {found.seconds:.1f} s from {config.title} ({name}); the swept model is thrown away")
-    print(f"suggested learning rate: {found.valley:.2g} (valley); steepest fall at {found.steepest:.2g}; "
+    print(f"suggested learning rate: {found.suggestion:.2g} ({found.rule}); steepest fall at {found.steepest:.2g}; "
           f"the preset trains at {config.lr:g}")
     return 0
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from digitlab.runs.queue import JobQueue
 
 from digitlab import train
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
+from digitlab.runs.queue import JobQueue
 from digitlab.store import StoreError
 from digitlab.train import (
     ConfigError,

@@ -13,6 +13,10 @@
 - sketch: the Sketch Pad's pad key, stroke width and Clear, and its save (true digit, Save, the confirmation)
 - cells: the confusion matrix's cell picker (a click on the heatmap; a tap on a table on a touch screen)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
+- notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
+- run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
+- evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
+  confidence_note for every page that shows a model's "% sure"
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -22,6 +26,7 @@ from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .cells import confusion_cells
 from .conv import conv_arithmetic
+from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
     ROOT,
@@ -42,6 +47,15 @@ from .frame import (
 )
 from .links import LinkedPage, ViewPage, restore_setup, restore_view, share_setup, share_view
 from .lr_finder import lr_finder
+from .notes import (
+    before_after_note,
+    firing_note,
+    output_note,
+    pair_note,
+    pair_weights_note,
+    saliency_note,
+    share_of_start,
+)
 from .pickers import (
     choose_models,
     class_pair_picker,
@@ -72,6 +86,7 @@ from .resources import (
     shared_figure,
     stored_models,
 )
+from .run_words import how_fit_trains, trained_caption
 from .sketch import TOOLBAR_ROOM, pad_caption, pad_controls, pad_key, save_form, stroke_width
 from .teacher import (
     teacher_drawings,
@@ -104,6 +119,7 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

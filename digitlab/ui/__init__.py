@@ -16,7 +16,8 @@
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
-  confidence_note for every page that shows a model's "% sure"
+  confidence_note for every page that shows a model's "% sure". The Evaluate page reads this module whole (as
+  ``words``); its other names are not re-exported
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -25,7 +26,7 @@ from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .cells import confusion_cells
-from .conv import conv_arithmetic
+from .conv import conv_arithmetic, feature_map_sheets
 from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
@@ -119,7 +120,7 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "lr_finder", "conv_arithmetic", "feature_map_sheets", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

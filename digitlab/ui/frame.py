@@ -15,7 +15,7 @@ import streamlit as st
 from .. import data as data_mod
 from .. import settings
 from ..train import device_label
-from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper
+from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper, whose
 from .text import duration_text, status
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -288,7 +288,7 @@ def _training_line() -> None:
     running = [j for j in active if j.state == "running"]
     st.caption("**Training now:**")
     for j in running:
-        st.caption(f"· {j.config.title} — {status(j)}")
+        st.caption(f"· {j.config.title} ({whose(j)}) — {status(j)}")
     if waiting := len(active) - len(running):
         starts = duration_text(active[len(running)].eta_start - time.time())
         st.caption(f"· and {waiting} more waiting; the next starts in about {starts}")

@@ -80,7 +80,8 @@ def _runs() -> None:
         return
     for snap in active:
         c1, c2, c3 = st.columns([6, 1, 1])
-        who = f"{len(snap.watchers)} student(s) waiting on it" if snap.watchers else "started for the class"
+        who = (f"started by student {snap.owner[:4]}" if snap.owner else "started for the class") + (
+            f", {len(snap.watchers)} student(s) waiting on it" if snap.watchers else "")
         c1.markdown(f"**{snap.config.title}** · {snap.config.preset} · {snap.config.epochs} epoch(s), "
                     f"batch {snap.config.batch_size} · {who}")
         c1.progress(snap.progress, text=status(snap))

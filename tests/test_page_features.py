@@ -101,7 +101,9 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     info = trained["cnn"]
     at = _open(info.id)
     assert not at.exception and not at.error
-    assert any("does not read all 784 pixels" in i.value for i in at.info)
+    assert at.session_state["feat_section"] == "A CNN's filters"  # a CNN opens on what its first layer has
+    assert not any("does not read all 784 pixels" in i.value for i in at.info)
+    assert any("does not read all 784 pixels" in i.value for i in _show(at, "The first layer's weights").info)
     titles = chart_titles(_show(at, "A CNN's filters"))
     assert "The 32 learned 3x3 filters of the first layer" in titles
     assert any(t.startswith("Their responses to this 7") for t in titles)

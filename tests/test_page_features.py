@@ -114,7 +114,7 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     model, _ = ModelStore().load(info.id)
     for title, net in (("Before training: first-layer filters", untrained.initial_model(info.config)),
                        ("After training: first-layer filters", model)):
-        raw = _array(chart_spec(at, title)["data"][0]["customdata"])[..., 1]  # (map number, value) per cell
+        raw = _array(chart_spec(at, title)["data"][0]["customdata"])[..., 3]  # (map, row, column, value) per cell
         shown = raw[~raw.isnan()].sort().values
         assert torch.allclose(shown, ft.first_filters(net).reshape(-1).sort().values, atol=1e-6), title
 

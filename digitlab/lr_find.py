@@ -24,11 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import FIELDS
 from .data import MNIST
 from .models import TrainConfig, build_model
 from .train import batches, check_config, fast_forward, loss_function, make_optimizer, pick_device, task_data
 
-START_LR, END_LR, STEPS = 1e-7, 10.0, 100
+START_LR, END_LR = FIELDS["lr"].lo, FIELDS["lr"].hi  # every rate a run may take (the config's schema): 1e-7 to 10
+STEPS = 100
 SMOOTHING = 0.98  # the sweep's stopping average, fastai's: each batch counts 2%, the past 98%
 DIVERGED = 4.0  # stop once that average is four times its lowest
 WIDTH = 3.0  # the curve: each batch's loss averaged with its neighbours, Gaussian weights of this many batches

@@ -81,8 +81,7 @@ def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch
     for out in outs:
         c, h, w = out.values.shape
         conv = convs.index(out.name) + 1 if out.name in convs else 0
-        title = f"After {out.label}: {c} maps of {h}x{w}" + (f" (conv {conv}: click a number to work it out)"
-                                                              if conv else "")
+        title = f"After {out.label}: {c} maps of {h}x{w}"  # short: a tablet shows it whole (the text above says click)
         fig = viz.map_sheet(out.values, title, cols=16, shared_scale=shared, value_name="output",
                             pickable=bool(conv), picked=pick[1:] if conv == pick[0] else None)
         kwargs = {"on_select": "rerun", "selection_mode": "points"} if conv else {}

@@ -34,4 +34,4 @@ def app_in_chromium(env: dict):
                 browser.close()
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.wait(120)  # a loaded machine: the app and its training process take their time to stop

@@ -62,7 +62,7 @@ def test_the_maps_name_their_own_numbers_and_the_section_opens_on_the_digit(mnis
         conv1 = model.eval().conv_layers[0](x)[0]  # [32, 26, 26]
     at = open_page(PAGE, cnn_view_model=cnn.id)
     assert not at.exception and not at.error
-    spec = chart_spec(at, "After conv_layers.0 · Conv2d: 32 maps of 26x26 (conv 1: click a number to work it out)")
+    spec = chart_spec(at, "After conv_layers.0 · Conv2d: 32 maps of 26x26")
     points = spec["data"][1]  # the markers a click selects, one per number
     custom = plot_array(points["customdata"])
     assert len(custom) == 32 * 26 * 26

@@ -101,7 +101,9 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     info = trained["cnn"]
     at = _open(info.id)
     assert not at.exception and not at.error
-    assert any("does not read all 784 pixels" in i.value for i in at.info)
+    assert at.session_state["feat_section"] == "A CNN's filters"  # a CNN opens on what its first layer has
+    assert not any("does not read all 784 pixels" in i.value for i in at.info)
+    assert any("does not read all 784 pixels" in i.value for i in _show(at, "The first layer's weights").info)
     titles = chart_titles(_show(at, "A CNN's filters"))
     assert "The 32 learned 3x3 filters of the first layer" in titles
     assert any(t.startswith("Their responses to this 7") for t in titles)
@@ -112,7 +114,7 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     model, _ = ModelStore().load(info.id)
     for title, net in (("Before training: first-layer filters", untrained.initial_model(info.config)),
                        ("After training: first-layer filters", model)):
-        raw = _array(chart_spec(at, title)["data"][0]["customdata"])[..., 1]  # (map number, value) per cell
+        raw = _array(chart_spec(at, title)["data"][0]["customdata"])[..., 3]  # (map, row, column, value) per cell
         shown = raw[~raw.isnan()].sort().values
         assert torch.allclose(shown, ft.first_filters(net).reshape(-1).sort().values, atol=1e-6), title
 

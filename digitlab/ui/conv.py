@@ -47,16 +47,25 @@ def _follow_click(chart_key: str, key: str, conv: int) -> None:
     selection across reruns: only a new one moves the boxes)."""
     state = st.session_state.get(chart_key)
     points = (state or {}).get("selection", {}).get("points", []) if isinstance(state, dict) else []
-    points = [p for p in points if len(p.get("customdata") or []) >= 3]
-    if not points:
+    numbers = [_listed(p.get("customdata")) for p in points]
+    numbers = [n for n in numbers if len(n) >= 3]
+    if not numbers:
         return
-    m, r, c = (int(v) for v in points[-1]["customdata"][:3])
+    m, r, c = (int(v) for v in numbers[-1][:3])
     if st.session_state.get(f"{chart_key}_applied") == (m, r, c):
         return
     st.session_state[f"{chart_key}_applied"] = (m, r, c)
     st.session_state[f"{key}_layer"] = conv
     st.session_state[f"{key}_{conv}_map"], st.session_state[f"{key}_{conv}_row"] = m, r
     st.session_state[f"{key}_{conv}_col"] = c
+
+
+def _listed(customdata) -> list:
+    """A selected point's customdata as a list: the browser sends an array row, which may arrive as a list or as a
+    mapping from its positions ("0", "1", ...) to the values."""
+    if isinstance(customdata, dict):
+        return [customdata[k] for k in sorted(customdata, key=lambda k: int(k))]
+    return list(customdata) if isinstance(customdata, list | tuple) else []
 
 
 def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, shared: bool,
@@ -72,8 +81,7 @@ def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch
     for out in outs:
         c, h, w = out.values.shape
         conv = convs.index(out.name) + 1 if out.name in convs else 0
-        title = f"After {out.label}: {c} maps of {h}x{w}" + (f" (conv {conv}: click a number to work it out)"
-                                                              if conv else "")
+        title = f"After {out.label}: {c} maps of {h}x{w}"  # short: a tablet shows it whole (the text above says click)
         fig = viz.map_sheet(out.values, title, cols=16, shared_scale=shared, value_name="output",
                             pickable=bool(conv), picked=pick[1:] if conv == pick[0] else None)
         kwargs = {"on_select": "rerun", "selection_mode": "points"} if conv else {}

@@ -426,7 +426,7 @@ def test_the_training_process_loads_the_dataset_the_config_names(mnist, fashion,
     cache: dict = {}
     for data in (fashion, mnist):
         config = PRESETS["simple_net"].with_(dataset=data.spec.key, epochs=1, train_limit=2000)
-        spec = JobSpec.of(data.spec.key, config, data, tmp_path)
+        spec = JobSpec.of(data.spec.key, config, data, ModelStore(tmp_path))  # the store: a bare Path has .root too ("/")
         done = run_job(spec, load_data(spec, cache), Steering(), lambda m: None)
         assert done.state == "done", done
         info = ModelStore(tmp_path).info(done.model_id)

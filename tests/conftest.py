@@ -33,7 +33,7 @@ for _name, _value in (("DIGITLAB_MODEL_DIR", _tmp / "models"), ("DIGITLAB_CACHE_
 SPREAD = {"test_core", "test_data", "test_lessons", "test_backprop", "test_evaluate", "test_features",
           "test_conv_arithmetic", "test_analysis", "test_finetune", "test_server_safety", "test_app_pages",
           "test_page_mlp", "test_page_cnn", "test_page_linear", "test_page_evaluate", "test_page_features",
-          "test_page_teacher", "test_page_links"}
+          "test_page_teacher", "test_page_links", "test_page_sketch", "test_lr_find", "test_cli"}
 
 
 def pytest_configure(config):
@@ -52,15 +52,18 @@ SLOW_MODULES = {"test_serve"}
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """A browser test is a slow one, and so is every test of SLOW_MODULES; each module's tests stay together on one xdist worker unless SPREAD; the slow
-    tier first, so that its long tests are not the last ones left running."""
+    """A browser test is a slow one, and so is every test of SLOW_MODULES; each module's tests stay together on one
+    xdist worker unless SPREAD. The longest work first, so that it is not the last left running: the slow tier,
+    then within each tier the modules that run whole, then the tests spread one by one (the files' order within)."""
+    def module(item) -> str:
+        return item.module.__name__.rpartition(".")[2] if item.module else ""
+
     for item in items:
-        module = item.module.__name__.rpartition(".")[2] if item.module else ""
-        if (item.get_closest_marker("browser") or module in SLOW_MODULES) and not item.get_closest_marker("slow"):
+        if (item.get_closest_marker("browser") or module(item) in SLOW_MODULES) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
-        if module not in SPREAD and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(module))
-    items.sort(key=lambda item: not item.get_closest_marker("slow"))  # stable: the files' order within each tier
+        if module(item) not in SPREAD and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(module(item)))
+    items.sort(key=lambda item: (not item.get_closest_marker("slow"), module(item) in SPREAD))
 
 
 def _use_shared(name: str) -> None:

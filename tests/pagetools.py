@@ -63,7 +63,12 @@ def open_page(page: str, **state):
     return at.run()
 
 
-def wait_for_job(at, state_key: str, timeout: float = 90):
+# How long a test waits for a run before it gives up: a guard against a hang, never a time limit (on a machine
+# shared with other test runs, a small run can take minutes).
+WAIT_S = 600
+
+
+def wait_for_job(at, state_key: str, timeout: float = WAIT_S):
     """The snapshot of the training job a page started under ``state_key``, once it has finished."""
     from digitlab import ui
 

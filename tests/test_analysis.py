@@ -198,7 +198,7 @@ def test_the_training_process_gives_way_to_a_run_that_arrives_during_an_analysis
     from digitlab.store import ModelStore
 
     config = PRESETS["simple_net"].with_(epochs=1, train_limit=2000)
-    done = run_job(JobSpec.of("j", config, mnist, tmp_path), mnist, Steering(), lambda m: None)
+    done = run_job(JobSpec.of("j", config, mnist, ModelStore(tmp_path)), mnist, Steering(), lambda m: None)
     store, model_id = ModelStore(tmp_path), done.model_id
     assert analyse_model(str(tmp_path), model_id, mnist, complete=False)  # what the process makes at once
     assert analysis.load(store, model_id, mnist).robustness(analysis.ROBUST_N) is None  # only the first part

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "DIGITLAB_OFFLINE": "1", **env}
     return subprocess.run([sys.executable, "-m", "digitlab", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)  # a guard against a hang, not a time limit
 
 
 def test_data_info_on_full_mnist(mnist):

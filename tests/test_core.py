@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pagetools import WAIT_S
 
 from digitlab import train
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
@@ -293,12 +294,12 @@ def test_queue_dedupes_running_and_stored_runs_and_reports_divergence(mnist, sto
     first = queue.submit(config, mnist, owner="a")
     again = queue.submit(config, mnist, owner="b")
     assert again.id == first.id and again.reused
-    done = queue.wait(first.id, timeout=120)
+    done = queue.wait(first.id, timeout=WAIT_S)
     assert done.state == "done" and done.model_id
     stored = queue.submit(config, mnist, owner="c")
     assert stored.state == "done" and stored.model_id == done.model_id and stored.reused
     bad = queue.submit(BLOWS_UP, mnist, owner="a")
-    bad = queue.wait(bad.id, timeout=120)
+    bad = queue.wait(bad.id, timeout=WAIT_S)
     assert bad.state == "failed" and "too high" in bad.error
     assert len(store.list()) == 1  # the diverged run saved nothing
 
@@ -318,7 +319,7 @@ def test_a_cnn_stopped_in_its_second_epoch_is_kept_and_still_answers(mnist, stor
             break
         time.sleep(0.02)
     assert queue.cancel(job.id, owner="a")
-    done = queue.wait(job.id, timeout=120)
+    done = queue.wait(job.id, timeout=WAIT_S)
     assert done.model_id, done
     model, info = store.load(done.model_id)
     assert 1 <= len(info.history) < 3 and info.config.epochs == len(info.history)
@@ -426,7 +427,7 @@ def test_the_training_process_loads_the_dataset_the_config_names(mnist, fashion,
     cache: dict = {}
     for data in (fashion, mnist):
         config = PRESETS["simple_net"].with_(dataset=data.spec.key, epochs=1, train_limit=2000)
-        spec = JobSpec.of(data.spec.key, config, data, tmp_path)
+        spec = JobSpec.of(data.spec.key, config, data, ModelStore(tmp_path))  # the store: a bare Path has .root too ("/")
         done = run_job(spec, load_data(spec, cache), Steering(), lambda m: None)
         assert done.state == "done", done
         info = ModelStore(tmp_path).info(done.model_id)

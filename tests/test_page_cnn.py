@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from pagetools import chart_spec, chart_titles, damaged_copy, metrics, open_page, wait_for_job
+from pagetools import WAIT_S, chart_spec, chart_titles, damaged_copy, metrics, open_page, wait_for_job
 from streamlit.testing.v1 import AppTest
 
 from digitlab.store import ModelStore
@@ -115,7 +115,7 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
     at.number_input(key="cnn_cnn-seed_limit").set_value(2000)
     at.button(key="cnn_train").click().run()
     assert not at.exception and not at.error
-    snap = wait_for_job(at, "cnn_job", 90)
+    snap = wait_for_job(at, "cnn_job")
     assert snap.state == "done" and len(snap.history) == 1
     at.run()
     assert not at.exception and not at.error
@@ -126,7 +126,7 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
 
     more = at.button(key=f"more_cnn_job_{snap.id}")
     more.click().run()
-    again = wait_for_job(at, "cnn_job", 90)
+    again = wait_for_job(at, "cnn_job")
     assert again.id != snap.id and again.state == "done" and len(again.history) == 2
     at.run()
     assert not at.exception
@@ -141,7 +141,7 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
     stop = [b for b in at.button if b.key == f"stop_cnn_job_{job}"]
     assert stop, "a Stop button while the run trains"
     stop[0].click().run()
-    done = ui.get_queue().wait(job, timeout=90)
+    done = ui.get_queue().wait(job, timeout=WAIT_S)
     assert done.state == "cancelled"
     at.run()
     assert not at.exception

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pagetools import metrics
+from pagetools import WAIT_S, metrics
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "9_Our_Handwriting.py")
@@ -63,7 +63,7 @@ def test_too_few_drawings_then_fine_tuning_learns_the_class_hand(mnist, own_stor
     from digitlab import ui  # queued like any run: the class's training process fine-tunes it, not the web server
 
     assert any(i.value.startswith("Fine-tuning ") for i in at.info)  # in line or under way: the page follows it
-    job = ui.get_queue().wait(at.session_state["ft_job"], timeout=120)
+    job = ui.get_queue().wait(at.session_state["ft_job"], timeout=WAIT_S)
     assert job.state == "done", job.error
     at.run()
     assert not at.exception and not at.error

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pagetools import chart_spec, chart_titles, metrics
+from pagetools import WAIT_S, chart_spec, chart_titles, metrics
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Linear_3_vs_7.py")
@@ -37,7 +37,7 @@ def test_train_one_more_epoch_and_compare(mnist):
     at.button(key="lin_train").click().run()
     assert not at.exception and not at.error
     job = at.session_state["lin_job"]
-    assert ui.get_queue().wait(job, timeout=60).state == "done"
+    assert ui.get_queue().wait(job, timeout=WAIT_S).state == "done"
     at.run()
     assert not at.exception
     assert any("test accuracy" in s.value for s in at.success)
@@ -51,12 +51,12 @@ def test_train_one_more_epoch_and_compare(mnist):
     at.button(key=f"more_lin_job_{job}").click().run()
     job2 = at.session_state["lin_job"]
     assert job2 != job
-    snap = ui.get_queue().wait(job2, timeout=60)
+    snap = ui.get_queue().wait(job2, timeout=WAIT_S)
     assert snap.state == "done" and len(snap.history) == 3
     # A second setting: both runs (and the continued one) overlaid.
     at.select_slider(key="lin_linear-seed_lr").set_value(0.1)
     at.button(key="lin_train").click().run()
-    assert ui.get_queue().wait(at.session_state["lin_job"], timeout=60).state == "done"
+    assert ui.get_queue().wait(at.session_state["lin_job"], timeout=WAIT_S).state == "done"
     at.run()
     overlay = chart_spec(at, "test accuracy")
     assert overlay and len(overlay["data"]) == 3
@@ -83,7 +83,7 @@ def test_stop_a_running_training(mnist):
     stop = [b for b in at.button if b.label == "Stop"]
     assert stop, "a running job shows a Stop button"
     stop[0].click().run()
-    snap = ui.get_queue().wait(job, timeout=60)
+    snap = ui.get_queue().wait(job, timeout=WAIT_S)
     assert snap.state == "cancelled"
     at.run()
     assert any("stopped" in w.value for w in at.warning)
@@ -121,7 +121,7 @@ def test_any_two_classes_on_fashion(mnist, fashion):
     at.number_input(key="lin_linear-seed_fashion_limit").set_value(2000)
     at.button(key="lin_fashion_train").click().run()  # each dataset's runs under keys of their own
     assert not at.exception and not at.error
-    snap = ui.get_queue().wait(at.session_state["lin_fashion_job"], timeout=60)
+    snap = ui.get_queue().wait(at.session_state["lin_fashion_job"], timeout=WAIT_S)
     assert snap.state == "done", snap.error
     info = ui.get_store().info(snap.model_id)
     assert (info.config.dataset, info.config.task, info.config.classes) == ("fashion", "7v0", ("T-shirt/top", "Sneaker"))

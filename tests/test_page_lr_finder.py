@@ -4,7 +4,7 @@ put it in the box, one click to train with it."""
 from pathlib import Path
 
 import torch
-from pagetools import chart_spec, wait_for_job
+from pagetools import WAIT_S, chart_spec, wait_for_job
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
@@ -24,7 +24,7 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnis
     assert not at.exception and not at.error
     assert "mlp_lr_find" not in [b.key for b in at.button]  # the sweep's progress took the button's place
     # the sweep is queued like any run and trains in the training process; the page follows it, then draws its curve
-    sweep = ui.get_queue().wait(at.session_state["mlp_lr_job"][1], timeout=300)
+    sweep = ui.get_queue().wait(at.session_state["mlp_lr_job"][1], timeout=WAIT_S)
     assert sweep.state == "done" and sweep.config.preset == "mlp-128-64" and not sweep.model_id  # nothing stored
     at.run()
     assert not at.exception and not at.error and "mlp_lr_job" not in at.session_state

@@ -48,7 +48,7 @@ def test_train_then_accuracy_and_classify_view(mnist):
     at.select_slider(key="mlp_simple_net_lr").set_value(0.003)
     at.button(key="mlp_train").click().run()
     assert not at.exception and not at.error
-    snap = wait_for_job(at, "mlp_job", 90)
+    snap = wait_for_job(at, "mlp_job")
     assert snap.state == "done" and len(snap.history) == 2
     at.run()
     assert not at.exception
@@ -73,7 +73,7 @@ def test_train_then_accuracy_and_classify_view(mnist):
     at.selectbox(key="mlp_simple_net_opt").set_value("sgd")
     at.number_input(key="mlp_simple_net_epochs").set_value(1)
     at.button(key="mlp_train").click().run()
-    wait_for_job(at, "mlp_job", 90)
+    wait_for_job(at, "mlp_job")
     at.run()
     problems = [w.value for w in at.warning] + [e.value for e in at.error]
     assert any("learning rate 10" in p for p in problems), problems
@@ -100,7 +100,7 @@ def test_a_run_that_blows_up_ends_with_the_queues_message(mnist):
     at.number_input(key="mlp_simple_net_limit").set_value(2000)
     at.number_input(key="mlp_simple_net_epochs").set_value(1)
     at.button(key="mlp_train").click().run()
-    snap = wait_for_job(at, "mlp_job", 90)
+    snap = wait_for_job(at, "mlp_job")
     assert snap.state == "failed"
     at.run()
     assert not at.exception
@@ -152,7 +152,7 @@ def test_simple_net_written_by_hand_trains_through_the_page(mnist):
     at.number_input(key="mlp_simple_net_epochs").set_value(2)
     at.number_input(key="mlp_simple_net_limit").set_value(10_000).run()
     at.button(key="mlp_train").click().run()
-    snap = wait_for_job(at, "mlp_job", 120)
+    snap = wait_for_job(at, "mlp_job")
     assert snap.state == "done" and snap.config.form == "scratch"
     at.run()
     assert not at.exception

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pagetools import WAIT_S
 from streamlit.testing.v1 import AppTest
 
 from digitlab.models import PRESETS
@@ -67,7 +68,7 @@ def test_the_teacher_cancels_a_students_run_and_sets_the_limit(own_store, mnist)
     assert any(PRESETS["cnn-seed"].title in m.value and "1 student(s) waiting on it" in m.value for m in at.markdown)
     at.button(key=f"teacher_cancel_{run.id}").click().run()
     assert not at.exception
-    assert queue.wait(run.id, timeout=120).state == "cancelled"
+    assert queue.wait(run.id, timeout=WAIT_S).state == "cancelled"
     at.number_input(key="teacher_limit").set_value(2.0)
     at.button(key="teacher_set_limit").click().run()
     assert queue.limit_s == 120.0
@@ -97,7 +98,7 @@ def test_train_again_live_trains_a_stored_recipe_as_a_new_model(own_store, mnist
     at.number_input(key="mlp_simple_net_epochs").set_value(1)
     at.number_input(key="mlp_simple_net_limit").set_value(3000)
     at.button(key="mlp_train").click().run()
-    first = own_store.wait(at.session_state["mlp_job"], timeout=120)
+    first = own_store.wait(at.session_state["mlp_job"], timeout=WAIT_S)
     assert first.state == "done" and not first.reused
     at.button(key="mlp_train").click().run()  # the same recipe again: answered from the store
     stored = own_store.snapshot(at.session_state["mlp_job"])
@@ -105,7 +106,7 @@ def test_train_again_live_trains_a_stored_recipe_as_a_new_model(own_store, mnist
     assert any("already trained: loaded from the model store" in s.value for s in at.success)
     at.button(key=f"again_mlp_job_{stored.id}").click().run()
     assert not at.exception
-    again = own_store.wait(at.session_state["mlp_job"], timeout=120)
+    again = own_store.wait(at.session_state["mlp_job"], timeout=WAIT_S)
     assert again.state == "done" and not again.reused and again.model_id != first.model_id
     assert again.history[-1]["test_accuracy"] == first.history[-1]["test_accuracy"]  # same recipe, same model
     assert len(own_store.store.list()) == 2
@@ -125,7 +126,7 @@ def test_a_students_stop_detaches_and_the_last_one_cancels(own_store, mnist):
     assert any("You stopped following" in i.value and "the 1 other(s) who wait on it" in i.value for i in first.info)
     assert own_store.snapshot(job_id).state in ("queued", "running")  # still going for the second student
     second.button(key=f"stop_mlp_job_{job_id}").click().run()
-    assert own_store.wait(job_id, timeout=120).state == "cancelled"
+    assert own_store.wait(job_id, timeout=WAIT_S).state == "cancelled"
 
 
 def test_the_teacher_renames_and_removes_a_model_and_removes_a_drawing(own_store, mnist):

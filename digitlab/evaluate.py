@@ -278,8 +278,8 @@ def calibrated(pred: Predictions, held_out: Predictions | None = None, temperatu
 
 def calibration_rows(results: dict[str, Calibration]) -> list[dict]:
     """One row per model: its temperature and its expected calibration error before and after."""
-    return [{"model": name, "temperature T": round(c.temperature, 3), "T fitted on": c.fitted_on,
-             "ECE as trained": c.before.ece, "ECE after temperature scaling": c.after.ece,
+    return [{"model": name, "ECE as trained": c.before.ece, "ECE after temperature scaling": c.after.ece,
+             "temperature T": round(c.temperature, 3), "T fitted on": c.fitted_on,
              "reads as": "underconfident (T < 1 sharpens)" if c.temperature < 0.95 else
              "overconfident (T > 1 softens)" if c.temperature > 1.05 else "about right"}
             for name, c in results.items()]

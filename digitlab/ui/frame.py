@@ -119,7 +119,20 @@ def sidebar_start() -> str:
     return "collapsed" if on_touch_screen() else "auto"
 
 
-PRESENT_FONT, PRESENT_TITLE = 17, 22  # presenter mode's chart text and titles, in px: readable from the back
+PRESENT_FONT, PRESENT_TITLE = 20, 26  # presenter mode's chart text and titles, in px: readable from the back
+
+# Presenter mode scales the whole page, not only the charts: Streamlit sizes its text in rem, so a 24 px root makes
+# its smallest text (0.75rem) 18 px and body text 24 px; headings are brought back to a sensible scale, and the few
+# things sized in px (the skip link) are named. Tables are drawn on a canvas: zoomed as a whole.
+PRESENTER_CSS = """<style>
+html { font-size: 24px; }
+h1 { font-size: 2.2rem !important; }
+h2 { font-size: 1.7rem !important; }
+h3 { font-size: 1.35rem !important; }
+[data-testid="stSkipToContent"] { font-size: 1rem; }
+[data-testid="stCaptionContainer"] code { font-size: 0.8rem; }
+[data-testid="stDataFrame"] { zoom: 1.3; }
+</style>"""
 
 
 def presenting() -> bool:
@@ -130,8 +143,11 @@ def presenting() -> bool:
 
 
 def presenter_style() -> None:
-    """Keep ``?present=1`` in the address while presenter mode is on, so a reload (or a bookmark) stays in it."""
+    """Presenter mode's page-wide sizes (PRESENTER_CSS); keep ``?present=1`` in the address while it is on, so a
+    reload (or a bookmark) stays in it."""
     on = presenting()
+    if on:
+        st.html(PRESENTER_CSS)
     if on != (st.query_params.get("present") == "1"):
         if on:
             st.query_params["present"] = "1"
@@ -159,21 +175,68 @@ def dataset_choice() -> None:
 
 
 def chart(where, fig, **kwargs):
-    """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 17 px,
-    titles of 22 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
+    """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 20 px,
+    titles of 26 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
     if presenting():
         fig = go.Figure(fig)
         fig.update_layout(font_size=PRESENT_FONT, title_font_size=PRESENT_TITLE, legend_font_size=PRESENT_FONT)
         for axes in (fig.update_xaxes, fig.update_yaxes):  # Streamlit's chart theme sets 12 px ticks: say otherwise
             axes(tickfont_size=PRESENT_FONT, title_font_size=PRESENT_FONT)
+        fig.for_each_yaxis(lambda ax: ax.update(dtick=1), selector={"type": "log"})  # no 15 px "2" and "5" between
+        fig.for_each_xaxis(lambda ax: ax.update(dtick=1), selector={"type": "log"})  # powers of ten on a log axis
         for ann in fig.layout.annotations:  # subplot titles, labels: never below the presenter size
             ann.font.size = max(ann.font.size or 0, PRESENT_FONT)
-        fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None)
+        fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None
+                          or getattr(t, "texttemplate", None) is not None)  # numbers written in a heatmap's cells
         if fig.layout.height:
             fig.update_layout(height=int(fig.layout.height * 1.25))
+            _room_for_labels(fig)
     if on_touch_screen():  # a touch screen shows Plotly's toolbar all the time, over the chart's title; taps select
         kwargs.setdefault("config", {"displayModeBar": False})
     return where.plotly_chart(fig, **kwargs)
+
+
+LABEL_ROOM = 1.6  # a label's line in px per px of font: what presenter mode keeps free above each image
+
+
+def _room_for_labels(fig: go.Figure) -> None:
+    """Presenter mode's larger labels above each image, kept off the images: a grid of subplots (image_grid) gets
+    taller by the label's growth per row and its rows move apart; a sheet of maps drawn as one heatmap with its
+    labels in the gaps (map_sheet) gets tall enough that each gap holds a label."""
+    need = LABEL_ROOM * PRESENT_FONT
+    height = fig.layout.height
+    margin = (fig.layout.margin.t or 0) + (fig.layout.margin.b or 0)
+    titled = [a for a in fig.layout.annotations if a.yref == "paper" and a.yanchor == "bottom"]
+    tops = sorted({round(d, 6) for d in (ax.domain[1] for ax in fig.select_yaxes() if ax.domain)}, reverse=True)
+    if titled and len(tops) > 1:  # subplot titles: a row of images per distinct domain top, top row first
+        plot = height - margin
+        bottoms = [min(ax.domain[0] for ax in fig.select_yaxes() if ax.domain and round(ax.domain[1], 6) == t)
+                   for t in tops]
+        extra = max(0.0, need - min(b - t for b, t in zip(bottoms, tops[1:])) * plot)
+        if not extra:
+            return
+        new_plot = plot + extra * len(tops)
+
+        def moved(y: float, row: int) -> float:  # a height in the old plot, in the new one, its row moved down
+            return 1 - ((1 - y) * plot + (row + 1) * extra) / new_plot
+
+        for ax in fig.select_yaxes():
+            if ax.domain:
+                row = tops.index(round(ax.domain[1], 6))
+                ax.domain = [moved(ax.domain[0], row), moved(ax.domain[1], row)]
+        for a in titled:
+            a.y = moved(a.y, min(range(len(tops)), key=lambda i: abs(tops[i] - a.y)))
+        fig.update_layout(height=int(round(new_plot + margin)))
+        return
+    labels = [a for a in fig.layout.annotations if a.yref == "y" and a.yanchor == "bottom"]
+    if labels and fig.layout.yaxis.range:  # map_sheet: the gap above a tile is `band` cells, its label sits in it
+        room = min(a.y for a in labels) + 0.5  # cells between tiles: a label sits 0.6 cells over its tile's first
+        # row, 0.1 over its edge
+        lift = PRESENT_FONT // 3  # px: a 20 px line reaches below its anchor; lifted, it clears the tile
+        for a in labels:
+            a.yshift = lift
+        cells = abs(fig.layout.yaxis.range[0] - fig.layout.yaxis.range[1])
+        fig.update_layout(height=max(height, int(cells * (need + lift) / max(room, 0.1) + margin)))
 
 
 def glossary(*terms: str) -> None:

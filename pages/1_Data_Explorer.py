@@ -12,7 +12,10 @@ def how_many(data) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Training images", f"{sum(data.class_counts('train')):,}")
     c2.metric("Test images", f"{sum(data.class_counts('test')):,}")
-    ui.chart(st, ui.shared(explore.counts_figure, data), key="counts")
+    counts = data.class_counts("train")
+    ui.chart(st, ui.shared(explore.counts_figure, data), key="counts", alt=f"Training images per {data.spec.noun}: "
+             f"from {min(counts):,} ({data.classes[counts.index(min(counts))]}) to {max(counts):,} "
+             f"({data.classes[counts.index(max(counts))]})")
     st.caption(f"{'Roughly balanced' if data.spec.key == 'mnist' else 'Exactly balanced'}: no {data.spec.noun} is "
                "rare, so plain accuracy is a fair score.")
 

@@ -31,7 +31,8 @@ def confusion_section(chosen, names) -> None:
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
             event = ui.chart(st, ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
-                                 on_select="rerun", selection_mode="points")
+                             on_select="rerun", selection_mode="points", alt=f"Confusion matrix: {pred.accuracy:.1%} of "
+                             f"{int(cm.sum()):,} test images on the diagonal (right)")
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
                                           columns=[f"pred {n}" for n in labels]), key=f"cm_table_{k}")

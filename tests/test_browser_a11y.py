@@ -22,16 +22,25 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(app):
 
     browser, base = app
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    axe, found, rules = Axe(), {}, set()
+    axe, found, rules, texts, shown = Axe(), {}, set(), {}, 0
     for path in page_paths():
         open_page(page, base, path)
         result = axe.run(page).response
         rules |= {r["id"] for r in result["passes"]}
+        charts, alts = page.locator(".js-plotly-plot").count(), page.locator("p.dl-alt").all_inner_texts()
+        shown += charts
+        texts[path or "Home"] = (charts, alts)
         found[path or "Home"] = [f"{v['id']} ({v['impact']}): {n['target']} {n.get('failureSummary', '')[:160]}"
                                  for v in result["violations"] if v["impact"] in ("serious", "critical")
                                  for n in v["nodes"]]
     assert "color-contrast" in rules  # axe did check the text's contrast (and found it enough)
     assert not any(found.values()), {k: v[:5] for k, v in found.items() if v}
+    # each chart with its one-line text alternative: what it shows and a number read from its data
+    assert shown >= 15, texts
+    assert all(charts == len(alts) for charts, alts in texts.values()), texts
+    alts = [a for _, page_alts in texts.values() for a in page_alts]
+    assert all(a.startswith("Chart: ") and any(c.isdigit() for c in a) for a in alts), alts
+    assert "Chart: Training images per digit: from 5,421 (5) to 6,742 (1)" in alts  # the Data Explorer's counts
 
 
 def _tab_to(page, wanted: str, most: int = 80) -> None:

@@ -4,12 +4,15 @@ lines, "The code that runs" boxes and links between stages."""
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -137,8 +140,11 @@ h3 { font-size: 1.35rem !important; }
 
 # Streamlit's theme has no colour for code inside a caption: it fades the code colour as it fades the caption (3:1
 # on its grey background). Written in the caption's own colour, as readable as the caption (4.5:1 and up).
+# A chart's text alternative (chart(alt=...)) is read by a screen reader, not shown: out of the flow, one pixel.
 CONTRAST_CSS = """<style>
 [data-testid="stCaptionContainer"] code { color: inherit; }
+[data-testid="stElementContainer"]:has(.dl-alt) { position: absolute; width: 1px; height: 1px; overflow: hidden;
+  clip-path: inset(50%); white-space: nowrap; }
 </style>"""
 
 
@@ -180,8 +186,10 @@ def dataset_choice() -> None:
         st.query_params[DATASET_KEY] = current
 
 
-def chart(where, fig, **kwargs):
-    """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 20 px,
+def chart(where, fig, alt: str = "", **kwargs):
+    """``where.plotly_chart(fig, **kwargs)`` and the chart's one-line text alternative for a screen reader: ``alt``
+    (what it shows and its key number, from the call site's data), or else one read from the figure's own data
+    (chart_summary). In presenter mode a copy of the figure with text of at least 20 px,
     titles of 26 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
     if presenting():
         fig = go.Figure(fig)
@@ -199,7 +207,38 @@ def chart(where, fig, **kwargs):
             _room_for_labels(fig)
     if on_touch_screen():  # a touch screen shows Plotly's toolbar all the time, over the chart's title; taps select
         kwargs.setdefault("config", {"displayModeBar": False})
-    return where.plotly_chart(fig, **kwargs)
+    shown = where.plotly_chart(fig, **kwargs)
+    where.markdown(f'<p class="dl-alt">Chart: {html.escape(alt or chart_summary(fig))}</p>', unsafe_allow_html=True)
+    return shown
+
+
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def chart_summary(fig: go.Figure) -> str:
+    """A figure in one line from its own data: its title, what kind of chart, and its key number (the largest bar,
+    each line's last point, a map's size and range)."""
+    title = re.sub(r"<[^>]+>", " ", fig.layout.title.text or "").strip()
+    traces = [t for t in fig.data if t.visible is not False]
+    said = ""
+    if traces and traces[0].type == "heatmap":
+        z = np.asarray(traces[0].z, dtype=float)
+        if z.size and np.isfinite(z).any():
+            said = (f"{len(traces)} images" if len(traces) > 1 else f"a {z.shape[0]}x{z.shape[-1]} map") + \
+                   f", values {_number(np.nanmin(z))} to {_number(np.nanmax(z))}"
+    elif traces and traces[0].type == "bar":
+        bar = traces[0]
+        values, names = (bar.x, bar.y) if bar.orientation == "h" else (bar.y, bar.x)
+        if values is not None and len(values):
+            top = int(np.argmax(np.asarray(values, dtype=float)))
+            value = bar.text[top] if bar.text is not None and len(bar.text) > top else _number(float(values[top]))
+            said = f"{len(values)} bars, the largest {names[top] if names is not None else top}: {value}"
+    elif traces:
+        ends = [f"{t.name + ' ' if t.name else ''}ends at {_number(float(t.y[-1]))}" for t in traces[:4]
+                if t.type == "scatter" and t.y is not None and len(t.y) and t.y[-1] is not None]
+        said = f"{len(traces)} series" + (": " + "; ".join(ends) if ends else "")
+    return "; ".join(x for x in (title, said) if x) or "a chart"
 
 
 LABEL_ROOM = 1.6  # a label's line in px per px of font: what presenter mode keeps free above each image

@@ -134,7 +134,7 @@ h2 { font-size: 1.7rem !important; }
 h3 { font-size: 1.35rem !important; }
 [data-testid="stSkipToContent"] { font-size: 1rem; }
 [data-testid="stCaptionContainer"] code { font-size: 0.8rem; }
-[data-testid="stDataFrame"] { zoom: 1.3; }
+[data-testid="stElementContainer"]:has(> [data-testid="stDataFrame"]) { zoom: 1.3; width: calc(100% / 1.3) !important; }
 </style>"""
 
 

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -28,6 +30,17 @@ def app_with_models(collection_dir: Path):
            "DIGITLAB_COLLECTION_DIR": str(collection_dir)}
     with app_in_chromium(env) as (browser, base):
         yield browser, base
+
+
+def one_app_per_module():
+    """A module-scoped fixture: the app started once for a test file, on the session's trained models."""
+
+    @pytest.fixture(scope="module")
+    def app(trained, tmp_path_factory):
+        with app_with_models(tmp_path_factory.mktemp("collection")) as running:
+            yield running
+
+    return app
 
 
 def open_page(page, base: str, path: str, query: str = "") -> None:

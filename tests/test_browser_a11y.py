@@ -3,7 +3,7 @@ contrast of 4.5:1 for text among them), each chart carries a one-line text alter
 the keyboard: Tab through the sidebar to a stage, Enter opens it, Tab to a button, Space presses it."""
 
 import pytest
-from browser_pages import app_with_models, open_page, page_paths
+from browser_pages import one_app_per_module, open_page, page_paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -11,10 +11,7 @@ FOCUSED = "() => { const e = document.activeElement; return e ? (e.innerText || 
           ".trim() : ''; }"
 
 
-@pytest.fixture(scope="module")
-def app(trained, tmp_path_factory):
-    with app_with_models(tmp_path_factory.mktemp("collection")) as running:
-        yield running
+app = one_app_per_module()  # (browser, address), shared by the tests of this file
 
 
 def test_axe_finds_no_serious_or_critical_violation_on_any_page(app):

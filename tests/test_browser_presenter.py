@@ -3,7 +3,7 @@ is smaller than 18 px (the browser's own computed font size of each text node's 
 no label above an image (the mistakes grid's titles, the map sheets' labels) overlaps an image."""
 
 import pytest
-from browser_pages import app_with_models, open_page, page_paths
+from browser_pages import one_app_per_module, open_page, page_paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,10 +57,7 @@ OVERLAPS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def app(trained, tmp_path_factory):
-    with app_with_models(tmp_path_factory.mktemp("collection")) as running:
-        yield running
+app = one_app_per_module()  # (browser, address), shared by the tests of this file
 
 
 def test_presenter_mode_has_no_text_under_18px_and_no_label_over_an_image(app):

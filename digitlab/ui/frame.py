@@ -227,6 +227,8 @@ def chart_summary(fig: go.Figure) -> str:
         if z.size and np.isfinite(z).any():
             said = (f"{len(traces)} images" if len(traces) > 1 else f"a {z.shape[0]}x{z.shape[-1]} map") + \
                    f", values {_number(np.nanmin(z))} to {_number(np.nanmax(z))}"
+            if labels := [a.text for a in fig.layout.annotations if a.text][:3]:  # subplot titles, map labels
+                said += ", the first labelled " + ", ".join(labels)
     elif traces and traces[0].type == "bar":
         bar = traces[0]
         values, names = (bar.x, bar.y) if bar.orientation == "h" else (bar.y, bar.x)

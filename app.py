@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from digitlab import evaluate as ev
-from digitlab import glossary, ui
+from digitlab import glossary, ranking, ui
 
 
 def journey() -> None:
@@ -32,7 +31,7 @@ def trained_models(data) -> None:
     infos = ui.dataset_models()
     st.subheader(f"Trained on {data.spec.title} ({len(infos)})")
     if infos:
-        st.dataframe(ui.models_table(ev.ranked(infos)), hide_index=True,
+        st.dataframe(ui.models_table(ranking.ranked(infos)), hide_index=True,
                      column_config={"test accuracy": st.column_config.NumberColumn(format="percent")})
         st.caption("Best first; ⚠️ marks a model below 50% test accuracy, which no page shows unless picked.")
     else:

@@ -41,7 +41,7 @@ def timed(fn, *args):
 
 
 def train(store: ModelStore, data) -> None:
-    from digitlab.jobs import JobQueue
+    from digitlab.runs.queue import JobQueue
 
     queue = JobQueue(store)
     for config in RECIPES:

@@ -2,7 +2,7 @@
 
     DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_first_step.py [--rounds 3] [--record]
 
-Each round, in turn: a fresh queue (``jobs.JobQueue``, its own model folder) gets a run with no training process
+Each round, in turn: a fresh queue (``runs.queue.JobQueue``, its own model folder) gets a run with no training process
 running (cold: Python, torch, the optimisers' first import and the dataset are all ahead of the first step), and a
 fresh queue that a page has asked to ``warm`` a few seconds earlier (the student picking settings) gets the same
 run. Timed from ``submit`` (the Train click's own call) to the first progress report the page can show.
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 from results import record  # noqa: E402
 
 from digitlab.data import load_mnist  # noqa: E402
-from digitlab.jobs import JobQueue  # noqa: E402
 from digitlab.models import PRESETS  # noqa: E402
+from digitlab.runs.queue import JobQueue  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
 
 CONFIG = PRESETS["mlp-128-64"].with_(epochs=1, train_limit=6_000)

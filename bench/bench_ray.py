@@ -4,7 +4,7 @@
     DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_ray.py --record   # ... into bench/RESULTS.md
 
 What runs: 8 configs (simple_net on the full MNIST, --epochs each, seeds 0-7) submitted at once to a
-``jobs.JobQueue`` twice, each time with its own temporary model store:
+``runs.queue.JobQueue`` twice, each time with its own temporary model store:
 1. embedded: the queue as `streamlit run app.py` has it, one worker process on this machine;
 2. Ray: a local cluster started by scripts/local_ray.py -- a head and one more node on 127.0.0.1, one CPU each,
    so two workers -- and the queue with DIGITLAB_RAY_ADDRESS's path (two runs at once, the default on Ray).
@@ -16,6 +16,7 @@ run's for the same config and seed.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shutil
@@ -34,8 +35,9 @@ import local_ray  # noqa: E402
 from results import record  # noqa: E402
 
 from digitlab.data import load_mnist  # noqa: E402
-from digitlab.jobs import JobQueue  # noqa: E402
 from digitlab.models import PRESETS  # noqa: E402
+from digitlab.runs.queue import JobQueue  # noqa: E402
+from digitlab.runs.runners.ray_task import RayRunner  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
 
 
@@ -82,7 +84,8 @@ def main() -> int:
         joined = local_ray.start(tmp / "ray", free_port(), nodes=2, cpus=1)
         try:
             ray_store = ModelStore(tmp / "ray-models")
-            ray_queue = JobQueue(ray_store, max_running=2, ray_address=joined["DIGITLAB_RAY_ADDRESS"])
+            ray_queue = JobQueue(ray_store, max_running=2,
+                                 runner=functools.partial(RayRunner, joined["DIGITLAB_RAY_ADDRESS"]))
             try:
                 wall_ray, acc_ray = run_all(ray_queue, ray_store, configs, data)
             finally:

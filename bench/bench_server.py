@@ -4,9 +4,9 @@ large image costs to decode.
     DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_server.py [--runs 200] [--idle 120] [--record]
 
 1. Runs: ``--runs`` CNN runs, each with its own batch size (cnn-fast, 600 images, one epoch: the bfloat16 path on a
-   CPU that has it), through the server's own queue code (``jobs.JobQueue``, its worker processes, the store and
+   CPU that has it), through the server's own queue code (``runs.queue.JobQueue``, its worker processes, the store and
    the analysis each run gets). RSS of this process plus its training processes: at the start, the peak, after the
-   last run, and once the queue has been idle ``--idle`` seconds (``jobs.WORKER_IDLE_S``).
+   last run, and once the queue has been idle ``--idle`` seconds (``runs.runners.process.WORKER_IDLE_S``).
 2. Uploads: a real ``streamlit run app.py`` with the project's .streamlit/config.toml; 6 uploads of 9.5 MB (taken)
    and 6 of 190 MB (refused), each from its own session, as the browser sends them. Server RSS before, after, and
    30 s later.
@@ -35,10 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from classroom_client import ROOT, Server  # noqa: E402
 from results import record  # noqa: E402
 
-from digitlab import jobs  # noqa: E402
 from digitlab.data import load_mnist  # noqa: E402
-from digitlab.jobs import JobQueue, rss_mb  # noqa: E402
 from digitlab.models import PRESETS  # noqa: E402
+from digitlab.runs import queue as jobs  # noqa: E402
+from digitlab.runs.queue import JobQueue  # noqa: E402
+from digitlab.runs.runners import process  # noqa: E402
+from digitlab.runs.runners.process import rss_mb  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
 
 TARGET_MB = 100.0
@@ -51,7 +53,7 @@ def total_rss(queue: JobQueue) -> tuple[float, float]:
 
 def bench_runs(n: int, idle: float) -> tuple[list[str], str]:
     data = load_mnist(allow_download=False)
-    jobs.WORKER_IDLE_S = idle
+    process.WORKER_IDLE_S = idle
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         queue = JobQueue(ModelStore(tmp))
         start = sum(total_rss(queue))
@@ -166,7 +168,7 @@ def bench_cases(data_dir: str) -> list[str]:
     from test_server_protocol import _handshake
     from test_server_safety import HOSTILE
 
-    from digitlab.jobs import JobRefused
+    from digitlab.runs.queue import JobRefused
 
     rows = []
     data = load_mnist(allow_download=False)
@@ -179,7 +181,9 @@ def bench_cases(data_dir: str) -> list[str]:
                 queue.submit(PRESETS["cnn-seed"].with_(batch_size=1, epochs=100), data, owner="a", limited=True)
                 refusal = "queued"
             except JobRefused as e:
-                refusal = str(e)
+                from digitlab.ui.text import refusal_text
+
+                refusal = refusal_text(e)
         finally:
             queue.close()
         for name, (field, value, _) in HOSTILE.items():
@@ -218,7 +222,7 @@ def bench_cases(data_dir: str) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--idle", type=float, default=jobs.WORKER_IDLE_S)
+    parser.add_argument("--idle", type=float, default=process.WORKER_IDLE_S)
     parser.add_argument("--skip-uploads", action="store_true")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
     args = parser.parse_args()

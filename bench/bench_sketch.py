@@ -58,8 +58,8 @@ def main() -> None:
     if args.while_training:
         import tempfile
 
-        from digitlab.jobs import JobQueue
         from digitlab.models import PRESETS
+        from digitlab.runs.queue import JobQueue
 
         queue = JobQueue(ModelStore(tempfile.mkdtemp(prefix="bench-sketch-")))
         job = queue.submit(PRESETS["cnn-seed"].with_(epochs=1), data, owner="bench")

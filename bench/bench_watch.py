@@ -16,12 +16,10 @@ Results go first under "## Watch it learn" in bench/RESULTS.md (unless --no-reco
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +34,10 @@ from results import print_and_record  # noqa: E402
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.live import Publisher  # noqa: E402
 from digitlab.models import PRESETS, build_model  # noqa: E402
+from digitlab.runs.execute import worker_threads  # noqa: E402
+from digitlab.runs.spec import Progress, to_line  # noqa: E402
+from digitlab.runs.steering import BetweenBatches, Steering  # noqa: E402
 from digitlab.train import device_label, fit  # noqa: E402
-from digitlab.worker import BetweenBatches, worker_threads  # noqa: E402
 
 TARGET = 1.05
 CONFIGS = {  # a few seconds each on a laptop core: long enough for several pictures a run
@@ -66,21 +66,21 @@ def train_once(config, data, publish: bool) -> tuple[float, float, int, dict, fl
     sink = open(os.devnull, "w")
     sent = {"watch": 0}
 
-    def emit(message: dict) -> None:  # what the worker does with every message: one JSON line
-        sent[message["type"]] = sent.get(message["type"], 0) + 1
-        sink.write(json.dumps(message) + "\n")
+    def emit(message) -> None:  # what the worker does with every message: one JSON line
+        kind = type(message).__name__.lower()
+        sent[kind] = sent.get(kind, 0) + 1
+        sink.write(to_line(message) + "\n")
 
     model = build_model(config)
     wall, cpu = time.perf_counter(), time.process_time()
     hook = {}
     if publish:  # built inside the timed run, as run_job builds it: its 16 test digits are part of the cost
-        hook["between_batches"] = Timed(BetweenBatches(model, "bench", emit, threading.Event(), threading.Event(),
-                                                       threading.Semaphore(0), Publisher(model, config, data, emit,
-                                                                                         "bench")))
+        hook["between_batches"] = Timed(BetweenBatches(model, "bench", emit, Steering(),
+                                                       Publisher(model, config, data, emit, "bench")))
         hook["between_batches"].seconds = time.perf_counter() - wall
     for ev in fit(model, config, data, **hook):
         if ev.kind == "batch":  # the worker sends its progress line too
-            emit({"type": "progress", "event": ev.__dict__})
+            emit(Progress("bench", ev))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     sink.close()
     in_hook = hook["between_batches"].seconds if publish else 0.0

@@ -31,8 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import evaluate as ev
-from . import features
+from . import embeddings, metrics, robustness, untrained
 from .data import MNIST
 from .store import ModelStore, StoreError
 
@@ -50,27 +49,27 @@ class Analysis:
     model_id: str
     weights_sha256: str
     fingerprint: str
-    predictions: ev.Predictions
+    predictions: metrics.Predictions
     accuracy_before: float  # the same run's untrained start, on the same test images
     parts: dict[str, torch.Tensor]
 
     def robustness(self, n: int = ROBUST_N) -> dict[str, list[tuple[float, float]]] | None:
         """Accuracy at each level of each perturbation on ``n`` test images; None if not computed yet."""
-        curves = {kind: self.parts.get(f"robust|{n}|{kind}") for kind in ev.PERTURBATIONS}
+        curves = {kind: self.parts.get(f"robust|{n}|{kind}") for kind in robustness.PERTURBATIONS}
         if any(c is None for c in curves.values()):
             return None
         return {kind: [(float(lvl), float(acc)) for lvl, acc in c.tolist()] for kind, c in curves.items()}
 
     @property
-    def held_out(self) -> ev.Predictions | None:
+    def held_out(self) -> metrics.Predictions | None:
         """The predictions on the training images the run never trained on (what temperature scaling is fitted
         on); None for a model trained before images were held out."""
         probs, targets = self.parts.get("held_out|probs"), self.parts.get("held_out|targets")
         if probs is None or targets is None:
             return None
-        return ev.Predictions(probs, targets, torch.arange(len(targets)), self.predictions.class_names)
+        return metrics.Predictions(probs, targets, torch.arange(len(targets)), self.predictions.class_names)
 
-    def embedding(self, layer: str = ev.RAW, method: str = "pca", n: int = EMBED_N) -> ev.Embedding | None:
+    def embedding(self, layer: str = embeddings.RAW, method: str = "pca", n: int = EMBED_N) -> embeddings.Embedding | None:
         """The 2-D map of ``n`` test images at ``layer``; None if not computed yet."""
         key = f"embed|{layer}|{method}|{n}"
         coords, rows, sizes = (self.parts.get(f"{key}|{p}") for p in ("coords", "rows", "sizes"))
@@ -78,7 +77,7 @@ class Analysis:
             return None
         targets = self.predictions.targets[rows].numpy()
         dims, explained = sizes.tolist()
-        return ev.Embedding(coords.numpy(), rows, targets, method, layer, int(dims), float(explained))
+        return embeddings.Embedding(coords.numpy(), rows, targets, method, layer, int(dims), float(explained))
 
 
 # ---------------------------------------------------------------- computing
@@ -88,7 +87,7 @@ def _robustness_parts(curves: dict[str, list[tuple[float, float]]], n: int) -> d
     return {f"robust|{n}|{kind}": torch.tensor(points, dtype=torch.float64) for kind, points in curves.items()}
 
 
-def _embedding_parts(emb: ev.Embedding, n: int) -> dict[str, torch.Tensor]:
+def _embedding_parts(emb: embeddings.Embedding, n: int) -> dict[str, torch.Tensor]:
     key = f"embed|{emb.layer}|{emb.method}|{n}"
     return {f"{key}|coords": torch.from_numpy(emb.coords).float(), f"{key}|rows": emb.rows.long(),
             f"{key}|sizes": torch.tensor([emb.dims, emb.explained], dtype=torch.float64)}
@@ -100,17 +99,17 @@ def compute(store: ModelStore, model_id: str, data: MNIST, model: nn.Module) -> 
     added by ``complete``, which the training worker runs when no run is waiting, or on its section's first view."""
     info = store.info(model_id)
     config = info.config
-    pred = ev.predict(model, config, data)
-    start = features.initial_model(config)
-    before = ev.predict(start, config, data).accuracy
-    parts = _embedding_parts(ev.embedding(model, config, data, ev.RAW, "pca", EMBED_N), EMBED_N)
-    if (held_out := ev.predict_held_out(model, config, data)) is not None:
+    pred = metrics.predict(model, config, data)
+    start = untrained.initial_model(config)
+    before = metrics.predict(start, config, data).accuracy
+    parts = _embedding_parts(embeddings.embedding(model, config, data, embeddings.RAW, "pca", EMBED_N), EMBED_N)
+    if (held_out := metrics.predict_held_out(model, config, data)) is not None:
         parts |= {"held_out|probs": held_out.probs.float(), "held_out|targets": held_out.targets.long()}
     return Analysis(model_id, store.weights_sha256(model_id), data.fingerprint(), pred, before, parts)
 
 
 def complete(store: ModelStore, model_id: str, data: MNIST, model: nn.Module | None = None,
-             progress: ev.Progress = ev.no_progress) -> Analysis:
+             progress: metrics.Progress = metrics.no_progress) -> Analysis:
     """Everything Evaluate and Features show by default, robustness on ROBUST_N images included. ``progress`` is
     called before each robustness level (the training process uses it to give way to a run that arrives)."""
     if model is None:
@@ -155,7 +154,7 @@ def _from_bytes(payload: bytes) -> Analysis:
     if probs.dim() != 2 or probs.shape != (len(index), len(names)) or targets.shape != index.shape:
         raise ValueError("its predictions do not fit together")
     before = float(tensors.pop("accuracy_before")[0])
-    pred = ev.Predictions(probs, targets, index, names)
+    pred = metrics.Predictions(probs, targets, index, names)
     return Analysis(meta["model_id"], meta["weights_sha256"], meta["fingerprint"], pred, before, tensors)
 
 
@@ -207,12 +206,12 @@ def _extend(store: ModelStore, a: Analysis, data: MNIST, parts: dict[str, torch.
 
 
 def add_robustness(store: ModelStore, a: Analysis, data: MNIST, n: int, model: nn.Module,
-                   progress: ev.Progress = ev.no_progress) -> Analysis:
+                   progress: metrics.Progress = metrics.no_progress) -> Analysis:
     """The analysis with robustness on ``n`` test images per point as well (computed now, kept on disk)."""
     if a.robustness(n) is not None:
         return a
     config = store.info(a.model_id).config
-    return _extend(store, a, data, _robustness_parts(ev.robustness(model, config, data, n, progress), n))
+    return _extend(store, a, data, _robustness_parts(robustness.robustness(model, config, data, n, progress), n))
 
 
 def add_embedding(
@@ -222,7 +221,7 @@ def add_embedding(
     if a.embedding(layer, method, n) is not None:
         return a
     config = store.info(a.model_id).config
-    return _extend(store, a, data, _embedding_parts(ev.embedding(model, config, data, layer, method, n), n))
+    return _extend(store, a, data, _embedding_parts(embeddings.embedding(model, config, data, layer, method, n), n))
 
 
 def stamp(store: ModelStore, model_id: str) -> tuple[int, int]:

@@ -11,9 +11,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from digitlab import data as data_mod
+from digitlab import serve, settings
+from digitlab.config import FIELDS
 
 # ---------------------------------------------------------------- data
 
@@ -71,78 +74,20 @@ def cmd_data_make_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def template(name: str) -> str:
+    """A text shipped as package data in digitlab/templates/ (listed in pyproject.toml)."""
+    return resources.files("digitlab").joinpath("templates", name).read_text(encoding="utf-8")
+
+
 def sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace) -> str:
-    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/)."""
+    """Provenance and credit for the files shipped in digitlab/sample/ (or digitlab/sample-fashion/), and the MIT
+    licence for Fashion-MNIST's: templates/sample-readme-<mnist|fashion>.md filled in."""
     files = "\n".join(f"- `{n}`: {s:,} bytes" for n, s in sizes.items())
-    if full.spec.key == "fashion":
-        return fashion_sample_readme(full, sizes, args, files)
-    return f"""# The bundled MNIST sample
-
-A stratified sample of MNIST that ships inside the package, so DigitLab works with no network and no data folder.
-The app uses it only when no full MNIST is found (DIGITLAB_DATA_DIR, the local data folder, or a download); every
-page then says so and offers to fetch the full set.
-
-- {args.train_per_digit} training and {args.test_per_digit} test images of each digit, drawn at random
-  (seed {args.seed}) from the official train and test splits, kept in MNIST's own order.
-- Same IDX format as the originals, gzip-compressed.
-- Made from full MNIST with fingerprint `{full.fingerprint()}` by:
-  `python -m digitlab data make-sample --seed {args.seed} --train-per-digit {args.train_per_digit} \
---test-per-digit {args.test_per_digit}`
-
-{files}
-
-## Credit and license
-
-MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges
-(http://yann.lecun.com/exdb/mnist/), made available under the
-Creative Commons Attribution-Share Alike 3.0 license (CC BY-SA 3.0). This sample is a derivative of it
-and is shared under the same license.
-"""
-
-
-def fashion_sample_readme(full: data_mod.MNIST, sizes: dict[str, int], args: argparse.Namespace, files: str) -> str:
-    """Provenance and the MIT licence for the files shipped in digitlab/sample-fashion/."""
-    return f"""# The bundled Fashion-MNIST sample
-
-A stratified sample of Fashion-MNIST that ships inside the package, so the Fashion-MNIST stages work with no
-network and no data folder. The app uses it only when no full Fashion-MNIST is found (DIGITLAB_FASHION_DIR,
-Debian's `dataset-fashion-mnist` package, the local data folder, or a download); every page then says so.
-
-- {args.train_per_digit} training and {args.test_per_digit} test images of each class, drawn at random (seed {args.seed}) from the official train and test
-  splits, kept in Fashion-MNIST's own order.
-- Same IDX format as the originals, gzip-compressed: {sum(sizes.values()) / 1e6:.2f} MB in all.
-- Made from the full Fashion-MNIST with fingerprint `{full.fingerprint()}`
-  (content md5s as in `digitlab.data.FASHION_MD5`) by:
-  `python -m digitlab data make-sample --dataset fashion --seed {args.seed} --train-per-digit {args.train_per_digit} \
---test-per-digit {args.test_per_digit}`
-
-{files}
-
-## Credit and license
-
-Fashion-MNIST is by Zalando Research: Han Xiao, Kashif Rasul and Roland Vollgraf, "Fashion-MNIST: a Novel
-Image Dataset for Benchmarking Machine Learning Algorithms", arXiv:1708.07747
-(https://github.com/zalandoresearch/fashion-mnist). It is released under the MIT License:
-
-{FASHION_LICENSE}"""
-
-
-FASHION_LICENSE = """Copyright (c) 2017 Zalando SE
-
-Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
-documentation files (the "Software"), to deal in the Software without restriction, including without limitation
-the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and
-to permit persons to whom the Software is furnished to do so, subject to the following conditions:
-
-The above copyright notice and this permission notice shall be included in all copies or substantial portions of
-the Software.
-
-THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
-THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF
-CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
-IN THE SOFTWARE.
-"""
+    fashion = full.spec.key == "fashion"
+    return template(f"sample-readme-{'fashion' if fashion else 'mnist'}.md").format(
+        train_per_digit=args.train_per_digit, test_per_digit=args.test_per_digit, seed=args.seed,
+        fingerprint=full.fingerprint(), files=files, megabytes=sum(sizes.values()) / 1e6,
+        license=template("fashion-mnist-license.txt") if fashion else "")
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -186,8 +131,23 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def dataset_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=list(data_mod.DATASETS), default="mnist",
-                        help="mnist (handwritten digits, the default) or fashion (Fashion-MNIST)")
+    parser.add_argument("--dataset", choices=FIELDS["dataset"].choices, default="mnist",
+                        help=FIELDS["dataset"].meaning + " (default: mnist)")
+
+
+def schema_option(parser: argparse.ArgumentParser, flag: str, name: str) -> None:
+    """An option that sets config field ``name``: read and checked by the config's schema (config.FIELDS), so a value
+    outside its bounds is refused here with the message a page or a link gives."""
+    field = FIELDS[name]
+
+    def parse(text: str):
+        try:
+            return field.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parser.add_argument(flag, type=parse, default=None, metavar=name.upper(),
+                        help=f"{field.meaning}: {field.bounds} (default: the preset's)")
 
 
 # ---------------------------------------------------------------- train, models
@@ -208,14 +168,15 @@ def preset_named(kind: str, preset: str | None) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """One run, trained here as the class's worker trains it (worker.run_job): the same records, save and analysis."""
-    import threading
-
+    """One run, trained here through the in-process runner: the same run, records, save and analysis as the
+    class's training process makes."""
     from tqdm import tqdm
 
     from digitlab.models import preset_for
+    from digitlab.runs.runners.inline import InlineRunner
+    from digitlab.runs.spec import EpochDone, Finished, JobSpec, Progress
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import run_job
 
     name = preset_named(args.kind, args.preset)
     if name is None:
@@ -228,33 +189,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = data_mod.load_dataset(args.dataset, allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
     print(f"training {config.title} ({name}) for {config.epochs} epoch(s)")
-    bar = None
+    bar, result = None, None
 
-    def show(msg: dict) -> None:
-        nonlocal bar
-        if msg["type"] == "progress" and msg["event"]["kind"] == "batch":
-            ev = msg["event"]
+    def show(msg) -> None:
+        nonlocal bar, result
+        if isinstance(msg, Progress) and msg.event.kind == "batch":
+            ev = msg.event
             if bar is None:
-                bar = tqdm(total=ev["n_batches"], desc=f"epoch {ev['epoch']}/{ev['epochs']}", unit="batch", leave=False)
-            bar.n = ev["batch"]
-            bar.set_postfix(loss=f"{ev['loss']:.4f}", img_s=f"{ev['images_per_s']:,.0f}")
-        elif msg["type"] == "epoch":
+                bar = tqdm(total=ev.n_batches, desc=f"epoch {ev.epoch}/{ev.epochs}", unit="batch", leave=False)
+            bar.n = ev.batch
+            bar.set_postfix(loss=f"{ev.loss:.4f}", img_s=f"{ev.images_per_s:,.0f}")
+        elif isinstance(msg, EpochDone):
             if bar is not None:
                 bar.close()
                 bar = None
-            r = msg["record"]
+            r = msg.record
             print(f"epoch {r['epoch']}/{config.epochs}: test accuracy {r['test_accuracy']:.2%}, "
                   f"test loss {r['test_loss']:.4f}, {r['images_per_s']:,.0f} images/s, {r['seconds']:.1f} s")
+        elif isinstance(msg, Finished):
+            result = msg
 
-    spec = {"job": "cli", "config": config.to_dict(), "continue_from": "", "data_dir": data.source.path,
-            "fingerprint": data.fingerprint(), "store": str(store.root)}
-    result = run_job(spec, show, threading.Event(), {data.source.path: data})
+    InlineRunner(publish=False, analyse="all").run(JobSpec.of("cli", config, data, store), data, Steering(), show)
     if bar is not None:
         bar.close()
-    if result["state"] != "done":
-        print(f"error: {result['error'] or result['message']}", file=sys.stderr)
+    if result.state != "done":
+        print(f"error: {result.error or result.message}", file=sys.stderr)
         return 1
-    print(f"saved {result['model_id']} in {store.root}")
+    print(f"saved {result.model_id} in {store.root}")
     return 0
 
 
@@ -277,7 +238,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digitlab import evaluate as ev
+    from digitlab import metrics
     from digitlab.store import ModelStore, StoreError
 
     store = ModelStore()
@@ -298,14 +259,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"{data_mod.dataset_spec(args.dataset).title}: its answers are {dataset} classes", file=sys.stderr)
         return 2
     data = data_mod.load_dataset(dataset, allow_download=False if args.offline else None, progress=_progress_bar)
-    pred = ev.predict(model, info.config, data)
-    cm = ev.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
+    pred = metrics.predict(model, info.config, data)
+    cm = metrics.confusion_matrix(pred.targets, pred.predicted, len(pred.class_names))
     print(f"model: {info.id} ({info.config.title}, {info.config.preset})")
     print(f"data: {data.source.label}")
     print(f"test accuracy: {pred.accuracy:.2%} on {len(pred.targets):,} test images")
     w = max(5, *(len(c) for c in pred.class_names))  # "Ankle boot" is wider than a digit
     print(f"{'class':>{w}} {'precision':>9} {'recall':>7} {'F1':>6} {'images':>7}")
-    for row in ev.per_class_scores(cm, pred.class_names):
+    for row in metrics.per_class_scores(cm, pred.class_names):
         print(f"{row['class']:>{w}} {row['precision']:>9.2%} {row['recall']:>7.2%} {row['F1']:>6.3f} "
               f"{row['test images']:>7,}")
     print("confusion matrix (rows: true class, columns: predicted):")
@@ -317,21 +278,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model with a progress bar and save it to the model store")
-    train.add_argument("kind", choices=["linear", "mlp", "cnn"])
+    train.add_argument("kind", choices=FIELDS["kind"].choices, help=FIELDS["kind"].meaning)
     dataset_flag(train)
     train.add_argument("--preset", default=None, help="a preset of that kind (default: the tutorial's)")
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None)
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--train-limit", type=int, default=None, help="train on a subset of this many images")
-    train.add_argument("--seed", type=int, default=None)
+    for flag, name in (("--epochs", "epochs"), ("--lr", "lr"), ("--batch-size", "batch_size"),
+                       ("--train-limit", "train_limit"), ("--seed", "seed")):
+        schema_option(train, flag, name)
     train.add_argument("--offline", action="store_true", help="never download")
     train.set_defaults(func=cmd_train)
     models = sub.add_parser("models", help="list the trained models in the store (DIGITLAB_MODEL_DIR)")
     models.set_defaults(func=cmd_models)
     evaluate = sub.add_parser("evaluate", help="score a stored model on the test set: accuracy, per class, confusion")
     evaluate.add_argument("model", nargs="?", default=None, help="a model id from 'models' (default: the newest)")
-    evaluate.add_argument("--dataset", choices=list(data_mod.DATASETS), default=None,
+    evaluate.add_argument("--dataset", choices=FIELDS["dataset"].choices, default=None,
                           help="only models of this dataset (default: any; a model is scored on its own dataset)")
     evaluate.add_argument("--offline", action="store_true", help="never download")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -372,47 +331,24 @@ def add_lr_find_commands(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------- serve
 
 
-def laptop_names() -> list[str]:
-    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
-    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
-    import socket
-
-    host = socket.gethostname()
-    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
-    try:
-        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
-    except OSError:  # no name service: the names above will do
-        pass
-    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))
-            names.append(s.getsockname()[0])
-    except OSError:
-        pass
-    names += [n.strip() for n in os.environ.get("DIGITLAB_ALLOWED_HOSTS", "").split(",")]
-    return [n for n in dict.fromkeys(names) if n]
-
-
 def serve_command(room: bool, port: int) -> list[str]:
     """``streamlit run app.py`` for this laptop only, or with ``room`` for the room's network, accepting only the
     laptop's own names in the Host header."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve().parent.parent / "app.py"),
            "--server.address", "0.0.0.0" if room else "127.0.0.1", "--server.port", str(port)]
-    for name in laptop_names():
+    for name in serve.laptop_names():
         cmd += ["--server.allowedHosts", name]
     return cmd
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.web:  # a school's server: N web processes behind HAProxy, one address
-        from . import serve
-
-        return serve.run(args.web, args.port, args.room, laptop_names() if args.room else ())
+        return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else ())
     cmd = serve_command(args.room, args.port)
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"
     print(f"DigitLab on {where}, port {args.port}; accepted names: {', '.join(names)}")
-    if not os.environ.get("DIGITLAB_TEACHER_KEY"):
+    if not settings.is_set("DIGITLAB_TEACHER_KEY"):
         print("no DIGITLAB_TEACHER_KEY set: nobody can manage the class from a browser (see the README)")
     sys.stdout.flush()  # exec replaces the process: what is still buffered would be lost
     os.execv(cmd[0], cmd)  # the server takes this process's place: Ctrl+C stops it as before

@@ -9,7 +9,6 @@ imported once, nothing lost. Nothing is unpickled: PNG bytes and text only.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import settings
 from .drawings_db import Drawing, Drawings, DrawingsError, database_url
 from .models import ModelInfo
 from .store import StoreError, check_writable, remove_all, stale_temporaries
@@ -32,7 +32,7 @@ class CollectionError(Exception):
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("DIGITLAB_COLLECTION_DIR", "collection"))
+    return settings.get("DIGITLAB_COLLECTION_DIR")
 
 
 @dataclass(frozen=True)

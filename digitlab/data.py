@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import settings
+
 # The four files, by split and part.
 FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -336,9 +338,9 @@ ProgressFn = Callable[[str, int, int | None], None]  # (file, bytes so far, tota
 
 def mirrors(dataset: str = "mnist") -> list[str]:
     spec = dataset_spec(dataset)
-    override = os.environ.get(spec.mirrors_env, "").strip()
+    override = settings.get(spec.mirrors_env)
     if override:
-        return [m if m.endswith("/") else m + "/" for m in override.split(",") if m.strip()]
+        return [m if m.endswith("/") else m + "/" for m in override]
     import torchvision.datasets  # the lists torchvision keeps up to date
 
     return list(getattr(torchvision.datasets, spec.torchvision_name).mirrors)
@@ -392,7 +394,7 @@ def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float) ->
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DIGITLAB_CACHE_DIR", "data"))
+    return settings.get("DIGITLAB_CACHE_DIR")
 
 
 def load_dataset(
@@ -407,9 +409,9 @@ def load_dataset(
     started = time.perf_counter()
     spec = dataset_spec(name)
     skipped: list[str] = []
-    data_dir = data_dir if data_dir is not None else os.environ.get(spec.dir_env) or None
+    data_dir = data_dir if data_dir is not None else settings.get(spec.dir_env)
     cache = spec.cache(Path(cache) if cache is not None else cache_dir())
-    offline_env = os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes")
+    offline_env = settings.get("DIGITLAB_OFFLINE")
     if allow_download is None:
         allow_download = not offline_env
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sqlite3
 import uuid
 from contextlib import contextmanager
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from . import settings
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +46,7 @@ class DrawingsError(Exception):
 
 def database_url(collection_dir: str | Path) -> str:
     """DIGITLAB_DATABASE_URL if set, else the SQLite file inside the collection folder."""
-    return os.environ.get("DIGITLAB_DATABASE_URL", "").strip() or f"sqlite:///{Path(collection_dir) / SQLITE_FILE}"
+    return settings.get("DIGITLAB_DATABASE_URL") or f"sqlite:///{Path(collection_dir) / SQLITE_FILE}"
 
 
 def png_bytes(image: np.ndarray) -> bytes:

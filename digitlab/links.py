@@ -10,16 +10,16 @@ The viewing pages (Features, Evaluate) keep their choices the same way: ``view_p
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from .data import DATASETS, NORMALISATIONS
-from .models import ACTIVATIONS, MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS, PRESETS, TrainConfig, preset_for
-from .train import ConfigError, check_config
+from .config import FIELDS, MAX_HIDDEN_LAYERS, ConfigError, TrainConfig, check_config
+from .models import PRESETS, preset_for
 
-MAX_EPOCHS, MAX_BATCH = 100, 60_000  # what the pages' own widgets allow (training images: 0 = all, up to 60,000)
+# A link's parameter -> the config field it sets; each is read and checked by that field's schema (config.FIELDS).
+PARAMS = {"optimizer": "optimizer", "lr": "lr", "batch": "batch_size", "epochs": "epochs", "limit": "train_limit",
+          "norm": "norm", "dataset": "dataset", "task": "task", "hidden": "hidden", "act": "activations"}
 
 
 @dataclass
@@ -40,16 +40,6 @@ def to_params(config: TrainConfig, **extra: str | int) -> dict[str, str]:
     return params | {k: str(v) for k, v in extra.items()}
 
 
-def _number(text: str, kind: type, low: float, high: float):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError("not a whole number" if kind is int else "not a number") from None
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"outside {low:g}..{high:g}")
-    return value
-
-
 def from_params(params: dict[str, str], default: TrainConfig, page_keys: tuple[str, ...] = ("image", "model"),
                 ) -> Setup:
     """The setup a link describes, starting from ``default`` (the page's default preset); a preset it names is taken
@@ -63,27 +53,14 @@ def from_params(params: dict[str, str], default: TrainConfig, page_keys: tuple[s
         elif preset != default.preset:
             notes.append(f"preset={preset!r} left out: not a {default.kind} preset on this page")
     changes: dict = {}
-    readers = {
-        "optimizer": lambda v: v if v in ("sgd", "momentum", "adam") else _bad("sgd, momentum or adam"),
-        "lr": lambda v: _number(v, float, 1e-7, 10.0),
-        "batch": lambda v: _number(v, int, 1, MAX_BATCH),
-        "epochs": lambda v: _number(v, int, 1, MAX_EPOCHS),
-        "limit": lambda v: _number(v, int, 0, MAX_BATCH),
-        "norm": lambda v: v if v in NORMALISATIONS else _bad(", ".join(NORMALISATIONS)),
-        "dataset": lambda v: v if v in DATASETS else _bad(", ".join(DATASETS)),
-        "task": lambda v: v,
-        "hidden": lambda v: _layers(v),
-        "act": lambda v: _activations(v),
-    }
-    fields = {"batch": "batch_size", "act": "activations", "limit": "train_limit"}
-    for name, read in readers.items():
+    for name, field_name in PARAMS.items():
         if name not in params:
             continue
         if name in ("hidden", "act") and default.kind != "mlp":
             notes.append(f"{name}={params[name]!r} left out: this page's models have no hidden layers to set")
             continue
         try:
-            changes[fields.get(name, name)] = read(params[name])
+            changes[field_name] = _read(field_name, params[name])
         except ValueError as e:
             notes.append(f"{name}={params[name]!r} left out: {e}")
     config = base.with_(**changes)
@@ -96,30 +73,31 @@ def from_params(params: dict[str, str], default: TrainConfig, page_keys: tuple[s
         notes.append(f"the link's settings do not go together ({e}); showing {base.preset} instead")
         config = base
     extra = {k: params[k] for k in page_keys if k in params}
-    unknown = sorted(set(params) - set(readers) - {"preset", *page_keys})
+    unknown = sorted(set(params) - set(PARAMS) - {"preset", *page_keys})
     notes += [f"{k}={params[k]!r} left out: not a setting this page knows" for k in unknown]
     return Setup(config, notes, extra)
 
 
-def _bad(allowed: str):
-    raise ValueError(f"use one of {allowed}")
-
-
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split("-") if s.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or len(sizes) > MAX_HIDDEN_LAYERS or not all(1 <= s <= MAX_LAYER_UNITS for s in sizes):
-        raise ValueError(f"1 to {MAX_HIDDEN_LAYERS} layer sizes of 1..{MAX_LAYER_UNITS}, joined by '-'")
-    return sizes
-
-
-def _activations(text: str) -> tuple[str, ...]:
-    names = tuple(s for s in text.split("-") if s)
-    if not names or any(n not in ACTIVATIONS for n in names):
-        raise ValueError(f"activations joined by '-', each one of {', '.join(ACTIVATIONS)}")
-    return names
+def _read(field_name: str, text: str):
+    """A parameter's value, checked by its field's schema: a list (layer sizes, activations) joined by '-'."""
+    schema = FIELDS[field_name]
+    if schema.kind == "sizes":
+        try:
+            sizes = tuple(int(s) for s in text.split("-") if s.strip())
+        except ValueError:
+            sizes = ()
+        if not sizes:
+            raise ValueError(f"1 to {MAX_HIDDEN_LAYERS} layer sizes of {schema.lo}..{schema.hi}, joined by '-'")
+        value = sizes
+    elif schema.kind == "names":
+        value = tuple(s for s in text.split("-") if s)
+        if not value:
+            raise ValueError(f"activations joined by '-', each one of {', '.join(schema.choices)}")
+    else:
+        return schema.parse(text)
+    if (said := schema.problem(value)) is not None:
+        raise ValueError(said)
+    return value
 
 
 # ---------------------------------------------------------------- a viewing page's choices (Features, Evaluate)

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from .data import MNIST
-from .evaluate import task_test_set
 from .features import first_filters, first_layer, weight_images
+from .metrics import task_test_set
 from .models import TrainConfig
+from .runs.spec import Watch
 from .train import batch_accuracy, predict_proba
 
 WATCH_EVERY_S = 1.0  # the live panel's pictures move about once a second
@@ -115,7 +116,7 @@ def _maps_of(weights: dict[str, torch.Tensor], like: tuple[str, torch.Tensor]) -
 
 
 class Publisher:
-    """Sends a ``watch`` message (``snapshot``) at most every WATCH_EVERY_S, or at once when asked (``now``)."""
+    """Sends a ``Watch`` message (``snapshot``) at most every WATCH_EVERY_S, or at once when asked (``now``)."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, data: MNIST, emit, job: str):
         self.model, self.config, self.emit, self.job = model, config, emit, job
@@ -124,5 +125,5 @@ class Publisher:
 
     def __call__(self, now: bool = False) -> None:
         if now or time.perf_counter() - self.last >= WATCH_EVERY_S:
-            self.emit({"type": "watch", "job": self.job, **snapshot(self.model, self.config, self.images)})
+            self.emit(Watch(self.job, **snapshot(self.model, self.config, self.images)))
             self.last = time.perf_counter()

@@ -8,103 +8,18 @@ exactly as the tutorials write them before they reach for ``nn.Linear``.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .data import DATASETS
+from .config import CNN_ARCHS, FIELDS, TrainConfig, describe
+from .config import MAX_HIDDEN_LAYERS as MAX_HIDDEN_LAYERS  # the stages import the MLP's limits from here
+from .config import MAX_LAYER_UNITS as MAX_LAYER_UNITS
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-AUGMENTATIONS = ("affine", "mirror")  # train.augment (turn, scale, shift) and train.mirror_shift (clothes only)
-MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS = 6, 4096  # the largest MLP the stage lets a student build
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; two equal configs train the same model."""
-
-    kind: str = "mlp"  # "linear" | "mlp" | "cnn"
-    preset: str = "custom"
-    task: str = "digits"  # "digits" (all 10 classes) or "AvB", e.g. "3v7": the linear model's yes/no question
-    dataset: str = "mnist"  # "mnist" | "fashion" (see data.DATASETS)
-    form: str = "nn"  # "scratch": plain tensors and a hand-written SGD step; "nn": torch.nn and torch.optim
-    hidden: tuple[int, ...] = (50,)
-    activations: tuple[str, ...] = ("relu",)  # one per hidden layer
-    arch: str = "digitcnn"  # for kind="cnn": one of CNN_ARCHS, "digitcnn" (the seed's) by default
-    optimizer: str = "sgd"  # "sgd" | "momentum" | "adam"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # "constant" | "onecycle"
-    batch_size: int = 256
-    epochs: int = 5
-    loss: str = "cross_entropy"  # "mnist_loss" (3v7) | "nll" | "cross_entropy"
-    norm: str = "none"  # see data.NORMALISATIONS
-    init_std: float = 1.0  # linear from scratch: the seed draws weights with std 1
-    augment: bool = False
-    augment_kind: str = "affine"  # one of AUGMENTATIONS: "affine" (turn, scale, shift: digits) or "mirror" (clothes)
-    label_smoothing: float = 0.0
-    train_limit: int = 0  # 0 = every training image; else a uniform random subset of this size (drawn by seed)
-    seed: int = 42
-    hold_out_every: int = 120  # every 120th training image (500 of MNIST's) is never trained on: temperature scaling is
-    # fitted on them. One number needs few images (cnn-fast's ECE 0.118 -> 0.009 with 500, 0.006 with 1,000), and the
-    # fewer held out, the less accuracy it costs (simple_net over 7 seeds: 97.08% none, 97.06% 1 in 120, 97.02% 1 in 60)
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "activations", tuple(self.activations))
-
-    def key(self) -> str:
-        """A stable id of the config: the same settings give the same key (for dedupe)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"], d["activations"] = list(self.hidden), list(self.activations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        d = {"hold_out_every": 0, **d}  # a record from before images were held out trained on all of them
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})
-
-    def with_(self, **changes) -> TrainConfig:
-        return replace(self, **changes)
-
-    @property
-    def pair(self) -> tuple[int, int] | None:
-        """The two classes of a yes/no task ("3v7" -> (3, 7): 3 is yes), or None for all ten."""
-        a, v, b = self.task.partition("v")
-        return (int(a), int(b)) if v and a.isdigit() and b.isdigit() else None
-
-    @property
-    def n_outputs(self) -> int:
-        return 1 if self.pair else 10
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """The names of the model's answers, as predict_proba orders them: the dataset's ten classes, or for a
-        yes/no pair (no, yes) -- ("7", "3") for 3 vs 7."""
-        names = DATASETS[self.dataset].classes if self.dataset in DATASETS else tuple(str(d) for d in range(10))
-        return (names[self.pair[1]], names[self.pair[0]]) if self.pair else names
-
-    @property
-    def question(self) -> str:
-        """What the model answers: '3 or 7?', 'Shirt or T-shirt/top?', or 'which digit?' / 'which class?'."""
-        if self.pair:
-            no, yes = self.classes
-            return f"{yes} or {no}?"
-        return f"which {DATASETS[self.dataset].noun if self.dataset in DATASETS else 'digit'}?"
-
-    @property
-    def title(self) -> str:
-        return describe(self)
+assert set(ACTIVATIONS) == set(FIELDS["activations"].choices), "the schema names every activation built here"
 
 
 # ---------------------------------------------------------------- the from-scratch forms
@@ -207,20 +122,6 @@ class DigitCNN(nn.Module):
         return self.fc_layers(x)
 
 
-# The CNNs a config may name: (title, DigitCNN's arguments). All keep the seed's two blocks of unpadded 3x3
-# convolutions and 2x2 pooling (28 -> 26 -> 13 -> 11 -> 5 for one convolution a block), so every CNN view and the
-# conv arithmetic apply.
-CNN_ARCHS: dict[str, tuple[str, dict]] = {
-    "digitcnn": ("DigitCNN", {}),
-    "digitcnn_bn": ("DigitCNN + BatchNorm", {"batch_norm": True, "dropout": 0.1}),
-    "digitcnn_fast": ("DigitCNN + BatchNorm, pool first", {"batch_norm": True, "pool_first": True}),
-    # Fashion-MNIST's: two convolutions in each block before it pools, then a 256-unit layer with dropout. (Twice the
-    # maps in one-convolution blocks instead, 64 then 128, cost more per epoch and reached 92.1% in cnn-best's 12.)
-    "digitcnn_deep": ("DigitCNN + BatchNorm, two convolutions per block",
-                      {"batch_norm": True, "dropout": 0.3, "hidden": 256, "convs_per_block": 2}),
-}
-
-
 def build_model(config: TrainConfig) -> nn.Module:
     """A fresh, randomly initialised model for ``config``, its numbers drawn from a generator seeded by the
     config: the same config gives the same weights, whatever else in the process draws random numbers."""
@@ -314,25 +215,6 @@ def layer_row(t: LayerTrace) -> dict:
 def layer_table(model: nn.Module, input_shape=(1, 1, 28, 28)) -> list[dict]:
     """Each leaf layer, its output shape for one image and its parameter count, measured by running it."""
     return [layer_row(t) for t in trace_layers(model, input_shape)]
-
-
-def describe(config: TrainConfig) -> str:
-    """The architecture as it is: the seeds' names only where the network is theirs (784-50-10 is simple_net,
-    784-128-64-10 is an MLP, not simple_net)."""
-    if config.kind == "linear":
-        return f"linear1 784-{config.n_outputs}" + (" (by hand)" if config.form == "scratch" else "")
-    if config.kind == "mlp":
-        sizes = "-".join(str(s) for s in (784, *config.hidden, config.n_outputs))
-        acts = [config.activations[min(i, len(config.activations) - 1)] for i in range(len(config.hidden))]
-        name = "simple_net" if config.hidden == (50,) else "MLP"
-        what = f"{name} {sizes}"
-        if any(a != "relu" for a in acts):
-            what += " " + "/".join(ACTIVATION_NAMES.get(a, a) for a in acts)
-        return what + (" (by hand)" if config.form == "scratch" else "")
-    return CNN_ARCHS[config.arch][0] if config.arch in CNN_ARCHS else "DigitCNN"
-
-
-ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 
 
 def preset_changes(config: TrainConfig) -> list[str]:

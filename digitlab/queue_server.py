@@ -1,11 +1,12 @@
-"""One training queue for several web processes: a small server that holds the class's ``jobs.JobQueue``.
+"""One training queue for several web processes: a small server that holds the class's ``runs.queue.JobQueue``.
 
 With one web process (``streamlit run app.py``) the queue lives inside it, as always. With several
 (``python -m digitlab.serve --web N``) each would otherwise keep a line of its own: two students on two
 processes would train the same settings twice and the "one run waiting per student" rule would not hold. So
 ``serve`` starts this server first, and every web process finds it through ``DIGITLAB_QUEUE_ADDRESS``
 (host:port on 127.0.0.1) and ``DIGITLAB_QUEUE_KEY`` (the shared secret that authenticates each connection):
-``jobs.shared_queue`` then hands the pages a ``RemoteQueue``, which has the methods the pages use.
+``runs.shared.shared_queue`` then hands the pages a ``RemoteQueue``: the same ``TrainingQueue`` interface as the
+``JobQueue`` it serves, method by method.
 
 It is Python's own ``multiprocessing.managers`` server. Only plain values cross it -- a config as a dict, the
 dataset's name, folder and fingerprint, snapshots -- never a dataset: the server loads the data itself, once,
@@ -14,7 +15,6 @@ and refuses a run whose data has a different fingerprint than the page's.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -22,22 +22,24 @@ import time
 from multiprocessing.managers import BaseManager
 from pathlib import Path
 
+from . import settings
 from .data import DataError, load_dataset
 from .models import TrainConfig
+from .runs.configure import local_queue
+from .runs.estimate import OverLimit
+from .runs.interface import Snapshot, TrainingQueue
 from .store import ModelStore
 
 ADDRESS_ENV, KEY_ENV = "DIGITLAB_QUEUE_ADDRESS", "DIGITLAB_QUEUE_KEY"
 WARM_EVERY_S = 10.0  # how often a web process passes its pages' warm() on to the queue server
-PLAIN = ("snapshot", "jobs", "active", "stop", "cancel", "pause", "resume", "step", "watch")  # of plain values
 
 
 class QueueService:
-    """What the web processes may ask of the class's queue, in plain values."""
+    """The class's queue served to the web processes, method by method, in plain values (a config as a dict, the
+    dataset by name, folder and fingerprint; snapshots and the like are frozen dataclasses)."""
 
     def __init__(self, store: ModelStore):
-        from .jobs import shared_queue
-
-        self.queue = shared_queue(store)
+        self.queue = local_queue(store)
         self._data: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
 
@@ -55,24 +57,17 @@ class QueueService:
         return self.queue.submit(TrainConfig.from_dict(config), self.data(dataset, data_dir, fingerprint), owner,
                                  **options)
 
-    def estimate(self, config: dict, n_images: int) -> float:
-        return self.queue.estimate(TrainConfig.from_dict(config), n_images)
-
     def warm(self, dataset: str, data_dir: str, fingerprint: str) -> None:
         try:
             self.queue.warm(self.data(dataset, data_dir, fingerprint))
         except DataError:
             pass  # only a head start: the run itself, if one comes, says what is wrong with the data
 
-    def over_limit(self, config: dict, n_images: int) -> str:
-        return self.queue.over_limit(TrainConfig.from_dict(config), n_images)
+    def estimate(self, config: dict, n_images: int) -> float:
+        return self.queue.estimate(TrainConfig.from_dict(config), n_images)
 
-    def call(self, method: str, *args, **kwargs):
-        """The methods that take and give plain values already (PLAIN): snapshot, jobs, active, stop, cancel, pause,
-        resume, step, watch."""
-        if method not in PLAIN:
-            raise AttributeError(method)
-        return getattr(self.queue, method)(*args, **kwargs)
+    def over_limit(self, config: dict, n_images: int) -> OverLimit | None:
+        return self.queue.over_limit(TrainConfig.from_dict(config), n_images)
 
     def get_limit(self) -> float | None:
         return self.queue.limit_s
@@ -80,13 +75,40 @@ class QueueService:
     def set_limit(self, seconds: float | None) -> None:
         self.queue.limit_s = seconds
 
+    def snapshot(self, job_id: str) -> Snapshot | None:
+        return self.queue.snapshot(job_id)
+
+    def jobs(self, owner: str | None = None) -> list[Snapshot]:
+        return self.queue.jobs(owner)
+
+    def active(self) -> list[Snapshot]:
+        return self.queue.active()
+
+    def cancel(self, job_id: str, owner: str | None = None) -> bool:
+        return self.queue.cancel(job_id, owner)
+
+    def stop(self, job_id: str, who: str) -> str:
+        return self.queue.stop(job_id, who)
+
+    def pause(self, job_id: str, who: str | None = None) -> bool:
+        return self.queue.pause(job_id, who)
+
+    def resume(self, job_id: str, who: str | None = None) -> bool:
+        return self.queue.resume(job_id, who)
+
+    def step(self, job_id: str, who: str | None = None) -> bool:
+        return self.queue.step(job_id, who)
+
+    def watch(self, job_id: str) -> dict | None:
+        return self.queue.watch(job_id)
+
 
 class _Manager(BaseManager):
     pass
 
 
-class RemoteQueue:
-    """The class's queue as seen from a web process: the JobQueue methods the pages call."""
+class RemoteQueue(TrainingQueue):
+    """The class's queue as seen from a web process: the same interface as JobQueue, over the queue server."""
 
     def __init__(self, address: str, key: str):
         host, _, port = address.rpartition(":")
@@ -95,20 +117,22 @@ class RemoteQueue:
         self._service = manager.service()
         self._warmed_at = float("-inf")
 
-    def submit(self, config: TrainConfig, data, owner: str = "", **options):
+    def submit(self, config: TrainConfig, data, owner: str = "", *, continue_from: str = "", fresh: bool = False,
+               limited: bool = False, finetune: dict | None = None, kind: str = "train") -> Snapshot:
         return self._service.submit(config.to_dict(), data.source.dataset, data.source.path, data.fingerprint(), owner,
-                                    **options)
+                                    continue_from=continue_from, fresh=fresh, limited=limited, finetune=finetune,
+                                    kind=kind)
+
+    def warm(self, data=None) -> None:
+        """JobQueue.warm, asked at most every WARM_EVERY_S from this web process: one call serves many reruns."""
+        if data is not None and time.monotonic() - self._warmed_at >= WARM_EVERY_S:
+            self._warmed_at = time.monotonic()
+            self._service.warm(data.source.dataset, data.source.path, data.fingerprint())
 
     def estimate(self, config: TrainConfig, n_images: int) -> float:
         return self._service.estimate(config.to_dict(), n_images)
 
-    def warm(self, data) -> None:
-        """JobQueue.warm, asked at most every WARM_EVERY_S from this web process: one call serves many reruns."""
-        if time.monotonic() - self._warmed_at >= WARM_EVERY_S:
-            self._warmed_at = time.monotonic()
-            self._service.warm(data.source.dataset, data.source.path, data.fingerprint())
-
-    def over_limit(self, config: TrainConfig, n_images: int) -> str:
+    def over_limit(self, config: TrainConfig, n_images: int) -> OverLimit | None:
         return self._service.over_limit(config.to_dict(), n_images)
 
     @property
@@ -119,10 +143,32 @@ class RemoteQueue:
     def limit_s(self, seconds: float | None) -> None:
         self._service.set_limit(seconds)
 
-    def __getattr__(self, method: str):
-        if method not in PLAIN:
-            raise AttributeError(method)
-        return lambda *args, **kwargs: self._service.call(method, *args, **kwargs)
+    def snapshot(self, job_id: str) -> Snapshot | None:
+        return self._service.snapshot(job_id)
+
+    def jobs(self, owner: str | None = None) -> list[Snapshot]:
+        return self._service.jobs(owner)
+
+    def active(self) -> list[Snapshot]:
+        return self._service.active()
+
+    def cancel(self, job_id: str, owner: str | None = None) -> bool:
+        return self._service.cancel(job_id, owner)
+
+    def stop(self, job_id: str, who: str) -> str:
+        return self._service.stop(job_id, who)
+
+    def pause(self, job_id: str, who: str | None = None) -> bool:
+        return self._service.pause(job_id, who)
+
+    def resume(self, job_id: str, who: str | None = None) -> bool:
+        return self._service.resume(job_id, who)
+
+    def step(self, job_id: str, who: str | None = None) -> bool:
+        return self._service.step(job_id, who)
+
+    def watch(self, job_id: str) -> dict | None:
+        return self._service.watch(job_id)
 
 
 def start(env: dict, log_path: Path, timeout: float = 60) -> subprocess.Popen:
@@ -146,7 +192,7 @@ def start(env: dict, log_path: Path, timeout: float = 60) -> subprocess.Popen:
 
 def serve_forever(address: str, key: str) -> None:
     host, _, port = address.rpartition(":")
-    os.environ.pop(ADDRESS_ENV, None)  # this process holds the queue itself
+    settings.put(ADDRESS_ENV, None)  # this process holds the queue itself
     service = QueueService(ModelStore())
     _Manager.register("service", callable=lambda: service)
     _Manager(address=(host, int(port)), authkey=key.encode()).get_server().serve_forever()
@@ -155,7 +201,7 @@ def serve_forever(address: str, key: str) -> None:
 _Manager.register("service")  # the client's side of the registration
 
 if __name__ == "__main__":
-    address, key = os.environ.get(ADDRESS_ENV, ""), os.environ.get(KEY_ENV, "")
+    address, key = settings.get(ADDRESS_ENV), settings.get(KEY_ENV)
     if not address or not key:
         sys.exit(f"set {ADDRESS_ENV} (127.0.0.1:port) and {KEY_ENV} (a shared secret)")
     serve_forever(address, key)

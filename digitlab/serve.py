@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from . import settings
+
 ROOT = Path(__file__).resolve().parent.parent
 COOKIE = "DIGITLAB_SERVER"
 
@@ -182,9 +184,26 @@ def run(web: int, port: int, room: bool, allowed_hosts: list[str] | tuple[str, .
         cluster.stop()
 
 
-def main() -> int:
-    from .cli import laptop_names
+def laptop_names() -> list[str]:
+    """The names this laptop answers to: loopback, its host name (and .local, as phones and Macs look it up), its
+    addresses on the room's network, and any the teacher adds in DIGITLAB_ALLOWED_HOSTS (comma-separated)."""
+    host = socket.gethostname()
+    names = ["localhost", "127.0.0.1", "::1", host, f"{host}.local", socket.getfqdn()]
+    try:
+        names += [info[4][0] for info in socket.getaddrinfo(host, None)]
+    except OSError:  # no name service: the names above will do
+        pass
+    try:  # the address the laptop would use to reach the network (no packet is sent: UDP connect only picks a route)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            names.append(s.getsockname()[0])
+    except OSError:
+        pass
+    names += settings.get("DIGITLAB_ALLOWED_HOSTS")
+    return [n for n in dict.fromkeys(names) if n]
 
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--web", type=int, default=2, help="how many Streamlit processes")
     ap.add_argument("--port", type=int, default=8501)

@@ -4,7 +4,7 @@ Nothing here unpickles: safetensors holds only tensors, JSON only data. Every fi
 to a temporary name and renamed into place, weights first and record last, so a crash in the
 middle of a save leaves the earlier models intact and no half-written model listed.
 
-A record is anyone's file: ``check_record`` checks every field's type and range before anything uses it,
+A record is anyone's file: ``records.check_record`` checks every field's type and range before anything uses it,
 and ``check_weights`` checks the weights file against its record (size, checksum, the tensors its
 architecture has, read from the safetensors header) before it is listed. What fails is reported and
 skipped, never raised on a page; nothing is allocated for a record until it has passed.
@@ -15,9 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import os
-import re
 import struct
 import tempfile
 import threading
@@ -32,28 +30,19 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import models
-from .data import DATASETS, NORMALISATIONS
+from . import models, settings
 from .models import (
-    ACTIVATIONS,
     ModelInfo,
     TrainConfig,
     build_model,
     count_parameters,
     nn_layers,  # the layers alone, to check a weights file's shapes against
 )
-from .train import ConfigError, check_config
+from .records import FORMAT_VERSION, MAX_RECORD_BYTES, StoreError, check_record
+from .records import ID_OK as _ID_OK
 
-FORMAT_VERSION = 1
-_ID_OK = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
-MAX_RECORD_BYTES = 1_000_000  # a record of 1,000 epochs is about 300 kB; larger is not one this app wrote
 MAX_HEADER_BYTES = 100_000  # a safetensors header lists a few dozen tensors
-MAX_EPOCHS = 1000  # 100 from the widgets, then "one more epoch" as often as a class likes
 STALE_TMP_S = 600.0  # a temporary file this old is a save that never finished (a save takes well under a second)
-
-
-class StoreError(Exception):
-    """A model that cannot be used, with a message fit for a page."""
 
 
 @dataclass(frozen=True)
@@ -63,216 +52,7 @@ class Problem:
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("DIGITLAB_MODEL_DIR", "models"))
-
-
-# ---------------------------------------------------------------- checking a record, field by field
-# Each check takes a value and returns it (as the app uses it) or raises ValueError saying what is wrong; a check of
-# a table or list puts the field's name or index in front ("metrics.test_accuracy is 7.5, outside 0..1").
-
-Check = Callable[[object], object]
-
-
-def _inside(where: str, error: ValueError) -> ValueError:
-    said = str(error)
-    return ValueError(f"{where}{'' if said.startswith(('.', '[')) else ' '}{said}")
-
-
-def _whole(lo: int, hi: int) -> Check:
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"is {v!r}, not a whole number")
-        if not lo <= v <= hi:
-            raise ValueError(f"is {v:,}, outside {lo:,}..{hi:,}")
-        return v
-    return check
-
-
-def _number(lo: float, hi: float, nan: bool = False) -> Check:
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"is {v!r}, not a number")
-        try:
-            v = float(v)
-        except OverflowError:  # a whole number JSON may hold, too large for any float
-            raise ValueError("is a number too large to be real") from None
-        if math.isnan(v) and nan:  # a diverged run's loss
-            return v
-        if not lo <= v <= hi:
-            raise ValueError(f"is {v!r}, outside {lo:g}..{hi:g}")
-        return v
-    return check
-
-
-def _text(max_len: int, pattern: re.Pattern | None = None) -> Check:
-    def check(v):
-        if not isinstance(v, str):
-            raise ValueError(f"is {v!r}, not text")
-        if len(v) > max_len or (pattern is not None and not pattern.match(v)):
-            raise ValueError(f"is {v[:40]!r}{'...' if len(v) > 40 else ''}, not a valid value")
-        return v
-    return check
-
-
-def _choice(*options) -> Check:
-    def check(v):
-        if v not in options or isinstance(v, bool) != isinstance(options[0], bool):
-            raise ValueError(f"is {v!r}, not one of {', '.join(map(str, options))}")
-        return v
-    return check
-
-
-_PAIR = re.compile(r"^([0-9])v([0-9])$")
-
-
-def _task(v):
-    """All ten classes ("digits"), or two different classes as "AvB" (e.g. "3v7", "6v0")."""
-    m = _PAIR.match(v) if isinstance(v, str) else None
-    if v != "digits" and (m is None or m[1] == m[2]):
-        raise ValueError(f"is {v!r}, not 'digits' or two different classes such as '3v7'")
-    return v
-
-
-def _optional(inner: Check) -> Check:
-    return lambda v: None if v is None else inner(v)
-
-
-def _list(item: Check, lo: int, hi: int) -> Check:
-    def check(v):
-        if not isinstance(v, list):
-            raise ValueError(f"is {type(v).__name__}, not a list")
-        if not lo <= len(v) <= hi:
-            raise ValueError(f"has {len(v)} items, not {lo}..{hi}")
-        out = []
-        for i, x in enumerate(v):
-            try:
-                out.append(item(x))
-            except ValueError as e:
-                raise _inside(f"[{i}]", e) from None
-        return out
-    return check
-
-
-def _moment(v):
-    """A time as the store writes it: ISO 8601 text."""
-    _text(40)(v)
-    try:
-        dt.datetime.fromisoformat(v)
-    except ValueError:
-        raise ValueError(f"is {v!r}, not a date and time") from None
-    return v
-
-
-def _fields(spec: dict[str, Check], required: tuple[str, ...]) -> Check:
-    """A dict whose known fields each pass their check; the required ones must be there. Unknown fields are
-    left alone (the app never reads them); the record's size limit bounds them."""
-    def check(v):
-        if not isinstance(v, dict):
-            raise ValueError(f"is {type(v).__name__}, not a table of fields")
-        missing = [k for k in required if k not in v]
-        if missing:
-            raise ValueError(f"has no {', '.join(missing)}")
-        out = dict(v)
-        for key, field_check in spec.items():
-            if key in v:
-                try:
-                    out[key] = field_check(v[key])
-                except ValueError as e:
-                    raise _inside(f".{key}", e) from None
-        return out
-    return check
-
-
-def _scores(max_keys: int) -> Check:
-    """A table of named numbers (metrics, an epoch's row): accuracies are shares, 0..1; nothing else is text."""
-    def check(v):
-        if not isinstance(v, dict) or len(v) > max_keys:
-            raise ValueError(f"is not a table of at most {max_keys} numbers")
-        out = {}
-        for key, value in v.items():
-            try:
-                if key == "epoch":
-                    out[key] = _whole(1, MAX_EPOCHS)(value)
-                elif "accuracy" in key:
-                    out[key] = _number(0.0, 1.0, nan=True)(value)
-                else:
-                    out[key] = _number(-math.inf, math.inf, nan=True)(value)
-            except ValueError as e:
-                raise _inside(f".{key}", e) from None
-        return out
-    return check
-
-
-CONFIG_FIELDS: dict[str, Check] = {
-    "kind": _choice("linear", "mlp", "cnn"),
-    "preset": _text(64),
-    "task": _task,
-    "dataset": _choice(*DATASETS),
-    "form": _choice("nn", "scratch"),
-    "hidden": _list(_whole(1, models.MAX_LAYER_UNITS), 0, models.MAX_HIDDEN_LAYERS),
-    "activations": _list(_choice(*ACTIVATIONS), 0, models.MAX_HIDDEN_LAYERS),
-    "arch": _choice(*models.CNN_ARCHS),
-    "optimizer": _choice("sgd", "momentum", "adam"),
-    "lr": _number(1e-12, 1000.0),
-    "momentum": _number(0.0, 1.0),
-    "weight_decay": _number(0.0, 10.0),
-    "schedule": _choice("constant", "onecycle"),
-    "batch_size": _whole(1, 100_000),
-    "epochs": _whole(1, MAX_EPOCHS),
-    "loss": _choice("cross_entropy", "nll", "mnist_loss"),
-    "norm": _choice(*NORMALISATIONS),
-    "init_std": _number(0.0, 100.0),
-    "augment": _choice(False, True),
-    "augment_kind": _choice(*models.AUGMENTATIONS),
-    "label_smoothing": _number(0.0, 1.0),
-    "train_limit": _whole(0, 10_000_000),
-    "seed": _whole(-(2**63), 2**64 - 1),
-}
-
-RECORD_FIELDS: dict[str, Check] = {
-    "format_version": _choice(FORMAT_VERSION),
-    "id": _text(120, _ID_OK),
-    "title": _text(200),
-    "config": _fields(CONFIG_FIELDS, ()),
-    "config_key": _text(64),
-    "metrics": _scores(32),
-    "history": _list(_scores(32), 0, MAX_EPOCHS),
-    "fingerprint": _text(128),
-    "train_seconds": _number(0.0, 1e9),
-    "created": _moment,
-    "parameters": _whole(0, 10**10),
-    "weights_sha256": _optional(_text(64, re.compile(r"^[0-9a-f]{64}$"))),
-    "weights_bytes": _whole(0, 10**11),
-    "data_source": _text(32),
-    "continued_from": _optional(_text(120, _ID_OK)),
-    "wall_seconds": _number(0.0, 1e9),
-    "threads": _whole(1, 4096),
-    "name": _text(80),
-}
-REQUIRED = ("format_version", "id", "config", "metrics", "history", "created", "train_seconds", "parameters")
-
-
-def check_record(record: object, name: str) -> tuple[dict, TrainConfig]:
-    """The record, every field type- and range-checked, and its config; StoreError saying which field is wrong.
-
-    ``name`` is the file's stem: the record must say it is that model. Nothing is allocated here: the network's
-    size is checked on the numbers (at most MAX_HIDDEN_LAYERS layers of MAX_LAYER_UNITS units, as the app builds).
-    """
-    if isinstance(record, dict) and record.get("format_version") != FORMAT_VERSION:
-        raise StoreError(f"its record has format version {record.get('format_version')!r}, not {FORMAT_VERSION}")
-    try:
-        record = _fields(RECORD_FIELDS, REQUIRED)(record)
-    except ValueError as e:
-        said = str(e)
-        raise StoreError(f"its record is not valid: {said[1:] if said.startswith('.') else 'it ' + said}") from None
-    if record["id"] != name:
-        raise StoreError(f"its record names a different model ({record['id']!r})")
-    try:
-        config = TrainConfig.from_dict(record["config"])
-        check_config(config)
-    except (TypeError, ValueError, ConfigError) as e:
-        raise StoreError(f"its training config is not valid ({e})") from None
-    return record, config
+    return settings.get("DIGITLAB_MODEL_DIR")
 
 
 def skeleton(config: TrainConfig) -> torch.nn.Module:

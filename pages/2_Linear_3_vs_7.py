@@ -169,7 +169,7 @@ def trained_weights(left, right, pair) -> None:
     info = loaded[1]
     weights_fig, learned_fig = ui.per_model(lessons.trained_views, model_id)
     ui.chart(left, weights_fig, key=f"trained_w_{info.id}")
-    left.caption(f"{lessons.trained_caption(info)}. It redraws after each run "
+    left.caption(f"{ui.trained_caption(info)}. It redraws after each run "
                  "and after each extra epoch.")
     if learned_fig is not None:
         ui.chart(right, learned_fig, key=f"trained_dw_{info.id}")

@@ -3,12 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import backprop, lessons, train, ui, viz
-from digitlab.data import MNIST, NORMALISATIONS
-from digitlab.models import ACTIVATIONS, SimpleNetScratch, TrainConfig, simple_net
+from digitlab import backprop, mlp_lessons, train, ui, viz
+from digitlab.config import FIELDS
+from digitlab.data import MNIST
+from digitlab.models import SimpleNetScratch, TrainConfig, simple_net
 from digitlab.train import ConfigError, check_config
 
-OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
+OPTIMIZERS, NORMALISATIONS = FIELDS["optimizer"].labels, FIELDS["norm"].choices  # the options: the config's schema
 FORMS = {"nn": "nn.Sequential + torch.optim", "scratch": "by hand: w1, b1, w2, b2 and p -= lr * p.grad"}
 LINK = ui.LinkedPage("mlp", default="simple_net", network=True)  # the settings travel in the address
 
@@ -38,7 +39,7 @@ def the_network() -> tuple[TrainConfig, str]:
         "Hidden layer sizes", value=", ".join(str(h) for h in preset.hidden), key=f"{k}_hidden",
         help="One number per hidden layer, separated by commas: '50' is the fastai net, '128, 64' the PyTorch one.",
     )
-    act_options = [preset.activations, *[(a,) for a in ACTIVATIONS if (a,) != preset.activations]]
+    act_options = [preset.activations, *[(a,) for a in FIELDS["activations"].choices if (a,) != preset.activations]]
     activations = c2.selectbox(
         "Activation", act_options, key=f"{k}_act",
         format_func=lambda a: ("as the preset: " if a == preset.activations else "") + ", then ".join(a),
@@ -52,7 +53,7 @@ def the_network() -> tuple[TrainConfig, str]:
     )
     norm = c4.selectbox(
         "Input scaling", list(NORMALISATIONS), index=list(NORMALISATIONS).index(preset.norm), key=f"{k}_norm",
-        format_func=lessons.NORM_LABELS.get,
+        format_func=mlp_lessons.NORM_LABELS.get,
         help="How pixels are scaled before the first layer. The PyTorch tutorial's Normalize(0.5, 0.5) leaves the "
         "background at -1; MNIST's own mean and std centre it, and the same net learns noticeably better.",
     )
@@ -63,10 +64,10 @@ def the_network() -> tuple[TrainConfig, str]:
     )
     config = ui.training_controls(preset, "mlp")
     try:
-        config = config.with_(hidden=lessons.parse_hidden(hidden_text), activations=activations,
+        config = config.with_(hidden=mlp_lessons.parse_hidden(hidden_text), activations=activations,
                               optimizer=optimizer, norm=norm)
         if form == "scratch" and config.hidden:
-            config, changed = lessons.by_hand(config)
+            config, changed = mlp_lessons.by_hand(config)
             if changed:
                 st.info("Written by hand, simple_net has " + "; ".join(changed) + ". Pick nn.Sequential to keep "
                         "the settings above.", icon="✍️")
@@ -79,7 +80,7 @@ def the_network() -> tuple[TrainConfig, str]:
 
 
 def layer_table(config: TrainConfig) -> None:
-    rows, total = lessons.layer_rows(config)
+    rows, total = mlp_lessons.layer_rows(config)
     c1, c2 = st.columns([2, 1])
     c1.dataframe(pd.DataFrame(rows), hide_index=True)
     c2.metric("Parameters", f"{total:,}", help="Every weight and bias the optimizer will tune.")
@@ -94,7 +95,7 @@ def by_hand_and_as_nn_sequential(data: MNIST) -> None:
         "res@w2 + b2`. PyTorch's `nn.Linear` does the same sum (its weight is stored transposed). Copy the same "
         "numbers into both and they give the same outputs on real test images:"
     )
-    eq = lessons.scratch_vs_nn(data)
+    eq = mlp_lessons.scratch_vs_nn(data)
     c1, c2 = st.columns([3, 1])
     table = pd.DataFrame(
         [{"image": i, "output": d, "by hand": float(eq.scratch_out[i, d]), "nn.Sequential": float(eq.nn_out[i, d])}
@@ -104,7 +105,7 @@ def by_hand_and_as_nn_sequential(data: MNIST) -> None:
     c2.metric("Largest difference", f"{eq.max_abs_diff:.1e}", help="Only float rounding: the two compute the same.")
     c2.metric("Same predicted digit", "yes" if eq.same_predictions else "no")
     c2.caption(f"{eq.scratch_params:,} parameters each")
-    ui.show_code(SimpleNetScratch.forward, simple_net, lessons.scratch_vs_nn)
+    ui.show_code(SimpleNetScratch.forward, simple_net, mlp_lessons.scratch_vs_nn)
 
 
 def the_chain_rule(data: MNIST) -> None:
@@ -117,7 +118,7 @@ def the_chain_rule(data: MNIST) -> None:
         "`forward`. On a batch of 64 training digits they give autograd's numbers:"
     )
     ui.glossary("autograd", "cross-entropy", "softmax", "logit")
-    check = lessons.chain_rule_vs_autograd(data)
+    check = mlp_lessons.chain_rule_vs_autograd(data)
     cols = st.columns(len(check.largest_difference) + 1)
     cols[0].metric("Loss, by hand", f"{check.loss:.4f}", help=f"autograd's: {check.autograd_loss:.4f}")
     for col, (name, diff) in zip(cols[1:], check.largest_difference.items()):
@@ -130,7 +131,7 @@ def train_it(config: TrainConfig, data: MNIST, problem: str):
     """4. Train the network picked in section 1; the job's snapshot."""
     st.header("4. Train it")
     if not problem:
-        st.caption(lessons.how_fit_trains(config))
+        st.caption(ui.how_fit_trains(config))
     ui.glossary("learning rate", "batch size", "epoch", "bfloat16")
     ui.show_code(train.fit, train.model_inputs, train.block_rows, train.batches, train.make_optimizer,
                  title="The training loop: fit()")
@@ -149,7 +150,7 @@ def what_it_learned(snap, data: MNIST) -> None:
             model, info = loaded
             st.metric("Test accuracy", f"{info.metrics['test_accuracy']:.2%}",
                       help="Share of the 10,000 test images the trained model gets right.")
-            st.caption(f"{lessons.trained_caption(info)}; stored as `{info.id}`.")
+            st.caption(f"{ui.trained_caption(info)}; stored as `{info.id}`.")
             test_images(model, info.config, data)
     elif snap is not None and snap.state == "failed":
         st.info("That run did not finish. Change the settings above (often: a smaller learning rate) and train again.")
@@ -162,7 +163,7 @@ def test_images(model, config: TrainConfig, data: MNIST) -> None:
     """Four test images and the model's probabilities; a new seed reruns only this part."""
     seed = st.number_input("Test images to show (a seed)", 0, 10_000, 0, key="mlp_view_seed",
                            help="Change it to draw another four test images.")
-    view = lessons.classify_view(model, config, data, n=4, seed=int(seed))
+    view = mlp_lessons.classify_view(model, config, data, n=4, seed=int(seed))
     for j, col in enumerate(st.columns(4)[: len(view.labels)]):
         ui.chart(col, viz.image_heatmap(view.images[j], f"a {data.classes[view.labels[j]]}", height=220), key=f"view_img_{j}")
         ui.chart(col, viz.probability_bars(view.probs[j], view.class_names, "Class probability", height=300),

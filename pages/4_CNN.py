@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import evaluate, features, train, ui, viz
+from digitlab import architecture, features, ranking, train, ui, untrained, viz
 from digitlab.data import MNIST
-from digitlab.jobs import duration_text
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters, preset_for
+from digitlab.ui.text import duration_text
 
 LINK = ui.LinkedPage("cnn", default="cnn-fast", model_key="cnn_view_model", image_key="cnn_img")
 
@@ -35,9 +35,9 @@ def layer_by_layer(data: MNIST) -> TrainConfig:
     st.caption(" · ".join(f"`{name}`: about {duration_text(ui.estimated_seconds(config, data))}"
                           for name, config in recipes.items()) + " to train here, once it starts. "
                "The page starts on cnn-fast so the class is not kept waiting; cnn-seed is the tutorial's own recipe.")
-    net = features.initial_model(preset)  # untrained: only its shapes and sizes are read here
-    rows = features.architecture(net)
-    flat = features.flatten_row(rows)
+    net = untrained.initial_model(preset)  # untrained: only its shapes and sizes are read here
+    rows = architecture.architecture(net)
+    flat = architecture.flatten_row(rows)
     c1, c2, c3 = st.columns(3)
     c1.metric("Parameters", f"{count_parameters(net):,}", help="Every weight and bias the optimizer will tune.")
     c2.metric("Layers with weights", sum(1 for r in rows if r["parameters"]),
@@ -46,7 +46,7 @@ def layer_by_layer(data: MNIST) -> TrainConfig:
         c3.metric("Numbers into the first linear layer", f"{int(flat['output shape']):,}",
                   help="What the last pooling hands on, flattened into one row.")
     st.markdown("Map size after each convolution and pooling: **"
-                + " → ".join(str(s) for s in features.map_sizes(rows)) + "**")
+                + " → ".join(str(s) for s in architecture.map_sizes(rows)) + "**")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="cnn_arch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     steps = [f"- **{r['layer']}** ({r['type']}): {r['why this shape']}" for r in rows
@@ -58,10 +58,10 @@ def layer_by_layer(data: MNIST) -> TrainConfig:
         + (f"\n\nSo the first linear layer reads **{flat['why this shape']}**: that is where the "
            "tutorial's `64 * 5 * 5` comes from." if flat else "")
     )
-    if notes := features.variant_notes(rows):
+    if notes := architecture.variant_notes(rows):
         st.caption(f"`{preset.preset}` changes the tutorial's blocks: " + "; ".join(notes) + ". The map sizes "
                    "stay the same.")
-    ui.show_code(DigitCNN, features.architecture)
+    ui.show_code(DigitCNN, architecture.architecture)
     return preset
 
 
@@ -103,7 +103,7 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
                                       height=280), key="cnn_probs", alt=f"The CNN's answer to test image {index}, a "
              f"{data.classes[label]}: {features.class_names(info.config)[int(probs.argmax())]}, {float(probs.max()):.0%}")
-    c2.caption(evaluate.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
+    c2.caption(ui.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
     first_filters(model)
     feature_maps(model, info.config, image)
     ui.conv_arithmetic(model, info.config, image, key="cnn_conv")
@@ -144,7 +144,7 @@ def beside_the_other_models() -> None:
     """4. The class's best model of each kind side by side (add or remove any stored model), then two charts."""
     st.header("4. The CNN beside the linear model and the MLPs")
     infos = ui.dataset_models()
-    table = ui.models_table(features.side_by_side(ui.choose_models("Models side by side", key="cnn_compare_models")))
+    table = ui.models_table(ranking.side_by_side(ui.choose_models("Models side by side", key="cnn_compare_models")))
     if table.empty:
         st.info("No trained model yet: train a CNN above, and a linear model and an MLP on their pages.")
     else:
@@ -158,7 +158,7 @@ def beside_the_other_models() -> None:
         st.caption("The linear model answers only \"3 or 7?\" and is scored on the test 3s and 7s only, an easier "
                    "two-way question: its accuracy is not comparable with the ten-digit models', so the charts "
                    "leave it out. Training time is on this computer, for the epochs and images each run used.")
-    ten_way = [i for i in features.side_by_side([i for i in infos if not i.broken]) if not i.config.pair]
+    ten_way = [i for i in ranking.side_by_side([i for i in infos if not i.broken]) if not i.config.pair]
     if ten := ui.models_table(ten_way).to_dict("records"):
         c1, c2 = st.columns(2)
         ui.chart(c1, viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
@@ -173,7 +173,7 @@ def beside_the_other_models() -> None:
                 + " beside the rest.")
     if missing:
         ui.train_links(tuple(k for k in missing if k != "cnn"))  # a CNN trains in section 2 of this page
-    ui.show_code(features.side_by_side, ui.models_table)
+    ui.show_code(ranking.side_by_side, ui.models_table)
 
 
 main()

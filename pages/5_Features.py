@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import features, ui, viz
+from digitlab import features, saliency, ui, untrained, viz
 from digitlab.models import build_model
 from digitlab.train import predict_proba
 
@@ -49,7 +49,7 @@ def weights_section(model, info, picked) -> None:
         ui.chart(c2, viz.unit_norm_bars(norms, order, "Weight norm of each unit, in the order shown", chosen=unit,
                                         height=360), key="feat_norms")
     elif info.config.pair:
-        c2.markdown(features.pair_weights_note(info.config))
+        c2.markdown(ui.pair_weights_note(info.config))
     ui.show_code(features.first_layer, features.unit_order)
 
 
@@ -79,12 +79,12 @@ def digit_section(model, info, picked) -> None:
             n, hot = len(out.values), fire.units.tolist() if fire is not None and j == 0 else None
             ui.chart(st, viz.activation_bars(out.values, f"{out.label}: {n} number{'s' if n != 1 else ''}",
                                              highlight=hot, height=240), key=f"feat_act_{j}")
-    st.caption(features.output_note(config))
+    st.caption(ui.output_note(config))
     ui.glossary("logit", "softmax", "label smoothing")
     if fire is None:
         return
     st.subheader("The units that fire most, and what they look for")
-    st.markdown(features.firing_note(fire, config))
+    st.markdown(ui.firing_note(fire, config))
     if len(fire.units) == 1:
         c1, c2 = st.columns(2)
         ui.chart(c1, viz.diverging_heatmap(fire.weights[0], "Its weights (784 as 28x28)", height=360),
@@ -127,7 +127,7 @@ def saliency_section(model, info, picked) -> None:
     choice = st.selectbox("Explain the score of", ["answer", *names], key=f"feat_target_{config.dataset}_{config.task}",
                           format_func=lambda c: f"the model's answer ({answer})" if c == "answer" else c,
                           help="Which class's score to trace back to the pixels; by default the one the model chose.")
-    ex = features.explain(model, config, picked[1], None if choice == "answer" else names.index(choice))
+    ex = saliency.explain(model, config, picked[1], None if choice == "answer" else names.index(choice))
     what = names[ex.target]
     cols = st.columns(3 if ex.grad_cam is not None else 2)
     ui.chart(cols[0], viz.heat_map(ex.saliency, f"Saliency for '{what}'", height=320, value_name="|gradient|"),
@@ -137,8 +137,8 @@ def saliency_section(model, info, picked) -> None:
     if ex.grad_cam is not None:
         ui.chart(cols[2], viz.heat_overlay(picked[1], ex.grad_cam, f"Grad-CAM for '{what}' ({ex.cam_layer})",
                                            height=320), key="feat_gradcam")
-    st.markdown(features.saliency_note(ex, config))
-    ui.show_code(features.explain)
+    st.markdown(ui.saliency_note(ex, config))
+    ui.show_code(saliency.explain)
 
 
 def before_after_section(model, info, picked) -> None:
@@ -152,17 +152,17 @@ def before_after_section(model, info, picked) -> None:
                   f"{len(found.predictions.targets):,} test images of this model's task.")
         c2.metric("Accuracy after training", f"{found.predictions.accuracy:.2%}", help="The same test images.")
         c3.metric("Epochs trained", len(info.history), help="Passes over the training images this model has had.")
-    pairs = features.before_after(start, model)
+    pairs = untrained.before_after(start, model)
     for col, (title, maps, labels) in zip(st.columns(2), pairs):
         rows = maps.shape[-1] == 28  # weight rows as 28x28 images, each on its own scale; filters share one
         ui.chart(col, ui.shared_figure((title, info.id), viz.map_sheet, maps, title, cols=5 if rows else 8,
                                        labels=labels, shared_scale=not rows, value_name="weight", width=480),
                       key=f"feat_{title}")
-    change = features.weight_change(start, model)
-    st.caption(features.before_after_note(config, pairs, change))
-    shares = [features.share_of_start(r["moved ÷ norm before"]) for r in change]
+    change = untrained.weight_change(start, model)
+    st.caption(ui.before_after_note(config, pairs, change))
+    shares = [ui.share_of_start(r["moved ÷ norm before"]) for r in change]
     st.dataframe(pd.DataFrame(change).assign(**{"moved ÷ norm before": shares}), hide_index=True, key="feat_change")
-    ui.show_code(features.initial_model, build_model, features.weight_change)
+    ui.show_code(untrained.initial_model, build_model, untrained.weight_change)
 
 
 SECTIONS = {"The first layer's weights": weights_section, "One digit through the network": digit_section,
@@ -183,7 +183,7 @@ if not ui.dataset_models():
 ui.restore_view(LINK, data)
 model, info = ui.loaded_model("feat_model")
 if pair := info.config.pair:
-    st.caption(features.pair_note(info.config))
+    st.caption(ui.pair_note(info.config))
 st.session_state.setdefault("feat_section", "The first layer's weights")
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="feat_section",
                                help="Only the part you open is computed and drawn.")

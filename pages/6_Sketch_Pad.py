@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from digitlab import evaluate as ev
 from digitlab import preprocess as pp
 from digitlab import ui, viz
 from digitlab.collection import Collection, CollectionError, summarize
@@ -81,7 +80,7 @@ def model_answer(a: pp.Answer, key: str) -> None:
         st.caption(f"Answers only its own question: **{cfg.question}**")
     ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.pair else 290), key=f"{key}_bars_{a.info.id}",
              alt=f"{a.info.title} answers {a.predicted}, {a.confidence:.0%} sure")
-    st.caption(f"{ev.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
+    st.caption(f"{ui.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
 
 
 def save_form(result: pp.Processed, source: str, key: str) -> None:

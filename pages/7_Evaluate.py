@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import evaluate as ev
-from digitlab import ui, viz
+from digitlab import embeddings, metrics, ranking, robustness, ui, viz, viz_evaluate
+from digitlab.ui import evaluation as words
 
 PERCENT = st.column_config.NumberColumn(format="percent")
 
@@ -12,17 +12,17 @@ PERCENT = st.column_config.NumberColumn(format="percent")
 def headline(chosen, names) -> None:
     if len(chosen) == 1:
         st.subheader(names[chosen[0][1].id])
-        for c, (label, value) in zip(st.columns(3), ev.headline(chosen[0][2].predictions)):
+        for c, (label, value) in zip(st.columns(3), words.headline(chosen[0][2].predictions)):
             c.metric(label, value)
     else:  # side by side, metrics in narrow columns would be cut: one row per model instead
-        st.dataframe(pd.DataFrame([{"model": names[i.id], **dict(ev.headline(f.predictions))} for _, i, f in chosen]),
+        st.dataframe(pd.DataFrame([{"model": names[i.id], **dict(words.headline(f.predictions))} for _, i, f in chosen]),
                      hide_index=True, key="eval_headline")
     if pairs := [i for _, i, _ in chosen if i.config.pair]:
-        st.caption(ev.pair_caption(pairs[0].config))
+        st.caption(words.pair_caption(pairs[0].config))
 
 
 def confusion_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["confusion"])
+    st.markdown(words.INTRO["confusion"])
     # One model: the matrix on the left, the chosen cell's images on the right. More: a column each, two per row.
     cols = st.columns([1.1, 1]) if len(chosen) == 1 else [c for _ in chosen[::2] for c in st.columns(2)]
     for i, (_, info, found) in enumerate(chosen):
@@ -30,7 +30,7 @@ def confusion_section(chosen, names) -> None:
         cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            event = ui.chart(st, ui.shared_figure(("cm", sha), viz.confusion_heatmap, cm, labels), key=f"cm_{k}",
+            event = ui.chart(st, ui.shared_figure(("cm", sha), viz_evaluate.confusion_heatmap, cm, labels), key=f"cm_{k}",
                              on_select="rerun", selection_mode="points", alt=f"Confusion matrix: {pred.accuracy:.1%} of "
                              f"{int(cm.sum()):,} test images on the diagonal (right)")
             with st.expander("The matrix as numbers"):
@@ -38,36 +38,36 @@ def confusion_section(chosen, names) -> None:
                                           columns=[f"pred {n}" for n in labels]), key=f"cm_table_{k}")
         with cols[1] if len(chosen) == 1 else cols[i]:
             points = event.selection.points if event and event.selection else []
-            ev.follow_cell(st.session_state, f"cm_true_{k}", f"cm_pred_{k}", cm, labels, points)
+            words.follow_cell(st.session_state, f"cm_true_{k}", f"cm_pred_{k}", cm, labels, points)
             s1, s2 = st.columns(2)
             t_name = s1.selectbox("True label", labels, key=f"cm_true_{k}")
             p_name = s2.selectbox("Predicted", labels, key=f"cm_pred_{k}")
-            members = ev.cell_members(pred, labels.index(t_name), labels.index(p_name))
-            st.markdown(ev.cell_caption(len(members), t_name, p_name))
+            members = metrics.cell_members(pred, labels.index(t_name), labels.index(p_name))
+            st.markdown(words.cell_caption(len(members), t_name, p_name))
             if len(members):
                 top = members[:40]
                 images, titles = data.test_images[pred.index[top]], [f"{c:.0%}" for c in pred.confidence[top].tolist()]
                 ui.chart(st, ui.shared_figure(("cell", sha, t_name, p_name), viz.image_grid, images, titles, cols=8,
                                               height_per_row=80, zmax=255), key=f"cell_{k}")
                 st.caption("Above each image: the probability the model gave its answer.")
-    ui.show_code(ev.confusion_matrix)
+    ui.show_code(metrics.confusion_matrix)
 
 
 def scores_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["scores"])
+    st.markdown(words.INTRO["scores"])
     percent = dict.fromkeys(["precision", "recall", "F1"], PERCENT)
     for col, (_, info, found) in zip(st.columns(len(chosen)), chosen):
         col.caption(names[info.id])
-        col.dataframe(pd.DataFrame(ev.per_class_scores(found.predictions.confusion, found.predictions.class_names)),
+        col.dataframe(pd.DataFrame(metrics.per_class_scores(found.predictions.confusion, found.predictions.class_names)),
                       hide_index=True, key=f"scores_{info.id}", column_config=percent)
-    ui.show_code(ev.per_class_scores)
+    ui.show_code(metrics.per_class_scores)
 
 
 def mistakes_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["mistakes"])
+    st.markdown(words.INTRO["mistakes"])
     n_mistakes = st.slider("How many", 10, 50, 20, step=10, key="eval_n_mistakes")
     for _, info, found in chosen:
-        rows = ev.mistakes_table(found.predictions, n_mistakes)
+        rows = metrics.mistakes_table(found.predictions, n_mistakes)
         st.caption(f"{names[info.id]} · title: true → predicted (probability)")
         if not rows:
             st.success("No mistakes at all on this test set.")
@@ -82,87 +82,87 @@ def mistakes_section(chosen, names) -> None:
 
 
 def calibration_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["calibration"])
+    st.markdown(words.INTRO["calibration"])
     ui.glossary("calibration", "temperature scaling", "label smoothing", "softmax", "logit")
-    found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), ev.calibrate, f.predictions, f.held_out)
+    found = {names[i.id]: ui.shared_figure(("calibration", f.weights_sha256), metrics.calibrate, f.predictions, f.held_out)
              for _, i, f in chosen}
-    ui.chart(st, viz.reliability_diagram({n: c.before for n, c in found.items()},
+    ui.chart(st, viz_evaluate.reliability_diagram({n: c.before for n, c in found.items()},
                                          {n: c.after for n, c in found.items()}), key="reliability")
-    st.dataframe(pd.DataFrame(ev.calibration_rows(found)), hide_index=True, key="calibration_table",
+    st.dataframe(pd.DataFrame(words.calibration_rows(found)), hide_index=True, key="calibration_table",
                  column_config=dict.fromkeys(["ECE as trained", "ECE after temperature scaling"], PERCENT))
-    st.caption(ev.INTRO["ece"] + " ".join(dict.fromkeys(ev.confidence_note(i.config) for _, i, _ in chosen)))
-    ui.show_code(ev.reliability, ev.fit_temperature)
+    st.caption(words.INTRO["ece"] + " ".join(dict.fromkeys(words.confidence_note(i.config) for _, i, _ in chosen)))
+    ui.show_code(metrics.reliability, metrics.fit_temperature)
 
 
 def threshold_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["threshold"])
+    st.markdown(words.INTRO["threshold"])
     c1, c2 = st.columns([2, 1], vertical_alignment="bottom")  # the threshold, and which confidence it reads
     threshold = c1.slider("Confidence threshold", 0.0, 0.999, 0.9, step=0.001, format="%.3f", key="eval_threshold")
     scaled = c2.toggle("Calibrated confidence", key="eval_calibrated", help="Temperature-scaled (see Calibration), "
                        "so one threshold means the same for every model.")
-    preds = {names[i.id]: ui.shared_figure(("calibrated", f.weights_sha256), ev.calibrated, f.predictions, f.held_out)
+    preds = {names[i.id]: ui.shared_figure(("calibrated", f.weights_sha256), metrics.calibrated, f.predictions, f.held_out)
              if scaled else f.predictions for _, i, f in chosen}
-    results = {name: (pred, ev.at_threshold(pred, threshold)) for name, pred in preds.items()}
+    results = {name: (pred, metrics.at_threshold(pred, threshold)) for name, pred in preds.items()}
     if len(results) == 1:
         (pred, cov), = results.values()
-        for c, (label, value, change) in zip(st.columns(3), ev.threshold_metrics(pred, cov)):
+        for c, (label, value, change) in zip(st.columns(3), words.threshold_metrics(pred, cov)):
             c.metric(label, value, change, delta_color="off" if label == "Answered" else "normal")
     else:
-        st.dataframe(pd.DataFrame(ev.threshold_rows(results)), hide_index=True, key="threshold_table",
+        st.dataframe(pd.DataFrame(words.threshold_rows(results)), hide_index=True, key="threshold_table",
                      column_config=dict.fromkeys(["coverage", "accuracy on those", "accuracy on all"], PERCENT))
-    curves = {name: ev.coverage_curve(pred) for name, pred in preds.items()}
-    ui.chart(st, viz.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
-    ui.show_code(ev.at_threshold)
+    curves = {name: metrics.coverage_curve(pred) for name, pred in preds.items()}
+    ui.chart(st, viz_evaluate.coverage_accuracy(curves, {n: cov for n, (_, cov) in results.items()}), key="coverage_curve")
+    ui.show_code(metrics.at_threshold)
 
 
 def robustness_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["robustness"])
+    st.markdown(words.INTRO["robustness"])
     n = st.select_slider("Test images per point", [500, 1000, 2000, 5000], value=1000, key="eval_n_robust")
-    examples = ev.perturbation_examples(data.test_images[0])  # the first test image (a 7), changed, with titles
+    examples = robustness.perturbation_examples(data.test_images[0])  # the first test image (a 7), changed, with titles
     ui.chart(st, ui.shared_figure(("robust examples",), viz.image_grid, *examples, cols=len(examples[0]),
                                   height_per_row=110, zmax=255), key="robust_examples")
     results = {names[info.id]: ui.model_robustness(model, info, data, n) for model, info, _ in chosen}
     which = ("robust", n, *((names[info.id], found.weights_sha256) for _, info, found in chosen))
-    ui.chart(st, ui.shared_figure(which, viz.robustness_curves, results, ev.AXIS_TITLES), key="robust_curves")
+    ui.chart(st, ui.shared_figure(which, viz_evaluate.robustness_curves, results, robustness.AXIS_TITLES), key="robust_curves")
     with st.expander("The numbers"):
-        st.dataframe(pd.DataFrame(ev.robustness_rows(results)), hide_index=True, key="robust_table")
-    ui.show_code(ev.rotate, ev.shift, ev.add_noise, ev.thicken)
+        st.dataframe(pd.DataFrame(words.robustness_rows(results)), hide_index=True, key="robust_table")
+    ui.show_code(robustness.rotate, robustness.shift, robustness.add_noise, robustness.thicken)
 
 
 def embedding_section(chosen, names) -> None:
-    st.markdown(ev.INTRO["embedding"])
+    st.markdown(words.INTRO["embedding"])
     by_id = {info.id: (model, info, found) for model, info, found in chosen}
     pick = st.radio("Model", list(by_id), horizontal=True, key="eval_emb_model", format_func=names.get) \
         if len(by_id) > 1 else chosen[0][1].id
     model, info, found = by_id[pick]
     pred = found.predictions
     e1, e2, e3 = st.columns([2, 1, 1])
-    layer = e1.selectbox("Layer", ev.embedding_layers(model), key=f"eval_layer_{info.id}",
-                         format_func=lambda n: ev.layer_label(model, n))
+    layer = e1.selectbox("Layer", embeddings.embedding_layers(model), key=f"eval_layer_{info.id}",
+                         format_func=lambda n: embeddings.layer_label(model, n))
     method = e2.radio("Method", ["pca", "tsne"], horizontal=True, key="eval_method",
                       format_func={"pca": "PCA", "tsne": "t-SNE"}.get)
     n_points = e3.select_slider("Points", [500, 1000, 1500, 2000], value=1000, key="eval_points")
-    ui.show_code(ev.layer_features, ev.project)
+    ui.show_code(embeddings.layer_features, embeddings.project)
     if (emb := ui.model_embedding(model, info, data, layer, method, n_points)) is None:
         return
     positions, predicted = pred.index[emb.rows].numpy(), [pred.class_names[int(p)] for p in pred.predicted[emb.rows]]
     left, right = st.columns([3, 1])
-    fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz.embedding_map, emb.coords,
-                           emb.targets, pred.class_names, positions, predicted, title=ev.map_title(model, emb))
+    fig = ui.shared_figure(("map", found.weights_sha256, layer, method, n_points), viz_evaluate.embedding_map, emb.coords,
+                           emb.targets, pred.class_names, positions, predicted, title=words.map_title(model, emb))
     event = ui.chart(left, fig, key=f"emb_{info.id}_{layer}_{method}_{n_points}", on_select="rerun",
                            selection_mode="points")
     points = event.selection.points if event and event.selection else []
-    pos = ev.clicked_position(points, positions[0])
+    pos = words.clicked_position(points, positions[0])
     if not points:
         right.caption("Click a point on the map to see its image here.")
     ui.chart(right, viz.image_heatmap(data.test_images[pos], title=f"test image {pos}", height=260), key="emb_image")
-    right.markdown(ev.point_caption(pred, pos))
+    right.markdown(words.point_caption(pred, pos))
 
 
 def leaderboard_section(*_) -> None:
     st.caption(f"Every {data.spec.title} model, best first (⚠️: below 50%). Two-class (3-vs-7) accuracies answer an "
                "easier question, so they are ranked apart from the ten-class ones. Click a column's name to sort by it.")
-    st.dataframe(ui.models_table(ev.ranked(infos), ranks=True), hide_index=True, key="leaderboard", column_config={
+    st.dataframe(ui.models_table(ranking.ranked(infos), ranks=True), hide_index=True, key="leaderboard", column_config={
         "test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)})
     ui.dataset_comparison()
 
@@ -174,7 +174,7 @@ SECTIONS = {"Confusion matrix": confusion_section, "Per-class scores": scores_se
 LINK = ui.ViewPage("eval", "eval_model", "eval_section", tuple(SECTIONS), compare_key="eval_compare",
                    many_key="eval_models")  # the models and the section open, kept in the address
 
-data = ui.page_setup("Evaluate", "📊", ev.INTRO["page"])
+data = ui.page_setup("Evaluate", "📊", words.INTRO["page"])
 ui.store_problems()
 infos = ui.dataset_models()
 if not infos:
@@ -187,7 +187,7 @@ if not chosen:
     st.info("Pick another model above, or train this one again on its stage page.")
     leaderboard_section()
     st.stop()
-names = ev.display_names([info for _, info, _ in chosen])
+names = ranking.display_names([info for _, info, _ in chosen])
 headline(chosen, names)
 st.session_state.setdefault("eval_section", "Confusion matrix")
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="eval_section",

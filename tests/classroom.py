@@ -30,7 +30,7 @@ RUNS = [  # every one trained for real; small subsets keep the whole class under
 def classroom_store(root: Path, data, copy_from: Path | None = None) -> list[str]:
     """Fill ``root`` with the models of ``copy_from`` (the test session's trained ones) and every run of RUNS,
     trained through the real queue and workers; the ids of the runs that finished."""
-    from digitlab.jobs import JobQueue
+    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
     root.mkdir(parents=True, exist_ok=True)

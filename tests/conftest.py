@@ -58,8 +58,8 @@ def trained(mnist):
     Small but real: the linear 3-vs-7 model, simple_net, and a DigitCNN on a 6,000-image subset.
     Returns {name: ModelInfo}. Pages under AppTest see them through the same store.
     """
-    from digitlab.jobs import JobQueue
     from digitlab.models import PRESETS
+    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
     queue = JobQueue(ModelStore())

@@ -15,9 +15,8 @@ import torch
 from pagetools import metrics, open_page
 from safetensors.torch import save as st_save
 
-from digitlab import analysis
-from digitlab import evaluate as ev
-from digitlab import features as ft
+from digitlab import analysis, embeddings, robustness, untrained
+from digitlab.metrics import predict
 from digitlab.store import ModelStore
 
 EVALUATE = str(Path(__file__).resolve().parent.parent / "pages" / "7_Evaluate.py")
@@ -58,12 +57,12 @@ def test_ensure_computes_once_and_then_loads_from_disk(mnist, own, computed):
 
     # What it holds is what the model does on the test set, and what training recorded.
     model, info = store.load(model_id)
-    pred = ev.predict(model, info.config, mnist)
+    pred = predict(model, info.config, mnist)
     assert torch.equal(first.predictions.probs, pred.probs) and torch.equal(first.predictions.index, pred.index)
     assert first.predictions.accuracy == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
-    assert first.accuracy_before == pytest.approx(ft.accuracy(ft.initial_model(info.config), info.config, mnist))
+    assert first.accuracy_before == pytest.approx(untrained.accuracy(untrained.initial_model(info.config), info.config, mnist))
     assert first.robustness(analysis.ROBUST_N) is None  # the costly part comes with complete()
-    raw = first.embedding(ev.RAW, "pca", analysis.EMBED_N)
+    raw = first.embedding(embeddings.RAW, "pca", analysis.EMBED_N)
     assert raw.coords.shape == (analysis.EMBED_N, 2) and raw.dims == 784
     assert torch.equal(torch.as_tensor(raw.targets), pred.targets[raw.rows])
     assert first.robustness(500) is None and first.embedding("2", "tsne", 500) is None  # not computed yet
@@ -77,7 +76,7 @@ def test_ensure_computes_once_and_then_loads_from_disk(mnist, own, computed):
 
     # complete() (the worker, when no run waits) adds the robustness curves once
     full = analysis.complete(store, model_id, mnist)
-    assert full.robustness(analysis.ROBUST_N) == ev.robustness(model, info.config, mnist, analysis.ROBUST_N)
+    assert full.robustness(analysis.ROBUST_N) == robustness.robustness(model, info.config, mnist, analysis.ROBUST_N)
     assert computed == [model_id]
     assert analysis.load(store, model_id, mnist).robustness() == full.robustness()
 
@@ -99,7 +98,7 @@ def test_new_weights_make_the_analysis_stale(mnist, own, computed):
     assert computed == [model_id, model_id]
     assert new.weights_sha256 == record["weights_sha256"] != old.weights_sha256
     halved, info = store.load(model_id)
-    assert torch.equal(new.predictions.probs, ev.predict(halved, info.config, mnist).probs)
+    assert torch.equal(new.predictions.probs, predict(halved, info.config, mnist).probs)
     assert analysis.load(store, model_id, mnist).weights_sha256 == record["weights_sha256"]
 
 
@@ -143,7 +142,7 @@ def test_what_a_student_asks_for_beyond_the_defaults_is_added_once(mnist, own, c
     model, info = store.load(model_id)
     found = analysis.ensure(store, model_id, mnist, model)
     grown = analysis.add_robustness(store, found, mnist, 500, model)
-    assert grown.robustness(500) == ev.robustness(model, info.config, mnist, 500)
+    assert grown.robustness(500) == robustness.robustness(model, info.config, mnist, 500)
     grown = analysis.add_embedding(store, grown, mnist, "2", "tsne", 300, model)
     on_disk = analysis.load(store, model_id, mnist)
     assert on_disk.robustness(500) == grown.robustness(500) and on_disk.robustness() == found.robustness()
@@ -191,18 +190,17 @@ def test_the_evaluate_page_shows_the_analysis_and_a_later_visitor_does_not_recom
 def test_the_training_process_gives_way_to_a_run_that_arrives_during_an_analysis(mnist, tmp_path):
     """The costly part of a model's analysis (robustness) is done when no run waits; a run that arrives stops
     it between two levels, nothing half-done is kept, and it is done whole later."""
-    import threading
-
     from digitlab import analysis
     from digitlab.models import PRESETS
+    from digitlab.runs.execute import analyse_model, run_job
+    from digitlab.runs.spec import JobSpec
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import analyse_model, run_job
 
     config = PRESETS["simple_net"].with_(epochs=1, train_limit=2000)
-    spec = {"job": "j", "config": config.to_dict(), "continue_from": "", "data_dir": mnist.source.path,
-            "fingerprint": mnist.fingerprint(), "store": str(tmp_path)}
-    done = run_job(spec, lambda m: None, threading.Event(), {mnist.source.path: mnist}, complete=False)
-    store, model_id = ModelStore(tmp_path), done["model_id"]
+    done = run_job(JobSpec.of("j", config, mnist, tmp_path), mnist, Steering(), lambda m: None)
+    store, model_id = ModelStore(tmp_path), done.model_id
+    assert analyse_model(str(tmp_path), model_id, mnist, complete=False)  # what the process makes at once
     assert analysis.load(store, model_id, mnist).robustness(analysis.ROBUST_N) is None  # only the first part
     asked = []
     assert not analyse_model(str(tmp_path), model_id, mnist, give_way=lambda: asked.append(1) or len(asked) > 2)

@@ -79,10 +79,10 @@ def test_sketch_pad_with_twenty_models_on_laptop_projector_and_tablet(classroom,
     from localhost import app_in_chromium
     from screenshot import TABLET_AGENT, wait_idle
 
-    from digitlab import evaluate as ev
+    from digitlab import ranking
 
     root, infos = classroom
-    best = ev.best_of_each_kind(infos)
+    best = ranking.best_of_each_kind(infos)
     broken = [i for i in infos if i.broken]
     env = {"DIGITLAB_MODEL_DIR": str(root), "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"],
            "DIGITLAB_COLLECTION_DIR": str(tmp_path / "col")}

@@ -44,16 +44,16 @@ def test_data_fetch_failure_is_a_message(tmp_path):
 
 
 def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained):
-    from digitlab import evaluate as ev
+    from digitlab import metrics
     from digitlab.store import ModelStore
 
     info = trained["mlp"]
     out = _run("evaluate", info.id)
     assert out.returncode == 0, out.stderr
     model, _ = ModelStore().load(info.id)
-    pred = ev.predict(model, info.config, mnist)
+    pred = metrics.predict(model, info.config, mnist)
     assert f"test accuracy: {pred.accuracy:.2%} on 10,000 test images" in out.stdout
-    cm = ev.confusion_matrix(pred.targets, pred.predicted, 10)
+    cm = metrics.confusion_matrix(pred.targets, pred.predicted, 10)
     assert "    7 " + " ".join(f"{v:>5}" for v in cm[7].tolist()) in out.stdout  # the 7s' row, as counted
 
     missing = _run("evaluate", "no-such-model")
@@ -169,3 +169,38 @@ def test_dataset_flag_on_data_info_train_and_evaluate(fashion, tmp_path):
     refused = _run("evaluate", stored.id, "--dataset", "mnist", **env)
     assert refused.returncode == 2 and "trained on Fashion-MNIST, not MNIST" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_make_sample_writes_the_shipped_readme_from_its_packaged_templates(mnist, fashion, tmp_path):
+    """The READMEs and Fashion-MNIST's licence are package data (digitlab/templates), filled in by make-sample."""
+    out = _run("data", "make-sample", "--data-dir", mnist.source.path, "--out", str(tmp_path / "mnist"),
+               "--seed", "0", "--train-per-digit", "500", "--test-per-digit", "100")
+    assert out.returncode == 0, out.stderr
+    shipped = (ROOT / "digitlab" / "sample" / "README.md").read_text(encoding="utf-8")
+    assert (tmp_path / "mnist" / "README.md").read_text(encoding="utf-8") == shipped  # the very file shipped
+    out = _run("data", "make-sample", "--dataset", "fashion", "--out", str(tmp_path / "fashion"),
+               "--seed", "0", "--train-per-digit", "30", "--test-per-digit", "6",
+               DIGITLAB_FASHION_DIR=fashion.source.path)
+    assert out.returncode == 0, out.stderr
+    readme = (tmp_path / "fashion" / "README.md").read_text(encoding="utf-8")
+    assert f"fingerprint `{fashion.fingerprint()}`" in readme and "--train-per-digit 30 --test-per-digit 6" in readme
+    assert "released under the MIT License:\n\nCopyright (c) 2017 Zalando SE\n" in readme
+    assert readme.endswith("OTHER DEALINGS\nIN THE SOFTWARE.\n") and "{" not in readme
+
+
+def test_pip_install_ships_the_cli_templates(tmp_path):
+    """What ``pip install .`` installs: the wheel built from pyproject.toml holds the templates the CLI reads."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: building in the checkout would leave build/ and an egg-info there
+    shutil.copytree(ROOT / "digitlab", src / "digitlab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", src)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path), "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("digitlab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"digitlab/templates/sample-readme-mnist.md", "digitlab/templates/sample-readme-fashion.md",
+            "digitlab/templates/fashion-mnist-license.txt", "digitlab/sample/README.md",
+            "digitlab/sample-fashion/README.md", "digitlab/metrics.py"} <= names

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from digitlab.runs.queue import JobQueue
 
 from digitlab import train
-from digitlab.jobs import JobQueue
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
 from digitlab.store import StoreError
 from digitlab.train import (
@@ -416,17 +416,18 @@ def test_any_two_classes_of_either_dataset_make_a_yes_no_task(mnist, fashion):
 
 
 def test_the_training_process_loads_the_dataset_the_config_names(mnist, fashion, tmp_path):
+    from digitlab.runs.execute import load_data, run_job
+    from digitlab.runs.spec import JobSpec
+    from digitlab.runs.steering import Steering
     from digitlab.store import ModelStore
-    from digitlab.worker import run_job
 
     cache: dict = {}
     for data in (fashion, mnist):
         config = PRESETS["simple_net"].with_(dataset=data.spec.key, epochs=1, train_limit=2000)
-        spec = {"job": data.spec.key, "config": config.to_dict(), "continue_from": "", "data_dir": data.source.path,
-                "fingerprint": data.fingerprint(), "store": str(tmp_path)}
-        done = run_job(spec, lambda m: None, threading.Event(), cache, complete=False)
-        assert done["state"] == "done", done
-        info = ModelStore(tmp_path).info(done["model_id"])
+        spec = JobSpec.of(data.spec.key, config, data, tmp_path)
+        done = run_job(spec, load_data(spec, cache), Steering(), lambda m: None)
+        assert done.state == "done", done
+        info = ModelStore(tmp_path).info(done.model_id)
         assert info.config.dataset == data.spec.key and info.fingerprint == data.fingerprint()
     assert {d.source.dataset for d in cache.values()} == {"mnist", "fashion"}  # one of each kept
 

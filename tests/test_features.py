@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 
+from digitlab import architecture, ranking, saliency, untrained
 from digitlab import features as ft
 from digitlab.models import PRESETS, DigitCNN, build_model, count_parameters, layer_table
 from digitlab.store import ModelStore
 from digitlab.train import fit, predict_proba, prepare
+from digitlab.ui import notes
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +27,26 @@ def _image(mnist, digit: int, nth: int = 0):
 @pytest.mark.parametrize("preset", ["cnn-seed", "cnn-fast"])
 def test_architecture_shows_the_seeds_arithmetic(preset):
     net = build_model(PRESETS[preset])
-    rows = ft.architecture(net)
+    rows = architecture.architecture(net)
     measured = layer_table(net)
     assert [(r["layer"], r["output shape"], r["parameters"]) for r in rows] == \
         [(r["layer"], r["output shape"], r["parameters"]) for r in measured]
-    assert ft.map_sizes(rows) == [28, 26, 13, 11, 5]
-    assert ft.flatten_row(rows)["why this shape"].startswith("64 · 5 · 5 = 1600")
+    assert architecture.map_sizes(rows) == [28, 26, 13, 11, 5]
+    assert architecture.flatten_row(rows)["why this shape"].startswith("64 · 5 · 5 = 1600")
     assert sum(r["parameters"] for r in rows) == count_parameters(net)
     convs = [r for r in rows if r["type"] == "Conv2d"]
     assert convs[0]["why this shape"] == "32 maps of 28 − 3 + 1 = 26"
     assert convs[0]["why these parameters"].endswith(f"= {convs[0]['parameters']:,}")
-    notes = ft.variant_notes(rows)
+    notes = architecture.variant_notes(rows)
     assert bool(notes) == any(r["type"] in ("BatchNorm2d", "Dropout") for r in rows)
     assert (preset == "cnn-seed") == (notes == [])
 
 
 def test_variant_notes_read_the_layer_order():
     pool_first = [{"type": t} for t in ("Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU", "Flatten", "Linear")]
-    assert any("max-pooling straight after" in n for n in ft.variant_notes(pool_first))
+    assert any("max-pooling straight after" in n for n in architecture.variant_notes(pool_first))
     seed = [{"type": t} for t in ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout", "Linear")]
-    assert [n.split(" ")[0] for n in ft.variant_notes(seed)] == ["dropout"]
+    assert [n.split(" ")[0] for n in architecture.variant_notes(seed)] == ["dropout"]
 
 
 def test_feature_maps_have_the_shapes_layer_table_measures(mnist, models):
@@ -132,7 +134,7 @@ def test_filters_that_fire(mnist, models):
 def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
     model, info = models[name]
     image = _image(mnist, 3)
-    ex = ft.explain(model, info.config, image)
+    ex = saliency.explain(model, info.config, image)
     probs = predict_proba(model, info.config, image.reshape(1, 28, 28))[0]
     assert ex.target == int(probs.argmax()) and torch.allclose(ex.probs, probs)
     assert ex.saliency.shape == (28, 28) and (ex.saliency >= 0).all()
@@ -148,7 +150,7 @@ def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
         assert cam[ink].mean() > cam[~ink].mean()
     else:
         assert ex.grad_cam is None
-    other = ft.explain(model, info.config, image, 0 if ex.target != 0 else 1)
+    other = saliency.explain(model, info.config, image, 0 if ex.target != 0 else 1)
     if name == "linear":
         # One output: "7" is minus "3", so the size of the gradient is the same (the weights), its sign flips.
         assert torch.allclose(ex.saliency, model.weights.detach()[:, 0].abs().reshape(28, 28))
@@ -156,24 +158,24 @@ def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
     else:
         assert not torch.allclose(other.saliency, ex.saliency)
     with pytest.raises(ValueError):
-        ft.explain(model, info.config, image, target=len(probs))
+        saliency.explain(model, info.config, image, target=len(probs))
 
 
 def test_the_initial_model_is_the_runs_real_start(mnist, store, monkeypatch):
     """The training worker starts from the weights initial_model rebuilds: trained here from that start, with
     the worker's thread count, they end as the worker's model did, bit for bit."""
-    from digitlab import jobs
+    from digitlab.runs.execute import worker_threads
+    from digitlab.runs.queue import JobQueue
     from digitlab.train import fit
-    from digitlab.worker import worker_threads
 
-    queue = jobs.JobQueue(store)
+    queue = JobQueue(store)
     config = PRESETS["cnn-fast"].with_(epochs=1, train_limit=600)
     try:
         snap = queue.wait(queue.submit(config, mnist).id, timeout=120)
     finally:
         queue.close()
     assert snap.state == "done", snap.error
-    start = ft.initial_model(config)
+    start = untrained.initial_model(config)
     here = copy.deepcopy(start)
     threads = torch.get_num_threads()
     monkeypatch.setenv("DIGITLAB_THREADS", str(worker_threads()))
@@ -185,7 +187,7 @@ def test_the_initial_model_is_the_runs_real_start(mnist, store, monkeypatch):
         torch.set_num_threads(threads)
     trained, _ = store.load(snap.model_id)
     assert all(torch.equal(a, b) for a, b in zip(here.state_dict().values(), trained.state_dict().values()))
-    change = ft.weight_change(start, trained)
+    change = untrained.weight_change(start, trained)
     assert {r["weights"] for r in change} == {n for n, _ in trained.named_parameters()}
     assert all(r["moved (norm of the change)"] > 0 for r in change)
     assert not torch.equal(ft.first_filters(start), ft.first_filters(trained))
@@ -194,7 +196,7 @@ def test_the_initial_model_is_the_runs_real_start(mnist, store, monkeypatch):
 def test_training_from_the_initial_model_gives_the_stored_model(mnist, models):
     """fit() starts from exactly these weights: replaying it reproduces the stored MLP."""
     trained, info = models["mlp"]
-    model = ft.initial_model(info.config)
+    model = untrained.initial_model(info.config)
     for _ in fit(model, info.config, mnist):
         pass
     for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
@@ -203,30 +205,30 @@ def test_training_from_the_initial_model_gives_the_stored_model(mnist, models):
 
 def test_accuracy_before_and_after(mnist, models, trained):
     model, info = models["mlp"]
-    before = ft.accuracy(ft.initial_model(info.config), info.config, mnist, n=2000)
-    after = ft.accuracy(model, info.config, mnist)
+    before = untrained.accuracy(untrained.initial_model(info.config), info.config, mnist, n=2000)
+    after = untrained.accuracy(model, info.config, mnist)
     assert before < 0.3 and after > 0.85
     assert after == pytest.approx(info.metrics["test_accuracy"], abs=1e-6)
 
 
 def test_models_side_by_side_in_stage_order_best_first(trained):
     infos = list(trained.values())
-    assert [i.config.kind for i in ft.side_by_side(infos)] == ["linear", "mlp", "cnn"]
+    assert [i.config.kind for i in ranking.side_by_side(infos)] == ["linear", "mlp", "cnn"]
     extra = copy.deepcopy(trained["cnn"])
     extra.id, extra.metrics = "another-cnn", {"test_accuracy": 0.5}
     better = copy.deepcopy(trained["cnn"])
     better.id, better.metrics = "better-cnn", {"test_accuracy": 0.999}
-    ordered = ft.side_by_side([extra, *infos, better])
+    ordered = ranking.side_by_side([extra, *infos, better])
     assert [i.id for i in ordered if i.config.kind == "cnn"] == ["better-cnn", trained["cnn"].id, "another-cnn"]
-    assert [i.id for i in ft.side_by_side([extra, *infos, better], best_only=True)] == \
+    assert [i.id for i in ranking.side_by_side([extra, *infos, better], best_only=True)] == \
         [trained["linear"].id, trained["mlp"].id, "better-cnn"]
 
 
 def test_before_after_pictures_and_their_note(models):
     for name in ("mlp", "cnn"):
         model, info = models[name]
-        start = ft.initial_model(info.config)
-        (t0, before, labels), (t1, after, _) = ft.before_after(start, model)
+        start = untrained.initial_model(info.config)
+        (t0, before, labels), (t1, after, _) = untrained.before_after(start, model)
         assert t0.startswith("Before training") and t1.startswith("After training")
         if name == "mlp":
             rows, _ = ft.first_layer(model)
@@ -236,8 +238,8 @@ def test_before_after_pictures_and_their_note(models):
             assert torch.equal(before, ft.weight_images(ft.first_layer(start)[0][top]))
         else:
             assert torch.equal(after, ft.first_filters(model)) and torch.equal(before, ft.first_filters(start))
-        change = ft.weight_change(start, model)
-        note = ft.before_after_note(info.config, ft.before_after(start, model), change)
+        change = untrained.weight_change(start, model)
+        note = notes.before_after_note(info.config, untrained.before_after(start, model), change)
         assert f"by {change[0]['moved ÷ norm before']:.0%} of their starting size" in note
         assert ("The same 10 units" in note) == (name == "mlp")
 
@@ -248,7 +250,7 @@ def test_grad_cam_reads_the_last_blocks_rectified_maps(mnist):
     for name in ("cnn-fast", "cnn-best"):
         config = PRESETS[name]
         net = build_model(config).eval()
-        ex = ft.explain(net, config, image)
+        ex = saliency.explain(net, config, image)
         order = [n for n, _ in ft.leaf_layers(net)]
         last_conv = max((n for n, _ in ft.leaf_layers(net, (torch.nn.Conv2d,))), key=order.index)
         after = order[order.index(last_conv) + 1:]
@@ -268,7 +270,7 @@ def test_saliency_of_a_log_softmax_model_traces_the_logit(mnist):
     config = PRESETS["mlp-128-64"]
     model = build_model(config).eval()
     image = _image(mnist, 5)
-    ex = ft.explain(model, config, image, target=5)
+    ex = saliency.explain(model, config, image, target=5)
     x = prepare(image.reshape(1, 28, 28), config).requires_grad_(True)
     logits = model[:-1](x)  # everything but the LogSoftmax
     (grad,) = torch.autograd.grad(logits[0, 5], x)
@@ -288,7 +290,7 @@ def test_two_sessions_looking_inside_one_shared_model_do_not_mix(mnist, models):
     def look(d):
         for _ in range(15):
             got = [m.values for m in ft.feature_maps(model, info.config, images[d])]
-            ex = ft.explain(model, info.config, images[d])
+            ex = saliency.explain(model, info.config, images[d])
             if len(got) != 4 or not all(torch.equal(a, b) for a, b in zip(got, expected[d])) or ex.grad_cam is None:
                 problems.append(d)
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from digitlab import lessons
+from digitlab import lessons, mlp_lessons
 from digitlab.models import PRESETS, build_model, count_parameters
 from digitlab.train import ConfigError
+from digitlab.ui import run_words
 
 
 def test_pixel_baseline_uses_every_test_3_and_7(mnist):
@@ -88,49 +89,49 @@ def test_a_tiny_change_moves_the_loss_but_not_the_accuracy(mnist):
 
 
 def test_scratch_simple_net_equals_nn_sequential(mnist):
-    eq = lessons.scratch_vs_nn(mnist, n_hidden=50, n_images=5)
+    eq = mlp_lessons.scratch_vs_nn(mnist, n_hidden=50, n_images=5)
     assert eq.scratch_out.shape == eq.nn_out.shape == (5, 10)
     assert eq.max_abs_diff < 1e-5 and eq.same_predictions
     assert eq.scratch_params == eq.nn_params == 784 * 50 + 50 + 50 * 10 + 10
 
 
 def test_chain_rule_check_agrees_with_autograd_and_is_computed_once(mnist):
-    check = lessons.chain_rule_vs_autograd(mnist)
+    check = mlp_lessons.chain_rule_vs_autograd(mnist)
     assert set(check.largest_difference) == {"w1", "b1", "w2", "b2"}
     assert max(check.largest_difference.values()) < 1e-5
     assert check.loss == pytest.approx(check.autograd_loss, abs=1e-5) and 1.5 < check.loss < 3.5  # near ln(10)
-    assert lessons.chain_rule_vs_autograd(mnist) is check  # every later visitor gets the same answer at once
+    assert mlp_lessons.chain_rule_vs_autograd(mnist) is check  # every later visitor gets the same answer at once
 
 
 def test_the_mlp_stage_never_touches_the_global_generator(mnist):
     before = torch.get_rng_state()
-    lessons.scratch_vs_nn.cache_clear()
-    lessons.chain_rule_vs_autograd.cache_clear()
-    lessons.layer_rows.cache_clear()
-    lessons.scratch_vs_nn(mnist)
-    lessons.chain_rule_vs_autograd(mnist)
-    lessons.layer_rows(PRESETS["cnn-best"])
-    lessons.how_fit_trains(PRESETS["mlp-128-64"])
+    mlp_lessons.scratch_vs_nn.cache_clear()
+    mlp_lessons.chain_rule_vs_autograd.cache_clear()
+    mlp_lessons.layer_rows.cache_clear()
+    mlp_lessons.scratch_vs_nn(mnist)
+    mlp_lessons.chain_rule_vs_autograd(mnist)
+    mlp_lessons.layer_rows(PRESETS["cnn-best"])
+    run_words.how_fit_trains(PRESETS["mlp-128-64"])
     assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_how_fit_trains_says_what_fit_will_run(monkeypatch):
     monkeypatch.setenv("DIGITLAB_PRECISION", "auto")
-    text = lessons.how_fit_trains(PRESETS["mlp-128-64"])
+    text = run_words.how_fit_trains(PRESETS["mlp-128-64"])
     assert "loss.backward()" in text and "zero_grad()" in text and "bfloat16" not in text
     monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
-    assert "torch.autocast" in lessons.how_fit_trains(PRESETS["mlp-128-64"])
-    assert "p -= lr * p.grad" in lessons.how_fit_trains(PRESETS["simple_net"].with_(form="scratch"))
+    assert "torch.autocast" in run_words.how_fit_trains(PRESETS["mlp-128-64"])
+    assert "p -= lr * p.grad" in run_words.how_fit_trains(PRESETS["simple_net"].with_(form="scratch"))
 
 
 def test_parse_hidden_and_layer_rows():
-    assert lessons.parse_hidden("128, 64") == (128, 64)
-    assert lessons.parse_hidden(" 50 ") == (50,)
+    assert mlp_lessons.parse_hidden("128, 64") == (128, 64)
+    assert mlp_lessons.parse_hidden(" 50 ") == (50,)
     for bad in ("", "0", "50, x", "-3", "1,2,3,4,5,6,7", "10000"):
         with pytest.raises(ConfigError):
-            lessons.parse_hidden(bad)
+            mlp_lessons.parse_hidden(bad)
     config = PRESETS["mlp-128-64"]
-    rows, total = lessons.layer_rows(config)
+    rows, total = mlp_lessons.layer_rows(config)
     assert total == count_parameters(build_model(config)) == sum(r["parameters"] for r in rows)
     assert [r["output shape"] for r in rows if r["type"] == "Linear"] == ["128", "64", "10"]
 
@@ -138,8 +139,8 @@ def test_parse_hidden_and_layer_rows():
 def test_check_training_refuses_a_batch_larger_than_the_data(mnist):
     config = PRESETS["simple_net"].with_(train_limit=1000, batch_size=2000)
     with pytest.raises(ConfigError, match="larger than the 1000 training images"):
-        lessons.check_training(config, mnist)
-    assert lessons.check_training(config.with_(batch_size=100), mnist) == 1000
+        mlp_lessons.check_training(config, mnist)
+    assert mlp_lessons.check_training(config.with_(batch_size=100), mnist) == 1000
 
 
 def test_classify_view_and_weights_of_trained_models(mnist, trained):
@@ -147,13 +148,13 @@ def test_classify_view_and_weights_of_trained_models(mnist, trained):
 
     store = ModelStore()
     model, info = store.load(trained["mlp"].id)
-    view = lessons.classify_view(model, info.config, mnist, n=4, seed=1)
+    view = mlp_lessons.classify_view(model, info.config, mnist, n=4, seed=1)
     assert view.probs.shape == (4, 10) and view.class_names == [str(d) for d in range(10)]
     assert torch.allclose(view.probs.sum(1), torch.ones(4), atol=1e-5)
     assert all(0 <= v <= 9 for v in view.labels)
 
     model, info = store.load(trained["linear"].id)
-    view = lessons.classify_view(model, info.config, mnist, n=3)
+    view = mlp_lessons.classify_view(model, info.config, mnist, n=3)
     assert view.class_names == ["7", "3"] and set(view.labels) <= {3, 7}
     w = lessons.linear_weights(model)
     assert w.shape == (28, 28) and float(w.abs().max()) > 0
@@ -161,10 +162,10 @@ def test_classify_view_and_weights_of_trained_models(mnist, trained):
 
 def test_run_verdict_flags_a_run_that_learned_nothing():
     config = PRESETS["simple_net"].with_(lr=10.0)
-    assert "10" in lessons.run_verdict(config, [{"test_accuracy": 0.101}])
-    assert lessons.run_verdict(config, [{"test_accuracy": 0.95}]) == ""
-    assert lessons.run_verdict(PRESETS["linear-seed"], [{"test_accuracy": 0.55}])
-    assert lessons.run_verdict(config, []) == ""
+    assert "10" in run_words.run_verdict(config, [{"test_accuracy": 0.101}])
+    assert run_words.run_verdict(config, [{"test_accuracy": 0.95}]) == ""
+    assert run_words.run_verdict(PRESETS["linear-seed"], [{"test_accuracy": 0.55}])
+    assert run_words.run_verdict(config, []) == ""
 
 
 def test_learned_pattern_starts_from_the_models_own_init(mnist, trained):
@@ -189,11 +190,11 @@ def test_linear_weights_reads_both_forms():
 
 
 def test_by_hand_adjusts_what_the_hand_written_net_cannot_do():
-    config, changed = lessons.by_hand(PRESETS["mlp-128-64"])
+    config, changed = mlp_lessons.by_hand(PRESETS["mlp-128-64"])
     assert config.hidden == (128,) and config.activations == ("relu",) and config.optimizer == "sgd"
     assert config.form == "scratch" and config.loss == "cross_entropy"
     assert len(changed) == 4
-    same, nothing = lessons.by_hand(PRESETS["simple_net"])
+    same, nothing = mlp_lessons.by_hand(PRESETS["simple_net"])
     assert nothing == [] and same == PRESETS["simple_net"].with_(form="scratch")
 
 
@@ -206,7 +207,7 @@ def test_a_continued_run_is_captioned_once_and_drawn_as_its_own_segment():
     parent = [{"epoch": e, "test_accuracy": 0.9 + e / 100, "train_loss": 1 / e} for e in range(1, 21)]
     child = parent + [{"epoch": 21, "test_accuracy": 0.95, "train_loss": 0.01}]
     info = ModelInfo("x", PRESETS["simple_net"].with_(epochs=21), history=child)
-    caption = lessons.trained_caption(info)
+    caption = run_words.trained_caption(info)
     assert caption.endswith("; trained for 21 epochs") and caption.count("21") == 1
     fig = viz.runs_overlay({"1. parent": parent, "2. one more": copy.deepcopy(child)})
     first, second = fig.data

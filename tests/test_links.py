@@ -24,8 +24,9 @@ def test_bad_values_are_left_out_one_by_one_with_a_note():
     assert setup.config == default  # everything bad left out, norm=mnist is the preset's own
     notes = "\n".join(setup.notes)
     for expected in ("lr='fast' left out: not a number", "batch='12.5' left out: not a whole number",
-                     "epochs='1000' left out: outside 1..100", "hidden='128-x' left out",
-                     "act='relu-swish' left out", "optimizer='lion' left out: use one of sgd, momentum or adam",
+                     "epochs='1000' left out: epochs is 1,000, outside 1..100", "hidden='128-x' left out",
+                     "act='relu-swish' left out",
+                     "optimizer='lion' left out: unknown optimizer 'lion': pick one of sgd, momentum, adam",
                      "colour='red' left out: not a setting this page knows"):
         assert expected in notes
     assert len(setup.notes) == 7

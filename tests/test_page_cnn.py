@@ -79,7 +79,7 @@ def test_feature_maps_filters_and_the_comparison(mnist, trained):
     assert "Test image 18: a 3" in chart_titles(at)
 
     # The comparison starts on the class's best model of each kind, none below 50%.
-    from digitlab.evaluate import best_of_each_kind
+    from digitlab.ranking import best_of_each_kind
 
     infos = [i for i in ModelStore().list() if i.config.dataset == "mnist"]  # the page lists the dataset in use
     best = _frame(at, "model", has="id")

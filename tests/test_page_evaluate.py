@@ -157,13 +157,13 @@ def test_an_empty_store_says_where_to_train(tmp_path, trained):
 
 
 def test_the_page_starts_on_the_best_model_and_compares_the_best_of_each_kind(trained):
-    from digitlab import evaluate as ev
+    from digitlab import ranking
 
     infos = [i for i in ModelStore().list() if i.config.dataset == "mnist"]  # the page lists the dataset in use
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception and not at.error
-    best = ev.best_of_each_kind(infos)
-    top = ev.ranked(best)[0]  # the most accurate ten-digit model
+    best = ranking.best_of_each_kind(infos)
+    top = ranking.ranked(best)[0]  # the most accurate ten-digit model
     assert at.session_state["eval_model"] == top.id and top.config.task == "digits"
     at.toggle(key="eval_compare").set_value(True).run()
     expected = [top, *[i for i in best if i.id != top.id]][:4]
@@ -174,11 +174,11 @@ def test_the_page_starts_on_the_best_model_and_compares_the_best_of_each_kind(tr
 
 def test_calibration_diagram_and_temperature_from_the_models_own_predictions(mnist, trained):
     """The reliability diagram's points, the ECE and the fitted temperature, checked against the model's own test
-    probabilities computed here again (evaluate.predict) and binned by hand; T is fitted on the training images
+    probabilities computed here again (metrics.predict) and binned by hand; T is fitted on the training images
     the run held out, never on the test images it is judged on."""
     import numpy as np
 
-    from digitlab import evaluate as ev
+    from digitlab import metrics
 
     cnn = trained["cnn"]
     at = _open(cnn.id)
@@ -189,8 +189,8 @@ def test_calibration_diagram_and_temperature_from_the_models_own_predictions(mni
     (table,) = _frames(at, "model", has="temperature T")
     model, info = ModelStore().load(cnn.id)
     with worker_threads():  # the sums in the order the worker made the page's analysis: an image on a bin's edge stays
-        pred = ev.predict(model, info.config, mnist)  # in its bin (2 threads against 1 moved one, and the ECE by 1e-4)
-        held_out = ev.predict_held_out(model, info.config, mnist)
+        pred = metrics.predict(model, info.config, mnist)  # in its bin (2 threads against 1 moved one, and the ECE by 1e-4)
+        held_out = metrics.predict_held_out(model, info.config, mnist)
     judge = pred.probs.numpy()  # the figures are drawn on the whole test set
     targets = pred.targets.numpy()
     conf, right = judge.max(1), judge.argmax(1) == targets
@@ -204,7 +204,7 @@ def test_calibration_diagram_and_temperature_from_the_models_own_predictions(mni
     assert table["T fitted on"].iloc[0] == f"{len(held_out.targets):,} held-out training images"
     nll = [float(torch_nll(held_out.probs, held_out.targets, x)) for x in (t * 0.8, t, t * 1.25)]
     assert nll[1] <= min(nll[0], nll[2])  # the fitted T is a minimum of the likelihood on the held-out images
-    after = ev.reliability(ev.with_temperature(pred.probs, t), pred.targets).ece  # the test set, rescaled by T
+    after = metrics.reliability(metrics.with_temperature(pred.probs, t), pred.targets).ece  # the test set, rescaled by T
     assert table["ECE after temperature scaling"].iloc[0] == pytest.approx(after, abs=2e-3)  # (T shown rounded)
     assert nll[1] <= torch_nll(held_out.probs, held_out.targets, 1.0)  # where T was fitted, its likelihood only rises
     # (its ECE there may not fall: T maximises the likelihood, and 500 held-out images bin coarsely)
@@ -216,7 +216,7 @@ def worker_threads():
     """Torch's intra-op threads as many as the training worker's, for the length of the block."""
     import torch
 
-    from digitlab.worker import worker_threads as wanted
+    from digitlab.runs.execute import worker_threads as wanted
 
     before = torch.get_num_threads()
     torch.set_num_threads(wanted())

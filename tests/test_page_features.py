@@ -10,6 +10,7 @@ from pagetools import chart_spec, chart_titles, damaged_copy, metrics, open_page
 from streamlit.testing.v1 import AppTest
 
 from digitlab import features as ft
+from digitlab import untrained
 from digitlab.store import ModelStore
 from digitlab.train import predict_proba
 
@@ -109,7 +110,7 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
     assert not at.exception and not at.error
     assert "Before training: first-layer filters" in titles and "After training: first-layer filters" in titles
     model, _ = ModelStore().load(info.id)
-    for title, net in (("Before training: first-layer filters", ft.initial_model(info.config)),
+    for title, net in (("Before training: first-layer filters", untrained.initial_model(info.config)),
                        ("After training: first-layer filters", model)):
         raw = _array(chart_spec(at, title)["data"][0]["customdata"])[..., 1]  # (map number, value) per cell
         shown = raw[~raw.isnan()].sort().values
@@ -117,9 +118,9 @@ def test_cnn_filters_grad_cam_and_before_after(mnist, trained):
 
     shown = metrics(at)
     # on the whole test set, from the model's analysis: what training recorded, and what the model scores now
-    assert shown["Accuracy after training"] == f"{ft.accuracy(model, info.config, mnist):.2%}" \
+    assert shown["Accuracy after training"] == f"{untrained.accuracy(model, info.config, mnist):.2%}" \
         == f"{info.metrics['test_accuracy']:.2%}"
-    assert shown["Accuracy before training"] == f"{ft.accuracy(ft.initial_model(info.config), info.config, mnist):.2%}"
+    assert shown["Accuracy before training"] == f"{untrained.accuracy(untrained.initial_model(info.config), info.config, mnist):.2%}"
     assert float(shown["Accuracy before training"].rstrip("%")) < 30
     assert any("this run's real starting point" in m.value for m in at.markdown)
     change = next(d.value for d in at.dataframe if d.value.columns[0] == "weights")

@@ -3,6 +3,7 @@ put it in the box, one click to train with it."""
 
 from pathlib import Path
 
+import torch
 from pagetools import chart_spec, wait_for_job
 from streamlit.testing.v1 import AppTest
 
@@ -13,6 +14,7 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnis
     from digitlab import ui
     from digitlab.lr_find import lr_find
     from digitlab.models import PRESETS
+    from digitlab.runs.execute import worker_threads
 
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.selectbox(key="mlp_preset").set_value("mlp-128-64").run()
@@ -20,9 +22,19 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnis
     at.number_input(key="mlp_mlp-128-64_epochs").set_value(1).run()
     at.button(key="mlp_lr_find").click().run()
     assert not at.exception and not at.error
-    assert "mlp_lr_find" not in [b.key for b in at.button]  # the curve took the button's place
+    assert "mlp_lr_find" not in [b.key for b in at.button]  # the sweep's progress took the button's place
+    # the sweep is queued like any run and trains in the training process; the page follows it, then draws its curve
+    sweep = ui.get_queue().wait(at.session_state["mlp_lr_job"][1], timeout=300)
+    assert sweep.state == "done" and sweep.config.preset == "mlp-128-64" and not sweep.model_id  # nothing stored
+    at.run()
+    assert not at.exception and not at.error and "mlp_lr_job" not in at.session_state
     setup = PRESETS["mlp-128-64"].with_(train_limit=2000, epochs=1)
-    expected = lr_find(setup, mnist)  # the same sweep, run here: the page shows its numbers
+    threads = torch.get_num_threads()
+    torch.set_num_threads(worker_threads())  # as many threads as the training process: the same sums
+    try:
+        expected = lr_find(setup, mnist)  # the same sweep, run here: the page shows its numbers
+    finally:
+        torch.set_num_threads(threads)
     valley = float(f"{expected.valley:.2g}")
     curve = chart_spec(at, f"The learning-rate finder: {setup.title}")
     assert curve and curve["layout"]["xaxis"]["type"] == "log"

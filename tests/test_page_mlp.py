@@ -59,13 +59,13 @@ def test_train_then_accuracy_and_classify_view(mnist):
     assert "Loss" in titles and "Accuracy" in titles
     assert titles.count("Class probability") == 4
     # another seed redraws the four test images (its own fragment): the ones classify_view picks for it
-    from digitlab import lessons
+    from digitlab import mlp_lessons
     from digitlab.store import ModelStore
 
     at.number_input(key="mlp_view_seed").set_value(5).run()
     assert not at.exception
     model, info = ModelStore().load(snap.model_id)
-    view = lessons.classify_view(model, info.config, mnist, n=4, seed=5)
+    view = mlp_lessons.classify_view(model, info.config, mnist, n=4, seed=5)
     assert [t for t in chart_titles(at) if t.startswith("a ")] == [f"a {label}" for label in view.labels]
 
     # A learning rate far too high: the run ends with a plain message, not a model that looks fine.
@@ -231,7 +231,7 @@ def test_opening_the_page_starts_the_training_process_before_train_is_pressed(mn
     import time
 
     from digitlab import ui
-    from digitlab.jobs import shared_queue
+    from digitlab.runs.shared import shared_queue
     from digitlab.store import ModelStore
 
     monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(tmp_path / "models"))  # a queue of its own: no other test's process

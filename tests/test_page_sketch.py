@@ -75,8 +75,8 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
 @pytest.fixture()
 def broken(mnist, trained):
     """A real run that went nowhere (a rate far too small, 512 images): below 50%; removed afterwards."""
-    from digitlab.jobs import JobQueue
     from digitlab.models import PRESETS
+    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
     queue = JobQueue(ModelStore())
@@ -90,7 +90,7 @@ def broken(mnist, trained):
 
 
 def test_the_picker_starts_on_the_best_of_each_kind_and_marks_a_broken_model(broken, tmp_path, monkeypatch):
-    from digitlab import evaluate as ev
+    from digitlab import ranking
     from digitlab.store import ModelStore
 
     monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
@@ -98,9 +98,9 @@ def test_the_picker_starts_on_the_best_of_each_kind_and_marks_a_broken_model(bro
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception and not at.error
     picker = at.multiselect(key="sketch_models")
-    best = ev.best_of_each_kind(infos)
+    best = ranking.best_of_each_kind(infos)
     assert picker.value == [i.id for i in best] and broken.id not in picker.value
-    assert len(picker.value) <= 4 and {ev.kind_of(i) for i in best} >= {"pair", "mlp", "cnn"}
+    assert len(picker.value) <= 4 and {ranking.kind_of(i) for i in best} >= {"pair", "mlp", "cnn"}
     # Each listed by its title and accuracy; the broken run carries a warning sign.
     assert f"⚠️ {broken.title} · {broken.accuracy:.2%}" in picker.options
     rest = next(d.value for d in at.dataframe if "learning rate" in d.value.columns)

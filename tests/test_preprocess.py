@@ -19,8 +19,8 @@ N = 300  # real test digits per variant
 @pytest.fixture(scope="module")
 def best_cnn(mnist, tmp_path_factory):
     """One real training for the whole file: cnn-fast, one epoch on the full MNIST; the best stored CNN."""
-    from digitlab.jobs import JobQueue
     from digitlab.models import PRESETS
+    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
     store = ModelStore(tmp_path_factory.mktemp("models"))

@@ -14,9 +14,11 @@ import pytest
 
 from digitlab import queue_server
 from digitlab.data import DATASETS, DataError, load_mnist
-from digitlab.jobs import JobRefused
 from digitlab.models import PRESETS
-from digitlab.queue_server import RemoteQueue
+from digitlab.queue_server import QueueService, RemoteQueue
+from digitlab.runs.interface import JobRefused, TrainingQueue
+from digitlab.runs.queue import JobQueue
+from digitlab.ui.text import over_limit_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +46,7 @@ def server(tmp_path):
 
 
 def training_processes(pid: int) -> list[int]:
-    """The training processes (python -m digitlab.worker) among ``pid``'s descendants, read from /proc."""
+    """The training processes (python -m digitlab.runs.worker) among ``pid``'s descendants, read from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -57,13 +59,32 @@ def training_processes(pid: int) -> list[int]:
         for child in children.get(todo.pop(), []):
             todo.append(child)
             try:
-                if b"digitlab.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"digitlab.runs.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
                     found.append(child)
             except OSError:
                 continue
     return found
 
 
+def test_the_queue_and_its_remote_view_implement_one_interface():
+    """RemoteQueue serves every method the pages use, explicitly, as JobQueue has them; the service has each too."""
+    import inspect
+
+    asked = [name for name in dir(TrainingQueue) if not name.startswith("_")]
+    assert {"submit", "warm", "estimate", "over_limit", "snapshot", "active", "cancel", "stop", "pause", "resume", "step",
+            "watch"} <= set(asked)
+    for name in asked:
+        if name == "limit_s":
+            continue
+        for cls in (JobQueue, RemoteQueue):
+            assert inspect.signature(getattr(cls, name)).parameters.keys() == \
+                inspect.signature(getattr(TrainingQueue, name)).parameters.keys(), (cls, name)
+        assert callable(getattr(QueueService, name)) or name == "submit", name
+    assert issubclass(JobQueue, TrainingQueue) and issubclass(RemoteQueue, TrainingQueue)
+    assert not hasattr(RemoteQueue, "__getattr__")
+
+
+@pytest.mark.slow
 def test_a_training_page_on_any_web_process_starts_the_class_s_training_process(tmp_path, mnist):
     """A page's warm() travels from its web process to the queue server, which starts the one training process."""
     proc, address, key = start_server(tmp_path)
@@ -81,6 +102,7 @@ def test_a_training_page_on_any_web_process_starts_the_class_s_training_process(
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_two_web_processes_share_one_line(server, mnist):
     first, second = RemoteQueue(*server), RemoteQueue(*server)  # as two web processes see the queue
     config = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
@@ -109,13 +131,14 @@ def test_two_web_processes_share_one_line(server, mnist):
     assert second.snapshot(running.id).paused_by == "starter" and first.resume(running.id, "ann")
     with pytest.raises(JobRefused, match="You already have a run waiting"):
         second.submit(long.with_(seed=2), mnist, "cy", limited=True)
-    assert second.estimate(long, 60_000) > 0 and first.over_limit(long, 60_000) == ""
+    assert second.estimate(long, 60_000) > 0 and first.over_limit(long, 60_000) is None
     second.limit_s = 1.0  # the teacher's limit, set through one process, holds in the other
-    assert first.limit_s == 1.0 and "more than the class's limit" in first.over_limit(long, 60_000)
+    assert first.limit_s == 1.0 and "more than the class's limit" in over_limit_text(first.over_limit(long, 60_000))
     for snap in first.active():
         assert second.cancel(snap.id)
 
 
+@pytest.mark.slow
 def test_a_wrong_key_or_changed_data_is_refused(server, tmp_path):
     address, _ = server
     with pytest.raises(AuthenticationError):

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -17,9 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import local_ray  # noqa: E402
 from localhost import free_port  # noqa: E402
 
-from digitlab.models import PRESETS
-from digitlab.store import ModelStore
-from digitlab.worker import run_job
+from digitlab.models import PRESETS  # noqa: E402
+from digitlab.runs.execute import run_job  # noqa: E402
+from digitlab.runs.spec import EpochDone, JobSpec, Progress  # noqa: E402
+from digitlab.runs.steering import Steering  # noqa: E402
+from digitlab.store import ModelStore  # noqa: E402
+
+pytestmark = pytest.mark.slow  # a Ray cluster started here
 
 
 @pytest.fixture(scope="module")
@@ -40,35 +43,35 @@ def ray_cluster():
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def _spec(config, mnist, store: Path, job: str) -> dict:
-    return {"job": job, "config": config.to_dict(), "continue_from": "", "data_dir": mnist.source.path,
-            "fingerprint": mnist.fingerprint(), "store": str(store)}
+def _spec(config, mnist, store: Path, job: str) -> JobSpec:
+    return JobSpec.of(job, config, mnist, store)
 
 
 def test_a_run_on_ray_streams_progress_and_stores_the_model_on_the_web_side(ray_cluster, mnist, tmp_path):
-    from digitlab.ray_backend import run_on_ray
+    from digitlab.runs.runners.ray_task import run_on_ray
 
     config = PRESETS["simple_net"].with_(epochs=2, train_limit=5000)
     web_store = tmp_path / "web-models"
     messages = []
-    finished = run_on_ray(_spec(config, mnist, web_store, "ray-1"), mnist, messages.append, threading.Event(),
-                          web_store)
-    assert finished["state"] == "done", finished
-    kinds = [m["type"] for m in messages]
-    assert kinds.count("epoch") == 2 and "progress" in kinds
-    model, info = ModelStore(web_store).load(finished["model_id"])  # the weights came back as bytes
+    web_store.mkdir()
+    finished = run_on_ray(_spec(config, mnist, web_store, "ray-1"), mnist, messages.append, Steering())
+    assert finished.state == "done", finished
+    assert messages[-1] == finished  # the one Finished, the last word
+    assert sum(isinstance(m, EpochDone) for m in messages) == 2 and any(isinstance(m, Progress) for m in messages)
+    model, info = ModelStore(web_store).load(finished.model_id)  # the weights came back as bytes
+    assert list((web_store / "analyses").glob(f"{finished.model_id}*"))  # and its analysis, after "done"
     # the same job in the embedded worker: the same accuracy within 0.1 points
-    local = run_job(_spec(config, mnist, tmp_path / "local", "local-1"), lambda m: None, threading.Event(),
-                    {mnist.source.path: mnist})
-    local_info = ModelStore(tmp_path / "local").info(local["model_id"])
+    local = run_job(_spec(config, mnist, tmp_path / "local", "local-1"), mnist, Steering(), lambda m: None)
+    local_info = ModelStore(tmp_path / "local").info(local.model_id)
     assert abs(info.metrics["test_accuracy"] - local_info.metrics["test_accuracy"]) <= 0.001
 
 
 def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_cluster, mnist, tmp_path):
-    from digitlab.jobs import JobQueue
+    from digitlab.runs.queue import JobQueue
+    from digitlab.runs.runners.ray_task import RayRunner
 
     address = ray_cluster.get_runtime_context().gcs_address
-    queue = JobQueue(ModelStore(tmp_path / "models"), max_running=2, ray_address=address)
+    queue = JobQueue(ModelStore(tmp_path / "models"), max_running=2, runner=lambda: RayRunner(address))
     try:
         small = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
         a, b = queue.submit(small, mnist, owner="ann"), queue.submit(small.with_(seed=7), mnist, owner="bob")

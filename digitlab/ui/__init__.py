@@ -11,6 +11,10 @@
 - lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
+- notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
+- run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
+- evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
+  confidence_note for every page that shows a model's "% sure"
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -19,6 +23,7 @@ from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .conv import conv_arithmetic
+from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
     ROOT,
@@ -39,6 +44,15 @@ from .frame import (
 )
 from .links import LinkedPage, ViewPage, restore_setup, restore_view, share_setup, share_view
 from .lr_finder import lr_finder
+from .notes import (
+    before_after_note,
+    firing_note,
+    output_note,
+    pair_note,
+    pair_weights_note,
+    saliency_note,
+    share_of_start,
+)
 from .pickers import (
     choose_models,
     class_pair_picker,
@@ -69,6 +83,7 @@ from .resources import (
     shared_figure,
     stored_models,
 )
+from .run_words import how_fit_trains, trained_caption
 from .teacher import (
     teacher_drawings,
     teacher_limits,
@@ -100,5 +115,6 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
 ]

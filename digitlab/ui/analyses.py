@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from .. import analysis, features
+from .. import analysis, untrained
 from .. import data as data_mod
 from ..models import ModelInfo, TrainConfig
 from ..store import ModelStore, StoreError
@@ -45,7 +45,7 @@ def model_robustness(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNI
 
 
 def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST, layer: str, method: str, n: int):
-    """The 2-D map of ``n`` test images at ``layer`` (an evaluate.Embedding): from the analysis, or computed once;
+    """The 2-D map of ``n`` test images at ``layer`` (an embeddings.Embedding): from the analysis, or computed once;
     None, with a message, where that map cannot be drawn."""
     found = model_analysis(model, info, data)
     if found is None:
@@ -62,5 +62,5 @@ def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIS
 
 
 def initial_model(config: TrainConfig) -> torch.nn.Module:
-    """The run's untrained start (features.initial_model), built once per config for every session."""
-    return shared_figure(("initial model", config.key()), features.initial_model, config)
+    """The run's untrained start (untrained.initial_model), built once per config for every session."""
+    return shared_figure(("initial model", config.key()), untrained.initial_model, config)

@@ -13,11 +13,12 @@ import torch
 from .. import data as data_mod
 from .. import finetune, viz
 from ..collection import Collection, CollectionError
-from ..jobs import JobRefused
 from ..models import ModelInfo
+from ..runs.interface import JobRefused
 from .frame import chart, show_code
 from .pickers import model_picker
 from .resources import get_queue, owner_id
+from .text import refusal_text, status
 
 MAX_DRAWINGS = 1000  # the newest this many: fine-tuning stays a matter of seconds however large the collection grows
 FORGETTING = 0.05  # an MNIST drop larger than this is pointed out
@@ -80,7 +81,7 @@ def fine_tune_section(info: ModelInfo | None, drawings, data: data_mod.MNIST) ->
             snap = get_queue().submit(info.config.with_(epochs=finetune.EPOCHS), data, owner_id(),
                                       continue_from=info.id, finetune=finetune.pack(*drawings), limited=True)
         except JobRefused as e:
-            st.warning(str(e), icon="⏳")
+            st.warning(refusal_text(e), icon="⏳")
             return
         st.session_state[JOB] = snap.id
         st.session_state.pop(RESULT, None)
@@ -97,7 +98,7 @@ def following() -> None:
         st.session_state.pop(JOB, None)
         return
     if not snap.finished:
-        st.info(f"Fine-tuning {snap.config.title}: {snap.message}", icon="⏳")
+        st.info(f"Fine-tuning {snap.config.title}: {status(snap)}", icon="⏳")
         return
     st.session_state.pop(JOB, None)
     if snap.state == "done" and snap.result:

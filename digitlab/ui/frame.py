@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import html
 import inspect
-import os
 import re
 import time
 from collections.abc import Callable
@@ -17,9 +16,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import data as data_mod
-from ..jobs import duration_text
+from .. import settings
 from ..train import device_label
 from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper
+from .text import duration_text, status
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -325,7 +325,7 @@ def skipped_reason(reason: str, title: str = "MNIST") -> str:
     """Why a data source was not used, as the page says it now: the web app never downloads on its own (the Fetch
     button does), so a download not tried points at the button, unless DIGITLAB_OFFLINE is set."""
     if reason.startswith(("download: not tried", "download: switched off")):
-        if os.environ.get("DIGITLAB_OFFLINE", "") in ("1", "true", "yes"):
+        if settings.get("DIGITLAB_OFFLINE"):
             return "download: switched off (DIGITLAB_OFFLINE)"
         return f"download: not done automatically by the web app; use **Fetch full {title}** above to download it"
     return reason
@@ -372,7 +372,7 @@ def _training_line() -> None:
     running = [j for j in active if j.state == "running"]
     st.caption("**Training now:**")
     for j in running:
-        st.caption(f"· {j.config.title} — {j.message}")
+        st.caption(f"· {j.config.title} — {status(j)}")
     if waiting := len(active) - len(running):
         starts = duration_text(active[len(running)].eta_start - time.time())
         st.caption(f"· and {waiting} more waiting; the next starts in about {starts}")

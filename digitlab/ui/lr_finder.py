@@ -1,8 +1,9 @@
 """The learning-rate finder on the MLP and CNN pages (fastai's lr_find): one sweep per setup for the whole class.
 
 A sweep is about a hundred batches from the setup's untrained model (``lr_find.lr_find``), a few seconds on this
-server. It runs in the web process, one at a time (a second student asking waits for it, then reads it), and its
-curve is kept for every session that asks about the same setup: the class pays for it once.
+server. It is queued like any run (a job of kind ``lr_find``) and trains in the training process, never in the web
+process; the page follows it as it follows a run. Identical sweeps share one job, and the curve is kept for every
+session that asks about the same setup: the class pays for it once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import streamlit as st
 
 from .. import data as data_mod
 from .. import viz
-from ..lr_find import LRFinding, lr_find
+from ..lr_find import LRFinding
 from ..models import TrainConfig
-from ..train import ConfigError
+from ..runs.interface import JobRefused, Snapshot
+from ..train import ConfigError, check_config, task_size
 from .frame import chart
-from .training import lr_key, submit_run
+from .resources import get_queue
+from .text import refusal_text, status
+from .training import LIVE_EVERY_S, lr_key, submit_run
 
 KEEP = 64  # sweeps kept per process (a few kB each); the oldest goes first
 
@@ -33,16 +37,26 @@ def sweep_key(config: TrainConfig, data: data_mod.MNIST) -> tuple:
     return config.with_(lr=1.0, epochs=1, schedule="constant").key(), data.fingerprint()
 
 
-def shared_sweep(config: TrainConfig, data: data_mod.MNIST) -> LRFinding:
-    """The sweep of this setup: computed once per process, one sweep at a time, and kept for every session."""
+def sweep_config(config: TrainConfig) -> TrainConfig:
+    """The setup as its sweep runs it (sweep_key's config): the same sweep for every rate, epochs and schedule."""
+    return config.with_(lr=1.0, epochs=1, schedule="constant")
+
+
+def start_sweep(config: TrainConfig, data: data_mod.MNIST) -> Snapshot:
+    """Queue this setup's sweep (joined, if the class already has it queued or running), for the whole class."""
+    return get_queue().submit(sweep_config(config), data, "", kind="lr_find")
+
+
+def sweep_found(snap: Snapshot, config: TrainConfig, data: data_mod.MNIST) -> LRFinding | None:
+    """A finished sweep's curve, kept for every session that asks about this setup; None when it failed."""
     found, lock = _findings()
     key = sweep_key(config, data)
     with lock:
-        if key not in found:
+        if key not in found and snap.state == "done" and snap.result:
             if len(found) >= KEEP:
                 del found[next(iter(found))]
-            found[key] = lr_find(config, data)
-        return found[key]
+            found[key] = LRFinding(**snap.result)
+        return found.get(key)
 
 
 def rounded(lr: float) -> float:
@@ -60,16 +74,8 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
                 "before the bottom. The model the sweep trained is thrown away.")
     found = _findings()[0].get(sweep_key(config, data))
     if found is None:
-        slot = st.empty()  # the button goes once pressed: the curve takes its place in this same run
-        if not slot.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
-                           help="About a hundred batches, a few seconds; every student with this setup shares it."):
-            return
-        slot.empty()
-        try:
-            with st.spinner("Sweeping the learning rate over about a hundred batches..."):
-                found = shared_sweep(config, data)
-        except ConfigError as e:
-            st.error(f"Cannot sweep with these settings: {e}")
+        found = _sweep_section(config, data, prefix, disabled)
+        if found is None:
             return
     valley, steepest = rounded(found.valley), rounded(found.steepest)
     chart(st, viz.lr_finder_curve(found.lrs, found.losses, found.valley, found.steepest,
@@ -89,6 +95,50 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
         # The box drew this rate already (the click set it before this run), so config is the run Train would start.
         if submit_run(config.with_(lr=rate), data, prefix):
             st.success(f"Training at learning rate {rate:g}: follow the run below.", icon="🚀")
+
+
+def _sweep_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool) -> LRFinding | None:
+    """The button, then the queued sweep followed (redrawn every second) until its curve is back."""
+    job_key = f"{prefix}_lr_job"
+    key = sweep_key(config, data)
+    job = st.session_state.get(job_key)
+    if job is None or job[0] != key:
+        slot = st.empty()  # the button goes once pressed: the sweep's progress, then its curve, take its place
+        if not slot.button("Run the learning-rate finder", key=f"{prefix}_lr_find", disabled=disabled,
+                           help="About a hundred batches, a few seconds; every student with this setup shares it."):
+            return None
+        slot.empty()
+        try:
+            check_config(sweep_config(config), task_size(data, config))
+            job = st.session_state[job_key] = (key, start_sweep(config, data).id)
+        except ConfigError as e:
+            st.error(f"Cannot sweep with these settings: {e}")
+            return None
+        except JobRefused as e:
+            st.warning(refusal_text(e), icon="⏳")
+            return None
+    snap = get_queue().snapshot(job[1])
+    if snap is not None and snap.finished:
+        st.session_state.pop(job_key, None)
+        found = sweep_found(snap, config, data)
+        if found is None:
+            st.error(f"The learning-rate finder did not finish: {snap.error or snap.message}")
+        return found
+    if snap is None:
+        st.session_state.pop(job_key, None)
+        return None
+
+    @st.fragment(run_every=LIVE_EVERY_S)
+    def following():
+        s = get_queue().snapshot(job[1])
+        if s is None or s.finished:
+            st.rerun(scope="app")
+        st.progress(0.0 if s.state == "queued" else 0.5,
+                    text=f"The learning-rate finder: {status(s)}" if s.state == "queued"
+                    else "Sweeping the learning rate over about a hundred batches, in the training process...")
+
+    following()
+    return None
 
 
 def _use(prefix: str, config: TrainConfig, lr: float, train: bool = False) -> None:

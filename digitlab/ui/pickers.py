@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from .. import data as data_mod
-from .. import evaluate as ev
+from .. import ranking
 from ..explore import first_index_of
 from ..models import BROKEN_BELOW, ModelInfo, trained_when
 from .analyses import model_analysis
@@ -37,7 +37,7 @@ def model_picker(
 ) -> ModelInfo | None:
     """A selectbox over the stored models that pass ``where``, the best of each kind first (it starts on the best;
     below-50% models last, marked); None when there are none."""
-    infos = ev.picker_order([i for i in dataset_models() if where(i)])
+    infos = ranking.picker_order([i for i in dataset_models() if where(i)])
     if not infos:
         return None
     by_id = {i.id: i for i in infos}
@@ -71,15 +71,15 @@ def models_with_analyses(one_key: str, compare_key: str, many_key: str, data: da
 
 
 def choose_models(label: str, key: str, where: Callable[[ModelInfo], bool] = lambda i: True, limit: int = 4,
-                  kinds: tuple[str, ...] = tuple(ev.KINDS), dataset: str | None = None) -> list[ModelInfo]:
+                  kinds: tuple[str, ...] = tuple(ranking.KINDS), dataset: str | None = None) -> list[ModelInfo]:
     """Up to ``limit`` models side by side (of the dataset in use, or the one named): the class's best of each kind
     until the student adds or removes any stored model; the others in a compact sortable table below the picker."""
-    infos = ev.picker_order([i for i in dataset_models(dataset) if where(i)])
+    infos = ranking.picker_order([i for i in dataset_models(dataset) if where(i)])
     by_id = {i.id: i for i in infos}
     if key in st.session_state:  # keep what the student picked, less what no longer exists
         st.session_state[key] = [i for i in st.session_state[key] if i in by_id][:limit]
     else:
-        st.session_state[key] = [i.id for i in ev.best_of_each_kind(infos, limit, kinds)]
+        st.session_state[key] = [i.id for i in ranking.best_of_each_kind(infos, limit, kinds)]
     picked = st.multiselect(
         label, list(by_id), key=key, max_selections=limit, format_func=lambda i: model_label(by_id[i]),
         placeholder="Add a model", help=f"It starts on the class's best model of each kind; add or remove any stored "
@@ -100,7 +100,7 @@ def compare_picker(one_key: str, compare_key: str, many_key: str) -> list[ModelI
                          "first; ⚠️ marks models below 50%.")
     if first is None or not st.toggle("Compare with other models", key=compare_key):
         return [first] if first is not None else []
-    best = [i.id for i in ev.best_of_each_kind(dataset_models()) if i.id != first.id]
+    best = [i.id for i in ranking.best_of_each_kind(dataset_models()) if i.id != first.id]
     st.session_state.setdefault(many_key, [first.id, *best][:4])
     return choose_models("Models side by side", key=many_key)
 
@@ -200,7 +200,7 @@ def mnist_only(data: data_mod.MNIST) -> data_mod.MNIST:
 
 def dataset_comparison() -> None:
     """Each kind's best accuracy on MNIST beside Fashion-MNIST, once both have models of that kind: the gap opens."""
-    rows = ev.dataset_comparison(stored_models()[0])
+    rows = ranking.dataset_comparison(stored_models()[0])
     if not rows:
         return
     st.markdown("**MNIST beside Fashion-MNIST:** the best model of each kind on each dataset.")

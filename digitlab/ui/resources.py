@@ -19,8 +19,9 @@ import streamlit as st
 import torch
 
 from .. import data as data_mod
-from ..jobs import JobQueue, shared_queue
 from ..models import ModelInfo
+from ..runs.interface import TrainingQueue
+from ..runs.shared import shared_queue
 from ..store import ModelStore, Problem, StoreError
 
 T = TypeVar("T")
@@ -57,8 +58,8 @@ def get_store() -> ModelStore:
     return ModelStore()
 
 
-def get_queue() -> JobQueue:
-    """The server's one training queue. It lives in digitlab.jobs, not in a cache: clearing caches cannot lose it."""
+def get_queue() -> TrainingQueue:
+    """The server's one training queue. It lives in digitlab.runs.shared, not in a cache: clearing caches cannot lose it."""
     return shared_queue(get_store())
 
 

@@ -2,7 +2,7 @@
 models (rename, remove), the class's drawings (remove) and the store's health.
 
 Nothing here shows without the teacher key, set when the server starts (DIGITLAB_TEACHER_KEY) and compared in
-constant time (``jobs.teacher_key_ok``); with no key set, nobody manages the class from a browser. A session that
+constant time (``teacher_key.teacher_key_ok``); with no key set, nobody manages the class from a browser. A session that
 gave the key keeps a flag, never the key. Every action checks the flag again.
 """
 
@@ -13,10 +13,11 @@ import time
 import streamlit as st
 
 from ..collection import Collection, CollectionError
-from ..jobs import duration_text, teacher_key_ok, teacher_key_set
 from ..store import StoreError
+from ..teacher_key import teacher_key_ok, teacher_key_set
 from .pickers import model_label
 from .resources import get_queue, get_store, stored_models
+from .text import duration_text, status
 
 FLAG = "teacher_unlocked"
 RUNS_EVERY_S = 3.0  # the runs list redraws itself this often
@@ -82,7 +83,7 @@ def _runs() -> None:
         who = f"{len(snap.watchers)} student(s) waiting on it" if snap.watchers else "started for the class"
         c1.markdown(f"**{snap.config.title}** · {snap.config.preset} · {snap.config.epochs} epoch(s), "
                     f"batch {snap.config.batch_size} · {who}")
-        c1.progress(snap.progress, text=snap.message)
+        c1.progress(snap.progress, text=status(snap))
         if c2.button("Cancel", key=f"teacher_cancel_{snap.id}", help="Stop it for everyone; finished epochs are "
                      "saved as a model."):
             _act(queue.cancel, snap.id, f"Cancelled {snap.config.title}.")

@@ -12,12 +12,15 @@ import streamlit as st
 
 from .. import data as data_mod
 from .. import viz
-from ..jobs import JobRefused, Snapshot, duration_text
-from ..lessons import LR_OPTIONS, run_label, run_verdict
+from ..config import FIELDS
+from ..lessons import LR_OPTIONS
 from ..models import PRESET_HELP, PRESETS, TrainConfig, preset_for
+from ..runs.interface import JobRefused, Snapshot
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_size
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
+from .run_words import run_label, run_verdict
+from .text import duration_text, over_limit_text, refusal_text, status
 from .watch import steering, watch_it_learn
 
 LIVE_EVERY_S = 1.0  # the live panel's redraw: the worker reports every 0.25 s, and its pictures about every second
@@ -44,6 +47,7 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
     for rate in (config.lr, st.session_state.get(lr_key(key, config.preset, config.dataset))):
         if isinstance(rate, int | float) and rate > 0 and rate not in lr_options:
             lr_options = tuple(sorted({*lr_options, float(rate)}))
+    lr_options = tuple(v for v in lr_options if FIELDS["lr"].problem(v) is None)  # the schema's bounds
     lr_default = min(lr_options, key=lambda v: abs(log10(v) - log10(config.lr)))
     c1, c2, c3, c4 = st.columns(4)
     lr = c1.select_slider(
@@ -51,24 +55,26 @@ def training_controls(config: TrainConfig, key: str, lr_options: tuple[float, ..
         help="How far each step moves the weights against the gradient. Each notch is about 3x; too high blows up.",
     )
     batch_size = c2.number_input(
-        "Batch size", min_value=1, max_value=100_000, value=int(config.batch_size), step=32, key=f"{k}_bs",
+        "Batch size", min_value=int(FIELDS["batch_size"].lo), max_value=int(FIELDS["batch_size"].hi),
+        value=int(config.batch_size), step=32, key=f"{k}_bs",
         help="Images per gradient step: small batches step more often but noisier.",
     )
     most, why = epochs_allowed(config.with_(batch_size=int(batch_size)), st.session_state.get(f"{k}_limit"))
     if st.session_state.get(f"{k}_epochs", 0) > most:  # a larger batch or a new limit: bring the box within it
         st.session_state[f"{k}_epochs"] = most
     epochs = c3.number_input(
-        "Epochs", min_value=1, max_value=most, value=min(int(config.epochs), most), key=f"{k}_epochs",
+        "Epochs", min_value=int(FIELDS["epochs"].lo), max_value=most, value=min(int(config.epochs), most), key=f"{k}_epochs",
         help="Passes over all the training images." + why,
     )
     limit = c4.number_input(
-        "Training images (0 = all)", min_value=0, max_value=60_000, value=int(config.train_limit), step=1000,
+        "Training images (0 = all)", min_value=int(FIELDS["train_limit"].lo), max_value=int(FIELDS["train_limit"].hi),
+        value=int(config.train_limit), step=1000,
         key=f"{k}_limit", help="Train on a random subset for a quicker run; 0 uses every training image.",
     )
     return config.with_(lr=float(lr), batch_size=int(batch_size), epochs=int(epochs), train_limit=int(limit))
 
 
-MAX_EPOCHS = 100
+MAX_EPOCHS = int(FIELDS["epochs"].hi)  # the Epochs box's most, less where the class's limit says so
 
 
 def settings_key(key: str, preset: str, dataset: str = "mnist") -> str:
@@ -106,8 +112,8 @@ def cost_line(config: TrainConfig, data: data_mod.MNIST) -> bool:
     """A caption with the run's estimated time and the class's limit; over the limit, a warning saying what to
     change, and False."""
     queue, n_images = get_queue(), task_size(data, config)
-    if refusal := queue.over_limit(config, n_images):
-        st.warning(refusal, icon="⏱️")
+    if over := queue.over_limit(config, n_images):
+        st.warning(over_limit_text(over), icon="⏱️")
         return False
     seconds, limit = queue.estimate(config, n_images), queue.limit_s
     st.caption(f"This run should take about {duration_text(seconds)} on this server"
@@ -136,7 +142,7 @@ def start_training(
         who = owner_id() if owner is None else owner
         snap = get_queue().submit(config, data, who, continue_from=continue_from, fresh=fresh, limited=bool(who))
     except JobRefused as e:
-        st.warning(str(e), icon="⏳")
+        st.warning(refusal_text(e), icon="⏳")
         return None
     st.session_state[state_key] = snap.id
     if runs_key:
@@ -186,7 +192,7 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
         st.success(f"{title}: {snap.message}")
     else:
         cols = st.columns([5, 1])
-        cols[0].progress(snap.progress, text=snap.message)
+        cols[0].progress(snap.progress, text=status(snap))
         if owner_id() in snap.watchers and cols[1].button(
             "Stop", key=f"stop_{state_key}_{snap.id}",
             help="Stop waiting on this run. It is cancelled only if nobody else in the class waits on it.",

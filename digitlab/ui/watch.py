@@ -13,11 +13,12 @@ import streamlit as st
 import torch
 
 from .. import viz
-from ..evaluate import task_test_set
-from ..jobs import STUDENT_PAUSE_S, Snapshot, duration_text, steerable_by
 from ..live import WATCH_DIGITS, unpack, watch_digits
+from ..metrics import task_test_set
+from ..runs.interface import STUDENT_PAUSE_S, Snapshot, steerable_by
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
+from .text import duration_text
 
 RIGHT, WRONG = "#2ca02c", "#d62728"
 STEP_UNITS = 4  # first-layer units (or 8 filters) shown before and after a step

@@ -1,19 +1,23 @@
-"""The class's training queue: worker processes, a fair line, runs that depend only on their config."""
+"""The queue with its default runner, real training processes (``python -m digitlab.runs.worker``): runs that depend
+only on their config, a dead process that fails only its run, the process's compute time, the sidebar, the
+settings, steering over the command lines, the process started ahead of a run and ended when idle or grown.
+The queue's rules themselves are tested fast, in this process, in test_queue.py."""
 
 import json
 import os
 import signal
-import threading
 import time
 
 import pytest
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 
-from digitlab import jobs
-from digitlab.jobs import JobQueue, JobRefused
 from digitlab.models import PRESETS
-from digitlab.train import task_size
+from digitlab.runs.queue import JobQueue
+from digitlab.runs.runners import process
+from digitlab.runs.shared import shared_queue
+
+pytestmark = pytest.mark.slow  # training processes started and waited for: the slower set
 
 # DigitCNN with batch norm and dropout: every kind of randomness a run has (init, shuffle, dropout)
 WITH_DROPOUT = PRESETS["cnn-best"].with_(epochs=1, train_limit=1_500, augment=False, schedule="constant")
@@ -77,6 +81,7 @@ def test_a_dead_worker_fails_its_job_and_the_queue_goes_on(mnist, store):
         failed = queue.wait(doomed.id, timeout=60)
         assert failed.state == "failed"
         assert "killed by signal 9" in failed.error and "nothing else was lost" in failed.error
+        assert failed.message == failed.error
 
         nxt = queue.wait(queue.submit(SMALL_MLP.with_(seed=3), mnist, owner="a").id, timeout=120)
         assert nxt.state == "done", nxt.error
@@ -84,50 +89,6 @@ def test_a_dead_worker_fails_its_job_and_the_queue_goes_on(mnist, store):
     finally:
         queue.close()
     assert {i.id for i in store.list()} == {kept.model_id, nxt.model_id}
-
-
-def test_one_waiting_run_per_student_with_place_and_start_estimate(mnist, store):
-    queue = JobQueue(store)
-    try:
-        running = queue.submit(LONG_CNN, mnist, owner="a")
-        started_running(queue, running.id)
-        waiting = queue.submit(SMALL_MLP, mnist, owner="b")
-        assert waiting.state == "queued" and waiting.position == 1
-        assert "number 1 in line, starts in about" in waiting.message
-        assert waiting.eta_start > time.time()
-        with pytest.raises(JobRefused, match="already have a run waiting"):
-            queue.submit(SMALL_MLP.with_(seed=2), mnist, owner="b")
-        # the same run as someone else's is shared, not refused
-        assert queue.submit(SMALL_MLP, mnist, owner="c").id == waiting.id
-        third = queue.submit(SMALL_MLP.with_(seed=5), mnist, owner="c")
-        assert third.position == 2 and third.eta_start >= waiting.eta_start
-
-        # cancelling wakes whoever waits on the job, at once
-        woke = {}
-        waiter = threading.Thread(target=lambda: woke.setdefault("snap", queue.wait(third.id, timeout=60)))
-        waiter.start()
-        time.sleep(0.2)
-        assert queue.cancel(third.id, owner="c")
-        waiter.join(timeout=5)
-        assert woke["snap"].state == "cancelled"
-        assert queue.cancel(running.id, owner="a")
-        assert queue.wait(running.id, timeout=120).state in ("cancelled", "done")
-    finally:
-        queue.close()
-
-
-def test_finished_jobs_are_pruned_and_ids_never_come_back(mnist, store, monkeypatch):
-    monkeypatch.setattr(jobs, "KEEP_FINISHED", 3)
-    queue = JobQueue(store)
-    try:
-        done = queue.wait(queue.submit(SMALL_MLP, mnist, owner="a").id, timeout=120)
-        ids = [queue.submit(SMALL_MLP, mnist, owner=f"s{n}").id for n in range(6)]  # each answered from the store
-        assert len(queue.jobs()) == 3 and queue.snapshot(done.id) is None
-        assert len(set(ids) | {done.id}) == 7
-        other = JobQueue(store)  # a queue made later (a restarted server) names its jobs afresh
-        assert other.submit(SMALL_MLP, mnist, owner="z").id not in ids + [done.id]
-    finally:
-        queue.close()
 
 
 def test_a_run_records_the_workers_compute_time(mnist, store):
@@ -172,56 +133,11 @@ def test_unreadable_worker_settings_fall_back_to_the_defaults(mnist, store, monk
     monkeypatch.setenv("DIGITLAB_WORKER_THREADS", "many")
     monkeypatch.setenv("DIGITLAB_WORKER_NICE", "low")
     monkeypatch.setenv("DIGITLAB_MAX_TRAINING", "two")
-    queue = jobs.shared_queue(store)
+    queue = shared_queue(store)
     try:
         assert queue.max_running == 1
         snap = queue.wait(queue.submit(SMALL_MLP, mnist, owner="a").id, timeout=120)
         assert snap.state == "done", snap.error
-    finally:
-        queue.close()
-
-
-# ---------------------------------------------------------------- limits, Stop, the teacher (issue 15)
-
-HOG = PRESETS["cnn-seed"].with_(batch_size=1, epochs=100)  # set through the CNN page's own widgets: about 23 hours
-
-
-def test_a_hog_run_is_refused_with_its_estimate_and_what_to_change(mnist, store):
-    queue = JobQueue(store, limit_s=300)
-    try:
-        seconds = queue.estimate(HOG, task_size(mnist, HOG))  # the images it trains on
-        per_epoch = seconds / HOG.epochs
-        with pytest.raises(JobRefused) as refused:
-            queue.submit(HOG, mnist, owner="a", limited=True)
-        said = str(refused.value)
-        assert f"would take about {jobs.duration_text(seconds)} on this server" in said
-        assert "more than the class's limit of 5 min 00 s" in said
-        # what to change, from the same estimates: one epoch of a batch of 1 alone is over the limit
-        assert per_epoch > 300 and "Try a batch size of 64 with at most" in said
-        at_64 = queue.estimate(HOG.with_(batch_size=64, epochs=1), task_size(mnist, HOG))
-        assert f"a batch size of 64 with at most {int(300 // at_64)} epoch(s)." in said
-        assert queue.jobs() == []  # nothing queued, nobody waits behind it
-        # a batch of 1 pays the fixed cost of a step 60,000 times an epoch: far slower than the preset's 64
-        assert seconds > 10 * queue.estimate(HOG.with_(batch_size=64), task_size(mnist, HOG))
-        ok = queue.submit(SMALL_MLP, mnist, owner="a", limited=True)  # within the limit: queued as ever
-        assert queue.wait(ok.id, timeout=120).state == "done"
-    finally:
-        queue.close()
-
-
-def test_stop_detaches_a_student_and_cancels_only_when_nobody_else_waits(mnist, store):
-    queue = JobQueue(store)
-    try:
-        run = queue.submit(LONG_CNN, mnist, owner="a")
-        joined = queue.submit(LONG_CNN, mnist, owner="b")  # a second student asks for the same run: shared
-        assert joined.id == run.id and set(queue.snapshot(run.id).watchers) == {"a", "b"}
-        started_running(queue, run.id)
-        assert queue.stop(run.id, "a") == "detached"
-        snap = queue.snapshot(run.id)
-        assert snap.state == "running" and snap.watchers == ("b",)
-        assert queue.stop(run.id, "a") == ""  # no longer waiting on it: nothing to stop
-        assert queue.stop(run.id, "b") == "cancelled"
-        assert queue.wait(run.id, timeout=120).state == "cancelled"
     finally:
         queue.close()
 
@@ -250,31 +166,10 @@ def test_the_teacher_pauses_and_resumes_any_run(mnist, store):
         queue.close()
 
 
-def test_the_teacher_key_is_needed_and_none_set_means_nobody(monkeypatch):
-    monkeypatch.delenv("DIGITLAB_TEACHER_KEY", raising=False)
-    assert not jobs.teacher_key_set() and not jobs.teacher_key_ok("") and not jobs.teacher_key_ok("anything")
-    monkeypatch.setenv("DIGITLAB_TEACHER_KEY", "correct horse battery staple")
-    assert jobs.teacher_key_ok("correct horse battery staple")
-    assert not jobs.teacher_key_ok("correct horse battery") and not jobs.teacher_key_ok("")
-
-
-def test_an_unwritable_model_folder_refuses_the_run_before_it_is_queued(mnist, tmp_path):
-    from digitlab.store import ModelStore
-
-    (tmp_path / "a-file").write_text("not a folder")
-    queue = JobQueue(ModelStore(tmp_path / "a-file" / "models"))
-    try:
-        with pytest.raises(JobRefused, match="the model folder .* cannot be written"):
-            queue.submit(SMALL_MLP, mnist, owner="a")
-        assert queue.jobs() == [] and queue.worker_pids() == []
-    finally:
-        queue.close()
-
-
 def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, store, monkeypatch):
     """What a worker allocated outside Python (kernels per batch shape) goes back: it ends when idle, and is
     replaced between runs once it has grown past the limit (here 0 MB, so after every run but its first)."""
-    monkeypatch.setattr(jobs, "WORKER_GROWTH_MB", -1.0)
+    monkeypatch.setattr(process, "WORKER_GROWTH_MB", -1.0)
     queue = JobQueue(store)
     try:
         assert queue.wait(queue.submit(SMALL_MLP.with_(seed=21), mnist, owner="a").id, timeout=120).state == "done"
@@ -284,7 +179,7 @@ def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, 
         while first in queue.worker_pids() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert first not in queue.worker_pids()  # grown: ended between runs
-        monkeypatch.setattr(jobs, "WORKER_IDLE_S", 0.5)
+        monkeypatch.setattr(process, "WORKER_IDLE_S", 0.5)
         snap = queue.wait(queue.submit(SMALL_MLP.with_(seed=23), mnist, owner="a").id, timeout=120)
         assert snap.state == "done", snap.error  # a fresh process took the next run
         deadline = time.monotonic() + 60
@@ -356,7 +251,7 @@ def test_a_page_that_asks_for_a_warm_process_gets_one_and_the_next_run_trains_in
             time.sleep(0.05)
         (pid,) = queue.worker_pids()
         assert queue.jobs() == []  # a process, and no run
-        monkeypatch.setattr(jobs, "WORKER_IDLE_S", 0.5)
+        monkeypatch.setattr(process, "WORKER_IDLE_S", 0.5)
         assert queue.wait(queue.submit(SMALL_MLP.with_(seed=31), mnist, owner="a").id, timeout=120).state == "done"
         assert queue.worker_pids() == [pid]  # the warm process trained it: no second start
         deadline = time.monotonic() + 60

@@ -140,9 +140,12 @@ h3 { font-size: 1.35rem !important; }
 
 # Streamlit's theme has no colour for code inside a caption: it fades the code colour as it fades the caption (3:1
 # on its grey background). Written in the caption's own colour, as readable as the caption (4.5:1 and up).
+# Streamlit's chart theme writes ticks, axis titles and labels in #808495 (3.7:1 on white): that grey, and only it
+# (a label given its own colour keeps it), becomes #5c5f6b (6.3:1).
 # A chart's text alternative (chart(alt=...)) is read by a screen reader, not shown: out of the flow, one pixel.
 CONTRAST_CSS = """<style>
 [data-testid="stCaptionContainer"] code { color: inherit; }
+.js-plotly-plot text[style*="fill: rgb(128, 132, 149)"] { fill: #5c5f6b !important; }
 [data-testid="stElementContainer"]:has(.dl-alt) { position: absolute; width: 1px; height: 1px; overflow: hidden;
   clip-path: inset(50%); white-space: nowrap; }
 </style>"""

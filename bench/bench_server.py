@@ -37,8 +37,7 @@ from results import record  # noqa: E402
 
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.models import PRESETS  # noqa: E402
-from digitlab.runs import queue as jobs  # noqa: E402
-from digitlab.runs.queue import JobQueue  # noqa: E402
+from digitlab.runs.queue import DEFAULT_LIMIT_S, JobQueue  # noqa: E402
 from digitlab.runs.runners import process  # noqa: E402
 from digitlab.runs.runners.process import rss_mb  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
@@ -174,7 +173,7 @@ def bench_cases(data_dir: str) -> list[str]:
     data = load_mnist(allow_download=False)
     with tempfile.TemporaryDirectory(prefix="bench-cases-") as tmp:
         store = ModelStore(Path(tmp) / "models")
-        queue = JobQueue(store, limit_s=jobs.DEFAULT_LIMIT_S)
+        queue = JobQueue(store, limit_s=DEFAULT_LIMIT_S)
         try:
             good = queue.wait(queue.submit(PRESETS["simple_net"].with_(epochs=1, train_limit=2000), data).id, 300)
             try:

@@ -300,9 +300,13 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    """The learning-rate finder from a preset's untrained model: the curve as text, the suggestion, nothing saved."""
-    from digitlab.lr_find import lr_find
+    """The learning-rate finder from a preset's untrained model: the curve as text, the suggestion, nothing saved.
+    The sweep is a run of kind lr_find, here through the in-process runner (a page queues the same run)."""
+    from digitlab.lr_find import LRFinding
     from digitlab.models import PRESETS
+    from digitlab.runs.runners.inline import InlineRunner
+    from digitlab.runs.spec import Finished, JobSpec
+    from digitlab.runs.steering import Steering
 
     name = preset_named(args.kind, args.preset)
     if name is None:
@@ -310,12 +314,19 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     config = PRESETS[name]
     data = data_mod.load_mnist(allow_download=False if args.offline else None, progress=_progress_bar)
     print(f"data: {data.source.label}")
-    found = lr_find(config, data)
+    said: list = []
+    InlineRunner(publish=False, analyse="none").run(JobSpec.of("cli-lr-find", config, data, kind="lr_find"), data,
+                                                    Steering(), said.append)
+    finished = next(m for m in said if isinstance(m, Finished))
+    if finished.state != "done":
+        print(f"error: {finished.error or finished.message}", file=sys.stderr)
+        return 1
+    found = LRFinding(**finished.result)
     print(f"{'learning rate':>13}  smoothed loss")
     for lr, loss in list(zip(found.lrs, found.losses))[:: max(1, len(found.lrs) // 20)]:
         print(f"{lr:>13.2e}  {loss:.4f}")
     print(f"{len(found.lrs)} batches in {found.seconds:.1f} s from {config.title} ({name}); the swept model is thrown away")
-    print(f"suggested learning rate: {found.valley:.2g} (valley); steepest fall at {found.steepest:.2g}; "
+    print(f"suggested learning rate: {found.suggestion:.2g} ({found.rule}); steepest fall at {found.steepest:.2g}; "
           f"the preset trains at {config.lr:g}")
     return 0
 

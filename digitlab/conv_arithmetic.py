@@ -132,12 +132,43 @@ def map_shapes(model: nn.Module) -> list[tuple[int, int, int]]:
 
 
 @torch.inference_mode()
-def strongest_position(model: nn.Module, config: TrainConfig, image: torch.Tensor, conv: int,
-                       channel: int) -> tuple[int, int]:
-    """(row, col) where map ``channel`` of convolution ``conv`` is largest for this image: a place worth a look."""
+def _conv_input_and_maps(model: nn.Module, config: TrainConfig, image: torch.Tensor, conv: int):
+    """(what convolution ``conv`` (1-based) reads, the maps it makes) for one uint8 image [28, 28]."""
     at = convolutions(model.eval())[conv - 1]
     x = prepare(image.unsqueeze(0), config)
-    for module in model.conv_layers[: at + 1]:
+    for module in model.conv_layers[:at]:
         x = module(x)
-    row, col = divmod(int(x[0, channel].argmax()), x.shape[3])
+    return x, model.conv_layers[at](x)
+
+
+def _informative(x: torch.Tensor, k: int) -> torch.Tensor:
+    """[out_h, out_w]: True where the k x k patch under the kernel is not one flat value in every channel. On a flat
+    patch (the paper around a digit) every product is the weight times the same number: nothing to see."""
+    patches = torch.nn.functional.unfold(x, k)[0]  # [C*k*k, L]
+    c = x.shape[1]
+    spread = patches.reshape(c, k * k, -1).amax(dim=1) - patches.reshape(c, k * k, -1).amin(dim=1)
+    return (spread.amax(dim=0) > 1e-6).reshape(x.shape[2] - k + 1, x.shape[3] - k + 1)
+
+
+@torch.inference_mode()
+def strongest_position(model: nn.Module, config: TrainConfig, image: torch.Tensor, conv: int,
+                       channel: int) -> tuple[int, int]:
+    """(row, col) where map ``channel`` of convolution ``conv`` is largest for this image, over the patches that are
+    not flat paper (unless every patch is): a place worth a look."""
+    x, maps = _conv_input_and_maps(model, config, image, conv)
+    values = maps[0, channel]
+    keep = _informative(x, model.conv_layers[convolutions(model)[conv - 1]].kernel_size[0])
+    if keep.any():
+        values = values.masked_fill(~keep, float("-inf"))
+    row, col = divmod(int(values.argmax()), values.shape[1])
     return row, col
+
+
+@torch.inference_mode()
+def strongest_map(model: nn.Module, config: TrainConfig, image: torch.Tensor, conv: int) -> int:
+    """The map of convolution ``conv`` with the largest number for this image over patches that are not flat paper:
+    where the section opens."""
+    x, maps = _conv_input_and_maps(model, config, image, conv)
+    keep = _informative(x, model.conv_layers[convolutions(model)[conv - 1]].kernel_size[0])
+    values = maps[0].masked_fill(~keep, float("-inf")) if keep.any() else maps[0]
+    return int(values.flatten(1).amax(dim=1).argmax())

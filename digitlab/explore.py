@@ -15,7 +15,7 @@ from digitlab.data import MNIST, NORMALISATIONS, to_float
 NORM_LABELS = {
     "none": "ToTensor()  (0..1)",
     "half": "Normalize((0.5,), (0.5,))  (-1..1)",
-    "mnist": "Normalize((0.1307,), (0.3081,))  (mean 0, std 1)",
+    "mnist": "Normalize((0.1307,), (0.3081,))  (MNIST's mean and std)",
 }
 
 
@@ -84,6 +84,30 @@ def normalisation_table(image: torch.Tensor) -> pd.DataFrame:
         rows.append({"transform": NORM_LABELS[name], "min": float(x.min()), "max": float(x.max()),
                      "mean": float(x.mean()), "std": float(x.std())})
     return pd.DataFrame(rows)
+
+
+IDEAL_PAIRS = {"mnist": (3, 7), "fashion": (6, 0)}  # the pairs the Linear stage opens on (ui.pickers.DEFAULT_PAIRS)
+
+
+def ideal_pair_text(data: MNIST) -> str:
+    """Which two averages the Linear stage's baseline starts with, in this dataset's names."""
+    yes, no = IDEAL_PAIRS.get(data.spec.key, (3, 7))
+    return f"on the Linear stage, the ideal {data.classes[yes]} against the ideal {data.classes[no]}"
+
+
+def normalisation_note(data: MNIST, table: pd.DataFrame) -> str:
+    """What the table's numbers are: one image's, so 'mean 0, std 1' is not what its row shows; what the whole
+    training set gets from MNIST's 0.1307 and 0.3081."""
+    stats = dataset_stats(data, "train")
+    mean, std = NORMALISATIONS["mnist"]
+    row = table[table["transform"] == NORM_LABELS["mnist"]].iloc[0]
+    whole = ("every MNIST training pixel together gets mean 0 and std 1" if data.spec.key == "mnist" else
+             f"on {data.spec.title}, whose own mean and std are {stats['mean']:.4f} and {stats['std']:.4f}, every "
+             f"training pixel together gets mean {(stats['mean'] - mean) / std:.2f} and std {stats['std'] / std:.2f}")
+    ink = "more" if row["mean"] > 0 else "less"
+    return (f"These are this one image's numbers. With MNIST's 0.1307 and 0.3081 this image gets mean "
+            f"{row['mean']:.3f} and std {row['std']:.3f}, not 0 and 1: it has {ink} ink than the average MNIST image. "
+            f"It is the whole set that is centred: {whole}.")
 
 
 def dataset_stats(data: MNIST, split: str = "train") -> dict[str, float]:

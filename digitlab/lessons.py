@@ -283,6 +283,13 @@ def baseline_view(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> tuple[Bas
             viz.image_heatmap(base.mean_no, ideal_title(no), zmax=1, height=320), baseline_figure(base))
 
 
+def pair_question(data: MNIST, pair: tuple[int, int]) -> str:
+    """The Linear stage's question in the dataset's words: 'is this digit a 3 or a 7?', 'is this item a Shirt or a
+    T-shirt/top?'."""
+    yes, no = (data.classes[c] for c in pair)
+    return f"is this {data.spec.noun} a {yes} or a {no}?"
+
+
 def ideal_title(name: str) -> str:
     """'The ideal 3 (mean of the training 3s)'; a long class name gets the short form, so it fits its column."""
     return f"The ideal {name} (mean of the training {plural(name)})" if len(name) < 3 else f"The ideal {name} (the mean)"

@@ -95,6 +95,7 @@ def class_counts(train_counts: list[int], test_counts: list[int] | None = None, 
     fig = go.Figure([go.Bar(name=name, x=digits, y=c, text=c, textposition="outside") for name, c in zip(names, series)])
     fig.update_layout(barmode="group", xaxis_title="digit", yaxis_title="images", height=height, xaxis_type="category",
                       margin=dict(t=30, b=40), legend=dict(orientation="h", y=1.1), showlegend=len(series) > 1)
+    fig.update_yaxes(rangemode="nonnegative")  # counts: never a negative axis, even when every bar is 0
     return fig
 
 
@@ -233,10 +234,14 @@ GAP_COLOR = "#e8e8e8"  # between tiles, so an all-white map still shows as a squ
 
 def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_scale: bool = False,
               labels: list[str] | None = None, width: int = 950, height: int | None = None, gap: int = 1,
-              value_name: str = "value", max_tile: int = 160) -> go.Figure:
+              value_name: str = "value", max_tile: int = 160, pickable: bool = False,
+              picked: tuple[int, int, int] | None = None) -> go.Figure:
     """Many small maps (weight rows, filters, feature maps) as ONE heatmap with grey gaps: quick where 64 subplots
     are not. Each map is scaled to its own largest |value| so its pattern shows, or all share one scale
     (``shared_scale``) so strengths compare. Diverging maps are centred on zero: red positive, blue negative.
+    Hover names the map and the row and column inside it. ``pickable``: an invisible marker on every number, so a
+    click selects it (heatmaps themselves are not selectable; customdata [map, row, column, value]); ``picked``
+    (map, row, column) is outlined.
     """
     m = _np(maps)
     if m.ndim == 2:
@@ -253,6 +258,8 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
     z = np.full((total_y, total_x), np.nan, dtype=np.float32)
     raw = np.full((total_y, total_x), np.nan, dtype=np.float32)
     which = np.full((total_y, total_x), np.nan, dtype=np.float32)
+    inside_r = np.full((total_y, total_x), np.nan, dtype=np.float32)  # the row and column inside the map
+    inside_c = np.full((total_y, total_x), np.nan, dtype=np.float32)
     if shared_scale:
         lim = np.full(n, float(np.abs(m).max()) or 1.0)
     else:
@@ -264,6 +271,8 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
         z[y0:y0 + h, x0:x0 + w] = m[i] / lim[i]
         raw[y0:y0 + h, x0:x0 + w] = m[i]
         which[y0:y0 + h, x0:x0 + w] = i
+        inside_r[y0:y0 + h, x0:x0 + w] = np.arange(h)[:, None]
+        inside_c[y0:y0 + h, x0:x0 + w] = np.arange(w)[None, :]
     if diverging:
         colorscale, zmin = "RdBu_r", -1.0
     else:
@@ -277,13 +286,27 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
                     ticktext=([f"{-lim_all:.2g}", "0", f"{lim_all:.2g}"] if diverging else ["0", f"{lim_all:.2g}"])
                     if shared_scale else (["−max", "0", "+max"] if diverging else ["0", "max"]))
     names = labels or [str(i) for i in range(n)]
-    custom = np.stack([which, raw], axis=-1)
+    custom = np.stack([which, inside_r, inside_c, raw], axis=-1)
+    hover = ("map %{customdata[0]}<br>row %{customdata[1]}, column %{customdata[2]}<br>" + value_name
+             + " %{customdata[3]:.3f}<extra></extra>")
     fig = go.Figure(go.Heatmap(
         z=z, colorscale=colorscale, zmin=zmin, zmax=1.0, zmid=0 if diverging else None, customdata=custom,
-        hovertemplate="map %{customdata[0]}<br>row %{y}, column %{x}<br>" + value_name + " %{customdata[1]:.3f}"
-                      "<extra></extra>",
-        colorbar=colorbar, hoverongaps=False,
+        hovertemplate=hover, colorbar=colorbar, hoverongaps=False, hoverinfo="skip" if pickable else None,
     ))
+    if pickable:
+        ys, xs = np.nonzero(~np.isnan(which))
+        fig.add_trace(go.Scattergl(
+            x=xs, y=ys, mode="markers", customdata=custom[ys, xs], hovertemplate=hover, showlegend=False,
+            marker=dict(symbol="square", size=max(3.0, px * 0.95), opacity=0.01, color="black"),
+            selected=dict(marker=dict(opacity=0.01)), unselected=dict(marker=dict(opacity=0.01)),
+        ))
+        fig.update_layout(clickmode="event+select", dragmode=False)
+    if picked is not None and 0 <= picked[0] < n:
+        r, c = divmod(picked[0], cols)
+        y, x = r * step_y + top + picked[1], c * step_x + picked[2]
+        fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, line=dict(color="#00c853", width=3))
+        fig.add_shape(type="rect", x0=c * step_x - 0.5, x1=c * step_x + w - 0.5, y0=r * step_y + top - 0.5,
+                      y1=r * step_y + top + h - 0.5, line=dict(color="#00c853", width=1.5))
     if labels:
         for i, text in enumerate(names[:n]):
             r, c = divmod(i, cols)
@@ -348,16 +371,37 @@ def heat_overlay(image, heat, title: str, height: int = 300) -> go.Figure:
 KIND_SYMBOLS = {"linear": "diamond", "MLP": "circle", "CNN": "square"}
 
 
+def point_labels(rows: list[dict]) -> dict[int, str]:
+    """Each model's label on a chart (by id() of its row): its preset, and where two share one, what tells them apart
+    (learning rate, batch size, epochs; else when each was trained), so no two points read the same."""
+    out = {}
+    for r in rows:
+        same = [o for o in rows if o["preset"] == r["preset"]]
+        if len(same) == 1:
+            out[id(r)] = r["preset"]
+            continue
+        differ = [(c, short) for c, short in (("learning rate", "lr"), ("batch size", "batch"), ("epochs", "epochs"))
+                  if len({o.get(c) for o in same}) > 1]
+        extra = ", ".join(f"{short} {r.get(c):g}" for c, short in differ)
+        if not extra or sum(all(o.get(c) == r.get(c) for c, _ in differ) for o in same) > 1:
+            extra = ", ".join(filter(None, [extra, str(r.get("trained", ""))]))
+        out[id(r)] = f"{r['preset']} ({extra})"
+    twins = [r for r in rows if list(out.values()).count(out[id(r)]) > 1]  # same settings, trained the same minute
+    for r in twins:
+        out[id(r)] += f" {str(r.get('id', ''))[:6]}"  # the stored model's id tells them apart
+    return out
+
+
 def models_scatter(rows: list[dict], x: str, title: str, log_x: bool = False, height: int = 360) -> go.Figure:
     """Trained models as points: test accuracy against ``x`` (parameters, training time), one colour per kind."""
-    fig = go.Figure()
+    fig, labels = go.Figure(), point_labels(rows)
     for k, kind in enumerate(["linear", "MLP", "CNN"]):
         pts = [r for r in rows if r["kind"] == kind]
         if not pts:
             continue
         fig.add_trace(go.Scatter(
             x=[r[x] for r in pts], y=[r["test accuracy"] for r in pts], mode="markers+text", name=kind,
-            text=[r["preset"] for r in pts], textposition="top center", textfont=dict(size=10),
+            text=[labels[id(r)] for r in pts], textposition="top center", textfont=dict(size=10),
             cliponaxis=False,
             marker=dict(size=12, symbol=KIND_SYMBOLS[kind], color=DIGIT_COLORS[k], line=dict(width=1, color="black")),
             customdata=[[r["model"], r["preset"]] for r in pts],
@@ -374,19 +418,31 @@ def models_scatter(rows: list[dict], x: str, title: str, log_x: bool = False, he
 
 
 def lr_finder_curve(lrs, losses, suggestion: float, steepest: float, title: str = "The learning-rate finder",
-                    height: int = 360) -> go.Figure:
-    """The smoothed loss against the learning rate on a log axis, the suggestion (valley) and the steepest fall
-    marked on the curve."""
+                    height: int = 360, preset_lr: float | None = None, y_range: tuple[float, float] | None = None,
+                    suggestion_name: str = "suggested (valley)") -> go.Figure:
+    """The smoothed loss against the learning rate on a log axis, the suggestion and the steepest fall marked on the
+    curve, the preset's own rate as a dashed line beside them. ``y_range`` (the curve's bottom to its starting
+    level, from lr_find) keeps the blow-up at the end from squashing the fall into a flat line."""
     fig = go.Figure(go.Scatter(x=list(lrs), y=list(losses), mode="lines", name="smoothed loss",
                                hovertemplate="learning rate %{x:.2g}<br>loss %{y:.3f}<extra></extra>"))
-    for lr, name, symbol, color in ((suggestion, "suggested (valley)", "star", "#d62728"),
+    for lr, name, symbol, color in ((suggestion, suggestion_name, "star", "#d62728"),
                                     (steepest, "steepest fall", "triangle-down", "#2ca02c")):
         i = min(range(len(lrs)), key=lambda j: abs(np.log(lrs[j]) - np.log(lr)))
         fig.add_trace(go.Scatter(x=[lrs[i]], y=[losses[i]], mode="markers+text", name=name, text=[f"{lr:.2g}"],
                                  textposition="top center", marker=dict(symbol=symbol, size=14, color=color)))
+    if preset_lr:  # a dashed upright line from the curve's bottom to its top
+        top = y_range or (min(losses), max(losses))
+        fig.add_trace(go.Scatter(x=[preset_lr, preset_lr], y=list(top), mode="lines+text", name="the preset's own rate",
+                                 text=["", f"the preset's {preset_lr:g}"], textposition="top right",
+                                 line=dict(color="#7f7f7f", dash="dash", width=2),
+                                 hovertemplate="the preset's own rate %{x:.2g}<extra></extra>"))
     fig.update_layout(title=title, xaxis_type="log", xaxis_title="learning rate (log scale)",
                       yaxis_title="loss (smoothed)", height=height, margin=dict(t=40, b=40),
                       legend=dict(orientation="h", y=-0.25, yanchor="top"))
+    if y_range is not None:
+        low, high = y_range
+        span = max(high - low, 1e-3)
+        fig.update_yaxes(range=[low - 0.15 * span, high + 0.2 * span])  # the blow-up runs off the top
     return fig
 
 

@@ -37,7 +37,7 @@ def random_samples(data, split: str) -> None:
 def averages(data) -> None:
     st.header(f"3. The average of each {data.spec.noun}")
     st.markdown(f"Average every training image of one {data.spec.noun}, pixel by pixel: the 'ideal' images the first "
-                "baseline compares to (the ideal 3 against the ideal 7).")
+                f"baseline compares to ({explore.ideal_pair_text(data)}).")
     ui.chart(st, ui.shared(explore.means_figure, data), key="means")
 
 
@@ -90,6 +90,7 @@ def normalised(data, views: dict) -> None:
     )
     st.dataframe(views["norm_table"], hide_index=True, key="norm_table",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("min", "max", "mean", "std")})
+    st.caption(explore.normalisation_note(data, views["norm_table"]))
     # Three more charts on every rerun of the page would cost more than the rest of it: drawn when asked for.
     if st.toggle("Show the image after each normalisation", key="norm_images",
                  help="The same digit three ways: its shape never changes, only the numbers (hover to read them)."):

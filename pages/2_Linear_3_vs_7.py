@@ -17,7 +17,11 @@ LINK = ui.LinkedPage("lin", default="linear-seed")  # the training settings trav
 def the_pair(data) -> tuple[int, int]:
     st.markdown("**The two classes.** 3 vs 7 is the lesson's; pick any two (on Fashion-MNIST, Shirt vs T-shirt/top "
                 "is the hard pair). Every section below runs on them.")
-    return ui.class_pair_picker(data, "lin_pair")
+    pair = ui.class_pair_picker(data, "lin_pair")
+    st.markdown(f"One question first: **{lessons.pair_question(data, pair)}** We start with no learning at all "
+                f"(compare with the average {data.spec.noun}), then let a linear model learn one weight per pixel by "
+                "gradient descent.")
+    return pair
 
 
 def baseline(data, pair) -> None:
@@ -180,8 +184,7 @@ def trained_weights(left, right, pair) -> None:
 data = ui.page_setup(
     "Linear 3 vs 7",
     "📏",
-    "One question first: **is this digit a 3 or a 7?** We start with no learning at all (compare with the "
-    "average digit), then let a linear model learn one weight per pixel by gradient descent.",
+    "Two classes, one question: is it this one or that one? Pick the two below (3 and 7, the lesson's, to start with).",
 )
 ui.restore_setup(LINK, data)
 pair = the_pair(data)

@@ -130,11 +130,9 @@ def feature_maps(model, config: TrainConfig, image) -> None:
                        help="Off: each map is scaled to its own largest value, so weak maps still show their "
                             "pattern. On: strong and weak maps can be compared.")
     st.markdown("Red is a positive output, blue a negative one (ReLU will set those to zero). Map *i* of the first "
-                "layer comes from filter *i* above. Hover a map for its number and values.")
-    for out in features.feature_maps(model, config, image):
-        c, h, w = out.values.shape
-        ui.chart(st, viz.map_sheet(out.values, f"After {out.label}: {c} maps of {h}x{w}", cols=16,
-                                   shared_scale=shared, value_name="output"), key=f"cnn_maps_{out.name}")
+                "layer comes from filter *i* above. Hover a number for its map, row, column and value; click one on "
+                "a convolution's maps to work it out below.")
+    ui.feature_map_sheets(model, config, image, shared, key="cnn_conv")
     st.caption("Each step makes the maps smaller and more numerous: fewer pixels, more kinds of evidence. After "
                "the last pooling the linear layers see only these numbers, not the image.")
     ui.show_code(features.feature_maps, features.layer_outputs, features.first_filters)

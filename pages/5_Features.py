@@ -184,7 +184,10 @@ ui.restore_view(LINK, data)
 model, info = ui.loaded_model("feat_model")
 if pair := info.config.pair:
     st.caption(ui.pair_note(info.config))
-st.session_state.setdefault("feat_section", "The first layer's weights")
+opening = "A CNN's filters" if info.config.kind == "cnn" else "The first layer's weights"  # a CNN's first layer: filters
+if st.session_state.get("feat_section") in (None, st.session_state.get("feat_opened_on")):  # not the student's pick
+    st.session_state["feat_section"] = opening
+st.session_state["feat_opened_on"] = opening
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="feat_section",
                                help="Only the part you open is computed and drawn.")
 digit = pair[0] if pair else 7  # a 3-vs-7 model starts on a 3

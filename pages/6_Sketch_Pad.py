@@ -55,7 +55,7 @@ def show_steps(result: pp.Processed, key: str) -> None:
         st.caption(f"Note: {note}.")
 
 
-def show_answers(result: pp.Processed, models: list, source: str, key: str) -> None:
+def show_answers(result: pp.Processed, models: list, key: str) -> None:
     """Every chosen model's answer on a card of its own; cards wrap to the next row on a narrow screen."""
     if result.empty:
         return
@@ -67,7 +67,6 @@ def show_answers(result: pp.Processed, models: list, source: str, key: str) -> N
             with st.container(width=CARD, border=True, key=f"{key}_card_{a.info.id}"):
                 model_answer(a, key)
     ui.glossary("softmax", "logit", "label smoothing", "calibration")
-    save_form(result, source, key)
 
 
 def model_answer(a: pp.Answer, key: str) -> None:
@@ -83,49 +82,27 @@ def model_answer(a: pp.Answer, key: str) -> None:
     st.caption(f"{ui.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
 
 
-def save_form(result: pp.Processed, source: str, key: str) -> None:
-    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-    label = c1.selectbox("The true digit", list(range(10)), index=None, key=f"{key}_label",
-                         placeholder="What did you mean?")
-    if c2.button("Save to the class collection", key=f"{key}_save", disabled=label is None,
-                 help="Kept as a 28x28 PNG with its label, so the class can test models on its own hand."):
-        try:
-            entry = Collection().add(result.image, int(label), source, saved_by=ui.owner_id())
-        except (CollectionError, OSError) as e:
-            st.error(f"Could not save the drawing: {e}")
-            return
-        total = sum(Collection().counts())
-        st.session_state[f"sketch_saved_{key}"] = f"Saved as a {entry.label}. The collection now holds {drawings(total)}."
-        if key == "draw":  # a fresh pad for the next digit
-            st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
-        st.rerun(scope="app")  # the collection section below shows the new drawing at once
-
-
 def drawings(n: int) -> str:
     return f"{n} drawing{'s' if n != 1 else ''}"
 
 
 @st.fragment
 def sketch(models: list) -> None:
-    if saved := st.session_state.pop("sketch_saved_draw", None):
-        st.success(f"{saved} Draw the next one.", icon="💾")
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    width = c1.slider("Stroke width", 5, 40, 18, key="sketch_stroke",
-                      help="MNIST strokes are about a tenth of the digit's height.")
-    if c2.button("Clear", key="sketch_clear"):
-        st.session_state.sketch_canvas_n = st.session_state.get("sketch_canvas_n", 0) + 1
+    """The pad with its label, Save and confirmation under it, in one view; the steps beside, the answers below.
+    Nothing before the pad comes or goes (ui.sketch says why)."""
     with st.container(horizontal=True, gap="large"):
-        with st.container(width=PAD + 8):
+        with st.container(width=PAD + 8, key="draw_pad"):
+            st.space(ui.TOOLBAR_ROOM)
             canvas = st_canvas(
-                stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=PAD, width=PAD,
-                drawing_mode="freedraw", return_image_data=True,
-                key=f"sketch_canvas_{st.session_state.get('sketch_canvas_n', 0)}",
+                stroke_width=ui.stroke_width(), stroke_color="#FFFFFF", background_color="#000000", height=PAD,
+                width=PAD, drawing_mode="freedraw", return_image_data=True, key=ui.pad_key(),
             )
-            st.caption("White ink on black, like MNIST. Hover over the pad for its toolbar: undo, redo, clear.")
-        result = pp.from_canvas(canvas.image_data)
+            result = pp.from_canvas(canvas.image_data)
+            ui.save_form(None if result.empty else result.image, "canvas", "draw", caption=ui.pad_caption())
+            ui.pad_controls()
         with st.container(width=3 * 120 + 2 * 16 + 8):  # three step images a row (16 px: a small gap)
             show_steps(result, "draw")
-    show_answers(result, models, "canvas", "draw")
+    show_answers(result, models, "draw")
 
 
 @st.fragment
@@ -134,8 +111,6 @@ def upload(models: list) -> None:
                           key="sketch_upload",
                           help="Dark ink on light paper or light on dark both work. Transparent parts are filled "
                                "with the colour opposite to the ink. Up to 10 MB.")
-    if saved := st.session_state.pop("sketch_saved_upload", None):
-        st.success(saved, icon="💾")
     if up is None:
         return
     if st.session_state.get("sketch_upload_done", ("",))[0] != up.file_id:  # each photo is processed once
@@ -148,7 +123,8 @@ def upload(models: list) -> None:
         st.error(problem)
     else:
         show_steps(result, "upload")
-        show_answers(result, models, "upload", "upload")
+        show_answers(result, models, "upload")
+        ui.save_form(result.image, "upload", "upload")
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -30,14 +30,12 @@ def confusion_section(chosen, names) -> None:
         cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            event = ui.chart(st, ui.shared_figure(("cm", sha), viz_evaluate.confusion_heatmap, cm, labels), key=f"cm_{k}",
-                             on_select="rerun", selection_mode="points", alt=f"Confusion matrix: {pred.accuracy:.1%} of "
-                             f"{int(cm.sum()):,} test images on the diagonal (right)")
+            points = ui.confusion_cells(st, ui.shared_figure(("cm", sha), viz_evaluate.confusion_heatmap, cm, labels), cm,
+                                        labels, key=f"cm_{k}")  # a click, or a tap on a touch screen's table
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
                                           columns=[f"pred {n}" for n in labels]), key=f"cm_table_{k}")
         with cols[1] if len(chosen) == 1 else cols[i]:
-            points = event.selection.points if event and event.selection else []
             words.follow_cell(st.session_state, f"cm_true_{k}", f"cm_pred_{k}", cm, labels, points)
             s1, s2 = st.columns(2)
             t_name = s1.selectbox("True label", labels, key=f"cm_true_{k}")

@@ -1,6 +1,6 @@
 """A model store as a class leaves it after a lesson: about twenty real runs, small and quick to train here, among
 them duplicates of one recipe, settings that differ, a CNN or two and one broken run (below 50%). Used by the
-browser test of many models and by scripts/screenshot.py."""
+browser test of many models and by scripts/screenshot.py; train_in_process trains the tests' other models."""
 
 from __future__ import annotations
 
@@ -27,10 +27,26 @@ RUNS = [  # every one trained for real; small subsets keep the whole class under
 ]
 
 
+def train_in_process(store, data, configs: list, timeout: float = 900) -> list[str]:
+    """Each config trained through the real queue on the in-process runner (the training process has tests of its
+    own), one after another; the ids of the runs that finished. The timeout guards against a hang."""
+    from functools import partial
+
+    from digitlab.runs.queue import JobQueue
+    from digitlab.runs.runners.inline import InlineRunner
+
+    queue = JobQueue(store, runner=partial(InlineRunner, publish=False, analyse="none"))
+    try:
+        jobs = [queue.submit(config, data, owner="") for config in configs]
+        done = [queue.wait(job.id, timeout=timeout) for job in jobs]
+    finally:
+        queue.close()
+    return [s.model_id for s in done if s is not None and s.state == "done"]
+
+
 def classroom_store(root: Path, data, copy_from: Path | None = None) -> list[str]:
     """Fill ``root`` with the models of ``copy_from`` (the test session's trained ones) and every run of RUNS,
-    trained through the real queue and workers; the ids of the runs that finished."""
-    from digitlab.runs.queue import JobQueue
+    trained through the real queue; the ids of the runs that finished."""
     from digitlab.store import ModelStore
 
     root.mkdir(parents=True, exist_ok=True)
@@ -38,13 +54,7 @@ def classroom_store(root: Path, data, copy_from: Path | None = None) -> list[str
         for path in copy_from.glob("*"):
             if path.is_file():
                 shutil.copy2(path, root / path.name)
-    queue = JobQueue(ModelStore(root), max_running=1)
-    try:
-        jobs = [queue.submit(config, data, owner="") for config in RUNS]
-        done = [queue.wait(j.id, timeout=300) for j in jobs]
-    finally:
-        queue.close()
-    return [s.model_id for s in done if s is not None and s.state == "done"]
+    return train_in_process(ModelStore(root), data, RUNS)
 
 
 if __name__ == "__main__":  # python tests/classroom.py FOLDER [COPY_FROM]

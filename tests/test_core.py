@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from digitlab.runs.queue import JobQueue
 
 from digitlab import train
 from digitlab.models import PRESETS, DigitCNN, Linear1, SimpleNetScratch, build_model, layer_table, simple_net
+from digitlab.runs.queue import JobQueue
 from digitlab.store import StoreError
 from digitlab.train import (
     ConfigError,
@@ -286,6 +286,7 @@ def test_bad_settings_are_refused_before_training(mnist):
         list(fit(build_model(PRESETS["simple_net"]), PRESETS["simple_net"].with_(lr=-1, **SMALL), mnist))
 
 
+@pytest.mark.slow  # the training process, started and waited for
 def test_queue_dedupes_running_and_stored_runs_and_reports_divergence(mnist, store):
     queue = JobQueue(store)
     config = PRESETS["simple_net"].with_(train_limit=3000, epochs=1)
@@ -302,6 +303,7 @@ def test_queue_dedupes_running_and_stored_runs_and_reports_divergence(mnist, sto
     assert len(store.list()) == 1  # the diverged run saved nothing
 
 
+@pytest.mark.slow  # the training process, started and waited for
 def test_a_cnn_stopped_in_its_second_epoch_is_kept_and_still_answers(mnist, store):
     """The queue keeps what a stopped CNN run learned (its finished epochs) as a model that loads and answers."""
     import time

@@ -39,7 +39,7 @@ def postgres():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'collection.sqlite3'}"
@@ -69,6 +69,7 @@ def test_a_drawing_keeps_its_label_source_time_and_who_saved_it(url, mnist):
         db.add(digit, 12)
 
 
+@pytest.mark.slow  # saving processes of their own
 def test_four_processes_saving_at_once_lose_nothing_and_duplicate_nothing(url):
     Drawings(url)  # the tables exist before the rush
     savers = [_saver(url, f"p{k}", 50) for k in range(4)]
@@ -81,6 +82,7 @@ def test_four_processes_saving_at_once_lose_nothing_and_duplicate_nothing(url):
     assert {f"p{k}-{i:04d}" for k in range(4) for i in range(50)} == set(ids)
 
 
+@pytest.mark.slow  # saving processes of their own
 def test_processes_killed_mid_save_leave_the_database_whole(url):
     db = Drawings(url)
     for kill in range(20):

@@ -161,6 +161,7 @@ def test_saliency_has_the_image_shape_and_points_at_pixels(mnist, models, name):
         saliency.explain(model, info.config, image, target=len(probs))
 
 
+@pytest.mark.slow  # the training process, started and waited for
 def test_the_initial_model_is_the_runs_real_start(mnist, store, monkeypatch):
     """The training worker starts from the weights initial_model rebuilds: trained here from that start, with
     the worker's thread count, they end as the worker's model did, bit for bit."""

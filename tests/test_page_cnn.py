@@ -145,6 +145,8 @@ def test_train_through_the_page_stop_and_one_more_epoch(mnist):
     assert done.state == "cancelled"
     at.run()
     assert not at.exception
+    said = " ".join(w.value for w in at.warning)
+    assert "You stopped this run" in said and "teacher" not in said  # who ended it: this student
 
 
 @pytest.fixture()

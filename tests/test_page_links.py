@@ -68,7 +68,8 @@ def test_a_cnn_link_restores_the_model_and_test_image_it_names(mnist, trained):
 
 
 def test_a_features_link_restores_the_model_section_and_test_image(mnist, trained):
-    from digitlab.links import view_params
+    from digitlab.links import slug, view_params
+    from digitlab.store import ModelStore
 
     mlp = trained["mlp"]
     params = view_params(model=mlp.id, look="One digit through the network", image=17)
@@ -85,8 +86,10 @@ def test_a_features_link_restores_the_model_section_and_test_image(mnist, traine
     note = " ".join(w.value for w in bad.warning)
     for left_out in ("model='no-such-model' left out", "look='the-weights' left out", "image='99999' left out"):
         assert left_out in note
-    assert bad.session_state["feat_section"] == "The first layer's weights"  # the page's own start
-    assert "image" not in bad.query_params and bad.query_params["look"] == "the-first-layer-s-weights"
+    shown = ModelStore().info(bad.selectbox(key="feat_model").value)  # the page's own start for the model it shows:
+    start = "A CNN's filters" if shown.config.kind == "cnn" else "The first layer's weights"  # a CNN's are filters
+    assert bad.session_state["feat_section"] == start
+    assert "image" not in bad.query_params and bad.query_params["look"] == slug(start)
 
 
 def test_an_evaluate_link_restores_the_models_side_by_side_and_the_section(trained):

@@ -40,8 +40,11 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnis
     assert curve and curve["layout"]["xaxis"]["type"] == "log"
     assert curve["data"][0]["y"] == expected.losses
     marks = {t["name"]: t["x"][0] for t in curve["data"][1:]}
-    assert set(marks) == {"suggested (valley)", "steepest fall"}
+    assert set(marks) == {"suggested (valley)", "steepest fall", "the preset's own rate"}
     assert abs(marks["suggested (valley)"] / expected.valley - 1) < 0.2  # marked on the curve where it is
+    assert marks["the preset's own rate"] == 0.01  # the tutorial's rate beside the suggestion
+    low, high = curve["layout"]["yaxis"]["range"]
+    assert low < min(expected.losses) and expected.losses[0] < high < max(expected.losses)  # the blow-up runs off
     assert any(f"Suggested: **{valley:g}**, by the *valley* rule" in c.value for c in at.caption)
 
     at.button(key="mlp_lr_use_valley").click().run()
@@ -50,13 +53,16 @@ def test_the_finder_suggests_the_sweeps_valley_and_one_click_trains_with_it(mnis
     assert chart_spec(at, f"The learning-rate finder: {setup.title}")  # kept: no second click
     assert "mlp_job" not in at.session_state  # "Use" only puts it in the box
 
-    # "Train with": the rate in the box and the run started, queued as Train queues it, at exactly that rate.
+    # "Train with": the rate in the box and the run started, queued as Train queues it, at exactly that rate, for
+    # the preset's own epochs (a rate is judged by the run it was found for, not the one epoch set for a quick try)
     at.button(key="mlp_lr_train_valley").click().run()
     assert not at.exception and not at.error
-    assert any(f"Training at learning rate {valley:g}" in s.value for s in at.success)
+    epochs = PRESETS["mlp-128-64"].epochs
+    assert any(f"Training at learning rate {valley:g} for {epochs} epochs" in s.value for s in at.success)
     assert at.select_slider(key="mlp_mlp-128-64_lr").value == valley
-    snap = wait_for_job(at, "mlp_job")
+    assert at.number_input(key="mlp_mlp-128-64_epochs").value == epochs
+    snap = wait_for_job(at, "mlp_job", timeout=300)
     assert snap.state == "done", snap.error
-    assert (snap.config.lr, snap.config.train_limit, snap.config.epochs) == (valley, 2000, 1)
+    assert (snap.config.lr, snap.config.train_limit, snap.config.epochs) == (valley, 2000, epochs)
     assert ui.get_store().info(snap.model_id).config.lr == valley  # the stored record's rate
     assert snap.id in at.session_state["mlp_runs"]  # one of this session's runs, compared below like any other

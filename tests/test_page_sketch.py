@@ -75,15 +75,14 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
 @pytest.fixture()
 def broken(mnist, trained):
     """A real run that went nowhere (a rate far too small, 512 images): below 50%; removed afterwards."""
+    from classroom import train_in_process
+
     from digitlab.models import PRESETS
-    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
-    queue = JobQueue(ModelStore())
-    snap = queue.submit(PRESETS["simple_net"].with_(epochs=1, lr=0.001, train_limit=512, seed=99), mnist, owner="t")
-    snap = queue.wait(snap.id, timeout=120)
-    queue.close()
-    info = ModelStore().info(snap.model_id)
+    [model_id] = train_in_process(ModelStore(), mnist, [PRESETS["simple_net"].with_(epochs=1, lr=0.001,
+                                                                                    train_limit=512, seed=99)])
+    info = ModelStore().info(model_id)
     assert info.broken
     yield info
     ModelStore().delete(info.id)

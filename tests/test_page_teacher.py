@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from digitlab.models import PRESETS
 from digitlab.train import task_size
+from digitlab.ui.text import over_limit_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER = str(ROOT / "pages" / "8_Teacher.py")
@@ -83,7 +84,8 @@ def test_a_students_page_refuses_a_run_over_the_limit_before_it_is_queued(own_st
     (warning,) = [w.value for w in at.warning if "more than the class's limit" in w.value]
     assert at.number_input(key=f"cnn_{preset}_epochs").value == 1  # the box comes down to what it offers at batch 1
     config = PRESETS[preset].with_(batch_size=1, epochs=1)  # and even one epoch at batch 1 is over the limit
-    assert warning == own_store.over_limit(config, task_size(mnist, config))  # what the queue would refuse it with
+    # what the queue would refuse it with, in the page's words
+    assert warning == over_limit_text(own_store.over_limit(config, task_size(mnist, config)))
     assert "This run would take about" in warning and "of 5 min 00 s for one run. Try" in warning
     assert at.button(key="cnn_train").disabled
     assert own_store.jobs() == []

@@ -19,14 +19,13 @@ N = 300  # real test digits per variant
 @pytest.fixture(scope="module")
 def best_cnn(mnist, tmp_path_factory):
     """One real training for the whole file: cnn-fast, one epoch on the full MNIST; the best stored CNN."""
+    from classroom import train_in_process
+
     from digitlab.models import PRESETS
-    from digitlab.runs.queue import JobQueue
     from digitlab.store import ModelStore
 
     store = ModelStore(tmp_path_factory.mktemp("models"))
-    queue = JobQueue(store)
-    snap = queue.wait(queue.submit(PRESETS["cnn-fast"].with_(epochs=1), mnist, owner="tests").id, timeout=600)
-    assert snap.state == "done", snap.error
+    assert train_in_process(store, mnist, [PRESETS["cnn-fast"].with_(epochs=1)])
     cnns = [i for i in store.list() if i.config.kind == "cnn"]
     best = max(cnns, key=lambda i: i.metrics.get("test_accuracy", 0))
     return store.load(best.id)

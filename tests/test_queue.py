@@ -29,7 +29,7 @@ from digitlab.train import Event, task_size
 from digitlab.ui.text import duration_text, over_limit_text, refusal_text, status
 
 SMALL_MLP = PRESETS["simple_net"].with_(epochs=1, train_limit=2_000)
-LONG_MLP = PRESETS["simple_net"].with_(epochs=200)  # never ends by itself within a test: cancelled
+LONG_MLP = PRESETS["simple_net"].with_(epochs=100)  # never ends by itself within a test: cancelled
 HOG = PRESETS["cnn-seed"].with_(batch_size=1, epochs=100)  # set through the CNN page's own widgets: about 23 hours
 WAIT_S = 120
 
@@ -73,8 +73,10 @@ def until(queue, check, what):
 
 
 def training(queue, job_id):
-    """Wait until the run has reported a batch."""
-    until(queue, lambda: queue._jobs[job_id].last is not None, f"{job_id} to train")
+    """Wait until the run has reported a batch (a run that ends first fails the test with what it said)."""
+    until(queue, lambda: queue._jobs[job_id].last is not None or queue._jobs[job_id].state not in ("queued", "running"),
+          f"{job_id} to train")
+    assert queue._jobs[job_id].last is not None, queue.snapshot(job_id)
 
 
 def test_a_run_and_its_messages_travel_as_one_line_each_and_back():
@@ -309,3 +311,11 @@ def test_an_unwritable_model_folder_refuses_the_run_before_it_is_queued(mnist, t
         assert queue.jobs() == [] and queue.worker_pids() == []
     finally:
         queue.close()
+
+
+def test_a_spec_names_the_store_it_was_given_as_a_folder_or_a_store(mnist, store, tmp_path):
+    assert JobSpec.of("j", SMALL_MLP, mnist, tmp_path).store == str(tmp_path.resolve())
+    assert JobSpec.of("j", SMALL_MLP, mnist, str(tmp_path)).store == str(tmp_path.resolve())
+    assert JobSpec.of("j", SMALL_MLP, mnist, store).store == str(store.root.resolve())
+    spec = JobSpec.of("j", SMALL_MLP, mnist, store, kind="lr_find")
+    assert (spec.kind, spec.data_dir, spec.fingerprint) == ("lr_find", mnist.source.path, mnist.fingerprint())

@@ -18,6 +18,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from classroom_client import Server, Student  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real server process
+
 
 class Watcher(Student):
     """A student who also keeps the session id and every caption and markdown line the page draws."""

@@ -86,6 +86,7 @@ def test_every_hostile_record_is_reported_and_skipped_by_the_store(hostile_store
     store.load(good.id)
 
 
+@pytest.mark.slow  # the command line in its own process
 def test_the_command_line_lists_the_good_model_and_skips_the_rest(hostile_store):
     store, good = hostile_store
     out = subprocess.run([sys.executable, "-m", "digitlab", "models"], cwd=ROOT, capture_output=True, text=True,
@@ -108,6 +109,7 @@ def test_pages_show_the_good_model_and_name_every_skipped_file(hostile_store, pa
         assert f"`{name}`" in text
 
 
+@pytest.mark.slow  # the command line in its own process
 def test_leftovers_of_interrupted_saves_are_removed_or_reported(trained, tmp_path):
     """kill -9 during a save leaves a hidden .tmp file, or weights whose record was never written."""
     good = trained["mlp"]
@@ -137,6 +139,7 @@ def test_leftovers_of_interrupted_saves_are_removed_or_reported(trained, tmp_pat
     assert Collection(tmp_path / "col").list() == [] and not old_png.exists()
 
 
+@pytest.mark.slow  # the command line in its own process
 def test_an_unwritable_model_folder_is_said_before_training(mnist, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

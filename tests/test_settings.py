@@ -11,9 +11,6 @@ from digitlab import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "digitlab"
-# Being converted on the `runs` branch (the runs/ package that replaces them); once it is merged they are gone or read
-# through settings, and this set is emptied.
-CONVERTED_ELSEWHERE = {"jobs.py", "worker.py", "ray_backend.py", "queue_server.py"}
 
 
 def readme_table() -> list[tuple[str, str, str]]:
@@ -81,8 +78,7 @@ env = {**os.environ, "DIGITLAB_RAY_ADDRESS": ""}
                                      "DIGITLAB_QUEUE_KEY"]
 
 
-MODULES = sorted(p for p in PACKAGE.rglob("*.py")
-                 if p.relative_to(PACKAGE).as_posix() not in {"settings.py", *CONVERTED_ELSEWHERE})
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).as_posix() != "settings.py")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())

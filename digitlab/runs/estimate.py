@@ -5,11 +5,13 @@ The speed of a network at a batch size is the images per compute second measured
 records, then each finished run); a batch size not measured yet is worked out from the closest one measured, each
 step costing a fixed STEP_S plus a share per image. Compute seconds are not wall seconds on a busy machine: each
 finished run also says how long it really took against what was estimated, and that ratio (its load, per kind
-of network) scales the next estimates.
+of network) scales the next estimates, corrected by how much busier the machine is now than then (the system's
+load average over its cores: a training process on an oversubscribed machine gets cores / load of its time).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -27,7 +29,15 @@ SAVE_S = 0.3  # the weights and the record written
 TEST_SHARE = 1 / 6  # the test set beside the training set (10,000 to 60,000), passed once an epoch...
 FORWARD_SHARE = 1 / 3  # ...forward only, in large batches: about a third of a training step's cost per image
 LOAD_KEPT = 0.5  # how much of the last measured load a new measurement keeps (the rest is the new one's)
-LOAD_RANGE = (0.3, 6.0)  # a measured ratio outside this is a fluke (a run held paused, a machine asleep)
+LOAD_RANGE = (0.1, 50.0)  # a measured ratio outside this is a fluke (a machine asleep); paused runs are not measured
+
+
+def busy() -> float:
+    """How oversubscribed the machine is now: the load average over the cores, at least 1."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except (AttributeError, OSError):
+        return 1.0
 
 
 def speed_key(config: TrainConfig) -> tuple:
@@ -51,7 +61,7 @@ class Estimates:
     def __init__(self, start_s: float = START_S):
         self.start_s = start_s
         self.rates: dict[tuple, float] = {}  # speed_key -> images per compute second, measured
-        self.load: dict[str, float] = {}  # kind -> wall seconds taken over seconds estimated, of recent runs
+        self.load: dict[str, tuple[float, float]] = {}  # kind -> (wall seconds over seconds estimated, busy() then)
         self._lock = threading.Lock()
         self._learned_from_store = False
 
@@ -75,8 +85,9 @@ class Estimates:
                 predicted = self._seconds(config, n_images, loaded=False)
                 ratio = wall_s / max(predicted, 1e-9)
                 if LOAD_RANGE[0] <= ratio <= LOAD_RANGE[1]:
-                    old = self.load.get(config.kind)
-                    self.load[config.kind] = ratio if old is None else LOAD_KEPT * old + (1 - LOAD_KEPT) * ratio
+                    old, now = self.load.get(config.kind), busy()
+                    self.load[config.kind] = (ratio, now) if old is None else (
+                        LOAD_KEPT * old[0] + (1 - LOAD_KEPT) * ratio, LOAD_KEPT * old[1] + (1 - LOAD_KEPT) * now)
             if images_per_s and images_per_s > 0:
                 self.rates[speed_key(config)] = float(images_per_s)
 
@@ -100,12 +111,17 @@ class Estimates:
             fixed = min(STEP_S.get(config.kind, 0.001), 0.9 * config.batch_size / rate)
             test_rate = config.batch_size / max(config.batch_size / rate - fixed, 1e-12)
         epoch = n_images / rate + n_images * TEST_SHARE * FORWARD_SHARE / test_rate + EPOCH_S
-        return (self.fixed_seconds(config, loaded) + config.epochs * epoch
-                * (self.load.get(config.kind, 1.0) if loaded else 1.0))
+        return self.fixed_seconds(config, loaded) + config.epochs * epoch * (self._load(config) if loaded else 1.0)
+
+    def _load(self, config: TrainConfig) -> float:
+        """Wall seconds per estimated second now: as measured on this kind of network, scaled by how much busier
+        (or quieter) the machine is now than it was then."""
+        measured = self.load.get(config.kind)
+        return 1.0 if measured is None else measured[0] * busy() / measured[1]
 
     def fixed_seconds(self, config: TrainConfig, loaded: bool = True) -> float:
         """The part of a run's estimate that is paid once, however many epochs: its start and its save."""
-        return (self.start_s + SAVE_S) * (self.load.get(config.kind, 1.0) if loaded else 1.0)
+        return (self.start_s + SAVE_S) * (self._load(config) if loaded else 1.0)
 
     def over_limit(self, config: TrainConfig, n_images: int, limit_s: float | None) -> OverLimit | None:
         """Why a run of ``config`` would be refused for its cost, or None when within ``limit_s`` (None: no limit)."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..train import Event
 
@@ -38,9 +40,9 @@ class JobSpec:
     def of(cls, job: str, config, data, store="", continue_from: str = "", finetune: dict | None = None,
            kind: str = "train") -> JobSpec:
         """The one way a spec is made: from a TrainConfig, the loaded dataset and the store (or its folder)."""
-        root = getattr(store, "root", store)
+        root = Path(store) if isinstance(store, (str, os.PathLike)) else store.root  # a folder, or a ModelStore
         return cls(job, config.to_dict(), data.source.path, data.source.dataset, data.fingerprint(),
-                   str(root.resolve()) if hasattr(root, "resolve") else str(root), continue_from, finetune,
+                   str(root.resolve()) if store != "" else "", continue_from, finetune,
                    "finetune" if finetune else kind)
 
     def with_store(self, store: str) -> JobSpec:

@@ -10,11 +10,14 @@
 - links: a stage's setup kept in the address, restored from a shared link
 - lr_finder: the learning-rate finder's section (one sweep per setup, shared by the class)
 - finetune: the Our Handwriting page's sections (a model, the class's drawings, fine-tune, before/after)
+- sketch: the Sketch Pad's pad key, stroke width and Clear, and its save (true digit, Save, the confirmation)
+- cells: the confusion matrix's cell picker (a click on the heatmap; a tap on a table on a touch screen)
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
-  confidence_note for every page that shows a model's "% sure"
+  confidence_note for every page that shows a model's "% sure". The Evaluate page reads this module whole (as
+  ``words``); its other names are not re-exported
 
 Pages call ``ui.<name>``; every name they use is re-exported here.
 """
@@ -22,7 +25,8 @@ Pages call ``ui.<name>``; every name they use is re-exported here.
 from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
-from .conv import conv_arithmetic
+from .cells import confusion_cells
+from .conv import conv_arithmetic, feature_map_sheets
 from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
@@ -84,6 +88,7 @@ from .resources import (
     stored_models,
 )
 from .run_words import how_fit_trains, trained_caption
+from .sketch import TOOLBAR_ROOM, pad_caption, pad_controls, pad_key, save_form, stroke_width
 from .teacher import (
     teacher_drawings,
     teacher_limits,
@@ -115,6 +120,7 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "lr_finder", "conv_arithmetic", "feature_map_sheets", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "confusion_cells", "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

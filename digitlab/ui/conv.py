@@ -1,6 +1,8 @@
 """A convolution's arithmetic on the CNN page: one number of one feature map, worked out from the model's weights.
 
-Pick a convolution, a map and a position; the section shows the input patch under the kernel, the kernel, their
+The feature maps are drawn here too: hover names a number's map, row and column; a click on a convolution's map
+picks that number to work out (outlined on its map). Or pick a convolution, a map and a position in the boxes; a new
+map opens on its strongest number over the digit (not a flat patch of paper). The section shows the input patch under the kernel, the kernel, their
 products, the sum plus the bias (the convolution's number), then the layer's later steps (BatchNorm when the
 model has it, ReLU, the 2x2 max-pool that keeps or drops it). For an input of many channels, each channel's
 3x3 sum and the channels that pushed hardest, and the nine products of the largest of them.
@@ -12,34 +14,96 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from .. import viz
-from ..conv_arithmetic import ConvArithmetic, explain_position, map_shapes, strongest_position
+from .. import features, viz
+from ..conv_arithmetic import ConvArithmetic, explain_position, map_shapes, strongest_map, strongest_position
 from ..models import TrainConfig
 from .frame import chart, show_code
 
 STILL = {"displayModeBar": False}  # a 3x3 grid of numbers: nothing to zoom, and the toolbar would cover its title
 
 
+def picked(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, key: str) -> tuple[int, int, int, int]:
+    """The number being worked out: (convolution, map, row, column), from the boxes' keys; where nothing was picked
+    yet, the convolution's strongest number over the digit."""
+    conv = st.session_state.setdefault(f"{key}_layer", 1)
+    if f"{key}_{conv}_map" not in st.session_state:
+        _open_map(model, config, image, key, conv, strongest_map(model, config, image, conv))
+    return (conv, *(int(st.session_state[f"{key}_{conv}_{part}"]) for part in ("map", "row", "col")))
+
+
+def _open_map(model, config, image, key: str, conv: int, channel: int) -> None:
+    st.session_state[f"{key}_{conv}_map"] = channel
+    st.session_state[f"{key}_{conv}_row"], st.session_state[f"{key}_{conv}_col"] = strongest_position(
+        model, config, image, conv, channel)
+
+
+def _map_changed(model, config, image, key: str, conv: int) -> None:
+    """A new map typed in the box: open it on its strongest number over the digit."""
+    _open_map(model, config, image, key, conv, int(st.session_state[f"{key}_{conv}_map"]))
+
+
+def _follow_click(chart_key: str, key: str, conv: int) -> None:
+    """A number clicked on convolution ``conv``'s maps becomes the one worked out, once per click (a chart keeps its
+    selection across reruns: only a new one moves the boxes)."""
+    state = st.session_state.get(chart_key)
+    points = (state or {}).get("selection", {}).get("points", []) if isinstance(state, dict) else []
+    points = [p for p in points if len(p.get("customdata") or []) >= 3]
+    if not points:
+        return
+    m, r, c = (int(v) for v in points[-1]["customdata"][:3])
+    if st.session_state.get(f"{chart_key}_applied") == (m, r, c):
+        return
+    st.session_state[f"{chart_key}_applied"] = (m, r, c)
+    st.session_state[f"{key}_layer"] = conv
+    st.session_state[f"{key}_{conv}_map"], st.session_state[f"{key}_{conv}_row"] = m, r
+    st.session_state[f"{key}_{conv}_col"] = c
+
+
+def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, shared: bool,
+                       key: str = "conv", chart_prefix: str = "cnn_maps") -> None:
+    """The maps after each convolution and pooling for one image; a click on a convolution's map picks the number
+    the section below works out, and that number is outlined."""
+    outs = features.feature_maps(model, config, image)
+    convs = [o.name for o in outs if o.kind == "Conv2d"]
+    for o in outs:
+        if o.name in convs:
+            _follow_click(f"{chart_prefix}_{o.name}", key, convs.index(o.name) + 1)
+    pick = picked(model, config, image, key)
+    for out in outs:
+        c, h, w = out.values.shape
+        conv = convs.index(out.name) + 1 if out.name in convs else 0
+        title = f"After {out.label}: {c} maps of {h}x{w}" + (f" (conv {conv}: click a number to work it out)"
+                                                              if conv else "")
+        fig = viz.map_sheet(out.values, title, cols=16, shared_scale=shared, value_name="output",
+                            pickable=bool(conv), picked=pick[1:] if conv == pick[0] else None)
+        kwargs = {"on_select": "rerun", "selection_mode": "points"} if conv else {}
+        chart(st, fig, key=f"{chart_prefix}_{out.name}", **kwargs)
+
+
 def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, key: str = "conv") -> None:
-    """The section: pick a position, see its number made step by step."""
+    """The section: pick a position (a click on a map above, or the boxes), see its number made step by step."""
     st.subheader("One number of a feature map, worked out")
     st.markdown("Every number in the feature maps above is made the same way: lay a 3x3 kernel over a 3x3 patch "
-                "of the input, multiply number by number, add the products up and add the bias. Pick one and "
-                "follow it through the rest of its block.")
+                "of the input, multiply number by number, add the products up and add the bias. Click a number on "
+                "a convolution's maps above (it is outlined in green), or pick one here, and follow it through the "
+                "rest of its block.")
     shapes = map_shapes(model)
+    picked(model, config, image, key)  # the boxes start on the strongest number over the digit
     c1, c2, c3, c4 = st.columns(4)
     conv = c1.selectbox("Convolution", list(range(1, len(shapes) + 1)), key=f"{key}_layer",
                         format_func=lambda i: f"conv {i}: {shapes[i - 1][0]} maps of "
                                               f"{shapes[i - 1][1]}x{shapes[i - 1][2]}",
                         help="The first reads the image; each one after it reads all the maps the one before made.")
     maps, height, width = shapes[conv - 1]
-    channel = c2.number_input("Map", 0, maps - 1, 0, key=f"{key}_{conv}_map",
-                              help="Which output map (each has its own kernel).")
-    start = strongest_position(model, config, image, conv, 0)  # where it opens: map 0's strongest spot
-    row = c3.number_input("Row", 0, height - 1, start[0], key=f"{key}_{conv}_row",
-                          help="It opens where map 0 is strongest for this image.")
-    col = c4.number_input("Column", 0, width - 1, start[1], key=f"{key}_{conv}_col")
+    channel = c2.number_input("Map", 0, maps - 1, key=f"{key}_{conv}_map", on_change=_map_changed,
+                              args=(model, config, image, key, conv),
+                              help="Which output map (each has its own kernel). A new map opens on its strongest "
+                                   "number over the digit.")
+    row = c3.number_input("Row", 0, height - 1, key=f"{key}_{conv}_row",
+                          help="Counted from 0 at the top of the map.")
+    col = c4.number_input("Column", 0, width - 1, key=f"{key}_{conv}_col", help="Counted from 0 at the left.")
     found = explain_position(model, config, image, conv, int(channel), int(row), int(col))
+    st.caption(f"Working out **conv {conv}, map {int(channel)}, row {int(row)}, column {int(col)}**.")
     the_products(found, key)
     the_sum(found)
     the_steps(found, key)

@@ -44,6 +44,11 @@ def class_drawings() -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
     except CollectionError as e:
         st.error(f"The class collection cannot be opened: {e}")
         return None
+    if not len(entries):  # no bars to draw: say so, rather than an empty chart
+        st.info(f"The class collection is empty: nobody has saved a drawing yet. Each digit needs at least "
+                f"{finetune.MIN_PER_DIGIT} drawings: draw them on the Sketch Pad and press \"Save to the class "
+                "collection\".", icon="✍️")
+        return None
     counts = torch.bincount(labels, minlength=10).tolist()
     c1, c2 = st.columns([2, 1])
     chart(c1, viz.class_counts(counts, names=("drawings",), height=260), key="ft_counts")

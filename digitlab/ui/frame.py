@@ -18,7 +18,7 @@ import streamlit as st
 from .. import data as data_mod
 from .. import settings
 from ..train import device_label
-from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper
+from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper, whose
 from .text import duration_text, status
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -95,6 +95,7 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide",
                        initial_sidebar_state=sidebar_start())
     presenter_style()
+    touch_style()
     dataset_choice()
     st.title(f"{icon} {title}")
     if intro:
@@ -120,6 +121,31 @@ def sidebar_start() -> str:
     """Collapsed on tablets and phones, so the page and the drawing pad get the whole width; elsewhere Streamlit's
     "auto" (collapsed below 768 px)."""
     return "collapsed" if on_touch_screen() else "auto"
+
+
+# ---------------------------------------------------------------- touch screens (tablets, phones)
+
+TOUCH_TIP_S = 4  # a tooltip opened by a tap (no hover ends it) fades after this many seconds
+# Only on a touch screen (on_touch_screen). Streamlit's own layout assumes a mouse: the table toolbars show always
+# (no hover) 44 px above each table, over the inputs above it; a tooltip opened by a tap stays until the next tap
+# elsewhere, over what lies below it (a run's progress line); the sidebar's close button shows only on hover (two
+# taps), and an open sidebar above 768 px pushes the page aside instead of lying over it.
+TOUCH_CSS = f"""<style>
+[data-testid="stMain"] :has(> [data-testid="stElementToolbar"]) {{ margin-top: 2.75rem; }}
+div[role="tooltip"]:has([data-testid="stTooltipContent"]) {{
+  pointer-events: none; animation: digitlab-tip-fades 0.3s ease-in {TOUCH_TIP_S}s forwards; }}
+@keyframes digitlab-tip-fades {{ to {{ opacity: 0; visibility: hidden; }} }}
+section[data-testid="stSidebar"] {{ position: fixed !important; top: 0; left: 0; height: 100dvh !important;
+  box-shadow: 0 0 1.5rem rgba(0, 0, 0, 0.25); }}
+[data-testid="stSidebarCollapseButton"] {{ visibility: visible !important; }}
+</style>"""
+
+
+def touch_style() -> None:
+    """On a tablet or phone: room above each table for its toolbar, tooltips that fade, a sidebar that lies over the
+    page and closes with one tap (TOUCH_CSS says why)."""
+    if on_touch_screen():
+        st.html(TOUCH_CSS)
 
 
 PRESENT_FONT, PRESENT_TITLE = 20, 26  # presenter mode's chart text and titles, in px: readable from the back
@@ -375,7 +401,7 @@ def _training_line() -> None:
     running = [j for j in active if j.state == "running"]
     st.caption("**Training now:**")
     for j in running:
-        st.caption(f"· {j.config.title} — {status(j)}")
+        st.caption(f"· {j.config.title} ({whose(j)}) — {status(j)}")
     if waiting := len(active) - len(running):
         starts = duration_text(active[len(running)].eta_start - time.time())
         st.caption(f"· and {waiting} more waiting; the next starts in about {starts}")

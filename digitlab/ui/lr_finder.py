@@ -8,6 +8,7 @@ session that asks about the same setup: the class pays for it once.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import streamlit as st
@@ -15,13 +16,13 @@ import streamlit as st
 from .. import data as data_mod
 from .. import viz
 from ..lr_find import LRFinding
-from ..models import TrainConfig
+from ..models import PRESETS, TrainConfig, preset_for
 from ..runs.interface import JobRefused, Snapshot
 from ..train import ConfigError, check_config, task_size
 from .frame import chart
 from .resources import get_queue
 from .text import refusal_text, status
-from .training import LIVE_EVERY_S, lr_key, submit_run
+from .training import LIVE_EVERY_S, lr_key, settings_key, submit_run
 
 KEEP = 64  # sweeps kept per process (a few kB each); the oldest goes first
 
@@ -77,24 +78,41 @@ def lr_finder(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: 
         found = _sweep_section(config, data, prefix, disabled)
         if found is None:
             return
-    valley, steepest = rounded(found.valley), rounded(found.steepest)
-    chart(st, viz.lr_finder_curve(found.lrs, found.losses, found.valley, found.steepest,
-                                  title=f"The learning-rate finder: {config.title}"), key=f"{prefix}_lr_curve")
-    st.caption(f"{len(found.lrs)} batches in {found.seconds:.1f} s. Suggested: **{valley:g}**, by the *valley* "
-               f"rule (two thirds of the way down the longest fall of the loss, well before its bottom). The loss "
-               f"fell *steepest* at {steepest:g}. This setup's rate now: {config.lr:g}.")
+    found = dataclasses.replace(found, schedule=config.schedule)  # the sweep ran at constant rates: the suggestion
+    # is read for the schedule this setup trains with (a one-cycle run peaks where the fall ends)
+    preset = preset_for(config.preset, config.dataset) if config.preset in PRESETS else config
+    suggested, valley, steepest = rounded(found.suggestion), rounded(found.valley), rounded(found.steepest)
+    rule = "knee" if found.rule != "valley" else "valley"
+    chart(st, viz.lr_finder_curve(found.lrs, found.losses, found.suggestion, found.steepest,
+                                  title=f"The learning-rate finder: {config.title}", preset_lr=preset.lr,
+                                  y_range=(found.low, found.high),
+                                  suggestion_name="suggested (end of the fall)" if rule == "knee" else
+                                  "suggested (valley)"), key=f"{prefix}_lr_curve")
+    how = (f"where the fall ends: a one-cycle run warms up from a 25th of its peak and passes it once, so its peak can "
+           f"sit where the loss stops falling. Two thirds of the way down the fall (*valley*, for a constant rate): "
+           f"{valley:g}" if rule == "knee" else
+           "by the *valley* rule (two thirds of the way down the fall of the loss, well before its bottom)")
+    st.caption(f"{len(found.lrs)} batches in {found.seconds:.1f} s; the curve is each batch's loss averaged with its "
+               f"neighbours, and the blow-up at the end runs off the top. Suggested: **{suggested:g}**, {how}. The "
+               f"loss fell *steepest* at {steepest:g}. The preset's own rate (dashed): {preset.lr:g}; this setup's "
+               f"rate now: {config.lr:g}.")
     c1, c2, c3 = st.columns(3)
-    c1.button(f"Train with {valley:g}", key=f"{prefix}_lr_train_valley", on_click=_use, type="primary",
-              args=(prefix, config, valley, True), disabled=disabled,
-              help="Puts this rate in the Learning rate box above and starts the run, as Train does.")
-    c2.button(f"Use {valley:g} (valley)", key=f"{prefix}_lr_use_valley", on_click=_use,
-              args=(prefix, config, valley), help="Puts this rate in the Learning rate box above; then press Train.")
+    c1.button(f"Train with {suggested:g}", key=f"{prefix}_lr_train_valley", on_click=_use, type="primary",
+              args=(prefix, config, suggested, preset.epochs), disabled=disabled,
+              help=f"Puts this rate in the Learning rate box above and {preset.epochs} epoch"
+                   f"{'s' if preset.epochs != 1 else ''} (the preset's) in the Epochs box, and starts the run, as "
+                   "Train does.")
+    c2.button(f"Use {suggested:g} ({'end of the fall' if rule == 'knee' else 'valley'})",
+              key=f"{prefix}_lr_use_valley", on_click=_use, args=(prefix, config, suggested),
+              help="Puts this rate in the Learning rate box above; then press Train.")
     c3.button(f"Use {steepest:g} (steepest)", key=f"{prefix}_lr_use_steepest", on_click=_use,
               args=(prefix, config, steepest), help="Puts this rate in the Learning rate box above; then press Train.")
     if (rate := st.session_state.pop(f"{prefix}_lr_train", None)) is not None and not disabled:
-        # The box drew this rate already (the click set it before this run), so config is the run Train would start.
+        # The boxes drew this rate and the preset's epochs already (the click set them before this run), so config is
+        # the run Train would start.
         if submit_run(config.with_(lr=rate), data, prefix):
-            st.success(f"Training at learning rate {rate:g}: follow the run below.", icon="🚀")
+            st.success(f"Training at learning rate {rate:g} for {config.epochs} epoch{'s' if config.epochs != 1 else ''}:"
+                       " follow the run below.", icon="🚀")
 
 
 def _sweep_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabled: bool) -> LRFinding | None:
@@ -141,7 +159,10 @@ def _sweep_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disab
     return None
 
 
-def _use(prefix: str, config: TrainConfig, lr: float, train: bool = False) -> None:
-    st.session_state[lr_key(prefix, config.preset, config.dataset)] = lr  # before the next run draws the box: it opens on this rate
-    if train:
-        st.session_state[f"{prefix}_lr_train"] = lr  # and this run, once the page has built its setup, submits it
+def _use(prefix: str, config: TrainConfig, lr: float, epochs: int | None = None) -> None:
+    """Put ``lr`` in the Learning rate box (before the next run draws it: it opens on this rate); with ``epochs``,
+    put them in the Epochs box too and have the next run submit the setup (once the page has built it)."""
+    st.session_state[lr_key(prefix, config.preset, config.dataset)] = lr
+    if epochs is not None:
+        st.session_state[f"{settings_key(prefix, config.preset, config.dataset)}_epochs"] = epochs
+        st.session_state[f"{prefix}_lr_train"] = lr

@@ -41,8 +41,9 @@ def model_picker(
     if not infos:
         return None
     by_id = {i.id: i for i in infos}
-    if st.session_state.get(key) not in by_id:  # first visit, or the model it showed was deleted
-        st.session_state[key] = infos[0].id
+    shown = st.session_state.get(key)
+    if shown not in by_id or shown == st.session_state.get(f"{key}_auto"):  # first visit, a model deleted, or still
+        st.session_state[key] = st.session_state[f"{key}_auto"] = infos[0].id  # the page's own start: follow the store
     chosen = st.selectbox(label, list(by_id), key=key, format_func=lambda i: model_label(by_id[i]), help=help)
     return by_id.get(chosen)
 
@@ -76,10 +77,11 @@ def choose_models(label: str, key: str, where: Callable[[ModelInfo], bool] = lam
     until the student adds or removes any stored model; the others in a compact sortable table below the picker."""
     infos = ranking.picker_order([i for i in dataset_models(dataset) if where(i)])
     by_id = {i.id: i for i in infos}
-    if key in st.session_state:  # keep what the student picked, less what no longer exists
-        st.session_state[key] = [i for i in st.session_state[key] if i in by_id][:limit]
-    else:
-        st.session_state[key] = [i.id for i in ranking.best_of_each_kind(infos, limit, kinds)]
+    if key in st.session_state and st.session_state[key] != st.session_state.get(f"{key}_auto"):
+        st.session_state[key] = [i for i in st.session_state[key] if i in by_id][:limit]  # the student's, less the gone
+    else:  # the page's own start, again on every run: a model that finishes (or goes) shows at once
+        st.session_state[key] = st.session_state[f"{key}_auto"] = [i.id for i in ranking.best_of_each_kind(infos, limit,
+                                                                                                      kinds)]
     picked = st.multiselect(
         label, list(by_id), key=key, max_selections=limit, format_func=lambda i: model_label(by_id[i]),
         placeholder="Add a model", help=f"It starts on the class's best model of each kind; add or remove any stored "

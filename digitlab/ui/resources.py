@@ -145,6 +145,13 @@ def owner_id() -> str:
     return st.session_state.owner_id
 
 
+def whose(snap) -> str:
+    """Whose run a queue snapshot is, as the viewing session sees it: "yours", a student's, or the class's."""
+    if not snap.owner:
+        return "started for the class"
+    return "yours" if snap.owner == owner_id() else f"started by student {snap.owner[:4]}"
+
+
 def _model_mtime(store: ModelStore, model_id: str) -> float:
     try:
         return (store.root / f"{model_id}.safetensors").stat().st_mtime

@@ -80,7 +80,8 @@ def _runs() -> None:
         return
     for snap in active:
         c1, c2, c3 = st.columns([6, 1, 1])
-        who = f"{len(snap.watchers)} student(s) waiting on it" if snap.watchers else "started for the class"
+        who = (f"started by student {snap.owner[:4]}" if snap.owner else "started for the class") + (
+            f", {len(snap.watchers)} student(s) waiting on it" if snap.watchers else "")
         c1.markdown(f"**{snap.config.title}** · {snap.config.preset} · {snap.config.epochs} epoch(s), "
                     f"batch {snap.config.batch_size} · {who}")
         c1.progress(snap.progress, text=status(snap))
@@ -128,15 +129,24 @@ def teacher_limits() -> None:
 # ---------------------------------------------------------------- models
 
 
+TARGET, PICKER, SURE, CONFIRMED = "teacher_target", "teacher_model", "teacher_model_sure", "teacher_confirmed"
+
+
 def teacher_models() -> None:
+    """Rename or remove one stored model. The model acted on is the id captured when the teacher picked it
+    (``TARGET``), never whatever the box shows after a rerun; the removal's tick belongs to that id and is cleared
+    when the choice changes."""
     st.header("Models")
+    if done := st.session_state.pop("teacher_models_done", None):
+        st.success(done, icon="🎓")
     infos, _ = stored_models()
     if not infos:
         st.caption("No trained models in the store.")
         return
     by_id = {i.id: i for i in infos}
-    chosen = st.selectbox("Model", list(by_id), format_func=lambda i: f"{model_label(by_id[i])} · {i}",
-                          key="teacher_model")
+    chosen = model_target(list(by_id))
+    st.selectbox("Model", list(by_id), format_func=lambda i: f"{model_label(by_id[i])} · {i}", key=PICKER,
+                 on_change=_retarget)
     if name := get_store().name(chosen):
         st.caption(f"Called “{name}”.")
     c1, c2 = st.columns(2)
@@ -145,9 +155,41 @@ def teacher_models() -> None:
         if st.button("Rename", key="teacher_rename", disabled=not name.strip()) and is_teacher():
             _store_action(lambda: get_store().rename(chosen, name), f"{chosen} is now called “{name.strip()}”.")
     with c2:
-        sure = st.checkbox(f"Yes, remove {chosen} for everyone", key="teacher_model_sure")
-        if st.button("Remove model", key="teacher_remove", disabled=not sure) and is_teacher():
+        st.checkbox(f"Yes, remove {chosen} for everyone", key=SURE, on_change=_confirm, args=(chosen,))
+        sure = st.session_state.get(CONFIRMED) == chosen and bool(st.session_state.get(SURE))
+        if st.button("Remove model", key="teacher_remove", disabled=not sure) and is_teacher() and sure:
+            st.session_state.pop(CONFIRMED, None)  # the tick goes with the model on the next run (model_target)
             _store_action(lambda: get_store().delete(chosen), f"Removed {chosen}.")
+
+
+def model_target(ids: list[str]) -> str:
+    """The model the teacher picked, by id, kept across reruns (a rename that changes its label, a tick, another
+    model stored meanwhile); the first only when none is picked yet or the picked one is gone. The box is set to it
+    before it draws, so what it shows is what an action acts on."""
+    target = st.session_state.get(TARGET)
+    if target not in ids:
+        if target is not None:
+            _clear_confirmation()
+        target = st.session_state[TARGET] = ids[0]
+    st.session_state[PICKER] = target
+    return target
+
+
+def _retarget() -> None:
+    """The box's callback: the new choice becomes the target, and any removal ticked for the old one is cleared."""
+    if st.session_state.get(PICKER) != st.session_state.get(TARGET):
+        _clear_confirmation()
+    st.session_state[TARGET] = st.session_state.get(PICKER)
+
+
+def _confirm(target: str) -> None:
+    """The tick's callback: the confirmation names the model it was given for."""
+    st.session_state[CONFIRMED] = target if st.session_state.get(SURE) else None
+
+
+def _clear_confirmation() -> None:
+    st.session_state[SURE] = False
+    st.session_state.pop(CONFIRMED, None)
 
 
 def _store_action(action, done: str) -> None:
@@ -156,7 +198,7 @@ def _store_action(action, done: str) -> None:
     except (StoreError, OSError) as e:
         st.error(f"Could not do that: {e}")
         return
-    st.toast(done)
+    st.session_state["teacher_models_done"] = done  # said under the Models header after the rerun
     st.rerun()  # every section shows the store as it is now
 
 

@@ -35,3 +35,15 @@ def over_limit_text(over: OverLimit) -> str:
 def refusal_text(refused: JobRefused) -> str:
     """A refused submit, for the page."""
     return over_limit_text(refused.over) if refused.over is not None else refused.message
+
+
+def cancelled_text(snap: Snapshot, stopped_here: bool) -> str:
+    """Who ended a cancelled run and what was kept. A student's Stop cancels a run only when they are the last to wait
+    on it, so a run this session did not stop was cancelled by the teacher (Teacher page or command line)."""
+    who = "You stopped this run" if stopped_here else "The teacher cancelled this run"
+    n = len(snap.history)
+    if snap.model_id:
+        return f"{who} after {n} epoch{'s' if n != 1 else ''}; the finished epochs are stored as a model."
+    if not snap.history and not snap.batch_losses:
+        return f"{who} before it started: nothing to keep."
+    return f"{who} before its first epoch finished: nothing to keep."

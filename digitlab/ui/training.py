@@ -20,7 +20,7 @@ from ..train import ConfigError, check_config, compute_dtype, pick_device, task_
 from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
 from .run_words import run_label, run_verdict
-from .text import duration_text, over_limit_text, refusal_text, status
+from .text import cancelled_text, duration_text, over_limit_text, refusal_text, status
 from .watch import steering, watch_it_learn
 
 LIVE_EVERY_S = 1.0  # the live panel's redraw: the worker reports every 0.25 s, and its pictures about every second
@@ -187,7 +187,7 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
     if snap.state == "failed":
         st.error(f"{title}: {snap.error}")
     elif snap.state == "cancelled":
-        st.warning(f"{title}: {snap.message}")
+        st.warning(f"{title}: {cancelled_text(snap, st.session_state.get(f'{state_key}_stopped') == snap.id)}")
     elif snap.state == "done":
         st.success(f"{title}: {snap.message}")
     else:
@@ -214,6 +214,8 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
 def stop_following(snap: Snapshot, state_key: str) -> None:
     """A student's Stop: detach from the run; the queue cancels it only when nobody else waits on it."""
     what = get_queue().stop(snap.id, owner_id())
+    if what == "cancelled":
+        st.session_state[f"{state_key}_stopped"] = snap.id  # this student's Stop ended it, not the teacher
     if what == "detached":
         st.session_state.pop(state_key, None)
         others = len(snap.watchers) - 1

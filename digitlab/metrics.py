@@ -256,22 +256,22 @@ class Calibration:
     temperature: float
     before: Reliability  # as trained, on the images it is judged on
     after: Reliability  # with the fitted temperature, on the same images
-    fitted_on: str = ""  # which images T was fitted on, in words
+    held_out: int = 0  # how many held-out training images T was fitted on; 0: half the test images (an older model)
 
 
 def calibrate(pred: Predictions, held_out: Predictions | None = None, bins: int = 10) -> Calibration:
     """Temperature scaling: T fitted on ``held_out`` (training images the run never trained on), both diagrams
     drawn on the whole test set, so T never sees the images it is judged on. A model trained before images were
     held out gets T from half the test images, judged on the other half."""
-    if held_out is not None and len(held_out.targets):
+    n_held_out = len(held_out.targets) if held_out is not None else 0
+    if n_held_out:
         t, judge = fit_temperature(held_out.probs, held_out.targets), torch.arange(len(pred.targets))
-        fitted_on = f"{len(held_out.targets):,} held-out training images"
     else:
         fit, judge = calibration_halves(len(pred.targets))
-        t, fitted_on = fit_temperature(pred.probs[fit], pred.targets[fit]), "half the test images (an older model)"
+        t = fit_temperature(pred.probs[fit], pred.targets[fit])
     scaled = with_temperature(pred.probs[judge], t)
     return Calibration(t, reliability(pred.probs[judge], pred.targets[judge], bins),
-                       reliability(scaled, pred.targets[judge], bins), fitted_on)
+                       reliability(scaled, pred.targets[judge], bins), n_held_out)
 
 
 def calibrated(pred: Predictions, held_out: Predictions | None = None, temperature: float | None = None) -> Predictions:

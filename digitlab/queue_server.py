@@ -63,8 +63,8 @@ class QueueService:
         except DataError:
             pass  # only a head start: the run itself, if one comes, says what is wrong with the data
 
-    def estimate(self, config: dict, n_images: int) -> float:
-        return self.queue.estimate(TrainConfig.from_dict(config), n_images)
+    def estimate(self, config: dict, n_images: int, loaded: bool = True) -> float:
+        return self.queue.estimate(TrainConfig.from_dict(config), n_images, loaded)
 
     def over_limit(self, config: dict, n_images: int) -> OverLimit | None:
         return self.queue.over_limit(TrainConfig.from_dict(config), n_images)
@@ -129,8 +129,8 @@ class RemoteQueue(TrainingQueue):
             self._warmed_at = time.monotonic()
             self._service.warm(data.source.dataset, data.source.path, data.fingerprint())
 
-    def estimate(self, config: TrainConfig, n_images: int) -> float:
-        return self._service.estimate(config.to_dict(), n_images)
+    def estimate(self, config: TrainConfig, n_images: int, loaded: bool = True) -> float:
+        return self._service.estimate(config.to_dict(), n_images, loaded)
 
     def over_limit(self, config: TrainConfig, n_images: int) -> OverLimit | None:
         return self._service.over_limit(config.to_dict(), n_images)

@@ -6,7 +6,6 @@ import streamlit as st
 from digitlab import architecture, features, ranking, train, ui, untrained, viz
 from digitlab.data import MNIST
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters, preset_for
-from digitlab.ui.text import duration_text
 
 LINK = ui.LinkedPage("cnn", default="cnn-fast", model_key="cnn_view_model", image_key="cnn_img")
 
@@ -32,7 +31,7 @@ def layer_by_layer(data: MNIST) -> TrainConfig:
     st.header("1. DigitCNN, layer by layer")
     preset = ui.preset_picker(("cnn",), key="cnn_preset", default="cnn-fast")
     recipes = {name: preset_for(name, data.spec.key) for name in ("cnn-fast", "cnn-seed", "cnn-best")}
-    st.caption(" · ".join(f"`{name}`: about {duration_text(ui.estimated_seconds(config, data))}"
+    st.caption(" · ".join(f"`{name}`: about {ui.duration_text(ui.estimated_seconds(config, data))}"
                           for name, config in recipes.items()) + " to train here, once it starts. "
                "The page starts on cnn-fast so the class is not kept waiting; cnn-seed is the tutorial's own recipe.")
     net = untrained.initial_model(preset)  # untrained: only its shapes and sizes are read here

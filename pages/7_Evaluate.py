@@ -30,8 +30,8 @@ def confusion_section(chosen, names) -> None:
         cm, labels = pred.confusion, list(pred.class_names)
         with cols[0] if len(chosen) == 1 else cols[i]:
             st.markdown(f"**{names[k]}**")
-            points = ui.confusion_cells(st, ui.shared_figure(("cm", sha), viz_evaluate.confusion_heatmap, cm, labels), cm,
-                                        labels, key=f"cm_{k}")  # a click, or a tap on a touch screen's table
+            points = ui.confusion_cells(st, ui.shared_figure(("cm", sha), viz_evaluate.confusion_heatmap, cm, labels),
+                                        cm, labels, key=f"cm_{k}")  # a click, or a tap on a touch screen's table
             with st.expander("The matrix as numbers"):
                 st.dataframe(pd.DataFrame(cm.numpy(), index=[f"true {n}" for n in labels],
                                           columns=[f"pred {n}" for n in labels]), key=f"cm_table_{k}")

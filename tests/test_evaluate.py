@@ -264,6 +264,14 @@ def test_temperature_scaling_finds_the_temperature_that_made_a_model_underconfid
     assert cal.before.ece > 0.1 and cal.after.ece < 0.03
     assert torch.equal(metrics.calibrated(pred).predicted, pred.predicted)  # the answers never change
     assert metrics.calibrated(pred).confidence.mean() > pred.confidence.mean()
+    # no held-out images (a model trained before they were kept): T comes from half the test images, and the table
+    # says so; with held-out images, T comes from them and the table counts them
+    assert cal.held_out == 0 and words.calibration_rows({"m": cal})[0]["T fitted on"] == \
+        "half the test images (an older model)"
+    held_out = metrics.Predictions(soft[:500], targets[:500], torch.arange(500), metrics.DIGITS)
+    by_held_out = metrics.calibrate(pred, held_out)
+    assert by_held_out.held_out == 500 and by_held_out.temperature == pytest.approx(0.5, rel=0.2)
+    assert words.calibration_rows({"m": by_held_out})[0]["T fitted on"] == "500 held-out training images"
 
 
 def test_confidence_notes_say_what_shapes_the_confidence():

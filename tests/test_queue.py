@@ -9,6 +9,7 @@ import pytest
 
 from digitlab.models import PRESETS
 from digitlab.runs import queue as queue_mod
+from digitlab.runs.estimate import busy
 from digitlab.runs.interface import JobRefused
 from digitlab.runs.queue import JobQueue
 from digitlab.runs.runners.inline import InlineRunner
@@ -189,6 +190,12 @@ def test_an_estimate_counts_from_the_click_to_done_and_learns_the_machine_s_load
         after = queue.estimate(SMALL_MLP, n)
         assert "mlp" in queue.estimates.load and after != before
         assert abs(after - took) < abs(before - took) or abs(after - took) / took < 0.3
+        # a server ten times busier than its measured speeds: the estimate shown says so, the class's limit judges
+        # the run's own cost (a student is not refused because the machine is busy now)
+        queue.estimates.load["mlp"] = (10.0, busy())
+        assert queue.estimate(SMALL_MLP, n) > 5 * queue.estimate(SMALL_MLP, n, loaded=False)
+        queue.limit_s = 2 * queue.estimate(SMALL_MLP, n, loaded=False)
+        assert queue.over_limit(SMALL_MLP, n) is None and queue.estimate(SMALL_MLP, n) > queue.limit_s
     finally:
         queue.close()
 

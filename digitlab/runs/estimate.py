@@ -91,10 +91,12 @@ class Estimates:
             if images_per_s and images_per_s > 0:
                 self.rates[speed_key(config)] = float(images_per_s)
 
-    def seconds(self, config: TrainConfig, n_images: int) -> float:
-        """Seconds from the click to "done" for a run of ``config`` on ``n_images`` training images."""
+    def seconds(self, config: TrainConfig, n_images: int, loaded: bool = True) -> float:
+        """Seconds from the click to "done" for a run of ``config`` on ``n_images`` training images; with ``loaded``
+        False, on this server as if nothing else ran (what the class's limit is judged on: a run's own cost, the
+        same however busy the machine is when a student asks)."""
         with self._lock:
-            return self._seconds(config, n_images)
+            return self._seconds(config, n_images, loaded)
 
     def _seconds(self, config: TrainConfig, n_images: int, loaded: bool = True) -> float:
         key = speed_key(config)
@@ -124,18 +126,19 @@ class Estimates:
         return (self.start_s + SAVE_S) * (self._load(config) if loaded else 1.0)
 
     def over_limit(self, config: TrainConfig, n_images: int, limit_s: float | None) -> OverLimit | None:
-        """Why a run of ``config`` would be refused for its cost, or None when within ``limit_s`` (None: no limit)."""
-        seconds = self.seconds(config, n_images)
+        """Why a run of ``config`` would be refused for its cost (its estimate as if nothing else ran), or None when
+        within ``limit_s`` (None: no limit)."""
+        seconds = self.seconds(config, n_images, loaded=False)
         if limit_s is None or seconds <= limit_s:
             return None
         options = []
-        fixed = self.fixed_seconds(config)
+        fixed = self.fixed_seconds(config, loaded=False)
         fit_epochs = int((limit_s - fixed) // ((seconds - fixed) / config.epochs))
         if fit_epochs >= 1:
             options.append(f"at most {fit_epochs} epoch(s)")
         for batch in (64, 128, 256, 512):  # the first larger batch that fits, and in how many epochs
             if batch > config.batch_size:
-                one = self.seconds(config.with_(batch_size=batch, epochs=1), n_images)
+                one = self.seconds(config.with_(batch_size=batch, epochs=1), n_images, loaded=False)
                 n = int((limit_s - fixed) // (one - fixed))
                 if n >= 1:
                     options.append(f"a batch size of {batch}" + ("" if n >= config.epochs else

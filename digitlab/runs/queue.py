@@ -144,10 +144,11 @@ class JobQueue(TrainingQueue):
             self._ensure_slots()
             self._cond.notify_all()
 
-    def estimate(self, config: TrainConfig, n_images: int) -> float:
-        """Seconds from Train to "done" for a run of ``config`` on ``n_images`` training images on this server."""
+    def estimate(self, config: TrainConfig, n_images: int, loaded: bool = True) -> float:
+        """Seconds from Train to "done" for a run of ``config`` on ``n_images`` training images on this server (with
+        ``loaded`` False: as if nothing else ran, as the class's limit judges it)."""
         self.estimates.learn_from_store(self.store)
-        return self.estimates.seconds(config, n_images)
+        return self.estimates.seconds(config, n_images, loaded)
 
     def over_limit(self, config: TrainConfig, n_images: int) -> OverLimit | None:
         """Why a student's run of ``config`` would be refused for its cost, or None within the class's limit."""

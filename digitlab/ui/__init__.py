@@ -15,6 +15,7 @@
 - conv: one number of a CNN's feature map worked out (patch x kernel, sum + bias, BatchNorm, ReLU, max-pool)
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
+- text: a run's numbers in the pages' words (how long, its place in line, why it is refused)
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
   confidence_note for every page that shows a model's "% sure". The Evaluate page reads this module whole (as
   ``words``); its other names are not re-exported
@@ -97,6 +98,7 @@ from .teacher import (
     teacher_store_health,
     teacher_unlocked,
 )
+from .text import duration_text
 from .training import (
     dataset_prefix,
     estimated_seconds,
@@ -121,6 +123,6 @@ __all__ = [
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
-    "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
+    "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

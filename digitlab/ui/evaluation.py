@@ -70,10 +70,15 @@ def map_title(model: nn.Module, emb: Embedding) -> str:
     return f"{layer_label(model, emb.layer)} · {how}"
 
 
+def fitted_on(c: Calibration) -> str:
+    """Which images a temperature was fitted on, in words."""
+    return f"{c.held_out:,} held-out training images" if c.held_out else "half the test images (an older model)"
+
+
 def calibration_rows(results: dict[str, Calibration]) -> list[dict]:
     """One row per model: its temperature and its expected calibration error before and after."""
     return [{"model": name, "ECE as trained": c.before.ece, "ECE after temperature scaling": c.after.ece,
-             "temperature T": round(c.temperature, 3), "T fitted on": c.fitted_on,
+             "temperature T": round(c.temperature, 3), "T fitted on": fitted_on(c),
              "reads as": "underconfident (T < 1 sharpens)" if c.temperature < 0.95 else
              "overconfident (T > 1 softens)" if c.temperature > 1.05 else "about right"}
             for name, c in results.items()]

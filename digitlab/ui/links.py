@@ -205,11 +205,10 @@ def restore_view(page: ViewPage, data: data_mod.MNIST) -> None:
 def _into_address(prefix: str, params: dict[str, str], ours: Callable[[str], bool], opened: str) -> None:
     """The page's choices into the address (the previous ones of ``ours`` that no longer apply go), marked as the
     page's own; then, once, what the link that opened it could not set."""
-    for name in [k for k in _address_params() if ours(k) and k not in params]:
-        del st.query_params[name]
-    for name, value in params.items():
-        if st.query_params.get(name) != value:
-            st.query_params[name] = value
+    now = st.query_params.to_dict()
+    wanted = {k: v for k, v in now.items() if not (k not in FRAME_PARAMS and ours(k) and k not in params)} | params
+    if wanted != now:  # the whole address in one message: the browser never holds half of a change
+        st.query_params.from_dict(wanted)
     st.session_state[f"{prefix}_link_seen"] = _address_params()  # this address is the page's own now
     if notes := st.session_state.pop(f"{prefix}_link_notes", None):
         st.warning(f"{opened}, less what this page could not use:\n" + "\n".join(f"- {n}" for n in notes), icon="🔗")

@@ -95,7 +95,7 @@ def epochs_allowed(config: TrainConfig, train_limit: int | None) -> tuple[int, s
     if queue.limit_s is None:
         return MAX_EPOCHS, ""
     config = config.with_(epochs=1, train_limit=config.train_limit if train_limit is None else int(train_limit))
-    one = queue.estimate(config, task_size(get_data(), config))
+    one = queue.estimate(config, task_size(get_data(), config), loaded=False)  # as the limit judges it
     fits = max(1, min(MAX_EPOCHS, int(queue.limit_s // max(one, 1e-9))))
     if fits == MAX_EPOCHS:
         return MAX_EPOCHS, ""

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..execute import analyse_model, run_and_report
+from ..runner import Runner
 from ..spec import JobSpec
 from ..steering import Steering
 
 
-class InlineRunner:
+class InlineRunner(Runner):
     idle_s = None
     start_s = 0.1  # nothing to start: the model is built in this process
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..runner import Runner
 from ..spec import Command, Finished, JobSpec, Ready, from_line, to_line
 from ..steering import Steering
 
@@ -26,7 +27,7 @@ WORKER_IDLE_S = 120.0
 WORKER_GROWTH_MB = 200.0
 
 
-class ProcessRunner:
+class ProcessRunner(Runner):
     start_s = 1.5  # warm 0.4 s, cold 3.2 s (bench_first_step.py); the model built
     def __init__(self):
         self.proc: subprocess.Popen | None = None

@@ -21,6 +21,7 @@ import ray
 
 from ... import settings
 from ...store import atomic_write
+from ..runner import Runner
 from ..spec import Finished, JobSpec
 from ..steering import Steering
 
@@ -127,7 +128,7 @@ def train_task(spec: JobSpec, data, parent_files: dict[str, bytes], flags: RunFl
             yield _files_of(store, finished.model_id, sent)
 
 
-class RayRunner:
+class RayRunner(Runner):
     """One run at a time as a task on a Ray cluster; no process of its own here."""
 
     idle_s = None

@@ -137,9 +137,9 @@ def summarize(collection: Collection, models: list[tuple[torch.nn.Module, ModelI
     scores = [
         {
             "model": info.config.title,
-            "preset": info.config.preset,
             "accuracy on the collection": accuracy_on(predict_proba(model, info.config, images), labels),
             "MNIST test accuracy": info.metrics.get("test_accuracy"),
+            "preset": info.config.preset,
         }
         for model, info in models
         if not info.config.pair and entries

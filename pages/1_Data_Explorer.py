@@ -12,7 +12,10 @@ def how_many(data) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Training images", f"{sum(data.class_counts('train')):,}")
     c2.metric("Test images", f"{sum(data.class_counts('test')):,}")
-    ui.chart(st, ui.shared(explore.counts_figure, data), key="counts")
+    counts = data.class_counts("train")
+    ui.chart(st, ui.shared(explore.counts_figure, data), key="counts", alt=f"Training images per {data.spec.noun}: "
+             f"from {min(counts):,} ({data.classes[counts.index(min(counts))]}) to {max(counts):,} "
+             f"({data.classes[counts.index(max(counts))]})")
     st.caption(f"{'Roughly balanced' if data.spec.key == 'mnist' else 'Exactly balanced'}: no {data.spec.noun} is "
                "rare, so plain accuracy is a fair score.")
 
@@ -63,13 +66,13 @@ def one_image(data, split: str) -> None:
     index = pick_image(data, split)
     views = ui.shared(explore.image_views, data, split, index)
     st.markdown(f"**{split} image {index}**, labelled **{data.classes[int(data.split(split)[1][index])]}**")
-    big = ui.presenting()  # on a projector the table gets the page's whole width and 16 px numbers
+    big = ui.presenting()  # on a projector the table gets the page's whole width and 18 px numbers
     h1, h2 = st.columns([1, 1]) if not big else (st.container(), st.container())
     ui.chart(h1, views["heatmap"], key="one")
     with h2:
         st.caption("The same 784 numbers as a table, shaded as the seeds do it: "
                    "`df.style.background_gradient('Greys')`")
-        st.html(ui.shared(explore.pixel_table_html, data, split, index, 16) if big else views["table_html"])
+        st.html(ui.shared(explore.pixel_table_html, data, split, index, 18) if big else views["table_html"])
     st.subheader("Flattened: a row of 784 numbers")
     st.markdown("A linear model or an MLP does not know which pixels are neighbours: it gets one long vector.")
     ui.chart(st, views["vector"], key="vector")

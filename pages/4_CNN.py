@@ -100,7 +100,8 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
     c1, c2 = st.columns([1, 2])
     ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {data.classes[label]}", height=280), key="cnn_image")
     ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
-                                      height=280), key="cnn_probs")
+                                      height=280), key="cnn_probs", alt=f"The CNN's answer to test image {index}, a "
+             f"{data.classes[label]}: {features.class_names(info.config)[int(probs.argmax())]}, {float(probs.max()):.0%}")
     c2.caption(ui.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
     first_filters(model)
     feature_maps(model, info.config, image)

@@ -77,8 +77,8 @@ def model_answer(a: pp.Answer, key: str) -> None:
               "one of its two answers." if cfg.pair else None)
     if cfg.pair:
         st.caption(f"Answers only its own question: **{cfg.question}**")
-    ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.pair else 290),
-                 key=f"{key}_bars_{a.info.id}")
+    ui.chart(st, viz.probability_bars(a.probs, a.labels, height=170 if cfg.pair else 290), key=f"{key}_bars_{a.info.id}",
+             alt=f"{a.info.title} answers {a.predicted}, {a.confidence:.0%} sure")
     st.caption(f"{ui.confidence_note(cfg)} Input: {pp.norm_text(cfg)}")
 
 

@@ -73,7 +73,8 @@ def mistakes_section(chosen, names) -> None:
         ui.chart(st, ui.shared_figure(("mistakes", found.weights_sha256, n_mistakes), viz.image_grid,
                                       data.test_images[[r["test image"] for r in rows]],
                                       [f"{r['true']}→{r['predicted']} {r['probability']:.0%}" for r in rows],
-                                      cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}")
+                                      cols=10, height_per_row=95, zmax=255), key=f"mistakes_{info.id}",
+                 alt=f"The {len(rows)} surest mistakes; the first, a {rows[0]['true']} read as {rows[0]['predicted']} at {rows[0]['probability']:.0%}")
         with st.expander("As a table"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"mistakes_table_{info.id}")
 

@@ -148,12 +148,12 @@ def test_presenter_mode_from_the_address_makes_charts_and_the_pixel_table_readab
     assert specs
     for spec in specs:
         layout = spec["layout"]
-        assert layout["font"]["size"] >= 16 and layout["title"]["font"]["size"] == 22
+        assert layout["font"]["size"] >= 18 and layout["title"]["font"]["size"] == 26
         for name, axis in layout.items():
             if name.startswith(("xaxis", "yaxis")):
-                assert axis["tickfont"]["size"] >= 16, name
+                assert axis["tickfont"]["size"] >= 18, name
     html = " ".join(h.proto.body for h in at.get("html"))
-    assert "font-size: 16px" in html  # the pixel table's numbers, from the back of the room
+    assert "font-size: 18px" in html  # the pixel table's numbers, from the back of the room
 
     at.toggle(key="present_mode").set_value(False).run()  # off again: the address drops it, charts as before
     assert "present" not in at.query_params

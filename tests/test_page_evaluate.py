@@ -84,6 +84,7 @@ def test_confusion_matrix_sums_to_the_test_set_and_matches_the_accuracy(mnist, t
     (board,) = _frames(_show(at, "Leaderboard"), "rank")
     assert {i.id for i in trained.values()} <= set(board["id"])
     assert board["rank"].tolist() == list(range(1, len(board) + 1))
+    assert list(board.columns[:3]) == ["rank", "model", "test accuracy"]  # what matters first, at every width
     assert set(board["question"]) >= {"which digit?", "3 or 7?"}  # what each model answers, in words
     digits = board[board["question"] != "3 or 7?"]["test accuracy"].tolist()
     assert digits == sorted(digits, reverse=True)  # best first

@@ -53,6 +53,7 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
     assert any("Draw a digit" in i.value for i in at.info)
     assert any("20 drawings" in m.value for m in at.markdown)
     table = next(d.value for d in at.dataframe if "accuracy on the collection" in d.value.columns)
+    assert list(table.columns[:3]) == ["model", "accuracy on the collection", "MNIST test accuracy"]
     from digitlab.store import ModelStore
 
     model, info = ModelStore().load(trained["cnn"].id)

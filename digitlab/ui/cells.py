@@ -22,7 +22,9 @@ def confusion_cells(where, fig, cm, labels: list[str], key: str) -> list[dict]:
     """The matrix (``fig``, or on a touch screen a table of ``cm``) and the cell picked on it, as
     ``[{"y": true name, "x": predicted name}]`` (evaluate.follow_cell's points); [] when none is."""
     if not on_touch_screen():
-        event = chart(where, fig, key=key, on_select="rerun", selection_mode="points")
+        right, total = int(np.trace(np.asarray(cm))), int(np.asarray(cm).sum())
+        event = chart(where, fig, key=key, on_select="rerun", selection_mode="points", alt=f"Confusion matrix: "
+                      f"{right / max(total, 1):.1%} of {total:,} test images on the diagonal (right)")
         return event.selection.points if event and event.selection else []
     counts = pd.DataFrame(np.asarray(cm, dtype=np.int64), index=[f"true {n}" for n in labels], columns=labels)
     where.caption("Tap a cell: its images show beside. Rows: the true label; columns: what the model said.")

@@ -77,8 +77,8 @@ def fitted_on(c: Calibration) -> str:
 
 def calibration_rows(results: dict[str, Calibration]) -> list[dict]:
     """One row per model: its temperature and its expected calibration error before and after."""
-    return [{"model": name, "temperature T": round(c.temperature, 3), "T fitted on": fitted_on(c),
-             "ECE as trained": c.before.ece, "ECE after temperature scaling": c.after.ece,
+    return [{"model": name, "ECE as trained": c.before.ece, "ECE after temperature scaling": c.after.ece,
+             "temperature T": round(c.temperature, 3), "T fitted on": fitted_on(c),
              "reads as": "underconfident (T < 1 sharpens)" if c.temperature < 0.95 else
              "overconfident (T > 1 softens)" if c.temperature > 1.05 else "about right"}
             for name, c in results.items()]

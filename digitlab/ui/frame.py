@@ -4,11 +4,14 @@ lines, "The code that runs" boxes and links between stages."""
 from __future__ import annotations
 
 import functools
+import html
 import inspect
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -145,7 +148,33 @@ def touch_style() -> None:
         st.html(TOUCH_CSS)
 
 
-PRESENT_FONT, PRESENT_TITLE = 17, 22  # presenter mode's chart text and titles, in px: readable from the back
+PRESENT_FONT, PRESENT_TITLE = 20, 26  # presenter mode's chart text and titles, in px: readable from the back
+
+# Presenter mode scales the whole page, not only the charts: Streamlit sizes its text in rem, so a 24 px root makes
+# its smallest text (0.75rem) 18 px and body text 24 px; headings are brought back to a sensible scale, and the few
+# things sized in px (the skip link) are named. Tables are drawn on a canvas: zoomed as a whole.
+PRESENTER_CSS = """<style>
+html { font-size: 24px; }
+h1 { font-size: 2.2rem !important; }
+h2 { font-size: 1.7rem !important; }
+h3 { font-size: 1.35rem !important; }
+[data-testid="stSkipToContent"] { font-size: 1rem; }
+[data-testid="stCaptionContainer"] code { font-size: 0.8rem; }
+[data-testid="stElementContainer"]:has(> [data-testid="stDataFrame"]) { zoom: 1.3; width: calc(100% / 1.3) !important; }
+</style>"""
+
+
+# Streamlit's theme has no colour for code inside a caption: it fades the code colour as it fades the caption (3:1
+# on its grey background). Written in the caption's own colour, as readable as the caption (4.5:1 and up).
+# Streamlit's chart theme writes ticks, axis titles and labels in #808495 (3.7:1 on white): that grey, and only it
+# (a label given its own colour keeps it), becomes #5c5f6b (6.3:1).
+# A chart's text alternative (chart(alt=...)) is read by a screen reader, not shown: out of the flow, one pixel.
+CONTRAST_CSS = """<style>
+[data-testid="stCaptionContainer"] code { color: inherit; }
+.js-plotly-plot text[style*="fill: rgb(128, 132, 149)"] { fill: #5c5f6b !important; }
+[data-testid="stElementContainer"]:has(.dl-alt) { position: absolute; width: 1px; height: 1px; overflow: hidden;
+  clip-path: inset(50%); white-space: nowrap; }
+</style>"""
 
 
 def presenting() -> bool:
@@ -156,8 +185,10 @@ def presenting() -> bool:
 
 
 def presenter_style() -> None:
-    """Keep ``?present=1`` in the address while presenter mode is on, so a reload (or a bookmark) stays in it."""
+    """The page's contrast fix (CONTRAST_CSS) and presenter mode's page-wide sizes (PRESENTER_CSS); keep ``?present=1`` in the address while it is on, so a
+    reload (or a bookmark) stays in it."""
     on = presenting()
+    st.html(CONTRAST_CSS + (PRESENTER_CSS if on else ""))
     if on != (st.query_params.get("present") == "1"):
         if on:
             st.query_params["present"] = "1"
@@ -184,22 +215,104 @@ def dataset_choice() -> None:
         st.query_params[DATASET_KEY] = current
 
 
-def chart(where, fig, **kwargs):
-    """``where.plotly_chart(fig, **kwargs)``; in presenter mode a copy of the figure with text of at least 17 px,
-    titles of 22 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
+def chart(where, fig, alt: str = "", **kwargs):
+    """``where.plotly_chart(fig, **kwargs)`` and the chart's one-line text alternative for a screen reader: ``alt``
+    (what it shows and its key number, from the call site's data), or else one read from the figure's own data
+    (chart_summary). In presenter mode a copy of the figure with text of at least 20 px,
+    titles of 26 px and a little more height for them (the figure itself may be shared by the class: never changed)."""
     if presenting():
         fig = go.Figure(fig)
         fig.update_layout(font_size=PRESENT_FONT, title_font_size=PRESENT_TITLE, legend_font_size=PRESENT_FONT)
         for axes in (fig.update_xaxes, fig.update_yaxes):  # Streamlit's chart theme sets 12 px ticks: say otherwise
             axes(tickfont_size=PRESENT_FONT, title_font_size=PRESENT_FONT)
+        fig.for_each_yaxis(lambda ax: ax.update(dtick=1), selector={"type": "log"})  # no 15 px "2" and "5" between
+        fig.for_each_xaxis(lambda ax: ax.update(dtick=1), selector={"type": "log"})  # powers of ten on a log axis
         for ann in fig.layout.annotations:  # subplot titles, labels: never below the presenter size
             ann.font.size = max(ann.font.size or 0, PRESENT_FONT)
-        fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None)
+        fig.update_traces(textfont_size=PRESENT_FONT, selector=lambda t: getattr(t, "text", None) is not None
+                          or getattr(t, "texttemplate", None) is not None)  # numbers written in a heatmap's cells
         if fig.layout.height:
             fig.update_layout(height=int(fig.layout.height * 1.25))
+            _room_for_labels(fig)
     if on_touch_screen():  # a touch screen shows Plotly's toolbar all the time, over the chart's title; taps select
         kwargs.setdefault("config", {"displayModeBar": False})
-    return where.plotly_chart(fig, **kwargs)
+    shown = where.plotly_chart(fig, **kwargs)
+    where.markdown(f'<p class="dl-alt">Chart: {html.escape(alt or chart_summary(fig))}</p>', unsafe_allow_html=True)
+    return shown
+
+
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def chart_summary(fig: go.Figure) -> str:
+    """A figure in one line from its own data: its title, what kind of chart, and its key number (the largest bar,
+    each line's last point, a map's size and range)."""
+    title = re.sub(r"<[^>]+>", " ", fig.layout.title.text or "").strip()
+    traces = [t for t in fig.data if t.visible is not False]
+    said = ""
+    if traces and traces[0].type == "heatmap":
+        z = np.asarray(traces[0].z, dtype=float)
+        if z.size and np.isfinite(z).any():
+            said = (f"{len(traces)} images" if len(traces) > 1 else f"a {z.shape[0]}x{z.shape[-1]} map") + \
+                   f", values {_number(np.nanmin(z))} to {_number(np.nanmax(z))}"
+            if labels := [a.text for a in fig.layout.annotations if a.text][:3]:  # subplot titles, map labels
+                said += ", the first labelled " + ", ".join(labels)
+    elif traces and traces[0].type == "bar":
+        bar = traces[0]
+        values, names = (bar.x, bar.y) if bar.orientation == "h" else (bar.y, bar.x)
+        if values is not None and len(values):
+            top = int(np.argmax(np.asarray(values, dtype=float)))
+            value = bar.text[top] if bar.text is not None and len(bar.text) > top else _number(float(values[top]))
+            said = f"{len(values)} bars, the largest {names[top] if names is not None else top}: {value}"
+    elif traces:
+        ends = [f"{t.name + ' ' if t.name else ''}ends at {_number(float(t.y[-1]))}" for t in traces[:4]
+                if t.type == "scatter" and t.y is not None and len(t.y) and t.y[-1] is not None]
+        said = f"{len(traces)} series" + (": " + "; ".join(ends) if ends else "")
+    return "; ".join(x for x in (title, said) if x) or "a chart"
+
+
+LABEL_ROOM = 1.6  # a label's line in px per px of font: what presenter mode keeps free above each image
+
+
+def _room_for_labels(fig: go.Figure) -> None:
+    """Presenter mode's larger labels above each image, kept off the images: a grid of subplots (image_grid) gets
+    taller by the label's growth per row and its rows move apart; a sheet of maps drawn as one heatmap with its
+    labels in the gaps (map_sheet) gets tall enough that each gap holds a label."""
+    need = LABEL_ROOM * PRESENT_FONT
+    height = fig.layout.height
+    margin = (fig.layout.margin.t or 0) + (fig.layout.margin.b or 0)
+    titled = [a for a in fig.layout.annotations if a.yref == "paper" and a.yanchor == "bottom"]
+    tops = sorted({round(d, 6) for d in (ax.domain[1] for ax in fig.select_yaxes() if ax.domain)}, reverse=True)
+    if titled and len(tops) > 1:  # subplot titles: a row of images per distinct domain top, top row first
+        plot = height - margin
+        bottoms = [min(ax.domain[0] for ax in fig.select_yaxes() if ax.domain and round(ax.domain[1], 6) == t)
+                   for t in tops]
+        extra = max(0.0, need - min(b - t for b, t in zip(bottoms, tops[1:])) * plot)
+        if not extra:
+            return
+        new_plot = plot + extra * len(tops)
+
+        def moved(y: float, row: int) -> float:  # a height in the old plot, in the new one, its row moved down
+            return 1 - ((1 - y) * plot + (row + 1) * extra) / new_plot
+
+        for ax in fig.select_yaxes():
+            if ax.domain:
+                row = tops.index(round(ax.domain[1], 6))
+                ax.domain = [moved(ax.domain[0], row), moved(ax.domain[1], row)]
+        for a in titled:
+            a.y = moved(a.y, min(range(len(tops)), key=lambda i: abs(tops[i] - a.y)))
+        fig.update_layout(height=int(round(new_plot + margin)))
+        return
+    labels = [a for a in fig.layout.annotations if a.yref == "y" and a.yanchor == "bottom"]
+    if labels and fig.layout.yaxis.range:  # map_sheet: the gap above a tile is `band` cells, its label sits in it
+        room = min(a.y for a in labels) + 0.5  # cells between tiles: a label sits 0.6 cells over its tile's first
+        # row, 0.1 over its edge
+        lift = PRESENT_FONT // 3  # px: a 20 px line reaches below its anchor; lifted, it clears the tile
+        for a in labels:
+            a.yshift = lift
+        cells = abs(fig.layout.yaxis.range[0] - fig.layout.yaxis.range[1])
+        fig.update_layout(height=max(height, int(cells * (need + lift) / max(room, 0.1) + margin)))
 
 
 def glossary(*terms: str) -> None:

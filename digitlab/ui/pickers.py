@@ -122,14 +122,14 @@ def models_table(infos: list[ModelInfo], compact: bool = False, ranks: bool = Fa
 def _models_table(infos: list[ModelInfo], compact: bool, ranks: bool) -> pd.DataFrame:
     rows = [
         {
+            "model": i.title,  # what matters first, at every width: which model and how well it does
+            "test accuracy": i.accuracy,
             "": "⚠️ below 50%" if i.broken else "",
-            "model": i.title,
             "kind": {"linear": "linear", "mlp": "MLP", "cnn": "CNN"}.get(i.config.kind, i.config.kind),
             "dataset": data_mod.DATASETS[i.config.dataset].title,
             "scored on": scored_on(i.config),
             "preset": i.config.preset,
             "question": i.config.question,  # "which digit?", "which item?", "3 or 7?"
-            "test accuracy": i.accuracy,
             "learning rate": i.config.lr,
             "batch size": i.config.batch_size,
             "epochs": len(i.history) or i.config.epochs,
@@ -142,7 +142,7 @@ def _models_table(infos: list[ModelInfo], compact: bool, ranks: bool) -> pd.Data
     ]
     table = pd.DataFrame(rows)
     if compact and not table.empty:
-        table = table[["", "model", "kind", "test accuracy", "learning rate", "batch size", "epochs"]]
+        table = table[["model", "test accuracy", "", "kind", "learning rate", "batch size", "epochs"]]
     if not table.empty and not table[""].any():
         table = table.drop(columns=[""])
     if ranks:

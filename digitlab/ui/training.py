@@ -205,8 +205,9 @@ def _draw_job(snap: Snapshot, state_key: str) -> None:
         moment = ("final", snap.version) if snap.finished else ("live", int(time.monotonic() / LIVE_EVERY_S))
         loss, accuracy = shared_figure(("job", snap.id, moment), _job_figures, snap)
         left, right = st.columns(2)
-        chart(left, loss, key=f"loss_{state_key}_{snap.id}_{snap.version}")
-        chart(right, accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}")
+        loss_alt, accuracy_alt = _curves_alt(snap)
+        chart(left, loss, key=f"loss_{state_key}_{snap.id}_{snap.version}", alt=loss_alt)
+        chart(right, accuracy, key=f"acc_{state_key}_{snap.id}_{snap.version}", alt=accuracy_alt)
     watch_it_learn(snap)
 
 
@@ -221,6 +222,16 @@ def stop_following(snap: Snapshot, state_key: str) -> None:
         st.session_state[f"{state_key}_note"] = (
             f"You stopped following {snap.config.title}; it goes on for the {others} other(s) who wait on it.")
         st.rerun(scope="app")
+
+
+def _curves_alt(snap: Snapshot) -> tuple[str, str]:
+    """The loss and accuracy curves in a line each, for a screen reader: where the loss and the accuracy are now."""
+    loss = f"Training loss over {len(snap.batch_losses)} batches" + (
+        f", now {snap.batch_losses[-1][1]:.3f} at epoch {snap.batch_losses[-1][0]:.2f}" if snap.batch_losses else "")
+    last = snap.history[-1].get("test_accuracy", float("nan")) if snap.history else float("nan")
+    accuracy = f"Accuracy after {len(snap.history)} of {snap.config.epochs} epochs" + (
+        f": {last:.2%} on the test images" if last == last else "")
+    return loss, accuracy
 
 
 def _job_figures(snap: Snapshot):

@@ -20,7 +20,7 @@ from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure
 from .text import duration_text
 
-RIGHT, WRONG = "#2ca02c", "#d62728"
+RIGHT, WRONG = "#1a7f1a", "#c0141e"  # a label's green or red, 4.5:1 and up on white
 STEP_UNITS = 4  # first-layer units (or 8 filters) shown before and after a step
 
 

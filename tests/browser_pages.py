@@ -1,0 +1,55 @@
+"""Every page of DigitLab in one real headless Chromium, for the browser tests that walk them all (presenter mode,
+accessibility): one app per test module on a store with the session's trained models, each page opened the way a
+bookmark opens it."""
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def page_paths() -> list[str]:
+    """Home ('') and every stage's address, as the sidebar lists them."""
+    from digitlab.ui.frame import existing_stages
+
+    return ["", *(title.replace(" ", "_") for _, title, _, _ in existing_stages())]
+
+
+@contextlib.contextmanager
+def app_with_models(collection_dir: Path):
+    """(browser, address) of the app on the session's model store (the `trained` fixture's linear, MLP, CNN)."""
+    from localhost import app_in_chromium
+
+    env = {"DIGITLAB_MODEL_DIR": os.environ["DIGITLAB_MODEL_DIR"], "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"],
+           "DIGITLAB_COLLECTION_DIR": str(collection_dir)}
+    with app_in_chromium(env) as (browser, base):
+        yield browser, base
+
+
+def one_app_per_module():
+    """A module-scoped fixture: the app started once for a test file, on the session's trained models."""
+
+    @pytest.fixture(scope="module")
+    def app(trained, tmp_path_factory):
+        with app_with_models(tmp_path_factory.mktemp("collection")) as running:
+            yield running
+
+    return app
+
+
+def open_page(page, base: str, path: str, query: str = "") -> None:
+    """Open a page by its address and wait until its script has finished (the sidebar lists Home once the app's
+    navigation runs, which a first visit to a deep link reaches by a rerun)."""
+    from screenshot import wait_idle
+
+    page.goto(f"{base}/{path}" + (f"?{query}" if query else ""))
+    page.locator('[data-testid="stSidebarNav"]', has_text="Home").wait_for(timeout=90000)
+    wait_idle(page)
+    errors = page.locator('[data-testid="stException"]').all_inner_texts()
+    assert not errors, (path, errors)

@@ -17,7 +17,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-VIEWPORTS = [("laptop", 1400, 900, ""), ("projector", 1920, 1080, "?present=1"), ("tablet", 820, 1180, "")]
+# Known defect, left open (issue 27 item 2): since presenter mode scales the whole page (24 px root), a mouse
+# stroke on the pad at 1920x1080 with ?present=1 leaves no ink (the pad shows, its toolbar answers the hover).
+# strict: the day it draws again this test fails, and the mark comes off.
+PROJECTOR_BROKEN = pytest.mark.xfail(strict=True, reason="presenter mode: a stroke on the pad leaves no ink")
+VIEWPORTS = [("laptop", 1400, 900, ""), pytest.param("projector", 1920, 1080, "?present=1", marks=PROJECTOR_BROKEN),
+             ("tablet", 820, 1180, "")]
 GROUP = '[class*="st-key-draw_pad"]'  # the pad, its confirmation slot, the true digit, Save, stroke width, Clear
 
 # The 4: an open corner, then (after a pause) the upright, in the pad's own fractions.
@@ -79,7 +84,7 @@ def _box(locator) -> dict:
     return locator.first.bounding_box()
 
 
-@pytest.mark.parametrize("name,width,height,query", VIEWPORTS, ids=[v[0] for v in VIEWPORTS])
+@pytest.mark.parametrize("name,width,height,query", VIEWPORTS, ids=["laptop", "projector", "tablet"])
 def test_a_two_stroke_4_after_a_save_is_kept_whole(app, name, width, height, query):
     from PIL import Image
     from screenshot import TABLET_AGENT, wait_idle
@@ -100,6 +105,7 @@ def test_a_two_stroke_4_after_a_save_is_kept_whole(app, name, width, height, que
         group, pad = page.locator(GROUP), page.locator("canvas.upper-canvas").first
         caption = group.get_by_test_id("stCaptionContainer").first.inner_text()
         group.scroll_into_view_if_needed()
+        pad.scroll_into_view_if_needed()  # presenter mode's larger page: the group is taller than the pad's view
         _stroke(page, pad, ONE, cdp)
         page.get_by_text("Predicted digit").first.wait_for(timeout=60000)
         wait_idle(page)

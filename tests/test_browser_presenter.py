@@ -81,10 +81,14 @@ def test_presenter_mode_has_no_text_under_18px(walk):
     assert not any(small for small, _ in found.values()), {k: v[0][:10] for k, v in found.items() if v[0]}
 
 
-@pytest.mark.xfail(strict=False, reason="left undone: the Features page's labelled map sheets in half-width columns "
-                   "(the first layer's filters) have gaps too narrow for 20 px labels at 1920x1080, 3-10 px over the "
-                   "tile above; the CNN page's sheets and Evaluate's mistakes grid pass")
+# Left undone (issue 27 item 8): the Features page's labelled map sheets in half-width columns (the first layer's
+# filters) have gaps too narrow for 20 px labels at 1920x1080, 3-10 px over the tile above. Every other page is held
+# to it here; Features is measured and counted but not yet asserted.
+NOT_YET = ("Features",)
+
+
 def test_presenter_mode_puts_no_label_over_an_image(walk):
     found, checked = walk
     assert checked >= 20  # the mistakes grid's 20 titles at least, and the CNN's and Features' labelled sheets
-    assert not any(over for _, over in found.values()), {k: v[1][:10] for k, v in found.items() if v[1]}
+    held = {k: v[1][:10] for k, v in found.items() if v[1] and not k.startswith(NOT_YET)}
+    assert not held, held

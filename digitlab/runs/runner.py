@@ -12,6 +12,9 @@ from .steering import Steering
 
 
 class Runner(Protocol):
+    """A runner that holds nothing between runs (inline, Ray) keeps these defaults: warm, rest, between_runs and
+    close do nothing, alive says True, pids is empty."""
+
     idle_s: float | None  # with nothing to do this long, the runner is asked to ``rest`` (None: never)
 
     def run(self, spec: JobSpec, data, steering: Steering, emit: Callable) -> None:
@@ -23,6 +26,7 @@ class Runner(Protocol):
 
     def alive(self) -> bool:
         """Whether it holds something ready (a warm process); a runner that holds nothing says True."""
+        return True
 
     def rest(self) -> None:
         """Give back what it holds (nobody has trained for ``idle_s``)."""
@@ -32,6 +36,7 @@ class Runner(Protocol):
 
     def pids(self) -> list[int]:
         """The training processes it has now (tests and benchmarks kill or measure them)."""
+        return []
 
     def close(self) -> None:
         """End what it holds; a running run is cancelled and keeps what it finished."""

@@ -24,20 +24,3 @@ class InlineRunner(Runner):
         if finished.model_id and self.analyse != "none":
             analyse_model(spec.store, finished.model_id, data, complete=self.analyse == "all")
 
-    def warm(self, data) -> None:
-        pass
-
-    def alive(self) -> bool:
-        return True
-
-    def rest(self) -> None:
-        pass
-
-    def between_runs(self) -> None:
-        pass
-
-    def pids(self) -> list[int]:
-        return []
-
-    def close(self) -> None:
-        pass

@@ -146,23 +146,6 @@ class RayRunner(Runner):
             return
         run_on_ray(spec, data, emit, steering, parent)
 
-    def warm(self, data) -> None:
-        pass  # a Ray cluster keeps its own workers
-
-    def alive(self) -> bool:
-        return True
-
-    def rest(self) -> None:
-        pass
-
-    def between_runs(self) -> None:
-        pass
-
-    def pids(self) -> list[int]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 def run_on_ray(spec: JobSpec, data, emit: Callable, steering: Steering,

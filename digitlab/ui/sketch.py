@@ -38,9 +38,9 @@ def _new_pad() -> None:
 
 
 def pad_caption() -> str:
-    how = ("Draw with a finger or a pen; **Clear** below starts again." if on_touch_screen() else
-           "Hover over the pad for undo, redo and clear.")
-    return f"White ink on black, like MNIST. {how}"
+    if on_touch_screen():
+        return "White ink on black, like MNIST. Draw with a finger or a pen; **Clear** below starts again."
+    return "Hover the pad: undo, redo, clear."  # one line: the true digit and Save stay in a laptop's view
 
 
 def pad_controls() -> None:

@@ -11,7 +11,8 @@ from digitlab import preprocess as pp
 from digitlab import ui, viz
 from digitlab.collection import Collection, CollectionError, summarize
 
-PAD, CARD = 280, 300  # the drawing pad's side and an answer card's width, in px: cards wrap, never squeeze
+PAD, CARD = 280, 300  # the drawing pad's side and an answer card's width, in px (ui.px: 1.5x in presenter mode)
+STEP = 120  # a preprocessing step's box: three a row beside the pad
 
 
 def chosen_models() -> list:
@@ -46,8 +47,8 @@ def show_steps(result: pp.Processed, key: str) -> None:
         return st.info("Draw a digit on the pad (or upload a photo): nothing to guess at yet.", icon="✏️")
     with st.container(horizontal=True, gap="small"):
         for n, step in enumerate(result.steps):
-            with st.container(width=120, gap=None, key=f"{key}_step_{n}"):
-                st.image(pp.square_view(step.image), caption=step.name, width=112)
+            with st.container(width=ui.px(STEP), gap=None, key=f"{key}_step_{n}"):
+                st.image(pp.square_view(step.image), caption=step.name, width=ui.px(STEP) - 8)
                 if step.note:
                     st.caption(step.note)
     st.caption("7. **normalised** as each model expects: shown under each model's answer.")
@@ -64,7 +65,7 @@ def show_answers(result: pp.Processed, models: list, key: str) -> None:
         return
     with st.container(horizontal=True, gap="medium"):
         for a in pp.answer_all(models, result.image):
-            with st.container(width=CARD, border=True, key=f"{key}_card_{a.info.id}"):
+            with st.container(width=ui.px(CARD), border=True, key=f"{key}_card_{a.info.id}"):
                 model_answer(a, key)
     ui.glossary("softmax", "logit", "label smoothing", "calibration")
 
@@ -91,16 +92,16 @@ def sketch(models: list) -> None:
     """The pad with its label, Save and confirmation under it, in one view; the steps beside, the answers below.
     Nothing before the pad comes or goes (ui.sketch says why)."""
     with st.container(horizontal=True, gap="large"):
-        with st.container(width=PAD + 8, key="draw_pad"):
-            st.space(ui.TOOLBAR_ROOM)
-            canvas = st_canvas(
-                stroke_width=ui.stroke_width(), stroke_color="#FFFFFF", background_color="#000000", height=PAD,
-                width=PAD, drawing_mode="freedraw", return_image_data=True, key=ui.pad_key(),
+        with st.container(width=ui.px(PAD) + 8, key="draw_pad"):
+            st.space(ui.toolbar_room())
+            canvas = st_canvas(  # the stroke width as on a laptop's pad, scaled with the pad
+                stroke_width=ui.px(ui.stroke_width()), stroke_color="#FFFFFF", background_color="#000000",
+                height=ui.px(PAD), width=ui.px(PAD), drawing_mode="freedraw", return_image_data=True, key=ui.pad_key(),
             )
             result = pp.from_canvas(canvas.image_data)
             ui.save_form(None if result.empty else result.image, "canvas", "draw", caption=ui.pad_caption())
             ui.pad_controls()
-        with st.container(width=3 * 120 + 2 * 16 + 8):  # three step images a row (16 px: a small gap)
+        with st.container(width=3 * ui.px(STEP) + 2 * 16 + 8):  # three step images a row (16 px: a small gap)
             show_steps(result, "draw")
     show_answers(result, models, "draw")
 

@@ -43,6 +43,7 @@ from .frame import (
     navigation,
     page_setup,
     presenting,
+    px,
     show_code,
     sidebar_status,
     train_links,
@@ -89,7 +90,7 @@ from .resources import (
     stored_models,
 )
 from .run_words import how_fit_trains, trained_caption
-from .sketch import TOOLBAR_ROOM, pad_caption, pad_controls, pad_key, save_form, stroke_width
+from .sketch import pad_caption, pad_controls, pad_key, save_form, stroke_width, toolbar_room
 from .teacher import (
     teacher_drawings,
     teacher_limits,
@@ -114,7 +115,7 @@ from .training import (
 
 __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
-    "chart", "dataset_in_use", "dataset_prefix", "estimated_seconds", "dataset_models", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "get_data", "get_queue", "get_store", "link", "load_model",
+    "chart", "dataset_in_use", "dataset_prefix", "estimated_seconds", "dataset_models", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "px", "get_data", "get_queue", "get_store", "link", "load_model",
     "memory_keeper", "class_pair_picker", "choose_models", "compare_picker", "dataset_comparison", "model_label", "model_picker", "models_table", "mnist_only", "navigation", "one_more_epoch", "owner_id", "per_model",
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
@@ -124,5 +125,5 @@ __all__ = [
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
-    "confusion_cells", "TOOLBAR_ROOM", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
+    "confusion_cells", "toolbar_room", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

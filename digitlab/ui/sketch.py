@@ -15,12 +15,15 @@ import numpy as np
 import streamlit as st
 
 from ..collection import Collection, CollectionError
-from .frame import on_touch_screen
+from .frame import on_touch_screen, px
 from .resources import owner_id
 
 PAD_N = "sketch_canvas_n"  # the pad's generation: part of its key, one more per Save or Clear
 STROKE = "sketch_stroke"  # the stroke-width slider's key, read before the pad draws (the slider sits below it)
-TOOLBAR_ROOM = 44  # px above the pad: its own toolbar (undo, redo, clear) pops up 2.65rem above it, over nothing
+def toolbar_room() -> int:
+    """Pixels above the pad for its own toolbar (undo, redo, clear), which pops up 2.65rem above it on hover (66 px in
+    presenter mode, whose root font is 24 px): then the shown toolbar covers nothing of the page."""
+    return px(44)
 
 
 def pad_key() -> str:

@@ -46,24 +46,30 @@ def start_app(port: int, env: dict | None = None) -> subprocess.Popen:
     return proc
 
 
-def wait_idle(page, timeout_ms: int = 90000) -> None:
-    """Wait until Streamlit has finished the script run: no running status, spinner or skeleton for 2 s."""
+# Streamlit's app root says whether its script (or a fragment) is running and whether the page is connected, in two
+# attributes of the rendered page (data-test-script-state: initial, running, notRunning...): busy until the run has
+# finished, and while a spinner or a skeleton still shows.
+BUSY = """() => { const app = document.querySelector('[data-testid="stApp"]');
+  return !app || app.getAttribute('data-test-script-state') !== 'notRunning'
+    || app.getAttribute('data-test-connection-state') !== 'CONNECTED'
+    || !!document.querySelector('[data-testid="stSpinner"], [data-testid="stSkeleton"], [data-testid="stAppSkeleton"]'); }"""
+
+
+def wait_idle(page, timeout_ms: int = 90000, quiet_ms: int = 700) -> None:
+    """Wait until Streamlit has finished the script run: not running, and nothing loading, for ``quiet_ms`` (a click's
+    rerun reaches the server and comes back as "running" within it; a page that reruns by itself on a timer, a live
+    view, is quiet between its runs)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    busy = (
-        "() => !!document.querySelector('[data-testid=\"stStatusWidget\"], [data-testid=\"stSpinner\"], "
-        "[data-testid=\"stSkeleton\"], [data-testid=\"stAppSkeleton\"]')"
-    )
-    page.wait_for_timeout(1500)
     deadline = time.time() + timeout_ms / 1000
     quiet_since = None
     while time.time() < deadline:
-        if page.evaluate(busy):
+        if page.evaluate(BUSY):
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.time()
-        elif time.time() - quiet_since >= 2.0:
+        elif time.time() - quiet_since >= quiet_ms / 1000:
             return
-        page.wait_for_timeout(250)
+        page.wait_for_timeout(100)
     raise TimeoutError("the page kept running")
 
 

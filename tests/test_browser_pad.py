@@ -58,13 +58,27 @@ def _stroke(page, pad, points, cdp=None) -> None:
         finger("touchEnd")
     else:  # a hand's mouse crosses the pad before it presses: the pad's toolbar, hidden over the pad's top edge
         # until then, has moved up out of the way (at 24 px in presenter mode it covers the pad's top 46 px)
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.wait_for_function(TOOLBAR_SHOWN, timeout=10000)
+        _hover(page, box)
         page.mouse.move(*xy[0])
         page.mouse.down()
         for p in xy[1:]:
             page.mouse.move(*p)
         page.mouse.up()
+
+
+def _hover(page, box) -> None:
+    """The mouse over the pad until its toolbar has moved up. A hand never holds still: each try is a fresh move (a
+    rerun that redraws the pad under a resting mouse leaves its toolbar hidden until the mouse moves again)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for i in range(15):
+        page.mouse.move(box["x"] + box["width"] / 2 + i % 3, box["y"] + box["height"] / 2)
+        try:
+            page.wait_for_function(TOOLBAR_SHOWN, timeout=2000)
+            return
+        except PlaywrightTimeout:
+            pass
+    raise AssertionError("the pad's toolbar never moved up under the mouse")
 
 
 def _ink_at(pad, points) -> list[bool]:

@@ -73,19 +73,31 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
 
 
 @pytest.fixture()
-def broken(mnist, trained):
-    """A real run that went nowhere (a rate far too small, 512 images): below 50%; removed afterwards."""
+def broken(mnist, trained, tmp_path, monkeypatch):
+    """The session's trained models in a store of this test's own (a run another test left training cannot land in
+    it), and a real run that went nowhere (a rate far too small, 512 images): below 50%."""
+    import shutil
+
     from classroom import train_in_process
 
+    from digitlab import ui
     from digitlab.models import PRESETS
     from digitlab.store import ModelStore
 
+    own = tmp_path / "models"
+    own.mkdir()
+    for info in trained.values():
+        for path in ModelStore().root.glob(f"{info.id}.*"):
+            shutil.copy2(path, own / path.name)
+    monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(own))
+    ui.get_store.clear()
     [model_id] = train_in_process(ModelStore(), mnist, [PRESETS["simple_net"].with_(epochs=1, lr=0.001,
                                                                                     train_limit=512, seed=99)])
     info = ModelStore().info(model_id)
     assert info.broken
     yield info
-    ModelStore().delete(info.id)
+    monkeypatch.undo()
+    ui.get_store.clear()
 
 
 def test_the_picker_starts_on_the_best_of_each_kind_and_marks_a_broken_model(broken, tmp_path, monkeypatch):

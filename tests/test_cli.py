@@ -1,13 +1,14 @@
-"""``python -m digitlab data ...`` run as a user runs it: a real subprocess on the real files."""
+"""The command line on the real files: ``python -m digitlab ...`` as a user runs it, in a real subprocess, where the
+process is the point (a run's weights in a process of its own, the server it starts, the installed package); its
+other commands through ``cli.main`` in the test's process, with what they print and their exit status."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-
-pytestmark = pytest.mark.slow  # the command line in its own process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,8 +19,29 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)  # a guard against a hang, not a time limit
 
 
-def test_data_info_on_full_mnist(mnist):
-    out = _run("data", "info", "--data-dir", mnist.source.path)
+@pytest.fixture()
+def cli(capsys, monkeypatch):
+    """``cli(*args, **env)``: ``python -m digitlab *args`` with these settings, run by ``cli.main`` in this process:
+    (returncode, stdout, stderr) as the subprocess gives them."""
+    from digitlab.cli import main
+
+    def run(*args: str, **env: str):
+        with monkeypatch.context() as m:
+            for name, value in {"DIGITLAB_OFFLINE": "1", **env}.items():
+                m.setenv(name, value)
+            capsys.readouterr()
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's refusals
+                code = e.code
+            out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
+
+
+def test_data_info_on_full_mnist(mnist, cli):
+    out = cli("data", "info", "--data-dir", mnist.source.path)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert f"source: MNIST folder {mnist.source.path}" in text
@@ -30,8 +52,8 @@ def test_data_info_on_full_mnist(mnist):
     assert text.count("canonical MNIST") == 4 and "NOT" not in text
 
 
-def test_data_info_falls_back_to_sample_and_says_why(tmp_path):
-    out = _run("data", "info", "--data-dir", str(tmp_path / "nope"), DIGITLAB_CACHE_DIR=str(tmp_path / "c"))
+def test_data_info_falls_back_to_sample_and_says_why(tmp_path, cli):
+    out = cli("data", "info", "--data-dir", str(tmp_path / "nope"), DIGITLAB_CACHE_DIR=str(tmp_path / "c"))
     assert out.returncode == 0, out.stderr
     assert "source: the bundled sample" in out.stdout
     assert "skipped DIGITLAB_DATA_DIR:" in out.stdout and "is not a folder" in out.stdout
@@ -40,19 +62,19 @@ def test_data_info_falls_back_to_sample_and_says_why(tmp_path):
     assert out.stdout.count("NOT the canonical MNIST file") == 4
 
 
-def test_data_fetch_failure_is_a_message(tmp_path):
-    out = _run("data", "fetch", "--to", str(tmp_path / "t"), DIGITLAB_MNIST_MIRRORS="http://127.0.0.1:9/")
+def test_data_fetch_failure_is_a_message(tmp_path, cli):
+    out = cli("data", "fetch", "--to", str(tmp_path / "t"), DIGITLAB_MNIST_MIRRORS="http://127.0.0.1:9/")
     assert out.returncode == 1
     assert "download failed from every mirror" in out.stderr and "Traceback" not in out.stderr
     assert list((tmp_path / "t").iterdir()) == []
 
 
-def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained):
+def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained, cli):
     from digitlab import metrics
     from digitlab.store import ModelStore
 
     info = trained["mlp"]
-    out = _run("evaluate", info.id)
+    out = cli("evaluate", info.id)
     assert out.returncode == 0, out.stderr
     model, _ = ModelStore().load(info.id)
     pred = metrics.predict(model, info.config, mnist)
@@ -60,10 +82,11 @@ def test_evaluate_scores_a_stored_model_and_refuses_a_missing_one(mnist, trained
     cm = metrics.confusion_matrix(pred.targets, pred.predicted, 10)
     assert "    7 " + " ".join(f"{v:>5}" for v in cm[7].tolist()) in out.stdout  # the 7s' row, as counted
 
-    missing = _run("evaluate", "no-such-model")
+    missing = cli("evaluate", "no-such-model")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr and "no-such-model" in missing.stderr
 
 
+@pytest.mark.slow  # a process of its own
 def test_train_stores_its_epoch_records_and_the_weights_a_run_in_this_process_gets(mnist, tmp_path):
     """A config trains the same weights in the command line's own process as here, and its history rows are
     fit's epoch records."""
@@ -89,6 +112,7 @@ def test_train_stores_its_epoch_records_and_the_weights_a_run_in_this_process_ge
     assert all(torch.equal(theirs[k], ours[k]) for k in ours)
 
 
+@pytest.mark.slow  # a process of its own
 def test_serve_listens_on_this_laptop_and_accepts_only_its_own_names(mnist, tmp_path):
     """python -m digitlab serve: the laptop's own names in the Host header are accepted, any other refused."""
     import http.client
@@ -135,12 +159,12 @@ def test_serve_listens_on_this_laptop_and_accepts_only_its_own_names(mnist, tmp_
         proc.wait(30)
 
 
-def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnist, capsys):
+def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnist, capsys, cli):
     from digitlab.cli import main
     from digitlab.lr_find import lr_find
     from digitlab.models import PRESETS
 
-    out = _run("lr-find", "mlp", "--preset", "simple_net", DIGITLAB_DATA_DIR=mnist.source.path)
+    out = cli("lr-find", "mlp", "--preset", "simple_net", DIGITLAB_DATA_DIR=mnist.source.path)
     assert out.returncode == 0, out.stderr
     found = lr_find(PRESETS["simple_net"], mnist)  # the same sweep in this process: the same numbers
     assert f"suggested learning rate: {found.valley:.2g} (valley); steepest fall at {found.steepest:.2g}" in out.stdout
@@ -149,10 +173,10 @@ def test_lr_find_prints_the_sweeps_suggestion_and_refuses_an_unknown_preset(mnis
     assert "no cnn preset 'simple_net'; choose from cnn-seed" in capsys.readouterr().err
 
 
-def test_dataset_flag_on_data_info_train_and_evaluate(fashion, tmp_path):
+def test_dataset_flag_on_data_info_train_and_evaluate(fashion, tmp_path, cli):
     """--dataset fashion: the counts by class name and Fashion-MNIST's checksums; a run trained and stored as a
     Fashion-MNIST model, scored on Fashion-MNIST, and refused on MNIST."""
-    info = _run("data", "info", "--dataset", "fashion")
+    info = cli("data", "info", "--dataset", "fashion")
     assert info.returncode == 0, info.stderr
     assert f"source: Fashion-MNIST folder {fashion.source.path}" in info.stdout
     train, test = fashion.class_counts("train"), fashion.class_counts("test")
@@ -160,29 +184,29 @@ def test_dataset_flag_on_data_info_train_and_evaluate(fashion, tmp_path):
     assert info.stdout.count("canonical Fashion-MNIST") == 4 and "NOT" not in info.stdout
 
     env = {"DIGITLAB_MODEL_DIR": str(tmp_path)}
-    out = _run("train", "mlp", "--dataset", "fashion", "--epochs", "1", "--train-limit", "2000", **env)
+    out = cli("train", "mlp", "--dataset", "fashion", "--epochs", "1", "--train-limit", "2000", **env)
     assert out.returncode == 0, out.stderr
     from digitlab.store import ModelStore
 
     (stored,) = ModelStore(tmp_path).list()
     assert stored.config.dataset == "fashion" and stored.config.classes[9] == "Ankle boot"
-    scored = _run("evaluate", "--dataset", "fashion", **env)
+    scored = cli("evaluate", "--dataset", "fashion", **env)
     assert scored.returncode == 0, scored.stderr
     assert f"model: {stored.id}" in scored.stdout and "Ankle boot " in scored.stdout
     assert "on 10,000 test images" in scored.stdout
-    refused = _run("evaluate", stored.id, "--dataset", "mnist", **env)
+    refused = cli("evaluate", stored.id, "--dataset", "mnist", **env)
     assert refused.returncode == 2 and "trained on Fashion-MNIST, not MNIST" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 
-def test_make_sample_writes_the_shipped_readme_from_its_packaged_templates(mnist, fashion, tmp_path):
+def test_make_sample_writes_the_shipped_readme_from_its_packaged_templates(mnist, fashion, tmp_path, cli):
     """The READMEs and Fashion-MNIST's licence are package data (digitlab/templates), filled in by make-sample."""
-    out = _run("data", "make-sample", "--data-dir", mnist.source.path, "--out", str(tmp_path / "mnist"),
+    out = cli("data", "make-sample", "--data-dir", mnist.source.path, "--out", str(tmp_path / "mnist"),
                "--seed", "0", "--train-per-digit", "500", "--test-per-digit", "100")
     assert out.returncode == 0, out.stderr
     shipped = (ROOT / "digitlab" / "sample" / "README.md").read_text(encoding="utf-8")
     assert (tmp_path / "mnist" / "README.md").read_text(encoding="utf-8") == shipped  # the very file shipped
-    out = _run("data", "make-sample", "--dataset", "fashion", "--out", str(tmp_path / "fashion"),
+    out = cli("data", "make-sample", "--dataset", "fashion", "--out", str(tmp_path / "fashion"),
                "--seed", "0", "--train-per-digit", "30", "--test-per-digit", "6",
                DIGITLAB_FASHION_DIR=fashion.source.path)
     assert out.returncode == 0, out.stderr
@@ -192,6 +216,7 @@ def test_make_sample_writes_the_shipped_readme_from_its_packaged_templates(mnist
     assert readme.endswith("OTHER DEALINGS\nIN THE SOFTWARE.\n") and "{" not in readme
 
 
+@pytest.mark.slow  # a process of its own
 def test_pip_install_ships_the_cli_templates(tmp_path):
     """What ``pip install .`` installs: the wheel built from pyproject.toml holds the templates the CLI reads."""
     import shutil

@@ -63,7 +63,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if module(item) not in SPREAD and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(module(item)))
-    items.sort(key=lambda item: (not item.get_closest_marker("slow"), module(item) in SPREAD))
+    # Within the slow tier, what needs no trained model first: while one worker trains the session's models (the
+    # `trained` fixture), the other is not left waiting for them.
+    items.sort(key=lambda item: (not item.get_closest_marker("slow"), "trained" in item.fixturenames,
+                                 module(item) in SPREAD))
 
 
 def _use_shared(name: str) -> None:

@@ -307,12 +307,12 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
         fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, line=dict(color="#00c853", width=3))
         fig.add_shape(type="rect", x0=c * step_x - 0.5, x1=c * step_x + w - 0.5, y0=r * step_y + top - 0.5,
                       y1=r * step_y + top + h - 0.5, line=dict(color="#00c853", width=1.5))
-    if labels:
-        for i, text in enumerate(names[:n]):
-            r, c = divmod(i, cols)
-            fig.add_annotation(x=c * step_x + (w - 1) / 2, y=r * step_y + top - 0.6, text=text, showarrow=False,
-                               yanchor="bottom", font=dict(size=10), xref="x", yref="y")
-    fig.update_layout(title=title, height=height, plot_bgcolor=GAP_COLOR, margin=dict(l=5, r=5, t=40, b=5))
+    # The labels in one layout update: add_annotation one at a time validated the whole list again each time
+    # (most of the CNN page's rerun, issue 28).
+    notes = [dict(x=(i % cols) * step_x + (w - 1) / 2, y=(i // cols) * step_y + top - 0.6, text=text, showarrow=False,
+                  yanchor="bottom", font=dict(size=10), xref="x", yref="y") for i, text in enumerate(names[:n])]
+    fig.update_layout(title=title, height=height, plot_bgcolor=GAP_COLOR, margin=dict(l=5, r=5, t=40, b=5),
+                      annotations=notes if labels else None)
     fig.update_xaxes(showgrid=False, zeroline=False, ticks="", range=[-0.5, total_x - 0.5])
     fig.update_yaxes(showgrid=False, zeroline=False, ticks="", range=[total_y - 0.5, -0.5])
     return _square(fig)

@@ -18,7 +18,16 @@ import streamlit as st
 from .. import data as data_mod
 from .. import settings
 from ..train import device_label
-from .resources import DATASET_KEY, _load_data, dataset_in_use, get_data, get_queue, memory_keeper, whose
+from .resources import (
+    DATASET_KEY,
+    SharedFigure,
+    _load_data,
+    dataset_in_use,
+    get_data,
+    get_queue,
+    memory_keeper,
+    whose,
+)
 from .text import duration_text, status
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -243,8 +252,18 @@ def chart(where, fig, alt: str = "", **kwargs):
     if on_touch_screen():  # a touch screen shows Plotly's toolbar all the time, over the chart's title; taps select
         kwargs.setdefault("config", {"displayModeBar": False})
     shown = where.plotly_chart(fig, **kwargs)
-    where.markdown(f'<p class="dl-alt">Chart: {html.escape(alt or chart_summary(fig))}</p>', unsafe_allow_html=True)
+    where.markdown(f'<p class="dl-alt">Chart: {html.escape(alt or _summary(fig))}</p>', unsafe_allow_html=True)
     return shown
+
+
+def _summary(fig: go.Figure) -> str:
+    """chart_summary, read once for a figure the class shares (it never changes): reading a sheet's labels back
+    from Plotly's objects cost a few ms on every rerun."""
+    if not isinstance(fig, SharedFigure):
+        return chart_summary(fig)
+    if getattr(fig, "_summary", None) is None:
+        fig._summary = chart_summary(fig)
+    return fig._summary
 
 
 def _number(v: float) -> str:

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from digitlab import architecture, features, ranking, train, ui, untrained, viz
+from digitlab import architecture, features, ranking, train, ui, viz
 from digitlab.data import MNIST
 from digitlab.models import PRESET_HELP, PRESETS, DigitCNN, TrainConfig, count_parameters, preset_for
 
@@ -34,8 +34,8 @@ def layer_by_layer(data: MNIST) -> TrainConfig:
     st.caption(" · ".join(f"`{name}`: about {ui.duration_text(ui.estimated_seconds(config, data))}"
                           for name, config in recipes.items()) + " to train here, once it starts. "
                "The page starts on cnn-fast so the class is not kept waiting; cnn-seed is the tutorial's own recipe.")
-    net = untrained.initial_model(preset)  # untrained: only its shapes and sizes are read here
-    rows = architecture.architecture(net)
+    net = ui.initial_model(preset)  # untrained: only its shapes and sizes are read here
+    rows = ui.shared_figure(("architecture", preset.key()), architecture.architecture, net)
     flat = architecture.flatten_row(rows)
     c1, c2, c3 = st.columns(3)
     c1.metric("Parameters", f"{count_parameters(net):,}", help="Every weight and bias the optimizer will tune.")
@@ -96,21 +96,24 @@ def inside_a_trained_cnn(snap, data: MNIST) -> None:
         return
     model, info = loaded
     index, image, label = ui.test_image_picker(data, "cnn_img")
-    probs = train.predict_proba(model, info.config, image.unsqueeze(0))[0]
+    seen = ui.model_and_image(info.id, image)  # what the answer and its charts depend on: shared by the class
+    probs = ui.shared_figure(("answer", *seen), train.predict_proba, model, info.config, image.unsqueeze(0))[0]
+    names, title = list(features.class_names(info.config)), f"Test image {index}: a {data.classes[label]}"
     c1, c2 = st.columns([1, 2])
-    ui.chart(c1, viz.image_heatmap(image, f"Test image {index}: a {data.classes[label]}", height=280), key="cnn_image")
-    ui.chart(c2, viz.probability_bars(probs, list(features.class_names(info.config)), "The CNN's answer",
-                                      height=280), key="cnn_probs", alt=f"The CNN's answer to test image {index}, a "
-             f"{data.classes[label]}: {features.class_names(info.config)[int(probs.argmax())]}, {float(probs.max()):.0%}")
+    ui.chart(c1, ui.shared_figure(("test image", seen[1], title), viz.image_heatmap, image, title, height=280),
+             key="cnn_image")
+    ui.chart(c2, ui.shared_figure(("answer chart", *seen), viz.probability_bars, probs, names, "The CNN's answer",
+                                  height=280), key="cnn_probs", alt=f"The CNN's answer to test image {index}, a "
+             f"{data.classes[label]}: {names[int(probs.argmax())]}, {float(probs.max()):.0%}")
     c2.caption(ui.confidence_note(info.config))  # why cnn-fast says 90% where an MLP says 100%
-    first_filters(model)
-    feature_maps(model, info.config, image)
-    ui.conv_arithmetic(model, info.config, image, key="cnn_conv")
+    first_filters(model, info.id)
+    feature_maps(model, info.config, image, info.id)
+    ui.conv_arithmetic(model, info.config, image, info.id, key="cnn_conv")
     ui.link("pages/5_Features.py", "More on the Features page: saliency, Grad-CAM, before and after training", "👁️")
 
 
-def first_filters(model) -> None:
-    filters = features.first_filters(model)
+def first_filters(model, model_id: str) -> None:
+    filters = ui.shared_figure(("first filters", model_id), features.first_filters, model)
     if filters is None:
         return
     k = filters.shape[-1]
@@ -118,12 +121,12 @@ def first_filters(model) -> None:
     st.markdown("Each filter is a small pattern of weights: red multiplies the pixel under it by a positive number, "
                 "blue by a negative one. Sliding it over the image gives one feature map: bright (red) where the "
                 "pattern is found, such as an edge at one angle.")
-    ui.chart(st, viz.map_sheet(filters, f"The {len(filters)} learned {k}x{k} filters of the first layer",
-                               cols=16, shared_scale=True, labels=[str(i) for i in range(len(filters))],
-                               value_name="weight"), key="cnn_filters")
+    ui.chart(st, ui.shared_figure(("cnn filters", model_id), viz.map_sheet, filters, f"The {len(filters)} learned "
+                                  f"{k}x{k} filters of the first layer", cols=16, shared_scale=True,
+                                  labels=[str(i) for i in range(len(filters))], value_name="weight"), key="cnn_filters")
 
 
-def feature_maps(model, config: TrainConfig, image) -> None:
+def feature_maps(model, config: TrainConfig, image, model_id: str) -> None:
     st.subheader("Feature maps, layer by layer")
     shared = st.toggle("One colour scale for all maps of a layer", key="cnn_shared_scale",
                        help="Off: each map is scaled to its own largest value, so weak maps still show their "
@@ -131,7 +134,7 @@ def feature_maps(model, config: TrainConfig, image) -> None:
     st.markdown("Red is a positive output, blue a negative one (ReLU will set those to zero). Map *i* of the first "
                 "layer comes from filter *i* above. Hover a number for its map, row, column and value; click one on "
                 "a convolution's maps to work it out below.")
-    ui.feature_map_sheets(model, config, image, shared, key="cnn_conv")
+    ui.feature_map_sheets(model, config, image, shared, model_id, key="cnn_conv")
     st.caption("Each step makes the maps smaller and more numerous: fewer pixels, more kinds of evidence. After "
                "the last pooling the linear layers see only these numbers, not the image.")
     ui.show_code(features.feature_maps, features.layer_outputs, features.first_filters)
@@ -158,10 +161,12 @@ def beside_the_other_models() -> None:
     ten_way = [i for i in ranking.side_by_side([i for i in infos if not i.broken]) if not i.config.pair]
     if ten := ui.models_table(ten_way).to_dict("records"):
         c1, c2 = st.columns(2)
-        ui.chart(c1, viz.models_scatter(ten, "parameters", "Accuracy against parameters: every model from 50% up",
-                                        log_x=True), key="cnn_scatter_params")
-        ui.chart(c2, viz.models_scatter(ten, "training time (s)", "Accuracy against training time"),
-                     key="cnn_scatter_time")
+        ids = tuple(i.id for i in ten_way)
+        ui.chart(c1, ui.shared_figure(("scatter parameters", ids), viz.models_scatter, ten, "parameters",
+                                      "Accuracy against parameters: every model from 50% up", log_x=True),
+                 key="cnn_scatter_params")
+        ui.chart(c2, ui.shared_figure(("scatter time", ids), viz.models_scatter, ten, "training time (s)",
+                                      "Accuracy against training time"), key="cnn_scatter_time")
     missing = [k for k in ("linear", "mlp", "cnn") if not any(i.config.kind == k for i in infos)]
     if infos and missing:
         names = {"linear": "a linear model", "mlp": "an MLP", "cnn": "a CNN"}

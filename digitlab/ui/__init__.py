@@ -27,7 +27,7 @@ from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .cells import confusion_cells
-from .conv import conv_arithmetic, feature_map_sheets
+from .conv import conv_arithmetic, feature_map_sheets, model_and_image
 from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
 from .frame import (
@@ -123,7 +123,7 @@ __all__ = [
     "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
-    "lr_finder", "conv_arithmetic", "feature_map_sheets", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
+    "lr_finder", "conv_arithmetic", "feature_map_sheets", "model_and_image", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "toolbar_room", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

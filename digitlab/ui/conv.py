@@ -10,6 +10,8 @@ model has it, ReLU, the 2x2 max-pool that keeps or drops it). For an input of ma
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 import torch
@@ -18,6 +20,7 @@ from .. import features, viz
 from ..conv_arithmetic import ConvArithmetic, explain_position, map_shapes, strongest_map, strongest_position
 from ..models import TrainConfig
 from .frame import chart, show_code
+from .resources import shared_figure
 
 STILL = {"displayModeBar": False}  # a 3x3 grid of numbers: nothing to zoom, and the toolbar would cover its title
 
@@ -68,11 +71,19 @@ def _listed(customdata) -> list:
     return list(customdata) if isinstance(customdata, list | tuple) else []
 
 
+def model_and_image(model_id: str, image: torch.Tensor) -> tuple[str, str]:
+    """What the maps, the arithmetic and their figures depend on, beside the session's picks: the stored model
+    and the image (by its pixels). The key under which the class shares them."""
+    return model_id, hashlib.sha1(image.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
 def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, shared: bool,
-                       key: str = "conv", chart_prefix: str = "cnn_maps") -> None:
+                       model_id: str, key: str = "conv", chart_prefix: str = "cnn_maps") -> None:
     """The maps after each convolution and pooling for one image; a click on a convolution's map picks the number
-    the section below works out, and that number is outlined."""
-    outs = features.feature_maps(model, config, image)
+    the section below works out, and that number is outlined. The maps and each sheet are worked out once per
+    model, image, scale and outlined number, for the whole class (``model_id``: the stored model's id)."""
+    what = model_and_image(model_id, image)
+    outs = shared_figure(("feature maps", *what), features.feature_maps, model, config, image)
     convs = [o.name for o in outs if o.kind == "Conv2d"]
     for o in outs:
         if o.name in convs:
@@ -82,20 +93,24 @@ def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch
         c, h, w = out.values.shape
         conv = convs.index(out.name) + 1 if out.name in convs else 0
         title = f"After {out.label}: {c} maps of {h}x{w}"  # short: a tablet shows it whole (the text above says click)
-        fig = viz.map_sheet(out.values, title, cols=16, shared_scale=shared, value_name="output",
-                            pickable=bool(conv), picked=pick[1:] if conv == pick[0] else None)
+        outline = pick[1:] if conv == pick[0] else None
+        fig = shared_figure(("feature map sheet", *what, out.name, shared, outline), viz.map_sheet, out.values, title,
+                            cols=16, shared_scale=shared, value_name="output", pickable=bool(conv), picked=outline)
         kwargs = {"on_select": "rerun", "selection_mode": "points"} if conv else {}
         chart(st, fig, key=f"{chart_prefix}_{out.name}", **kwargs)
 
 
-def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, key: str = "conv") -> None:
-    """The section: pick a position (a click on a map above, or the boxes), see its number made step by step."""
+def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, model_id: str,
+                    key: str = "conv") -> None:
+    """The section: pick a position (a click on a map above, or the boxes), see its number made step by step. The
+    arithmetic and its figures are worked out once per model, image and number for the whole class."""
     st.subheader("One number of a feature map, worked out")
     st.markdown("Every number in the feature maps above is made the same way: lay a 3x3 kernel over a 3x3 patch "
                 "of the input, multiply number by number, add the products up and add the bias. Click a number on "
                 "a convolution's maps above (it is outlined in green), or pick one here, and follow it through the "
                 "rest of its block.")
-    shapes = map_shapes(model)
+    what = model_and_image(model_id, image)
+    shapes = shared_figure(("map shapes", model_id), map_shapes, model)
     picked(model, config, image, key)  # the boxes start on the strongest number over the digit
     c1, c2, c3, c4 = st.columns(4)
     conv = c1.selectbox("Convolution", list(range(1, len(shapes) + 1)), key=f"{key}_layer",
@@ -110,35 +125,50 @@ def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Te
     row = c3.number_input("Row", 0, height - 1, key=f"{key}_{conv}_row",
                           help="Counted from 0 at the top of the map.")
     col = c4.number_input("Column", 0, width - 1, key=f"{key}_{conv}_col", help="Counted from 0 at the left.")
-    found = explain_position(model, config, image, conv, int(channel), int(row), int(col))
+    number = (conv, int(channel), int(row), int(col))
+    found = shared_figure(("conv arithmetic", *what, *number), explain_position, model, config, image, *number)
+    figures = shared_figure(("conv arithmetic figures", *what, *number), _figures, found)
     st.caption(f"Working out **conv {conv}, map {int(channel)}, row {int(row)}, column {int(col)}**.")
-    the_products(found, key)
+    the_products(found, figures, key)
     the_sum(found)
-    the_steps(found, key)
+    the_steps(found, figures, key)
     show_code(explain_position, ConvArithmetic, title="The arithmetic's code")
 
 
-def the_products(found: ConvArithmetic, key: str) -> None:
-    """The patch, the kernel and their products; for many input channels, each channel's share first."""
-    n_in, shown = found.patch.shape[0], 0
+def _figures(found: ConvArithmetic) -> dict:
+    """The section's charts for one worked-out number: the channels' shares (many input channels), the patch, the
+    kernel, their products, the max-pool's window."""
+    n_in = found.patch.shape[0]
+    shown = found.largest(5)[0][0] if n_in > 1 else 0
+    where = f" (input channel {shown})" if n_in > 1 else ""
+    figures = {"patch": viz.number_grid(found.patch[shown], f"The input patch{where}"),
+               "kernel": viz.number_grid(found.kernel[shown], f"The kernel{where}"),
+               "products": viz.number_grid(found.products[shown], f"Patch x kernel{where}")}
     if n_in > 1:
-        sums = found.channel_sums
+        shares = viz.activation_bars(found.channel_sums, f"Each of the {n_in} input channels' share: its 3x3 sum of "
+                                     "products", highlight=[c for c, _ in found.largest(5)], height=280)
+        shares.update_layout(xaxis_title="input channel", yaxis_title="sum of its 9 products")
+        figures["shares"] = shares
+    if found.pool_window is not None:
+        figures["pool"] = viz.number_grid(found.pool_window, "The max-pool's 2x2 window", height=220, fmt=".3f")
+    return figures
+
+
+def the_products(found: ConvArithmetic, figures: dict, key: str) -> None:
+    """The patch, the kernel and their products; for many input channels, each channel's share first."""
+    n_in = found.patch.shape[0]
+    if n_in > 1:
         top = found.largest(5)
         left, right = st.columns([3, 2])
-        shares = viz.activation_bars(sums, f"Each of the {n_in} input channels' share: its 3x3 sum of products",
-                                     highlight=[c for c, _ in top], height=280)
-        shares.update_layout(xaxis_title="input channel", yaxis_title="sum of its 9 products")
-        chart(left, shares, key=f"{key}_shares")
+        chart(left, figures["shares"], key=f"{key}_shares")
         right.dataframe(pd.DataFrame([{"input channel": c, "sum of its 9 products": v} for c, v in top]),
                         hide_index=True, column_config={"sum of its 9 products": st.column_config.NumberColumn(
                             format="%.4f")})
         right.caption("The five channels that pushed hardest, either way. Below: the nine products of the first.")
-        shown = top[0][0]
-    where = f" (input channel {shown})" if n_in > 1 else ""
     cols = st.columns(3)
-    chart(cols[0], viz.number_grid(found.patch[shown], f"The input patch{where}"), key=f"{key}_patch", config=STILL)
-    chart(cols[1], viz.number_grid(found.kernel[shown], f"The kernel{where}"), key=f"{key}_kernel", config=STILL)
-    chart(cols[2], viz.number_grid(found.products[shown], f"Patch x kernel{where}"), key=f"{key}_products", config=STILL)
+    chart(cols[0], figures["patch"], key=f"{key}_patch", config=STILL)
+    chart(cols[1], figures["kernel"], key=f"{key}_kernel", config=STILL)
+    chart(cols[2], figures["products"], key=f"{key}_products", config=STILL)
 
 
 def the_sum(found: ConvArithmetic) -> None:
@@ -150,7 +180,7 @@ def the_sum(found: ConvArithmetic) -> None:
               help=f"Sum plus bias: map {found.channel}, row {found.row}, column {found.col} of conv {found.conv}.")
 
 
-def the_steps(found: ConvArithmetic, key: str) -> None:
+def the_steps(found: ConvArithmetic, figures: dict, key: str) -> None:
     """The block's later steps in this model's order: BatchNorm (if any), ReLU, the 2x2 max-pool that keeps or
     drops it."""
     st.markdown("Then, in this model's order: convolution → " + " → ".join(s.name for s in found.steps))
@@ -163,8 +193,7 @@ def the_steps(found: ConvArithmetic, key: str) -> None:
         col.caption(step.note)
     if found.pool_window is not None:
         _, mid, _ = st.columns([1, 1, 1])
-        chart(mid, viz.number_grid(found.pool_window, "The max-pool's 2x2 window", height=220, fmt=".3f"),
-              key=f"{key}_pool", config=STILL)
+        chart(mid, figures["pool"], key=f"{key}_pool", config=STILL)
     verdict = ("kept: it reaches the next layer" if found.pool_kept else
                "dropped: another number of its window is larger, so the next layer never sees this one")
     st.caption(f"This number is {verdict}.")

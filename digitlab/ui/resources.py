@@ -96,12 +96,14 @@ class SharedFigure(go.Figure):
 
 
 def frozen(result: Any) -> Any:
-    """A shared result with each of its figures (alone, in a tuple or in a dict) made a SharedFigure."""
+    """A shared result with each of its figures (alone, in a tuple, a list or a dict) made a SharedFigure."""
     if isinstance(result, go.Figure) and not isinstance(result, SharedFigure):
         result.__class__ = SharedFigure  # the same figure, not a copy: Figure(fig) validates every property again
         return result
     if isinstance(result, tuple):
         return tuple(frozen(r) for r in result)
+    if isinstance(result, list):  # the Linear page's four starts come as a list of pairs
+        return [frozen(r) for r in result]
     if isinstance(result, dict):
         return {k: frozen(v) for k, v in result.items()}
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -63,23 +64,25 @@ class Predictions:
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    @property
+    # Worked out once per Predictions: the Evaluate page reads them several times on every rerun of every student,
+    # from one analysis the class shares (callers read them, never change them).
+    @cached_property
     def predicted(self) -> torch.Tensor:
         return self.probs.argmax(dim=1)
 
-    @property
+    @cached_property
     def confidence(self) -> torch.Tensor:
         return self.probs.max(dim=1).values
 
-    @property
+    @cached_property
     def correct(self) -> torch.Tensor:
         return self.predicted == self.targets
 
-    @property
+    @cached_property
     def accuracy(self) -> float:
         return float(self.correct.float().mean()) if len(self.targets) else float("nan")
 
-    @property
+    @cached_property
     def confusion(self) -> torch.Tensor:
         return confusion_matrix(self.targets, self.predicted, self.n_classes)
 

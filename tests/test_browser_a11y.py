@@ -56,26 +56,49 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(app):
     assert "Chart: Training images per digit: from 5,421 (5) to 6,742 (1)" in alts  # the Data Explorer's counts
 
 
-def _tab_to(page, wanted: str, most: int = 80) -> None:
-    for _ in range(most):
+# Where the keyboard's focus is, in a few words: the trail of stops a failure shows.
+STOP = "() => { const e = document.activeElement; return e ? (e.getAttribute('aria-label')" \
+       " || e.labels?.[0]?.innerText || e.innerText || e.tagName).replace(/\\s+/g, ' ').trim().slice(0, 40) : ''; }"
+
+# Every chart on the page drawn (Plotly's SVG and its toolbar in place): what a keyboard user sees before pressing Tab.
+CHARTS_DRAWN = """() => { const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]');
+  return charts.length > 0 && Array.from(charts).every(c => c.querySelector('.main-svg')); }"""
+
+
+def _tab_to(page, wanted: str, most: int) -> int:
+    """Press Tab until ``wanted`` has the focus, at most ``most`` times: how many presses it took."""
+    stops = []
+    while len(stops) < most:
         page.keyboard.press("Tab")
+        stops.append(page.evaluate(STOP))
         if page.evaluate(FOCUSED).endswith(wanted):
-            return
-    raise AssertionError(f"{wanted!r} never took the keyboard's focus in {most} presses of Tab")
+            return len(stops)
+    raise AssertionError(f"{wanted!r} never took the keyboard's focus in {most} presses of Tab: " + " | ".join(stops))
 
 
 def test_the_journey_works_from_the_keyboard(app):
+    from screenshot import wait_idle
+
     browser, base = app
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     open_page(page, base, "")
-    _tab_to(page, "Data Explorer")  # the sidebar's link to the first stage
+    _tab_to(page, "Data Explorer", 5)  # the skip link, Home, then the sidebar's link to the first stage
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="1. How many of each digit").wait_for(timeout=60000)
     assert page.url.endswith("/Data_Explorer")
+    # A keyboard user starts once the page is there: its script finished, the button shown, the charts drawn. Under
+    # load the button's widget is drawn seconds after the caption below it, and the charts later still; Tab pressed
+    # before then passed the button's place and went round the whole page (the CI failure at 80 presses).
+    wait_idle(page)
+    page.get_by_role("button", name="Reshuffle").wait_for(timeout=60000)
+    page.wait_for_function(CHARTS_DRAWN, timeout=60000)
     labels = page.get_by_text("Their labels, row by row:")
-    labels.wait_for(timeout=60000)
     before = labels.inner_text()
-    _tab_to(page, "Reshuffle")
+    # From the sidebar's link: 8 more links, the sidebar's 4 controls (Dataset and its help, Presenter mode and its
+    # help), the page, 2 heading links, the counts chart's toolbar (3: download, reset axes, full screen), a heading
+    # link, Split's help and choice, the Digit box, Reshuffle: 23. A new control or two may join; a page where the
+    # keyboard must pass dozens of stops to reach the stage's first button may not.
+    _tab_to(page, "Reshuffle", 30)
     page.keyboard.press("Space")
     page.wait_for_function("before => !document.body.innerText.includes(before)", arg=before, timeout=60000)
     after = page.get_by_text("Their labels, row by row:").inner_text()

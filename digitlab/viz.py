@@ -232,16 +232,23 @@ def tiled_images(tiled, title: str = "", height: int | None = None, zmax: float 
 GAP_COLOR = "#e8e8e8"  # between tiles, so an all-white map still shows as a square
 
 
+# The room a map sheet keeps above each tile for its label, in screen px at the sheet's ``width``: a 10 px line; on a
+# projector (presenter mode) ui.chart writes labels at 20 px, a 27 px line it lifts 6 px, so a gap needs 40. A
+# sheet drawn wider than ``width`` has larger cells and more room: ``width`` is the least the sheet gets.
+LABEL_ROOM_PX, PRESENTER_LABEL_ROOM_PX = 15, 40
+
+
 def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_scale: bool = False,
               labels: list[str] | None = None, width: int = 950, height: int | None = None, gap: int = 1,
               value_name: str = "value", max_tile: int = 160, pickable: bool = False,
-              picked: tuple[int, int, int] | None = None) -> go.Figure:
+              picked: tuple[int, int, int] | None = None, label_room: int = LABEL_ROOM_PX) -> go.Figure:
     """Many small maps (weight rows, filters, feature maps) as ONE heatmap with grey gaps: quick where 64 subplots
     are not. Each map is scaled to its own largest |value| so its pattern shows, or all share one scale
     (``shared_scale``) so strengths compare. Diverging maps are centred on zero: red positive, blue negative.
     Hover names the map and the row and column inside it. ``pickable``: an invisible marker on every number, so a
     click selects it (heatmaps themselves are not selectable; customdata [map, row, column, value]); ``picked``
-    (map, row, column) is outlined.
+    (map, row, column) is outlined. ``label_room``: the px kept above each tile for its label at ``width``
+    (PRESENTER_LABEL_ROOM_PX for presenter mode's larger labels).
     """
     m = _np(maps)
     if m.ndim == 2:
@@ -252,7 +259,7 @@ def map_sheet(maps, title: str, cols: int = 8, diverging: bool = True, shared_sc
     step_x = w + gap
     total_x = cols * step_x - gap
     px = min((width - 90) / total_x, max_tile / max(h, w))  # screen pixels per cell: fill ``width``, tiles capped
-    top = max(gap, int(np.ceil(15 / px))) if labels else 0  # room above each tile for a 10-point label
+    top = max(gap, int(np.ceil(label_room / px))) if labels else 0  # rows of cells above each tile for its label
     step_y = h + (top if labels else gap)
     total_y = rows * step_y - (0 if labels else gap)
     z = np.full((total_y, total_x), np.nan, dtype=np.float32)

@@ -8,6 +8,10 @@ from digitlab.models import build_model
 from digitlab.train import predict_proba
 
 
+def label_room() -> int:  # the px a labelled sheet keeps above each tile: presenter mode's labels are twice the size
+    return viz.PRESENTER_LABEL_ROOM_PX if ui.presenting() else viz.LABEL_ROOM_PX
+
+
 def weights_section(model, info, picked) -> None:
     if (first := features.first_layer(model)) is None:
         st.info("A CNN's first layer does not read all 784 pixels at once: it slides small filters over the image. "
@@ -33,11 +37,11 @@ def weights_section(model, info, picked) -> None:
                                 "On: strong and weak units compare.")
         order = features.unit_order(rows, by)
         shown = order[:shown_n]
-        ui.chart(st, ui.shared_figure(("rows", info.id, by, shown_n, shared), viz.map_sheet,
+        ui.chart(st, ui.shared_figure(("rows", info.id, by, shown_n, shared, label_room()), viz.map_sheet,
                                       features.weight_images(rows[shown]), f"First-layer weights: {len(shown)} of "
                                       f"{n_units} units as 28x28 images", cols=10, shared_scale=shared,
-                                      labels=[f"unit {int(u)}" for u in shown], value_name="weight"),
-                     key="feat_rows")
+                                      labels=[f"unit {int(u)}" for u in shown], value_name="weight",
+                                      label_room=label_room()), key="feat_rows")
         unit = st.selectbox("Unit to enlarge", [int(u) for u in order], key="feat_unit",
                             format_func=lambda u: f"unit {u} · norm {float(norms[u]):.2f}",
                             help="Listed in the order above; the chosen unit is shown big, with its bias.")
@@ -95,9 +99,9 @@ def digit_section(model, info, picked) -> None:
     else:
         titles = [f"unit {int(u)}: {float(v):.2f}" for u, v in zip(fire.units, fire.values)]
         ui.chart(st, viz.map_sheet(fire.weights, "Their weights (784 as 28x28)", cols=8, labels=titles,
-                                   value_name="weight"), key="feat_fire_weights")
+                                   value_name="weight", label_room=label_room()), key="feat_fire_weights")
         ui.chart(st, viz.map_sheet(fire.contributions, "Weight × this image's pixels", cols=8, labels=titles,
-                                   value_name="weight × pixel"), key="feat_fire_contrib")
+                                   value_name="weight × pixel", label_room=label_room()), key="feat_fire_contrib")
     ui.show_code(features.units_that_fire, features.top_units)
 
 
@@ -106,16 +110,16 @@ def filters_section(model, info, picked) -> None:
         st.info("This model has no convolutions. Pick a CNN above to see its filters and what they find in the digit.")
         return
     firing = features.filters_that_fire(model, info.config, picked[1], len(filters))
-    numbers = [str(i) for i in range(len(filters))]
+    numbers, room, k = [str(i) for i in range(len(filters))], label_room(), filters.shape[-1]
     c1, c2 = st.columns([2, 3])
-    size = f"{filters.shape[-1]}x{filters.shape[-1]}"
-    ui.chart(c1, ui.shared_figure(("filters", info.id), viz.map_sheet, filters, f"The {len(filters)} learned {size} "
-                                  "filters of the first layer", cols=8, shared_scale=True, labels=numbers,
-                                  value_name="weight", width=400), key="feat_filters")
+    ui.chart(c1, ui.shared_figure(("filters", info.id, room), viz.map_sheet, filters, f"The {len(filters)} learned "
+                                  f"{k}x{k} filters of the first layer", cols=8, shared_scale=True, labels=numbers,
+                                  value_name="weight", width=400, label_room=room), key="feat_filters")
     responses = firing.maps[firing.units.argsort()]  # back in filter order
-    ui.chart(c2, ui.shared_figure(("responses", info.id, picked[0]), viz.map_sheet, responses, f"Their responses "
-                                  f"to this {features.label_name(info.config, picked[2])} ({firing.layer})", cols=8, diverging=False, labels=numbers,
-                                  value_name="activation", width=600), key="feat_filter_maps")
+    ui.chart(c2, ui.shared_figure(("responses", info.id, picked[0], room), viz.map_sheet, responses, "Their responses "
+                                  f"to this {features.label_name(info.config, picked[2])} ({firing.layer})", cols=8,
+                                  diverging=False, labels=numbers, value_name="activation", width=600, label_room=room),
+             key="feat_filter_maps")
     st.markdown("Filter *i* slides over the digit and gives response map *i*: dark where its pattern is found. "
                 f"The strongest for this image: **{', '.join(str(int(u)) for u in firing.units[:8])}**.")
     ui.show_code(features.first_filters, features.filters_that_fire)
@@ -155,9 +159,9 @@ def before_after_section(model, info, picked) -> None:
     pairs = untrained.before_after(start, model)
     for col, (title, maps, labels) in zip(st.columns(2), pairs):
         rows = maps.shape[-1] == 28  # weight rows as 28x28 images, each on its own scale; filters share one
-        ui.chart(col, ui.shared_figure((title, info.id), viz.map_sheet, maps, title, cols=5 if rows else 8,
-                                       labels=labels, shared_scale=not rows, value_name="weight", width=480),
-                      key=f"feat_{title}")
+        ui.chart(col, ui.shared_figure((title, info.id, label_room()), viz.map_sheet, maps, title,
+                                       cols=5 if rows else 8, labels=labels, shared_scale=not rows, value_name="weight",
+                                       width=480, label_room=label_room()), key=f"feat_{title}")
     change = untrained.weight_change(start, model)
     st.caption(ui.before_after_note(config, pairs, change))
     shares = [ui.share_of_start(r["moved ÷ norm before"]) for r in change]

@@ -134,8 +134,12 @@ def test_a_two_stroke_4_after_a_save_is_kept_whole(app, name, width, height, que
             toolbar, slider = _box(page.locator(".dc-toolbar-card")), _box(page.get_by_test_id("stSlider"))
             tabs = _box(page.get_by_role("tablist"))
         _save(page, 1, before + 1)
-        # One view: the pad, the confirmation, the true digit and Save, all inside the window at once.
+        # One view: the pad, the confirmation, the true digit and Save, all inside the window at once. Picking the
+        # digit scrolled the page as far as the list of digits needed (Playwright scrolls to what it clicks; at the
+        # projector's 420 px pad, up to 600 px past it): back to the pad's group, as the user scrolls back to draw.
         pad.wait_for(timeout=30000)
+        wait_idle(page)
+        group.first.evaluate("e => e.scrollIntoView({block: 'start'})")
         boxes = {"pad": _box(pad), "saved": _box(group.get_by_test_id("stAlertContainer")),
                  "label": _box(group.get_by_test_id("stSelectbox")),
                  "save": _box(page.get_by_role("button", name="Save to the class collection"))}

@@ -209,7 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif isinstance(msg, Finished):
             result = msg
 
-    InlineRunner(publish=False, analyse="all").run(JobSpec.of("cli", config, data, store), data, Steering(), show)
+    ahead = "all" if settings.get("DIGITLAB_ANALYSE_AHEAD") else "first"
+    InlineRunner(publish=False, analyse=ahead).run(JobSpec.of("cli", config, data, store), data, Steering(), show)
     if bar is not None:
         bar.close()
     if result.state != "done":

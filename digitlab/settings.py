@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DIGITLAB_WORKER_THREADS", "int", 0, "threads of the training process (0: every core but one)"),
     Setting("DIGITLAB_WORKER_NICE", "int", 10, "how far below the web server the training process runs (os.nice)"),
     Setting("DIGITLAB_MAX_TRAINING", "int", 0, "runs trained at once (0: one, or two on a Ray cluster)"),
+    Setting("DIGITLAB_ANALYSE_AHEAD", "flag", True,
+            "1: a trained model's robustness curves are worked out when the trainer is idle (0: when Evaluate asks)"),
     Setting("DIGITLAB_RUN_LIMIT_S", "int", 300, "the class's limit on one student's run, in estimated seconds (0: none)"),
     # the teacher and the room
     Setting("DIGITLAB_TEACHER_KEY", "secret", "", "the key that unlocks the Teacher page (unset: nobody can manage the class)"),
@@ -125,5 +127,7 @@ def table() -> list[tuple[str, str, str]]:
             return "unset"
         if s.default is False:
             return "off"
+        if s.default is True:
+            return "on"
         return str(s.default)
     return [(s.name, shown(s), s.meaning) for s in SETTINGS]

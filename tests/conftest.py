@@ -40,6 +40,11 @@ def pytest_configure(config):
     """With -n (pytest-xdist), before its workers start: each test process, and every process it starts, computes
     on one thread. As many processes as cores already keep every core busy; more threads on top only wait for one
     another (an OpenMP thread spinning for a core that another process holds)."""
+    # A trained model's robustness curves, worked out ahead in the training process's idle time, are seconds of CPU
+    # after every run that no test but their own looks at: here they wait until Evaluate asks (the tests of the
+    # default set it back, test_process_runner's lull test among them).
+    if not settings.is_set("DIGITLAB_ANALYSE_AHEAD"):
+        settings.put("DIGITLAB_ANALYSE_AHEAD", 0)
     if getattr(config.option, "numprocesses", None):
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         if not settings.is_set("DIGITLAB_THREADS"):

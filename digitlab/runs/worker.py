@@ -111,7 +111,8 @@ def main() -> int:
             steerings.pop(spec.job, None)
         if finished.model_id:
             analyse_model(spec.store, finished.model_id, data, complete=False)  # what Evaluate paints first
-            to_analyse.append((spec, finished.model_id))
+            if settings.get("DIGITLAB_ANALYSE_AHEAD"):
+                to_analyse.append((spec, finished.model_id))
 
 
 if __name__ == "__main__":

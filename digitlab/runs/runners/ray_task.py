@@ -124,7 +124,7 @@ def train_task(spec: JobSpec, data, parent_files: dict[str, bytes], flags: RunFl
             yield _files_of(store, finished.model_id, sent)
         yield finished
         if finished.model_id:  # after "done": its analysis
-            analyse_model(store, finished.model_id, data)
+            analyse_model(store, finished.model_id, data, complete=settings.get("DIGITLAB_ANALYSE_AHEAD"))
             yield _files_of(store, finished.model_id, sent)
 
 

@@ -53,3 +53,22 @@ def open_page(page, base: str, path: str, query: str = "") -> None:
     wait_idle(page)
     errors = page.locator('[data-testid="stException"]').all_inner_texts()
     assert not errors, (path, errors)
+
+
+def walk_pages(page, base: str, query: str = ""):
+    """Every page in the sidebar's order, as a student walks them: the first opened by its address (with ``query``),
+    each next one by a click on its link in the sidebar, in the same session (no reload: a fresh load of the app
+    costs Chromium about a second of CPU more than the page itself). Yields each page's path once it has finished."""
+    from screenshot import wait_idle
+
+    paths = page_paths()
+    open_page(page, base, paths[0], query)
+    yield paths[0]
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    for i, path in enumerate(paths[1:], start=1):
+        links.nth(i).click()
+        page.wait_for_url(f"{base}/{path}**")
+        wait_idle(page)
+        errors = page.locator('[data-testid="stException"]').all_inner_texts()
+        assert not errors, (path, errors)
+        yield path

@@ -3,7 +3,7 @@ contrast of 4.5:1 for text among them), each chart carries a one-line text alter
 the keyboard: Tab through the sidebar to a stage, Enter opens it, Tab to a button, Space presses it."""
 
 import pytest
-from browser_pages import one_app_per_module, open_page, page_paths
+from browser_pages import one_app_per_module, open_page, walk_pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,8 +32,7 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(app):
     browser, base = app
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     axe, found, rules, texts, shown, chart_text = Axe(), {}, set(), {}, 0, 0
-    for path in page_paths():
-        open_page(page, base, path)
+    for path in walk_pages(page, base):
         result = axe.run(page).response
         rules |= {r["id"] for r in result["passes"]}
         charts, alts = page.locator(".js-plotly-plot").count(), page.locator("p.dl-alt").all_inner_texts()

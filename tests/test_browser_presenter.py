@@ -3,7 +3,7 @@ is smaller than 18 px (the browser's own computed font size of each text node's 
 no label above an image (the mistakes grid's titles, the map sheets' labels) overlaps an image."""
 
 import pytest
-from browser_pages import one_app_per_module, open_page, page_paths
+from browser_pages import one_app_per_module, open_page, walk_pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ app = one_app_per_module()  # (browser, address), shared by the tests of this fi
 
 @pytest.fixture(scope="module")
 def walk(app, trained):
-    """Every page as a bookmark opens it in presenter mode, Evaluate's grid of confident mistakes (titles above 20
+    """Every page in presenter mode (Home from its address with ?present=1, the rest through the sidebar), Evaluate's grid of confident mistakes (titles above 20
     images) and Features' other labelled sheets (the MLP's 50 first-layer units, before and after training; the page
     opens on the CNN's filters): {page: (text under 18 px, labels over an image)} and how many labels were measured."""
     browser, base = app
@@ -73,8 +73,14 @@ def walk(app, trained):
     mlp = trained["mlp"].id
     more = [("Evaluate", "look=confident-mistakes"), ("Features", f"model={mlp}&look=the-first-layer-s-weights"),
             ("Features", f"model={mlp}&look=before-and-after-training")]
-    for path, query in [(p, "present=1") for p in page_paths()] + [(p, f"{q}&present=1") for p, q in more]:
-        open_page(page, base, path, query)
+
+    def visits():  # every page through the sidebar (the switch kept page to page), then the three bookmarks
+        yield from ((path, "present=1") for path in walk_pages(page, base, "present=1"))
+        for path, query in more:
+            open_page(page, base, path, f"{query}&present=1")
+            yield path, f"{query}&present=1"
+
+    for path, query in visits():
         assert page.get_by_role("switch", name="Presenter mode").is_checked(), path
         labelled, over = page.evaluate(OVERLAPS)
         checked += labelled

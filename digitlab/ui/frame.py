@@ -186,11 +186,16 @@ CONTRAST_CSS = """<style>
 </style>"""
 
 
+PRESENT_KEY = "presenting"  # the session's presenter mode; the sidebar's toggle ("present_mode") only mirrors it
+
+
 def presenting() -> bool:
-    """Presenter mode: the sidebar's toggle, or ``?present=1`` in the address (a projector's bookmark)."""
-    if "present_mode" not in st.session_state:
-        st.session_state["present_mode"] = st.query_params.get("present") == "1"
-    return bool(st.session_state["present_mode"])
+    """Presenter mode: the sidebar's toggle, or ``?present=1`` in the address (a projector's bookmark). Kept under a
+    key no widget owns: Streamlit forgets a widget's value when the sidebar takes the student to another page (the
+    toggle is a new widget there), which switched presenter mode off one click after the teacher turned it on."""
+    if PRESENT_KEY not in st.session_state:
+        st.session_state[PRESENT_KEY] = st.query_params.get("present") == "1"
+    return bool(st.session_state[PRESENT_KEY])
 
 
 def px(size: int) -> int:
@@ -417,8 +422,13 @@ def sidebar_status(data: data_mod.MNIST) -> None:
         where = f"the bundled sample of {data.spec.title}" if data.is_sample else f"full {data.spec.title} ({data.source.kind})"
         st.caption(f"**Data:** {where}")
         st.caption(f"**Device:** {device_label()}")
-        st.toggle("Presenter mode", key="present_mode", help="Larger charts and text for a projector. "
-                  "Add ?present=1 to the address to open any page in it.")
+        st.session_state["present_mode"] = presenting()  # the toggle shows the session's mode on every page
+
+        def switched() -> None:
+            st.session_state[PRESENT_KEY] = st.session_state["present_mode"]
+
+        st.toggle("Presenter mode", key="present_mode", on_change=switched, help="Larger charts and text for a "
+                  "projector. Add ?present=1 to the address to open any page in it.")
         st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
 
 

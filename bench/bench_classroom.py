@@ -1,9 +1,9 @@
-"""Issue 12's figures: DigitLab under a class, measured against a real `streamlit run app.py`.
+"""Issues 12 and 28's figures: DigitLab under a class that visits every page, measured against a real `streamlit run app.py`.
 
-    DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_classroom.py --all            # every figure, ~12 min
+    DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_classroom.py --all            # every figure, ~20 min
     DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_classroom.py --all --record   # ... into bench/RESULTS.md
     DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_classroom.py --quick          # smoke run, 3 students
-    ... --class / --cpu / --churn / --evaluate / --watch / --queue                     # one scenario each
+    ... --cold / --class / --cpu / --churn / --evaluate / --watch / --queue / --watch-cnn   # one scenario each
 
 What runs: the benchmark seeds a temporary DIGITLAB_MODEL_DIR with three models (`python -m digitlab train`:
 a cnn-fast CNN on 10,000 images, a 2-epoch simple_net, a 5-epoch linear-better; or copies of --models DIR), starts
@@ -14,20 +14,26 @@ student sends `rerun_script` as a browser tab does and waits for `script_finishe
 fragment reruns only that fragment. A click's latency is send -> script_finished (live-panel reruns are
 counted apart). Server CPU (utime+stime) and RSS come from /proc for the server process, and apart for
 its descendants (training workers). The server, every student and the temporary store go when the run ends,
-on Ctrl-C too. One visitor opens the four class pages first (a warmed server, as when the teacher checks it).
+on Ctrl-C too. Students visit every page, weighted as a lesson spends its time (LESSON); the output ends with each
+page's click p50 / p95 in every class phase beside its server CPU per rerun. After the cold scenario, one visitor
+opens every page (a warmed server, as when the teacher checks it).
 
 Scenarios, in the order --all runs them:
-- cpu: one student reruns Home, Data Explorer, MLP and Sketch Pad --reruns times each; the server's CPU
-  delta over each rerun (0.25 s after script_finished included). Target: median <= 40 ms per page.
+- cold: --big-class students arrive within 10 s at the server as it has just started, then click as in the class
+  scenario for --phase-s (at least 20 s). Targets: click p95 <= 3 s, no errors; peak RSS of the server and its
+  training process together <= 1.2 GB.
+- cpu: one student reruns every page --reruns times each; the server's CPU delta over each rerun (0.25 s after
+  script_finished included). Target: median <= 40 ms per page.
 - churn: --churn-n students come and go, two at a time: connect, open Home and one other page, leave.
   Server RSS before and 10 s after. Target: growth <= 50 MB.
 - class: --students students arrive within 5 s, each every 2-6 s reruns its page (on Data Explorer
-  changing the digit or split) or switches among Home, Data Explorer, MLP and Sketch Pad, for --phase-s.
-  Then one more tab (the "trainer") submits cnn-seed with 100 epochs on the CNN page and watches it, the
-  same students go on for --phase-s; then --big-class students in all (the rest arrive within 5 s) for
-  --phase-s; then the trainer presses Stop. Targets: click p95 <= 1.0 s (no training), <= 1.5 s (training),
-  <= 3.0 s and no errors with the big class. Errors: exceptions drawn on a page, compile errors, pages
-  not found, closed connections, clicks unanswered within 120 s.
+  changing the digit or split) or opens another page, for --phase-s. Then one more tab (the "trainer")
+  submits cnn-seed with 100 epochs on the CNN page and watches it, the same students go on for --phase-s;
+  then a second trainer submits a 100-epoch simple_net on the MLP page (it trains beside the CNN or waits its
+  turn, as DIGITLAB_MAX_TRAINING says) and --big-class students in all (the rest arrive within 5 s) go on for
+  --phase-s; then both trainers press Stop. Targets: click p95 <= 1.0 s (no training), <= 0.5 s (a CNN
+  training), <= 1.5 s and no errors with the big class and two training. Errors: exceptions drawn on a page,
+  compile errors, pages not found, closed connections, clicks unanswered within 120 s.
 - evaluate: a new student opens Evaluate (the newest model is chosen) and then picks every other stored
   model in its "Model" box; each rerun's time is that model's first paint. Target: <= 1.5 s each.
 - watch: one student trains a tiny run first (1 epoch, 1,000 images: a training worker is started and
@@ -40,6 +46,8 @@ Scenarios, in the order --all runs them:
   record. The sum of solo times is the watched-by-one run's time (Train -> record) scaled by each run's
   batch count (ceil(60000 / batch)); the records' own train_seconds are summed beside it. Target: last
   end <= 1.5x that sum. It waits at most max(90 s, 3x that sum).
+- watch-cnn: as watch, on the CNN page with CNN_WATCH (cnn-fast, 1 epoch, 20,000 images; batch 64 alone, 65 for
+  the --students watchers). Target: many / one <= 1.1.
 
 Every phase and wait is bounded (and --max-minutes skips what would start later); a scenario whose page
 or widget cannot be found stops the run with a message naming what the page shows. The exit code is 1
@@ -71,13 +79,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classroom_client import ROOT, BenchError, Server, Student  # noqa: E402
 from results import record  # noqa: E402
 
-CLASS_PAGES = ("Home", "Data Explorer", "MLP", "Sketch Pad")
+# Every page, weighted as a lesson spends its time (issue 28): the stages the class works through most, Home and
+# the class's own handwriting less, the Teacher page (locked to students) now and then.
+LESSON = {"Home": 1.0, "Data Explorer": 2.0, "Linear 3 vs 7": 2.0, "MLP": 2.0, "CNN": 2.0, "Features": 1.5,
+          "Sketch Pad": 1.5, "Evaluate": 1.5, "Our Handwriting": 0.5, "Teacher": 0.25}
+CLASS_PAGES = tuple(LESSON)
 SEED_MODELS = (
     ("cnn", "--preset", "cnn-fast", "--train-limit", "10000"),
     ("mlp", "--preset", "simple_net", "--epochs", "2"),
     ("linear", "--preset", "linear-better", "--epochs", "5"),
 )
 SOLO_BATCH, WATCHED_BATCH = 250, 251
+CNN_WATCH = ("cnn-fast", 1, 20_000)  # the CNN page's watched run: preset, epochs, training images
+CNN_SOLO_BATCH = 64  # cnn-fast's own; the class's shared run takes 65
 TRAIN_IMAGES = 60_000
 
 
@@ -163,16 +177,21 @@ async def classmate(s: Student, stop: asyncio.Event, arrive_within: float) -> No
     """One student of a class: arrives within ``arrive_within`` s, then every 2-6 s reruns the page (on the Data
     Explorer changing the digit or the split first) or, 4 times in 10, opens another of CLASS_PAGES."""
     rng = random.Random(s.name)
+
+    def a_page(but: str = "") -> str:
+        pages = [p for p in CLASS_PAGES if p != but]
+        return rng.choices(pages, weights=[LESSON[p] for p in pages])[0]
+
     await asyncio.sleep(rng.uniform(0, arrive_within))
     try:
         await s.connect()
-        await s.open(rng.choice(CLASS_PAGES))
+        await s.open(a_page())
         while not stop.is_set():
             await s.idle(time.monotonic() + rng.uniform(2, 6), stop)
             if stop.is_set():
                 break
             if rng.random() < 0.4:
-                await s.open(rng.choice([p for p in CLASS_PAGES if p != s.page]))
+                await s.open(a_page(but=s.page))
                 continue
             if s.page == "Data Explorer" and s.has_widget("selectbox", "Digit"):
                 if rng.random() < 0.7:
@@ -216,6 +235,8 @@ class Bench:
     phase: str = "start"
     notes: list[str] = field(default_factory=list)
     solo: tuple[float, float, float] | None = None  # the watched-by-one run: (wall s, record's train_seconds, its wall_seconds)
+    per_page: dict[str, list] = field(default_factory=dict)  # phase -> the class's reruns in it (each knows its page)
+    page_cpu: dict[str, float] = field(default_factory=dict)  # page -> median server CPU s per rerun (cpu scenario)
 
     def __post_init__(self):
         self.rng = random.Random(12)
@@ -290,6 +311,7 @@ class Bench:
                 deltas.append(self.server.usage()[0].cpu_s - before)
             med = statistics.median(deltas) if deltas else math.nan
             mean = statistics.fmean(deltas) if deltas else math.nan
+            self.page_cpu[page] = med
             self.figures.append(Figure(
                 f"server CPU per rerun: {page}",
                 f"median {med * 1000:.0f} ms (mean {mean * 1000:.0f} ms, {len(deltas)} reruns)",
@@ -336,10 +358,11 @@ class Bench:
     async def classmate(self, s: Student, stop: asyncio.Event, arrive_within: float) -> None:
         await classmate(s, stop, arrive_within)
 
-    async def start_long_cnn(self, trainer: Student) -> None:
+    async def start_long_run(self, trainer: Student, page: str = "CNN", preset: str = "cnn-seed") -> None:
+        """A 100-epoch run of ``preset`` started from ``page``: it trains (or waits its turn) until stopped."""
         await trainer.connect()
-        await trainer.open("CNN")
-        trainer.set_option("Preset", "cnn-seed")
+        await trainer.open(page)
+        trainer.set_option("Preset", preset)
         await trainer.rerun()
         trainer.set_number("Epochs", 100)
         await trainer.click("Train")
@@ -347,7 +370,8 @@ class Bench:
         while not trainer.has_widget("button", "Stop") and time.monotonic() < t_end:
             await trainer.idle(time.monotonic() + 1)
         if not trainer.has_widget("button", "Stop"):
-            raise BenchError(f"the CNN run did not start: no Stop button on the CNN page (it says {trainer.alerts})")
+            raise BenchError(f"the {preset} run did not start: no Stop button on the {page} page "
+                             f"(it says {trainer.alerts})")
 
     async def stop_run(self, trainer: Student) -> str:
         if not trainer.has_widget("button", "Stop"):
@@ -370,7 +394,8 @@ class Bench:
                 tasks.append(asyncio.create_task(self.classmate(s, stop, 5.0)))
 
         def result(phase: str, p95_target: float, no_errors: bool) -> None:
-            logs = [r for s in self.students if s.name != "trainer" for r in s.log if r.phase == phase]
+            logs = [r for s in self.students if not s.name.startswith("trainer") for r in s.log if r.phase == phase]
+            self.per_page[phase] = logs
             clicks = [r for r in logs if r.kind == "click"]
             lat = [r.latency for r in clicks if r.latency is not None]
             auto = [r.latency for r in logs if r.kind == "auto" and r.latency is not None]
@@ -395,22 +420,25 @@ class Bench:
             trainer = self.student("trainer")
             phase = f"{a.students} students, a CNN training"
             self.set_phase(phase)
-            await self.start_long_cnn(trainer)
+            await self.start_long_run(trainer)
             follow = asyncio.create_task(trainer.idle(time.monotonic() + 3 * a.phase_s + 60, stop))
             await asyncio.sleep(a.phase_s)
-            result(phase, 1.5, False)
+            result(phase, 0.5, False)
 
             self.check_server()
-            phase = f"{a.big_class} students, a CNN training"
+            phase = f"{a.big_class} students, two training"
             self.set_phase(phase)
+            second = self.student("trainer-2")  # an MLP run: it trains beside the CNN, or waits its turn
+            await self.start_long_run(second, "MLP", "simple_net")
+            follow2 = asyncio.create_task(second.idle(time.monotonic() + 2 * a.phase_s + 60, stop))
             join(a.big_class - a.students)
             await asyncio.sleep(a.phase_s)
-            result(phase, 3.0, True)
+            result(phase, 1.5, True)
             self.set_phase("class leaving")
             stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks, follow, return_exceptions=True), 180)
+            await asyncio.wait_for(asyncio.gather(*tasks, follow, follow2, return_exceptions=True), 180)
             msgs.append(f"CNN run {await self.stop_run(trainer)}, its live panel rerun "
-                        f"{sum(r.kind == 'auto' for r in trainer.log)} times")
+                        f"{sum(r.kind == 'auto' for r in trainer.log)} times; MLP run {await self.stop_run(second)}")
         finally:
             stop.set()
             for t in tasks:
@@ -419,7 +447,7 @@ class Bench:
             for s in self.students:
                 await s.close()
         for phase in (f"{a.students} students, no training", f"{a.students} students, a CNN training",
-                      f"{a.big_class} students, a CNN training"):
+                      f"{a.big_class} students, two training"):
             if u := self.usage_in(phase):
                 msgs.append(f"{phase}: server CPU {u['server CPU']:.0%}, {u['workers']} worker process(es) at"
                             f" {u['worker CPU']:.0%} CPU; peak RSS server {u['server RSS']:.0f} MB, workers"
@@ -473,14 +501,15 @@ class Bench:
         s.set_number("Batch size", batch_size)
         s.set_number("Training images", 0)
 
-    async def watched_run(self, watchers: list[Student], batch_size: int) -> tuple[float, float, float] | None:
-        """Every watcher presses Train on the same 5-epoch simple_net within a second; (wall, train_seconds, the
-        worker's wall_seconds)."""
+    async def watched_run(self, watchers: list[Student], batch_size: int, preset: str = "simple_net", epochs: int = 5,
+                          limit: int = 0) -> tuple[float, float, float] | None:
+        """Every watcher presses Train on the same run (a 5-epoch simple_net unless told) within a second; (wall,
+        train_seconds, the worker's wall_seconds)."""
         stop = asyncio.Event()
         t0 = time.monotonic()
         clicks = [asyncio.create_task(self._click_then_watch(w, i * 1.0 / len(watchers), stop))
                   for i, w in enumerate(watchers)]
-        found = await self.records.wait_for([batch_size], "simple_net", 5, t0 + min(300, self.left()))
+        found = await self.records.wait_for([batch_size], preset, epochs, t0 + min(300, self.left()), limit)
         stop.set()
         await asyncio.gather(*clicks, return_exceptions=True)
         if batch_size not in found:
@@ -571,12 +600,99 @@ class Bench:
         self.figures.append(Figure(name, measured, "<= 1.5x", len(found) == len(sizes) and last <= 1.5 * solo_sum))
 
 
+    # ------------------------------------------------------------ scenario: a class arriving at a cold server
+
+    async def cold(self) -> None:
+        """--big-class students arrive within 10 s at the server as it has just started (nothing computed, nothing
+        cached), each then clicking as in the class scenario, for --phase-s."""
+        a = self.args
+        phase = f"{a.big_class} students arriving within 10 s at a cold server"
+        self.set_phase(phase)
+        stop = asyncio.Event()
+        students = [self.student(f"newcomer-{i}") for i in range(a.big_class)]
+        tasks = [asyncio.create_task(classmate(s, stop, 10.0)) for s in students]
+        try:
+            await asyncio.sleep(max(a.phase_s, 20.0))
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 180)
+            for s in students:
+                await s.close()
+        logs = [r for s in students for r in s.log if r.phase == phase]
+        self.per_page[phase] = logs
+        lat = [r.latency for r in logs if r.kind == "click" and r.latency is not None]
+        rows = [x for x in self.samples if x.phase == phase]
+        peak = max((x.rss + x.kids_rss for x in rows), default=math.nan)
+        peak_server = max((x.rss for x in rows), default=math.nan)
+        errs = self.errors(phase)
+        p95 = pct(lat, 0.95)
+        self.figures.append(Figure(
+            f"{phase}: click p95", f"p95 {secs(p95)}, p50 {secs(pct(lat, 0.5))}, max {secs(max(lat, default=math.nan))};"
+            f" {len(lat)} clicks, {len(errs)} errors", "<= 3 s, no errors", bool(lat) and p95 <= 3.0 and not errs))
+        self.figures.append(Figure(
+            f"{phase}: peak RSS", f"{peak:.0f} MB, the server and its training process together (the server alone "
+            f"{peak_server:.0f} MB)", "<= 1200 MB", peak <= 1200))
+
+    # ------------------------------------------------------------ scenario: a CNN run watched on the CNN page
+
+    async def ready_cnn(self, s: Student, batch_size: int, epochs: int = CNN_WATCH[1],
+                        limit: int = CNN_WATCH[2]) -> None:
+        await s.open("CNN")
+        s.set_option("Preset", CNN_WATCH[0])
+        await s.rerun()
+        s.set_number("Epochs", epochs)
+        s.set_number("Batch size", batch_size)
+        s.set_number("Training images (0 = all)", limit)
+
+    async def watch_cnn(self) -> None:
+        """One student trains CNN_WATCH on the CNN page and watches it; then --students students open the CNN page
+        and press Train on the same run (one batch size more) within a second: one shared job, 30 live pages."""
+        preset, epochs, limit = CNN_WATCH
+        self.set_phase("CNN watched by one")
+        one = self.student("cnn-watcher")
+        await one.connect()
+        await self.ready_cnn(one, CNN_SOLO_BATCH, 1, 1000)  # a tiny run first: the training process is warm
+        await one.click("Train")
+        await self.records.wait_for([CNN_SOLO_BATCH], preset, 1, time.monotonic() + min(120, self.left()), 1000)
+        await self.ready_cnn(one, CNN_SOLO_BATCH)
+        solo = await self.watched_run([one], CNN_SOLO_BATCH, preset, epochs, limit)
+        await one.close()
+        name = f"one CNN run watched by {self.args.students} on the CNN page vs by one"
+        if solo is None:
+            self.figures.append(Figure(name, "the watched-by-one run left no record", "<= 1.1x", False))
+            return
+        self.set_phase(f"CNN watched by {self.args.students}")
+        watchers = [self.student(f"cnn-watcher-{i}") for i in range(self.args.students)]
+
+        async def arrive(s: Student, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await s.connect()
+            await self.ready_cnn(s, CNN_SOLO_BATCH + 1)
+
+        try:
+            await asyncio.gather(*(arrive(s, i * 5.0 / len(watchers)) for i, s in enumerate(watchers)))
+            many = await self.watched_run(watchers, CNN_SOLO_BATCH + 1, preset, epochs, limit)
+        finally:
+            for s in watchers:
+                await s.close()
+        if many is None:
+            self.figures.append(Figure(name, "the run left no record in 300 s", "<= 1.1x", False))
+            return
+        self.figures.append(Figure(
+            name, f"{many[0] / solo[0]:.2f}x ({secs(many[0])} vs {secs(solo[0])}, Train -> record; records' "
+            f"train_seconds {many[1]:.1f} vs {solo[1]:.1f} s; {preset}, {epochs} epoch, {limit:,} images)",
+            "<= 1.1x", many[0] / solo[0] <= 1.1))
+
+
 # ---------------------------------------------------------------- running it
 
 
 async def run(bench: Bench, which: set[str]) -> None:
     sampler = asyncio.create_task(bench.sample_forever())
     try:
+        if "cold" in which:  # first, while the server has only just started
+            print(f"[{time.monotonic() - bench.started:5.0f} s] cold", flush=True)
+            await bench.cold()
         await bench.warm_up()
         steps = [("cpu", bench.cpu_per_rerun), ("churn", bench.churn), ("class", bench.a_class),
                  ("evaluate", bench.evaluate)]
@@ -601,6 +717,10 @@ async def run(bench: Bench, which: set[str]) -> None:
             finally:
                 for s in watchers:
                     await s.close()
+        if "watch-cnn" in which and bench.left() >= 120:
+            bench.check_server()
+            print(f"[{time.monotonic() - bench.started:5.0f} s] watch-cnn", flush=True)
+            await bench.watch_cnn()
         bench.check_server()
     finally:
         sampler.cancel()
@@ -608,11 +728,31 @@ async def run(bench: Bench, which: set[str]) -> None:
             await s.close()
 
 
+def pages_table(bench: Bench) -> list[str]:
+    """Each page's click latency (p50 / p95, clicks) in every class phase, and its median server CPU per rerun."""
+    phases = list(bench.per_page)
+    if not phases and not bench.page_cpu:
+        return []
+    out = ["", "Per page: click p50 / p95 (clicks) in each phase; server CPU per rerun (median, the cpu scenario).", "",
+           "| page | " + " | ".join(phases) + " | server CPU per rerun |", "|---" * (len(phases) + 2) + "|"]
+    for page in CLASS_PAGES:
+        cells = []
+        for phase in phases:
+            lat = [r.latency for r in bench.per_page[phase] if r.page == page and r.kind == "click"
+                   and r.latency is not None]
+            cells.append(f"{secs(pct(lat, 0.5))} / {secs(pct(lat, 0.95))} ({len(lat)})" if lat else "-")
+        cpu = bench.page_cpu.get(page)
+        cells.append("-" if cpu is None or math.isnan(cpu) else f"{cpu * 1000:.0f} ms")
+        out.append(f"| {page} | " + " | ".join(cells) + " |")
+    return out
+
+
 def table(bench: Bench) -> list[str]:
     out = ["| figure | measured | target | |", "|---|---|---|---|"]
     for f in bench.figures:
         verdict = "n/a" if f.ok is None else ("PASS" if f.ok else "FAIL")
         out.append(f"| {f.name} | {f.measured} | {f.target} | {verdict} |")
+    out += pages_table(bench)
     errs = bench.errors()
     out += ["", f"Errors over the whole run: {len(errs)}."]
     out += [f"- {e}" for e in errs[:8]]
@@ -627,9 +767,9 @@ def _interrupt(signum, frame) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    for name in ("all", "class", "cpu", "churn", "evaluate", "watch", "queue"):
+    for name in ("all", "cold", "class", "cpu", "churn", "evaluate", "watch", "queue", "watch-cnn"):
         ap.add_argument(f"--{name}", action="store_true", help=f"run the {name} scenario" if name != "all" else
-                        "every scenario (the figures of issue 12)")
+                        "every scenario (the figures of issues 12 and 28)")
     ap.add_argument("--quick", action="store_true", help="smoke run: every scenario, 3 students, 15 s phases")
     ap.add_argument("--students", type=int, default=30)
     ap.add_argument("--big-class", type=int, default=60)
@@ -637,12 +777,13 @@ def main() -> int:
     ap.add_argument("--reruns", type=int, default=30, help="reruns per page for the CPU figure")
     ap.add_argument("--churn-n", type=int, default=100)
     ap.add_argument("--models", default=None, help="copy the stored models from DIR instead of training three")
-    ap.add_argument("--max-minutes", type=float, default=14.0, help="skip what would start after this")
+    ap.add_argument("--max-minutes", type=float, default=20.0, help="skip what would start after this")
     ap.add_argument("--record", action="store_true", help="put the table into bench/RESULTS.md")
     args = ap.parse_args()
-    which = {n for n in ("class", "cpu", "churn", "evaluate", "watch", "queue") if getattr(args, n)}
+    scenarios = ("cold", "class", "cpu", "churn", "evaluate", "watch", "queue", "watch-cnn")
+    which = {n for n in scenarios if getattr(args, n.replace("-", "_"))}
     if args.all or args.quick or not which:
-        which = {"class", "cpu", "churn", "evaluate", "watch", "queue"}
+        which = set(scenarios)
     if args.quick:
         args.students, args.big_class, args.phase_s, args.reruns, args.churn_n = 3, 4, 15.0, 4, 6
     if args.record and args.quick:

@@ -158,12 +158,7 @@ def seeded_linear1(std: float, seed: int = 42) -> Linear1:
     The same numbers as ``torch.manual_seed(seed); Linear1(1, std)``, without touching the global generator,
     which training and other pages share.
     """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):  # shapes only: nothing drawn yet
-        model = Linear1(1, std)
-    model.weights = nn.Parameter(torch.randn(model.weights.shape, generator=gen) * std)
-    model.bias = nn.Parameter(torch.randn(model.bias.shape, generator=gen) * std)
-    return model
+    return Linear1(1, std, generator=torch.Generator().manual_seed(seed))  # the weights first, then the bias
 
 
 def _state(model: Linear1, xb: torch.Tensor, yb: torch.Tensor) -> StepState:

@@ -56,12 +56,16 @@ def default_dir() -> Path:
 
 
 def skeleton(config: TrainConfig) -> torch.nn.Module:
-    """The model's layers with shapes and no numbers (PyTorch's meta device): what its weights must look like."""
+    """The model's layers with their shapes: what its weights must look like. The nn form's on PyTorch's meta
+    device (no numbers); the from-scratch forms, a few thousand numbers, drawn on the CPU from a throwaway generator
+    (random numbers on the meta device go through PyTorch's Python reference kernels, whose first use imports its
+    compiler, Dynamo: 1.7 s of CPU in a web server that trains nothing)."""
+    if config.form == "scratch" and config.kind == "linear":
+        return models.Linear1(config.n_outputs, generator=torch.Generator())
+    if config.form == "scratch" and config.kind == "mlp":
+        return models.SimpleNetScratch(config.hidden[0] if config.hidden else 50, config.n_outputs,
+                                       generator=torch.Generator())
     with torch.device("meta"):
-        if config.form == "scratch" and config.kind == "linear":
-            return models.Linear1(config.n_outputs)
-        if config.form == "scratch" and config.kind == "mlp":
-            return models.SimpleNetScratch(config.hidden[0] if config.hidden else 50, config.n_outputs)
         return nn_layers(config, config.n_outputs)
 
 

@@ -486,3 +486,23 @@ def test_the_store_records_the_dataset_and_any_pair(fashion, store):
     reasons = {p.name: p.reason for p in problems}
     assert {i.id: i.config.dataset for i in infos}["old"] == "mnist"
     assert "kmnist" in reasons["kmnist"] and "6v6" in reasons["same"]
+
+
+def test_the_web_side_builds_shapes_and_lesson_models_without_importing_torchs_compiler():
+    """Checking a stored model's shapes (store.skeleton) and the linear lesson's seeded start do not pull in
+    torch._dynamo: random numbers on the meta device did, 1.7 s of CPU on a class's first visit to Home."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from digitlab import lessons, store\n"
+            "from digitlab.models import PRESETS\n"
+            "for p in PRESETS.values(): store.skeleton(p)\n"
+            "m = lessons.seeded_linear1(1.0)\n"
+            "torch.manual_seed(42); from digitlab.models import Linear1; ref = Linear1(1, 1.0)\n"
+            "assert torch.equal(m.weights, ref.weights) and torch.equal(m.bias, ref.bias)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -109,7 +109,8 @@ def filters_section(model, info, picked) -> None:
     if (filters := features.first_filters(model)) is None:
         st.info("This model has no convolutions. Pick a CNN above to see its filters and what they find in the digit.")
         return
-    firing = features.filters_that_fire(model, info.config, picked[1], len(filters))
+    firing = ui.shared_figure(("firing", info.id, picked[0]), features.filters_that_fire, model, info.config,
+                              picked[1], len(filters))  # a forward pass per model and test image, for the class
     numbers, room, k = [str(i) for i in range(len(filters))], label_room(), filters.shape[-1]
     c1, c2 = st.columns([2, 3])
     ui.chart(c1, ui.shared_figure(("filters", info.id, room), viz.map_sheet, filters, f"The {len(filters)} learned "

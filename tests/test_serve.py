@@ -65,7 +65,18 @@ def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist
             assert student.has_widget("number_input", "Epochs")
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl+C
-        out = server.communicate(timeout=60)[0]
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            tree = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,etime,args"], capture_output=True, text=True).stdout
+            handler = Path(f"/proc/{server.pid}/status").read_text()
+            server.kill()
+            pytest.fail(f"`serve` still running 60 s after Ctrl+C (SIGINT here: {signal.getsignal(signal.SIGINT)}); "
+                        f"its signal masks:\n"
+                        f"{[ln for ln in handler.splitlines() if ln.startswith('Sig')]}\nprocesses:\n"
+                        + "\n".join(ln for ln in tree.splitlines() if "digitlab" in ln or "haproxy" in ln
+                                     or "streamlit" in ln) + f"\noutput: {server.communicate(timeout=30)[0][-2000:]}")
+        out = server.communicate(timeout=30)[0]
     assert server.returncode == 0, out
     assert "2 web processes behind HAProxy" in out
     with pytest.raises(OSError):  # the proxy went with it

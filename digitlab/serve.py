@@ -170,7 +170,15 @@ class Cluster:
 
 
 def run(web: int, port: int, room: bool, allowed_hosts: list[str] | tuple[str, ...] = ()) -> int:
-    """Start the cluster, say where it is, and keep it up until Ctrl+C or until one of its processes stops."""
+    """Start the cluster, say where it is, and keep it up until Ctrl+C (or a SIGTERM) or until one of its processes
+    stops; then stop every process it started."""
+    def stop_now(signum, frame):
+        raise KeyboardInterrupt
+    # Both stop it the same way, and on purpose: a SIGTERM (kill, a service manager) killed this process alone and
+    # left the web processes, the queue server and HAProxy running; and a shell that starts a command in the
+    # background without job control starts it with Ctrl+C ignored, which Python keeps.
+    signal.signal(signal.SIGINT, stop_now)
+    signal.signal(signal.SIGTERM, stop_now)
     cluster = Cluster(web, port, "0.0.0.0" if room else "127.0.0.1", allowed_hosts=allowed_hosts)
     try:
         cluster.start()

@@ -31,7 +31,18 @@ def _get(url: str, cookie: str = "") -> tuple[str, str]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist):
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() else "X"
+    return state not in ("Z", "X")  # a zombie is gone, only not yet reaped
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl+C", "SIGTERM"])
+def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist, stop):
+    """... and Ctrl+C, or a SIGTERM from a service manager, stops every process serve started."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--web", "2", "--port", str(port)],
                               cwd=ROOT, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -63,8 +74,11 @@ def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist
         for student in asyncio.run(both()):  # the pages run through the proxy's websockets on each process
             assert not student.errors, student.errors
             assert student.has_widget("number_input", "Epochs")
+        children = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.pid)],
+                                                   capture_output=True, text=True).stdout.split()]
+        assert len(children) == 4  # the queue server, two web processes, HAProxy
     finally:
-        server.send_signal(signal.SIGINT)  # Ctrl+C
+        server.send_signal(stop)
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -78,6 +92,7 @@ def test_two_web_processes_behind_haproxy_keep_each_browser_on_its_process(mnist
                                      or "streamlit" in ln) + f"\noutput: {server.communicate(timeout=30)[0][-2000:]}")
         out = server.communicate(timeout=30)[0]
     assert server.returncode == 0, out
+    assert not [pid for pid in children if _alive(pid)], out  # nothing left running
     assert "2 web processes behind HAProxy" in out
     with pytest.raises(OSError):  # the proxy went with it
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5)

@@ -195,7 +195,6 @@ if st.session_state.get("feat_section") in (None, st.session_state.get("feat_ope
 st.session_state["feat_opened_on"] = opening
 section = st.segmented_control("Look at", list(SECTIONS), required=True, key="feat_section",
                                help="Only the part you open is computed and drawn.")
-digit = pair[0] if pair else 7  # a 3-vs-7 model starts on a 3
-picked = ui.test_image_picker(data, "feat_img", digit) if section in NEEDS_A_DIGIT else None
+picked = ui.test_image_picker(data, "feat_img", pair[0] if pair else 7) if section in NEEDS_A_DIGIT else None  # 3-vs-7: a 3
 ui.share_view(LINK, [info.id], section, picked[0] if picked else None)
 st.fragment(SECTIONS[section])(model, info, picked)

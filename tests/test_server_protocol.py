@@ -115,6 +115,9 @@ def test_an_upload_over_the_apps_10_mb_is_refused_by_the_server(server):
     assert small in (200, 204)
 
 
+EPOCHS = 12  # the run is stopped with the server at the end of the module
+
+
 def test_a_crafted_clear_cache_leaves_every_run_visible_and_running_once(server):
     """clear_cache needs no button: any client can send it. The queue lives outside every cache."""
 
@@ -124,7 +127,7 @@ def test_a_crafted_clear_cache_leaves_every_run_visible_and_running_once(server)
             await s.connect()
         try:
             await owner.open("CNN")
-            owner.set_number("Epochs", 3)
+            owner.set_number("Epochs", EPOCHS)  # long enough that it cannot end before the second click on a slow CI
             owner.set_number("Training images", 20_000)
             await owner.click("Train")
             assert not owner.errors, owner.errors
@@ -142,7 +145,7 @@ def test_a_crafted_clear_cache_leaves_every_run_visible_and_running_once(server)
             await asyncio.sleep(2)
 
             await other.open("CNN")  # the same settings: joins the run, does not start a second
-            other.set_number("Epochs", 3)
+            other.set_number("Epochs", EPOCHS)
             other.set_number("Training images", 20_000)
             await other.click("Train")
             await owner.open("Data Explorer")

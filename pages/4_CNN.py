@@ -1,6 +1,5 @@
 """Stage 4: the seed's DigitCNN layer by layer, trained live; what its convolutions see; beside the other models."""
 
-import pandas as pd
 import streamlit as st
 
 from digitlab import architecture, features, ranking, train, ui, viz
@@ -46,7 +45,7 @@ def layer_by_layer(data: MNIST) -> TrainConfig:
                   help="What the last pooling hands on, flattened into one row.")
     st.markdown("Map size after each convolution and pooling: **"
                 + " → ".join(str(s) for s in architecture.map_sizes(rows)) + "**")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="cnn_arch",
+    st.dataframe(ui.shared_table(("architecture", preset.key()), lambda: rows), hide_index=True, key="cnn_arch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     steps = [f"- **{r['layer']}** ({r['type']}): {r['why this shape']}" for r in rows
              if r["type"] in ("Conv2d", "MaxPool2d", "Flatten")]

@@ -68,9 +68,16 @@ def test_feature_maps_filters_and_the_comparison(mnist, trained):
     assert filters is not None and len(filters["layout"]["annotations"]) == 32
     model, _ = ModelStore().load(cnn.id)
     maps = [r for r in layer_table(model) if r["type"] in ("Conv2d", "MaxPool2d")]
-    for r in maps:
+    sheets = [t for t in titles if t.startswith("After ")]
+    assert len(sheets) == 1 and sheets[0].startswith("After conv_layers.0")  # one layer's maps at a time
+    assert "The convolution's number" not in metrics(at)  # the worked-out number waits until it is asked for
+    for r in maps:  # each convolution and pooling, stepped through
+        at.segmented_control(key="cnn_maps_layer").set_value(r["layer"]).run()
         c, h, w = r["output shape"].split("x")
-        assert f"After {r['layer']} · {r['type']}: {c} maps of {h}x{w}" in titles
+        assert [t for t in chart_titles(at) if t.startswith("After ")] == [f"After {r['layer']} · {r['type']}: "
+                                                                           f"{c} maps of {h}x{w}"]
+    at.toggle(key="cnn_conv_open").set_value(True).run()
+    assert "The convolution's number" in metrics(at)
     assert "The CNN's answer" in titles
     assert any(c.value.startswith("Sure = softmax of its logits") for c in at.caption)  # what shapes its confidence
 

@@ -23,8 +23,8 @@ def test_the_shown_arithmetic_is_the_layers_own_output(mnist, trained):
             outputs.append(x[0])
     conv1, relu1, pool1, conv2 = outputs[0], outputs[1], outputs[2], outputs[3]
 
-    at = open_page(PAGE, cnn_view_model=cnn.id, cnn_conv_layer=1, cnn_conv_1_map=3, cnn_conv_1_row=12,
-                   cnn_conv_1_col=9)
+    at = open_page(PAGE, cnn_view_model=cnn.id, cnn_conv_open=True, cnn_conv_layer=1, cnn_conv_1_map=3,
+                   cnn_conv_1_row=12, cnn_conv_1_col=9)
     assert not at.exception and not at.error
     shown = metrics(at)
     assert shown["The convolution's number"] == f"{float(conv1[3, 12, 9]):.4f}"
@@ -60,16 +60,17 @@ def test_the_maps_name_their_own_numbers_and_the_section_opens_on_the_digit(mnis
     x = prepare(image.unsqueeze(0), info.config)
     with torch.inference_mode():
         conv1 = model.eval().conv_layers[0](x)[0]  # [32, 26, 26]
-    at = open_page(PAGE, cnn_view_model=cnn.id)
+    at = open_page(PAGE, cnn_view_model=cnn.id, cnn_conv_open=True)
     assert not at.exception and not at.error
     spec = chart_spec(at, "After conv_layers.0 · Conv2d: 32 maps of 26x26")
     points = spec["data"][1]  # the markers a click selects, one per number
-    custom = plot_array(points["customdata"])
-    assert len(custom) == 32 * 26 * 26
+    custom, values = plot_array(points["customdata"]), plot_array(points["marker"]["color"])
+    assert len(custom) == len(values) == 32 * 26 * 26
     assert float(custom[:, 0].max()) == 31 and float(custom[:, 1].max()) == 25 and float(custom[:, 2].max()) == 25
-    for m, r, c, v in custom[:: 997].tolist():  # what hover says of a number is that number's own
-        assert abs(float(conv1[int(m), int(r), int(c)]) - v) < 1e-3
+    for (m, r, c), v in zip(custom[:: 997].tolist(), values[:: 997].tolist(), strict=True):
+        assert abs(float(conv1[int(m), int(r), int(c)]) - v) < 1e-3  # what hover says of a number is its own
     assert "row %{customdata[1]}, column %{customdata[2]}" in points["hovertemplate"]
+    assert "%{marker.color:.3f}" in points["hovertemplate"]
 
     m, r, c = (at.number_input(key=f"cnn_conv_1_{k}").value for k in ("map", "row", "col"))
     patch = x[0, 0, r : r + 3, c : c + 3]

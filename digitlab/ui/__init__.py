@@ -87,6 +87,7 @@ from .resources import (
     per_model,
     shared,
     shared_figure,
+    shared_table,
     stored_models,
 )
 from .run_words import how_fit_trains, trained_caption
@@ -120,7 +121,7 @@ __all__ = [
     "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
-    "model_robustness", "shared_figure", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
+    "model_robustness", "shared_figure", "shared_table", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "model_and_image", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",

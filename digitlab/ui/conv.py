@@ -58,6 +58,7 @@ def _follow_click(chart_key: str, key: str, conv: int) -> None:
     if st.session_state.get(f"{chart_key}_applied") == (m, r, c):
         return
     st.session_state[f"{chart_key}_applied"] = (m, r, c)
+    st.session_state[f"{key}_open"] = True  # a click asks for the number: the section below opens on it
     st.session_state[f"{key}_layer"] = conv
     st.session_state[f"{key}_{conv}_map"], st.session_state[f"{key}_{conv}_row"] = m, r
     st.session_state[f"{key}_{conv}_col"] = c
@@ -79,25 +80,37 @@ def model_and_image(model_id: str, image: torch.Tensor) -> tuple[str, str]:
 
 def feature_map_sheets(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, shared: bool,
                        model_id: str, key: str = "conv", chart_prefix: str = "cnn_maps") -> None:
-    """The maps after each convolution and pooling for one image; a click on a convolution's map picks the number
-    the section below works out, and that number is outlined. The maps and each sheet are worked out once per
-    model, image, scale and outlined number, for the whole class (``model_id``: the stored model's id)."""
+    """The maps after one convolution or pooling for one image, the layer picked above the sheet (one sheet a rerun:
+    the four together were most of the page's cost, issue 28); a click on a convolution's map picks the number the
+    section below works out, and that number is outlined. The maps and each sheet are worked out once per model,
+    image, scale and outlined number, for the whole class (``model_id``: the stored model's id)."""
     what = model_and_image(model_id, image)
     outs = shared_figure(("feature maps", *what), features.feature_maps, model, config, image)
     convs = [o.name for o in outs if o.kind == "Conv2d"]
-    for o in outs:
-        if o.name in convs:
-            _follow_click(f"{chart_prefix}_{o.name}", key, convs.index(o.name) + 1)
+    names = {o.name: _short_name(o, outs) for o in outs}
+    shown = st.segmented_control(
+        "Maps after", list(names), format_func=names.get, required=True, key=f"{chart_prefix}_layer",
+        default=outs[0].name, help="Each convolution and pooling in the order the image meets them. Step through: "
+        "each step makes the maps smaller and more numerous.")
+    out = next((o for o in outs if o.name == shown), outs[0])
+    conv = convs.index(out.name) + 1 if out.name in convs else 0
+    if conv:
+        _follow_click(f"{chart_prefix}_{out.name}", key, conv)
     pick = picked(model, config, image, key)
-    for out in outs:
-        c, h, w = out.values.shape
-        conv = convs.index(out.name) + 1 if out.name in convs else 0
-        title = f"After {out.label}: {c} maps of {h}x{w}"  # short: a tablet shows it whole (the text above says click)
-        outline = pick[1:] if conv == pick[0] else None
-        fig = shared_figure(("feature map sheet", *what, out.name, shared, outline), viz.map_sheet, out.values, title,
-                            cols=16, shared_scale=shared, value_name="output", pickable=bool(conv), picked=outline)
-        kwargs = {"on_select": "rerun", "selection_mode": "points"} if conv else {}
-        chart(st, fig, key=f"{chart_prefix}_{out.name}", **kwargs)
+    c, h, w = out.values.shape
+    title = f"After {out.label}: {c} maps of {h}x{w}"  # short: a tablet shows it whole (the text above says click)
+    outline = pick[1:] if conv == pick[0] else None
+    fig = shared_figure(("feature map sheet", *what, out.name, shared, outline), viz.map_sheet, out.values, title,
+                        cols=16, shared_scale=shared, value_name="output", pickable=bool(conv), picked=outline)
+    kwargs = {"on_select": "rerun", "selection_mode": "points"} if conv else {}
+    chart(st, fig, key=f"{chart_prefix}_{out.name}", **kwargs)
+
+
+def _short_name(out: features.LayerOutput, outs: list[features.LayerOutput]) -> str:
+    """"conv 1", "pool 2": the layer's kind and its place among the layers of that kind."""
+    same = [o.name for o in outs if o.kind == out.kind]
+    kind = {"Conv2d": "conv", "MaxPool2d": "pool"}.get(out.kind, out.kind)
+    return f"{kind} {same.index(out.name) + 1}"
 
 
 def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, model_id: str,
@@ -109,6 +122,9 @@ def conv_arithmetic(model: torch.nn.Module, config: TrainConfig, image: torch.Te
                 "of the input, multiply number by number, add the products up and add the bias. Click a number on "
                 "a convolution's maps above (it is outlined in green), or pick one here, and follow it through the "
                 "rest of its block.")
+    if not st.toggle("Work one number out", key=f"{key}_open", help="Opens by itself when you click a number on a "
+                     "convolution's maps above."):
+        return  # a section nobody opened computes nothing (issue 28)
     what = model_and_image(model_id, image)
     shapes = shared_figure(("map shapes", model_id), map_shapes, model)
     picked(model, config, image, key)  # the boxes start on the strongest number over the digit

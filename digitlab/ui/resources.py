@@ -14,7 +14,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import pandas as pd
 import plotly.graph_objects as go
+import pyarrow as pa
 import streamlit as st
 import torch
 
@@ -129,6 +131,13 @@ def shared_figure(key: tuple, build: Callable[..., T], *args, **kwargs) -> T:
     checksum and a setting) and never on the session: built once per process and shared by every session.
     Safe to share: st.plotly_chart copies a figure (to_dict) before sending it and never changes it."""
     return _shared_figure(key, partial(build, *args, **kwargs))
+
+
+def shared_table(key: tuple, build: Callable[[], list[dict]]) -> pa.Table:
+    """The rows ``build()`` makes, as an Arrow table built once per process for ``key`` and handed to st.dataframe by
+    every session: Streamlit turns a pandas frame into Arrow on every rerun (a few ms for a small table), an Arrow
+    table it only writes out."""
+    return shared_figure(("arrow table", *key), lambda: pa.Table.from_pandas(pd.DataFrame(build()), preserve_index=False))
 
 
 def per_model(func: Callable[..., T], model_id: str) -> T:

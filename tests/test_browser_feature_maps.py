@@ -1,8 +1,10 @@
 """The CNN page's feature maps in a real headless Chromium: hovering a number of a convolution's map names that map,
-row and column (not the sheet's), and a click on it makes it the number worked out below, outlined on its map."""
+row and column (not the sheet's), and a click on it makes it the number worked out below, outlined on its map. Then
+Train, which reruns only its own block of the page: when the run ends, the page's later sections show its model."""
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,7 +28,7 @@ CELL_XY = """([title, x, y]) => {
 }"""
 
 
-def test_hover_and_click_a_feature_map_number(mnist, trained):
+def test_hover_and_click_a_feature_map_number_then_train(mnist, trained, tmp_path):
     from localhost import app_in_chromium
     from screenshot import wait_idle
 
@@ -43,7 +45,12 @@ def test_hover_and_click_a_feature_map_number(mnist, trained):
     # the sheet's own layout (viz.map_sheet, 16 columns, a 1-cell gap): the cell of that number
     sheet_x, sheet_y = (want_map % 16) * 27 + want_col, (want_map // 16) * 27 + want_row
 
-    env = {"DIGITLAB_MODEL_DIR": os.environ["DIGITLAB_MODEL_DIR"], "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"]}
+    store = tmp_path / "models"  # the class's CNN alone, in a store of this test's own (it gets a second model)
+    (store / "analyses").mkdir(parents=True)
+    for f in Path(os.environ["DIGITLAB_MODEL_DIR"]).rglob(f"{cnn.id}.*"):
+        shutil.copy(f, store / f.relative_to(os.environ["DIGITLAB_MODEL_DIR"]))
+    env = {"DIGITLAB_MODEL_DIR": str(store), "DIGITLAB_DATA_DIR": os.environ["DIGITLAB_DATA_DIR"],
+           "DIGITLAB_COLLECTION_DIR": str(tmp_path / "col")}
     with app_in_chromium(env) as (browser, base):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{base}/CNN?model={cnn.id}")
@@ -64,9 +71,22 @@ def test_hover_and_click_a_feature_map_number(mnist, trained):
             .find(p => (p.querySelector('.gtitle') || {}).textContent?.startsWith(title));
           return (plot.layout.shapes || []).map(s => [s.x0, s.y0]);
         }""", SHEET)
+
+        # Train a small run: the Train block reruns on its own, and the run's end reruns the page, whose section 3
+        # then looks inside the new model.
+        for box, value in (("Epochs", "1"), ("Training images (0 = all)", "1000")):
+            page.get_by_role("spinbutton", name=box).first.fill(value)
+            page.get_by_role("spinbutton", name=box).first.press("Enter")
+            wait_idle(page)
+        page.get_by_role("button", name="Train", exact=True).click()
+        page.get_by_text("done: test accuracy").first.wait_for(timeout=120000)
+        wait_idle(page)
+        (new,) = [i for i in ModelStore(store).list() if i.id != cnn.id]
+        picker = page.get_by_role("combobox", name="Trained CNN").input_value()
     said = said.replace("\u2212", "-")  # Plotly writes a minus sign
     assert re.search(rf"map {want_map}\s*row {want_row}, column {want_col}", said), said  # the map's own place
     assert f"output {float(conv1[want_map, want_row, want_col]):.3f}" in said
     assert boxes == [str(want_map), str(want_row), str(want_col)]
     assert number.split("\n")[-1] == f"{float(conv1[want_map, want_row, want_col]):.4f}"
     assert [sheet_x - 0.5, sheet_y - 0.5] in outlined  # the picked number, outlined
+    assert new.title in picker  # section 3 moved to the model the run made

@@ -274,13 +274,23 @@ def train_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disabl
     stage = prefix
     if not disabled:
         get_queue().warm(data)  # the training process starts while the student picks settings: Train then starts at once
-    prefix = dataset_prefix(prefix, config.dataset)  # each dataset's runs apart: a switch shows that dataset's own
-    state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"
+    return _train_block(config, data, stage, dataset_prefix(prefix, config.dataset), disabled, after_run)
+
+
+# A fragment: Train, Stop and One more epoch rerun this block, not the page (30 students pressing Train on the CNN
+# page made 30 reruns of the whole page, which slowed their shared run by a fifth; issue 28).
+@st.fragment
+def _train_block(config: TrainConfig, data: data_mod.MNIST, stage: str, prefix: str, disabled: bool,
+                 after_run: Callable[[Snapshot], None] | None) -> Snapshot | None:
+    """train_section's block. The settings above it are the page's widgets, so a change there reruns the page and
+    hands this block the new config; a run that ends reruns the page (the stage's later sections show its model)."""
+    state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"  # prefix: each dataset's runs apart
     within_limit = disabled or cost_line(config, data)
     if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled or not within_limit,
                  help="Start training in the background; it keeps going if you switch page, and this page picks "
                       "it up again when you come back."):
-        submit_run(config, data, stage)
+        if (started := submit_run(config, data, stage)) is not None and started.finished:
+            st.rerun(scope="app")  # answered from the store at once: the page's later sections show that model
     if note := st.session_state.pop(f"{state_key}_note", None):
         st.info(note)
     snap = training_panel(state_key)

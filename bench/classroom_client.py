@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -59,6 +60,7 @@ def norm(name: str) -> str:
 class Usage:
     cpu_s: float  # utime + stime, seconds
     rss_mb: float
+    pss_mb: float = 0.0  # proportional set size: a page shared by n processes counts 1/n in each
 
 
 def _proc_usage(pid: int) -> Usage | None:
@@ -67,9 +69,21 @@ def _proc_usage(pid: int) -> Usage | None:
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
         cpu = (int(fields[11]) + int(fields[12])) / TICK  # fields 14 and 15 of stat(5)
         rss = int(fields[21]) * PAGE_SIZE / 1e6  # field 24
-        return Usage(cpu, rss)
+        return Usage(cpu, rss, _pss_mb(pid))
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _pss_mb(pid: int) -> float:
+    """The process's PSS (smaps_rollup, Linux 4.14+): summed over the server and its training process it is the memory
+    they hold together, where RSS counts the torch libraries both map (about 300 MB of file pages) twice."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.nan
 
 
 def _children(pid: int) -> list[int]:
@@ -130,7 +144,7 @@ class Server:
         """(server process, all its descendants together, how many descendants)."""
         own = _proc_usage(self.pid) or Usage(0.0, 0.0)
         kids = [u for u in (_proc_usage(c) for c in _children(self.pid)) if u is not None]
-        return own, Usage(sum(u.cpu_s for u in kids), sum(u.rss_mb for u in kids)), len(kids)
+        return own, Usage(sum(u.cpu_s for u in kids), sum(u.rss_mb for u in kids), sum(u.pss_mb for u in kids)), len(kids)
 
     def stop(self) -> None:
         """End the server's process group, then any descendant that left the group (a worker in its own session)."""

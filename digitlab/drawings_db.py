@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import settings
+from .images import ImageError, open_image
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +59,13 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def decode(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png), formats=["PNG"]) as im:
-        return np.asarray(im.convert("L"))
+    """A stored drawing's PNG -> 28x28 uint8, through the one image door with a drawing's limits (a row written by
+    anything else than DigitLab could hold anything)."""
+    try:
+        im, _ = open_image(png, formats=("PNG",), max_bytes=64 * 1024, max_pixels=28 * 28, what="stored drawing")
+    except ImageError as e:
+        raise DrawingsError(f"a stored drawing is not a 28x28 PNG: {e}") from None
+    return np.asarray(im.convert("L"))
 
 
 class Drawings:

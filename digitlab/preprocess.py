@@ -7,33 +7,24 @@ on drawings that went through the same steps, so the Sketch Pad does exactly the
 
 from __future__ import annotations
 
-import io
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps
 
 from .data import NORMALISATIONS
+from .images import ALLOWED_FORMATS, MAX_PIXELS, MAX_UPLOAD_BYTES, WORK_SIDE, ImageError, open_image  # noqa: F401
 from .models import PRESETS, ModelInfo, TrainConfig
 from .train import predict_proba
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a phone photo is 2-6 MB
-MAX_PIXELS = 40_000_000  # about a 48-megapixel photo; more is a bomb or a mistake
-# A JPEG decodes straight at 1/2, 1/4 or 1/8 of its size (Pillow's draft), so even a 40-megapixel photo costs a few
-# MB; a PNG or WebP can only be decoded whole, so those are taken up to this size (32 MB as RGBA, at most).
-MAX_WHOLE_DECODE_PIXELS = 8_000_000
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
-WORK_SIDE = 560  # large photos are shrunk to this first: a 28x28 result needs no more
 BOX = 20  # MNIST: the longer side of the digit
 FRAME = 28
 MIN_CONTRAST = 40  # brightest minus darkest (0..255) below this: nothing is drawn
 
 
-class PreprocessError(Exception):
-    """A problem with what the user gave us, in words the user can act on."""
+PreprocessError = ImageError  # a problem with what the user gave us, in words the user can act on
 
 
 @dataclass
@@ -103,63 +94,7 @@ def rgba_to_gray(rgba: np.ndarray) -> tuple[np.ndarray, str]:
 def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
     """Uploaded bytes -> grayscale uint8, refusing what is not a plain PNG, JPEG or WebP photo or scan."""
     notes: list[str] = []
-    if not payload:
-        raise PreprocessError("The file is empty.")
-    if len(payload) > MAX_UPLOAD_BYTES:
-        raise PreprocessError(
-            f"The file is {len(payload) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB. "
-            "Take a smaller photo or crop it around the digit."
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(payload), formats=list(ALLOWED_FORMATS))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PreprocessError(
-                f"The image has too many pixels (more than {MAX_PIXELS / 1e6:.0f} million): "
-                "it may be a decompression bomb. Use a smaller image."
-            ) from None
-        except UnidentifiedImageError:
-            raise PreprocessError(_not_allowed(payload)) from None
-        except Exception as e:  # noqa: BLE001 - any decoder failure is the file's fault
-            raise PreprocessError(f"The file could not be read as an image ({type(e).__name__}).") from None
-        try:
-            # Checked on the header, before a single pixel is decoded (Pillow's own guard is set higher
-            # and is the whole process's: it is left as it is).
-            if im.width * im.height > MAX_PIXELS:
-                raise PreprocessError(
-                    f"The image has too many pixels ({im.width}x{im.height}, more than {MAX_PIXELS / 1e6:.0f} "
-                    "million): it may be a decompression bomb. Use a smaller image or crop it around the digit."
-                )
-            if getattr(im, "n_frames", 1) > 1:
-                raise PreprocessError(
-                    f"This is an animated image ({im.n_frames} frames). Upload a single still picture."
-                )
-            if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-                raise PreprocessError(
-                    f"This is a 16-bit or high-precision image (mode {im.mode}). Save it as an ordinary 8-bit "
-                    "PNG or JPEG and upload that."
-                )
-            if im.mode == "CMYK":
-                raise PreprocessError(
-                    "This image is in CMYK colours (a print format). Save it as RGB (an ordinary PNG or JPEG)."
-                )
-            full_size = im.size
-            if im.format == "JPEG":
-                im.draft(None, (WORK_SIDE, WORK_SIDE))  # decoded straight at 1/2, 1/4 or 1/8 of its size
-            elif im.width * im.height > MAX_WHOLE_DECODE_PIXELS:
-                raise PreprocessError(
-                    f"This {im.format} is {im.width}x{im.height} pixels; a {im.format} that large would be decoded "
-                    f"whole. Crop it around the digit (at most {MAX_WHOLE_DECODE_PIXELS / 1e6:.0f} million pixels), "
-                    "or upload it as a JPEG photo."
-                )
-            im.load()
-        except PreprocessError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PreprocessError("The image has too many pixels: it may be a decompression bomb.") from None
-        except Exception as e:  # noqa: BLE001 - truncated or corrupt data
-            raise PreprocessError(f"The image is damaged or incomplete and could not be decoded ({e}).") from None
+    im, full_size = open_image(payload)
     if max(full_size) > WORK_SIDE:  # shrunk first, so turning it copies a small image, not a large one
         notes.append(f"shrunk from {full_size[0]}x{full_size[1]} to at most {WORK_SIDE} px")
         im.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
@@ -171,18 +106,6 @@ def load_upload(payload: bytes) -> tuple[np.ndarray, list[str]]:
             notes.append(note)
         return gray, notes
     return np.asarray(im.convert("L")), notes
-
-
-def _not_allowed(payload: bytes) -> str:
-    """Name the format when Pillow knows it, so the message says what to do."""
-    try:
-        with Image.open(io.BytesIO(payload)) as other:
-            fmt = other.format
-    except Exception:  # noqa: BLE001
-        fmt = None
-    if fmt:
-        return f"{fmt} images are not accepted. Upload a PNG, JPEG or WebP photo or scan of the digit."
-    return "This file is not an image DigitLab can read. Upload a PNG, JPEG or WebP photo or scan of the digit."
 
 
 # ---------------------------------------------------------------- grayscale -> MNIST
@@ -304,6 +227,21 @@ def from_canvas(rgba: np.ndarray | None) -> Processed:
         return Processed()
     gray, note = rgba_to_gray(rgba)
     return to_mnist(gray, [note] if note else [])
+
+
+CANVAS_MAX_SIDE = 2048  # the pad's PNG: its size in CSS pixels times the screen's pixel ratio, far below this
+CANVAS_MAX_BYTES = 4 * 1024 * 1024
+
+
+def from_canvas_png(png: bytes | None) -> Processed:
+    """The drawing pad's PNG, as the browser sent it (anything may arrive over the websocket: a 150 KB PNG declaring
+    6000x6000 pixels was decoded whole and cost 747 MB) -> MNIST style; PreprocessError when it is not a plain PNG
+    of at most CANVAS_MAX_SIDE x CANVAS_MAX_SIDE."""
+    if not png:
+        return Processed()
+    im, _ = open_image(png, formats=("PNG",), max_bytes=CANVAS_MAX_BYTES, max_pixels=CANVAS_MAX_SIDE ** 2,
+                       whole_pixels=CANVAS_MAX_SIDE ** 2, what="drawing")
+    return from_canvas(np.asarray(im.convert("RGBA")))
 
 
 def from_upload(payload: bytes) -> Processed:

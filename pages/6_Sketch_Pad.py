@@ -98,7 +98,7 @@ def sketch(models: list) -> None:
                 stroke_width=ui.px(ui.stroke_width()), stroke_color="#FFFFFF", background_color="#000000",
                 height=ui.px(PAD), width=ui.px(PAD), drawing_mode="freedraw", return_image_data=True, key=ui.pad_key(),
             )
-            result = pp.from_canvas(canvas.image_data)
+            result = ui.drawn(canvas)  # the pad's PNG through the one image door, with the pad's limits
             ui.save_form(None if result.empty else result.image, "canvas", "draw", caption=ui.pad_caption())
             ui.pad_controls()
         with st.container(width=3 * ui.px(STEP) + 2 * 16 + 8):  # three step images a row (16 px: a small gap)

@@ -313,3 +313,29 @@ def test_a_drawing_is_never_listed_without_its_source_and_time(tmp_path, mnist):
     assert len({e.id for e in seen}) > 1
     assert [e for e in seen if e.source != "upload" or not e.created] == []
     assert len(col.list()) == 40
+
+
+def test_the_pads_png_goes_through_the_same_door_with_the_pads_limits(mnist):
+    """The canvas's value is whatever a client sends: a 150 KB PNG declaring 6000x6000 pixels was decoded whole
+    (+747 MB, issue 29). Refused on its header now; a real pad's PNG gives what its pixels give."""
+    import resource
+
+    bomb = _png(Image.new("1", (6000, 6000)), optimize=True)  # made with 4.5 MB; as the pad's RGBA it is 144 MB
+    assert len(bomb) < 200_000
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(pp.PreprocessError, match="6000x6000, more than 4.2 million"):
+        pp.from_canvas_png(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 20_000  # kB: nothing was decoded
+    with pytest.raises(pp.PreprocessError, match="not an image"):
+        pp.from_canvas_png(b"GIF89a" + b"\0" * 100)
+    pad = render(mnist.test_images[0].numpy(), size=200, at=(60, 60))  # RGBA, as the pad draws it
+    assert pp.from_canvas_png(_png(Image.fromarray(pad, "RGBA"))).image.tolist() == pp.from_canvas(pad).image.tolist()
+    assert pp.from_canvas_png(None).empty and pp.from_canvas_png(b"").empty
+
+
+def test_a_stored_drawing_that_is_not_a_small_png_is_refused():
+    from digitlab.drawings_db import DrawingsError, decode
+
+    with pytest.raises(DrawingsError, match="not a 28x28 PNG"):
+        decode(_png(Image.new("L", (3000, 3000))))
+    assert decode(_png(Image.new("L", (28, 28), 200))).shape == (28, 28)

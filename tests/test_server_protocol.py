@@ -26,7 +26,7 @@ class Watcher(Student):
 
     def __post_init__(self):
         super().__post_init__()
-        self.session_id, self.texts = "", []
+        self.session_id, self.texts, self.components = "", [], []
 
     def _on(self, msg) -> None:
         kind = msg.WhichOneof("type")
@@ -38,6 +38,8 @@ class Watcher(Student):
             el = msg.delta.new_element
             if el.WhichOneof("type") == "markdown":
                 self.texts.append(el.markdown.body)
+            elif el.WhichOneof("type") == "bidi_component":  # the drawing pad (streamlit-drawable-canvas)
+                self.components.append(el.bidi_component.id)
         super()._on(msg)
 
 
@@ -161,3 +163,67 @@ def test_a_crafted_clear_cache_leaves_every_run_visible_and_running_once(server)
     running = [t for t in after if t.startswith("· DigitCNN")]
     assert len(running) == 1 and not any("more waiting" in t for t in after)  # one run, still listed
     assert workers_after == workers_before == 1  # one training process: the run was not started twice
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("Threads:")[1].split()[0])
+
+
+def test_clear_cache_over_and_over_starts_no_thread_and_keeps_the_data(server):
+    """Each clear_cache followed by a rerun started one more never-ending collection thread (issue 29): twenty of
+    them now leave the server's threads as they were, and the page still shows the data."""
+
+    async def go():
+        prankster = Watcher(server.url, "prankster-2")
+        await prankster.connect()
+        try:
+            await prankster.open("Home")
+            before = _threads(server.pid)
+            msg = BackMsg()
+            msg.clear_cache = True
+            for _ in range(20):
+                await prankster._ws.send(msg.SerializeToString())
+                await prankster.open("Home")
+            return before, _threads(server.pid), prankster.texts, prankster.errors
+        finally:
+            await prankster.close()
+
+    before, after, texts, errors = asyncio.run(go())
+    assert not errors
+    assert after <= before + 2, (before, after)  # a thread or two may come and go with the sessions' own work
+    assert any("**Data:** full MNIST" in t for t in texts)  # the data, loaded again, still shown
+
+
+def test_a_decompression_bomb_sent_as_the_pads_drawing_is_refused(server):
+    """The pad's value is whatever a client sends: a PNG of about 150 KB declaring 6000x6000 pixels, sent as the
+    canvas's drawing, cost the server +747 MB (issue 29). It is refused on its header now, with a message."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    buf = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(buf, format="PNG", optimize=True)
+    bomb = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    async def go():
+        student = Watcher(server.url, "bomber")
+        await student.connect()
+        try:
+            await student.open("Sketch Pad")
+            (pad,) = set(student.components)
+            before = server.usage()[0].rss_mb
+            value = {"drawing": {"raw": {"objects": []}, "data": bomb}}
+            student.sticky[pad] = WidgetState(id=pad, json_value=json.dumps(value))
+            await student.rerun()
+            return before, server.usage()[0].rss_mb, student.alerts, student.errors
+        finally:
+            await student.close()
+
+    before, after, alerts, errors = asyncio.run(go())
+    assert not errors
+    assert any("The drawing could not be read" in a and "6000x6000" in a for a in alerts), alerts
+    assert after - before < 20, (before, after)  # MB

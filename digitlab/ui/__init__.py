@@ -91,7 +91,7 @@ from .resources import (
     stored_models,
 )
 from .run_words import how_fit_trains, trained_caption
-from .sketch import pad_caption, pad_controls, pad_key, save_form, stroke_width, toolbar_room
+from .sketch import drawn, pad_caption, pad_controls, pad_key, save_form, stroke_width, toolbar_room
 from .teacher import (
     teacher_drawings,
     teacher_limits,
@@ -126,5 +126,5 @@ __all__ = [
     "restore_view", "share_view", "loaded_model", "models_with_analyses",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "model_and_image", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
-    "confusion_cells", "toolbar_room", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
+    "confusion_cells", "toolbar_room", "drawn", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",
 ]

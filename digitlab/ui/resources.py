@@ -191,13 +191,21 @@ def _collect_garbage_forever(every: float) -> None:
         gc.collect()
 
 
-@st.cache_resource
+_keeper: list[threading.Thread] = []
+_keeper_lock = threading.Lock()
+
+
 def memory_keeper() -> threading.Thread:
     """One daemon thread per process that runs a full garbage collection every GC_EVERY_S seconds.
 
     Streamlit's default (runner.postScriptGC) walks the whole heap after every rerun, about half the server's
-    CPU under a class; .streamlit/config.toml turns that off and this keeps memory bounded instead.
+    CPU under a class; .streamlit/config.toml turns that off and this keeps memory bounded instead. Kept in this
+    module, not in st.cache_resource: any client can send clear_cache, and each one started another thread.
     """
-    thread = threading.Thread(target=_collect_garbage_forever, args=(GC_EVERY_S,), name="digitlab-gc", daemon=True)
-    thread.start()
-    return thread
+    with _keeper_lock:
+        if not _keeper:
+            thread = threading.Thread(target=_collect_garbage_forever, args=(GC_EVERY_S,), name="digitlab-gc",
+                                      daemon=True)
+            thread.start()
+            _keeper.append(thread)
+        return _keeper[0]

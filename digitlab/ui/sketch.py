@@ -14,6 +14,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
+from .. import preprocess as pp
 from ..collection import Collection, CollectionError
 from .frame import on_touch_screen, px
 from .resources import owner_id
@@ -24,6 +25,19 @@ def toolbar_room() -> int:
     """Pixels above the pad for its own toolbar (undo, redo, clear), which pops up 2.65rem above it on hover (66 px in
     presenter mode, whose root font is 24 px): then the shown toolbar covers nothing of the page."""
     return px(44)
+
+
+def drawn(canvas) -> pp.Processed:
+    """What the pad holds, decoded through the one image door with the pad's limits (preprocess.from_canvas_png):
+    the value can be anything a client sends over the websocket. What cannot be read is said under the pad and read
+    as an empty pad."""
+    try:
+        return pp.from_canvas_png(canvas.image_bytes)
+    except pp.PreprocessError as e:
+        st.error(f"The drawing could not be read: {e}")
+    except (ValueError, TypeError, AttributeError):  # not a base64 PNG data URL at all
+        st.error("The drawing could not be read: the pad sent something that is not a PNG image.")
+    return pp.Processed()
 
 
 def pad_key() -> str:

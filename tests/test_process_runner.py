@@ -291,3 +291,49 @@ def test_a_page_that_asks_for_a_warm_process_gets_one_and_the_next_run_trains_in
         assert queue.worker_pids() and queue.worker_pids() != [pid]
     finally:
         queue.close()
+
+
+SERVER_STAND_IN = """
+import sys, time
+from digitlab.data import load_mnist
+from digitlab.models import PRESETS
+from digitlab.runs.queue import JobQueue
+from digitlab.store import ModelStore
+
+queue = JobQueue(ModelStore(sys.argv[1]))
+snap = queue.submit(PRESETS["cnn-seed"].with_(epochs=30, train_limit=20_000), load_mnist(allow_download=False), "a")
+while (s := queue.snapshot(snap.id)).last is None:  # training: a batch reported
+    time.sleep(0.05)
+if sys.argv[2] == "paused":
+    assert queue.pause(snap.id, "a")  # a student's pause: its 5-minute timer lives in this process
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("state", ["paused", "training"])
+def test_a_training_process_ends_with_its_server(tmp_path, state, mnist):
+    """kill -9 of the server with a run paused or training: its training process lived on (a paused one 442 s later,
+    holding 1 GB; issue 29). It now sees its commands end, stops the run and goes within seconds."""
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", SERVER_STAND_IN, str(tmp_path / "models"), state],
+                              stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        workers = [int(p) for task in os.listdir(f"/proc/{server.pid}/task")  # any of its threads may have started it
+                   for p in open(f"/proc/{server.pid}/task/{task}/children").read().split()]
+        assert len(workers) == 1
+        server.kill()
+        server.wait(30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{workers[0]}"):
+            time.sleep(0.1)
+        try:
+            alive = "zombie" not in open(f"/proc/{workers[0]}/status").read()
+        except FileNotFoundError:
+            alive = False
+        assert not alive, f"the training process {workers[0]} outlived its server by 10 s"
+    finally:
+        server.kill()

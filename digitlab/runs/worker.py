@@ -72,8 +72,15 @@ def main() -> int:
                     have_run.notify()
             elif cmd.op == "quit":
                 break
-        with have_run:  # stdin closed: the server has gone, so this process goes too
-            runs.append(Command("quit"))
+        # stdin closed (or quit): the server has gone, so this process goes too, and now, not after its runs: a run
+        # stops at its next batch, a paused one at once (its pause timer lived in the server), keeping the epochs it
+        # finished (a stopped run saves them); the runs not started are dropped.
+        with lock:
+            for steering in steerings.values():
+                steering.apply("resume")
+                steering.apply("cancel")
+        with have_run:
+            runs[:] = [Command("quit")]
             have_run.notify()
 
     threading.Thread(target=read_commands, daemon=True).start()

@@ -173,10 +173,11 @@ class JobQueue(TrainingQueue):
     def cancel(self, job_id: str, owner: str | None = None) -> bool:
         """Stop a job between batches (or drop it from the line), for everyone who waits on it.
 
-        With ``owner``, only its owner may; without, anyone who manages the class (the teacher, the CLI)."""
+        With ``owner``, only its owner may (a run started for the class, owner "", is no student's); without,
+        anyone who manages the class (the teacher, the CLI)."""
         with self._cond:
             job = self._jobs.get(job_id)
-            if job is None or job.state in FINISHED or (owner is not None and job.owner and job.owner != owner):
+            if job is None or job.state in FINISHED or (owner is not None and job.owner != owner):
                 return False
             job.paused_by = ""
             job.steering.apply("resume")
@@ -187,7 +188,8 @@ class JobQueue(TrainingQueue):
             return True
 
     def stop(self, job_id: str, who: str) -> str:
-        """A student's Stop: ``who`` no longer waits on the run, which is cancelled only when nobody else does.
+        """A student's Stop: ``who`` no longer waits on the run, which is cancelled only when nobody else does, and
+        never when it was started for the whole class (owner ""): only the teacher cancels those.
 
         Returns what happened: "cancelled", "detached" (others still wait on it) or "" (nothing to stop)."""
         with self._cond:
@@ -196,7 +198,7 @@ class JobQueue(TrainingQueue):
                 return ""
             job.watchers.discard(who)
             job.version += 1
-            if job.watchers:
+            if job.watchers or not job.owner:
                 self._cond.notify_all()
                 return "detached"
         return "cancelled" if self.cancel(job_id) else ""

@@ -14,7 +14,7 @@ import streamlit as st
 
 from ..collection import Collection, CollectionError
 from ..store import StoreError
-from ..teacher_key import teacher_key_ok, teacher_key_set
+from ..teacher_key import ROOM_TRIES_PER_MINUTE, TRIES_PER_MINUTE, guard, teacher_key_set
 from .pickers import model_label
 from .resources import get_queue, get_store, stored_models
 from .text import duration_text, status
@@ -35,6 +35,7 @@ def teacher_unlocked() -> bool:
         if c2.button("Lock", key="teacher_lock", help="Leave teacher mode in this browser tab."):
             st.session_state.pop(FLAG, None)
             st.rerun()
+        wrong_keys_note()
         return True
     if not teacher_key_set():
         st.info("No teacher key was set when this server started, so nobody can manage the class from a browser. "
@@ -46,6 +47,9 @@ def teacher_unlocked() -> bool:
     st.button("Unlock", key="teacher_unlock")  # a click commits the key typed above, which _check_key reads
     if st.session_state.pop("teacher_key_wrong", False):
         st.error("That is not the teacher key.")
+    if wait := st.session_state.pop("teacher_key_wait", 0):
+        st.warning(f"Too many keys were tried from here in the last minute: try again in {duration_text(wait)}. "
+                   "The key was not checked.", icon="⏳")
     st.caption("Students see the class's runs in the sidebar of every page; managing them needs the key.")
     return False
 
@@ -57,11 +61,25 @@ def _check_key() -> None:
     st.session_state["teacher_key_input"] = ""
     if not given:
         return
-    if teacher_key_ok(given):
+    address = st.context.ip_address  # None on this machine; counted per address for the whole server, not per tab
+    answer = guard().check(given, address if isinstance(address, str) else None)
+    if answer.wait_s:
+        st.session_state["teacher_key_wait"] = answer.wait_s
+    elif answer.ok:
         st.session_state[FLAG] = True
     else:
         time.sleep(1.0)  # guessing costs a second a try
         st.session_state["teacher_key_wrong"] = True
+
+
+def wrong_keys_note() -> None:
+    """For the teacher: the wrong keys tried in the last hour, and from where."""
+    wrong = guard().wrong_since(3600)
+    if wrong:
+        where = sorted({w.address for w in wrong})
+        st.caption(f"⚠️ {len(wrong)} wrong key(s) tried in the last hour, from {', '.join(where[:5])}"
+                   + (f" and {len(where) - 5} more addresses" if len(where) > 5 else "") + ". Each address gets "
+                   f"{TRIES_PER_MINUTE} tries a minute, the room's other machines {ROOM_TRIES_PER_MINUTE} together.")
 
 
 # ---------------------------------------------------------------- runs

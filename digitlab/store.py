@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 import threading
@@ -42,6 +43,7 @@ from .records import FORMAT_VERSION, MAX_RECORD_BYTES, StoreError, check_record
 from .records import ID_OK as _ID_OK
 
 MAX_HEADER_BYTES = 100_000  # a safetensors header lists a few dozen tensors
+MAX_WEIGHTS_BYTES = 512 * 1024 * 1024  # the largest network the stages build (6 x 4096 units) is about 350 MB
 STALE_TMP_S = 600.0  # a temporary file this old is a save that never finished (a save takes well under a second)
 
 
@@ -73,12 +75,43 @@ _DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", tor
            torch.int64: "I64", torch.int32: "I32"}
 
 
+def open_regular(path: Path, limit: int, what: str):
+    """``path`` opened for reading if it is a regular file of at most ``limit`` bytes; anything else (a link to
+    /dev/zero, a FIFO, a sparse file of gigabytes) is a StoreError from one fstat, never read. Opened without
+    blocking, so a FIFO cannot hang the reader. FileNotFoundError passes through."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise StoreError(f"its {what} cannot be opened ({e.strerror})") from None
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise StoreError(f"its {what} is not a regular file (a device, a pipe or a folder): not read")
+    if st.st_size > limit:
+        f.close()
+        raise StoreError(f"its {what} is {st.st_size / 1e6:,.1f} MB, more than one this app writes "
+                         f"({limit / 1e6:,.0f} MB): not read")
+    return f
+
+
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (open_regular), read with that bound."""
+    with open_regular(path, limit, what) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:  # it grew after the check
+        raise StoreError(f"its {what} is more than {limit / 1e6:,.0f} MB: not read")
+    return data
+
+
 def read_header(path: Path) -> tuple[dict, int]:
     """The tensors a safetensors file says it holds (name -> dtype, shape, offsets), and the size that implies.
 
     Only the header is read (its length is checked first): nothing of the size of the weights is allocated.
     """
-    with open(path, "rb") as f:
+    with open_regular(path, MAX_WEIGHTS_BYTES, "weights file") as f:
         head = f.read(8)
         if len(head) < 8:
             raise StoreError("the weights file is damaged (too short for safetensors)")
@@ -290,7 +323,7 @@ class ModelStore:
         path = self.root / f"{model_id}.safetensors"
         try:
             check_weights(path, record, config, self._digest)
-            payload = path.read_bytes()
+            payload = read_regular(path, MAX_WEIGHTS_BYTES, "weights file")
         except StoreError as e:
             raise StoreError(f"model {model_id}: {e}") from None
         except FileNotFoundError:
@@ -320,11 +353,7 @@ class ModelStore:
         """The record, checked field by field (check_record), and its config. Its size is checked before it
         is read: a huge file costs one stat, not a parse."""
         try:
-            size = path.stat().st_size
-            if size > MAX_RECORD_BYTES:
-                raise StoreError(f"its record is {size / 1e6:.1f} MB, more than a model's record can be "
-                                 f"({MAX_RECORD_BYTES / 1e6:.0f} MB): not read")
-            record = json.loads(path.read_bytes())
+            record = json.loads(read_regular(path, MAX_RECORD_BYTES, "record"))
         except FileNotFoundError:
             raise StoreError(f"model {path.stem} does not exist (it may have been deleted)") from None
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -338,7 +367,7 @@ class ModelStore:
         if key not in self._digests:
             if len(self._digests) > 4096:
                 self._digests.clear()
-            self._digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            self._digests[key] = hashlib.sha256(read_regular(path, MAX_WEIGHTS_BYTES, "weights file")).hexdigest()
         return self._digests[key]
 
     @staticmethod
@@ -397,7 +426,8 @@ class ModelStore:
         if record.get("weights_sha256"):
             return str(record["weights_sha256"])
         try:
-            return hashlib.sha256((self.root / f"{model_id}.safetensors").read_bytes()).hexdigest()
+            weights = read_regular(self.root / f"{model_id}.safetensors", MAX_WEIGHTS_BYTES, "weights file")
+            return hashlib.sha256(weights).hexdigest()
         except OSError:
             raise StoreError(f"model {model_id}: its weights file is missing") from None
 

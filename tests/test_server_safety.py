@@ -62,6 +62,15 @@ def hostile_store(trained, tmp_path, monkeypatch):
     _copy_model(ModelStore(), store, good.id, "cut-weights")
     weights = (store.root / "cut-weights.safetensors").read_bytes()
     (store.root / "cut-weights.safetensors").write_bytes(weights[: len(weights) - 100])
+    # special files, for anyone who can write in the folder (issue 29): a record that is /dev/zero, a record that is
+    # a FIFO (reading it waits for a writer forever), weights of 4 GB that are a hole (sparse: no disk used)
+    (store.root / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(store.root / "fifo.json")
+    record = _copy_model(ModelStore(), store, good.id, "sparse-weights")
+    record["weights_bytes"] = 4 * 1024**3
+    (store.root / "sparse-weights.json").write_text(json.dumps(record))
+    with open(store.root / "sparse-weights.safetensors", "r+b") as f:
+        f.truncate(4 * 1024**3)
     monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(store.root))
     monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
     ui.get_store.clear()
@@ -72,15 +81,21 @@ def hostile_store(trained, tmp_path, monkeypatch):
 
 
 def test_every_hostile_record_is_reported_and_skipped_by_the_store(hostile_store):
+    import resource
+
     store, good = hostile_store
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     infos, problems = store.scan()
     assert [i.id for i in infos] == [good.id]
     reasons = {p.name: p.reason for p in problems}
     for name, (_, _, said) in HOSTILE.items():
         assert said in reasons[name], (name, reasons[name])
-    assert "more than a model's record can be" in reasons["huge-record"]
+    assert "more than one this app writes" in reasons["huge-record"]
     assert "damaged" in reasons["cut-weights"]
-    for name in [*HOSTILE, "huge-record", "cut-weights"]:
+    assert "not a regular file" in reasons["zero"] and "not a regular file" in reasons["fifo"]
+    assert "4,295.0 MB, more than one this app writes" in reasons["sparse-weights"]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < peak + 20_000  # kB: nothing of them was read
+    for name in [*HOSTILE, "huge-record", "cut-weights", "zero", "fifo", "sparse-weights"]:
         with pytest.raises(StoreError):
             store.load(name)
     store.load(good.id)
@@ -94,7 +109,7 @@ def test_the_command_line_lists_the_good_model_and_skips_the_rest(hostile_store)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     listed = [line.split()[0] for line in out.stdout.splitlines() if not line.startswith("skipped")]
     assert listed == [good.id]
-    for name in [*HOSTILE, "huge-record", "cut-weights"]:
+    for name in [*HOSTILE, "huge-record", "cut-weights", "zero", "fifo", "sparse-weights"]:
         assert f"skipped {name}: " in out.stdout
 
 
@@ -103,9 +118,9 @@ def test_pages_show_the_good_model_and_name_every_skipped_file(hostile_store, pa
     at = AppTest.from_file(str(PAGES[page]), default_timeout=120).run()
     assert not at.exception
     skipped = next(e for e in at.expander if "were skipped" in e.label)
-    assert skipped.label.startswith(f"⚠️ {len(HOSTILE) + 2} file(s)")
+    assert skipped.label.startswith(f"⚠️ {len(HOSTILE) + 5} file(s)")
     text = " ".join(m.value for m in skipped.markdown)
-    for name in [*HOSTILE, "huge-record", "cut-weights"]:
+    for name in [*HOSTILE, "huge-record", "cut-weights", "zero", "fifo", "sparse-weights"]:
         assert f"`{name}`" in text
 
 

@@ -23,6 +23,7 @@ from .models import (
     count_parameters,
     layer_table,
 )
+from .store import skeleton
 from .train import (
     ConfigError,
     check_config,
@@ -61,9 +62,14 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 def layer_rows(config: TrainConfig) -> tuple[list[dict], int]:
     """The network the config builds, layer by layer with output shapes and parameter counts, and the total.
 
-    Computed once per config and shared by every visitor: treat the rows as read-only.
+    Computed once per config and shared by every visitor: treat the rows as read-only. The network is built as a
+    skeleton (store.skeleton: on PyTorch's meta device, shapes and no numbers), so the widest MLP a student may ask
+    for (6 x 4096 units, 350 MB of weights) costs the web process nothing (issue 29: four sessions asking, +1.14 GB).
     """
-    model = build_model(config)
+    if config.kind == "cnn":  # a preset's few thousand weights: measured by running one image through it
+        model = build_model(config)
+        return layer_table(model, (1, 1, 28, 28)), count_parameters(model)
+    model = skeleton(config)
     if isinstance(model, SimpleNetScratch):  # plain tensors, no layers to walk: one row per line of forward()
         h, n_out = model.w1.shape[1], model.w2.shape[1]
         rows = [
@@ -72,7 +78,13 @@ def layer_rows(config: TrainConfig) -> tuple[list[dict], int]:
             {"layer": "res@w2 + b2", "type": "by hand", "output shape": str(n_out), "parameters": h * n_out + n_out},
         ]
         return rows, count_parameters(model)
-    return layer_table(model, (1, 28 * 28) if config.kind != "cnn" else (1, 1, 28, 28)), count_parameters(model)
+    rows, width = [], 28 * 28  # a chain of layers: each Linear sets the width, the rest keep it (a forward pass on
+    for name, module in model.named_modules():  # the meta device would import PyTorch's compiler into the server)
+        if name and not list(module.children()):
+            width = module.out_features if isinstance(module, nn.Linear) else width
+            rows.append({"layer": name, "type": type(module).__name__, "output shape": str(width),
+                         "parameters": sum(p.numel() for p in module.parameters())})
+    return rows, count_parameters(model)
 
 
 def by_hand(config: TrainConfig) -> tuple[TrainConfig, list[str]]:

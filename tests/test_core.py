@@ -489,8 +489,9 @@ def test_the_store_records_the_dataset_and_any_pair(fashion, store):
 
 
 def test_the_web_side_builds_shapes_and_lesson_models_without_importing_torchs_compiler():
-    """Checking a stored model's shapes (store.skeleton) and the linear lesson's seeded start do not pull in
-    torch._dynamo: random numbers on the meta device did, 1.7 s of CPU on a class's first visit to Home."""
+    """Checking a stored model's shapes (store.skeleton), the linear lesson's seeded start and the MLP page's layer
+    table do not pull in torch._dynamo: random numbers on the meta device did, 1.7 s of CPU on a class's first visit
+    to Home. The layer table of the widest MLP a student may ask for (6 x 4096) costs the web process no weights."""
     import subprocess
     import sys
 
@@ -501,6 +502,10 @@ def test_the_web_side_builds_shapes_and_lesson_models_without_importing_torchs_c
             "m = lessons.seeded_linear1(1.0)\n"
             "torch.manual_seed(42); from digitlab.models import Linear1; ref = Linear1(1, 1.0)\n"
             "assert torch.equal(m.weights, ref.weights) and torch.equal(m.bias, ref.bias)\n"
+            "import resource; from digitlab import mlp_lessons; peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "rows, total = mlp_lessons.layer_rows(PRESETS['mlp-128-64'].with_(hidden=(4096,) * 6))\n"
+            "assert total > 87_000_000 and rows[-1]['output shape'] == '10', rows\n"
+            "assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000, 'kB for the layer table'\n"
             "print('torch._dynamo' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parent.parent)

@@ -176,6 +176,29 @@ def test_a_hog_run_is_refused_with_its_estimate_and_what_to_change(mnist, store)
         queue.close()
 
 
+def test_a_wide_network_is_estimated_by_its_size_and_refused(mnist, store):
+    """A 6 x 4096 MLP (87 million multiply-adds an image) was estimated at a small MLP's speed, "about 2 min 12 s",
+    and accepted; it trains at a few hundred images a second (issue 29). Its size now sets its estimate, measured
+    small MLPs or not, and a student's Train is refused over the class's limit."""
+    from digitlab.runs.estimate import work_per_image
+
+    wide = PRESETS["mlp-128-64"].with_(hidden=(4096,) * 6, batch_size=256, epochs=100)
+    small = wide.with_(hidden=(50,))
+    assert work_per_image("mlp", wide.hidden) / work_per_image("mlp", small.hidden) > 2000
+    queue = JobQueue(store, limit_s=300, runner=InlineRunner)
+    try:
+        n = task_size(mnist, wide)
+        before = queue.estimate(wide, n)
+        assert before > 3600 and before > 100 * queue.estimate(small, n)
+        queue.estimates.measured(PRESETS["simple_net"], 90_000.0)  # a small MLP measured: still the wide one's size
+        assert queue.estimate(wide, n) > 3600
+        with pytest.raises(JobRefused):
+            queue.submit(wide, mnist, owner="a", limited=True)
+        assert queue.jobs() == []
+    finally:
+        queue.close()
+
+
 def test_an_estimate_counts_from_the_click_to_done_and_learns_the_machine_s_load(mnist, store):
     queue = JobQueue(store, runner=InlineRunner)
     try:
@@ -217,6 +240,20 @@ def test_stop_detaches_a_student_and_cancels_only_when_nobody_else_waits(inline,
     assert inline.stop(run.id, "b") == "cancelled"
     done = inline.wait(run.id, timeout=WAIT_S)
     assert done.state == "cancelled"
+
+
+def test_a_run_started_for_the_class_goes_on_when_the_student_who_joined_it_stops(inline, mnist):
+    """The Sketch Pad's "Train the recommended models" starts runs for the class (owner ""): a student who joined one
+    from a stage page and pressed Stop cancelled it for everyone (issue 29). Now Stop only detaches them; the teacher
+    (no owner) still cancels it."""
+    run = inline.submit(LONG_MLP.with_(seed=13), mnist, owner="", limited=False)
+    assert inline.submit(LONG_MLP.with_(seed=13), mnist, owner="student").id == run.id
+    training(inline, run.id)
+    assert inline.stop(run.id, "student") == "detached"
+    assert inline.snapshot(run.id).state == "running"
+    assert not inline.cancel(run.id, owner="student")  # nor by the cancel a student's session could reach
+    assert inline.cancel(run.id)  # the teacher
+    assert inline.wait(run.id, timeout=WAIT_S).state == "cancelled"
 
 
 def test_the_starter_pauses_and_steps_a_shared_run_one_batch_at_a_time(inline, mnist):
@@ -305,6 +342,28 @@ def test_the_teacher_key_is_needed_and_none_set_means_nobody(monkeypatch):
     monkeypatch.setenv("DIGITLAB_TEACHER_KEY", "correct horse battery staple")
     assert teacher_key_ok("correct horse battery staple")
     assert not teacher_key_ok("correct horse battery") and not teacher_key_ok("")
+
+
+def test_wrong_keys_are_counted_per_server_and_the_laptop_keeps_its_own(monkeypatch):
+    """1,000 wrong keys from 50 sessions got 41 answers a second (issue 29): now at most 20 are checked in a minute
+    from the room, 5 from one address; a try over that is not checked (the right key too), only told when to try
+    again; the teacher on the laptop still gets in, and after a minute the room may try again."""
+    from digitlab.teacher_key import KeyGuard
+
+    monkeypatch.setenv("DIGITLAB_TEACHER_KEY", "correct horse battery staple")
+    now = [0.0]
+    guard = KeyGuard(clock=lambda: now[0])
+    answers = [guard.check(f"guess {i}", f"10.0.0.{i % 50}") for i in range(1000)]  # 50 students' machines
+    checked = [a for a in answers if not a.wait_s]
+    assert len(checked) == 20 and not any(a.ok for a in answers)
+    assert all(0 < a.wait_s <= 60 for a in answers if a.wait_s)
+    assert guard.check("correct horse battery staple", "10.0.0.7").wait_s  # not even checked
+    assert guard.check("correct horse battery staple", None).ok  # the laptop
+    one = KeyGuard(clock=lambda: now[0])
+    assert sum(not one.check("guess", "10.0.0.1").wait_s for _ in range(100)) == 5  # one address: 5 a minute
+    now[0] = 61.0
+    assert not guard.check("guess again", "10.0.0.3").wait_s  # a minute later: checked again
+    assert len(guard.wrong_since(3600)) == 21 and {w.address for w in guard.wrong} >= {"10.0.0.0", "10.0.0.3"}
 
 
 def test_an_unwritable_model_folder_refuses_the_run_before_it_is_queued(mnist, tmp_path):

@@ -11,6 +11,7 @@ load average over its cores: a training process on an oversubscribed machine get
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -26,10 +27,52 @@ START_S = 1.5  # from the click to the first batch in a training process (warm 0
 # a runner says its own (``start_s``): none to start in this process, a task to place on a Ray cluster
 EPOCH_S = 0.3  # each epoch's fixed part: the test pass's start, the record, the progress lines
 SAVE_S = 0.3  # the weights and the record written
-TEST_SHARE = 1 / 6  # the test set beside the training set (10,000 to 60,000), passed once an epoch...
+SAVE_BYTES_PER_S = 200e6  # ...and per byte of weights: written, read back for the checksum, analysed
+TEST_IMAGES = {True: 2_000, False: 10_000}  # the test set passed once an epoch (a pair's: its two digits)...
 FORWARD_SHARE = 1 / 3  # ...forward only, in large batches: about a third of a training step's cost per image
 LOAD_KEPT = 0.5  # how much of the last measured load a new measurement keeps (the rest is the new one's)
 LOAD_RANGE = (0.1, 50.0)  # a measured ratio outside this is a fluke (a machine asleep); paused runs are not measured
+
+
+def work_per_image(kind: str, shape) -> float | None:
+    """Multiply-adds of one image's forward pass through a linear model or an MLP (``shape``: speed_key's, the
+    hidden sizes), known from the config before anything runs; None for a CNN (its presets are few, each measured)."""
+    if kind == "linear":
+        return 784.0 * 10
+    if kind == "mlp":
+        sizes = [784, *(int(h) for h in (shape or (50,))), 10]
+        return float(sum(a * b for a, b in zip(sizes, sizes[1:], strict=False)))
+    return None
+
+
+_flops: list[float] = []
+
+
+def matmul_flops() -> float:
+    """The training process's float32 matrix-multiply speed (FLOP/s), measured once per process on 512x512 matrices
+    (a few ms) with this process's threads and scaled to the training process's (execute.worker_threads: every core
+    but one): what a wide layer's training step costs per multiply-add, where a small network's is mostly overhead."""
+    if not _flops:
+        import time
+
+        import torch
+
+        from .execute import worker_threads
+
+        a = torch.randn(512, 512)
+        torch.mm(a, a)
+        best = 1e8
+        for _ in range(5):  # the best of five short bursts: a training process beside this one slows some of them
+            start = time.perf_counter()
+            torch.mm(a, a)
+            best = max(best, 2 * 512**3 / (time.perf_counter() - start))
+        _flops.append(best * min(worker_threads(), torch.get_num_threads()) / torch.get_num_threads())
+    return _flops[0]
+
+
+TRAIN_FLOPS_PER_MAC = 6  # forward, backward to the inputs and to the weights: two FLOPs a multiply-add, three times
+TRAIN_EFFICIENCY = 0.5  # a training step reaches about half the 512x512 peak (activations, the optimiser, memory):
+# a 6 x 4096 MLP measured 210 images/s on one thread of this 2-core machine (bench_estimate.py --wide)
 
 
 def busy() -> float:
@@ -107,13 +150,31 @@ class Estimates:
             step0 = b0 / r0  # seconds per step measured at batch b0
             fixed = min(STEP_S.get(config.kind, 0.001), 0.9 * step0)
             per_image = (step0 - fixed) / b0
+            if not near and (work := work_per_image(*key[:3:2])) is not None:
+                per_image = self._per_image_by_size(key, work, per_image)
             rate = config.batch_size / (fixed + per_image * config.batch_size)
             test_rate = 1 / max(per_image, 1e-12)
         else:
             fixed = min(STEP_S.get(config.kind, 0.001), 0.9 * config.batch_size / rate)
             test_rate = config.batch_size / max(config.batch_size / rate - fixed, 1e-12)
-        epoch = n_images / rate + n_images * TEST_SHARE * FORWARD_SHARE / test_rate + EPOCH_S
+        epoch = n_images / rate + TEST_IMAGES[bool(config.pair)] * FORWARD_SHARE / test_rate + EPOCH_S
         return self.fixed_seconds(config, loaded) + config.epochs * epoch * (self._load(config) if loaded else 1.0)
+
+    def _per_image_by_size(self, key: tuple, work: float, default: float) -> float:
+        """A network of this kind not measured yet: the closest one measured (by work per image, then batch size),
+        or the kind's default, with its per-image overhead kept and its multiply-adds replaced by this one's at the
+        machine's matrix speed. A 6 x 4096 MLP was estimated at a small MLP's speed: 2 min for 12 hours."""
+        measured = [(abs(math.log(w / work)), abs(k[3] - key[3]), k, r) for k, r in self.rates.items()
+                    if k[:2] == key[:2] and (w := work_per_image(k[0], k[2])) is not None]
+        if measured:
+            _, _, k, r = min(measured)
+            step = k[3] / r
+            per_image, work0 = (step - min(STEP_S.get(k[0], 0.001), 0.9 * step)) / k[3], work_per_image(k[0], k[2])
+        else:
+            per_image, work0 = default, work_per_image(key[0], None if key[0] == "mlp" else key[2])
+        seconds_per_mac = TRAIN_FLOPS_PER_MAC / (matmul_flops() * TRAIN_EFFICIENCY)
+        overhead = max(0.0, per_image - work0 * seconds_per_mac)
+        return overhead + work * seconds_per_mac
 
     def _load(self, config: TrainConfig) -> float:
         """Wall seconds per estimated second now: as measured on this kind of network, scaled by how much busier
@@ -122,8 +183,10 @@ class Estimates:
         return 1.0 if measured is None else measured[0] * busy() / measured[1]
 
     def fixed_seconds(self, config: TrainConfig, loaded: bool = True) -> float:
-        """The part of a run's estimate that is paid once, however many epochs: its start and its save."""
-        return (self.start_s + SAVE_S) * (self._load(config) if loaded else 1.0)
+        """The part of a run's estimate that is paid once, however many epochs: its start and its save (the
+        weights written and checksummed: a wide MLP's are hundreds of MB)."""
+        work = work_per_image(*speed_key(config)[:3:2]) or 0.0  # about one weight per multiply-add
+        return (self.start_s + SAVE_S + 4 * work / SAVE_BYTES_PER_S) * (self._load(config) if loaded else 1.0)
 
     def over_limit(self, config: TrainConfig, n_images: int, limit_s: float | None) -> OverLimit | None:
         """Why a run of ``config`` would be refused for its cost (its estimate as if nothing else ran), or None when

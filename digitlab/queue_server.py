@@ -118,10 +118,10 @@ class RemoteQueue(TrainingQueue):
         self._warmed_at = float("-inf")
 
     def submit(self, config: TrainConfig, data, owner: str = "", *, continue_from: str = "", fresh: bool = False,
-               limited: bool = False, finetune: dict | None = None, kind: str = "train") -> Snapshot:
+               limited: bool = False, finetune: dict | None = None, kind: str = "train", place: str = "") -> Snapshot:
         return self._service.submit(config.to_dict(), data.source.dataset, data.source.path, data.fingerprint(), owner,
                                     continue_from=continue_from, fresh=fresh, limited=limited, finetune=finetune,
-                                    kind=kind)
+                                    kind=kind, place=place)
 
     def warm(self, data=None) -> None:
         """JobQueue.warm, asked at most every WARM_EVERY_S from this web process: one call serves many reruns."""

@@ -150,6 +150,23 @@ def test_finished_jobs_are_pruned_and_ids_never_come_back(inline, mnist, monkeyp
         other.close()
 
 
+def test_thirty_tabs_of_one_browser_hold_one_place_in_line(inline, mnist):
+    """30 sessions of one browser each pressing Train were all queued, and the next student was number 31 (issue 29):
+    the one-waiting-run rule holds per browser (or machine) as per session."""
+    running = inline.submit(LONG_MLP.with_(seed=21), mnist, owner="someone", place="browser b")
+    training(inline, running.id)
+    first = inline.submit(SMALL_MLP.with_(seed=1), mnist, owner="tab-0", place="browser a")
+    refused = 0
+    for tab in range(1, 30):
+        with pytest.raises(JobRefused, match="Another tab of your browser has a run waiting"):
+            inline.submit(SMALL_MLP.with_(seed=tab + 1), mnist, owner=f"tab-{tab}", place="browser a")
+        refused += 1
+    other = inline.submit(SMALL_MLP.with_(seed=99), mnist, owner="next student", place="browser c")
+    assert refused == 29 and [s.id for s in inline.active()][1:] == [first.id, other.id]  # number 2 in line, not 31
+    for job in (running, first, other):
+        inline.cancel(job.id)
+
+
 def test_a_hog_run_is_refused_with_its_estimate_and_what_to_change(mnist, store):
     queue = JobQueue(store, limit_s=300, runner=InlineRunner)
     try:
@@ -306,7 +323,7 @@ def test_a_student_s_pause_lapses_by_itself_but_not_a_newer_pause_or_the_teacher
     assert first.seconds == queue_mod.STUDENT_PAUSE_S
     first.fire()  # five minutes later
     snap = inline.snapshot(run.id)
-    assert not snap.paused and snap.message == "resumed: a student's pause lasts at most 5 minutes"
+    assert not snap.paused and snap.message == "resumed: a student may pause a run for at most 5 minutes in all"
     until(inline, lambda: not inline._jobs[run.id].message.startswith("resumed"), "the run to go on")
 
     assert inline.pause(run.id, "s") and inline.resume(run.id, "s") and inline.pause(run.id, "s")
@@ -319,6 +336,32 @@ def test_a_student_s_pause_lapses_by_itself_but_not_a_newer_pause_or_the_teacher
     assert inline.cancel(run.id)  # a cancel ends a paused run too
     done = inline.wait(run.id, timeout=WAIT_S)
     assert done.state == "cancelled" and not done.paused
+
+
+def test_a_student_s_pauses_of_one_run_last_five_minutes_in_all(mnist, store):
+    """Pausing again at once after each lapse held the class's queue without end (issue 29): a student's pauses of
+    one run now last STUDENT_PAUSE_S together, and the line's estimates wait for what is left of one."""
+    timers, now = Timers(), [0.0]
+    queue = JobQueue(store, runner=InlineRunner, timer=timers, clock=lambda: now[0])
+    try:
+        run = queue.submit(LONG_MLP.with_(seed=5), mnist, owner="s")
+        behind = queue.submit(SMALL_MLP, mnist, owner="t")
+        training(queue, run.id)
+        eta_going = queue.snapshot(behind.id).eta_start
+        assert queue.pause(run.id, "s") and timers.started[-1].seconds == 300
+        assert queue.snapshot(behind.id).eta_start > eta_going + 250  # it waits for the pause too
+        now[0] = 200.0
+        assert queue.resume(run.id, "s") and queue.pause(run.id, "s")
+        assert timers.started[-1].seconds == 100  # what is left of the five minutes
+        now[0] = 300.0
+        timers.started[-1].fire()
+        assert not queue.snapshot(run.id).paused
+        assert not queue.pause(run.id, "s")  # used up
+        assert queue.snapshot(run.id).message.startswith("no pause left")
+        assert queue.pause(run.id)  # the teacher still may
+        assert queue.cancel(run.id) and queue.cancel(behind.id)
+    finally:
+        queue.close()
 
 
 def test_a_cancel_before_the_run_starts_reaches_it_and_steering_is_followed_once(mnist, store):

@@ -41,6 +41,8 @@ class Job:
     watchers: set = field(default_factory=set)
     paused_by: str = ""  # "teacher" or "starter" while paused
     pauses: int = 0  # counts pauses: a student's pause that lapses ends only the pause it was set for
+    student_paused_s: float = 0.0  # a student's pauses of this run so far, in all (at most STUDENT_PAUSE_S)
+    paused_since: float = 0.0  # the queue's clock when the current student's pause began
     watch: dict | None = None  # the latest live picture (Watch.picture())
     steps: deque = field(default_factory=lambda: deque(maxlen=STEPS_KEPT))  # StepReport.report() of each single step
     watch_version: int = 0
@@ -48,6 +50,7 @@ class Job:
     kind: str = "train"  # JobSpec.kind: "train", "finetune" or "lr_find"
     result: dict | None = None  # what the Finished message said of it (finetune.summary, a sweep's curve)
     steering: Steering = field(default_factory=Steering)  # pause, steps, cancel: followed wherever it trains
+    place: str = ""  # the student's browser or machine (JobQueue.submit): one waiting run per place as per owner
 
     @property
     def paused(self) -> bool:

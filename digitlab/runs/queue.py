@@ -54,13 +54,15 @@ class _Slot:
 
 class JobQueue(TrainingQueue):
     def __init__(self, store: ModelStore, max_running: int = 1, limit_s: float | None = None,
-                 runner: Callable[[], Runner] | None = None, timer: Callable = threading.Timer):
+                 runner: Callable[[], Runner] | None = None, timer: Callable = threading.Timer,
+                 clock: Callable[[], float] = time.monotonic):
         """``runner`` makes each slot's runner (default: a local training process, ``runners.process``);
-        ``timer(seconds, function, args)`` makes the timer that ends a student's pause (a test passes its own)."""
+        ``timer(seconds, function, args)`` makes the timer that ends a student's pause and ``clock`` times the
+        pauses (a test passes its own)."""
         if runner is None:
             from .runners.process import ProcessRunner as runner
         self.store = store
-        self.make_runner, self.timer = runner, timer
+        self.make_runner, self.timer, self.clock = runner, timer, clock
         self.max_running = max(1, max_running)
         self.limit_s = limit_s  # the most one student's run may cost, in seconds; None: no limit (the CLI, tests)
         self.estimates = Estimates(getattr(runner, "start_s", START_S))
@@ -77,7 +79,8 @@ class JobQueue(TrainingQueue):
     # ------------------------------------------------------------ the API pages use
 
     def submit(self, config: TrainConfig, data: MNIST, owner: str = "", *, continue_from: str = "",
-               fresh: bool = False, limited: bool = False, finetune: dict | None = None, kind: str = "train") -> Snapshot:
+               fresh: bool = False, limited: bool = False, finetune: dict | None = None, kind: str = "train",
+               place: str = "") -> Snapshot:
         """Queue a run; an identical run already queued or running is joined, one already stored is answered
         from the store (unless ``fresh``: train it again, live, as a new model).
 
@@ -87,7 +90,8 @@ class JobQueue(TrainingQueue):
 
         Raises JobRefused, with a message for the page, when the model folder cannot be written, when a
         ``limited`` run (a student's, from a page) is estimated to cost more than the class's limit, or when
-        ``owner`` already has a run waiting: one place in the line per student.
+        ``owner`` already has a run waiting: one place in the line per student. ``place`` (the student's browser, or
+        their machine's address) is held to the same rule, so 30 tabs of one browser hold one place, not 30.
         """
         try:
             self.store.check_writable()  # before anyone waits minutes for a run that cannot be saved
@@ -115,15 +119,16 @@ class JobQueue(TrainingQueue):
                     return self._snapshot(job)
             if limited and (over := self.estimates.over_limit(config, n_images, self.limit_s)):
                 raise JobRefused(over=over)
-            mine = [j for j in self._waiting if owner and j.owner == owner]
+            mine = [j for j in self._waiting if (owner and j.owner == owner) or (place and j.place == place)]
             if mine:
                 ahead = self._waiting.index(mine[0]) + 1
+                where = "You already have" if mine[0].owner == owner else "Another tab of your browser has"
                 raise JobRefused(
-                    f"You already have a run waiting ({mine[0].config.title}, number {ahead} in line). "
+                    f"{where} a run waiting ({mine[0].config.title}, number {ahead} in line). "
                     "Stop it, or wait until it starts, before you queue another."
                 )
             job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from, finetune=finetune,
-                      kind=kind)
+                      kind=kind, place=place)
             if owner:
                 job.watchers.add(owner)
             self._jobs[job.id] = job
@@ -179,6 +184,7 @@ class JobQueue(TrainingQueue):
             job = self._jobs.get(job_id)
             if job is None or job.state in FINISHED or (owner is not None and job.owner != owner):
                 return False
+            self._student_pause_ends(job)
             job.paused_by = ""
             job.steering.apply("resume")
             job.steering.apply("cancel")
@@ -207,16 +213,23 @@ class JobQueue(TrainingQueue):
         """Hold a running job after its current batch until resume; its runner keeps what it has.
 
         ``who`` None: the teacher (or the command line), any run. A student's id: only the run they started and
-        still follow (``steerable_by``); their pause ends by itself after STUDENT_PAUSE_S."""
+        still follow (``steerable_by``); their pauses of one run last STUDENT_PAUSE_S in all (a pause that was
+        renewed again and again held the class's queue without end): each ends by itself when that is used up."""
         with self._cond:
             job = self._jobs.get(job_id)
             if job is None or job.state != RUNNING or job.paused or job.cancelled or not self._may_steer(job, who):
+                return False
+            left = STUDENT_PAUSE_S - job.student_paused_s
+            if who is not None and left <= 0:
+                job.message, job.version = (f"no pause left: a student may hold a run for {STUDENT_PAUSE_S / 60:g} "
+                                            "minutes in all, and the others waiting go first"), job.version + 1
                 return False
             job.paused_by, job.pauses = "teacher" if who is None else "starter", job.pauses + 1
             job.message = ("paused by the teacher" if who is None else
                            "paused by the student who started it: Step takes one batch at a time")
             if who is not None:
-                lapse = self.timer(STUDENT_PAUSE_S, self._pause_lapsed, (job_id, job.pauses))
+                job.paused_since = self.clock()
+                lapse = self.timer(left, self._pause_lapsed, (job_id, job.pauses))
                 lapse.daemon = True
                 lapse.start()
             return self._steer(job, "pause")
@@ -228,6 +241,7 @@ class JobQueue(TrainingQueue):
             if (job is None or job.state != RUNNING or not job.paused or not self._may_steer(job, who)
                     or (who is not None and job.paused_by != "starter")):
                 return False
+            self._student_pause_ends(job)
             job.paused_by, job.message = "", "resuming"
             return self._steer(job, "resume")
 
@@ -261,9 +275,15 @@ class JobQueue(TrainingQueue):
             job = self._jobs.get(job_id)
             if job is None or not job.paused or job.paused_by != "starter" or job.pauses != pause_no:
                 return
+            self._student_pause_ends(job)
             job.paused_by = ""
-            job.message = f"resumed: a student's pause lasts at most {STUDENT_PAUSE_S / 60:g} minutes"
+            job.message = f"resumed: a student may pause a run for at most {STUDENT_PAUSE_S / 60:g} minutes in all"
             self._steer(job, "resume")
+
+    def _student_pause_ends(self, job: Job) -> None:
+        """Count the student's pause that ends now towards the run's STUDENT_PAUSE_S (with the lock held)."""
+        if job.paused_by == "starter":
+            job.student_paused_s += max(0.0, self.clock() - job.paused_since)
 
     def _steer(self, job: Job, op: str) -> bool:
         """Pass pause, resume or step to the job's steering (with the lock held; its runner passes it on)."""
@@ -334,11 +354,16 @@ class JobQueue(TrainingQueue):
             del self._jobs[job.id]
 
     def _remaining(self, job: Job) -> float:
+        held = 0.0  # a student's pause: what is left of it is waited for too, and time paused is no progress
+        if job.paused_by == "starter":
+            now_held = self.clock() - job.paused_since
+            held = max(0.0, STUDENT_PAUSE_S - job.student_paused_s - now_held)
         if job.state == RUNNING and job.last is not None and job.last.fraction > 0.05:
-            so_far = time.time() - job.started
-            return so_far * (1 - job.last.fraction) / job.last.fraction
+            paused = job.student_paused_s + (self.clock() - job.paused_since if job.paused_by == "starter" else 0.0)
+            so_far = max(1e-3, time.time() - job.started - paused)
+            return held + so_far * (1 - job.last.fraction) / job.last.fraction
         if job.state == RUNNING:
-            return max(0.0, self.estimates.seconds(job.config, job.n_images) - (time.time() - job.started))
+            return held + max(0.0, self.estimates.seconds(job.config, job.n_images) - (time.time() - job.started))
         return self.estimates.seconds(job.config, job.n_images)
 
     def _eta_start(self, job: Job) -> float:

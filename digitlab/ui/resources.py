@@ -7,6 +7,7 @@ queue, loaded models, and the memory keeper that collects garbage outside the re
 from __future__ import annotations
 
 import gc
+import hashlib
 import threading
 import time
 import uuid
@@ -154,6 +155,23 @@ def owner_id() -> str:
     if "owner_id" not in st.session_state:
         st.session_state.owner_id = uuid.uuid4().hex[:8]
     return st.session_state.owner_id
+
+
+XSRF_COOKIE = "_streamlit_xsrf"  # Streamlit sets it once per browser (server.enableXsrfProtection): its tabs share it
+
+
+def student_place() -> str:
+    """Where this session's student is, for the queue's one-waiting-run rule (JobQueue.submit's ``place``): another
+    machine's address, or, on this laptop, the browser (its XSRF cookie, one per browser, shared by its tabs); ""
+    when neither is known. Thirty tabs of one browser each pressing Train held thirty places in the line."""
+    address = st.context.ip_address
+    if isinstance(address, str) and address:
+        return f"address {address}"
+    cookies = st.context.cookies
+    cookie = cookies.get(XSRF_COOKIE) if hasattr(cookies, "get") else None
+    if isinstance(cookie, str) and cookie:
+        return "browser " + hashlib.sha256(cookie.encode()).hexdigest()[:16]  # never the cookie itself
+    return ""
 
 
 def whose(snap) -> str:

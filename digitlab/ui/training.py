@@ -18,7 +18,7 @@ from ..models import PRESET_HELP, PRESETS, TrainConfig, preset_for
 from ..runs.interface import JobRefused, Snapshot
 from ..train import ConfigError, check_config, compute_dtype, pick_device, task_size
 from .frame import chart
-from .resources import get_data, get_queue, owner_id, shared_figure
+from .resources import get_data, get_queue, owner_id, shared_figure, student_place
 from .run_words import run_label, run_verdict
 from .text import cancelled_text, duration_text, over_limit_text, refusal_text, status
 from .watch import steering, watch_it_learn
@@ -140,7 +140,8 @@ def start_training(
         return None
     try:
         who = owner_id() if owner is None else owner
-        snap = get_queue().submit(config, data, who, continue_from=continue_from, fresh=fresh, limited=bool(who))
+        snap = get_queue().submit(config, data, who, continue_from=continue_from, fresh=fresh, limited=bool(who),
+                                  place=student_place() if who else "")
     except JobRefused as e:
         st.warning(refusal_text(e), icon="⏳")
         return None

@@ -226,7 +226,7 @@ class TrainConfig:
     def pair(self) -> tuple[int, int] | None:
         """The two classes of a yes/no task ("3v7" -> (3, 7): 3 is yes), or None for all ten."""
         a, v, b = self.task.partition("v")
-        return (int(a), int(b)) if v and a.isdigit() and b.isdigit() else None
+        return (int(a), int(b)) if v and a.isdecimal() and b.isdecimal() else None
 
     @property
     def n_outputs(self) -> int:

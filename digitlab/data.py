@@ -379,7 +379,7 @@ def download(target: Path, progress: ProgressFn | None = None, timeout: float = 
 def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
         total = resp.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
+        total = int(total) if total and total.isdecimal() else None
         done = 0
         while chunk := resp.read(1 << 16):
             out.write(chunk)

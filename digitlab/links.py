@@ -157,7 +157,7 @@ def view_from_params(params: dict[str, str], model_ids: Collection[str], looks: 
             view.notes.append(f"look={params['look']!r} left out: use one of {', '.join(by_slug)}")
     if n_images and "image" in params:
         text = params["image"]
-        if text.isdigit() and int(text) < n_images:
+        if text.isdecimal() and int(text) < n_images:
             view.image = int(text)
         else:
             view.notes.append(f"image={text!r} left out: a test image is a number from 0 to {n_images - 1}")

@@ -48,7 +48,7 @@ def parse_hidden(text: str) -> tuple[int, ...]:
         raise ConfigError("Give at least one hidden layer size, for example 50 or 128, 64.")
     sizes = []
     for p in parts:
-        if not p.isdigit() or int(p) < 1:
+        if not p.isdecimal() or int(p) < 1:
             raise ConfigError(f"{p!r} is not a layer size: use whole numbers of at least 1, separated by commas.")
         sizes.append(int(p))
     if len(sizes) > MAX_HIDDEN_LAYERS:

@@ -125,7 +125,7 @@ def embedding_map(coords, targets, class_names, rows=None, predicted=None, title
             continue
         fig.add_trace(go.Scatter(  # SVG, not WebGL: a click on a point selects it in every browser
             x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=str(name),
-            marker=dict(size=5, color=DIGIT_COLORS[int(name) % 10] if str(name).isdigit() else None, opacity=0.8),
+            marker=dict(size=5, color=DIGIT_COLORS[int(name) % 10] if str(name).isdecimal() else None, opacity=0.8),
             customdata=np.stack([rows[sel], pred[sel]], axis=1),
             hovertemplate=f"label {name}" + "<br>test image %{customdata[0]}<br>predicted %{customdata[1]}"
                           "<extra></extra>",

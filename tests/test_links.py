@@ -55,6 +55,11 @@ def test_a_viewing_pages_choices_are_checked_one_by_one():
     one = view_from_params({"model": "b", "models": "a,b"}, {"a", "b"}, looks, n_images=10, most=0)
     assert one.models == ["b"] and not one.side_by_side and one.notes == [
         "models='a,b' left out: not a setting this page knows"]
+    for odd in ("²", "٣", "-1", "12"):  # a superscript two is a digit to Python, but no number int() reads
+        crafted = view_from_params({"image": odd}, set(), looks, n_images=10)
+        assert crafted.image == (3 if odd == "٣" else None)
+        assert crafted.image is not None or crafted.notes == [f"image={odd!r} left out: a test image is a number "
+                                                              "from 0 to 9"]
 
 
 def test_a_preset_named_on_fashion_mnist_takes_fashions_recipe():

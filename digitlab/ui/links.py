@@ -107,7 +107,7 @@ def _restore_choices(page: LinkedPage, extra: dict[str, str], data: data_mod.MNI
             notes.append(f"model={extra['model']!r} left out: no such model in this class's store")
     if "image" in extra:
         text, n = extra["image"], len(data.test_labels)
-        if text.isdigit() and int(text) < n:
+        if text.isdecimal() and int(text) < n:
             _pick_image(page.image_key, int(text), data)
         else:
             notes.append(f"image={text!r} left out: a test image is a number from 0 to {n - 1}")

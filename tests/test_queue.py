@@ -364,6 +364,32 @@ def test_a_student_s_pauses_of_one_run_last_five_minutes_in_all(mnist, store):
         queue.close()
 
 
+class DiesOnceSaved(InlineRunner):
+    """A run that trains and saves for real, then its process is killed before it can say so: the queue hears what
+    the process runner says of a killed process instead of the run's own Finished."""
+
+    def run(self, spec, data, steering, emit):
+        def last_word_lost(msg):
+            if isinstance(msg, Finished):
+                msg = Finished.failed(spec.job, "the training process stopped (killed by signal 9, perhaps out of "
+                                      "memory); nothing else was lost, and other runs go on")
+            emit(msg)
+
+        super().run(spec, data, steering, last_word_lost)
+
+
+def test_a_run_whose_process_died_after_saving_its_model_is_done_with_it(mnist, store):
+    """Runs killed after their model was saved said "failed" (issue 29): the model they stored is theirs."""
+    queue = JobQueue(store, runner=DiesOnceSaved)
+    try:
+        done = queue.wait(queue.submit(SMALL_MLP.with_(seed=31), mnist, owner="a").id, timeout=WAIT_S)
+    finally:
+        queue.close()
+    (saved,) = store.list()
+    assert done.state == "done" and done.model_id == saved.id and not done.error
+    assert done.message.startswith(f"done: test accuracy {saved.accuracy:.2%} (saved just before")
+
+
 def test_a_cancel_before_the_run_starts_reaches_it_and_steering_is_followed_once(mnist, store):
     spec = JobSpec.of("j", SMALL_MLP.with_(epochs=3), mnist, store)
     steering, told, said = Steering(), [], []

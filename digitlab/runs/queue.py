@@ -4,8 +4,7 @@ A page submits a config and gets a Snapshot back at once. The rules: the line is
 each knowing its place and when it should start); identical configs share one run (or the model already stored);
 a student's run estimated over the class's limit is refused before it is queued (``estimate``); a student's Stop
 detaches them, and the run is cancelled only when nobody else waits on it; the teacher (and the CLI) cancel, pause,
-resume and step any run, the student who started a run (``steerable_by``) their own, and a student's pause ends by
-itself after STUDENT_PAUSE_S. Each run is handed, as a ``JobSpec``, to a ``Runner`` (one per slot: a training
+resume and step any run, the student who started a run (``steerable_by``) their own, for STUDENT_PAUSE_S in all. Each run is handed, as a ``JobSpec``, to a ``Runner`` (one per slot: a training
 process by default, a Ray cluster, or this process), which sends its messages back (``spec``); the run's
 ``Steering`` carries pause, steps and cancel to wherever it trains.
 
@@ -19,6 +18,7 @@ queue seen from another web process) both implement it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 import threading
@@ -26,6 +26,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 
 from ..data import MNIST
 from ..lr_find import STEPS as SWEEP_STEPS
@@ -354,13 +355,11 @@ class JobQueue(TrainingQueue):
             del self._jobs[job.id]
 
     def _remaining(self, job: Job) -> float:
-        held = 0.0  # a student's pause: what is left of it is waited for too, and time paused is no progress
-        if job.paused_by == "starter":
-            now_held = self.clock() - job.paused_since
-            held = max(0.0, STUDENT_PAUSE_S - job.student_paused_s - now_held)
+        pausing = job.paused_by == "starter"  # a student's pause: what is left of it is waited for too
+        now_held = self.clock() - job.paused_since if pausing else 0.0
+        held = max(0.0, STUDENT_PAUSE_S - job.student_paused_s - now_held) if pausing else 0.0
         if job.state == RUNNING and job.last is not None and job.last.fraction > 0.05:
-            paused = job.student_paused_s + (self.clock() - job.paused_since if job.paused_by == "starter" else 0.0)
-            so_far = max(1e-3, time.time() - job.started - paused)
+            so_far = max(1e-3, time.time() - job.started - job.student_paused_s - now_held)  # paused: no progress
             return held + so_far * (1 - job.last.fraction) / job.last.fraction
         if job.state == RUNNING:
             return held + max(0.0, self.estimates.seconds(job.config, job.n_images) - (time.time() - job.started))
@@ -442,8 +441,22 @@ class JobQueue(TrainingQueue):
             self._transition(job, RUNNING, "starting")
             return job
 
+    def _saved_before_it_died(self, job: Job):
+        """The model of a run whose process died once it was saved (no Finished sent): of its config and data, stored
+        since it started, with every epoch in. Such runs said "failed". Read before the lock is taken."""
+        if job.kind != "train" or job.continue_from or len(job.history) < job.config.epochs:
+            return None
+        found = self.store.find(job.config, job.data.fingerprint())
+        try:
+            return found if found and datetime.fromisoformat(found.created).timestamp() >= job.started - 1 else None
+        except ValueError:
+            return None
+
     def _on_message(self, job: Job, msg) -> None:
         """What a run says about ``job`` (its runner passes on every message, the last its Finished)."""
+        if isinstance(msg, Finished) and msg.state == FAILED and (saved := self._saved_before_it_died(job)):
+            msg = dataclasses.replace(msg, state=DONE, model_id=saved.id, error="", message=(
+                f"done: test accuracy {saved.accuracy:.2%} (saved just before its training process stopped)"))
         with self._cond:
             if job.state in FINISHED:
                 return  # a run's one Finished is the last word

@@ -7,6 +7,7 @@ import functools
 import html
 import inspect
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -460,12 +461,16 @@ def show_code(*funcs: Callable, title: str = "The code that runs") -> None:
 def _source(f: Callable) -> str:
     # inspect.getsource reads and tokenizes the whole file: once per function object per process is enough
     # (a module Streamlit reloads after an edit brings new function objects, so the box follows the file).
-    if f not in _SOURCES:
-        _SOURCES[f] = inspect.getsource(f)
-    return _SOURCES[f]
+    # One at a time: inspect's module cache is not thread-safe (60 sessions opening the CNN page on a cold server
+    # raised a SystemError in one of them).
+    with _SOURCES_LOCK:
+        if f not in _SOURCES:
+            _SOURCES[f] = inspect.getsource(f)
+        return _SOURCES[f]
 
 
 _SOURCES: dict[Callable, str] = {}
+_SOURCES_LOCK = threading.Lock()
 
 # ---------------------------------------------------------------- pointing to where a model is trained
 

@@ -108,18 +108,22 @@ def sketch(models: list) -> None:
 
 @st.fragment
 def upload(models: list) -> None:
+    n = st.session_state.get("sketch_upload_n", 0)
     up = st.file_uploader("A photo or scan of one handwritten digit", type=["png", "jpg", "jpeg", "webp"],
-                          key="sketch_upload",
+                          key=f"sketch_upload_{n}",
                           help="Dark ink on light paper or light on dark both work. Transparent parts are filled "
                                "with the colour opposite to the ink. Up to 10 MB.")
-    if up is None:
-        return
-    if st.session_state.get("sketch_upload_done", ("",))[0] != up.file_id:  # each photo is processed once
+    if up is not None:  # read once, then the box starts empty again, so the server lets the photo's bytes go
         try:
-            st.session_state.sketch_upload_done = (up.file_id, pp.from_upload(up.getvalue()), "")
+            st.session_state.sketch_upload_done = (up.name, pp.from_upload(up.getvalue()), "")
         except pp.PreprocessError as e:
-            st.session_state.sketch_upload_done = (up.file_id, None, str(e))
-    _, result, problem = st.session_state.sketch_upload_done
+            st.session_state.sketch_upload_done = (up.name, None, str(e))
+        st.session_state.sketch_upload_n = n + 1
+        st.rerun(scope="fragment")
+    if (done := st.session_state.get("sketch_upload_done")) is None:
+        return
+    name, result, problem = done
+    st.caption(f"Read from `{name.replace('`', '')[:80]}`. Upload another photo to replace it.")
     if problem:
         st.error(problem)
     else:

@@ -284,6 +284,17 @@ def test_collection_survives_a_restart_and_takes_in_drawings_saved_the_old_way(t
     assert (old / "collection.sqlite3").is_file()
 
 
+def test_the_same_digit_saved_twice_by_one_student_is_kept_once(tmp_path, mnist):
+    """The same upload saved twice gave two rows (issue 29): one row now; another student's copy is theirs."""
+    col = Collection(tmp_path / "col")
+    seven = mnist.test_images[0].numpy()
+    first, second = col.add(seven, 7, "upload", saved_by="a"), col.add(seven, 7, "upload", saved_by="a")
+    assert first.id == second.id and col.counts()[7] == 1
+    col.add(seven, 7, "upload", saved_by="b")
+    col.add(seven, 1, "upload", saved_by="a")  # another label is another drawing
+    assert col.counts()[7] == 2 and col.counts()[1] == 1
+
+
 def test_collection_refuses_bad_entries(tmp_path):
     col = Collection(tmp_path / "col")
     with pytest.raises(CollectionError):

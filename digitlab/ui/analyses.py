@@ -7,6 +7,8 @@ weights) is read again and every session shares one copy.
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 import torch
 
@@ -33,15 +35,28 @@ def model_analysis(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST
         return None
 
 
+_LOCKS: dict[tuple, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _one_at_a_time(key: tuple) -> threading.Lock:
+    """The lock of one costly addition to a model's analysis: four sessions asking for the same new t-SNE map
+    computed it four times (22 s of CPU where once was 8.7 s); now the others wait for the first and read it."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
 def model_robustness(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST, n: int) -> dict | None:
     """Accuracy under each perturbation on ``n`` test images per point: from the analysis, or computed once."""
     found = model_analysis(model, info, data)
-    if found is None:
-        return None
-    if found.robustness(n) is None:
-        with st.spinner(f"Testing {info.config.title} on {n:,} changed images per point, once for everyone..."):
-            found = analysis.add_robustness(get_store(), found, data, n, model)
-    return found.robustness(n)
+    if found is None or found.robustness(n) is not None:
+        return None if found is None else found.robustness(n)
+    with st.spinner(f"Testing {info.config.title} on {n:,} changed images per point, once for everyone..."):
+        with _one_at_a_time(("robustness", info.id, n)):
+            found = model_analysis(model, info, data)  # again: it may have been made while this session waited
+            if found is not None and found.robustness(n) is None:
+                found = analysis.add_robustness(get_store(), found, data, n, model)
+    return None if found is None else found.robustness(n)
 
 
 def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIST, layer: str, method: str, n: int):
@@ -53,12 +68,15 @@ def model_embedding(model: torch.nn.Module, info: ModelInfo, data: data_mod.MNIS
     if found.embedding(layer, method, n) is None:
         how = "PCA" if method == "pca" else "t-SNE"
         with st.spinner(f"Projecting {n:,} test images with {how}, once for everyone..."):
-            try:
-                found = analysis.add_embedding(get_store(), found, data, layer, method, n, model)
-            except (ValueError, RuntimeError) as e:
-                st.error(f"This map cannot be drawn for {layer}: {e}")
-                return None
-    return found.embedding(layer, method, n)
+            with _one_at_a_time(("embedding", info.id, layer, method, n)):
+                found = model_analysis(model, info, data)  # again: it may have been made while this session waited
+                try:
+                    if found is not None and found.embedding(layer, method, n) is None:
+                        found = analysis.add_embedding(get_store(), found, data, layer, method, n, model)
+                except (ValueError, RuntimeError) as e:
+                    st.error(f"This map cannot be drawn for {layer}: {e}")
+                    return None
+    return None if found is None else found.embedding(layer, method, n)
 
 
 def initial_model(config: TrainConfig) -> torch.nn.Module:

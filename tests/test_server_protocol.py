@@ -227,3 +227,38 @@ def test_a_decompression_bomb_sent_as_the_pads_drawing_is_refused(server):
     assert not errors
     assert any("The drawing could not be read" in a and "6000x6000" in a for a in alerts), alerts
     assert after - before < 20, (before, after)  # MB
+
+
+def test_tabs_of_one_browser_hold_one_place_in_the_line(server):
+    """Thirty tabs of one browser pressing Train all queued (issue 29): the tabs of one browser (one cookie jar, as a
+    browser sends it with every connection) now hold one waiting run between them; another browser still queues."""
+
+    async def go():
+        runner = Watcher(server.url, "runner")
+        browser = {"Cookie": "_streamlit_xsrf=2|1a2b3c4d|0123456789abcdef0123456789abcdef|1765000000"}
+        tabs = [Watcher(server.url, f"tab-{i}", headers=browser) for i in range(4)]
+        other = Watcher(server.url, "other-browser", headers={"Cookie": "_streamlit_xsrf=2|99|ffff|1765000001"})
+        students = [runner, *tabs, other]
+        for s in students:
+            await s.connect()
+        try:
+            await runner.open("CNN")  # a long run first, so that the runs below wait in line
+            runner.set_number("Epochs", EPOCHS)
+            runner.set_number("Training images", 20_000)
+            await runner.rerun()
+            await runner.click("Train")
+            for i, s in enumerate([*tabs, other]):
+                await s.open("MLP")
+                s.set_number("Epochs", 2 + i)  # each a different run: none joins another
+                await s.rerun()
+                await s.click("Train")
+            return [s.alerts for s in tabs], other.alerts, [e for s in students for e in s.errors]
+        finally:
+            for s in students:
+                await s.close()
+
+    tab_alerts, other_alerts, errors = asyncio.run(go())
+    assert not errors
+    refused = [any("Another tab of your browser has a run waiting" in a for a in alerts) for alerts in tab_alerts]
+    assert refused == [False, True, True, True], tab_alerts
+    assert not any("run waiting" in a for a in other_alerts), other_alerts

@@ -164,6 +164,23 @@ def atomic_write(path: Path, payload: bytes) -> None:
         raise
 
 
+def write_new(path: Path, payload: bytes) -> bool:
+    """Write ``payload`` to ``path`` only if no file has that name (created exclusively); False when one has."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return True
+
+
 class ModelStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_dir()
@@ -187,13 +204,16 @@ class ModelStore:
     ) -> ModelInfo:
         self.root.mkdir(parents=True, exist_ok=True)
         created = dt.datetime.now().astimezone()
-        model_id = f"{config.preset}-{created:%Y%m%d-%H%M%S}-{config.key()[:6]}"
-        n = 1
-        while (self.root / f"{model_id}.json").exists():
-            n += 1
-            model_id = f"{config.preset}-{created:%Y%m%d-%H%M%S}-{config.key()[:6]}-{n}"
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        weights = st_save(state, metadata={"digitlab_id": model_id})
+        base, n = f"{config.preset}-{created:%Y%m%d-%H%M%S}-{config.key()[:6]}", 1
+        # The id is taken by creating its weights file exclusively: two identical runs saving in the same second
+        while True:  # (two command lines) printed one id and stored one model.
+            model_id = base if n == 1 else f"{base}-{n}"
+            weights = st_save(state, metadata={"digitlab_id": model_id})
+            if not (self.root / f"{model_id}.json").exists() and write_new(self.root / f"{model_id}.safetensors",
+                                                                          weights):
+                break
+            n += 1
         record = {
             "format_version": FORMAT_VERSION,
             "id": model_id,
@@ -210,7 +230,6 @@ class ModelStore:
             "weights_bytes": len(weights),
             **(extra or {}),
         }
-        atomic_write(self.root / f"{model_id}.safetensors", weights)
         try:
             atomic_write(self.root / f"{model_id}.json", json.dumps(record, indent=1).encode())
         except BaseException:  # no record, no model: its weights would only be litter

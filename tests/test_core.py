@@ -370,6 +370,24 @@ def test_a_save_interrupted_midway_leaves_the_earlier_model_intact(mnist, store,
     store.load(first.id)
 
 
+def test_identical_models_saved_at_once_get_an_id_each(store):
+    """Two identical command-line runs saving in the same second printed one id twice and stored one model (issue
+    29): each save takes its id by creating its weights file exclusively."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from digitlab.models import PRESETS, build_model
+
+    config = PRESETS["simple_net"]
+    model = build_model(config)
+    with ThreadPoolExecutor(4) as pool:
+        infos = list(pool.map(lambda _: store.save(model, config, metrics={}, history=[], fingerprint="x",
+                                                   train_seconds=0), range(4)))
+    assert len({i.id for i in infos}) == 4
+    assert sorted(i.id for i in store.list()) == sorted(i.id for i in infos)
+    for info in infos:
+        store.load(info.id)  # each record names its own weights
+
+
 def test_corrupt_and_mismatched_files_are_reported_and_skipped(mnist, store):
     _, _, good = _train_small(mnist, store)
     _, _, cnn = _train_small(mnist, store, "linear-better")

@@ -6,6 +6,7 @@ queue, loaded models, and the memory keeper that collects garbage outside the re
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import threading
@@ -207,6 +208,17 @@ def _collect_garbage_forever(every: float) -> None:
     while True:
         time.sleep(every)
         gc.collect()
+        _give_back_free_memory()
+
+
+def _give_back_free_memory() -> None:
+    """glibc's malloc_trim: the heap's free pages go back to the system. A class's rerun threads free what they
+    made in scattered pages that malloc otherwise keeps (500 clear_cache messages left the server 78 MB larger a
+    minute later). Nothing on other C libraries."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
 
 
 _keeper: list[threading.Thread] = []

@@ -2,8 +2,9 @@
 server answers.
 
 Tries are counted per server, not per session (50 sessions of one student guessed 41 keys a second, issue 29): each
-network address may try TRIES_PER_MINUTE wrong keys a minute, and all the addresses that are not this machine
-together ROOM_TRIES_PER_MINUTE; a try over that is not checked at all, only told when to try again. The laptop itself
+network address may try TRIES_PER_MINUTE wrong keys, then waits a minute, then two, four... (at most an hour);
+all the addresses that are not this machine together may try ROOM_TRIES_PER_MINUTE a minute; a try over that is
+not checked at all, only told when to try again. The laptop itself
 (a loopback address) has its own count, so students guessing from their machines never lock the teacher out.
 """
 
@@ -56,6 +57,7 @@ class KeyGuard:
         self._lock = threading.Lock()
         self._tries: dict[str, deque[float]] = {}
         self._room_tries: deque[float] = deque()
+        self._locked: dict[str, tuple[float, int]] = {}  # address -> (locked until, how many times it was locked)
         self.wrong: deque[Wrong] = deque(maxlen=1000)  # for the teacher's note: who guessed, and when
 
     def check(self, given: str, address: str | None) -> Answer:
@@ -68,9 +70,16 @@ class KeyGuard:
             for tries, _ in counts:
                 while tries and now - tries[0] >= WINDOW_S:
                     tries.popleft()
-            waits = [WINDOW_S - (now - tries[0]) for tries, most in counts if len(tries) >= most]
-            if waits:
-                return Answer(False, max(1.0, max(waits)))
+            until, times = self._locked.get(who, (0.0, 0))
+            if now < until:
+                return Answer(False, until - now)
+            if len(mine) >= self._per_address:  # locked: a minute, then two, four... at most an hour
+                times = times + 1 if now - until < 3600 else 1
+                self._locked[who] = (now + min(3600.0, WINDOW_S * 2 ** (times - 1)), times)
+                mine.clear()
+                return Answer(False, self._locked[who][0] - now)
+            if who != LOCAL and len(self._room_tries) >= self._room:
+                return Answer(False, max(1.0, WINDOW_S - (now - self._room_tries[0])))
             ok = teacher_key_ok(given)  # checked under the lock: parallel tries cannot slip past the count
             if not ok:  # only wrong keys use up tries: the teacher unlocking tab after tab never waits
                 for tries, _ in counts:

@@ -79,7 +79,8 @@ def wrong_keys_note() -> None:
         where = sorted({w.address for w in wrong})
         st.caption(f"⚠️ {len(wrong)} wrong key(s) tried in the last hour, from {', '.join(where[:5])}"
                    + (f" and {len(where) - 5} more addresses" if len(where) > 5 else "") + ". Each address gets "
-                   f"{TRIES_PER_MINUTE} tries a minute, the room's other machines {ROOM_TRIES_PER_MINUTE} together.")
+                   f"{TRIES_PER_MINUTE} tries, then waits a minute, then two...; the room's other machines "
+                   f"{ROOM_TRIES_PER_MINUTE} a minute together.")
 
 
 # ---------------------------------------------------------------- runs

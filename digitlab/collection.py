@@ -28,8 +28,9 @@ _databases: dict[str, Drawings] = {}  # one per URL and process: the tables are 
 _tidied: set[str] = set()  # folders whose leftovers this process has removed (once, at its first listing)
 
 
-class CollectionError(Exception):
-    pass
+# The collection's one error type, which every page catches: a bad drawing, and the database that cannot be used
+# (drawings_db wraps every driver's error in it; a DrawingsError with PostgreSQL stopped showed a traceback).
+CollectionError = DrawingsError
 
 
 def default_dir() -> Path:
@@ -57,14 +58,14 @@ class Collection:
     @property
     def db(self) -> Drawings:
         with _lock:
-            if self.url not in _databases:
-                try:
-                    db = Drawings(self.url)
-                    db.import_folder(self.root)  # drawings saved before the database: once
-                except DrawingsError as e:
-                    raise CollectionError(str(e)) from None
-                _databases[self.url] = db
-            return _databases[self.url]
+            if self.url in _databases:
+                return _databases[self.url]
+        # Opened outside the lock: a database that does not answer makes this session wait (a few seconds, its
+        # connect timeout), not every session one after another.
+        db = Drawings(self.url)
+        db.import_folder(self.root)  # drawings saved before the database: once
+        with _lock:
+            return _databases.setdefault(self.url, db)
 
     def add(self, image: np.ndarray, label: int, source: str = "canvas", saved_by: str = "") -> Entry:
         """Save one 28x28 uint8 digit with its true label. The same digit, label and student saved again (an upload
@@ -74,12 +75,9 @@ class Collection:
             raise CollectionError(f"A collection image must be 28x28, not {img.shape}.")
         if not 0 <= int(label) <= 9:
             raise CollectionError(f"The label must be a digit 0-9, not {label!r}.")
-        try:
-            pixels = img.astype(np.uint8)
-            same = hashlib.sha256(f"{saved_by}|{int(label)}|".encode() + pixels.tobytes()).hexdigest()[:12]
-            return _entry(self.db.add(pixels, int(label), source, saved_by, drawing_id=same if saved_by else None))
-        except DrawingsError as e:
-            raise CollectionError(str(e)) from None
+        pixels = img.astype(np.uint8)
+        same = hashlib.sha256(f"{saved_by}|{int(label)}|".encode() + pixels.tobytes()).hexdigest()[:12]
+        return _entry(self.db.add(pixels, int(label), source, saved_by, drawing_id=same if saved_by else None))
 
     def delete(self, entry_id: str) -> None:
         self.db.delete(entry_id)
@@ -90,7 +88,7 @@ class Collection:
             check_writable(self.root, "the collection folder")
         try:
             self.db.version()  # the database answers
-        except (CollectionError, DrawingsError) as e:
+        except CollectionError as e:
             raise StoreError(str(e)) from None
 
     def tidy(self) -> list[str]:

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     import torch
 
 SQLITE_FILE = "collection.sqlite3"
-BUSY_TIMEOUT_S = 30  # how long a save waits for another process's save to finish before giving up
+BUSY_TIMEOUT_S = 30  # how long a SQLite save waits for another process's save to finish before giving up
+CONNECT_TIMEOUT_S = 3  # PostgreSQL: a server that does not answer is said so in seconds, not half a minute
+STATEMENT_TIMEOUT_MS = 5000  # ...and a statement it does not finish
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class Drawings:
             if self.postgres:
                 import psycopg
 
-                conn = psycopg.connect(self.url, connect_timeout=BUSY_TIMEOUT_S)
+                conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S,
+                                       options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
             else:
                 path = Path(self.url.removeprefix("sqlite:///"))
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +114,13 @@ class Drawings:
         try:
             with conn:  # both drivers: commit on success, roll back on error
                 yield conn
+        except DrawingsError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a driver's error mid-work (the server shut down, a timeout): one type
+            if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg"):
+                raise
+            raise DrawingsError(f"the collection's database stopped answering ({self.safe_url}): "
+                                f"{type(e).__name__}") from None
         finally:
             conn.close()
 

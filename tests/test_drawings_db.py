@@ -133,3 +133,36 @@ def test_a_wrong_url_is_a_plain_message(tmp_path):
         Drawings("mysql://x")
     with pytest.raises(DrawingsError, match="cannot open the collection's database"):
         Drawings(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+
+
+@pytest.mark.slow  # a PostgreSQL of its own, stopped and started again
+def test_a_stopped_database_is_a_message_on_the_page_and_loses_nothing(tmp_path, mnist, monkeypatch):
+    """PostgreSQL stopped: the Sketch Pad showed a DrawingsError traceback with server paths, and a database that did
+    not answer made students wait 30 s each, one after another (issue 30). Now one error type that the pages catch,
+    said on the page; a save during the outage is refused with a message; what was saved before is all there after."""
+    from streamlit.testing.v1 import AppTest
+
+    from digitlab import collection
+    from digitlab.collection import Collection, CollectionError
+
+    folder = Path(tempfile.mkdtemp(prefix="digitlab-pg-outage-"))
+    port = free_port()
+    try:
+        url = local_postgres.start(folder, port)
+        monkeypatch.setenv("DIGITLAB_DATABASE_URL", url)
+        col = Collection(tmp_path / "col")
+        for i in range(5):
+            col.add(mnist.test_images[i].numpy(), int(mnist.test_labels[i]), saved_by=f"student-{i}")
+        local_postgres.stop(folder)  # the web process had it open: a reload of the page during the outage
+        with pytest.raises(CollectionError, match="cannot open the collection's database"):
+            Collection(tmp_path / "col").add(mnist.test_images[9].numpy(), 7, saved_by="during")
+        at = AppTest.from_file(str(ROOT / "pages" / "6_Sketch_Pad.py"), default_timeout=120).run()
+        assert not at.exception, [e.value for e in at.exception]
+        said = " ".join(e.value for e in at.error)
+        assert "collection" in said and "database" in said and "Traceback" not in said
+        local_postgres.start(folder, port)
+        assert sum(Collection(tmp_path / "col").counts()) == 5  # nothing saved before the stop was lost
+    finally:
+        local_postgres.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        collection._databases.clear()

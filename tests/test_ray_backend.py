@@ -112,3 +112,29 @@ def _until(check, what: str, timeout: float = 180) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+def test_a_wrong_ray_address_fails_the_run_at_once_and_holds_nobody(mnist, tmp_path):
+    """With DIGITLAB_RAY_ADDRESS pointing at nothing, ray.init ran inside submit under the queue's lock and retried for
+    minutes: one Train click gave no message in 200 s and students on Home timed out (issue 30). The cluster is
+    joined in the slot's own thread now, after its address is checked: the run fails with a plain message, and
+    every other click is answered meanwhile."""
+    import functools
+
+    from digitlab.runs.queue import JobQueue
+    from digitlab.runs.runners.ray_task import RayRunner
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    queue = JobQueue(ModelStore(tmp_path / "models"), runner=functools.partial(RayRunner, address))
+    try:
+        small = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
+        first = queue.submit(small, mnist, owner="a")  # answered at once: nothing is joined under the lock
+        second = queue.submit(small.with_(seed=2), mnist, owner="b")  # another student's click, answered too
+        queue.active()  # the sidebar's question, answered while the first run finds the address dead
+        done = queue.wait(first.id, timeout=60)
+        assert done.state == "failed"
+        assert done.message.startswith(f"the Ray cluster at {address} is not answering")
+        assert "Traceback" not in done.message
+        assert queue.wait(second.id, timeout=60).state == "failed"  # each run says so; nothing else was lost
+    finally:
+        queue.close()

@@ -11,6 +11,7 @@ worker or node ends the run with a message. The queue's slots use a ``RayRunner`
 from __future__ import annotations
 
 import queue
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -52,6 +53,23 @@ class RunFlags:
 
     def get(self) -> tuple[str, int]:
         return self.wanted, self.steps
+
+
+REACH_S = 3.0  # how long the cluster's address gets to accept a connection before a run is told it is not answering
+
+
+def not_answering(address: str) -> str:
+    """Why the cluster at ``address`` cannot be reached ("" when its port accepts a connection within REACH_S, or
+    for "auto"): ray.init itself retries for minutes before it gives up."""
+    if address == "auto":
+        return ""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=REACH_S).close()
+        return ""
+    except (OSError, ValueError) as e:
+        return (f"the Ray cluster at {address} is not answering ({type(e).__name__}: {e}); nothing was trained. "
+                "Ask the teacher: the cluster may be down, or DIGITLAB_RAY_ADDRESS wrong")
 
 
 def connect(address: str) -> None:
@@ -135,9 +153,20 @@ class RayRunner(Runner):
     start_s = 3.0  # a task placed, the dataset fetched from the object store, the model's files sent back
 
     def __init__(self, address: str):
-        connect(address)
+        # The cluster is joined at the first run, in the slot's own thread: a slot is made under the queue's lock,
+        # where a wrong address held every student's click for minutes while ray.init retried.
+        self.address = address
 
     def run(self, spec: JobSpec, data, steering: Steering, emit: Callable) -> None:
+        if problem := not_answering(self.address):
+            emit(Finished.failed(spec.job, problem))
+            return
+        try:
+            connect(self.address)
+        except Exception as e:  # noqa: BLE001 - whatever Ray says, the run says it in a line
+            emit(Finished.failed(spec.job, f"the Ray cluster at {self.address} could not be joined "
+                                 f"({type(e).__name__}); nothing was trained"))
+            return
         try:
             parent = model_files(spec.store, spec.continue_from) if spec.continue_from else {}
         except OSError as e:

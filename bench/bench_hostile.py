@@ -43,30 +43,11 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
 KEY = "a long phrase only the teacher knows"
 
 
-def threads(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/status").read_text().split("Threads:")[1].split()[0])
-
-
-class Pad(Student):
-    """A student who also keeps the ids of the page's custom components (the drawing pad)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.components: list[str] = []
-
-    def _on(self, msg) -> None:
-        if msg.WhichOneof("type") == "delta" and msg.delta.WhichOneof("type") == "new_element":
-            el = msg.delta.new_element
-            if el.WhichOneof("type") == "bidi_component":
-                self.components.append(el.bidi_component.id)
-        super()._on(msg)
-
-
 async def clears(server: Server, n: int, idle: float) -> list[str]:
     s = Student(server.url, "prankster")
     await s.connect()
     await s.open("Home")
-    before_t, before_rss = threads(server.pid), server.usage()[0].rss_mb
+    before_t, before_rss = server.threads(), server.usage()[0].rss_mb
     msg = BackMsg()
     msg.clear_cache = True
     for i in range(n):
@@ -75,7 +56,7 @@ async def clears(server: Server, n: int, idle: float) -> list[str]:
             await s.open("Home")
     await s.close()
     await asyncio.sleep(idle)
-    after_t, after_rss = threads(server.pid), server.usage()[0].rss_mb
+    after_t, after_rss = server.threads(), server.usage()[0].rss_mb
     ok = after_t <= before_t * 1.05 and after_rss <= before_rss * 1.05
     return [f"| {n} clear_cache messages, then {idle:.0f} s idle | threads {before_t} -> {after_t}, RSS "
             f"{before_rss:.0f} -> {after_rss:.0f} MB; errors: {len(s.errors)} | both within 5% | "
@@ -85,7 +66,7 @@ async def clears(server: Server, n: int, idle: float) -> list[str]:
 async def bomb(server: Server) -> list[str]:
     buf = io.BytesIO()
     Image.new("1", (6000, 6000)).save(buf, format="PNG", optimize=True)
-    s = Pad(server.url, "bomber")
+    s = Student(server.url, "bomber")
     await s.connect()
     await s.open("Sketch Pad")
     (pad,) = set(s.components)

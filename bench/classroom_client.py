@@ -140,6 +140,10 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def threads(self) -> int:
+        """The server process's thread count (/proc)."""
+        return int(Path(f"/proc/{self.pid}/status").read_text().split("Threads:")[1].split()[0])
+
     def usage(self) -> tuple[Usage, Usage, int]:
         """(server process, all its descendants together, how many descendants)."""
         own = _proc_usage(self.pid) or Usage(0.0, 0.0)
@@ -215,6 +219,7 @@ class Student:
         self.changed: set[str] = set()  # fragment ids ("" = none) of the widgets changed since the last rerun
         self.auto: dict[str, list[float]] = {}  # fragment id -> [interval, next due]
         self.alerts: list[str] = []
+        self.components: list[str] = []  # ids of the page's custom components (the drawing pad), newest last
         self._ws = None
         self._reader: asyncio.Task | None = None
         self._wait: tuple[str, asyncio.Future] | None = None
@@ -270,6 +275,7 @@ class Student:
                 return
             self.widgets.clear()
             self.alerts.clear()
+            self.components.clear()
             self.auto.clear()
         elif kind == "navigation":
             self._pages(msg.navigation.app_pages)
@@ -312,6 +318,8 @@ class Student:
                 self.error(f"on {self.page}: {e.type}: {e.message[:200]}")
         elif which == "alert":
             self.alerts.append(el.alert.body)
+        elif which == "bidi_component":
+            self.components.append(el.bidi_component.id)
         elif which in WIDGETS:
             w = getattr(el, which)
             if w.id:

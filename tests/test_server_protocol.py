@@ -26,7 +26,7 @@ class Watcher(Student):
 
     def __post_init__(self):
         super().__post_init__()
-        self.session_id, self.texts, self.components = "", [], []
+        self.session_id, self.texts = "", []
 
     def _on(self, msg) -> None:
         kind = msg.WhichOneof("type")
@@ -38,8 +38,6 @@ class Watcher(Student):
             el = msg.delta.new_element
             if el.WhichOneof("type") == "markdown":
                 self.texts.append(el.markdown.body)
-            elif el.WhichOneof("type") == "bidi_component":  # the drawing pad (streamlit-drawable-canvas)
-                self.components.append(el.bidi_component.id)
         super()._on(msg)
 
 
@@ -165,11 +163,6 @@ def test_a_crafted_clear_cache_leaves_every_run_visible_and_running_once(server)
     assert workers_after == workers_before == 1  # one training process: the run was not started twice
 
 
-def _threads(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("Threads:")[1].split()[0])
-
-
 def test_clear_cache_over_and_over_starts_no_thread_and_keeps_the_data(server):
     """Each clear_cache followed by a rerun started one more never-ending collection thread (issue 29): twenty of
     them now leave the server's threads as they were, and the page still shows the data."""
@@ -179,13 +172,13 @@ def test_clear_cache_over_and_over_starts_no_thread_and_keeps_the_data(server):
         await prankster.connect()
         try:
             await prankster.open("Home")
-            before = _threads(server.pid)
+            before = server.threads()
             msg = BackMsg()
             msg.clear_cache = True
             for _ in range(20):
                 await prankster._ws.send(msg.SerializeToString())
                 await prankster.open("Home")
-            return before, _threads(server.pid), prankster.texts, prankster.errors
+            return before, server.threads(), prankster.texts, prankster.errors
         finally:
             await prankster.close()
 

@@ -37,7 +37,7 @@ from results import record  # noqa: E402
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.models import PRESETS  # noqa: E402
 from digitlab.runs.queue import JobQueue  # noqa: E402
-from digitlab.runs.runners.ray_task import RayRunner  # noqa: E402
+from digitlab.runs.runners.ray_runner import RayRunner  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
 
 

@@ -64,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DIGITLAB_QUEUE_KEY", "secret", "", "the queue server's shared secret (set by serve --web N)", group="server"),
     Setting("DIGITLAB_RAY_ADDRESS", "text", "", "a Ray cluster's address: runs train there instead of in a local process",
             group="server"),
+    Setting("DIGITLAB_RAY_FALLBACK", "choice", "local",
+            "when the Ray cluster is not answering: local (train here instead, and say so) or refuse (the run fails)",
+            choices=("local", "refuse"), group="server"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 TRUE = ("1", "true", "yes", "on")

@@ -153,7 +153,7 @@ def what_it_learned(snap, data: MNIST) -> None:
             st.caption(f"{ui.trained_caption(info)}; stored as `{info.id}`.")
             test_images(model, info.config, data)
     elif snap is not None and snap.state == "failed":
-        st.info("That run did not finish. Change the settings above (often: a smaller learning rate) and train again.")
+        st.info("That run did not finish: its message above says why. Train again once that is put right.")
     else:
         st.info("Train a model above: its test accuracy and its answers on a few test images appear here.")
 

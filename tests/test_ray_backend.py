@@ -68,7 +68,7 @@ def test_a_run_on_ray_streams_progress_and_stores_the_model_on_the_web_side(ray_
 
 def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_cluster, mnist, tmp_path):
     from digitlab.runs.queue import JobQueue
-    from digitlab.runs.runners.ray_task import RayRunner
+    from digitlab.runs.runners.ray_runner import RayRunner
 
     address = ray_cluster.get_runtime_context().gcs_address
     queue = JobQueue(ModelStore(tmp_path / "models"), max_running=2, runner=lambda: RayRunner(address))
@@ -114,20 +114,22 @@ def _until(check, what: str, timeout: float = 180) -> None:
         time.sleep(0.2)
 
 
-def test_a_wrong_ray_address_fails_the_run_at_once_and_holds_nobody(mnist, tmp_path):
+def test_a_wrong_ray_address_trains_here_or_refuses_as_the_teacher_chose_and_holds_nobody(mnist, tmp_path,
+                                                                                         monkeypatch):
     """With DIGITLAB_RAY_ADDRESS pointing at nothing, ray.init ran inside submit under the queue's lock and retried for
-    minutes: one Train click gave no message in 200 s and students on Home timed out (issue 30). The cluster is
-    joined in the slot's own thread now, after its address is checked: the run fails with a plain message, and
-    every other click is answered meanwhile."""
+    minutes: one Train click gave no message in 200 s and students on Home timed out (issue 30). The address is
+    checked in the slot's own thread now: with DIGITLAB_RAY_FALLBACK=refuse the run fails with a plain message; by
+    default it trains in a local process and its page says so. Every other click is answered meanwhile."""
     import functools
 
     from digitlab.runs.queue import JobQueue
-    from digitlab.runs.runners.ray_task import RayRunner
+    from digitlab.runs.runners.ray_runner import RayRunner
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    small = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
+    monkeypatch.setenv("DIGITLAB_RAY_FALLBACK", "refuse")
     queue = JobQueue(ModelStore(tmp_path / "models"), runner=functools.partial(RayRunner, address))
     try:
-        small = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
         first = queue.submit(small, mnist, owner="a")  # answered at once: nothing is joined under the lock
         second = queue.submit(small.with_(seed=2), mnist, owner="b")  # another student's click, answered too
         queue.active()  # the sidebar's question, answered while the first run finds the address dead
@@ -136,5 +138,61 @@ def test_a_wrong_ray_address_fails_the_run_at_once_and_holds_nobody(mnist, tmp_p
         assert done.message.startswith(f"the Ray cluster at {address} is not answering")
         assert "Traceback" not in done.message
         assert queue.wait(second.id, timeout=60).state == "failed"  # each run says so; nothing else was lost
+        monkeypatch.setenv("DIGITLAB_RAY_FALLBACK", "local")  # the default
+        here = queue.wait(queue.submit(small.with_(seed=3), mnist, owner="c").id, timeout=120)
+        assert here.state == "done", here.message
+        assert here.notice == f"the Ray cluster at {address} is not answering; training here instead"
     finally:
         queue.close()
+
+
+def test_a_ray_cluster_lost_mid_run_fails_that_run_and_the_class_goes_on(mnist, tmp_path):
+    """Issue 30: the Ray cluster stopped during a run took the whole site down 60 s later (Ray's client ends the process
+    it runs in), after the page showed Ray's raw text and "(often: a smaller learning rate)". Ray's client lives in a
+    training process of its own now: the run fails with its own message, the queue answers throughout, the next run
+    trains here while the cluster is down and on the cluster once it is back."""
+    import functools
+    import threading
+
+    from digitlab.runs.queue import JobQueue
+    from digitlab.runs.runners.ray_runner import RayRunner
+
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="digitlab-ray-lost-"))
+    try:
+        local_ray.start(folder, port, nodes=1, cpus=2)
+    except local_ray.RayError as e:
+        pytest.fail(f"the Ray cluster could not be started: {e}")
+    address = f"127.0.0.1:{port}"
+    queue = JobQueue(ModelStore(tmp_path / "models"), runner=functools.partial(RayRunner, address))
+    slowest, watching = [0.0], threading.Event()
+
+    def student() -> None:  # a page asking the queue about its runs, twice a second, the whole time
+        while not watching.wait(0.5):
+            t = time.monotonic()
+            queue.active()
+            slowest[0] = max(slowest[0], time.monotonic() - t)
+
+    threading.Thread(target=student, daemon=True).start()
+    try:
+        long = PRESETS["simple_net"].with_(epochs=40)
+        run = queue.submit(long, mnist, owner="ann")
+        _until(lambda: queue.snapshot(run.id).history, "the first epoch on Ray")
+        assert queue.snapshot(run.id).notice == ""  # on the cluster
+        local_ray.stop(folder)  # the whole cluster goes, mid-run
+        lost = queue.wait(run.id, timeout=150)
+        assert lost.state == "failed"
+        assert lost.message.startswith(f"the Ray cluster at {address} went away during this run"), lost.message
+        assert "learning rate" not in lost.message and "Traceback" not in lost.message
+        small = PRESETS["simple_net"].with_(epochs=1, train_limit=3000)
+        here = queue.wait(queue.submit(small, mnist, owner="bob").id, timeout=120)
+        assert here.state == "done" and "training here instead" in here.notice  # trained here meanwhile
+        local_ray.start(folder, port, nodes=1, cpus=2)  # the cluster is back, on its address
+        back = queue.wait(queue.submit(small.with_(seed=5), mnist, owner="cy").id, timeout=300)
+        assert back.state == "done" and back.notice == "", back.message  # on the cluster again
+        assert slowest[0] <= 5.0, f"a student's question to the queue took {slowest[0]:.1f} s"
+    finally:
+        watching.set()
+        queue.close()
+        local_ray.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -18,7 +18,7 @@ def local_queue(store: ModelStore, max_running: int | None = None) -> JobQueue:
     limit = settings.get("DIGITLAB_RUN_LIMIT_S")
     runner = None
     if ray_address:
-        from .runners.ray_task import RayRunner
+        from .runners.ray_runner import RayRunner
 
         runner = functools.partial(RayRunner, ray_address)
     return JobQueue(store, max_running=n, limit_s=float(limit) if limit > 0 else None, runner=runner)

@@ -57,6 +57,7 @@ class Snapshot:
     paused_by: str = ""  # "teacher" or "starter" while paused
     watch_version: int = 0  # grows with every live picture and single step: what ``watch`` returns is drawn under it
     result: dict | None = None  # a fine-tuning's numbers, once done (finetune.summary)
+    notice: str = ""  # a line the run's page keeps showing (spec.Notice), such as where it trains instead
 
     @property
     def finished(self) -> bool:

@@ -50,6 +50,7 @@ class Job:
     kind: str = "train"  # JobSpec.kind: "train", "finetune" or "lr_find"
     result: dict | None = None  # what the Finished message said of it (finetune.summary, a sweep's curve)
     steering: Steering = field(default_factory=Steering)  # pause, steps, cancel: followed wherever it trains
+    notice: str = ""  # a line its page keeps showing (spec.Notice: where it trains, when not where asked)
     place: str = ""  # the student's browser or machine (JobQueue.submit): one waiting run per place as per owner
 
     @property

@@ -3,14 +3,12 @@
 A page submits a config and gets a Snapshot back at once. The rules: the line is fair (one waiting run per student,
 each knowing its place and when it should start); identical configs share one run (or the model already stored);
 a student's run estimated over the class's limit is refused before it is queued (``estimate``); a student's Stop
-detaches them, and the run is cancelled only when nobody else waits on it; the teacher (and the CLI) cancel, pause,
-resume and step any run, the student who started a run (``steerable_by``) their own, for STUDENT_PAUSE_S in all. Each run is handed, as a ``JobSpec``, to a ``Runner`` (one per slot: a training
-process by default, a Ray cluster, or this process), which sends its messages back (``spec``); the run's
-``Steering`` carries pause, steps and cancel to wherever it trains.
+detaches them, and the run is cancelled only when nobody else waits on it; the teacher (and the CLI) steer any run,
+its starter (``steerable_by``) their own, for STUDENT_PAUSE_S in all. Each run goes as a ``JobSpec`` to a slot's
+``Runner`` (a training process, Ray, or this process); its ``Steering`` carries pause, steps and cancel there.
 
 The books: one lock (``_cond``) guards every job; a job's state changes only in ``_transition``; nothing slow (the
-store, a process) is touched while holding it. Job ids carry a random part drawn per queue and a counter, so they
-are never reused, even by a new queue.
+store, a process) is touched while holding it. Job ids (a random part per queue and a counter) are never reused.
 
 ``TrainingQueue`` is the interface the pages use; ``JobQueue`` here and ``queue_server.RemoteQueue`` (the same
 queue seen from another web process) both implement it.
@@ -37,7 +35,7 @@ from .estimate import START_S, Estimates, OverLimit
 from .interface import FINISHED, QUEUED, RUNNING, STUDENT_PAUSE_S, JobRefused, Snapshot, TrainingQueue, steerable_by
 from .job import Job
 from .runner import Runner
-from .spec import CANCELLED, DONE, FAILED, EpochDone, Finished, JobSpec, Progress, Started, StepReport, Watch
+from .spec import CANCELLED, DONE, FAILED, EpochDone, Finished, JobSpec, Notice, Progress, Started, StepReport, Watch
 
 KEEP_FINISHED = 200  # finished jobs remembered for the pages; older ones are pruned
 DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
@@ -384,8 +382,8 @@ class JobQueue(TrainingQueue):
             batch_accuracies=tuple(job.batch_accuracies), error=job.error, model_id=job.model_id, message=message,
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
             compute_seconds=job.compute_seconds, version=job.version, watchers=tuple(sorted(job.watchers)),
-            paused=job.paused and job.state == RUNNING, paused_by=job.paused_by, watch_version=job.watch_version, result=job.result,
-        )
+            paused=job.paused and job.state == RUNNING, paused_by=job.paused_by, watch_version=job.watch_version,
+            result=job.result, notice=job.notice)
 
     # ------------------------------------------------------------ handing jobs to runners
 
@@ -483,6 +481,8 @@ class JobQueue(TrainingQueue):
                 job.watch_version += 1
                 who = "paused by the teacher" if job.paused_by == "teacher" else "paused"
                 job.message = f"{who}: step {msg.step} took one batch of {msg.batch_size}, its loss {msg.loss:.4f}"
+            elif isinstance(msg, Notice):
+                job.notice = msg.text
             elif isinstance(msg, Started):
                 job.history = list(msg.history)
             elif isinstance(msg, EpochDone):

@@ -6,7 +6,8 @@ A spec names everything a runner needs: the config, where the data is and its fi
 kind of run it is: ``train``, ``finetune`` (a stored model on the class's drawings) or ``lr_find`` (the
 learning-rate finder's sweep: nothing stored, its curve in the Finished's result). A run answers with ``Started``
 (the history it continues), ``Progress`` (about four times a second), ``EpochDone``, ``Watch`` (the live pictures),
-``StepReport`` (one single step) and, last, exactly one ``Finished`` (done, cancelled or failed).
+``StepReport`` (one single step), ``Notice`` (a line the page keeps showing: where it trains, when not where
+asked) and, last, exactly one ``Finished`` (done, cancelled or failed).
 """
 
 from __future__ import annotations
@@ -112,6 +113,15 @@ class StepReport:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A line the run's page shows until it ends, such as "the Ray cluster ... is not answering; training here
+    instead"."""
+
+    job: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Finished:
     """A run's last message: done, cancelled or failed, the model it stored, its compute and wall time."""
 
@@ -138,9 +148,9 @@ class Ready:
     threads: int
 
 
-Message = Started | Progress | EpochDone | Watch | StepReport | Finished | Ready
+Message = Started | Progress | EpochDone | Watch | StepReport | Notice | Finished | Ready
 TYPES: dict[str, type] = {"start": Started, "progress": Progress, "epoch": EpochDone, "watch": Watch,
-                          "step": StepReport, "finished": Finished, "ready": Ready}
+                          "step": StepReport, "notice": Notice, "finished": Finished, "ready": Ready}
 TYPE_OF = {cls: name for name, cls in TYPES.items()}
 
 

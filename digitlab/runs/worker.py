@@ -1,4 +1,5 @@
-"""The training process (``python -m digitlab.runs.worker``), started by ``runners.process``: it trains one run
+"""The training process (``python -m digitlab.runs.worker [--ray ADDRESS]``), started by ``runners.process`` (with
+``--ray``, by ``runners.ray_runner``: its runs are then Ray tasks on that cluster): it trains one run
 at a time and speaks JSON lines (``spec.to_line``): ``Command``s on stdin (run, load, cancel, pause, resume, step,
 quit), messages on a private copy of stdout (``Ready``, then each run's); anything else printed goes to stderr.
 
@@ -22,7 +23,9 @@ from .steering import OPS, Steering
 IDLE_BEFORE_ANALYSIS_S = 0.5  # a model's costly analysis waits until no run has come for this long: runs go first
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ray_address = argv[1] if argv[:1] == ["--ray"] and len(argv) > 1 else ""
     out = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol's own copy of stdout...
     os.dup2(2, 1)  # ...and everything else anyone prints goes to stderr
     sys.stdout = sys.stderr
@@ -112,6 +115,13 @@ def main() -> int:
             data = load_data(spec, data_cache)
         except Exception as e:  # the web process loaded it; if this process cannot, say why
             emit(Finished.failed(spec.job, f"the training process could not load the data: {e}", str(e)))
+            continue
+        if ray_address:  # a task on the cluster, which sends the model's analysis back with it
+            from .runners.ray_task import run_in_worker
+
+            run_in_worker(ray_address, spec, data, steering_of(spec.job), emit)
+            with lock:
+                steerings.pop(spec.job, None)
             continue
         finished = run_and_report(spec, data, steering_of(spec.job), emit)
         with lock:

@@ -109,7 +109,7 @@ def following() -> None:
     if snap.state == "done" and snap.result:
         st.session_state[RESULT] = snap.result
     else:
-        st.session_state["ft_failed"] = snap.error or snap.message
+        st.session_state["ft_failed"] = snap.message or snap.error
     st.rerun(scope="app")
 
 

@@ -140,7 +140,7 @@ def _sweep_section(config: TrainConfig, data: data_mod.MNIST, prefix: str, disab
         st.session_state.pop(job_key, None)
         found = sweep_found(snap, config, data)
         if found is None:
-            st.error(f"The learning-rate finder did not finish: {snap.error or snap.message}")
+            st.error(f"The learning-rate finder did not finish: {snap.message or snap.error}")
         return found
     if snap is None:
         st.session_state.pop(job_key, None)

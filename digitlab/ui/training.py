@@ -185,8 +185,10 @@ def training_panel(state_key: str, on_done: Callable[[Snapshot], None] | None = 
 
 def _draw_job(snap: Snapshot, state_key: str) -> None:
     title = f"**{snap.config.title}** · {snap.config.preset}"
-    if snap.state == "failed":
-        st.error(f"{title}: {snap.error}")
+    if snap.notice:  # where it trains, when that is not where the class asked (the Ray cluster not answering)
+        st.info(snap.notice)
+    if snap.state == "failed":  # the page's words; the record keeps the error itself
+        st.error(f"{title}: {snap.message or snap.error}")
     elif snap.state == "cancelled":
         st.warning(f"{title}: {cancelled_text(snap, st.session_state.get(f'{state_key}_stopped') == snap.id)}")
     elif snap.state == "done":

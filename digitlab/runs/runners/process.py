@@ -29,6 +29,8 @@ WORKER_GROWTH_MB = 200.0
 
 class ProcessRunner(Runner):
     start_s = 1.5  # warm 0.4 s, cold 3.2 s (bench_first_step.py); the model built
+    worker_args: tuple[str, ...] = ()  # what the training process is told on its command line (RayRunner: --ray ...)
+
     def __init__(self):
         self.proc: subprocess.Popen | None = None
         self.baseline_mb: float | None = None  # the process's memory after its first run
@@ -43,7 +45,7 @@ class ProcessRunner(Runner):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")  # oneDNN keeps 1,024 compiled kernels by default
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "digitlab.runs.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "digitlab.runs.worker", *self.worker_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1, env=env, cwd=str(ROOT),
         )
         for line in self.proc.stdout:  # Ready, once torch is imported
@@ -77,7 +79,7 @@ class ProcessRunner(Runner):
             if not self.alive():
                 self._start()
         except OSError as e:
-            emit(lost(spec.job, f"it could not start: {e}"))
+            emit(self.lost(spec.job, f"it could not start: {e}"))
             return
         self.send(Command("run", spec.job, spec))
         unsubscribe = steering.subscribe(lambda op: self.send(Command(op, spec.job)))
@@ -92,9 +94,13 @@ class ProcessRunner(Runner):
             code = self.proc.wait()
             why = f"killed by signal {-code}" + (", perhaps out of memory" if code == -9 else "") if code < 0 \
                 else f"exit status {code}"
-            emit(lost(spec.job, why))
+            emit(self.lost(spec.job, why))
         finally:
             unsubscribe()
+
+    def lost(self, job: str, why: str) -> Finished:
+        """The Finished of a run whose process stopped (or never started) before it said how the run ended."""
+        return lost(job, why)
 
     def rest(self) -> None:
         self.close()

@@ -5,13 +5,16 @@ between the web server and the Ray nodes), runs the same ``execute.run_job`` the
 the same messages back as the task's streaming results, and sends the model's files as bytes, which the web side
 writes into its own store before the run's ``Finished``; the model's analysis follows. The queue's steering
 reaches the task through a small actor of flags (``RunFlags``), where it sets the task's own ``Steering``; a lost
-worker or node ends the run with a message. The queue's slots use a ``RayRunner`` when DIGITLAB_RAY_ADDRESS is set.
+worker or node ends the run with a message.
+
+This module is imported only by a Ray training process (``runners.ray_runner``): Ray's driver lives there, never in
+the web or queue server's process, because Ray's client ends the process it runs in when its cluster has been gone
+for 60 s.
 """
 
 from __future__ import annotations
 
 import queue
-import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +25,6 @@ import ray
 
 from ... import settings
 from ...store import atomic_write
-from ..runner import Runner
 from ..spec import Finished, JobSpec
 from ..steering import Steering
 
@@ -53,23 +55,6 @@ class RunFlags:
 
     def get(self) -> tuple[str, int]:
         return self.wanted, self.steps
-
-
-REACH_S = 3.0  # how long the cluster's address gets to accept a connection before a run is told it is not answering
-
-
-def not_answering(address: str) -> str:
-    """Why the cluster at ``address`` cannot be reached ("" when its port accepts a connection within REACH_S, or
-    for "auto"): ray.init itself retries for minutes before it gives up."""
-    if address == "auto":
-        return ""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=REACH_S).close()
-        return ""
-    except (OSError, ValueError) as e:
-        return (f"the Ray cluster at {address} is not answering ({type(e).__name__}: {e}); nothing was trained. "
-                "Ask the teacher: the cluster may be down, or DIGITLAB_RAY_ADDRESS wrong")
 
 
 def connect(address: str) -> None:
@@ -146,35 +131,23 @@ def train_task(spec: JobSpec, data, parent_files: dict[str, bytes], flags: RunFl
             yield _files_of(store, finished.model_id, sent)
 
 
-class RayRunner(Runner):
-    """One run at a time as a task on a Ray cluster; no process of its own here."""
-
-    idle_s = None
-    start_s = 3.0  # a task placed, the dataset fetched from the object store, the model's files sent back
-
-    def __init__(self, address: str):
-        # The cluster is joined at the first run, in the slot's own thread: a slot is made under the queue's lock,
-        # where a wrong address held every student's click for minutes while ray.init retried.
-        self.address = address
-
-    def run(self, spec: JobSpec, data, steering: Steering, emit: Callable) -> None:
-        if problem := not_answering(self.address):
-            emit(Finished.failed(spec.job, problem))
-            return
-        try:
-            connect(self.address)
-        except Exception as e:  # noqa: BLE001 - whatever Ray says, the run says it in a line
-            emit(Finished.failed(spec.job, f"the Ray cluster at {self.address} could not be joined "
-                                 f"({type(e).__name__}); nothing was trained"))
-            return
-        try:
-            parent = model_files(spec.store, spec.continue_from) if spec.continue_from else {}
-        except OSError as e:
-            emit(Finished.failed(spec.job, f"the training process stopped (its model could not be read: {e}); "
-                                 "nothing else was lost, and other runs go on"))
-            return
-        run_on_ray(spec, data, emit, steering, parent)
-
+def run_in_worker(address: str, spec: JobSpec, data, steering: Steering, emit: Callable) -> Finished:
+    """One run in a Ray training process (``runners.ray_runner``): the cluster joined once per process, the model a
+    run continues sent along, the run carried out as a task; its messages to ``emit``, the last its Finished."""
+    try:
+        connect(address)
+    except Exception as e:  # noqa: BLE001 - whatever Ray says, the run says it in a line
+        finished = Finished.failed(spec.job, f"the Ray cluster at {address} could not be joined ({type(e).__name__}); "
+                                   "nothing was trained", str(e)[:500])
+        emit(finished)
+        return finished
+    try:
+        parent = model_files(spec.store, spec.continue_from) if spec.continue_from else {}
+    except OSError as e:
+        finished = Finished.failed(spec.job, f"the model this run continues could not be read ({e}); nothing was trained")
+        emit(finished)
+        return finished
+    return run_on_ray(spec, data, emit, steering, parent)
 
 
 def run_on_ray(spec: JobSpec, data, emit: Callable, steering: Steering,

@@ -355,7 +355,8 @@ def serve_command(room: bool, port: int) -> list[str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.web:  # a school's server: N web processes behind HAProxy, one address
-        return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else ())
+        return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else (), args.stats_port,
+                         args.tls_cert, args.logs)
     cmd = serve_command(args.room, args.port)
     names = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--server.allowedHosts"]
     where = "the room's network" if args.room else "this laptop only"
@@ -368,13 +369,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_commands(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser("serve", help="start the server: this laptop only, or --room for the room's network")
-    serve.add_argument("--room", action="store_true",
-                       help="listen on the room's network (every interface), accepting the laptop's own names")
-    serve.add_argument("--port", type=int, default=8501)
-    serve.add_argument("--web", type=int, default=0, metavar="N",
-                       help="run N web processes behind HAProxy on the one port (a school's server; see the README)")
-    serve.set_defaults(func=cmd_serve)
+    parser = sub.add_parser("serve", help="start the server: this laptop only, or --room for the room's network")
+    parser.add_argument("--room", action="store_true",
+                        help="listen on the room's network (every interface), accepting the laptop's own names")
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--web", type=int, default=0, metavar="N",
+                        help="run N web processes behind HAProxy on the one port (a school's server; see the README)")
+    serve.add_arguments(parser)  # --stats-port, --tls-cert, --logs: with --web
+    parser.set_defaults(func=cmd_serve)
 
 
 # ---------------------------------------------------------------- entry point

@@ -111,15 +111,28 @@ class RemoteQueue(TrainingQueue):
     """The class's queue as seen from a web process: the same interface as JobQueue, over the queue server."""
 
     def __init__(self, address: str, key: str):
-        host, _, port = address.rpartition(":")
-        manager = _Manager(address=(host, int(port)), authkey=key.encode())
-        manager.connect()
-        self._service = manager.service()
+        self._address, self._key = address, key
+        self._service = self._connect()
         self._warmed_at = float("-inf")
+
+    def _connect(self):
+        host, _, port = self._address.rpartition(":")
+        manager = _Manager(address=(host, int(port)), authkey=self._key.encode())
+        manager.connect()
+        return manager.service()
+
+    def _call(self, method: str, *args, **kwargs):
+        """The service's ``method``; once more on a fresh connection if the connection broke (``serve`` restarts a
+        queue server that stopped, on the same address)."""
+        try:
+            return getattr(self._service, method)(*args, **kwargs)
+        except (EOFError, ConnectionError, BrokenPipeError):
+            self._service = self._connect()
+            return getattr(self._service, method)(*args, **kwargs)
 
     def submit(self, config: TrainConfig, data, owner: str = "", *, continue_from: str = "", fresh: bool = False,
                limited: bool = False, finetune: dict | None = None, kind: str = "train", place: str = "") -> Snapshot:
-        return self._service.submit(config.to_dict(), data.source.dataset, data.source.path, data.fingerprint(), owner,
+        return self._call("submit", config.to_dict(), data.source.dataset, data.source.path, data.fingerprint(), owner,
                                     continue_from=continue_from, fresh=fresh, limited=limited, finetune=finetune,
                                     kind=kind, place=place)
 
@@ -127,48 +140,48 @@ class RemoteQueue(TrainingQueue):
         """JobQueue.warm, asked at most every WARM_EVERY_S from this web process: one call serves many reruns."""
         if data is not None and time.monotonic() - self._warmed_at >= WARM_EVERY_S:
             self._warmed_at = time.monotonic()
-            self._service.warm(data.source.dataset, data.source.path, data.fingerprint())
+            self._call("warm", data.source.dataset, data.source.path, data.fingerprint())
 
     def estimate(self, config: TrainConfig, n_images: int, loaded: bool = True) -> float:
-        return self._service.estimate(config.to_dict(), n_images, loaded)
+        return self._call("estimate", config.to_dict(), n_images, loaded)
 
     def over_limit(self, config: TrainConfig, n_images: int) -> OverLimit | None:
-        return self._service.over_limit(config.to_dict(), n_images)
+        return self._call("over_limit", config.to_dict(), n_images)
 
     @property
     def limit_s(self) -> float | None:
-        return self._service.get_limit()
+        return self._call("get_limit")
 
     @limit_s.setter
     def limit_s(self, seconds: float | None) -> None:
-        self._service.set_limit(seconds)
+        self._call("set_limit", seconds)
 
     def snapshot(self, job_id: str) -> Snapshot | None:
-        return self._service.snapshot(job_id)
+        return self._call("snapshot", job_id)
 
     def jobs(self, owner: str | None = None) -> list[Snapshot]:
-        return self._service.jobs(owner)
+        return self._call("jobs", owner)
 
     def active(self) -> list[Snapshot]:
-        return self._service.active()
+        return self._call("active")
 
     def cancel(self, job_id: str, owner: str | None = None) -> bool:
-        return self._service.cancel(job_id, owner)
+        return self._call("cancel", job_id, owner)
 
     def stop(self, job_id: str, who: str) -> str:
-        return self._service.stop(job_id, who)
+        return self._call("stop", job_id, who)
 
     def pause(self, job_id: str, who: str | None = None) -> bool:
-        return self._service.pause(job_id, who)
+        return self._call("pause", job_id, who)
 
     def resume(self, job_id: str, who: str | None = None) -> bool:
-        return self._service.resume(job_id, who)
+        return self._call("resume", job_id, who)
 
     def step(self, job_id: str, who: str | None = None) -> bool:
-        return self._service.step(job_id, who)
+        return self._call("step", job_id, who)
 
     def watch(self, job_id: str) -> dict | None:
-        return self._service.watch(job_id)
+        return self._call("watch", job_id)
 
 
 def start(env: dict, log_path: Path, timeout: float = 60) -> subprocess.Popen:

@@ -59,6 +59,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DIGITLAB_TEACHER_KEY", "secret", "", "the key that unlocks the Teacher page (unset: nobody can manage the class)"),
     Setting("DIGITLAB_ALLOWED_HOSTS", "list", (), "more host names the room's server answers to, comma-separated"),
     # a school server's parts
+    Setting("DIGITLAB_LOG_DIR", "path", Path("logs"),
+            "where serve --web N keeps its processes' logs (a folder per start, kept after it stops)", group="server"),
     Setting("DIGITLAB_QUEUE_ADDRESS", "text", "",
             "host:port of the class's queue server (set by serve --web N for its web processes)", group="server"),
     Setting("DIGITLAB_QUEUE_KEY", "secret", "", "the queue server's shared secret (set by serve --web N)", group="server"),

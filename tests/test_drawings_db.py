@@ -166,3 +166,23 @@ def test_a_stopped_database_is_a_message_on_the_page_and_loses_nothing(tmp_path,
         local_postgres.stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
         collection._databases.clear()
+
+
+@pytest.mark.slow
+def test_the_throwaway_postgresql_asks_for_its_password_and_no_message_shows_it(postgres):
+    """The README's PostgreSQL trusted every password (issue 30): it asks for one now, and a refusal's message on the
+    page names the database without its password."""
+    import psycopg
+
+    scheme, rest = postgres.split("://", 1)
+    credentials, where = rest.split("@", 1)
+    user, password = credentials.split(":", 1)
+    assert len(password) >= 24
+    with psycopg.connect(postgres, connect_timeout=5) as conn:  # the printed URL works
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    for wrong in (f"{scheme}://{user}@{where}", f"{scheme}://{user}:not-{password}@{where}"):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(wrong, connect_timeout=5)
+    with pytest.raises(DrawingsError) as refused:
+        Drawings(f"{scheme}://{user}:not-{password}@{where}").counts()
+    assert "cannot open the collection's database" in str(refused.value) and password not in str(refused.value)

@@ -209,6 +209,7 @@ class Student:
     errors: list[str] = field(default_factory=list)
     phase: str = ""
     headers: dict[str, str] = field(default_factory=dict)  # e.g. the proxy's cookie that keeps a tab on one process
+    tls: object = None  # an ssl.SSLContext for a wss:// address (serve --tls-cert)
 
     def __post_init__(self):
         self.pages: dict[str, Page] = {}
@@ -233,7 +234,8 @@ class Student:
     async def connect(self, timeout: float = 30.0) -> None:
         try:
             self._ws = await connect(self.url, subprotocols=[Subprotocol("streamlit")], max_size=None, proxy=None,
-                                     open_timeout=timeout, ping_interval=None, additional_headers=self.headers)
+                                     open_timeout=timeout, ping_interval=None, additional_headers=self.headers,
+                                     **({"ssl": self.tls} if self.tls is not None else {}))
         except Exception as e:  # refused, timed out, a bad handshake: all the same to a student
             raise BenchError(f"cannot connect to {self.url}: {type(e).__name__}: {e}") from e
         self._reader = asyncio.create_task(self._read())

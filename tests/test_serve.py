@@ -212,3 +212,44 @@ def test_a_web_process_killed_mid_run_is_back_within_10_s_and_the_class_and_its_
     time.sleep(max(0.0, 5 - took))
     assert not [pid for pid in started if _alive(pid)], out  # nothing it started, 5 s after the SIGTERM
     assert took <= 5, f"serve took {took:.1f} s to stop"
+
+
+def test_https_through_haproxy_with_the_schools_certificate(mnist, tmp_path):
+    """`serve --tls-cert FILE`: the pages and their websockets over HTTPS (a self-signed certificate made here with
+    openssl), the proxy's cookie marked secure, and plain HTTP on that port refused."""
+    import ssl
+
+    pem = tmp_path / "digitlab.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                           "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    pem.write_text((tmp_path / "cert.pem").read_text() + (tmp_path / "key.pem").read_text())
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    trusted.check_hostname = False  # the certificate names 127.0.0.1 as its CN, not as a subjectAltName
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--web", "1", "--port", str(port),
+                               "--stats-port", str(free_port()), "--tls-cert", str(pem)], cwd=ROOT,
+                              env={**os.environ, "DIGITLAB_LOG_DIR": str(tmp_path / "logs")}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_healthy(f"https://127.0.0.1:{port}/healthz", timeout=150)
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=30, context=trusted) as r:
+            assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]  # verified against the certificate
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()  # no plain HTTP there
+
+        async def browse() -> Student:
+            s = Student(f"wss://127.0.0.1:{port}/_stcore/stream", "over-tls", tls=trusted)
+            await s.connect()
+            try:
+                assert await s.open("MLP") is not None
+            finally:
+                await s.close()
+            return s
+
+        student = asyncio.run(browse())
+        assert not student.errors and student.has_widget("number_input", "Epochs")
+    finally:
+        out, _ = _stop(server, signal.SIGTERM)
+    assert server.returncode == 0 and f"https://127.0.0.1:{port}" in out, out

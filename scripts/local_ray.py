@@ -1,13 +1,16 @@
-"""A throwaway Ray cluster on 127.0.0.1 (``ray`` from PyPI), for tests, benchmarks and a try-out.
+"""A throwaway Ray cluster on this machine (``ray`` from PyPI), for tests, benchmarks and a try-out.
 
     python scripts/local_ray.py start /tmp/digitlab-ray 6380 --nodes 2   # prints what to export, then returns
     python scripts/local_ray.py stop /tmp/digitlab-ray
 
 A head node (no dashboard) and ``--nodes - 1`` worker nodes, each with ``--cpus`` CPUs (one training at a time
-each), every one bound to 127.0.0.1, their files in the folder given. The cluster uses Ray's token
-authentication with a fresh token: the printed RAY_AUTH_MODE and RAY_AUTH_TOKEN must be in the environment of
-whatever joins it (DigitLab's server, with DIGITLAB_RAY_ADDRESS) before it imports ray. A node that cannot
-start raises with Ray's own words.
+each), their files in the folder given. What listens where, measured with ``ss -ltnp`` on Ray 2.60: the GCS on
+the given port and each raylet on two random ports, on every interface (``*``), whatever ``--node-ip-address``
+says (Ray has no setting to bind them to 127.0.0.1); the Ray workers on random ports of the node's address. So the
+cluster uses Ray's token authentication with a fresh token: a driver without it is refused ("InvalidAuthToken"),
+and the printed RAY_AUTH_MODE and RAY_AUTH_TOKEN must be in the environment of whatever joins it (DigitLab's
+server, with DIGITLAB_RAY_ADDRESS) before it imports ray. On a network, a firewall should also keep the ports to
+the cluster's own machines (README, "What runs where"). A node that cannot start raises with Ray's own words.
 """
 
 from __future__ import annotations

@@ -107,6 +107,25 @@ def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_clu
         queue.close()
 
 
+def test_the_cluster_refuses_a_server_without_its_token_and_the_run_says_so(ray_cluster, mnist, tmp_path,
+                                                                           monkeypatch):
+    """Ray listens on every interface whatever --node-ip-address says (ss -ltnp), so the cluster asks for its token:
+    a server with another token joins nothing, and its run fails with a message that names the token."""
+    from digitlab.runs.queue import JobQueue
+    from digitlab.runs.runners.ray_runner import RayRunner
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-clusters-token")  # what the Ray training process is started with
+    queue = JobQueue(ModelStore(tmp_path / "models"), runner=lambda: RayRunner(address))
+    try:
+        run = queue.submit(PRESETS["simple_net"].with_(epochs=1, train_limit=3000), mnist, owner="eve")
+        refused = queue.wait(run.id, timeout=120)
+        assert refused.state == "failed" and "could not be joined" in refused.message
+        assert "RAY_AUTH_TOKEN" in refused.message and not list((tmp_path / "models").glob("*.json"))
+    finally:
+        queue.close()
+
+
 def _until(check, what: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -138,7 +138,8 @@ def run_in_worker(address: str, spec: JobSpec, data, steering: Steering, emit: C
         connect(address)
     except Exception as e:  # noqa: BLE001 - whatever Ray says, the run says it in a line
         finished = Finished.failed(spec.job, f"the Ray cluster at {address} could not be joined ({type(e).__name__}); "
-                                   "nothing was trained", str(e)[:500])
+                                   "nothing was trained. Ask the teacher: a cluster with token authentication "
+                                   "refuses a server whose RAY_AUTH_TOKEN is not its own", str(e)[:500])
         emit(finished)
         return finished
     try:

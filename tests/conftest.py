@@ -33,7 +33,8 @@ for _name, _value in (("DIGITLAB_MODEL_DIR", _tmp / "models"), ("DIGITLAB_CACHE_
 SPREAD = {"test_core", "test_data", "test_lessons", "test_backprop", "test_evaluate", "test_features",
           "test_conv_arithmetic", "test_analysis", "test_finetune", "test_server_safety", "test_app_pages",
           "test_page_mlp", "test_page_cnn", "test_page_linear", "test_page_evaluate", "test_page_features",
-          "test_page_teacher", "test_page_links", "test_page_sketch", "test_lr_find", "test_cli"}
+          "test_page_teacher", "test_page_links", "test_page_sketch", "test_lr_find", "test_cli",
+          "test_process_runner", "test_serve"}  # these two: each test starts its own processes
 
 
 def pytest_configure(config):

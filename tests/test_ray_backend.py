@@ -133,6 +133,7 @@ def _until(check, what: str, timeout: float = 180) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.xdist_group("ray_alone")  # no shared cluster: may run beside the module's others
 def test_a_wrong_ray_address_trains_here_or_refuses_as_the_teacher_chose_and_holds_nobody(mnist, tmp_path,
                                                                                          monkeypatch):
     """With DIGITLAB_RAY_ADDRESS pointing at nothing, ray.init ran inside submit under the queue's lock and retried for
@@ -165,6 +166,7 @@ def test_a_wrong_ray_address_trains_here_or_refuses_as_the_teacher_chose_and_hol
         queue.close()
 
 
+@pytest.mark.xdist_group("ray_alone")  # no shared cluster: may run beside the module's others
 def test_a_ray_cluster_lost_mid_run_fails_that_run_and_the_class_goes_on(mnist, tmp_path):
     """Issue 30: the Ray cluster stopped during a run took the whole site down 60 s later (Ray's client ends the process
     it runs in), after the page showed Ray's raw text and "(often: a smaller learning rate)". Ray's client lives in a

@@ -34,6 +34,7 @@ def trained_models(data) -> None:
         st.dataframe(ui.models_table(ranking.ranked(infos)), hide_index=True,
                      column_config={"test accuracy": st.column_config.NumberColumn(format="percent")})
         st.caption("Best first; ⚠️ marks a model below 50% test accuracy, which no page shows unless picked.")
+        ui.take_home(ranking.ranked(infos), "home")
     else:
         st.info(f"No model trained on {data.spec.title} yet. Train one on the Linear, MLP or CNN stage; it will appear "
                 "here and on every page.")

@@ -379,10 +379,31 @@ def add_serve_commands(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_serve)
 
 
+# ---------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitlab import export
+    from digitlab.store import ModelStore
+
+    path = export.write_zip(ModelStore(), args.model_id, Path(args.out))
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB): model.safetensors, model.json, model.onnx, train.py, "
+          "predict.py, README.md")
+    return 0
+
+
+def add_export_commands(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("export", help="a stored model as one zip: weights, ONNX, train.py, predict.py, README")
+    parser.add_argument("model_id")
+    parser.add_argument("--out", default=".", metavar="FOLDER", help="where the zip goes (default: here)")
+    parser.set_defaults(func=cmd_export)
+
+
 # ---------------------------------------------------------------- entry point
 
 GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_data_commands, add_train_commands,
-                                                              add_lr_find_commands, add_serve_commands]
+                                                              add_lr_find_commands, add_serve_commands,
+                                                              add_export_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,9 +4,8 @@ Nothing here unpickles: safetensors holds only tensors, JSON only data. Every fi
 to a temporary name and renamed into place, weights first and record last, so a crash in the
 middle of a save leaves the earlier models intact and no half-written model listed.
 
-A record is anyone's file: ``records.check_record`` checks every field's type and range before anything uses it,
-and ``check_weights`` checks the weights file against its record (size, checksum, the tensors its
-architecture has, read from the safetensors header) before it is listed. What fails is reported and
+A record is anyone's file: ``records.check_record`` checks every field's type and range before anything uses it, and
+``check_weights`` checks the weights against it (size, checksum, the architecture's tensors) before it is listed. What fails is reported and
 skipped, never raised on a page; nothing is allocated for a record until it has passed.
 """
 
@@ -264,8 +263,9 @@ class ModelStore:
         self._check_id(model_id)
         # Record first: once it is gone the model is no longer listed, whatever happens next.
         (self.root / f"{model_id}.json").unlink(missing_ok=True)
-        (self.root / f"{model_id}.safetensors").unlink(missing_ok=True)
-        self.analysis_path(model_id).unlink(missing_ok=True)
+        for path in (self.root / f"{model_id}.safetensors", self.analysis_path(model_id),
+                     self.root / "exports" / f"digitlab-{model_id}.zip"):  # its zip (export.py), if one was made
+            path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ reading
 

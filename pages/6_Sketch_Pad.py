@@ -176,4 +176,5 @@ with draw_tab:
 with upload_tab:
     upload(models)
 class_collection(ten_class)
+ui.take_home([info for _, info in models], "pad")
 ui.show_code(pp.to_mnist, pp.answer)

@@ -192,3 +192,4 @@ section = st.segmented_control("Look at", list(SECTIONS), required=True, key="ev
                                help="Only the part you open is computed and drawn.")
 ui.share_view(LINK, [i.id for _, i, _ in chosen], section, side_by_side=bool(st.session_state.get("eval_compare")))
 st.fragment(SECTIONS[section])(chosen, names)
+ui.take_home([info for _, info, _ in chosen], "eval")

@@ -154,16 +154,17 @@ def optimizer_code(config: TrainConfig) -> str:
         return ('optimizer = torch.optim.SGD(model.parameters(), lr=RECIPE["lr"])  '
                 '# the seeds\' sgd_step: p -= lr * p.grad')
     if config.optimizer == "adam":
-        return 'optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])'
+        return ('optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE["lr"],\n'
+                '                                 weight_decay=RECIPE["weight_decay"])')
     momentum = 'RECIPE["momentum"]' if config.optimizer == "momentum" else "0.0"
-    return (f'optimizer = torch.optim.SGD(model.parameters(), lr=RECIPE["lr"], momentum={momentum}, '
-            'weight_decay=RECIPE["weight_decay"])')
+    return (f'optimizer = torch.optim.SGD(model.parameters(), lr=RECIPE["lr"], momentum={momentum},\n'
+            '                                weight_decay=RECIPE["weight_decay"])')
 
 
 def schedule_code(config: TrainConfig) -> str:
     if config.schedule == "onecycle" and config.form != "scratch":
-        return ('scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=RECIPE["lr"], total_steps=steps)'
-                '  # up, then down')
+        return ('# one cycle: the learning rate climbs to RECIPE["lr"], then comes down to almost nothing\n'
+                '    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=RECIPE["lr"], total_steps=steps)')
     return "scheduler = None  # a constant learning rate"
 
 
@@ -218,7 +219,9 @@ def files(store: ModelStore, model_id: str) -> dict[str, bytes]:
                      pair_line=f"PAIR = {pair!r}  # (yes, no)" if pair else "PAIR = None  # all ten classes",
                      model_code=model_code(model), loss_code=loss_code(config), augment_code=augment_code(config),
                      optimizer_code=optimizer_code(config), schedule_code=schedule_code(config),
-                     torchvision_class="FashionMNIST" if config.dataset == "fashion" else "MNIST")
+                     torchvision_class="FashionMNIST" if config.dataset == "fashion" else "MNIST",
+                     functional_import="import torch.nn.functional as F\n"
+                     if config.loss != "mnist_loss" or config.augment else "")
     readme = _fill("export_readme.md.txt", **values, licence=spec_licence(config.dataset))
     return {
         "model.safetensors": (store.root / f"{model_id}.safetensors").read_bytes(),
@@ -226,8 +229,63 @@ def files(store: ModelStore, model_id: str) -> dict[str, bytes]:
         "model.onnx": onnx_bytes(model),
         "train.py": train_py.encode(),
         "predict.py": _fill("export_predict.py.txt", **values).encode(),
+        "notebook.ipynb": notebook(info.title, model_id, config.kind).encode(),
         "README.md": readme.encode(),
     }
+
+
+def notebook(title: str, model_id: str, kind: str) -> str:
+    """notebook.ipynb: train.py's steps one cell at a time, with pictures (the digits, what the first layer looks
+    for, the answers), for Jupyter or Colab (with train.py beside it)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    first = ("model.conv_layers[0].weight[:, 0]" if kind == "cnn" else
+             "first_layer_weights(model)")
+    cells = [
+        new_markdown_cell(f"# {title}\n\nDigitLab model `{model_id}`, trained again step by step with `train.py`'s "
+                          "functions (keep `train.py` beside this notebook). Set `DATA` to a folder of MNIST's four "
+                          "IDX `.gz` files, or leave it `None` to let torchvision download them."),
+        new_code_cell("DATA = None  # a folder with the four IDX .gz files; None: torchvision downloads them\n"
+                      "EPOCHS = 1  # the recipe's own: RECIPE['epochs']"),
+        new_code_cell("import math\n\nimport matplotlib.pyplot as plt\nimport torch\n\n"
+                      "from train import RECIPE, load, make_model, make_optimizer, task, test, train\n\nRECIPE"),
+        new_markdown_cell("## The data\n\nThe images are 28x28 grey pixels, 0 (black) to 255 (white)."),
+        new_code_cell("train_images, train_labels = task(*load('train', DATA), 'train')\n"
+                      "test_images, test_labels = task(*load('test', DATA), 'test')\n"
+                      "fig, axes = plt.subplots(2, 8, figsize=(10, 3))\n"
+                      "for ax, image, label in zip(axes.flat, train_images, train_labels):\n"
+                      "    ax.imshow(image, cmap='gray'); ax.set_title(int(label)); ax.axis('off')\n"
+                      "len(train_images), len(test_images)"),
+        new_markdown_cell("## The model"),
+        new_code_cell("torch.manual_seed(RECIPE['seed'])\nmodel = make_model()\nmodel"),
+        new_markdown_cell("## Training, one epoch at a time"),
+        new_code_cell("optimizer, scheduler = make_optimizer(model, EPOCHS * math.ceil(len(train_images) / "
+                      "RECIPE['batch_size']))\n"
+                      "gen = torch.Generator().manual_seed(RECIPE['seed'])\n"
+                      "for epoch in range(1, EPOCHS + 1):\n"
+                      "    train(model, train_images, train_labels, optimizer, scheduler, gen, epoch)\n"
+                      "    print(f'test accuracy {test(model, test_images, test_labels):.2%}')"),
+        new_markdown_cell("## What the first layer looks for\n\nEach picture is one unit's (or filter's) weights: "
+                          "light where a white pixel pushes it up, dark where it pushes it down."),
+        new_code_cell("def first_layer_weights(model):\n"
+                      "    p = next(model.parameters())\n"
+                      "    return (p.T if p.shape[0] == 784 else p).reshape(-1, 28, 28)\n\n"
+                      f"weights = {first}.detach()[:16]\n"
+                      "fig, axes = plt.subplots(2, 8, figsize=(10, 3))\n"
+                      "for ax, w in zip(axes.flat, weights):\n"
+                      "    ax.imshow(w, cmap='gray'); ax.axis('off')"),
+        new_markdown_cell("## Its answers on test images"),
+        new_code_cell("from train import to_input\n\nmodel.eval()\nwith torch.no_grad():\n"
+                      "    scores = model(to_input(test_images[:16].float() / 255))\n"
+                      "answers = (scores[:, 0] > 0).long() if scores.shape[1] == 1 else scores.argmax(1)\n"
+                      "fig, axes = plt.subplots(2, 8, figsize=(10, 3))\n"
+                      "for ax, image, answer, label in zip(axes.flat, test_images, answers, test_labels):\n"
+                      "    ax.imshow(image, cmap='gray'); ax.axis('off')\n"
+                      "    ax.set_title(int(answer), color='green' if int(answer) == int(label) else 'red')"),
+    ]
+    return nbformat.writes(new_notebook(cells=cells, metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}}))
 
 
 def spec_licence(dataset: str) -> str:

@@ -73,7 +73,8 @@ def test_an_export_zip_trains_again_with_its_own_train_py_and_predicts_a_png(mod
     with zipfile.ZipFile(archive) as z:
         names = {Path(n).name for n in z.namelist()}
         z.extractall(tmp_path / "home")
-    assert names == {"model.safetensors", "model.json", "model.onnx", "train.py", "predict.py", "README.md"}
+    assert names == {"model.safetensors", "model.json", "model.onnx", "train.py", "predict.py", "notebook.ipynb",
+                     "README.md"}
     folder = tmp_path / "home" / f"digitlab-{ids['cnn-fast']}"
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no PYTHONPATH: nothing of DigitLab is importable
     trained = subprocess.run([sys.executable, "train.py", "--data", str(ROOT / "digitlab" / "sample"), "--epochs", "1"],
@@ -93,6 +94,16 @@ def test_an_export_zip_trains_again_with_its_own_train_py_and_predicts_a_png(mod
                               capture_output=True, text=True, timeout=120, env=clean)
         assert said.returncode == 0, said.stderr[-2000:]
         assert said.stdout.splitlines()[0].startswith("7: "), said.stdout
+    import nbformat
+    from nbclient import NotebookClient
+
+    book = nbformat.read(folder / "notebook.ipynb", as_version=4)  # top to bottom on the bundled sample
+    book.cells[1].source = book.cells[1].source.replace("DATA = None", f"DATA = {str(ROOT / 'digitlab' / 'sample')!r}")
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    outputs = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert "test accuracy" in "".join(o.get("text", "") for o in outputs)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # the digits, the weights, the answers
     readme = (folder / "README.md").read_text()
     assert "python train.py" in readme and "python predict.py" in readme and "CC BY-SA 3.0" in readme
 

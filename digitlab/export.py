@@ -248,7 +248,7 @@ def notebook(title: str, model_id: str, kind: str) -> str:
                           "IDX `.gz` files, or leave it `None` to let torchvision download them."),
         new_code_cell("DATA = None  # a folder with the four IDX .gz files; None: torchvision downloads them\n"
                       "EPOCHS = 1  # the recipe's own: RECIPE['epochs']"),
-        new_code_cell("import math\n\nimport matplotlib.pyplot as plt\nimport torch\n\n"
+        new_code_cell("%matplotlib inline\nimport math\n\nimport matplotlib.pyplot as plt\nimport torch\n\n"
                       "from train import RECIPE, load, make_model, make_optimizer, task, test, train\n\nRECIPE"),
         new_markdown_cell("## The data\n\nThe images are 28x28 grey pixels, 0 (black) to 255 (white)."),
         new_code_cell("train_images, train_labels = task(*load('train', DATA), 'train')\n"

@@ -1,0 +1,7 @@
+"""``python -m digitlab ...``: see digitlab/cli.py."""
+
+import sys
+
+from digitlab.cli import main
+
+sys.exit(main())

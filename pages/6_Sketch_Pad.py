@@ -8,7 +8,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from digitlab import preprocess as pp
-from digitlab import ui, viz
+from digitlab import ranking, ui, viz
 from digitlab.collection import Collection, CollectionError, summarize
 
 PAD, CARD = 280, 300  # the drawing pad's side and an answer card's width, in px (ui.px: 1.5x in presenter mode)
@@ -176,5 +176,5 @@ with draw_tab:
 with upload_tab:
     upload(models)
 class_collection(ten_class)
-ui.take_home([info for _, info in models], "pad")
+ui.take_home(ranking.ranked([info for _, info in models]), "pad")  # the best first
 ui.show_code(pp.to_mnist, pp.answer)

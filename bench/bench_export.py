@@ -83,7 +83,8 @@ def main() -> None:
         "float32 with the plain loop of pytorch/examples' mnist/main.py; DigitLab's run may use bfloat16 on a CPU that "
         "has it, its batch gathering and channels-last layout.",
     ]
-    print_and_record("Export", block, keep=args.record)
+    print_and_record("## Take it home: an export's train.py beside DigitLab's own run (bench_export.py)", block,
+                     keep=args.record)
 
 
 if __name__ == "__main__":

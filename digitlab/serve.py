@@ -321,6 +321,13 @@ def run(web: int, port: int, room: bool, allowed_hosts: list[str] | tuple[str, .
     print(f"DigitLab on {scheme}://{socket.gethostname() if room else '127.0.0.1'}:{port} ({where}): "
           f"{web} web processes behind HAProxy. Health: /healthz; HAProxy's statistics: "
           f"http://127.0.0.1:{stats_port}/ (this machine only); logs in {cluster.logs}. Ctrl+C stops it.", flush=True)
+    if address := settings.get("DIGITLAB_RAY_ADDRESS"):  # said at start-up; each run asks again (runs.runners.ray_runner)
+        from .runs.runners.ray_runner import not_answering
+
+        why = not_answering(address)
+        instead = "runs train here instead" if settings.get("DIGITLAB_RAY_FALLBACK") == "local" else "runs are refused"
+        print(f"the Ray cluster at {address} " + (f"is not answering ({why}): {instead} until it does" if why
+                                                  else "answers: runs train there"), flush=True)
     try:
         while True:
             time.sleep(LOOK_EVERY_S)

@@ -216,7 +216,8 @@ def test_a_web_process_killed_mid_run_is_back_within_10_s_and_the_class_and_its_
 
 def test_https_through_haproxy_with_the_schools_certificate(mnist, tmp_path):
     """`serve --tls-cert FILE`: the pages and their websockets over HTTPS (a self-signed certificate made here with
-    openssl), the proxy's cookie marked secure, and plain HTTP on that port refused."""
+    openssl), the proxy's cookie marked secure, and plain HTTP on that port refused. Started with a Ray address where
+    nothing answers, it says so at start-up and serves all the same."""
     import ssl
 
     pem = tmp_path / "digitlab.pem"
@@ -230,7 +231,8 @@ def test_https_through_haproxy_with_the_schools_certificate(mnist, tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", "--web", "1", "--port", str(port),
                                "--stats-port", str(free_port()), "--tls-cert", str(pem)], cwd=ROOT,
-                              env={**os.environ, "DIGITLAB_LOG_DIR": str(tmp_path / "logs")}, stdout=subprocess.PIPE,
+                              env={**os.environ, "DIGITLAB_LOG_DIR": str(tmp_path / "logs"),
+                                   "DIGITLAB_RAY_ADDRESS": f"127.0.0.1:{free_port()}"}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
         wait_healthy(f"https://127.0.0.1:{port}/healthz", timeout=150)
@@ -253,3 +255,4 @@ def test_https_through_haproxy_with_the_schools_certificate(mnist, tmp_path):
     finally:
         out, _ = _stop(server, signal.SIGTERM)
     assert server.returncode == 0 and f"https://127.0.0.1:{port}" in out, out
+    assert "is not answering" in out and "runs train here instead until it does" in out

@@ -354,6 +354,11 @@ def serve_command(room: bool, port: int) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if not (serve.ROOT / "app.py").is_file():  # `pip install .` installs the package, not the app's pages
+        print(f"error: the app (app.py and pages/) is not beside this digitlab package ({serve.ROOT}): `serve` runs "
+              "from a checkout of DigitLab (git clone, then pip install -e . or pip install -r requirements.txt)",
+              file=sys.stderr)
+        return 1
     if args.web:  # a school's server: N web processes behind HAProxy, one address
         return serve.run(args.web, args.port, args.room, serve.laptop_names() if args.room else (), args.stats_port,
                          args.tls_cert, args.logs)

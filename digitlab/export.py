@@ -10,6 +10,7 @@ into ``make_model()`` with the same names.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pprint
@@ -24,6 +25,7 @@ from string import Template
 import torch
 from torch import nn
 
+from .batching import AUGMENTERS
 from .config import TrainConfig
 from .data import DATASETS, NORMALISATIONS
 from .models import DigitCNN, Linear1, SimpleNetScratch
@@ -125,28 +127,12 @@ def loss_code(config: TrainConfig) -> str:
 
 
 def augment_code(config: TrainConfig) -> str:
+    """DigitLab's own augmentation function, its source as it is (batching.augment or batching.mirror_shift)."""
     if not config.augment:
         return "augment = None  # the recipe trains on the images as they are"
-    if config.augment_kind == "mirror":
-        return '''def augment(x01, gen):
-    """Half the images mirrored left-right, each moved by up to 2 whole pixels (clothes, not digits)."""
-    n = len(x01)
-    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    shift = torch.randint(-2, 3, (n, 2), generator=gen) / 14
-    zero, one = torch.zeros(n), torch.ones(n)
-    theta = torch.stack([torch.stack([mirror, zero, shift[:, 0]], 1), torch.stack([zero, one, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x01.shape), align_corners=False)
-    return F.grid_sample(x01, grid, align_corners=False, padding_mode="zeros")'''
-    return '''def augment(x01, gen):
-    """Each image turned up to 10 degrees, scaled 0.9-1.1 and shifted up to 2 pixels."""
-    n = len(x01)
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10)
-    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.1
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2 / 14)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x01.shape), align_corners=False)
-    return F.grid_sample(x01, grid, align_corners=False, padding_mode="zeros")'''
+    helper = AUGMENTERS[config.augment_kind]
+    source = inspect.getsource(helper)
+    return source if helper.__name__ == "augment" else f"{source}\n\naugment = {helper.__name__}"
 
 
 def optimizer_code(config: TrainConfig) -> str:

@@ -190,6 +190,8 @@ def test_a_web_process_killed_mid_run_is_back_within_10_s_and_the_class_and_its_
         assert back <= 10, f"the killed web process was back after {back:.1f} s"
         assert not [e for s in others for e in s.errors]
         latencies = sorted(r.latency for s in others for r in s.log if r.latency is not None and r.phase == "")
+        print(f"web1 back after {back:.1f} s; the others' {len(latencies)} clicks: p95 "
+              f"{latencies[int(0.95 * (len(latencies) - 1))]:.2f} s, max {latencies[-1]:.2f} s")  # shown with -s
         assert len(latencies) >= 20 and latencies[int(0.95 * (len(latencies) - 1))] <= 2.0, latencies
         returning = Student(url, "returning", headers={"Cookie": f"{COOKIE}=web1"})  # its students can come back
 

@@ -233,3 +233,14 @@ def test_pip_install_ships_the_cli_templates(tmp_path):
     assert {"digitlab/templates/sample-readme-mnist.md", "digitlab/templates/sample-readme-fashion.md",
             "digitlab/templates/fashion-mnist-license.txt", "digitlab/sample/README.md",
             "digitlab/sample-fashion/README.md", "digitlab/metrics.py"} <= names
+
+
+def test_serve_without_the_app_beside_the_package_says_to_run_it_from_a_checkout(tmp_path, monkeypatch, capsys):
+    """`pip install .` installs the digitlab package, not app.py and pages/: serve says so instead of failing inside
+    Streamlit."""
+    from digitlab import cli, serve
+
+    monkeypatch.setattr(serve, "ROOT", tmp_path)  # where a pip-installed package finds no app.py
+    assert cli.main(["serve"]) == 1
+    said = capsys.readouterr().err
+    assert "app.py and pages/" in said and "checkout" in said

@@ -149,3 +149,27 @@ def test_the_teacher_renames_and_removes_a_model_and_removes_a_drawing(own_store
     at.checkbox(key="teacher_model_sure").check().run()
     at.button(key="teacher_remove").click().run()
     assert not at.exception and queue.store.list() == []
+
+
+def test_the_room_now_counts_the_browsers_on_each_stage(own_store):
+    """Issue 32, the room at a glance: a student opening the MLP page is one more browser on MLP in the teacher's
+    "The room now" (each AppTest is its own browser session)."""
+    at = AppTest.from_file(TEACHER, default_timeout=WAIT_S).run()
+    at.text_input(key="teacher_key_input").input(KEY)
+    _submit(at)
+    assert "The room now" in [h.value for h in at.header]
+
+    def room():
+        return next(d.value for d in at.dataframe if "browsers" in d.value.columns)
+
+    def on(page: str) -> int:
+        table = room()
+        return int(table.loc[table["page"] == page, "browsers"].iloc[0])
+
+    before, teacher = on("MLP"), on("Teacher")
+    assert teacher >= 1  # the teacher's own browser
+    student = AppTest.from_file(MLP, default_timeout=WAIT_S).run()
+    assert not student.exception
+    at.run()
+    assert on("MLP") == before + 1 and on("Teacher") == teacher
+    assert list(room()["page"])[:3] == ["Home", "Data Explorer", "Linear 3 vs 7"]

@@ -16,6 +16,7 @@
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
 - text: a run's numbers in the pages' words (how long, its place in line, why it is refused)
+- room: which page each browser is on (page_setup notes it), the Teacher page's "The room now"
 - take_home: a model as a zip to download (weights, ONNX, train.py, predict.py), on Home, Evaluate, Sketch Pad
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
   confidence_note for every page that shows a model's "% sure". The Evaluate page reads this module whole (as
@@ -91,6 +92,7 @@ from .resources import (
     shared_table,
     stored_models,
 )
+from .room import room_now
 from .run_words import how_fit_trains, trained_caption
 from .sketch import drawn, pad_caption, pad_controls, pad_key, save_form, stroke_width, toolbar_room
 from .take_home import take_home
@@ -125,7 +127,7 @@ __all__ = [
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
     "model_robustness", "shared_figure", "shared_table", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
-    "restore_view", "share_view", "loaded_model", "models_with_analyses", "take_home",
+    "restore_view", "share_view", "loaded_model", "models_with_analyses", "take_home", "room_now",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "model_and_image", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "toolbar_room", "drawn", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",

@@ -29,6 +29,7 @@ from .resources import (
     memory_keeper,
     whose,
 )
+from .room import seen as seen_in_room
 from .text import duration_text, status
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -108,6 +109,7 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     touch_style()
     dataset_choice()
     st.title(f"{icon} {title}")
+    seen_in_room(title)  # for the Teacher page's "The room now"
     if intro:
         st.markdown(intro)
     data = get_data()

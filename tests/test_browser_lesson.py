@@ -164,7 +164,14 @@ def test_the_teacher_removes_the_model_picked_after_renaming_it(lesson):
         page.get_by_text("Teacher mode:").wait_for(timeout=30000)
         wait_idle(page)
         picker = page.get_by_test_id("stSelectbox").filter(has_text="Model")
-        picker.click()
+
+        def open_picker() -> None:  # scrolled to first: a click while the page still scrolls only focuses the box
+            picker.scroll_into_view_if_needed()
+            wait_idle(page)
+            picker.click()
+            page.get_by_role("option").first.wait_for(timeout=10000)
+
+        open_picker()
         options = page.get_by_role("option").all_inner_texts()
         picked = options[-1].rsplit(" · ", 1)[-1]  # the last model in the box, never the one it opens on
         page.get_by_role("option").nth(len(options) - 1).click()
@@ -181,11 +188,11 @@ def test_the_teacher_removes_the_model_picked_after_renaming_it(lesson):
         wait_idle(page)
         ticked_for = sure.inner_text()
         # Another choice clears the tick: Remove is off until the new model is ticked for.
-        picker.click()
+        open_picker()
         page.get_by_role("option").first.click()
         wait_idle(page)
         cleared = (sure.locator("input").is_checked(), page.get_by_role("button", name="Remove model").is_disabled())
-        picker.click()
+        open_picker()
         page.get_by_role("option").filter(has_text=picked).click()
         wait_idle(page)
         sure.click()

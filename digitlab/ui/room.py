@@ -3,13 +3,13 @@ browsers are on each stage, refreshed every few seconds."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from ..presence import WINDOW_S, Presence
 from .resources import owner_id, student_place
 
 REFRESH_S = 5
+COLUMNS = 6  # the stages' counts, six to a row
 
 
 @st.cache_resource
@@ -30,7 +30,8 @@ def room_now(stages: list[str]) -> None:
               "page each opened (another machine counts once, however many tabs). Under serve --web N: this web "
               "process's browsers.")
     pages = ["DigitLab", *stages, "Teacher"]
-    rows = [{"page": "Home" if p == "DigitLab" else p, "browsers": counts.get(p, 0)} for p in pages]
     st.caption(f"{sum(counts.values())} browsers in all.")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="room_now", column_config={
-        "browsers": st.column_config.ProgressColumn(format="%d", min_value=0, max_value=max(1, *counts.values()))})
+    # big numbers, six to a row: read from the back of the room on a projector
+    for start in range(0, len(pages), COLUMNS):
+        for column, page in zip(st.columns(COLUMNS), pages[start:start + COLUMNS]):
+            column.metric("Home" if page == "DigitLab" else page, counts.get(page, 0))

@@ -253,9 +253,9 @@ class Cluster:
             if code is None or time.monotonic() - part.started < RESTART_AFTER_S:
                 continue
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            self.say(f"{datetime.now():%H:%M:%S} {part.name} (pid {part.proc.pid}) stopped ({how}); starting it "
-                     f"again (logs: {self.logs / part.name}.log)")
             part.restarts += 1
+            self.say(f"{datetime.now():%H:%M:%S} {part.name} (pid {part.proc.pid}) stopped ({how}); starting it "
+                     f"again, restart {part.restarts} (logs: {self.logs / part.name}.log)")
             try:
                 part.run()
             except ServeError as e:

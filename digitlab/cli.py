@@ -391,9 +391,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     from digitlab import export
     from digitlab.store import ModelStore
 
-    path = export.write_zip(ModelStore(), args.model_id, Path(args.out))
-    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB): model.safetensors, model.json, model.onnx, train.py, "
-          "predict.py, README.md")
+    try:
+        path = export.write_zip(ModelStore(), args.model_id, Path(args.out))
+    except OSError as e:  # a folder it cannot write to: one line, as the page shows it (a StoreError: main says it)
+        print(f"error: the zip could not be written to {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        names = ", ".join(Path(n).name for n in z.namelist())
+    print(f"{path} ({path.stat().st_size / 1e3:,.0f} kB): {names}")
     return 0
 
 

@@ -161,26 +161,9 @@ def _fill(name: str, **values) -> str:
     return Template(resources.files("digitlab").joinpath("templates", name).read_text()).substitute(values)
 
 
-class _Flat(nn.Module):
-    """The by-hand forms with ``flatten(1)`` for their ``reshape(len(xb), -1)``: len() is a plain number to the
-    exporter, which would fix the batch size at the example's."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        m, x = self.model, xb.flatten(1)
-        if isinstance(m, Linear1):
-            return x @ m.weights + m.bias
-        return (x @ m.w1 + m.b1).clamp(min=0) @ m.w2 + m.b2
-
-
 def onnx_bytes(model: nn.Module) -> bytes:
     """The model as ONNX (torch.onnx.export), taking float32 [batch, 1, 28, 28] and giving its scores."""
-    example = torch.zeros(2, 1, 28, 28)
-    if isinstance(model, (Linear1, SimpleNetScratch)):
-        model = _Flat(model)
+    example = torch.zeros(2, 1, 28, 28)  # the batch size stays free: the by-hand forms reshape by xb.shape[0]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         program = torch.onnx.export(model.eval(), (example,), dynamo=True, verbose=False, input_names=["image"],
@@ -311,6 +294,7 @@ def zip_bytes(store: ModelStore, model_id: str) -> bytes:
                               cwd=ROOT, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
                               env={**os.environ, "DIGITLAB_MODEL_DIR": str(store.root)})
         if done.returncode or not path.exists():
-            raise ExportError(f"the model could not be exported: {(done.stderr or done.stdout).strip()[-300:]}")
+            said = (done.stderr or done.stdout).strip().splitlines()  # its last line says why ("error: ...")
+            raise ExportError(said[-1].removeprefix("error: ")[:300] if said else f"exit status {done.returncode}")
     return path.read_bytes()
 

@@ -39,7 +39,7 @@ class Linear1(nn.Module):
         self.bias = init_params(n_out, std, generator)
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        return xb.reshape(len(xb), -1) @ self.weights + self.bias
+        return xb.reshape(xb.shape[0], -1) @ self.weights + self.bias  # one row of 784 pixels per image
 
 
 class SimpleNetScratch(nn.Module):
@@ -55,7 +55,7 @@ class SimpleNetScratch(nn.Module):
         self.w2, self.b2 = init_params((n_hidden, n_out), s2, generator), init_params(n_out, s2, generator)
 
     def forward(self, xb: torch.Tensor) -> torch.Tensor:
-        res = xb.reshape(len(xb), -1) @ self.w1 + self.b1
+        res = xb.reshape(xb.shape[0], -1) @ self.w1 + self.b1
         res = res.max(torch.tensor(0.0))
         return res @ self.w2 + self.b2
 

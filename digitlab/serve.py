@@ -222,9 +222,10 @@ class Cluster:
                 wait_healthy(f"http://127.0.0.1:{p}/_stcore/health")
             config = self.logs / "haproxy.cfg"
             config.write_text(haproxy_config(self.bind, self.port, self.backends, self.stats_port, self.tls_cert))
-            checked = subprocess.run([self.haproxy, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
-            if checked.returncode:
-                raise ServeError(f"HAProxy refused its configuration: {checked.stderr.strip()}")
+            checked = subprocess.run([self.haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
+            if checked.returncode:  # its first [ALERT] says why (a certificate it cannot load, a port it cannot bind)
+                alerts = [ln.split(" : ", 2)[-1] for ln in (checked.stdout + checked.stderr).splitlines() if "[ALERT]" in ln]
+                raise ServeError(f"HAProxy refused its configuration: {alerts[0] if alerts else checked.returncode}")
             self._add(Part("haproxy", lambda: self._popen([self.haproxy, "-db", "-f", str(config)], "haproxy")))
             wait_healthy(f"{self.url}/healthz", timeout=20)
             running_file(self.port).write_text(json.dumps(

@@ -20,6 +20,7 @@ import torch
 from . import settings
 from .drawings_db import Drawing, Drawings, DrawingsError, database_url
 from .models import ModelInfo
+from .room_book import RoomBook, room_book
 from .store import StoreError, check_writable, remove_all, stale_temporaries
 from .train import predict_proba
 
@@ -66,6 +67,11 @@ class Collection:
         db.import_folder(self.root)  # drawings saved before the database: once
         with _lock:
             return _databases.setdefault(self.url, db)
+
+    @property
+    def book(self) -> RoomBook:
+        """The class's book in the same database: pseudonyms, the teacher's lead, questions, the round."""
+        return room_book(self.db)
 
     def add(self, image: np.ndarray, label: int, source: str = "canvas", saved_by: str = "") -> Entry:
         """Save one 28x28 uint8 digit with its true label. The same digit, label and student saved again (an upload

@@ -124,6 +124,8 @@ class Drawings:
         finally:
             conn.close()
 
+    transaction = _connect  # public: the class's book (room_book) keeps its tables in the same database
+
     @property
     def safe_url(self) -> str:
         """The URL without a password, for messages."""

@@ -15,6 +15,7 @@ def main() -> None:
     drawings = ui.class_drawings()
     ui.fine_tune_section(info, drawings, data)
     ui.before_and_after()
+    ui.my_handwriting(info)
 
 
 main()

@@ -54,8 +54,9 @@ def test_a_wrong_key_shows_nothing_and_the_right_one_everything(own_store, mnist
     at.text_input(key="teacher_key_input").input(KEY)
     _submit(at)
     assert not at.exception
-    assert [h.value for h in at.header][-5:] == ["Runs", "Limits", "Models", "Drawings in the class collection",
-                                                 "The model store"]
+    assert [h.value for h in at.header][-9:] == ["The room now", "Lead the class", "Predict, then see", "Fool the model",
+                                                 "Runs", "Limits", "Models", "Drawings in the class collection",
+                                                 "The class's names", "The model store"][-9:]
     assert at.session_state["teacher_unlocked"] and KEY not in repr(at.session_state)  # a flag, never the key
 
 

@@ -58,6 +58,7 @@ class Snapshot:
     watch_version: int = 0  # grows with every live picture and single step: what ``watch`` returns is drawn under it
     result: dict | None = None  # a fine-tuning's numbers, once done (finetune.summary)
     notice: str = ""  # a line the run's page keeps showing (spec.Notice), such as where it trains instead
+    kind: str = "train"  # "train", "finetune" or "lr_find" (JobSpec.kind)
 
     @property
     def finished(self) -> bool:

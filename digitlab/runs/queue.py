@@ -383,7 +383,7 @@ class JobQueue(TrainingQueue):
             submitted=job.submitted, reused=job.reused if reused is None else reused, eta_start=eta,
             compute_seconds=job.compute_seconds, version=job.version, watchers=tuple(sorted(job.watchers)),
             paused=job.paused and job.state == RUNNING, paused_by=job.paused_by, watch_version=job.watch_version,
-            result=job.result, notice=job.notice)
+            result=job.result, notice=job.notice, kind=job.kind)
 
     # ------------------------------------------------------------ handing jobs to runners
 

@@ -16,6 +16,10 @@
 - notes: what the CNN and Features pages say beside a model's insides (output, units that fire, saliency...)
 - run_words: what the training pages say about a run (its label, caption, a verdict, how fit() trains)
 - text: a run's numbers in the pages' words (how long, its place in line, why it is refused)
+- together: on every page, this browser's pseudonym (from a token in its own storage), following the teacher, the
+  teacher's question and its answer box (the class bar)
+- class_lead: the Teacher page's class sections: follow me, hold Train, predict-then-see, the class's names (erase)
+- fool: the fool-the-model round (Save's hook on the Sketch Pad, the teacher's gallery, the fine-tuning at its end)
 - room: which page each browser is on (page_setup notes it), the Teacher page's "The room now"
 - take_home: a model as a zip to download (weights, ONNX, train.py, predict.py), on Home, Evaluate, Sketch Pad
 - evaluation: what the Evaluate page says and keeps track of (captions, table rows, the confusion cell followed);
@@ -29,9 +33,11 @@ from ..lessons import LR_OPTIONS
 from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .cells import confusion_cells
+from .class_lead import ask_the_class, lead_the_class, pseudonyms
 from .conv import conv_arithmetic, feature_map_sheets, model_and_image
 from .evaluation import confidence_note
-from .finetune import before_and_after, class_drawings, fine_tune_section, ten_digit_model
+from .finetune import before_and_after, class_drawings, fine_tune_section, my_handwriting, ten_digit_model
+from .fool import fool_round
 from .frame import (
     ROOT,
     STAGES,
@@ -128,6 +134,7 @@ __all__ = [
     "model_robustness", "shared_figure", "shared_table", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses", "take_home", "room_now",
+    "my_handwriting", "ask_the_class", "lead_the_class", "pseudonyms", "fool_round",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "model_and_image", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "toolbar_room", "drawn", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",

@@ -15,9 +15,10 @@ from .. import finetune, viz
 from ..collection import Collection, CollectionError
 from ..models import ModelInfo
 from ..runs.interface import JobRefused
+from ..train import predict_proba
 from .frame import chart, show_code
 from .pickers import model_picker
-from .resources import get_queue, owner_id
+from .resources import dataset_models, get_queue, load_model, owner_id
 from .text import refusal_text, status
 
 MAX_DRAWINGS = 1000  # the newest this many: fine-tuning stays a matter of seconds however large the collection grows
@@ -138,3 +139,51 @@ def before_and_after() -> None:
     st.caption("The kept-out drawings show whether it learned our hand; the MNIST test set whether it forgot "
                "MNIST while doing so.")
     show_code(finetune.fine_tune, finetune.split, title="The fine-tuning's code")
+
+
+def my_handwriting(info: ModelInfo | None) -> None:
+    """5. This student's own drawings, digit by digit: read by the MNIST model above and by the class's newest
+    fine-tuned model (the one made from it, if any)."""
+    st.header("5. My handwriting")
+    if info is None:
+        return st.caption("Pick a model above: your drawings are scored by it here.")
+    try:
+        images, labels, entries = Collection().load()
+    except CollectionError as e:
+        return st.error(f"The class collection cannot be opened: {e}")
+    mine = [n for n, e in enumerate(entries) if e.saved_by == owner_id()]
+    if not mine:
+        return st.info("You have not saved a drawing yet: draw digits on the Sketch Pad and save them with their true "
+                       "label. They are scored here, digit by digit.", icon="✍️")
+    images, labels = images[mine], labels[mine]
+    scorers = [("the MNIST model", info), *(("the class's fine-tuned model", t) for t in [class_tuned(info)] if t)]
+    answers = {}
+    for name, scorer in scorers:
+        if (loaded := load_model(scorer.id)) is not None:
+            answers[name] = predict_proba(loaded[0], scorer.config, images).argmax(1)
+    rows = []
+    for d in range(10):
+        at = (labels == d).nonzero().squeeze(1)
+        if len(at):
+            rows.append({"digit": d, "my drawings": len(at),
+                         **{f"{name}: right": f"{int((a[at] == d).sum())} of {len(at)}" for name, a in answers.items()}})
+    c1, c2 = st.columns([1, 1])
+    c1.dataframe(rows, hide_index=True)
+    for name, a in answers.items():
+        right = float((a == labels).float().mean())
+        c2.metric(f"Read right by {name}", f"{right:.0%}", help=next(s.title for n, s in scorers if n == name))
+    if "the class's fine-tuned model" not in answers:
+        c2.caption("No fine-tuned model of it yet: fine-tune it above (or at the end of a fool-the-model round).")
+    shown = min(len(mine), 60)
+    st.image([img.numpy() for img in images[-shown:]], width=56, clamp=True,
+             caption=[f"a {int(y)}: " + " / ".join(str(int(a[n])) for a in answers.values())
+                      for n, y in zip(range(len(mine) - shown, len(mine)), labels[-shown:])])
+    st.caption("Under each drawing: its true digit, then what " + " and ".join(answers) + " read.")
+
+
+def class_tuned(info: ModelInfo) -> ModelInfo | None:
+    """The class's newest model fine-tuned from ``info`` (from any model, when none was made from it)."""
+    tuned = [i for i in dataset_models("mnist") if "class_drawings_accuracy" in i.metrics and i.id != info.id]
+    own = [i for i in tuned if i.continued_from == info.id]
+    pick = own or tuned
+    return max(pick, key=lambda i: i.created) if pick else None

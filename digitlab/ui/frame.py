@@ -21,6 +21,7 @@ from .. import settings
 from ..train import device_label
 from .resources import (
     DATASET_KEY,
+    PAGES,
     SharedFigure,
     _load_data,
     dataset_in_use,
@@ -29,8 +30,8 @@ from .resources import (
     memory_keeper,
     whose,
 )
-from .room import seen as seen_in_room
 from .text import duration_text, status
+from .together import class_bar
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -80,6 +81,7 @@ def navigation(home: Callable[[], None]) -> None:
     global _app_navigation_seen
     _app_navigation_seen = True
     pages = [st.Page(home, title=HOME[0], icon=HOME[1], default=True), *_stage_pages()]
+    PAGES.update({"DigitLab" if p.title == HOME[0] else p.title: p for p in pages})  # by page_setup's title
     st.navigation(pages).run()
 
 
@@ -109,7 +111,7 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     touch_style()
     dataset_choice()
     st.title(f"{icon} {title}")
-    seen_in_room(title)  # for the Teacher page's "The room now"
+    class_bar(title)  # this browser in the room, its pseudonym, following the teacher, the teacher's question
     if intro:
         st.markdown(intro)
     data = get_data()

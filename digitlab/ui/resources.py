@@ -23,7 +23,9 @@ import streamlit as st
 import torch
 
 from .. import data as data_mod
+from ..collection import Collection, CollectionError
 from ..models import ModelInfo
+from ..room_book import RoomError, is_browser_key
 from ..runs.interface import TrainingQueue
 from ..runs.shared import shared_queue
 from ..store import ModelStore, Problem, StoreError
@@ -151,8 +153,20 @@ def per_model(func: Callable[..., T], model_id: str) -> T:
     return shared_figure(key, lambda: func(*_load_model(root, model_id, mtime)))
 
 
+PAGES: dict[str, st.Page] = {}  # page_setup's title -> the page as st.navigation knows it (ui.together's follow me)
+BROWSER = "browser"  # session state: this browser's key (ui.together, from a token in the browser's own storage)
+TEACHER = "teacher_unlocked"  # session state: this session gave the teacher key (ui.teacher)
+
+
+def is_teacher() -> bool:
+    return bool(st.session_state.get(TEACHER))
+
+
 def owner_id() -> str:
-    """A per-browser-session id: the jobs a session may stop are the ones it started."""
+    """Whose this session's runs and drawings are: this browser's key (the same across its reloads and tabs), or,
+    until the browser has said it (the first moment of a session), an id of this session."""
+    if key := st.session_state.get(BROWSER):
+        return key
     if "owner_id" not in st.session_state:
         st.session_state.owner_id = uuid.uuid4().hex[:8]
     return st.session_state.owner_id
@@ -179,7 +193,17 @@ def whose(snap) -> str:
     """Whose run a queue snapshot is, as the viewing session sees it: "yours", a student's, or the class's."""
     if not snap.owner:
         return "started for the class"
-    return "yours" if snap.owner == owner_id() else f"started by student {snap.owner[:4]}"
+    if snap.owner == owner_id():
+        return "yours"
+    return f"started by {pseudonym_of(snap.owner) or 'a student'}"
+
+
+def pseudonym_of(key: str) -> str:
+    """The pseudonym of a browser key in the class's book; "" when it has none or the book cannot be opened."""
+    try:
+        return Collection().book.pseudonym(key) if is_browser_key(key) else ""
+    except (CollectionError, RoomError):
+        return ""
 
 
 def _model_mtime(store: ModelStore, model_id: str) -> float:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from .. import preprocess as pp
 from ..collection import Collection, CollectionError
+from .fool import on_save
 from .frame import on_touch_screen, px
 from .resources import owner_id
 
@@ -102,13 +103,14 @@ def _save(source: str, key: str) -> None:
     try:
         entry = Collection().add(image, int(label), source, saved_by=owner_id())
         total = sum(Collection().counts())
+        round_said = on_save(entry.id, image, entry.label, owner_id())  # during a fool-the-model round
     except (CollectionError, OSError) as e:
         st.session_state[f"sketch_saved_{key}"] = (f"Could not save the drawing: {e}", _digest(image), "error")
         return
     n = f"{total} drawing{'s' if total != 1 else ''}"
     next_one = " Draw the next one." if key == "draw" else ""
     st.session_state[f"sketch_saved_{key}"] = (f"Saved as a {entry.label}, kept as a 28x28 PNG. The collection now "
-                                               f"holds {n}.{next_one}",
+                                               f"holds {n}.{round_said}{next_one}",
                                                _digest(None if key == "draw" else image), "ok")
     st.session_state[f"{key}_label"] = None  # the next digit gets its own label
     st.session_state[f"{key}_just_saved"] = True

@@ -16,15 +16,12 @@ from ..collection import Collection, CollectionError
 from ..store import StoreError
 from ..teacher_key import ROOM_TRIES_PER_MINUTE, TRIES_PER_MINUTE, guard, teacher_key_set
 from .pickers import model_label
-from .resources import get_queue, get_store, stored_models
+from .resources import TEACHER, get_queue, get_store, is_teacher, stored_models
 from .text import duration_text, status
+from .together import owner_name
 
-FLAG = "teacher_unlocked"
+FLAG = TEACHER
 RUNS_EVERY_S = 3.0  # the runs list redraws itself this often
-
-
-def is_teacher() -> bool:
-    return bool(st.session_state.get(FLAG))
 
 
 def teacher_unlocked() -> bool:
@@ -99,7 +96,7 @@ def _runs() -> None:
         return
     for snap in active:
         c1, c2, c3 = st.columns([6, 1, 1])
-        who = (f"started by student {snap.owner[:4]}" if snap.owner else "started for the class") + (
+        who = (f"started by {owner_name(snap.owner)}" if snap.owner else "started for the class") + (
             f", {len(snap.watchers)} student(s) waiting on it" if snap.watchers else "")
         c1.markdown(f"**{snap.config.title}** · {snap.config.preset} · {snap.config.epochs} epoch(s), "
                     f"batch {snap.config.batch_size} · {who}")

@@ -21,6 +21,7 @@ from .frame import chart
 from .resources import get_data, get_queue, owner_id, shared_figure, student_place
 from .run_words import run_label, run_verdict
 from .text import cancelled_text, duration_text, over_limit_text, refusal_text, status
+from .together import class_hold, note_asked
 from .watch import steering, watch_it_learn
 
 LIVE_EVERY_S = 1.0  # the live panel's redraw: the worker reports every 0.25 s, and its pictures about every second
@@ -138,6 +139,10 @@ def start_training(
     except ConfigError as e:
         st.error(f"Cannot train with these settings: {e}")
         return None
+    if owner is None and (held := class_hold()):
+        st.info(f"The teacher has asked the class to wait a moment: Train opens again in {duration_text(held)}.",
+                icon="✋")
+        return None
     try:
         who = owner_id() if owner is None else owner
         snap = get_queue().submit(config, data, who, continue_from=continue_from, fresh=fresh, limited=bool(who),
@@ -146,6 +151,8 @@ def start_training(
         st.warning(refusal_text(e), icon="⏳")
         return None
     st.session_state[state_key] = snap.id
+    if who:
+        note_asked(config.key())
     if runs_key:
         runs = st.session_state.setdefault(runs_key, [])
         if snap.id not in runs:
@@ -289,7 +296,9 @@ def _train_block(config: TrainConfig, data: data_mod.MNIST, stage: str, prefix: 
     hands this block the new config; a run that ends reruns the page (the stage's later sections show its model)."""
     state_key, runs_key = f"{prefix}_job", f"{prefix}_runs"  # prefix: each dataset's runs apart
     within_limit = disabled or cost_line(config, data)
-    if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled or not within_limit,
+    if held := class_hold():
+        st.caption(f"✋ The teacher holds the class's Train buttons for {duration_text(held)} more.")
+    if st.button("Train", type="primary", key=f"{prefix}_train", disabled=disabled or not within_limit or held > 0,
                  help="Start training in the background; it keeps going if you switch page, and this page picks "
                       "it up again when you come back."):
         if (started := submit_run(config, data, stage)) is not None and started.finished:

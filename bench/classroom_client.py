@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import signal
@@ -43,6 +44,7 @@ FULL_DONE = ForwardMsg.FINISHED_SUCCESSFULLY
 COMPILE_ERROR = ForwardMsg.FINISHED_WITH_COMPILE_ERROR
 FRAGMENT_DONE = ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
 WIDGETS = ("button", "number_input", "selectbox", "radio", "text_input", "slider", "checkbox")
+STORAGE = "digitlab_browser"  # the component that reads a browser's token from its own storage (ui.together)
 
 
 class BenchError(Exception):
@@ -221,6 +223,10 @@ class Student:
         self.auto: dict[str, list[float]] = {}  # fragment id -> [interval, next due]
         self.alerts: list[str] = []
         self.components: list[str] = []  # ids of the page's custom components (the drawing pad), newest last
+        self.storage = ""  # the id of the component that hands over the browser's token (has_browser sets it)
+        self.token = ""  # this tab's browser token, once it has one
+        self.arrivals: list[tuple[float, str]] = []  # (monotonic time, page) each time the server moved this tab
+        self.finished: list[float] = []  # monotonic times of this tab's full runs' ends
         self._ws = None
         self._reader: asyncio.Task | None = None
         self._wait: tuple[str, asyncio.Future] | None = None
@@ -270,7 +276,12 @@ class Student:
         kind = msg.WhichOneof("type")
         if kind == "new_session":  # a run starts; a full run (no fragment ids) draws the page afresh
             self._pages(msg.new_session.app_pages)
-            self.page_hash = msg.new_session.page_script_hash or self.page_hash
+            moved = msg.new_session.page_script_hash
+            if moved and moved != self.page_hash and self.page_hash:  # the server took it to another page
+                name = next((p.name for p in self.pages.values() if p.hash == moved), moved)
+                self.arrivals.append((time.monotonic(), name))
+                self.page, self.sticky = name, {}
+            self.page_hash = moved or self.page_hash
             if msg.metadata.run.fragment_ids:  # the fragments draw their widgets again
                 rerun = set(msg.metadata.run.fragment_ids)
                 self.widgets = {k: w for k, w in self.widgets.items() if w.fragment not in rerun}
@@ -294,6 +305,8 @@ class Student:
             self.error(f"page not found: {msg.page_not_found.page_name!r}")
         elif kind == "script_finished":
             status = msg.script_finished
+            if status == FULL_DONE:
+                self.finished.append(time.monotonic())
             if self._wait is None:
                 return
             want = self._wait[0]
@@ -320,6 +333,8 @@ class Student:
                 self.error(f"on {self.page}: {e.type}: {e.message[:200]}")
         elif which == "alert":
             self.alerts.append(el.alert.body)
+        elif which == "bidi_component" and el.bidi_component.component_name == STORAGE:
+            self.storage = el.bidi_component.id  # reads the browser's token from its storage (ui.together)
         elif which == "bidi_component":
             self.components.append(el.bidi_component.id)
         elif which in WIDGETS:
@@ -377,6 +392,14 @@ class Student:
         self.sticky[w.proto.id] = WidgetState(id=w.proto.id, string_value=chosen)
         self.changed.add(w.fragment)
         return chosen
+
+    def has_browser(self, token: str) -> None:
+        """Hand the page the token a browser's storage would (as the storage component does once a session)."""
+        if not self.storage:
+            raise BenchError(f"page {self.page!r} drew no browser-storage component")
+        self.token = token
+        self.sticky[self.storage] = WidgetState(id=self.storage, json_value=json.dumps({"token": token}))
+        self.changed.add("")
 
     # ------------------------------------------------------------ reruns
 

@@ -142,7 +142,7 @@ def test_the_sidebar_says_what_trains_and_clears_when_it_ends(mnist):
         page.run()
         lines = [c.value for c in page.sidebar.caption]
         assert "**Training now:**" in lines
-        assert any(line.startswith(f"· {LONG_CNN.title} (started by student teac) — ") for line in lines)  # whose
+        assert any(line.startswith(f"· {LONG_CNN.title} (started by a student) — ") for line in lines)  # whose
         assert any("and 1 more waiting; the next starts in about" in line for line in lines)
     finally:
         queue.cancel(waiting.id)

@@ -167,13 +167,12 @@ def my_handwriting(info: ModelInfo | None) -> None:
         if len(at):
             rows.append({"digit": d, "my drawings": len(at),
                          **{f"{name}: right": f"{int((a[at] == d).sum())} of {len(at)}" for name, a in answers.items()}})
-    c1, c2 = st.columns([1, 1])
-    c1.dataframe(rows, hide_index=True)
-    for name, a in answers.items():
+    st.dataframe(rows, hide_index=True)
+    for column, (name, a) in zip(st.columns(2), answers.items()):
         right = float((a == labels).float().mean())
-        c2.metric(f"Read right by {name}", f"{right:.0%}", help=next(s.title for n, s in scorers if n == name))
+        column.metric(f"Read right by {name}", f"{right:.0%}", help=next(s.title for n, s in scorers if n == name))
     if "the class's fine-tuned model" not in answers:
-        c2.caption("No fine-tuned model of it yet: fine-tune it above (or at the end of a fool-the-model round).")
+        st.caption("No fine-tuned model of it yet: fine-tune it above (or at the end of a fool-the-model round).")
     shown = min(len(mine), 60)
     st.image([img.numpy() for img in images[-shown:]], width=56, clamp=True,
              caption=[f"a {int(y)}: " + " / ".join(str(int(a[n])) for a in answers.values())

@@ -130,6 +130,17 @@ def _caption(d: RoundDrawing, tuned) -> str:
     return text
 
 
+@st.fragment(run_every=1.0)
+def fine_tuning(job: str) -> None:
+    """The round's fine-tuning in the queue, redrawn every second; once stored, the round names the new model."""
+    snap = get_queue().snapshot(job)
+    if snap is None or not snap.finished:
+        return st.info(f"Fine-tuning on the class collection: {status(snap) if snap else 'lost'}", icon="⏳")
+    if snap.state == "done" and snap.model_id:
+        Collection().book.update_round(tuned_id=snap.model_id)
+    st.rerun(scope="app")
+
+
 def fine_tune_round(r: Round) -> None:
     """After the round: fine-tune its model on the class collection (the round's drawings are in it), once."""
     queue = get_queue()
@@ -137,14 +148,8 @@ def fine_tune_round(r: Round) -> None:
         snap = queue.snapshot(r.finetune_job)
         if snap is None or (snap.finished and snap.state != "done"):
             st.error(f"The fine-tuning did not finish: {snap.message or snap.error if snap else 'it was lost'}")
-        elif snap.finished:
-            Collection().book.update_round(tuned_id=snap.model_id)
-            result = snap.result or {}
-            st.session_state["fool_result"] = result
-            st.rerun()
         else:
-            st.info(f"Fine-tuning on the class collection: {status(snap)}", icon="⏳")
-            return
+            return fine_tuning(r.finetune_job)
     if r.tuned_id:
         tuned = load_model(r.tuned_id)
         parent = load_model(r.model_id)

@@ -35,6 +35,7 @@ ANIMALS = ("Badger", "Beaver", "Bison", "Crane", "Dolphin", "Eagle", "Falcon", "
 TOKEN = re.compile(r"[0-9a-f]{32}")  # what a browser's storage holds: 128 random bits as hex
 KEY = re.compile(r"[0-9a-f]{16}")  # browser_key's hash
 CACHE_S = 0.5  # the shared state read from the database at most twice a second per process
+NAMES_S = 10.0  # a pseudonym read from the database at most this often per process (a rename here: at once)
 QUESTIONS = {
     "accuracy": "What test accuracy will it reach?",
     "digit": "Which digit will it get wrong most often?",
@@ -126,7 +127,18 @@ class RoomBook:
     # ------------------------------------------------------------ pseudonyms
 
     def pseudonym(self, browser: str) -> str:
-        """This browser's pseudonym; the first time, the first free pair in an order drawn from its key."""
+        """This browser's pseudonym; the first time, the first free pair in an order drawn from its key. Read through
+        the per-process cache (every page run shows it): a rename elsewhere shows within NAMES_S."""
+        with self._lock:
+            hit = self._cache.get(f"name {browser}")
+            if hit and time.monotonic() - hit[0] < NAMES_S:
+                return hit[1]  # type: ignore[return-value]
+        name = self._pseudonym(browser)
+        with self._lock:
+            self._cache[f"name {browser}"] = (time.monotonic(), name)
+        return name
+
+    def _pseudonym(self, browser: str) -> str:
         q = f"SELECT name FROM pseudonyms WHERE browser = {self._m}"
         with self.db.transaction() as db:
             if row := db.execute(q, (browser,)).fetchone():
@@ -153,6 +165,7 @@ class RoomBook:
             if taken and taken[0] != browser:
                 raise RoomError(f"{name} is taken by someone else in the class: pick another pair")
             db.execute(f"UPDATE pseudonyms SET name = {self._m} WHERE browser = {self._m}", (name, browser))
+        self._forget()
         return name
 
     def names(self) -> dict[str, str]:
@@ -310,14 +323,24 @@ class RoomBook:
                        f"VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT DO NOTHING",
                        (drawing, r.id, browser, int(label), int(predicted), float(confidence), _now()))
 
-    def round_drawings(self, round_id: str) -> list[RoundDrawing]:
-        """The round's drawings, newest first (those since removed from the collection left out)."""
+    def round_counts(self, round_id: str) -> tuple[int, int, int]:
+        """The round's drawings, those that fooled the model, and the students who fooled it (one query)."""
+        with self.db.transaction() as db:
+            row = db.execute("SELECT COUNT(*), COALESCE(SUM(CASE WHEN r.predicted <> r.label THEN 1 ELSE 0 END), 0), "
+                             "COUNT(DISTINCT CASE WHEN r.predicted <> r.label THEN r.browser END) FROM round_drawings r "
+                             f"JOIN drawings d ON d.id = r.drawing WHERE r.round = {self._m}", (round_id,)).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def round_drawings(self, round_id: str, fooled_only: bool = False, limit: int = MAX_ROUND_DRAWINGS) -> list[RoundDrawing]:
+        """The round's drawings (or those that fooled the model), newest first, at most ``limit`` (those since removed
+        from the collection left out)."""
         m = self._m
+        only = " AND r.predicted <> r.label" if fooled_only else ""
         with self.db.transaction() as db:
             rows = db.execute("SELECT r.drawing, r.browser, r.label, r.predicted, r.confidence, d.png "
                               "FROM round_drawings r "
-                              f"JOIN drawings d ON d.id = r.drawing WHERE r.round = {m} "
-                              f"ORDER BY r.created DESC, r.drawing LIMIT {MAX_ROUND_DRAWINGS}", (round_id,)).fetchall()
+                              f"JOIN drawings d ON d.id = r.drawing WHERE r.round = {m}{only} "
+                              f"ORDER BY r.created DESC, r.drawing LIMIT {int(limit)}", (round_id,)).fetchall()
         return [RoundDrawing(d, b, int(lab), int(p), float(c), bytes(png)) for d, b, lab, p, c, png in rows]
 
 

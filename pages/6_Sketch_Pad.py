@@ -3,6 +3,8 @@
 The pad and the upload each rerun on their own (fragments); the collection's scores are computed once per change
 of the collection or of the models, for the whole class."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
@@ -134,16 +136,24 @@ def upload(models: list) -> None:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def collection_summary(version: tuple, model_ids: tuple[str, ...], _models: list):
-    """The collection scored by every ten-class model, and its drawings per digit: once per change of either,
-    for the whole class."""
+    """The collection scored by every ten-class model, and its drawings per digit: once per change of either, for
+    the whole class; while a class saves several drawings a second, at most a tenth of the time (ui.Throttle)."""
+    started = time.perf_counter()
     summary = summarize(Collection(), _models)
+    summary_throttle().spent(time.perf_counter() - started)
     return summary, viz.class_counts(summary.counts, names=("drawings",), height=240)
+
+
+@st.cache_resource
+def summary_throttle() -> ui.Throttle:
+    return ui.Throttle()
 
 
 def class_collection(ten_class: list) -> None:
     st.header("The class collection")
     try:  # a database that cannot be reached: say so; the pad above still answers
-        summary, counts = collection_summary(Collection().version(), tuple(i.id for _, i in ten_class), ten_class)
+        summary, counts = collection_summary(summary_throttle().take(Collection().version()), tuple(i.id for _, i in ten_class),
+                                             ten_class)
     except CollectionError as e:
         return st.error(f"The class collection cannot be opened: {e}")
     if not summary.size:

@@ -82,6 +82,7 @@ from .pickers import (
     test_image_picker,
 )
 from .resources import (
+    Throttle,
     _load_data,
     _load_model,
     dataset_in_use,
@@ -134,7 +135,7 @@ __all__ = [
     "model_robustness", "shared_figure", "shared_table", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",
     "teacher_store_health", "teacher_unlocked", "LinkedPage", "restore_setup", "share_setup", "ViewPage",
     "restore_view", "share_view", "loaded_model", "models_with_analyses", "take_home", "room_now",
-    "my_handwriting", "ask_the_class", "lead_the_class", "pseudonyms", "fool_round",
+    "my_handwriting", "ask_the_class", "Throttle", "lead_the_class", "pseudonyms", "fool_round",
     "lr_finder", "conv_arithmetic", "feature_map_sheets", "model_and_image", "confidence_note", "before_after_note", "firing_note", "output_note", "pair_note",
     "pair_weights_note", "saliency_note", "share_of_start", "how_fit_trains", "trained_caption", "duration_text", "ten_digit_model", "class_drawings", "fine_tune_section", "before_and_after",
     "confusion_cells", "toolbar_room", "drawn", "pad_caption", "pad_controls", "pad_key", "save_form", "stroke_width",

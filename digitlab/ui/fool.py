@@ -92,41 +92,53 @@ def fool_round() -> None:
 def gallery(round_id: str) -> None:
     try:
         book = Collection().book
-        r, drawings = book.round(), book.round_drawings(round_id)
+        r, (n, n_fooled, fooling) = book.round(), book.round_counts(round_id)
     except CollectionError as e:
         return st.error(f"The class collection cannot be opened: {e}")
     if r is None or r.id != round_id:
         return
-    fooled = [d for d in drawings if d.fooled]
     loaded = load_model(r.model_id)
     title = loaded[1].title if loaded else r.model_id
     c1, c2, c3 = st.columns(3)
-    c1.metric("Drawings this round", len(drawings))
-    c2.metric("Fooled the model", len(fooled))
-    c3.metric("Students who fooled it", len({d.browser for d in fooled}))
-    st.caption(f"The model: {title}. " + ("The round is over." if r.ended else "The round is on."))
-    if not fooled:
+    c1.metric("Drawings this round", n)
+    c2.metric("Fooled the model", n_fooled)
+    c3.metric("Students who fooled it", fooling)
+    st.caption(f"The model: {title}. " + ("The round is over." if r.ended else "The round is on.")
+               + (f" The newest {SHOWN} that fooled it:" if n_fooled > SHOWN else ""))
+    if not n_fooled:
         return st.caption("No drawing has fooled it yet.")
-    tuned = load_model(r.tuned_id) if r.tuned_id else None
-    shown = fooled[:SHOWN]
-    st.image([d.png for d in shown], width=84, caption=[_caption(d, tuned) for d in shown])
-    if tuned is not None:
-        still = sum(_tuned_answer(tuned, d) != d.label for d in fooled)
-        st.success(f"After fine-tuning: {len(fooled) - still} of the {len(fooled)} fooling drawings no longer fool "
+    after = _after(round_id, r.tuned_id, n_fooled) if r.tuned_id else {}
+    shown = book.round_drawings(round_id, fooled_only=True, limit=SHOWN)
+    st.image([d.png for d in shown], width=84, caption=[_caption(d, after) for d in shown])
+    if after:
+        still = sum(a != label for a, label in after.values())
+        st.success(f"After fine-tuning: {len(after) - still} of the {len(after)} fooling drawings no longer fool "
                    f"it; {still} still do.", icon="🧠")
 
 
-def _tuned_answer(tuned, d: RoundDrawing) -> int:
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _after(round_id: str, tuned_id: str, _n: int) -> dict[str, tuple[int, int]]:
+    """The fine-tuned model's answer on every drawing that fooled the round's model: drawing -> (answer, label);
+    once per round, model and count, in one batch."""
+    import torch
+
     from ..drawings_db import decode
+    from ..train import predict_proba
 
-    return int(pp.answer(*tuned, decode(d.png)).predicted)
+    tuned = load_model(tuned_id)
+    fooled = Collection().book.round_drawings(round_id, fooled_only=True)
+    if tuned is None or not fooled:
+        return {}
+    images = torch.from_numpy(np.stack([decode(d.png) for d in fooled]))
+    answers = predict_proba(tuned[0], tuned[1].config, images).argmax(1).tolist()
+    return {d.drawing: (a, d.label) for d, a in zip(fooled, answers)}
 
 
-def _caption(d: RoundDrawing, tuned) -> str:
+def _caption(d: RoundDrawing, after: dict) -> str:
     text = f"{pseudonym_of(d.browser) or 'a student'}: a {d.label}, read {d.predicted} ({d.confidence:.0%})"
-    if tuned is not None:
-        after = _tuned_answer(tuned, d)
-        text += " · now right" if after == d.label else f" · still {after}"
+    if d.drawing in after:
+        now = after[d.drawing][0]
+        text += " · now right" if now == d.label else f" · still {now}"
     return text
 
 

@@ -162,6 +162,26 @@ def is_teacher() -> bool:
     return bool(st.session_state.get(TEACHER))
 
 
+class Throttle:
+    """A value that changes many times a second (the class collection's version while 60 students save), taken
+    again only when the work it keys has had its share: at most ``share`` of the time goes to recomputing it (the
+    work's last duration, ``spent``, sets the wait). Cheap work follows every change at once."""
+
+    def __init__(self, share: float = 0.1):
+        self.share, self.cost, self.taken, self.value = share, 0.0, 0.0, None
+        self.lock = threading.Lock()
+
+    def take(self, value: Any) -> Any:
+        now = time.monotonic()
+        with self.lock:
+            if self.value is None or (value != self.value and now - self.taken >= self.cost / self.share):
+                self.value, self.taken = value, now
+            return self.value
+
+    def spent(self, seconds: float) -> None:
+        self.cost = seconds
+
+
 def owner_id() -> str:
     """Whose this session's runs and drawings are: this browser's key (the same across its reloads and tabs), or,
     until the browser has said it (the first moment of a session), an id of this session."""

@@ -123,7 +123,7 @@ async def follow_me(url: str, args, rng: random.Random, out: list[str]) -> bool:
     sampler = asyncio.create_task(sampling(usage, stop))
     set_toggle(t, "📣 Class, follow me", True)
     await t.rerun()
-    taken, drawn, missed = [], [], 0
+    taken, drawn, missed, per_move = [], [], 0, []
     for page in MOVES[: args.moves]:
         marks = {s.name: len(s.arrivals) for s in students}
         clicked = time.monotonic()
@@ -142,6 +142,8 @@ async def follow_me(url: str, args, rng: random.Random, out: list[str]) -> bool:
             done = next((d for d in s.finished if d >= when), None)
             if done is not None:
                 drawn.append(done - clicked)
+        move = drawn[-args.students:]
+        per_move.append(f"{page} {pct(move, 50):.2f}/{pct(move, 95):.2f} s")
         await asyncio.sleep(3)
     cpu_line = usage.line()
     stop.set()
@@ -154,7 +156,8 @@ async def follow_me(url: str, args, rng: random.Random, out: list[str]) -> bool:
         f"| follow me: {args.students} students on {len(PAGES)} pages, the teacher opens {args.moves} pages in turn | "
         f"taken p50 {pct(taken, 50):.2f} s, p95 {pct(taken, 95):.2f} s; drawn p50 {pct(drawn, 50):.2f} s, p95 "
         f"{pct(drawn, 95):.2f} s, max {max(drawn, default=float('nan')):.2f} s; {len(taken)} moves of "
-        f"{args.students * args.moves}, {missed} missed, {len(errors)} errors; {cpu_line} | drawn p95 <= 2 s, none "
+        f"{args.students * args.moves}, {missed} missed, {len(errors)} errors; drawn p50/p95 by move: "
+        f"{', '.join(per_move)}; {cpu_line} | drawn p95 <= 2 s, none "
         f"missed, no errors | {'PASS' if ok else 'FAIL'} |"]
     for e in errors[:5]:
         print("  error:", e)

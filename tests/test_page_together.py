@@ -62,7 +62,7 @@ def teacher(page: str = "pages/8_Teacher.py") -> AppTest:
 
 
 def you_are(at: AppTest) -> str:
-    labels = [p.proto.popover.label for p in at.sidebar.get("popover")]
+    labels = [b.label for b in at.sidebar.button if b.key == "name_open"]
     return next((label.split("**")[1] for label in labels if "You are" in label), "")
 
 
@@ -77,12 +77,14 @@ def test_each_browser_has_a_pseudonym_kept_across_reloads_and_changeable(room):
     assert you_are(browser(2)) not in ("", name)
     assert you_are(browser(None)) == ""  # a browser that never said its token: no name made up for it
     assert you_are(browser(None, browser_token="../../etc/passwd")) == ""  # a forged token is no token
-    # changed from the popover's two lists (never free text)
+    # changed from the dialog's two lists (never free text)
+    first.button(key="name_open").click().run()
     first.selectbox(key="name_adj").set_value("Quiet")
     first.selectbox(key="name_animal").set_value("Owl")
     first.button(key="name_use").click().run()
     assert you_are(first) == "Quiet Owl" == room.book.names()[browser_key(token(1))]
     taken = you_are(browser(2)).split(" ")
+    first.button(key="name_open").click().run()
     first.selectbox(key="name_adj").set_value(taken[0])
     first.selectbox(key="name_animal").set_value(taken[1])
     first.button(key="name_use").click().run()

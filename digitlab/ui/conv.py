@@ -29,15 +29,19 @@ def picked(model: torch.nn.Module, config: TrainConfig, image: torch.Tensor, key
     """The number being worked out: (convolution, map, row, column), from the boxes' keys; where nothing was picked
     yet, the convolution's strongest number over the digit."""
     conv = st.session_state.setdefault(f"{key}_layer", 1)
-    if f"{key}_{conv}_map" not in st.session_state:
-        _open_map(model, config, image, key, conv, strongest_map(model, config, image, conv))
+    if f"{key}_{conv}_map" not in st.session_state:  # a visitor's first look: the class's answer, worked out once
+        what = ("strongest map", hashlib.sha1(image.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
+                config.key(), id(model), conv)  # (id: the model as load_model keeps it loaded, once per process)
+        _open_map(model, config, image, key, conv, shared_figure(what, strongest_map, model, config, image, conv))
     return (conv, *(int(st.session_state[f"{key}_{conv}_{part}"]) for part in ("map", "row", "col")))
 
 
 def _open_map(model, config, image, key: str, conv: int, channel: int) -> None:
     st.session_state[f"{key}_{conv}_map"] = channel
-    st.session_state[f"{key}_{conv}_row"], st.session_state[f"{key}_{conv}_col"] = strongest_position(
-        model, config, image, conv, channel)
+    what = ("strongest position", hashlib.sha1(image.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
+            config.key(), id(model), conv, channel)
+    st.session_state[f"{key}_{conv}_row"], st.session_state[f"{key}_{conv}_col"] = shared_figure(
+        what, strongest_position, model, config, image, conv, channel)
 
 
 def _map_changed(model, config, image, key: str, conv: int) -> None:

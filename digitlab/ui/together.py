@@ -26,7 +26,8 @@ FAST = "class_bar_fast"  # session state: which of the two polls this page drew
 PAGE = "page_title"  # session state: the title of the page this session is on
 NOT_FOLLOWING = "follow_opt_out"
 HELD = "train_held"  # session state: whether this page was drawn with the teacher holding Train
-LEAD_N = "lead_n"  # the teacher's last move this session followed
+LEAD_N = "lead_n"
+NAMING = "name_dialog"  # session state: the change-of-name dialog is open  # the teacher's last move this session followed
 
 # Reads (or makes) the browser's token in its own storage and sends it once per session; ``data`` says whether the
 # server already has it. The token is 128 random bits; the server keeps only a hash of it.
@@ -90,18 +91,36 @@ def identity() -> None:
         follow_me_toggle("lead_sidebar")
     if not (name := pseudonym()):
         return
-    with st.popover(f"🦦 You are **{name}**", help="Your name in this class: on your runs, drawings and answers. "
-                    "Nobody is asked for a real name; this one is kept by this browser."):
-        adjective, animal = name.split(" ")[:2]
-        c1, c2 = st.columns(2)
-        new_adj = c1.selectbox("Adjective", ADJECTIVES, index=ADJECTIVES.index(adjective), key="name_adj")
-        new_animal = c2.selectbox("Animal", ANIMALS, index=ANIMALS.index(animal), key="name_animal")
-        if st.button("Use this name", key="name_use"):
-            try:
-                book().rename(st.session_state[BROWSER], new_adj, new_animal)
-                st.rerun()
-            except (RoomError, CollectionError) as e:
-                st.error(str(e))
+    # One button (the dialog's boxes are drawn only when it opens: a sidebar drawn on every page run stays small)
+    st.button(f"🦦 You are **{name}**", key="name_open", on_click=_dialog, args=(True,),
+              help="Your name in this class: on your runs, drawings and answers. Nobody is asked for a real name; "
+                   "this one is kept by this browser. Click to change it.")
+    if st.session_state.get(NAMING):
+        change_name(name)
+
+
+def _dialog(open_: bool) -> None:
+    st.session_state[NAMING] = open_
+
+
+def _closed() -> None:
+    _dialog(False)
+
+
+@st.dialog("Your name in this class", on_dismiss=_closed)
+def change_name(name: str) -> None:
+    """Another adjective and animal from the two lists (never free text: no real name can be typed here)."""
+    adjective, animal = name.split(" ")[:2]
+    c1, c2 = st.columns(2)
+    new_adj = c1.selectbox("Adjective", ADJECTIVES, index=ADJECTIVES.index(adjective), key="name_adj")
+    new_animal = c2.selectbox("Animal", ANIMALS, index=ANIMALS.index(animal), key="name_animal")
+    if st.button("Use this name", key="name_use", type="primary"):
+        try:
+            book().rename(st.session_state[BROWSER], new_adj, new_animal)
+            _dialog(False)
+            st.rerun()
+        except (RoomError, CollectionError) as e:
+            st.error(str(e))
 
 
 def follow_me_toggle(key: str) -> None:

@@ -85,6 +85,22 @@ async def sampling(usage: Usage, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
+async def arrive(s: Student, page: str, rng: random.Random) -> None:
+    """A student's tab arrives within 5 s, opens ``page`` and hands over its browser's token."""
+    await asyncio.sleep(rng.uniform(0, 5))
+    await s.connect()
+    await s.open(page)
+    s.has_browser(f"{rng.getrandbits(128):032x}")
+    await s.rerun()
+
+
+async def leave(tabs: list[Student], errors: list[str]) -> None:
+    for e in errors[:5]:
+        print("  error:", e)
+    for s in tabs:
+        await s.close()
+
+
 async def teacher_tab(url: str) -> Student:
     t = Student(url, "teacher")
     await t.connect()
@@ -108,14 +124,7 @@ async def follow_me(url: str, args, rng: random.Random, out: list[str]) -> bool:
     students = [Student(url, f"student-{n}") for n in range(args.students)]
     t = await teacher_tab(url)
 
-    async def arrive(s: Student, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await s.connect()
-        await s.open(rng.choice(PAGES))
-        s.has_browser(f"{rng.getrandbits(128):032x}")
-        await s.rerun()
-
-    await asyncio.gather(*(arrive(s, rng.uniform(0, 5)) for s in students))
+    await asyncio.gather(*(arrive(s, rng.choice(PAGES), rng) for s in students))
     stop = asyncio.Event()
     sitting = [asyncio.create_task(s.idle(time.monotonic() + 3600, stop)) for s in students]
     await asyncio.sleep(3)
@@ -159,10 +168,7 @@ async def follow_me(url: str, args, rng: random.Random, out: list[str]) -> bool:
         f"{args.students * args.moves}, {missed} missed, {len(errors)} errors; drawn p50/p95 by move: "
         f"{', '.join(per_move)}; {cpu_line} | drawn p95 <= 2 s, none "
         f"missed, no errors | {'PASS' if ok else 'FAIL'} |"]
-    for e in errors[:5]:
-        print("  error:", e)
-    for s in [t, *students]:
-        await s.close()
+    await leave([t, *students], errors)
     return ok
 
 
@@ -179,14 +185,7 @@ async def fool_round(url: str, args, rng: random.Random, collection_dir: Path, o
         raise BenchError(f"the round did not start; the Teacher page says {t.alerts}")
     students = [Student(url, f"drawer-{n}") for n in range(args.students)]
 
-    async def arrive(s: Student, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await s.connect()
-        await s.open("Sketch Pad")
-        s.has_browser(f"{rng.getrandbits(128):032x}")
-        await s.rerun()
-
-    await asyncio.gather(*(arrive(s, rng.uniform(0, 5)) for s in students))
+    await asyncio.gather(*(arrive(s, "Sketch Pad", rng) for s in students))
     saves, answered = [], {s.name: 0 for s in students}
     stop = asyncio.Event()
     usage = Usage(SERVER)
@@ -240,10 +239,7 @@ async def fool_round(url: str, args, rng: random.Random, collection_dir: Path, o
         f"p95 {pct(saves, 95):.2f} s; gallery refresh p50 {pct(gallery, 50):.2f} s, p95 {pct(gallery, 95):.2f} s "
         f"({len(gallery)}); {len(errors)} errors; {cpu_line} | every save kept once, save p95 <= 1 s, gallery p95 "
         f"<= 2 s | {'PASS' if ok else 'FAIL'} |"]
-    for e in errors[:5]:
-        print("  error:", e)
-    for s in [t, *students]:
-        await s.close()
+    await leave([t, *students], errors)
     return ok
 
 

@@ -72,3 +72,46 @@ def walk_pages(page, base: str, query: str = ""):
         errors = page.locator('[data-testid="stException"]').all_inner_texts()
         assert not errors, (path, errors)
         yield path
+
+
+# The pad's toolbar has finished moving up (its opacity reaches 1 at the end of its 0.25 s transition).
+TOOLBAR_SHOWN = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some(h => {
+  const bar = h.shadowRoot && h.shadowRoot.querySelector('.dc-toolbar');
+  return bar && getComputedStyle(bar).opacity === '1'; })"""
+
+
+def pad_stroke(page, pad, points, cdp=None) -> None:
+    """One stroke through ``points`` (fractions of the pad): the mouse, or a finger (touch events) on a tablet."""
+    box = pad.bounding_box()
+    xy = [(box["x"] + box["width"] * x, box["y"] + box["height"] * y) for x, y in points]
+    if cdp is not None:
+        def finger(kind, p=None):
+            touches = [] if p is None else [{"x": p[0], "y": p[1], "id": 1, "radiusX": 4, "radiusY": 4}]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touches})
+        finger("touchStart", xy[0])
+        for p in xy[1:]:
+            finger("touchMove", p)
+        finger("touchEnd")
+    else:  # a hand's mouse crosses the pad before it presses: the pad's toolbar, hidden over the pad's top edge
+        # until then, has moved up out of the way (at 24 px in presenter mode it covers the pad's top 46 px)
+        _hover(page, box)
+        page.mouse.move(*xy[0])
+        page.mouse.down()
+        for p in xy[1:]:
+            page.mouse.move(*p)
+        page.mouse.up()
+
+
+def _hover(page, box) -> None:
+    """The mouse over the pad until its toolbar has moved up. A hand never holds still: each try is a fresh move (a
+    rerun that redraws the pad under a resting mouse leaves its toolbar hidden until the mouse moves again)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for i in range(15):
+        page.mouse.move(box["x"] + box["width"] / 2 + i % 3, box["y"] + box["height"] / 2)
+        try:
+            page.wait_for_function(TOOLBAR_SHOWN, timeout=2000)
+            return
+        except PlaywrightTimeout:
+            pass
+    raise AssertionError("the pad's toolbar never moved up under the mouse")

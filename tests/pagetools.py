@@ -73,3 +73,16 @@ def wait_for_job(at, state_key: str, timeout: float = WAIT_S):
     from digitlab import ui
 
     return ui.get_queue().wait(at.session_state[state_key], timeout=timeout)
+
+
+def copy_trained(trained: dict, folder) -> None:
+    """The session's trained models (the ``trained`` fixture) copied into ``folder``, a store of a test's own."""
+    import shutil
+    from pathlib import Path
+
+    from digitlab.store import ModelStore
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for info in trained.values():
+        for path in ModelStore().root.glob(f"{info.id}.*"):
+            shutil.copy2(path, Path(folder) / path.name)

@@ -20,11 +20,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 VIEWPORTS = [("laptop", 1400, 900, ""), ("projector", 1920, 1080, "?present=1"), ("tablet", 820, 1180, "")]
 GROUP = '[class*="st-key-draw_pad"]'  # the pad, its confirmation slot, the true digit, Save, stroke width, Clear
 
-# The pad's toolbar has finished moving up (its opacity reaches 1 at the end of its 0.25 s transition).
-TOOLBAR_SHOWN = """() => [...document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')].some(h => {
-  const bar = h.shadowRoot && h.shadowRoot.querySelector('.dc-toolbar');
-  return bar && getComputedStyle(bar).opacity === '1'; })"""
-
 # The 4: an open corner, then (after a pause) the upright, in the pad's own fractions.
 CORNER = [(0.35 - 0.1 * i / 15, 0.15 + 0.45 * i / 15) for i in range(16)] + \
     [(0.25 + 0.5 * i / 15, 0.6) for i in range(1, 16)]
@@ -42,43 +37,6 @@ def app(trained, tmp_path_factory):
            "DIGITLAB_COLLECTION_DIR": str(col)}
     with app_in_chromium(env) as (browser, base):
         yield browser, base, col
-
-
-def _stroke(page, pad, points, cdp=None) -> None:
-    """One stroke through ``points`` (fractions of the pad): the mouse, or a finger (touch events) on a tablet."""
-    box = pad.bounding_box()
-    xy = [(box["x"] + box["width"] * x, box["y"] + box["height"] * y) for x, y in points]
-    if cdp is not None:
-        def finger(kind, p=None):
-            touches = [] if p is None else [{"x": p[0], "y": p[1], "id": 1, "radiusX": 4, "radiusY": 4}]
-            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touches})
-        finger("touchStart", xy[0])
-        for p in xy[1:]:
-            finger("touchMove", p)
-        finger("touchEnd")
-    else:  # a hand's mouse crosses the pad before it presses: the pad's toolbar, hidden over the pad's top edge
-        # until then, has moved up out of the way (at 24 px in presenter mode it covers the pad's top 46 px)
-        _hover(page, box)
-        page.mouse.move(*xy[0])
-        page.mouse.down()
-        for p in xy[1:]:
-            page.mouse.move(*p)
-        page.mouse.up()
-
-
-def _hover(page, box) -> None:
-    """The mouse over the pad until its toolbar has moved up. A hand never holds still: each try is a fresh move (a
-    rerun that redraws the pad under a resting mouse leaves its toolbar hidden until the mouse moves again)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for i in range(15):
-        page.mouse.move(box["x"] + box["width"] / 2 + i % 3, box["y"] + box["height"] / 2)
-        try:
-            page.wait_for_function(TOOLBAR_SHOWN, timeout=2000)
-            return
-        except PlaywrightTimeout:
-            pass
-    raise AssertionError("the pad's toolbar never moved up under the mouse")
 
 
 def _ink_at(pad, points) -> list[bool]:
@@ -103,6 +61,7 @@ def _box(locator) -> dict:
 
 @pytest.mark.parametrize("name,width,height,query", VIEWPORTS, ids=["laptop", "projector", "tablet"])
 def test_a_two_stroke_4_after_a_save_is_kept_whole(app, name, width, height, query):
+    from browser_pages import pad_stroke
     from PIL import Image
     from screenshot import TABLET_AGENT, wait_idle
 
@@ -123,7 +82,7 @@ def test_a_two_stroke_4_after_a_save_is_kept_whole(app, name, width, height, que
         caption = group.get_by_test_id("stCaptionContainer").first.inner_text()
         # Scrolled as a user scrolls to draw: the pad's group (its toolbar's room above it) at the top of the view.
         group.first.evaluate("e => e.scrollIntoView({block: 'start'})")
-        _stroke(page, pad, ONE, cdp)
+        pad_stroke(page, pad, ONE, cdp)
         page.get_by_text("Predicted digit").first.wait_for(timeout=60000)
         wait_idle(page)
         toolbar = slider = None
@@ -146,9 +105,9 @@ def test_a_two_stroke_4_after_a_save_is_kept_whole(app, name, width, height, que
         page.screenshot(path=str(_shots() / f"pad_{name}_{width}x{height}_saved.png"))
 
         # The 4: the open corner, half a second, the upright (the save's rerun may still be running).
-        _stroke(page, pad, CORNER, cdp)
+        pad_stroke(page, pad, CORNER, cdp)
         page.wait_for_timeout(500)  # the pause between a child's two strokes, which the pad must survive
-        _stroke(page, pad, UPRIGHT, cdp)
+        pad_stroke(page, pad, UPRIGHT, cdp)
         wait_idle(page)
         on_pad = _ink_at(pad, [CORNER[8], CORNER[-3], UPRIGHT[3], UPRIGHT[-3]])
         page.screenshot(path=str(_shots() / f"pad_{name}_{width}x{height}_four.png"))

@@ -71,24 +71,11 @@ def _wait_url(page, part: str, timeout_s: float = 20) -> float:
 
 
 def _stroke(page, points, cdp=None) -> None:
+    from browser_pages import pad_stroke
+
     pad = page.locator("canvas.upper-canvas").first
     pad.scroll_into_view_if_needed()
-    box = pad.bounding_box()
-    xy = [(box["x"] + box["width"] * x, box["y"] + box["height"] * y) for x, y in points]
-    if cdp is not None:
-        def finger(kind, p=None):
-            touches = [] if p is None else [{"x": p[0], "y": p[1], "id": 1, "radiusX": 4, "radiusY": 4}]
-            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touches})
-        finger("touchStart", xy[0])
-        for p in xy[1:]:
-            finger("touchMove", p)
-        finger("touchEnd")
-        return
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for p in xy[1:]:
-        page.mouse.move(*p)
-    page.mouse.up()
+    pad_stroke(page, pad, points, cdp)
 
 
 def _save(page, digit: int) -> str:

@@ -76,19 +76,15 @@ def test_with_models_the_collection_is_scored(mnist, trained, tmp_path, monkeypa
 def broken(mnist, trained, tmp_path, monkeypatch):
     """The session's trained models in a store of this test's own (a run another test left training cannot land in
     it), and a real run that went nowhere (a rate far too small, 512 images): below 50%."""
-    import shutil
-
     from classroom import train_in_process
+    from pagetools import copy_trained
 
     from digitlab import ui
     from digitlab.models import PRESETS
     from digitlab.store import ModelStore
 
     own = tmp_path / "models"
-    own.mkdir()
-    for info in trained.values():
-        for path in ModelStore().root.glob(f"{info.id}.*"):
-            shutil.copy2(path, own / path.name)
+    copy_trained(trained, own)
     monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(own))
     ui.get_store.clear()
     [model_id] = train_in_process(ModelStore(), mnist, [PRESETS["simple_net"].with_(epochs=1, lr=0.001,

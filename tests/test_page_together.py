@@ -21,17 +21,13 @@ def token(n: int) -> str:
 @pytest.fixture()
 def room(tmp_path, monkeypatch, trained):
     """The session's trained models in a store of this test's own, an empty collection, the teacher key set."""
-    import shutil
+    from pagetools import copy_trained
 
     from digitlab import ui
     from digitlab.collection import Collection
-    from digitlab.store import ModelStore
 
     own = tmp_path / "models"
-    own.mkdir()
-    for info in trained.values():
-        for path in ModelStore().root.glob(f"{info.id}.*"):
-            shutil.copy2(path, own / path.name)
+    copy_trained(trained, own)
     monkeypatch.setenv("DIGITLAB_MODEL_DIR", str(own))
     monkeypatch.setenv("DIGITLAB_COLLECTION_DIR", str(tmp_path / "col"))
     monkeypatch.setenv("DIGITLAB_TEACHER_KEY", KEY)

@@ -1,7 +1,7 @@
 """Who is where in the room: each browser's last page and when it opened it, for the Teacher page's "The room now".
 
-A browser is what ``ui.resources.student_place`` says (another machine's address, or this laptop's browser by a hash
-of its cookie), or the session when neither is known. Only the last page of each is kept, for WINDOW_S; at most
+A browser is its key (``room_book.browser_key``: a hash of a token its own storage keeps, never its address), or the
+session until the browser has said it. Only the last page of each is kept, for WINDOW_S; at most
 MAX_BROWSERS of them (the oldest go first), so no client can fill the server's memory by inventing browsers.
 One web process's room: under ``serve --web N`` each process counts the browsers it serves.
 """
@@ -30,6 +30,11 @@ class Presence:
             self._last[browser] = (page, self._clock())
             while len(self._last) > MAX_BROWSERS:
                 del self._last[next(iter(self._last))]
+
+    def forget(self, browser: str) -> None:
+        """``browser`` is known by another name now (a session whose browser has said its key)."""
+        with self._lock:
+            self._last.pop(browser, None)
 
     def counts(self, window: float = WINDOW_S) -> Counter:
         """How many browsers are on each page: those seen within ``window`` seconds, by the last page they opened."""

@@ -135,33 +135,38 @@ def upload(models: list) -> None:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def collection_summary(version: tuple, model_ids: tuple[str, ...], _models: list):
-    """The collection scored by every ten-class model, and its drawings per digit: once per change of either, for
-    the whole class; while a class saves several drawings a second, at most a tenth of the time (ui.Throttle)."""
+def collection_scores(version: tuple, model_ids: tuple[str, ...], _models: list):
+    """The collection scored by every ten-class model: once per change of either, for the whole class; while a class
+    saves several drawings a second, at most a tenth of the time (ui.Throttle: the drawings per digit above them
+    follow every save)."""
     started = time.perf_counter()
     summary = summarize(Collection(), _models)
-    summary_throttle().spent(time.perf_counter() - started)
-    return summary, viz.class_counts(summary.counts, names=("drawings",), height=240)
+    scores_throttle().spent(time.perf_counter() - started)
+    return summary
 
 
 @st.cache_resource
-def summary_throttle() -> ui.Throttle:
+def scores_throttle() -> ui.Throttle:
     return ui.Throttle()
 
 
 def class_collection(ten_class: list) -> None:
     st.header("The class collection")
     try:  # a database that cannot be reached: say so; the pad above still answers
-        summary, counts = collection_summary(summary_throttle().take(Collection().version()), tuple(i.id for _, i in ten_class),
-                                             ten_class)
+        counts = Collection().counts()
+        summary = collection_scores(scores_throttle().take(Collection().version()), tuple(i.id for _, i in ten_class),
+                                    ten_class)
     except CollectionError as e:
         return st.error(f"The class collection cannot be opened: {e}")
-    if not summary.size:
+    if not sum(counts):
         return st.caption("Nothing saved yet. Draw a digit, pick its true label and save it: the class builds its "
                           "own test set.")
     c1, c2 = st.columns([1, 2])
-    ui.chart(c1, counts, key="collection_counts")
-    c2.markdown(f"**{drawings(summary.size)}.** How each ten-class model does on the class's own handwriting:")
+    ui.chart(c1, ui.shared_figure(("collection counts", *counts), viz.class_counts, counts, names=("drawings",),
+                                  height=240), key="collection_counts")
+    c2.markdown(f"**{drawings(sum(counts))}.** How each ten-class model does on the class's own handwriting"
+                + (f" (scored on the first {summary.size}; the newest are scored in a moment):"
+                   if summary.size < sum(counts) else ":"))
     if summary.scores:
         rows = [{**row, "model": info.title} for (_, info), row in zip(ten_class, summary.scores)]
         c2.dataframe(pd.DataFrame(rows), hide_index=True,

@@ -133,15 +133,15 @@ def test_a_lesson_together(lesson):
         b.screenshot(path=str(shots / "1_tablet_following_mlp.png"))
 
         # 3. Predict, then see: the teacher trains a small run and asks what test accuracy it will reach.
-        t.get_by_label("Epochs", exact=True).and_(t.locator("input")).fill("3")
-        t.get_by_label("Training images (0 = all)", exact=True).and_(t.locator("input")).fill("20000")
+        t.get_by_label("Epochs", exact=True).and_(t.locator("input")).fill("6")  # long enough to reach the Pause
+        t.get_by_label("Training images (0 = all)", exact=True).and_(t.locator("input")).fill("0")
         t.keyboard.press("Enter")
         wait_idle(t)
         t.get_by_role("button", name="Train", exact=True).click()
         t.locator(SIDEBAR).get_by_text("Class, follow me").click()  # the class stays on MLP meanwhile
         t.locator(SIDEBAR).get_by_role("link", name="Teacher").click()
         t.get_by_role("button", name="Ask the class").wait_for(timeout=60000)
-        t.get_by_role("button", name="Pause", exact=True).click()  # the run waits while the class thinks
+        t.get_by_role("button", name="Pause", exact=True).click(timeout=90000)  # the run waits while the class thinks
         t.get_by_role("button", name="Resume", exact=True).wait_for(timeout=30000)
         t.get_by_role("button", name="Ask the class").click()
         for page, guess in ((a, "ArrowRight"), (b, "ArrowLeft"), (c, "ArrowRight")):

@@ -245,3 +245,18 @@ def test_my_handwriting_scores_only_my_drawings_digit_by_digit(room, trained, mn
     assert "5. My handwriting" in [h.value for h in at.header]
     nobody = browser(42, "pages/9_Our_Handwriting.py")
     assert any("You have not saved a drawing yet" in i.value for i in nobody.info)
+
+
+def test_the_room_counts_a_browser_once_by_its_key_not_twice_while_it_says_it(room):
+    from digitlab.ui.room import _presence
+
+    before = _presence().counts().get("MLP", 0)
+    at = AppTest.from_file(APP, default_timeout=120).run()  # the first moment: the token not handed over yet
+    at.switch_page("pages/3_MLP.py").run()
+    assert _presence().counts().get("MLP", 0) == before + 1
+    at.session_state["browser_token"] = token(50)  # ... now the component has said it
+    at.run()
+    assert _presence().counts().get("MLP", 0) == before + 1  # the same browser, counted once
+    other_tab = browser(50, "pages/3_MLP.py")  # a second tab of that browser
+    assert _presence().counts().get("MLP", 0) == before + 1
+    assert not other_tab.exception

@@ -185,8 +185,11 @@ class Throttle:
 def owner_id() -> str:
     """Whose this session's runs and drawings are: this browser's key (the same across its reloads and tabs), or,
     until the browser has said it (the first moment of a session), an id of this session."""
-    if key := st.session_state.get(BROWSER):
-        return key
+    return st.session_state.get(BROWSER) or session_id()
+
+
+def session_id() -> str:
+    """An id of this browser tab's session (new at each reload)."""
     if "owner_id" not in st.session_state:
         st.session_state.owner_id = uuid.uuid4().hex[:8]
     return st.session_state.owner_id

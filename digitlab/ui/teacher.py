@@ -16,7 +16,7 @@ from ..collection import Collection, CollectionError
 from ..store import StoreError
 from ..teacher_key import ROOM_TRIES_PER_MINUTE, TRIES_PER_MINUTE, guard, teacher_key_set
 from .pickers import model_label
-from .resources import TEACHER, get_queue, get_store, is_teacher, stored_models
+from .resources import TEACHER, get_queue, get_store, is_teacher, pseudonym_of, stored_models
 from .text import duration_text, status
 from .together import owner_name
 
@@ -233,9 +233,11 @@ def teacher_drawings() -> None:
         st.caption("The collection is empty.")
         return
     by_id = {e.id: e for e in reversed(entries)}  # newest first
+    names = {e.saved_by: pseudonym_of(e.saved_by) for e in entries}
+    st.caption(f"{len(entries)} drawings, from {len({n for n in names.values() if n})} named students.")
     picked = st.multiselect("Drawings to remove", list(by_id), key="teacher_drawings",
-                            format_func=lambda i: f"a {by_id[i].label} · {by_id[i].source} · "
-                                                  f"{by_id[i].created.replace('T', ' ')[:16]} · {i}")
+                            format_func=lambda i: f"a {by_id[i].label} · {names.get(by_id[i].saved_by) or by_id[i].source}"
+                                                  f" · {by_id[i].created.replace('T', ' ')[:16]} · {i}")
     if picked:
         cols = st.columns(min(len(picked), 8))
         for col, entry_id in zip(cols, picked[:8]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -35,6 +36,8 @@ ANIMALS = ("Badger", "Beaver", "Bison", "Crane", "Dolphin", "Eagle", "Falcon", "
 TOKEN = re.compile(r"[0-9a-f]{32}")  # what a browser's storage holds: 128 random bits as hex
 KEY = re.compile(r"[0-9a-f]{16}")  # browser_key's hash
 CACHE_S = 0.5  # the shared state read from the database at most twice a second per process
+TRIES = 12  # pairs tried for a new browser before a pair with a number, and as many of those
+MAX_CACHED = 5000  # names cached per process at most
 NAMES_S = 10.0  # a pseudonym read from the database at most this often per process (a rename here: at once)
 QUESTIONS = {
     "accuracy": "What test accuracy will it reach?",
@@ -135,6 +138,8 @@ class RoomBook:
                 return hit[1]  # type: ignore[return-value]
         name = self._pseudonym(browser)
         with self._lock:
+            if len(self._cache) > MAX_CACHED:  # a client inventing browsers fills nothing: the cache starts again
+                self._cache.clear()
             self._cache[f"name {browser}"] = (time.monotonic(), name)
         return name
 
@@ -144,9 +149,12 @@ class RoomBook:
             if row := db.execute(q, (browser,)).fetchone():
                 return row[0]
         n, start = len(ADJECTIVES) * len(ANIMALS), int(hashlib.sha256(browser.encode()).hexdigest()[:8], 16)
-        for i in range(4 * n):
-            k = (start + i * 7) % n  # 7 is prime to 32*32: every pair once per n tries
-            name = f"{ADJECTIVES[k // len(ANIMALS)]} {ANIMALS[k % len(ANIMALS)]}" + (f" {i // n + 1}" if i >= n else "")
+        rng = random.Random(start)
+        for i in range(2 * TRIES):  # a bounded number of tries, however many names are taken (a client inventing
+            k = (start + i * 7) % n  # browsers cannot make every new page run try thousands): first plain pairs,
+            name = f"{ADJECTIVES[k // len(ANIMALS)]} {ANIMALS[k % len(ANIMALS)]}"  # then a pair and a number
+            if i >= TRIES:
+                name += f" {rng.randrange(2, 10_000)}"
             with self.db.transaction() as db:
                 db.execute(f"INSERT INTO pseudonyms (browser, name, created) VALUES ({self._m}, {self._m}, {self._m}) "
                            "ON CONFLICT DO NOTHING", (browser, name, _now()))

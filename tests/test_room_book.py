@@ -106,3 +106,23 @@ def test_the_lead_counts_each_move_and_holds_train_for_a_while(coll):
     assert 55 < book.held_for() <= 60
     book.set_lead(hold_s=0)
     assert book.held_for() == 0
+
+
+def test_names_never_run_out_and_a_new_browser_tries_a_bounded_number(coll, monkeypatch):
+    from digitlab import room_book
+
+    monkeypatch.setattr(room_book, "ADJECTIVES", ("Calm", "Keen"))
+    monkeypatch.setattr(room_book, "ANIMALS", ("Owl", "Fox"))  # four pairs for thirty browsers
+    book = coll.book
+    tries = []
+    real = book.db.transaction
+
+    def counted():
+        tries.append(1)
+        return real()
+
+    monkeypatch.setattr(book.db, "transaction", counted)
+    names = [book.pseudonym(browser_key(token(n))) for n in range(30)]
+    assert len(set(names)) == 30
+    assert {" ".join(name.split(" ")[:2]) for name in names} == {"Calm Owl", "Calm Fox", "Keen Owl", "Keen Fox"}
+    assert len(tries) <= 30 * (1 + 2 * room_book.TRIES)

@@ -124,7 +124,7 @@ def two_processes(env: dict, args) -> Outcome:
         cookies = [cookie_for(port) for _ in range(args.students)]
         one_each = list(dict.fromkeys(cookies))
         asyncio.run(warm_up(url, one_each))
-        pids = [p.pid for p in cluster.processes]  # queue server, both web processes, HAProxy
+        pids = list(cluster.pids().values())  # queue server, both web processes, HAProxy
         class_, cpu, rss = asyncio.run(a_class(url, pids, args.students, args.phase_s, cookies))
         spread = ", ".join(f"{c.split('=')[1]}: {cookies.count(c)}" for c in one_each)
         return outcome("2 processes behind HAProxy (`python -m digitlab serve --web 2`)", class_, cpu, rss,

@@ -40,9 +40,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_classroom import seed_store  # noqa: E402
-from classroom_client import BenchError, Server, Student, WidgetState  # noqa: E402
+from bench_scaleout import cookie_for  # noqa: E402
+from classroom_client import BenchError, Server, Student, WidgetState, _proc_usage  # noqa: E402
 from PIL import Image  # noqa: E402
 from results import print_and_record  # noqa: E402
+
+from digitlab.serve import Cluster, free_port  # noqa: E402
 
 KEY = "the teacher's key for the benchmark"
 PAGES = ("Home", "Data Explorer", "Linear 3 vs 7", "MLP", "Features", "Evaluate", "Our Handwriting")
@@ -66,17 +69,29 @@ def pad_png(image) -> str:
 
 
 class Usage:
-    def __init__(self, server: Server):
-        self.server = server
-        self.cpu0, self.t0, self.peak = server.usage()[0].cpu_s, time.monotonic(), 0.0
+    """CPU and peak RSS of the web processes (PIDS: one `streamlit run`, or each of `serve --web N`'s)."""
+
+    def __init__(self):
+        self.cpu0, self.t0, self.peak = self._now()[0], time.monotonic(), 0.0
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        found = [u for u in (_proc_usage(p) for p in PIDS) if u is not None]
+        return sum(u.cpu_s for u in found), sum(u.rss_mb for u in found)
 
     def sample(self) -> None:
-        self.peak = max(self.peak, self.server.usage()[0].rss_mb)
+        self.peak = max(self.peak, self._now()[1])
 
     def line(self) -> str:
-        own = self.server.usage()[0]
-        cpu = (own.cpu_s - self.cpu0) / max(time.monotonic() - self.t0, 1e-9)
-        return f"server CPU {cpu:.0%} of a core, RSS peak {max(self.peak, own.rss_mb):.0f} MB"
+        cpu_s, rss = self._now()
+        cpu = (cpu_s - self.cpu0) / max(time.monotonic() - self.t0, 1e-9)
+        return f"web CPU {cpu:.0%} of a core, RSS peak {max(self.peak, rss):.0f} MB"
+
+
+def tab(url: str, name: str) -> Student:
+    """A browser tab; behind serve's proxy it keeps the cookie its first visit got (one web process per browser)."""
+    cookie = cookie_for(PROXY_PORT) if PROXY_PORT else ""
+    return Student(url, name, headers={"Cookie": cookie} if cookie else {})
 
 
 async def sampling(usage: Usage, stop: asyncio.Event) -> None:
@@ -102,7 +117,7 @@ async def leave(tabs: list[Student], errors: list[str]) -> None:
 
 
 async def teacher_tab(url: str) -> Student:
-    t = Student(url, "teacher")
+    t = tab(url, "teacher")
     await t.connect()
     await t.open("Teacher")
     w = t.widget("text_input", "Teacher key")
@@ -121,14 +136,14 @@ def set_toggle(t: Student, label: str, on: bool) -> None:
 
 
 async def follow_me(url: str, args, rng: random.Random, out: list[str]) -> bool:
-    students = [Student(url, f"student-{n}") for n in range(args.students)]
+    students = [tab(url, f"student-{n}") for n in range(args.students)]
     t = await teacher_tab(url)
 
     await asyncio.gather(*(arrive(s, rng.choice(PAGES), rng) for s in students))
     stop = asyncio.Event()
     sitting = [asyncio.create_task(s.idle(time.monotonic() + 3600, stop)) for s in students]
     await asyncio.sleep(3)
-    usage = Usage(SERVER)
+    usage = Usage()
     sampler = asyncio.create_task(sampling(usage, stop))
     set_toggle(t, "📣 Class, follow me", True)
     await t.rerun()
@@ -183,12 +198,12 @@ async def fool_round(url: str, args, rng: random.Random, collection_dir: Path, o
     r = book.round()
     if r is None:
         raise BenchError(f"the round did not start; the Teacher page says {t.alerts}")
-    students = [Student(url, f"drawer-{n}") for n in range(args.students)]
+    students = [tab(url, f"drawer-{n}") for n in range(args.students)]
 
     await asyncio.gather(*(arrive(s, "Sketch Pad", rng) for s in students))
     saves, answered = [], {s.name: 0 for s in students}
     stop = asyncio.Event()
-    usage = Usage(SERVER)
+    usage = Usage()
     end = time.monotonic() + args.round_s
 
     async def draw_and_save(s: Student, n: int) -> None:
@@ -243,16 +258,19 @@ async def fool_round(url: str, args, rng: random.Random, collection_dir: Path, o
     return ok
 
 
-SERVER: Server | None = None
+PIDS: list[int] = []  # the web processes measured
+PROXY_PORT = 0  # serve's HAProxy, with --web
 
 
 def main() -> int:
-    global SERVER
+    global PROXY_PORT
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--students", type=int, default=60)
     ap.add_argument("--moves", type=int, default=5, help=f"pages the teacher opens in turn (at most {len(MOVES)})")
     ap.add_argument("--round-s", type=float, default=180.0)
     ap.add_argument("--models", help="copy the seed models from this store instead of training them")
+    ap.add_argument("--web", type=int, default=0, help="N web processes behind HAProxy, as `python -m digitlab serve "
+                    "--web N` starts them (default: one `streamlit run app.py`)")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
     data_dir = os.environ.get("DIGITLAB_DATA_DIR")
@@ -270,15 +288,25 @@ def main() -> int:
 
         bench_classroom.SEED_MODELS = SEED
         seeded = seed_store(models, args.models, env)
-        SERVER = Server(env, Path(tmp) / "server.log")
-        try:
-            SERVER.wait_ready()
-            ok = asyncio.run(follow_me(SERVER.url, args, rng, rows))
-            ok = asyncio.run(fool_round(SERVER.url, args, rng, collection, rows)) and ok
-        finally:
-            SERVER.stop()
+        if args.web:
+            PROXY_PORT = free_port()
+            with Cluster(args.web, PROXY_PORT, env=env) as cluster:
+                PIDS[:] = [pid for name, pid in cluster.pids().items() if name.startswith("web")]
+                url = f"ws://127.0.0.1:{PROXY_PORT}/_stcore/stream"
+                ok = asyncio.run(follow_me(url, args, rng, rows))
+                ok = asyncio.run(fool_round(url, args, rng, collection, rows)) and ok
+        else:
+            server = Server(env, Path(tmp) / "server.log")
+            PIDS[:] = [server.pid]
+            try:
+                server.wait_ready()
+                ok = asyncio.run(follow_me(server.url, args, rng, rows))
+                ok = asyncio.run(fool_round(server.url, args, rng, collection, rows)) and ok
+            finally:
+                server.stop()
     block = [f"`DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_together.py --students {args.students} "
-             f"--moves {args.moves} --round-s {args.round_s:.0f}` ({seeded}; {os.cpu_count()} cores):", "", *rows]
+             f"--moves {args.moves} --round-s {args.round_s:.0f}" + (f" --web {args.web}" if args.web else "")
+             + f"` ({seeded}; {os.cpu_count()} cores):", "", *rows]
     print_and_record("## The class together: follow me and a fool-the-model round (bench_together.py)", block,
                      keep=args.record)
     return 0 if ok else 1

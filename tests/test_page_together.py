@@ -93,14 +93,14 @@ def test_a_students_run_carries_their_pseudonym_to_the_teachers_page(room):
 
     student = browser(3, "pages/3_MLP.py")
     name = you_are(student)
-    student.number_input(key="mlp_simple_net_epochs").set_value(3).run()
+    student.number_input(key="mlp_simple_net_epochs").set_value(10).run()
     student.button(key="mlp_train").click().run()
     job = student.session_state["mlp_job"]
     snap = ui.get_queue().snapshot(job)
     assert snap.owner == browser_key(token(3))  # the run is the browser's, not the session's
     t = teacher()
     runs = [m.value for m in t.markdown if snap.config.title in m.value]
-    assert any(f"started by {name}" in r for r in runs), runs  # three epochs: still waiting or running
+    assert any(f"started by {name}" in r for r in runs), runs  # ten epochs: still waiting or running
     assert snap.config.key() in room.book.asked_by()
     ui.get_queue().cancel(job)
 

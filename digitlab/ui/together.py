@@ -29,8 +29,7 @@ HELD = "train_held"  # session state: whether this page was drawn with the teach
 LEAD_N = "lead_n"
 NAMING = "name_dialog"  # session state: the change-of-name dialog is open  # the teacher's last move this session followed
 
-# Reads (or makes) the browser's token in its own storage and sends it once per session; ``data`` says whether the
-# server already has it. The token is 128 random bits; the server keeps only a hash of it.
+# Reads (or makes) the browser's token in its own storage and sends it; drawn only until the session has it. The token is 128 random bits; the server keeps only a hash of it.
 _STORAGE_JS = """
 export default function(component) {
   const { data, setStateValue } = component;
@@ -84,9 +83,10 @@ def class_bar(title: str) -> None:
 
 def identity() -> None:
     """The sidebar's "You are ...": read from the browser's storage (once a session), changeable to another pair."""
-    result = _storage(key="browser_storage", data=bool(st.session_state.get(BROWSER)), on_token_change=lambda: None)
-    if not st.session_state.get(BROWSER) and result is not None and getattr(result, "token", None):
-        _known(result.token)
+    if not st.session_state.get(BROWSER):  # once a session: drawn until the browser has said its token
+        result = _storage(key="browser_storage", data=False, on_token_change=lambda: None)
+        if result is not None and getattr(result, "token", None):
+            _known(result.token)
     if is_teacher():
         follow_me_toggle("lead_sidebar")
     if not (name := pseudonym()):

@@ -199,6 +199,11 @@ def test_the_fool_the_model_round_fills_the_gallery_with_the_drawings_that_foole
     assert all(you_are(student) in i.caption for i in gallery[0].proto.imgs)
     t.button(key="fool_end").click().run()
     assert room.book.round().ended
+    # a new round from the ended one: one click (the start button was drawn for one run only, and its click lost)
+    assert t.button(key="fool_start").label == "Start a new round"
+    t.button(key="fool_start").click().run()
+    again = room.book.round()
+    assert again.id != r.id and not again.ended
 
 
 def test_erasing_a_pseudonym_leaves_nothing_of_it(room, mnist):

@@ -71,21 +71,27 @@ def fool_round() -> None:
         r = book.round()
     except CollectionError as e:
         return st.error(f"The class collection cannot be opened: {e}")
-    best = round_model()
-    if r is None or (r.ended and st.button("Start a new round", key="fool_new")):
-        if best is None:
-            return st.info("Train a ten-digit model first (the CNN page): the round needs a model to fool.")
-        st.caption(f"The model to fool: **{best.title}** ({best.accuracy:.1%} on the MNIST test set).")
-        if st.button("Start the round", type="primary", key="fool_start") and is_teacher():
-            book.start_round(best.id)
-            st.rerun()
-        return
-    if not r.ended and st.button("End the round", key="fool_end") and is_teacher():
+    if r is None or r.ended:  # the start button is drawn on every run while no round is on (a click always lands)
+        start_button(book, again=r is not None)
+        if r is None:
+            return
+    elif st.button("End the round", key="fool_end") and is_teacher():
         book.update_round(ended=time.time())
         st.rerun()
     gallery(r.id)
     if r.ended:
         fine_tune_round(r)
+
+
+def start_button(book, again: bool) -> None:
+    """The model to fool (the class's best CNN now) and the button that starts a round on it."""
+    if (best := round_model()) is None:
+        return st.info("Train a ten-digit model first (the CNN page): the round needs a model to fool.")
+    st.caption(f"The model to fool: **{best.title}** ({best.accuracy:.1%} on the MNIST test set).")
+    if st.button("Start a new round" if again else "Start the round", type="primary", key="fool_start") \
+            and is_teacher():
+        book.start_round(best.id)
+        st.rerun()
 
 
 @st.fragment(run_every=GALLERY_EVERY_S)

@@ -10,14 +10,13 @@ setup), the question and its answer box, the answers against the truth once the 
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from ..collection import Collection, CollectionError
 from ..room_book import ADJECTIVES, ANIMALS, Question, RoomBook, RoomError, browser_key
+from .analyses import model_analysis
 from .fool import round_note
-from .resources import BROWSER, PAGES, get_queue, is_teacher, owner_id, pseudonym_of
+from .resources import BROWSER, PAGES, get_data, get_queue, is_teacher, load_model, pseudonym_of
 from .room import seen
 
 FOLLOW_S = 0.5  # the class bar's poll while following: the teacher's move reaches a student within this and a page run
@@ -76,9 +75,7 @@ def class_bar(title: str) -> None:
     with st.sidebar:
         identity()
     seen(title)
-    if is_teacher() and title != "Teacher" and (b := book()) is not None and b.lead()["on"]:
-        _publish(b, title)
-    together()
+    together()  # (the teacher's page is published from it: it runs inline in this run too)
 
 
 def identity() -> None:
@@ -217,7 +214,6 @@ def _follow(lead: dict, title: str) -> None:
     if not lead["page"] or st.session_state.get(LEAD_N) == lead["n"]:
         return
     st.session_state[LEAD_N] = lead["n"]
-    st.session_state["followed_at"] = time.time()
     if lead["page"] != title and (page := PAGES.get(lead["page"])) is not None:
         st.switch_page(page, query_params=lead["query"] or None)
     if lead["query"] != st.query_params.to_dict():
@@ -269,8 +265,6 @@ def _truth(question_id: str, kind: str, job: str) -> float | None:
     snap = get_queue().snapshot(job)
     if snap is None or snap.state != "done" or not snap.model_id:
         return None
-    from .resources import load_model  # loaded once per process, cached there
-
     loaded = load_model(snap.model_id)
     if loaded is None:
         return None
@@ -282,9 +276,6 @@ def _truth(question_id: str, kind: str, job: str) -> float | None:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _most_wrong(model_id: str) -> float | None:
-    from .analyses import model_analysis
-    from .resources import get_data, load_model
-
     loaded = load_model(model_id)
     a = model_analysis(*loaded, get_data(loaded[1].config.dataset)) if loaded else None
     if a is None:
@@ -319,4 +310,4 @@ def owner_name(owner: str) -> str:
     return pseudonym_of(owner) or "a student"
 
 
-__all__ = ["book", "class_bar", "class_hold", "note_asked", "owner_id", "owner_name", "pseudonym", "question_truth"]
+__all__ = ["book", "class_bar", "class_hold", "note_asked", "owner_name", "pseudonym", "question_truth"]

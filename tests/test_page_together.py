@@ -265,3 +265,25 @@ def test_the_room_counts_a_browser_once_by_its_key_not_twice_while_it_says_it(ro
     other_tab = browser(50, "pages/3_MLP.py")  # a second tab of that browser
     assert _presence().counts().get("MLP", 0) == before + 1
     assert not other_tab.exception
+
+
+def test_a_database_that_stops_answering_leaves_every_page_working(room, monkeypatch):
+    """The class's book lives in the collection's database (PostgreSQL on a school server): while it does not answer,
+    a student's page draws without the class bar and without a traceback, and the Teacher page says why in a line."""
+    from digitlab.collection import CollectionError
+    from digitlab.drawings_db import Drawings
+
+    student = browser(60, "pages/3_MLP.py")
+    teacher_page = teacher()
+
+    def down(self):
+        raise CollectionError("the collection's database stopped answering (postgresql://…@db:5432/class)")
+
+    monkeypatch.setattr(Drawings, "transaction", down)
+    room.book._forget()  # what the process had read is older than its cache now
+    student.run()
+    assert not student.exception and [t.value for t in student.title] == ["🧠 MLP"]
+    assert student.button(key="mlp_train") and not student.button(key="mlp_train").disabled
+    teacher_page.run()
+    assert not teacher_page.exception
+    assert any("does not answer now" in e.value for e in teacher_page.error)

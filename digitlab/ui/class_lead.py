@@ -13,7 +13,7 @@ from ..collection import Collection, CollectionError
 from ..room_book import QUESTIONS, Question, RoomBook
 from ..store import StoreError
 from .frame import chart
-from .resources import get_queue, get_store, is_teacher, stored_models
+from .resources import get_queue, get_store, is_teacher, needs_book, stored_models
 from .together import answer_text, follow_me_toggle, question_truth
 
 HOLD_S = 60  # one press holds the class's Train buttons this long
@@ -27,6 +27,7 @@ def _book() -> RoomBook | None:
         return None
 
 
+@needs_book()
 def lead_the_class() -> None:
     """Follow me and hold Train."""
     st.header("Lead the class")
@@ -50,6 +51,7 @@ def lead_the_class() -> None:
         st.rerun()
 
 
+@needs_book()
 def ask_the_class() -> None:
     """Predict, then see: a question about one run; the answers against the truth once it has ended."""
     st.header("Predict, then see")
@@ -75,6 +77,7 @@ def ask_the_class() -> None:
 
 
 @st.fragment(run_every=2.0)
+@needs_book()
 def answers_now(question_id: str) -> None:
     book = _book()
     q = book.question() if book else None
@@ -107,6 +110,7 @@ def answers_figure(q: Question, answers: list[float], truth: float | None) -> go
     return fig
 
 
+@needs_book()
 def pseudonyms() -> None:
     """The class's pseudonyms, what each holds, and erasing everything of one."""
     st.header("The class's names")

@@ -17,7 +17,7 @@ from ..collection import Collection, CollectionError
 from ..models import ModelInfo
 from ..room_book import Round, RoundDrawing
 from ..runs.interface import JobRefused
-from .resources import dataset_models, get_data, get_queue, is_teacher, load_model, pseudonym_of
+from .resources import dataset_models, get_data, get_queue, is_teacher, load_model, needs_book, pseudonym_of
 from .text import refusal_text, status
 
 GALLERY_EVERY_S = 2.0
@@ -62,6 +62,7 @@ def round_note(r: Round) -> None:
 # ---------------------------------------------------------------- the teacher's side
 
 
+@needs_book()
 def fool_round() -> None:
     """The Teacher page's round: start, the live gallery, end, fine-tune."""
     st.header("Fool the model", help="A round: students draw digits a person reads at once but the class's best "
@@ -95,6 +96,7 @@ def start_button(book, again: bool) -> None:
 
 
 @st.fragment(run_every=GALLERY_EVERY_S)
+@needs_book()
 def gallery(round_id: str) -> None:
     try:
         book = Collection().book
@@ -149,6 +151,7 @@ def _caption(d: RoundDrawing, after: dict) -> str:
 
 
 @st.fragment(run_every=1.0)
+@needs_book()
 def fine_tuning(job: str) -> None:
     """The round's fine-tuning in the queue, redrawn every second; once stored, the round names the new model."""
     snap = get_queue().snapshot(job)

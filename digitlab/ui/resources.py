@@ -7,6 +7,7 @@ queue, loaded models, and the memory keeper that collects garbage outside the re
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import hashlib
 import threading
@@ -219,6 +220,23 @@ def whose(snap) -> str:
     if snap.owner == owner_id():
         return "yours"
     return f"started by {pseudonym_of(snap.owner) or 'a student'}"
+
+
+def needs_book(quiet: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A section that reads the class's book (``room_book``, in the collection's database): when the database stops
+    answering (PostgreSQL restarted on a school server), the section says so in one line (``quiet``: shows nothing,
+    for the class bar on every page) instead of a traceback; the page around it goes on."""
+    def wrap(section: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(section)
+        def guarded(*args, **kwargs) -> None:
+            try:
+                section(*args, **kwargs)
+            except CollectionError as e:
+                if not quiet:
+                    st.error(f"The class's book (names, the lead, questions, the round) is kept in the collection's "
+                             f"database, which does not answer now: {e}")
+        return guarded
+    return wrap
 
 
 def pseudonym_of(key: str) -> str:

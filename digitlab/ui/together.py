@@ -16,7 +16,7 @@ from ..collection import Collection, CollectionError
 from ..room_book import ADJECTIVES, ANIMALS, Question, RoomBook, RoomError, browser_key
 from .analyses import model_analysis
 from .fool import round_note
-from .resources import BROWSER, PAGES, get_data, get_queue, is_teacher, load_model, pseudonym_of
+from .resources import BROWSER, PAGES, get_data, get_queue, is_teacher, load_model, needs_book, pseudonym_of
 from .room import seen
 
 FOLLOW_S = 0.5  # the class bar's poll while following: the teacher's move reaches a student within this and a page run
@@ -120,6 +120,7 @@ def change_name(name: str) -> None:
             st.error(str(e))
 
 
+@needs_book()
 def follow_me_toggle(key: str) -> None:
     """The teacher's "Class, follow me" (in the sidebar and on the Teacher page): drawn as the lead is now, and
     changing only the lead (two toggles each with a value of its own undid each other, rerun after rerun)."""
@@ -131,6 +132,7 @@ def follow_me_toggle(key: str) -> None:
                    "couple of seconds; they see a banner “Following the teacher” and can leave it.")
 
 
+@needs_book()
 def _toggled(key: str) -> None:
     if not is_teacher() or (b := book()) is None:
         return
@@ -151,6 +153,7 @@ def _publish(b: RoomBook, title: str) -> None:
         b.set_lead(page=title, query=query)
 
 
+@needs_book(quiet=True)
 def together() -> None:
     """The class bar: following the teacher, and the teacher's question. Nothing at all when neither is on. It looks
     every FOLLOW_S while this browser follows the teacher (or leads), every CALM_S otherwise: the class's polls cost
@@ -175,6 +178,7 @@ def _bar_calm() -> None:
     _bar()
 
 
+@needs_book(quiet=True)
 def _bar() -> None:
     if (b := book()) is None:
         return
@@ -249,8 +253,8 @@ def _question(b: RoomBook, q: Question) -> None:
                      disabled=value is None):
             try:
                 mine = b.answer(q, me, value)
-            except RoomError as e:
-                st.error(str(e))
+            except (RoomError, CollectionError) as e:
+                st.error(f"Your answer was not kept: {e}")
         if mine is not None:
             st.caption(f"Your answer: {answer_text(q, mine)}. The truth shows here when the run ends.")
 
@@ -291,8 +295,10 @@ def question_truth(q: Question) -> float | None:
 
 def class_hold() -> float:
     """Seconds left of the teacher's hold on Train (0: none)."""
-    b = book()
-    return 0.0 if b is None else b.held_for()
+    try:
+        return 0.0 if (b := book()) is None else b.held_for()
+    except CollectionError:
+        return 0.0  # the database does not answer: nothing holds Train
 
 
 def note_asked(config_key: str) -> None:

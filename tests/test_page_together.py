@@ -287,3 +287,12 @@ def test_a_database_that_stops_answering_leaves_every_page_working(room, monkeyp
     teacher_page.run()
     assert not teacher_page.exception
     assert any("does not answer now" in e.value for e in teacher_page.error)
+
+
+def test_a_teacher_who_reloads_while_the_class_follows_reaches_the_key_box(room):
+    """Follow me on, the teacher's tab reloaded (a new session, not unlocked yet): the Teacher page stays, so the
+    key can be typed; it was taken to the lead's page like any student's."""
+    room.book.set_lead(on=True, page="MLP", query={})
+    at = browser(70, "pages/8_Teacher.py")
+    at.run()
+    assert [t.value for t in at.title] == ["🎓 Teacher"] and at.text_input(key="teacher_key_input")

@@ -193,7 +193,7 @@ def _bar() -> None:
         _publish(b, title)
         st.caption(f"📣 The class follows you ({lead['page'] or 'not moved yet'}). Turn it off on the Teacher page "
                    "or in the sidebar.")
-    elif lead["on"] and not is_teacher():
+    elif lead["on"] and not is_teacher() and title != "Teacher":  # a teacher who reloaded must reach the key box
         _follow(lead, title)
     if (q := b.question()) is not None:
         _question(b, q)

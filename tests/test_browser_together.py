@@ -163,6 +163,8 @@ def test_a_lesson_together(lesson):
             page.get_by_text("It reached").first.wait_for(timeout=15000)
         b.screenshot(path=str(shots / "2_tablet_truth.png"))
         t.get_by_role("button", name="Close the question").click()
+        t.get_by_role("button", name="Close the question").wait_for(state="detached", timeout=60000)
+        wait_idle(t)  # the page has settled: a click during its rerun (a loaded machine) landed on a moving button
 
         # 4. Fool the model: a round on the class's CNN.
         t.get_by_role("button", name="Start the round").click()

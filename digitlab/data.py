@@ -157,6 +157,9 @@ def sample_note(dataset: str) -> str:
     return f"{counts[0] // 10} train and {counts[1] // 10} test images per {'digit' if dataset == 'mnist' else 'class'}"
 
 
+CHUNK = 4096  # images per step of a dataset-wide statistic: its wider copy stays ~25 MB, whatever the dataset's size
+
+
 @dataclass(frozen=True, eq=False)
 class MNIST:
     """The whole dataset as uint8 tensors: images [N, 28, 28], labels [N] int64."""
@@ -200,7 +203,7 @@ class MNIST:
         if "fingerprint" not in self._cache:
             h = hashlib.sha256()
             for t in (self.train_images, self.train_labels, self.test_images, self.test_labels):
-                h.update(t.numpy().tobytes())
+                h.update(t.contiguous().numpy())  # the tensor's own bytes, not a copy of them
             self._cache["fingerprint"] = h.hexdigest()[:16]
         return self._cache["fingerprint"]
 
@@ -210,7 +213,8 @@ class MNIST:
         if key not in self._cache:
             images, labels = self.split(name)
             sums = torch.zeros(10, 28 * 28, dtype=torch.float64)
-            sums.index_add_(0, labels, images.reshape(-1, 28 * 28).to(torch.float64))
+            for i in range(0, len(images), CHUNK):  # a float64 copy of a chunk, not of 60,000 images (376 MB)
+                sums.index_add_(0, labels[i : i + CHUNK], images[i : i + CHUNK].reshape(-1, 28 * 28).to(torch.float64))
             counts = torch.bincount(labels, minlength=10).clamp(min=1).unsqueeze(1)
             self._cache[key] = (sums / counts).reshape(10, 28, 28).float()
         return self._cache[key]
@@ -219,7 +223,9 @@ class MNIST:
         """How many pixels take each of the 256 values."""
         key = ("hist", name)
         if key not in self._cache:
-            self._cache[key] = torch.bincount(self.split(name)[0].reshape(-1).long(), minlength=256)
+            images = self.split(name)[0]
+            self._cache[key] = sum(torch.bincount(images[i : i + CHUNK].reshape(-1).long(), minlength=256)
+                                   for i in range(0, len(images), CHUNK))  # int64 a chunk at a time, as above
         return self._cache[key]
 
 
@@ -288,6 +294,43 @@ def find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def read_idx(path: Path, part: str, title: str = "MNIST") -> np.ndarray:
+    """One IDX file's array, mapped from an uncompressed file where one can be: the web server and its training
+    process then share one copy of the images (the same file's pages), where each decompressing its own would hold
+    one each (55 MB of MNIST). A .gz file is decompressed once into the local data folder for that (``unpacked``);
+    where that folder cannot be written, it is decompressed into this process's memory, as a copy that is damaged
+    or cut short is. The mapping is copy-on-write: nothing written to the arrays reaches the file."""
+    with path.open("rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        small = path.stat().st_size < 16  # (too short to be one: said by parse_idx; an empty file cannot be mapped)
+        return parse_idx(path.read_bytes() if small else np.memmap(path, dtype=np.uint8, mode="c"), path, part, title)
+    raw = path.read_bytes()
+    if (copy := _unpacked(raw, path)) is not None:
+        try:
+            return parse_idx(np.memmap(copy, dtype=np.uint8, mode="c"), path, part, title)
+        except (DataError, OSError, ValueError):
+            pass  # the copy is damaged: the .gz itself decides
+    return parse_idx(_decompress(raw, path), path, part, title)
+
+
+def _unpacked(raw: bytes, path: Path) -> Path | None:
+    """The uncompressed copy of a .gz file's bytes in the local data folder (named by their hash), made if missing;
+    None where it cannot be written."""
+    target = cache_dir() / "unpacked" / f"{hashlib.sha256(raw).hexdigest()[:16]}-{path.name.removesuffix('.gz')}"
+    if target.is_file():
+        return target
+    body = _decompress(raw, path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.{os.getpid()}.part")
+        part.write_bytes(body)
+        os.replace(part, target)  # whole or not at all, whichever process writes it first
+        return target
+    except OSError:
+        return None
+
+
 def read_folder(folder: Path, title: str = "MNIST") -> dict[tuple[str, str], np.ndarray]:
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
@@ -296,7 +339,7 @@ def read_folder(folder: Path, title: str = "MNIST") -> dict[tuple[str, str], np.
         path = find_file(folder, stem)
         if path is None:
             raise DataError(f"{folder}: {stem} (or {stem}.gz) is missing")
-        arrays[split, part] = parse_idx(_decompress(path.read_bytes(), path), path, part, title)
+        arrays[split, part] = read_idx(path, part, title)
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[split, "images"]), len(arrays[split, "labels"])
         if n_img != n_lab:
@@ -307,7 +350,8 @@ def read_folder(folder: Path, title: str = "MNIST") -> dict[tuple[str, str], np.
 
 
 def _to_dataset(arrays, source: Source, started: float) -> MNIST:
-    t = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+    # a mapped file's arrays as they are (a copy would undo the sharing); bytes read into memory are read-only
+    t = {k: torch.from_numpy(v if v.flags.writeable else v.copy()) for k, v in arrays.items()}
     return MNIST(
         train_images=t["train", "images"],
         train_labels=t["train", "labels"].long(),

@@ -159,6 +159,34 @@ def test_uncompressed_truncated_file(tmp_path):
         D.read_folder(folder)
 
 
+def test_a_gz_folder_is_mapped_from_one_unpacked_copy_that_processes_share(tmp_path, monkeypatch):
+    """The web server and its training process each load the dataset: from a .gz folder both map the one
+    uncompressed copy in the local data folder (its pages held once), not a decompressed copy each. A damaged copy,
+    or a data folder that cannot be written, still loads the same images; writing to them never reaches the file."""
+    folder = _copy_sample(tmp_path / "gz")
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "local"))
+    first = D.load_mnist(folder, allow_download=False)
+    copies = sorted((tmp_path / "local" / "unpacked").iterdir())
+    assert len(copies) == 4 and not [p for p in copies if p.name.endswith(".part")]
+    images = next(p for p in copies if p.name.endswith(D.FILES["train", "images"]))
+    assert images.read_bytes() == _raw(folder, D.FILES["train", "images"])
+    assert str(images) in Path("/proc/self/maps").read_text()  # the tensor's pages are the file's
+    again = D.load_mnist(folder, allow_download=False)
+    assert again.fingerprint() == first.fingerprint() and sorted((tmp_path / "local" / "unpacked").iterdir()) == copies
+
+    again.train_images[0] = 255  # copy-on-write: this process's page, not the file
+    assert images.read_bytes() == _raw(folder, D.FILES["train", "images"])
+    assert D.load_mnist(folder, allow_download=False).fingerprint() == first.fingerprint()
+
+    cut = images.read_bytes()[:1000]
+    images.unlink()  # (a new file: this process still maps the old one, which must not shrink under it)
+    images.write_bytes(cut)  # cut short (a full disk, a hand): the .gz decides
+    assert D.load_mnist(folder, allow_download=False).fingerprint() == first.fingerprint()
+    (tmp_path / "a file").write_text("not a folder")
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "a file"))  # nowhere to unpack: into memory
+    assert D.load_mnist(folder, allow_download=False).fingerprint() == first.fingerprint()
+
+
 def test_everything_bad_offline_falls_back_to_sample(tmp_path):
     data = D.load_mnist(tmp_path / "nowhere", cache=tmp_path / "empty", allow_download=False)
     assert data.is_sample and data.source.kind == "sample"

@@ -131,9 +131,12 @@ def build_model(config: TrainConfig) -> nn.Module:
         return Linear1(n_out, config.init_std, generator=gen)
     if config.form == "scratch" and config.kind == "mlp":
         return SimpleNetScratch(config.hidden[0] if config.hidden else 50, n_out, generator=gen)
-    with torch.device("meta"):  # shapes only: nn layers would draw their weights from the global generator
+    # nn layers draw a start from the global generator as they are made: drawn from a fork of it, which is put back
+    # after, and overwritten below (made on the meta device instead, to_empty() would import torch's symbolic-shape
+    # machinery, 36 MB, into the web server)
+    with torch.random.fork_rng(devices=[]):
         model = nn_layers(config, n_out)
-    return initialise(model.to_empty(device="cpu"), gen)
+    return initialise(model, gen)
 
 
 def nn_layers(config: TrainConfig, n_out: int) -> nn.Module:

@@ -506,10 +506,12 @@ def test_the_store_records_the_dataset_and_any_pair(fashion, store):
     assert "kmnist" in reasons["kmnist"] and "6v6" in reasons["same"]
 
 
-def test_the_web_side_builds_shapes_and_lesson_models_without_importing_torchs_compiler():
+def test_the_web_side_builds_shapes_and_lesson_models_without_importing_torchs_compiler(mnist):
     """Checking a stored model's shapes (store.skeleton), the linear lesson's seeded start and the MLP page's layer
     table do not pull in torch._dynamo: random numbers on the meta device did, 1.7 s of CPU on a class's first visit
-    to Home. The layer table of the widest MLP a student may ask for (6 x 4096) costs the web process no weights."""
+    to Home. The layer table of the widest MLP a student may ask for (6 x 4096) costs the web process no weights.
+    Nor do a fresh model of every preset (the CNN page's untrained start) or the MLP page's two forms side by side
+    pull in torch's symbolic shapes (sympy, 36 MB in the web server): to_empty() from the meta device did."""
     import subprocess
     import sys
 
@@ -524,8 +526,12 @@ def test_the_web_side_builds_shapes_and_lesson_models_without_importing_torchs_c
             "rows, total = mlp_lessons.layer_rows(PRESETS['mlp-128-64'].with_(hidden=(4096,) * 6))\n"
             "assert total > 87_000_000 and rows[-1]['output shape'] == '10', rows\n"
             "assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000, 'kB for the layer table'\n"
-            "print('torch._dynamo' in sys.modules)\n")
+            "from digitlab.models import build_model\n"
+            "for p in PRESETS.values(): build_model(p)\n"
+            "from digitlab.data import load_dataset\n"
+            "mlp_lessons.scratch_vs_nn(load_dataset('mnist', allow_download=False))\n"
+            "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "False False"

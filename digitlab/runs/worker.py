@@ -16,6 +16,7 @@ import threading
 import traceback
 
 from .. import settings
+from ..memory import give_back_free_memory, without_gpu_compiler
 from .execute import analyse_model, load_data, run_and_report, worker_threads
 from .spec import Command, Finished, Ready, from_line, to_line
 from .steering import OPS, Steering
@@ -43,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             except (BrokenPipeError, ValueError):
                 pass  # the server has gone: a run still ends and is saved; closed stdin then ends this process
 
+    without_gpu_compiler()  # 70 MB less in every training process
     import torch  # imported before Ready: a job's start then costs no import
 
     from .. import live, store, train  # noqa: F401  (run_job's own imports, made here for the same reason)
 
-    # the first optimiser a process makes imports torch's compiler stack (about 1 s): made before Ready too
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    # Not made before Ready: the first optimiser a process makes imports torch's compiler stack (about 1 s of the
+    # first run, after a page warmed this process), which holds 70 MB more than the rest of the process: a class
+    # that browses the training pages does not pay for it in memory until someone trains.
     # its threads from the start, not only once fit begins: work before it (the live pictures' first look) would
     # otherwise run on every core, and the idle threads' spinning would be counted as the run's compute time
     torch.set_num_threads(worker_threads())
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 load_data(cmd.spec, data_cache)
             except Exception:  # the run that follows reports what is wrong with the data
                 traceback.print_exc()
+            give_back_free_memory()  # the file's compressed and decompressed bytes are freed: the pages go back
             continue
         spec = cmd.spec
         try:
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 steerings.pop(spec.job, None)
             continue
         finished = run_and_report(spec, data, steering_of(spec.job), emit)
+        give_back_free_memory()  # the run's float copy of its images and its blocks are freed: their pages go back
         with lock:
             steerings.pop(spec.job, None)
         if finished.model_id:

@@ -6,7 +6,6 @@ queue, loaded models, and the memory keeper that collects garbage outside the re
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import gc
 import hashlib
@@ -25,6 +24,7 @@ import torch
 
 from .. import data as data_mod
 from ..collection import Collection, CollectionError
+from ..memory import big_blocks_mapped, few_malloc_arenas, give_back_free_memory
 from ..models import ModelInfo
 from ..room_book import RoomError, is_browser_key
 from ..runs.interface import TrainingQueue
@@ -273,18 +273,11 @@ def _collect_garbage_forever(every: float) -> None:
     while True:
         time.sleep(every)
         gc.collect()
-        _give_back_free_memory()
+        give_back_free_memory()
 
 
-def _give_back_free_memory() -> None:
-    """glibc's malloc_trim: the heap's free pages go back to the system. A class's rerun threads free what they
-    made in scattered pages that malloc otherwise keeps (500 clear_cache messages left the server 78 MB larger a
-    minute later). Nothing on other C libraries."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (AttributeError, OSError):
-        pass
-
+few_malloc_arenas()  # once a process, as the first page imports this module: the arenas made before stay
+big_blocks_mapped()
 
 _keeper: list[threading.Thread] = []
 _keeper_lock = threading.Lock()

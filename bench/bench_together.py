@@ -267,7 +267,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--students", type=int, default=60)
     ap.add_argument("--moves", type=int, default=5, help=f"pages the teacher opens in turn (at most {len(MOVES)})")
-    ap.add_argument("--round-s", type=float, default=180.0)
+    ap.add_argument("--round-s", type=float, default=180.0, help="the round's length (0: follow me only)")
     ap.add_argument("--models", help="copy the seed models from this store instead of training them")
     ap.add_argument("--web", type=int, default=0, help="N web processes behind HAProxy, as `python -m digitlab serve "
                     "--web N` starts them (default: one `streamlit run app.py`)")
@@ -294,14 +294,16 @@ def main() -> int:
                 PIDS[:] = [pid for name, pid in cluster.pids().items() if name.startswith("web")]
                 url = f"ws://127.0.0.1:{PROXY_PORT}/_stcore/stream"
                 ok = asyncio.run(follow_me(url, args, rng, rows))
-                ok = asyncio.run(fool_round(url, args, rng, collection, rows)) and ok
+                if args.round_s > 0:
+                    ok = asyncio.run(fool_round(url, args, rng, collection, rows)) and ok
         else:
             server = Server(env, Path(tmp) / "server.log")
             PIDS[:] = [server.pid]
             try:
                 server.wait_ready()
                 ok = asyncio.run(follow_me(server.url, args, rng, rows))
-                ok = asyncio.run(fool_round(server.url, args, rng, collection, rows)) and ok
+                if args.round_s > 0:
+                    ok = asyncio.run(fool_round(server.url, args, rng, collection, rows)) and ok
             finally:
                 server.stop()
     block = [f"`DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_together.py --students {args.students} "

@@ -37,16 +37,3 @@ def few_malloc_arenas(n: int = 2) -> None:
     except (AttributeError, OSError):
         pass
 
-
-M_MMAP_THRESHOLD = -3
-
-
-def big_blocks_mapped(threshold: int = 1 << 20) -> None:
-    """Every allocation of ``threshold`` bytes or more gets pages of its own, given back the moment it is freed.
-    glibc's default threshold rises with each big block freed, up to 32 MB, so the web server's passing tensors and
-    figures (a digit sheet, a page of activations, 1-30 MB each) end up in heaps that keep their pages. Not for the
-    training process, whose every batch would then map and unmap its activations."""
-    try:
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold)
-    except (AttributeError, OSError):
-        pass

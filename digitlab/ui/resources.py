@@ -24,7 +24,7 @@ import torch
 
 from .. import data as data_mod
 from ..collection import Collection, CollectionError
-from ..memory import big_blocks_mapped, few_malloc_arenas, give_back_free_memory
+from ..memory import few_malloc_arenas, give_back_free_memory
 from ..models import ModelInfo
 from ..room_book import RoomError, is_browser_key
 from ..runs.interface import TrainingQueue
@@ -277,7 +277,6 @@ def _collect_garbage_forever(every: float) -> None:
 
 
 few_malloc_arenas()  # once a process, as the first page imports this module: the arenas made before stay
-big_blocks_mapped()
 
 _keeper: list[threading.Thread] = []
 _keeper_lock = threading.Lock()

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from digitlab import data as data_mod
-from digitlab import serve, settings
+from digitlab import data_files, serve, settings
 from digitlab.config import FIELDS
 
 # ---------------------------------------------------------------- data
@@ -54,7 +54,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     folder = Path(data.source.path)  # every source ends as a folder of IDX files, a download too
     title = data.spec.title
     print(f"content checksums (md5 of the uncompressed files in {folder}):")
-    for stem, (digest, canonical) in data_mod.content_checksums(folder, args.dataset).items():
+    for stem, (digest, canonical) in data_files.content_checksums(folder, args.dataset).items():
         print(f"  {stem:<26} {digest}  {f'canonical {title}' if canonical else f'NOT the canonical {title} file'}")
     return 0
 
@@ -65,7 +65,7 @@ def cmd_data_make_sample(args: argparse.Namespace) -> int:
         print(f"make-sample needs the full {full.spec.title}, but got {full.source.label}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else full.spec.sample_dir
-    sizes = data_mod.make_sample(full, out, per_class=(args.train_per_digit, args.test_per_digit), seed=args.seed)
+    sizes = data_files.make_sample(full, out, per_class=(args.train_per_digit, args.test_per_digit), seed=args.seed)
     total = sum(sizes.values())
     (out / "README.md").write_text(sample_readme(full, sizes, args), encoding="utf-8")
     for name, size in sizes.items():

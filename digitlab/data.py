@@ -151,7 +151,7 @@ def sample_note(dataset: str) -> str:
     for split in ("train", "test"):
         path = spec.sample_dir / f"{FILES[split, 'labels']}.gz"
         try:
-            counts.append(int.from_bytes(_decompress(path.read_bytes(), path)[4:8], "big"))
+            counts.append(int.from_bytes(decompress(path.read_bytes(), path)[4:8], "big"))
         except (OSError, DataError):
             return "missing"
     return f"{counts[0] // 10} train and {counts[1] // 10} test images per {'digit' if dataset == 'mnist' else 'class'}"
@@ -242,7 +242,7 @@ def to_float(images: torch.Tensor, norm: str = "none") -> torch.Tensor:
 # ---------------------------------------------------------------- IDX parsing
 
 
-def _decompress(raw: bytes, path: Path) -> bytes:
+def decompress(raw: bytes, path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             return zlib.decompress(raw, 47)  # gzip wrapper; faster than the gzip module
@@ -311,7 +311,7 @@ def read_idx(path: Path, part: str, title: str = "MNIST") -> np.ndarray:
             return parse_idx(np.memmap(copy, dtype=np.uint8, mode="c"), path, part, title)
         except (DataError, OSError, ValueError):
             pass  # the copy is damaged: the .gz itself decides
-    return parse_idx(_decompress(raw, path), path, part, title)
+    return parse_idx(decompress(raw, path), path, part, title)
 
 
 def _unpacked(raw: bytes, path: Path) -> Path | None:
@@ -320,7 +320,7 @@ def _unpacked(raw: bytes, path: Path) -> Path | None:
     target = cache_dir() / "unpacked" / f"{hashlib.sha256(raw).hexdigest()[:16]}-{path.name.removesuffix('.gz')}"
     if target.is_file():
         return target
-    body = _decompress(raw, path)
+    body = decompress(raw, path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(f".{target.name}.{os.getpid()}.part")
@@ -362,19 +362,6 @@ def _to_dataset(arrays, source: Source, started: float) -> MNIST:
     )
 
 
-def content_checksums(folder: Path, dataset: str = "mnist") -> dict[str, tuple[str, bool]]:
-    """md5 of each uncompressed file, and whether it is the dataset's canonical file."""
-    canonical = dataset_spec(dataset).md5
-    out = {}
-    for stem in FILES.values():
-        path = find_file(folder, stem)
-        if path is None:
-            continue
-        digest = hashlib.md5(_decompress(path.read_bytes(), path)).hexdigest()
-        out[stem] = (digest, digest == canonical[stem])
-    return out
-
-
 # ---------------------------------------------------------------- download
 
 ProgressFn = Callable[[str, int, int | None], None]  # (file, bytes so far, total bytes or None)
@@ -407,7 +394,7 @@ def download(target: Path, progress: ProgressFn | None = None, timeout: float = 
                 url = f"{mirror}{stem}.gz"
                 dest = staging / f"{stem}.gz"
                 _fetch(url, dest, progress, timeout)
-                digest = hashlib.md5(_decompress(dest.read_bytes(), dest)).hexdigest()
+                digest = hashlib.md5(decompress(dest.read_bytes(), dest)).hexdigest()
                 if digest != spec.md5[stem]:
                     raise DataError(f"{url}: content checksum {digest} is not {spec.title}'s {spec.md5[stem]}")
             for f in staging.iterdir():
@@ -498,33 +485,3 @@ def load_mnist(
 ) -> MNIST:
     """MNIST from the first source that works (see load_dataset)."""
     return load_dataset("mnist", data_dir, cache=cache, allow_download=allow_download, progress=progress)
-
-
-# ---------------------------------------------------------------- the bundled sample
-
-
-def make_sample(full: MNIST, out: Path | None = None, per_class=(500, 100), seed: int = 0) -> dict[str, int]:
-    """Write a stratified sample of ``full`` as four IDX .gz files: ``per_class`` train/test images a class.
-    By default it goes where the package looks for that dataset's sample."""
-    out = out if out is not None else full.spec.sample_dir
-    gen = torch.Generator().manual_seed(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    sizes = {}
-    for split, n in zip(("train", "test"), per_class):
-        images, labels = full.split(split)
-        picks = []
-        for d in range(10):
-            idx = (labels == d).nonzero().squeeze(1)
-            picks.append(idx[torch.randperm(len(idx), generator=gen)[:n]])
-        order = torch.cat(picks).sort().values  # keep MNIST's own order
-        img, lab = images[order].numpy(), labels[order].to(torch.uint8).numpy()
-        header_i = IMAGE_MAGIC.to_bytes(4, "big") + len(img).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
-        header_l = LABEL_MAGIC.to_bytes(4, "big") + len(lab).to_bytes(4, "big")
-        for part, payload in (("images", header_i + img.tobytes()), ("labels", header_l + lab.tobytes())):
-            path = out / f"{FILES[split, part]}.gz"
-            tmp = path.with_suffix(".tmp")
-            with gzip.GzipFile(tmp, "wb", compresslevel=9, mtime=0) as f:
-                f.write(payload)
-            os.replace(tmp, path)
-            sizes[path.name] = path.stat().st_size
-    return sizes

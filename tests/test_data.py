@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from digitlab import data as D
+from digitlab import data_files
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "mnist"
 
@@ -64,7 +65,7 @@ def test_folder_layouts_load(tmp_path, gz, layout):
 def test_full_mnist(mnist):
     assert mnist.train_images.shape == (60_000, 28, 28) and mnist.test_images.shape == (10_000, 28, 28)
     assert mnist.class_counts("train")[1] == 6742 and sum(mnist.class_counts("test")) == 10_000
-    sums = {stem: ok for stem, (_, ok) in D.content_checksums(_full_dir()).items()}
+    sums = {stem: ok for stem, (_, ok) in data_files.content_checksums(_full_dir()).items()}
     assert sums == {stem: True for stem in D.FILES.values()}
     # the 'ideal 3' is an average of real 3s: brightest in the middle, paper at the corners
     three = mnist.mean_images("train")[3]
@@ -315,7 +316,7 @@ def test_bundled_sample(mnist):
 
 
 def test_make_sample_is_reproducible(mnist, tmp_path):
-    sizes = D.make_sample(mnist, tmp_path, per_class=(500, 100), seed=0)
+    sizes = data_files.make_sample(mnist, tmp_path, per_class=(500, 100), seed=0)
     for name in sizes:
         assert (tmp_path / name).read_bytes() == (D.SAMPLE_DIR / name).read_bytes()
 
@@ -340,10 +341,10 @@ def test_fashion_mnist_loads_with_its_class_names_and_canonical_files(fashion):
     assert fashion.train_images.shape == (60_000, 28, 28) and len(fashion.test_labels) == 10_000
     assert fashion.classes[0] == "T-shirt/top" and fashion.classes[6] == "Shirt" and fashion.classes[9] == "Ankle boot"
     assert fashion.class_counts("test") == [1000] * 10
-    sums = D.content_checksums(Path(fashion.source.path), "fashion")
+    sums = data_files.content_checksums(Path(fashion.source.path), "fashion")
     assert len(sums) == 4 and all(ok for _, ok in sums.values())
     # the two datasets are told apart by content, so a model records which one it saw
-    assert not any(ok for _, ok in D.content_checksums(Path(fashion.source.path), "mnist").values())
+    assert not any(ok for _, ok in data_files.content_checksums(Path(fashion.source.path), "mnist").values())
 
 
 def test_fashion_mnist_from_debians_package_location_before_the_local_folder(tmp_path, monkeypatch):
@@ -387,7 +388,7 @@ def test_fashion_mnist_offline_starts_on_its_bundled_sample(tmp_path, monkeypatc
     assert all(full_index[img.numpy().tobytes()] == int(lab) for img, lab in zip(data.test_images, data.test_labels))
     readme = (D.DATASETS["fashion"].sample_dir / "README.md").read_text()
     assert "MIT License" in readme and "Zalando" in readme and fashion.fingerprint() in readme
-    made = D.make_sample(fashion, tmp_path / "again", per_class=(300, 60), seed=0)  # the command remakes it exactly
+    made = data_files.make_sample(fashion, tmp_path / "again", per_class=(300, 60), seed=0)  # the command remakes it exactly
     assert all((tmp_path / "again" / n).read_bytes() == (D.DATASETS["fashion"].sample_dir / n).read_bytes() for n in made)
 
 

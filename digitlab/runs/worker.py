@@ -1,4 +1,4 @@
-"""The training process (``python -m digitlab.runs.worker [--ray ADDRESS]``), started by ``runners.process`` (with
+"""The training process (``python -m digitlab.runs.worker [--ray ADDRESS] [--lean]``), started by ``runners.process`` (with
 ``--ray``, by ``runners.ray_runner``: its runs are then Ray tasks on that cluster): it trains one run
 at a time and speaks JSON lines (``spec.to_line``): ``Command``s on stdin (run, load, cancel, pause, resume, step,
 quit), messages on a private copy of stdout (``Ready``, then each run's); anything else printed goes to stderr.
@@ -26,6 +26,8 @@ IDLE_BEFORE_ANALYSIS_S = 0.5  # a model's costly analysis waits until no run has
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    lean = "--lean" in argv  # started ahead of a server's first run: its compiler stack waits for that run
+    argv = [a for a in argv if a != "--lean"]
     ray_address = argv[1] if argv[:1] == ["--ray"] and len(argv) > 1 else ""
     out = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol's own copy of stdout...
     os.dup2(2, 1)  # ...and everything else anyone prints goes to stderr
@@ -49,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import live, store, train  # noqa: F401  (run_job's own imports, made here for the same reason)
 
-    # Not made before Ready: the first optimiser a process makes imports torch's compiler stack (about 1 s of the
-    # first run, after a page warmed this process), which holds 70 MB more than the rest of the process: a class
-    # that browses the training pages does not pay for it in memory until someone trains.
+    if not lean:  # the first optimiser a process makes imports torch's compiler stack (about 1 s): made before Ready
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     # its threads from the start, not only once fit begins: work before it (the live pictures' first look) would
     # otherwise run on every core, and the idle threads' spinning would be counted as the run's compute time
     torch.set_num_threads(worker_threads())

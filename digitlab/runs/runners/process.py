@@ -34,18 +34,20 @@ class ProcessRunner(Runner):
     def __init__(self):
         self.proc: subprocess.Popen | None = None
         self.baseline_mb: float | None = None  # the process's memory after its first run
+        self.has_run = False  # a run came through this runner: processes it starts from now on import all it needs
         self._write = threading.Lock()
 
     @property
     def idle_s(self) -> float:
         return WORKER_IDLE_S  # read each time: a test or benchmark may change it
 
-    def _start(self) -> None:
+    def _start(self, lean: bool = False) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")  # oneDNN keeps 1,024 compiled kernels by default
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "digitlab.runs.worker", *self.worker_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "digitlab.runs.worker", *self.worker_args, *(["--lean"] if lean else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, bufsize=1, env=env, cwd=str(ROOT),
         )
         for line in self.proc.stdout:  # Ready, once torch is imported
@@ -68,13 +70,17 @@ class ProcessRunner(Runner):
         if self.alive():
             return
         try:
-            self._start()
+            # Before the class's first run, without torch's compiler stack (70 MB; the first run imports it, 1 s):
+            # a class browsing the training pages of a server just started holds less. Once runs have come, the
+            # process started ahead (after one ended idle or grown) has it ready, and no later run waits for it.
+            self._start(lean=not self.has_run)
         except OSError:
             return  # the next run starts it again, and its page says what stops it
         if data is not None and data.source.path:
             self.send(Command("load", spec=JobSpec("", {}, data.source.path, data.source.dataset, "")))
 
     def run(self, spec: JobSpec, data, steering: Steering, emit: Callable) -> None:
+        self.has_run = True
         try:
             if not self.alive():
                 self._start()

@@ -3,9 +3,11 @@ and the question the teacher put to the class.
 
 A browser is known by a random token its own storage keeps (``localStorage``, read by a small component; never its
 address): ``room_book.browser_key`` hashes it, and that key is the session's owner (``resources.owner_id``) for its
-runs, drawings and answers, across reloads and tabs. The class bar (``class_bar``, from ``page_setup``) is one
-fragment redrawn every second: the banner while following the teacher (and the move to the teacher's page and
-setup), the question and its answer box, the answers against the truth once the run has ended.
+runs, drawings and answers, across reloads and tabs. The class bar (``class_bar``, from ``page_setup``): the banner
+while following the teacher, drawn with the page (each move reruns it), then a fragment that polls (every FOLLOW_S
+while following, CALM_S otherwise) for the move to the teacher's page and setup, the question and its answer box,
+the answers against the truth once the run has ended. A poll draws nothing it need not: 60 followers poll twice a
+second.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ PAGE = "page_title"  # session state: the title of the page this session is on
 NOT_FOLLOWING = "follow_opt_out"
 HELD = "train_held"  # session state: whether this page was drawn with the teacher holding Train
 LEAD_N = "lead_n"
+BANNER = "follow_banner"  # session state: the lead's page the banner names
 NAMING = "name_dialog"  # session state: the change-of-name dialog is open  # the teacher's last move this session followed
 
 # Reads (or makes) the browser's token in its own storage and sends it; drawn only until the session has it. The token is 128 random bits; the server keeps only a hash of it.
@@ -145,12 +148,13 @@ def _address() -> dict:
     return {k: v for k, v in st.query_params.to_dict().items() if k != "present"}
 
 
-def _publish(b: RoomBook, title: str) -> None:
-    """The teacher's page and setup (the address, less presenter mode) as the class's lead."""
+def _publish(b: RoomBook, title: str) -> dict:
+    """The teacher's page and setup (the address, less presenter mode) as the class's lead; the lead now."""
     query = _address()
     lead = b.lead()
     if (lead["page"], lead["query"]) != (title, query):
-        b.set_lead(page=title, query=query)
+        lead = b.set_lead(page=title, query=query)
+    return lead
 
 
 @needs_book(quiet=True)
@@ -160,7 +164,15 @@ def together() -> None:
     the server half as much as at one a second while nobody leads, and a move reaches a following class sooner."""
     if (b := book()) is None:
         return
-    st.session_state[FAST] = _fast(b.lead())
+    lead, title = b.lead(), st.session_state.get(PAGE, "")
+    st.session_state[FAST] = _fast(lead)
+    if lead["on"] and title != "Teacher":  # drawn with the page, not at each poll (the page reruns on every move)
+        if is_teacher():
+            lead = _publish(b, title)
+            st.caption(f"📣 The class follows you ({lead['page'] or 'not moved yet'}). Turn it off on the Teacher "
+                       "page or in the sidebar.")
+        else:  # (a teacher who reloaded must reach the key box: the Teacher page never follows)
+            _banner(lead)
     (_bar_following if st.session_state[FAST] else _bar_calm)()
 
 
@@ -191,9 +203,7 @@ def _bar() -> None:
         st.rerun(scope="app")  # the page's Train buttons close (or open again) at once
     if lead["on"] and is_teacher() and title != "Teacher":
         _publish(b, title)
-        st.caption(f"📣 The class follows you ({lead['page'] or 'not moved yet'}). Turn it off on the Teacher page "
-                   "or in the sidebar.")
-    elif lead["on"] and not is_teacher() and title != "Teacher":  # a teacher who reloaded must reach the key box
+    elif lead["on"] and not is_teacher() and title != "Teacher" and not st.session_state.get(NOT_FOLLOWING):
         _follow(lead, title)
     if (q := b.question()) is not None:
         _question(b, q)
@@ -201,20 +211,25 @@ def _bar() -> None:
         round_note(r)
 
 
-def _follow(lead: dict, title: str) -> None:
+def _banner(lead: dict) -> None:
+    """"Following the teacher" with Leave, or, for a student who left, Follow."""
+    c1, c2 = st.columns([4, 1], vertical_alignment="center")
     if st.session_state.get(NOT_FOLLOWING):
-        c1, c2 = st.columns([4, 1], vertical_alignment="center")
         c1.caption("The class is following the teacher; you are exploring on your own.")
         if c2.button("Follow", key="follow_again"):
             st.session_state.pop(NOT_FOLLOWING)
             st.session_state.pop(LEAD_N, None)
-            st.rerun(scope="app")
+            st.rerun()
         return
-    c1, c2 = st.columns([4, 1], vertical_alignment="center")
+    st.session_state[BANNER] = lead["page"]
     c1.info(f"**Following the teacher** ({lead['page'] or 'waiting for the first page'}).", icon="👣")
     if c2.button("Leave", key="follow_leave", help="Explore on your own; the teacher's moves no longer take you along."):
         st.session_state[NOT_FOLLOWING] = True
-        st.rerun(scope="app")
+        st.rerun()
+
+
+def _follow(lead: dict, title: str) -> None:
+    """The teacher's move, at the class bar's poll: to the lead's page and setup (nothing drawn)."""
     if not lead["page"] or st.session_state.get(LEAD_N) == lead["n"]:
         return
     st.session_state[LEAD_N] = lead["n"]
@@ -223,6 +238,8 @@ def _follow(lead: dict, title: str) -> None:
     if lead["query"] != st.query_params.to_dict():
         st.query_params.from_dict(lead["query"])
         st.rerun(scope="app")
+    if st.session_state.get(BANNER) != lead["page"]:
+        st.rerun(scope="app")  # the teacher came to this page: the banner says so
 
 
 def _question(b: RoomBook, q: Question) -> None:

@@ -28,6 +28,7 @@ from .resources import (
     get_data,
     get_queue,
     memory_keeper,
+    page_turn,
     whose,
 )
 from .text import duration_text, status
@@ -82,23 +83,22 @@ def navigation(home: Callable[[], None]) -> None:
     _app_navigation_seen = True
     pages = [st.Page(home, title=HOME[0], icon=HOME[1], default=True), *_stage_pages()]
     PAGES.update({"DigitLab" if p.title == HOME[0] else p.title: p for p in pages})  # by page_setup's title
-    st.navigation(pages).run()
+    nav = st.navigation(pages)  # the page list goes out at once; the page waits its turn among the class's runs
+    with page_turn():
+        nav.run()
 
 
 def _app_page_list() -> None:
     """A deep link opened first after start-up: Streamlit runs a pages/ file alone, the old (v1) multipage way,
     with a sidebar that lists "app" and no icons. Calling st.navigation with app.py's own page list here gives
-    this visit the same sidebar, and from then on Streamlit runs every visit through app.py.
-    """
+    this visit the same sidebar, and from then on Streamlit runs every visit through app.py."""
     global _app_navigation_seen
     if _app_navigation_seen or not (ROOT / "app.py").is_file():
         return
     _app_navigation_seen = True
     home = st.Page(str(ROOT / "app.py"), title=HOME[0], icon=HOME[1], default=True)
     st.navigation([home, *_stage_pages(ROOT)])
-    # Run this visit again, now through app.py: otherwise its first widget change would be the first run through
-    # app.py, which Streamlit takes for a change of page, and the change (a shared link's settings too) would be lost.
-    st.rerun()
+    st.rerun()  # this visit again, through app.py: else its first widget change (a link's settings) would be lost
 
 
 def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIST:

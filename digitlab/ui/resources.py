@@ -278,7 +278,8 @@ def _collect_garbage_forever(every: float) -> None:
 
 
 PAGE_TURNS = 3  # page runs that go on at once in this process; the others wait their turn (page_turn)
-TURN_WAIT_S = 5.0  # ... at most this long: a page run that holds its turn for long (a first analysis) holds no one up
+TURN_WAIT_S = 2.0  # ... at most this long: a run holding its turn long (a first analysis) holds no one up, and a
+# server told to stop is not kept waiting for threads that wait their turn
 _turns = threading.BoundedSemaphore(PAGE_TURNS)
 
 

@@ -36,7 +36,8 @@ SETTINGS: tuple[Setting, ...] = (
     # where the data comes from
     Setting("DIGITLAB_DATA_DIR", "path", None, "a folder holding MNIST's four IDX files (.gz or not); tried first"),
     Setting("DIGITLAB_FASHION_DIR", "path", None, "the same for Fashion-MNIST"),
-    Setting("DIGITLAB_CACHE_DIR", "path", Path("data"), "the local data folder: downloads land here"),
+    Setting("DIGITLAB_CACHE_DIR", "path", Path("data"), "the local data folder: downloads land here, and "
+            "the uncompressed copies the processes share"),
     Setting("DIGITLAB_MNIST_MIRRORS", "list", (), "comma-separated URLs to download MNIST from, instead of torchvision's"),
     Setting("DIGITLAB_FASHION_MIRRORS", "list", (), "the same for Fashion-MNIST"),
     Setting("DIGITLAB_OFFLINE", "flag", False, "1 (or true, yes): never try a download; the bundled sample instead"),

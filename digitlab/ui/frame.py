@@ -28,7 +28,6 @@ from .resources import (
     get_data,
     get_queue,
     memory_keeper,
-    page_turn,
     whose,
 )
 from .text import duration_text, status
@@ -83,9 +82,7 @@ def navigation(home: Callable[[], None]) -> None:
     _app_navigation_seen = True
     pages = [st.Page(home, title=HOME[0], icon=HOME[1], default=True), *_stage_pages()]
     PAGES.update({"DigitLab" if p.title == HOME[0] else p.title: p for p in pages})  # by page_setup's title
-    nav = st.navigation(pages)  # the page list goes out at once; the page waits its turn among the class's runs
-    with page_turn():
-        nav.run()
+    st.navigation(pages).run()
 
 
 def _app_page_list() -> None:

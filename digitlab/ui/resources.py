@@ -6,7 +6,6 @@ queue, loaded models, and the memory keeper that collects garbage outside the re
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import hashlib
@@ -275,27 +274,6 @@ def _collect_garbage_forever(every: float) -> None:
         time.sleep(every)
         gc.collect()
         give_back_free_memory()
-
-
-PAGE_TURNS = 3  # page runs that go on at once in this process; the others wait their turn (page_turn)
-TURN_WAIT_S = 2.0  # ... at most this long: a run holding its turn long (a first analysis) holds no one up, and a
-# server told to stop is not kept waiting for threads that wait their turn
-_turns = threading.BoundedSemaphore(PAGE_TURNS)
-
-
-@contextlib.contextmanager
-def page_turn():
-    """One of PAGE_TURNS turns for a page run. Script threads share one interpreter: when a class's 60 page runs
-    start together (the teacher's "follow me", a class arriving), each gets a 60th of it and all finish together at
-    the end, while the server's event loop, which sends every page to its browser, waits its turn among them (a
-    page's first message reached its browser only as its last did). In turns, the first pages are drawn at once and
-    each browser sees its page start as its run starts. Fragments (the polls, the live panels) do not wait."""
-    got = _turns.acquire(timeout=TURN_WAIT_S)
-    try:
-        yield
-    finally:
-        if got:
-            _turns.release()
 
 
 few_malloc_arenas()  # once a process, as the first page imports this module: the arenas made before stay

@@ -129,10 +129,7 @@ def scratch_vs_nn(data: MNIST, n_hidden: int = 50, n_images: int = 5, seed: int 
     (Computed once per input and shared by every visitor.)
     """
     scratch = SimpleNetScratch(n_hidden, 10, generator=torch.Generator().manual_seed(seed))
-    # the nn form's own random start, drawn from a fork of the global generator (put back after), is overwritten
-    # below (made on the "meta" device instead, to_empty() would import torch's symbolic shapes, 36 MB, into the
-    # web server)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # its own start is overwritten below (as models.build_model does)
         seq = nn.Sequential(nn.Linear(28 * 28, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 10))
     with torch.no_grad():
         seq[0].weight.copy_(scratch.w1.T)

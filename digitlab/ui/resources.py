@@ -1,7 +1,10 @@
 """What every session shares, once per server process: the dataset, the model store and its listing, the job
 queue, loaded models, and the memory keeper that collects garbage outside the reruns.
 
-``st.cache_resource`` keeps one copy per process, so every browser session and every page share it.
+``st.cache_resource`` keeps one copy per process, so every browser session and every page share it. The figures and
+views every rerun asks for (``shared``, ``shared_figure``) live in caches of this module instead (cachetools), for two
+reasons: a hit costs microseconds where st.cache_resource's hashing and argument inspection cost 0.1-0.3 ms (20-30
+hits a CNN page run), and a client's "Clear cache" (any client can send it) cannot make the class compute them again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import cachetools
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
@@ -81,15 +86,30 @@ def dataset_models(dataset: str | None = None) -> list[ModelInfo]:
     return [i for i in stored_models()[0] if i.config.dataset == dataset]
 
 
-def _data_key(data: data_mod.MNIST) -> str:
-    return data.fingerprint()
+def key_part(x: Any) -> Any:
+    """A shared result's key, by value: a dataset by its content hash, a tensor or an array by its bytes, lists,
+    tuples and dicts by their items; anything else as it is (it must be hashable: a TypeError names the mistake)."""
+    if isinstance(x, data_mod.MNIST):
+        return ("dataset", x.fingerprint())
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return ("array", x.shape, str(x.dtype), hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest())
+    if isinstance(x, list | tuple):
+        return tuple(key_part(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, key_part(v)) for k, v in x.items()))
+    hash(x)
+    return x
 
 
 # At most a few hundred kB each (a figure, a table): 128 of them bound the memory, and the dataset-wide ones
-# everybody asks for stay in (least recently used goes first).
-@st.cache_resource(max_entries=128, show_spinner=False, hash_funcs={data_mod.MNIST: _data_key})
-def _shared(_func: Callable, name: str, code: int, args: tuple) -> Any:
-    return frozen(_func(*args))
+# everybody asks for stay in (least recently used goes first). The condition makes the sessions that ask for a
+# result being computed wait for it instead of computing it again (60 students arriving on one page).
+@cachetools.cached(cachetools.LRUCache(maxsize=128), condition=threading.Condition(),
+                   key=lambda func, name, code, args: (name, code, key_part(args)))
+def _shared(func: Callable, name: str, code: int, args: tuple) -> Any:
+    return frozen(func(*args))
 
 
 class SharedFigure(go.Figure):
@@ -126,9 +146,10 @@ def shared(func: Callable[..., T], *args) -> T:
     return _shared(func, f"{func.__module__}.{func.__qualname__}", hash(func.__code__), args)
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)  # at most ~1 MB each: memory stays bounded
-def _shared_figure(key: tuple, _build: Callable) -> Any:
-    return frozen(_build())
+@cachetools.cached(cachetools.LRUCache(maxsize=64), condition=threading.Condition(),  # at most ~1 MB each
+                   key=lambda key, build: key_part(key))
+def _shared_figure(key: tuple, build: Callable) -> Any:
+    return frozen(build())
 
 
 def shared_figure(key: tuple, build: Callable[..., T], *args, **kwargs) -> T:

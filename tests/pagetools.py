@@ -11,6 +11,14 @@ def chart_titles(at) -> list[str]:
     return titles
 
 
+def code_shown(at) -> list[str]:
+    """The code a reader sees after opening every "The code that runs" box on the page (closed, they send nothing)."""
+    for key in [k for k in at.session_state.keys() if str(k).startswith("code_")]:
+        at.session_state[key] = True
+    at.run()
+    return [c.value for c in at.code]
+
+
 def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 

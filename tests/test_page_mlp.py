@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pagetools import chart_spec, chart_titles, metrics, wait_for_job
+from pagetools import chart_spec, chart_titles, code_shown, metrics, wait_for_job
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_MLP.py")
@@ -16,15 +16,17 @@ def test_network_table_presets_and_equivalence(mnist):
     assert metrics(at)["Parameters"] == f"{count_parameters(build_model(PRESETS['simple_net'])):,}"
     assert metrics(at)["Same predicted digit"] == "yes"
     assert float(metrics(at)["Largest difference"]) < 1e-5
-    assert any("nn.Linear" in c.value or "def simple_net" in c.value for c in at.code)
+    assert not any("def fit(" in c.value for c in at.code)  # a closed code box sends nothing
+    code = code_shown(at)  # the boxes open (closed, they send nothing)
+    assert any("nn.Linear" in c or "def simple_net" in c for c in code)
 
     # the chain rule written out, each backward beside its forward, agreeing with autograd on real digits
-    assert any("class ReLU" in c.value and "def backward(self, grad)" in c.value for c in at.code)
+    assert any("class ReLU" in c and "def backward(self, grad)" in c for c in code)
     for name in ("w1", "b1", "w2", "b2"):
         assert float(metrics(at)[f"{name}: largest difference"]) < 1e-5
     # the loop that trains, fit() itself, and what it will do for this net
-    assert any("def fit(" in c.value and "loss.backward()" in c.value and "optimizer.step()" in c.value
-               for c in at.code)
+    assert any("def fit(" in c and "loss.backward()" in c and "optimizer.step()" in c
+               for c in code)
     assert any("fit() runs the tutorial's loop" in c.value for c in at.caption)
     at.radio(key="mlp_simple_net_form").set_value("scratch").run()
     assert any("p -= lr * p.grad" in c.value and "loss.backward()" in c.value for c in at.caption)

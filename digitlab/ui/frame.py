@@ -4,6 +4,7 @@ lines, "The code that runs" boxes and links between stages."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import inspect
 import re
@@ -453,10 +454,19 @@ def _training_line() -> None:
 
 
 def show_code(*funcs: Callable, title: str = "The code that runs") -> None:
-    """The real source of the functions the page calls, never a copy that can drift."""
-    with st.expander(title):
+    """The real source of the functions the page calls, never a copy that can drift. Drawn once opened: a closed
+    box sends nothing (the code boxes of a teaching page were a tenth of its elements on every student's rerun);
+    opening one reruns the page, or the fragment around it, with the code in it."""
+    box = st.expander(title, key=code_key(*funcs), on_change="rerun")
+    if box.open:
         for f in funcs:
-            st.code(_source(f), language="python")
+            box.code(_source(f), language="python")
+
+
+def code_key(*funcs: Callable) -> str:
+    """The session-state key of show_code's box for these functions (True while it is open)."""
+    names = ",".join(f"{f.__module__}.{f.__qualname__}" for f in funcs)
+    return "code_" + hashlib.sha1(names.encode()).hexdigest()[:12]
 
 
 def _source(f: Callable) -> str:

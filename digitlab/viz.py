@@ -216,8 +216,9 @@ def _accuracy_axis(fig: go.Figure, values, top: float | None = None) -> None:
 
 
 def tiled_images(tiled, title: str = "", height: int | None = None, zmax: float | None = None) -> go.Figure:
-    """A sheet of tiled digits (``explore.tile``) as ONE heatmap: fast to draw where 60 subplots are not."""
-    z = _np(tiled)
+    """A sheet of tiled digits (``explore.tile``) as ONE heatmap: fast to draw where 60 subplots are not. Sent as
+    0-255 greys, one byte a pixel: as float64 the 60-image sheet was 555 KiB of every rerun of every student."""
+    z = np.clip(np.rint(_np(tiled)), 0, 255).astype(np.uint8)
     fig = go.Figure(go.Heatmap(z=z, colorscale=GREYS, zmin=0, zmax=zmax if zmax is not None else float(z.max()) or 1,
                                showscale=False, hoverinfo="skip"))
     fig.update_layout(title=title, height=height or int(80 + 700 * z.shape[0] / max(z.shape[1], 1)))

@@ -50,6 +50,8 @@ def test_home_shows_journey_data_device_models(mnist, fresh_data_cache):
 
 
 def test_explorer_on_full_mnist(mnist, fresh_data_cache):
+    from digitlab import explore
+
     at = AppTest.from_file(EXPLORER, default_timeout=120).run()
     assert not at.exception and not at.error
     assert _metrics(at) == {"Training images": "60,000", "Test images": "10,000"}
@@ -59,6 +61,9 @@ def test_explorer_on_full_mnist(mnist, fresh_data_cache):
     assert bars[1]["name"] == "test" and _array(bars[1]["y"]).tolist() == mnist.class_counts("test")
     titles = [s["layout"].get("title", {}).get("text", "") for s in specs]
     assert "60 random train images" in titles and "mean image of each class" in titles
+    sheet = specs[titles.index("60 random train images")]["data"][0]["z"]  # real pixels, one byte each
+    first = int(explore.sample_indices(mnist.train_labels, None, 60, 0)[0])
+    assert sheet["dtype"] == "u1" and (_array(sheet)[:28, :28] == mnist.train_images[first].numpy()).all()
     means = specs[titles.index("mean image of each class")]
     assert means["layout"]["xaxis"]["ticktext"] == [str(d) for d in range(10)]  # each average named by its digit
     # one image: the heatmap holds image 0's real pixel values, the styled table has 28x28 cells

@@ -61,6 +61,31 @@ def _name(page) -> str:
     return text.split("You are", 1)[1].strip()
 
 
+def _banner_shows(page, name: str, shots: Path) -> None:
+    """The "Following the teacher" banner within 15 s; if not, what the page shows instead (and a screenshot)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text("Following the teacher").first.wait_for(timeout=15000)
+    except PlaywrightTimeout:
+        page.screenshot(path=str(shots / f"no_banner_{name}.png"), full_page=True)
+        html = page.content()[:1500]
+        raise AssertionError(f"no banner on the {name} at {page.url}; events {EVENTS.get(id(page), [])[-15:]}; "
+                             f"the page's HTML:\n{html}") from None
+
+
+EVENTS: dict[int, list[str]] = {}
+
+
+def _listen(page) -> None:
+    """Keep what the browser says about a page (crashes, console errors, navigations) for a failure's message."""
+    log = EVENTS.setdefault(id(page), [])
+    page.on("crash", lambda *_: log.append("crash"))
+    page.on("console", lambda m: log.append(f"console {m.type}: {m.text[:200]}") if m.type in ("error", "warning") else None)
+    page.on("framenavigated", lambda f: log.append(f"navigated {f.url}") if f == page.main_frame else None)
+    page.on("pageerror", lambda e: log.append(f"pageerror {str(e)[:200]}"))
+
+
 def _wait_url(page, part: str, timeout_s: float = 20) -> float:
     t0 = time.monotonic()
     while part not in page.url:
@@ -101,6 +126,8 @@ def test_a_lesson_together(lesson):
     tablet = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True, user_agent=TABLET_AGENT)
     other = browser.new_context(viewport={"width": 1400, "height": 900})
     t, a, b, c = (ctx.new_page() for ctx in (projector, laptop, tablet, other))
+    for page in (a, b, c):
+        _listen(page)
     cdp = tablet.new_cdp_session(b)
     try:
         # 1. A name each, kept across a reload.
@@ -126,8 +153,8 @@ def test_a_lesson_together(lesson):
         assert max(took) < 5, took  # (the benchmark measures 60 students against 2 s)
         t.wait_for_timeout(1500)
         assert "/Data_Explorer" in c.url  # left: not taken along
-        for page in (a, b):
-            page.get_by_text("Following the teacher").first.wait_for(timeout=15000)
+        for name, page in (("laptop", a), ("tablet", b)):
+            _banner_shows(page, name, shots)
         wait_idle(a)
         a.screenshot(path=str(shots / "1_laptop_following_mlp.png"))
         b.screenshot(path=str(shots / "1_tablet_following_mlp.png"))

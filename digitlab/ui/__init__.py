@@ -1,7 +1,8 @@
 """The Streamlit layer, the only code that imports streamlit. One job per file:
 
 - resources: what every session shares once per process (data, store listing, queue, loaded models, memory keeper)
-- frame: the frame around every page (navigation, page_setup, data banner, sidebar, show_code, links)
+- frame: the frame around every page (navigation, page_setup, data banner, sidebar, links)
+- code_box: the code a teaching page shows (show_code: the real source, drawn once its box is opened)
 - training: the shared training widgets (preset, settings, Train, live panel, one more epoch, runs compared)
 - watch: inside the live panel, the model as it learns (first layer, 16 test digits) and Pause / Step one batch
 - pickers: choosing a stored model or a test image, and the one table of stored models
@@ -34,6 +35,7 @@ from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .cells import confusion_cells
 from .class_lead import ask_the_class, lead_the_class, pseudonyms
+from .code_box import code_key, show_code
 from .conv import conv_arithmetic, feature_map_sheets, model_and_image
 from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, my_handwriting, ten_digit_model
@@ -43,7 +45,6 @@ from .frame import (
     STAGES,
     TRAIN_PAGES,
     chart,
-    code_key,
     data_banner,
     existing_stages,
     fetch_full_mnist,
@@ -53,7 +54,6 @@ from .frame import (
     page_setup,
     presenting,
     px,
-    show_code,
     sidebar_status,
     train_links,
 )

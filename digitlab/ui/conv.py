@@ -19,7 +19,8 @@ import torch
 from .. import features, viz
 from ..conv_arithmetic import ConvArithmetic, explain_position, map_shapes, strongest_map, strongest_position
 from ..models import TrainConfig
-from .frame import chart, show_code
+from .code_box import show_code
+from .frame import chart
 from .resources import shared_figure
 
 STILL = {"displayModeBar": False}  # a 3x3 grid of numbers: nothing to zoom, and the toolbar would cover its title

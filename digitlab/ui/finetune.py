@@ -16,7 +16,8 @@ from ..collection import Collection, CollectionError
 from ..models import ModelInfo
 from ..runs.interface import JobRefused
 from ..train import predict_proba
-from .frame import chart, show_code
+from .code_box import show_code
+from .frame import chart
 from .pickers import model_picker
 from .resources import dataset_models, get_queue, load_model, owner_id
 from .text import refusal_text, status

@@ -106,6 +106,13 @@ def digit_distances(image_uint8: torch.Tensor, baseline: Baseline) -> dict:
     return out
 
 
+def distance_rows(image_uint8: torch.Tensor, baseline: Baseline) -> list[dict]:
+    """digit_distances as the page's table shows them: a row per distance (L1, L2)."""
+    yes, no = baseline.names
+    return [{"distance": k.upper(), f"to the ideal {yes}": v["to yes"], f"to the ideal {no}": v["to no"],
+             "baseline says": v["says"]} for k, v in digit_distances(image_uint8, baseline).items()]
+
+
 def pick_pair(data: MNIST, pair: tuple[int, int] = THREE_SEVEN) -> tuple[torch.Tensor, torch.Tensor]:
     """The test images of the two classes (uint8) and their labels, for picking one to classify."""
     images, labels = data.split("test")

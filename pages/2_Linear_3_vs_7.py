@@ -49,17 +49,12 @@ def compare_one_digit(data, pair, pool_size: int) -> None:
         help=f"Which of the test {plural(yes)} and {plural(no)} to measure against the two ideal images.",
     )), pool_size - 1)
     pool, _ = ui.shared(lessons.pick_pair, data, pair)
+    base = ui.shared(lessons.baseline_view, data, pair)[0]
     c1, c2 = st.columns([1, 2])
     ui.chart(c1, ui.shared(lessons.test_digit_figure, data, i, pair), key="pick_img")
     to_yes, to_no = f"to the ideal {yes}", f"to the ideal {no}"
-
-    def rows() -> list[dict]:
-        d = lessons.digit_distances(pool[i], ui.shared(lessons.baseline_view, data, pair)[0])
-        return [{"distance": k.upper(), to_yes: v["to yes"], to_no: v["to no"], "baseline says": v["says"]}
-                for k, v in d.items()]
-
-    c2.dataframe(
-        ui.shared_table(("digit distances", data.fingerprint(), pair, i), rows),  # one table per image, for the class
+    c2.dataframe(  # one table per test image, for the class
+        ui.shared_table(("digit distances", data, pair, i), lambda: lessons.distance_rows(pool[i], base)),
         hide_index=True,
         column_config={to_yes: st.column_config.NumberColumn(format="%.4f"),
                        to_no: st.column_config.NumberColumn(format="%.4f")},

@@ -35,7 +35,7 @@ from ..train import device_label
 from .analyses import initial_model, model_analysis, model_embedding, model_robustness
 from .cells import confusion_cells
 from .class_lead import ask_the_class, lead_the_class, pseudonyms
-from .code_box import code_key, show_code
+from .code_box import show_code
 from .conv import conv_arithmetic, feature_map_sheets, model_and_image
 from .evaluation import confidence_note
 from .finetune import before_and_after, class_drawings, fine_tune_section, my_handwriting, ten_digit_model
@@ -130,7 +130,7 @@ __all__ = [
     "LR_OPTIONS", "ROOT", "STAGES", "TRAIN_PAGES", "_load_data", "_load_model", "data_banner", "device_label",
     "chart", "dataset_in_use", "dataset_prefix", "estimated_seconds", "dataset_models", "existing_stages", "fetch_full_mnist", "glossary", "presenting", "px", "get_data", "get_queue", "get_store", "link", "load_model",
     "memory_keeper", "class_pair_picker", "choose_models", "compare_picker", "dataset_comparison", "model_label", "model_picker", "models_table", "mnist_only", "navigation", "one_more_epoch", "owner_id", "per_model",
-    "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "code_key", "sidebar_status",
+    "page_setup", "preset_picker", "runs_comparison", "session_runs", "shared", "show_code", "sidebar_status",
     "start_training", "store_problems", "stored_models", "test_image_picker", "train_links",
     "train_section", "training_controls", "training_panel", "initial_model", "model_analysis", "model_embedding",
     "model_robustness", "shared_figure", "shared_table", "teacher_drawings", "teacher_limits", "teacher_models", "teacher_runs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import threading
@@ -20,8 +21,9 @@ def show_code(*funcs: Callable, title: str = "The code that runs") -> None:
             box.code(_source(f), language="python")
 
 
+@functools.lru_cache(maxsize=256)
 def code_key(*funcs: Callable) -> str:
-    """The session-state key of show_code's box for these functions (True while it is open)."""
+    """The session-state key of show_code's box for these functions ("code_...", True while it is open)."""
     names = ",".join(f"{f.__module__}.{f.__qualname__}" for f in funcs)
     return "code_" + hashlib.sha1(names.encode()).hexdigest()[:12]
 

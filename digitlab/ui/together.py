@@ -27,10 +27,9 @@ FAST = "class_bar_fast"  # session state: which of the two polls this page drew
 PAGE = "page_title"  # session state: the title of the page this session is on
 NOT_FOLLOWING = "follow_opt_out"
 HELD = "train_held"  # session state: whether this page was drawn with the teacher holding Train
-LEAD_N = "lead_n"
+LEAD_N = "lead_n"  # session state: the teacher's last move this session followed
 BANNER = "follow_banner"  # session state: the lead's page the banner names
-REDRAWN = "follow_redrawn"  # session state: the move (lead n) for which the page was drawn again to show the banner
-NAMING = "name_dialog"  # session state: the change-of-name dialog is open  # the teacher's last move this session followed
+NAMING = "name_dialog"  # session state: the change-of-name dialog is open
 
 # Reads (or makes) the browser's token in its own storage and sends it; drawn only until the session has it. The token is 128 random bits; the server keeps only a hash of it.
 _STORAGE_JS = """
@@ -163,7 +162,6 @@ def together() -> None:
     """The class bar: following the teacher, and the teacher's question. Nothing at all when neither is on. It looks
     every FOLLOW_S while this browser follows the teacher (or leads), every CALM_S otherwise: the class's polls cost
     the server half as much as at one a second while nobody leads, and a move reaches a following class sooner."""
-    st.session_state.pop(BANNER, None)  # set again where the banner is drawn: a run that could not draw it is seen
     if (b := book()) is None:
         return
     lead, title = b.lead(), st.session_state.get(PAGE, "")
@@ -231,24 +229,19 @@ def _banner(lead: dict) -> None:
 
 
 def _follow(lead: dict, title: str) -> None:
-    """The teacher's move, at the class bar's poll: to the lead's page and setup (nothing drawn). A page here
-    without the banner (the teacher came to this page, or the page's last run stopped before drawing it: a loaded
-    server) is drawn again, once a move."""
-    if not lead["page"]:
+    """The teacher's move, at the class bar's poll: to the lead's page and setup (nothing drawn). The move counts as
+    followed once this session is on the lead's page: a switch whose run a loaded server merged with another rerun of
+    the old page (the address took the setup, the page stayed) is tried again at the next poll."""
+    if not lead["page"] or st.session_state.get(LEAD_N) == lead["n"]:
         return
-    if st.session_state.get(LEAD_N) != lead["n"]:
-        if lead["page"] != title and (page := PAGES.get(lead["page"])) is not None:
-            # The move counts as followed once this session is on the lead's page: a switch whose run a loaded
-            # server merged with another rerun of this page (the address took the setup, the page stayed) is
-            # tried again at the next poll.
-            st.switch_page(page, query_params=lead["query"] or None)
-        st.session_state[LEAD_N] = lead["n"]
-        if lead["query"] != st.query_params.to_dict():
-            st.query_params.from_dict(lead["query"])
-            st.rerun(scope="app")
-    if lead["page"] == title and st.session_state.get(BANNER) != title and st.session_state.get(REDRAWN) != lead["n"]:
-        st.session_state[REDRAWN] = lead["n"]
+    if lead["page"] != title and (page := PAGES.get(lead["page"])) is not None:
+        st.switch_page(page, query_params=lead["query"] or None)
+    st.session_state[LEAD_N] = lead["n"]
+    if lead["query"] != st.query_params.to_dict():
+        st.query_params.from_dict(lead["query"])
         st.rerun(scope="app")
+    if st.session_state.get(BANNER) != lead["page"]:
+        st.rerun(scope="app")  # the teacher came to this page: the banner says so
 
 
 def _question(b: RoomBook, q: Question) -> None:

@@ -4,6 +4,7 @@ settings, steering over the command lines, the process started ahead of a run an
 The queue's rules themselves are tested fast, in this process, in test_queue.py."""
 
 import json
+import math
 import os
 import signal
 import time
@@ -193,7 +194,7 @@ def test_the_teacher_pauses_and_resumes_any_run(mnist, store):
 def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, store, monkeypatch):
     """What a worker allocated outside Python (kernels per batch shape) goes back: it ends when idle, and is
     replaced between runs once it has grown past the limit (here 0 MB, so after every run but its first)."""
-    monkeypatch.setattr(process, "WORKER_GROWTH_MB", -1.0)
+    monkeypatch.setattr(process, "WORKER_GROWTH_MB", -math.inf)  # any size counts as grown (RSS may also shrink)
     queue = JobQueue(store)
     try:
         assert queue.wait(queue.submit(SMALL_MLP.with_(seed=21), mnist, owner="a").id, timeout=120).state == "done"

@@ -54,34 +54,56 @@ def restore_setup(page: LinkedPage, data: data_mod.MNIST) -> None:
     """Before the page's widgets: a link's setup into their session-state keys, once per link opened."""
     params = _address_params()
     if not params or params == st.session_state.get(f"{page.prefix}_link_seen"):
+        _hold_link(page.prefix)
         return
     st.session_state[f"{page.prefix}_link_seen"] = params
     setup = from_params(params, preset_for(page.default, data.spec.key), page.extras)
     config, notes = setup.config, list(setup.notes)
     k = settings_key(page.prefix, config.preset, data.spec.key)
-    st.session_state[f"{page.prefix}_preset"] = config.preset
-    st.session_state[lr_key(page.prefix, config.preset, data.spec.key)] = float(config.lr)
-    st.session_state[f"{k}_bs"] = config.batch_size
-    st.session_state[f"{k}_epochs"] = config.epochs
-    st.session_state[f"{k}_limit"] = config.train_limit
+    values = {f"{page.prefix}_preset": config.preset, lr_key(page.prefix, config.preset, data.spec.key): float(config.lr),
+              f"{k}_bs": config.batch_size, f"{k}_epochs": config.epochs, f"{k}_limit": config.train_limit}
     preset = preset_for(config.preset, data.spec.key)
     if page.network:
-        st.session_state[f"{k}_hidden"] = ", ".join(str(h) for h in config.hidden)
-        st.session_state[f"{k}_opt"] = config.optimizer
-        st.session_state[f"{k}_norm"] = config.norm
+        values |= {f"{k}_hidden": ", ".join(str(h) for h in config.hidden), f"{k}_opt": config.optimizer,
+                   f"{k}_norm": config.norm}
         acts = _activation_option(preset.activations, config)
         if acts is None:
             notes.append(f"act={params.get('act')!r} left out: this page sets one activation for every layer "
                          "(or the preset's own)")
         else:
-            st.session_state[f"{k}_act"] = acts
+            values[f"{k}_act"] = acts
     else:
         notes += [f"{name}={params[name]!r} left out: this page has no setting for it"
                   for name, field in (("optimizer", "optimizer"), ("norm", "norm"))
                   if name in params and getattr(config, field) != getattr(preset, field)]
-    notes += _restore_choices(page, setup.extra, data)
+    notes += _restore_choices(page, setup.extra, data, values)
+    _set_link(page.prefix, values)
     st.session_state[f"{page.prefix}_link_notes"] = notes
     st.session_state[f"{page.prefix}_link_opened"] = "model" in setup.extra  # share_setup: the run, if stored
+
+
+HOLD_RUNS = 3  # the page runs after a link opened in which its values are set again (``_hold_link``)
+
+
+def _set_link(prefix: str, values: dict) -> None:
+    """A link's values into their widgets' keys, held for the next HOLD_RUNS runs."""
+    st.session_state.update(values)
+    st.session_state[f"{prefix}_link_hold"] = (values, HOLD_RUNS)
+
+
+def _hold_link(prefix: str) -> None:
+    """In the few runs after a link opened, its values set again where they still stand. Streamlit tells the browser a
+    value that session state holds only in the run that put it there; a browser whose drawing of that run was cut
+    short by the next one (the first deep link after start-up runs twice: once the old multipage way, once through
+    app.py) drew the boxes with their defaults (a Fashion link's 1 epoch shown as the preset's 15). A value the
+    student has changed since is left alone."""
+    if not (held := st.session_state.get(f"{prefix}_link_hold")):
+        return
+    values, runs = held
+    for key, value in values.items():
+        if key in st.session_state and st.session_state[key] == value:
+            st.session_state[key] = value  # set in this run: sent to the browser with the widget
+    st.session_state[f"{prefix}_link_hold"] = (values, runs - 1) if runs > 1 else None
 
 
 def _activation_option(preset_acts: tuple[str, ...], config: TrainConfig) -> tuple[str, ...] | None:
@@ -97,28 +119,29 @@ def _activation_option(preset_acts: tuple[str, ...], config: TrainConfig) -> tup
     return wanted[:1] if len(set(wanted)) == 1 else None
 
 
-def _restore_choices(page: LinkedPage, extra: dict[str, str], data: data_mod.MNIST) -> list[str]:
-    """The page's own choices from a link (a stored model, a test image); a note for each that cannot be used."""
+def _restore_choices(page: LinkedPage, extra: dict[str, str], data: data_mod.MNIST, values: dict) -> list[str]:
+    """The page's own choices from a link (a stored model, a test image) into ``values``; a note for each that cannot
+    be used."""
     notes = []
     if "model" in extra:
         if any(i.id == extra["model"] for i in stored_models()[0]):
-            st.session_state[page.model_key] = extra["model"]
+            values[page.model_key] = extra["model"]
         else:
             notes.append(f"model={extra['model']!r} left out: no such model in this class's store")
     if "image" in extra:
         text, n = extra["image"], len(data.test_labels)
         if text.isdecimal() and int(text) < n:
-            _pick_image(page.image_key, int(text), data)
+            values |= _image_choice(page.image_key, int(text), data)
         else:
             notes.append(f"image={text!r} left out: a test image is a number from 0 to {n - 1}")
     return notes
 
 
-def _pick_image(image_key: str, index: int, data: data_mod.MNIST) -> None:
-    """The test-image picker (``pickers.test_image_picker``) set on test image ``index``: its class, and which of them."""
+def _image_choice(image_key: str, index: int, data: data_mod.MNIST) -> dict:
+    """The test-image picker's keys (``pickers.test_image_picker``) for test image ``index``: its class, and which of
+    them."""
     digit = int(data.test_labels[index])
-    st.session_state[f"{image_key}_digit"] = digit
-    st.session_state[f"{image_key}_nth"] = int((data.test_labels[:index] == digit).sum())
+    return {f"{image_key}_digit": digit, f"{image_key}_nth": int((data.test_labels[:index] == digit).sum())}
 
 
 def _chosen(page: LinkedPage, data: data_mod.MNIST) -> dict[str, str]:
@@ -185,20 +208,23 @@ def restore_view(page: ViewPage, data: data_mod.MNIST) -> None:
     """Before the page's pickers: a link's choices into their session-state keys, once per link opened."""
     params = _address_params()
     if not params or params == st.session_state.get(f"{page.prefix}_link_seen"):
+        _hold_link(page.prefix)
         return
     st.session_state[f"{page.prefix}_link_seen"] = params
     view = view_from_params(params, {i.id for i in dataset_models()}, page.looks,
                             n_images=len(data.test_labels) if page.image_key else 0, most=4 if page.many_key else 0)
+    values = {}
     if view.models:
-        st.session_state[page.model_key] = view.models[0]
+        values[page.model_key] = view.models[0]
         if page.many_key:
-            st.session_state[page.compare_key] = view.side_by_side
+            values[page.compare_key] = view.side_by_side
             if view.side_by_side:
-                st.session_state[page.many_key] = view.models
+                values[page.many_key] = view.models
     if view.look:
-        st.session_state[page.look_key] = view.look
+        values[page.look_key] = view.look
     if view.image is not None:
-        _pick_image(page.image_key, view.image, data)
+        values |= _image_choice(page.image_key, view.image, data)
+    _set_link(page.prefix, values)
     st.session_state[f"{page.prefix}_link_notes"] = view.notes
 
 

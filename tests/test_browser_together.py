@@ -70,7 +70,7 @@ def _banner_shows(page, name: str, shots: Path) -> None:
     except PlaywrightTimeout:
         page.screenshot(path=str(shots / f"no_banner_{name}.png"), full_page=True)
         html = page.content()[:1500]
-        raise AssertionError(f"no banner on the {name} at {page.url}; events {EVENTS.get(id(page), [])[-15:]}; "
+        raise AssertionError(f"no banner on the {name} at {page.url}; events {[e for e in EVENTS.get(id(page), []) if 'Cannot send' not in e][:10]}; "
                              f"the page's HTML:\n{html}") from None
 
 
@@ -90,7 +90,8 @@ def _wait_url(page, part: str, timeout_s: float = 20) -> float:
     t0 = time.monotonic()
     while part not in page.url:
         if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"{page.url} never reached {part}")
+            raise AssertionError(f"{page.url} never reached {part}; events "
+                                 f"{[e for e in EVENTS.get(id(page), []) if 'Cannot send' not in e][:10]}")
         page.wait_for_timeout(50)
     return time.monotonic() - t0
 

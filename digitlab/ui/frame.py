@@ -29,7 +29,7 @@ from .resources import (
     whose,
 )
 from .text import duration_text, status
-from .together import class_bar
+from .together import class_bar, take_the_move
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -100,6 +100,7 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
     """Page config, title, the data banner and the sidebar; returns the dataset."""
     memory_keeper()
     _app_page_list()
+    take_the_move(title)  # following the teacher: their page, before anything of this one is drawn
     st.set_page_config(page_title=f"{title} · DigitLab", page_icon=icon, layout="wide",
                        initial_sidebar_state=sidebar_start())
     presenter_style()

@@ -28,6 +28,7 @@ PAGE = "page_title"  # session state: the title of the page this session is on
 NOT_FOLLOWING = "follow_opt_out"
 HELD = "train_held"  # session state: whether this page was drawn with the teacher holding Train
 LEAD_N = "lead_n"  # session state: the teacher's last move this session followed
+MOVE = "follow_move"  # session state: the teacher's page and setup, for the start of the next page run
 BANNER = "follow_banner"  # session state: the lead's page the banner names
 NAMING = "name_dialog"  # session state: the change-of-name dialog is open
 
@@ -229,19 +230,28 @@ def _banner(lead: dict) -> None:
 
 
 def _follow(lead: dict, title: str) -> None:
-    """The teacher's move, at the class bar's poll: to the lead's page and setup (nothing drawn). The move counts as
-    followed once this session is on the lead's page: a switch whose run a loaded server merged with another rerun of
-    the old page (the address took the setup, the page stayed) is tried again at the next poll."""
+    """The teacher's move, at the class bar's poll: to the lead's page and setup (nothing drawn). A move to another
+    page is made at the start of the page's next full run (``take_the_move``), never from inside the poll: a switch
+    made in a fragment could leave the poll's drawing addressed into the new page (the browser's "Bad delta path",
+    and a tab that stopped talking to the server). The move counts as followed once this session is on the lead's
+    page: a switch whose run a loaded server merged with another rerun of the old page is tried again."""
     if not lead["page"] or st.session_state.get(LEAD_N) == lead["n"]:
         return
-    if lead["page"] != title and (page := PAGES.get(lead["page"])) is not None:
-        st.switch_page(page, query_params=lead["query"] or None)
+    if lead["page"] != title and lead["page"] in PAGES:
+        st.session_state[MOVE] = (lead["page"], lead["query"])
+        st.rerun(scope="app")
     st.session_state[LEAD_N] = lead["n"]
     if lead["query"] != st.query_params.to_dict():
         st.query_params.from_dict(lead["query"])
         st.rerun(scope="app")
     if st.session_state.get(BANNER) != lead["page"]:
         st.rerun(scope="app")  # the teacher came to this page: the banner says so
+
+
+def take_the_move(title: str) -> None:
+    """First thing in a page run: the teacher's page and setup, when the class bar's poll found a move to them."""
+    if (move := st.session_state.pop(MOVE, None)) is not None and move[0] != title and move[0] in PAGES:
+        st.switch_page(PAGES[move[0]], query_params=move[1] or None)
 
 
 def _question(b: RoomBook, q: Question) -> None:

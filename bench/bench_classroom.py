@@ -48,7 +48,9 @@ Scenarios, in the order --all runs them:
   batch count (ceil(60000 / batch)); the records' own train_seconds are summed beside it. Target: last
   end <= 1.5x that sum. It waits at most max(90 s, 3x that sum).
 - watch-cnn: as watch, on the CNN page with CNN_WATCH (cnn-fast, 1 epoch, 20,000 images; batch 64 alone, 65 for
-  the --students watchers). Target: many / one <= 1.1.
+  the --students watchers), and the run watched by one again after the class has left (batch 63): the class's run
+  is set against the mean of the two runs watched by one, so that a machine that slows down or speeds up during
+  the scenario moves both sides. Target: many / one <= 1.1.
 
 Every phase and wait is bounded (and --max-minutes skips what would start later); a scenario whose page
 or widget cannot be found stops the run with a message naming what the page shows. The exit code is 1
@@ -684,9 +686,9 @@ class Bench:
         await self.warm_up_run([CNN_SOLO_BATCH], preset, 1000)
         await self.ready_cnn(one, CNN_SOLO_BATCH)
         solo = await self.watched_run([one], CNN_SOLO_BATCH, preset, epochs, limit)
-        await one.close()
         name = f"one CNN run watched by {self.args.students} on the CNN page vs by one"
         if solo is None:
+            await one.close()
             self.figures.append(Figure(name, "the watched-by-one run left no record", "<= 1.1x", False))
             return
         self.set_phase(f"CNN watched by {self.args.students}")
@@ -697,13 +699,21 @@ class Bench:
             for s in watchers:
                 await s.close()
         if many is None:
+            await one.close()
             self.figures.append(Figure(name, "the run left no record in 300 s", "<= 1.1x", False))
             return
+        self.set_phase("CNN watched by one, again")
+        await self.ready_cnn(one, CNN_SOLO_BATCH - 1)
+        again = await self.watched_run([one], CNN_SOLO_BATCH - 1, preset, epochs, limit)
+        await one.close()
+        solos = [solo] + ([again] if again is not None else [])
+        one_s = sum(r[0] for r in solos) / len(solos)
         self.figures.append(Figure(
-            name, f"{many[0] / solo[0]:.2f}x ({secs(many[0])} vs {secs(solo[0])}, Train -> record; the training "
-            f"process's wall time {many[2]:.1f} vs {solo[2]:.1f} s, CPU {many[1]:.1f} vs {solo[1]:.1f} s; {preset}, "
-            f"{epochs} epoch, {limit:,} images)",
-            "<= 1.1x", many[0] / solo[0] <= 1.1))
+            name, f"{many[0] / one_s:.2f}x ({secs(many[0])} vs {' and '.join(secs(r[0]) for r in solos)} watched by "
+            f"one before and after, Train -> record; the training process's wall time {many[2]:.1f} vs "
+            f"{' and '.join(f'{r[2]:.1f}' for r in solos)} s, CPU {many[1]:.1f} vs "
+            f"{' and '.join(f'{r[1]:.1f}' for r in solos)} s; {preset}, {epochs} epoch, {limit:,} images)",
+            "<= 1.1x", many[0] / one_s <= 1.1))
 
 
 # ---------------------------------------------------------------- running it

@@ -230,8 +230,8 @@ def dataset_choice() -> None:
                      format_func=lambda k: data_mod.DATASETS[k].title,
                      help="Every stage works on either: handwritten digits (MNIST), or ten kinds of clothing and "
                      "shoes in the same 28x28 format (Fashion-MNIST), where the models are further apart.")
-    if current == "mnist" and DATASET_KEY in st.query_params:
-        del st.query_params[DATASET_KEY]
+    if current == "mnist" and st.query_params.get(DATASET_KEY, "mnist") != "mnist":
+        del st.query_params[DATASET_KEY]  # (a stage page's setup says dataset=mnist: left, or each run changed it twice)
     elif current != "mnist" and st.query_params.get(DATASET_KEY) != current:
         st.query_params[DATASET_KEY] = current
 

@@ -249,9 +249,18 @@ def _follow(lead: dict, title: str) -> None:
 
 
 def take_the_move(title: str) -> None:
-    """First thing in a page run: the teacher's page and setup, when the class bar's poll found a move to them."""
-    if (move := st.session_state.pop(MOVE, None)) is not None and move[0] != title and move[0] in PAGES:
-        st.switch_page(PAGES[move[0]], query_params=move[1] or None)
+    """First thing in a page run: the teacher's page, when the class bar's poll found a move to it; on arrival, the
+    teacher's setup into the address (before the page reads it). The switch itself leaves the address alone: a switch
+    that changed the address in the browser first was, under load, now and then overtaken by a rerun of the old page
+    (the address took the setup, the page stayed)."""
+    if (move := st.session_state.get(MOVE)) is None:
+        return
+    page, query = move
+    if page != title and page in PAGES:
+        st.switch_page(PAGES[page])
+    del st.session_state[MOVE]
+    if page == title and query != _address():
+        st.query_params.from_dict(query)
 
 
 def _question(b: RoomBook, q: Question) -> None:

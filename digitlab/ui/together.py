@@ -174,21 +174,27 @@ def together() -> None:
                        "page or in the sidebar.")
         else:  # (a teacher who reloaded must reach the key box: the Teacher page never follows)
             _banner(lead)
-    (_bar_following if st.session_state[FAST] else _bar_calm)()
+    _poll(title, st.session_state[FAST])()
 
 
 def _fast(lead: dict) -> bool:
     return bool(lead["on"]) and (is_teacher() or not st.session_state.get(NOT_FOLLOWING))
 
 
-@st.fragment(run_every=FOLLOW_S)
-def _bar_following() -> None:
-    _bar()
+_POLLS: dict[tuple[str, bool], object] = {}
 
 
-@st.fragment(run_every=CALM_S)
-def _bar_calm() -> None:
-    _bar()
+def _poll(title: str, fast: bool):
+    """The class bar's poll on the page ``title``: a fragment of its own per page. Streamlit names a fragment by its
+    function and its place on the page, the same on every page here, so a poll the browser asked for just before a
+    move ran on the new page, into a page it had not drawn yet (the browser's "Bad delta path", a dead tab)."""
+    if (poll := _POLLS.get((title, fast))) is None:
+        def poll() -> None:
+            _bar()
+
+        poll.__qualname__ = f"class_bar_poll[{title}, {'following' if fast else 'calm'}]"
+        poll = _POLLS.setdefault((title, fast), st.fragment(poll, run_every=FOLLOW_S if fast else CALM_S))
+    return poll
 
 
 @needs_book(quiet=True)

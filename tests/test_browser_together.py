@@ -70,7 +70,7 @@ def _banner_shows(page, name: str, shots: Path) -> None:
     except PlaywrightTimeout:
         page.screenshot(path=str(shots / f"no_banner_{name}.png"), full_page=True)
         html = page.content()[:1500]
-        raise AssertionError(f"no banner on the {name} at {page.url}; events {[e for e in EVENTS.get(id(page), []) if 'Cannot send' not in e][:10]}; "
+        raise AssertionError(f"no banner on the {name} at {page.url}; events {_said(page)}; "
                              f"the page's HTML:\n{html}") from None
 
 
@@ -86,12 +86,17 @@ def _listen(page) -> None:
     page.on("pageerror", lambda e: log.append(f"pageerror {str(e)[:200]}"))
 
 
+def _said(page) -> list[str]:
+    """The first things the browser said about a page (a tab cut off repeats "Cannot send rerun" after them)."""
+    return [e for e in EVENTS.get(id(page), []) if "Cannot send" not in e][:10]
+
+
 def _wait_url(page, part: str, timeout_s: float = 20) -> float:
     t0 = time.monotonic()
     while part not in page.url:
         if time.monotonic() - t0 > timeout_s:
             raise AssertionError(f"{page.url} never reached {part}; events "
-                                 f"{[e for e in EVENTS.get(id(page), []) if 'Cannot send' not in e][:10]}")
+                                 f"{_said(page)}")
         page.wait_for_timeout(50)
     return time.monotonic() - t0
 

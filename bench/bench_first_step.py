@@ -3,7 +3,8 @@
     DIGITLAB_DATA_DIR=../shared/mnist python bench/bench_first_step.py [--rounds 3] [--record]
 
 Each round, in turn: a fresh queue (``runs.queue.JobQueue``, its own model folder) gets a run with no training process
-running (cold: Python, torch, the optimisers' first import and the dataset are all ahead of the first step), and a
+and no zygote running (cold: Python, torch, the optimisers' first import and the dataset are all ahead of the first
+step), and a
 fresh queue that a page has asked to ``warm`` a few seconds earlier (the student picking settings) gets the same
 run, and so does one whose earlier run's process ended idle before a page warmed a new one (a later lesson's first
 Train). Timed from ``submit`` (the Train click's own call) to the first progress report the page can show.
@@ -29,7 +30,7 @@ from results import record  # noqa: E402
 from digitlab.data import load_mnist  # noqa: E402
 from digitlab.models import PRESETS  # noqa: E402
 from digitlab.runs.queue import JobQueue  # noqa: E402
-from digitlab.runs.runners import process  # noqa: E402
+from digitlab.runs.runners import process, zygote  # noqa: E402
 from digitlab.store import ModelStore  # noqa: E402
 
 CONFIG = PRESETS["mlp-128-64"].with_(epochs=1, train_limit=6_000)
@@ -37,6 +38,8 @@ SETTLE_S = 8.0  # how long the student reads and picks settings after the page o
 
 
 def first_step_seconds(data, warm: bool, after_a_run: bool = False) -> float:
+    if not warm:
+        zygote.stop()  # cold: no training process and no zygote to fork one from (a server's first run of the day)
     with tempfile.TemporaryDirectory() as folder:
         queue = JobQueue(ModelStore(Path(folder) / "models"))
         try:

@@ -18,6 +18,7 @@ from digitlab.models import PRESETS
 from digitlab.queue_server import QueueService, RemoteQueue
 from digitlab.runs.interface import JobRefused, TrainingQueue
 from digitlab.runs.queue import JobQueue
+from digitlab.runs.runners import zygote
 from digitlab.ui.text import over_limit_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,8 @@ def server(tmp_path):
 
 
 def training_processes(pid: int) -> list[int]:
-    """The training processes (python -m digitlab.runs.worker) among ``pid``'s descendants, read from /proc."""
+    """The training processes among ``pid``'s descendants, read from /proc: forked by the zygote (named
+    ``digitlab-worker``) or started as ``python -m digitlab.runs.worker``."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -59,7 +61,8 @@ def training_processes(pid: int) -> list[int]:
         for child in children.get(todo.pop(), []):
             todo.append(child)
             try:
-                if b"digitlab.runs.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"digitlab.runs.worker" in Path(f"/proc/{child}/cmdline").read_bytes() or \
+                        Path(f"/proc/{child}/comm").read_text().strip() == zygote.WORKER_NAME:
                     found.append(child)
             except OSError:
                 continue

@@ -152,6 +152,19 @@ class Server:
         kids = [u for u in (_proc_usage(c) for c in _children(self.pid)) if u is not None]
         return own, Usage(sum(u.cpu_s for u in kids), sum(u.rss_mb for u in kids), sum(u.pss_mb for u in kids)), len(kids)
 
+    def training_processes(self) -> list[int]:
+        """The server's training processes (forked by its zygote, named ``digitlab-worker``, or started as
+        ``python -m digitlab.runs.worker``); the zygote itself is not one."""
+        found = []
+        for pid in _children(self.pid):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "digitlab-worker" or \
+                        b"digitlab.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue  # ended while the list was read
+        return found
+
     def stop(self) -> None:
         """End the server's process group, then any descendant that left the group (a worker in its own session)."""
         kids = _children(self.pid) if self.proc.poll() is None else []

@@ -108,6 +108,10 @@ class Zygote:
         with self._cond:
             self._gone = True
             self._cond.notify_all()
+        try:
+            self.proc.wait(timeout=30)  # it ended (idle, or killed): reaped, not left a zombie
+        except subprocess.TimeoutExpired:
+            pass
 
     def alive(self) -> bool:
         return not self._gone and self.proc.poll() is None

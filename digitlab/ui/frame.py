@@ -74,11 +74,22 @@ def _stage_pages(root: Path | None = None) -> list:
             for path, title, icon, _ in existing_stages()]
 
 
+NAV_PAGES = "nav_pages"  # session state: (the pages/ listing, its st.Pages) this session's runs reuse
+
+
 def navigation(home: Callable[[], None]) -> None:
-    """The sidebar: Home first, then every stage; a new stage joins by adding its file to pages/."""
+    """The sidebar: Home first, then every stage; a new stage joins by adding its file to pages/. The stages' st.Pages
+    are made once per session, not on every run: each st.Page resolves its file's path (a system call per folder on the
+    way, each one giving up the interpreter to the class's other runs: 8% of the server's time while 60 followed the
+    teacher). Not shared between sessions: st.navigation marks on the page object which page a run may call."""
     global _app_navigation_seen
     _app_navigation_seen = True
-    pages = [st.Page(home, title=HOME[0], icon=HOME[1], default=True), *_stage_pages()]
+    listing = existing_stages()
+    made = st.session_state.get(NAV_PAGES)
+    if made is None or made[0] is not listing:
+        made = (listing, _stage_pages())
+        st.session_state[NAV_PAGES] = made
+    pages = [st.Page(home, title=HOME[0], icon=HOME[1], default=True), *made[1]]  # (a function: nothing to resolve)
     PAGES.update({"DigitLab" if p.title == HOME[0] else p.title: p for p in pages})  # by page_setup's title
     st.navigation(pages).run()
 

@@ -166,6 +166,15 @@ class Zygote:
 
 
 def _exists(pid: int) -> bool:
+    """Whether the process still runs. One whose zygote died is an orphan, reaped by the machine's first process,
+    which in a container may never do it: a zombie (state Z in /proc) has ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:][:1] != "Z"
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        pass  # no /proc (macOS): ask the kernel
     try:
         os.kill(pid, 0)
         return True

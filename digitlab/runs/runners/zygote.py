@@ -146,14 +146,13 @@ class Zygote:
             return None
 
     def wait_exit(self, pid: int, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            ended = self._cond.wait_for(lambda: pid in self._codes or self._gone, timeout)
-        code = self.exit_code(pid)
-        while code is None and ended and self._gone:  # the zygote went first: the process ends on its own
-            code = self.exit_code(pid)
-            threading.Event().wait(0.05)
-        if code is None:
-            raise subprocess.TimeoutExpired(f"training process {pid}", timeout)
+            self._cond.wait_for(lambda: pid in self._codes or self._gone, timeout)
+        while (code := self.exit_code(pid)) is None:  # the zygote went first: nobody is left to say when it ends
+            if not self._gone or (deadline is not None and time.monotonic() >= deadline):
+                raise subprocess.TimeoutExpired(f"training process {pid}", timeout)
+            time.sleep(0.05)
         return code
 
     def close(self) -> None:

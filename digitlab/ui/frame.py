@@ -123,7 +123,7 @@ def page_setup(title: str, icon: str = "🔢", intro: str = "") -> data_mod.MNIS
         st.markdown(intro)
     data = get_data()
     data_banner(data)
-    sidebar_status(data)
+    sidebar_status(data, title)
     return data
 
 
@@ -429,7 +429,7 @@ def fetch_full_mnist(dataset: str = "mnist") -> None:
     st.rerun()
 
 
-def sidebar_status(data: data_mod.MNIST) -> None:
+def sidebar_status(data: data_mod.MNIST, title: str) -> None:
     with st.sidebar:
         where = f"the bundled sample of {data.spec.title}" if data.is_sample else f"full {data.spec.title} ({data.source.kind})"
         st.caption(f"**Data:** {where}")
@@ -441,10 +441,25 @@ def sidebar_status(data: data_mod.MNIST) -> None:
 
         st.toggle("Presenter mode", key="present_mode", on_change=switched, help="Larger charts and text for a "
                   "projector. Add ?present=1 to the address to open any page in it.")
-        st.fragment(run_every=SIDEBAR_EVERY_S)(_training_line)()
+        _training_line_on(title)()
 
 
 SIDEBAR_EVERY_S = 3.0  # the sidebar's training line looks at the queue this often, on every page
+_LINES: dict[str, Callable[[], None]] = {}
+
+
+def _training_line_on(title: str) -> Callable[[], None]:
+    """The sidebar's training line on the page ``title``: a fragment of its own per page, as the class bar's poll
+    (``together._poll``). Streamlit names a fragment by its function and its place on the page, the same in every
+    page's sidebar, so a redraw the browser asked for just before a move to another page ran into the new page's
+    sidebar before the browser had drawn it (the lesson test's "Bad delta path index 5", a dead tab)."""
+    if (line := _LINES.get(title)) is None:
+        def line() -> None:
+            _training_line()
+
+        line.__qualname__ = f"training_line[{title}]"
+        line = _LINES.setdefault(title, st.fragment(line, run_every=SIDEBAR_EVERY_S))
+    return line
 
 
 def _training_line() -> None:

@@ -26,6 +26,7 @@ from .resources import (
     get_data,
     get_queue,
     memory_keeper,
+    page_fragment,
     whose,
 )
 from .text import duration_text, status
@@ -441,25 +442,10 @@ def sidebar_status(data: data_mod.MNIST, title: str) -> None:
 
         st.toggle("Presenter mode", key="present_mode", on_change=switched, help="Larger charts and text for a "
                   "projector. Add ?present=1 to the address to open any page in it.")
-        _training_line_on(title)()
+        page_fragment("training_line", title, _training_line, SIDEBAR_EVERY_S)()  # one per page
 
 
 SIDEBAR_EVERY_S = 3.0  # the sidebar's training line looks at the queue this often, on every page
-_LINES: dict[str, Callable[[], None]] = {}
-
-
-def _training_line_on(title: str) -> Callable[[], None]:
-    """The sidebar's training line on the page ``title``: a fragment of its own per page, as the class bar's poll
-    (``together._poll``). Streamlit names a fragment by its function and its place on the page, the same in every
-    page's sidebar, so a redraw the browser asked for just before a move to another page ran into the new page's
-    sidebar before the browser had drawn it (the lesson test's "Bad delta path index 5", a dead tab)."""
-    if (line := _LINES.get(title)) is None:
-        def line() -> None:
-            _training_line()
-
-        line.__qualname__ = f"training_line[{title}]"
-        line = _LINES.setdefault(title, st.fragment(line, run_every=SIDEBAR_EVERY_S))
-    return line
 
 
 def _training_line() -> None:

@@ -175,6 +175,23 @@ def per_model(func: Callable[..., T], model_id: str) -> T:
     return shared_figure(key, lambda: func(*_load_model(root, model_id, mtime)))
 
 
+_PAGE_FRAGMENTS: dict[tuple[str, str], Callable[[], None]] = {}
+
+
+def page_fragment(name: str, title: str, draw: Callable[[], None], run_every: float) -> Callable[[], None]:
+    """``draw`` as a fragment redrawn every ``run_every`` s, one of its own on each page ``title``. Streamlit names a
+    fragment by its function and its place on the page, the same on every page here (the class bar's poll, the
+    sidebar's training line), so a redraw the browser asked for just before a move to another page ran into the new
+    page before the browser had drawn it (the browser's "Bad delta path", a dead tab)."""
+    if (fragment := _PAGE_FRAGMENTS.get((name, title))) is None:
+        def fragment() -> None:
+            draw()
+
+        fragment.__qualname__ = f"{name}[{title}]"
+        fragment = _PAGE_FRAGMENTS.setdefault((name, title), st.fragment(fragment, run_every=run_every))
+    return fragment
+
+
 PAGES: dict[str, st.Page] = {}  # page_setup's title -> the page as st.navigation knows it (ui.together's follow me)
 BROWSER = "browser"  # session state: this browser's key (ui.together, from a token in the browser's own storage)
 TEACHER = "teacher_unlocked"  # session state: this session gave the teacher key (ui.teacher)

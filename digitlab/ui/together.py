@@ -18,7 +18,17 @@ from ..collection import Collection, CollectionError
 from ..room_book import ADJECTIVES, ANIMALS, Question, RoomBook, RoomError, browser_key
 from .analyses import model_analysis
 from .fool import round_note
-from .resources import BROWSER, PAGES, get_data, get_queue, is_teacher, load_model, needs_book, pseudonym_of
+from .resources import (
+    BROWSER,
+    PAGES,
+    get_data,
+    get_queue,
+    is_teacher,
+    load_model,
+    needs_book,
+    page_fragment,
+    pseudonym_of,
+)
 from .room import seen
 
 FOLLOW_S = 0.5  # the class bar's poll while following: the teacher's move reaches a student within this and a page run
@@ -181,20 +191,10 @@ def _fast(lead: dict) -> bool:
     return bool(lead["on"]) and (is_teacher() or not st.session_state.get(NOT_FOLLOWING))
 
 
-_POLLS: dict[tuple[str, bool], object] = {}
-
-
 def _poll(title: str, fast: bool):
-    """The class bar's poll on the page ``title``: a fragment of its own per page. Streamlit names a fragment by its
-    function and its place on the page, the same on every page here, so a poll the browser asked for just before a
-    move ran on the new page, into a page it had not drawn yet (the browser's "Bad delta path", a dead tab)."""
-    if (poll := _POLLS.get((title, fast))) is None:
-        def poll() -> None:
-            _bar()
-
-        poll.__qualname__ = f"class_bar_poll[{title}, {'following' if fast else 'calm'}]"
-        poll = _POLLS.setdefault((title, fast), st.fragment(poll, run_every=FOLLOW_S if fast else CALM_S))
-    return poll
+    """The class bar's poll on the page ``title``, one fragment per page (``resources.page_fragment``)."""
+    return page_fragment("class_bar_poll_following" if fast else "class_bar_poll_calm", title, _bar,
+                         FOLLOW_S if fast else CALM_S)
 
 
 @needs_book(quiet=True)

@@ -30,11 +30,10 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
 START_TIMEOUT_S = 300.0  # a loaded machine can take minutes to import torch
-MESSAGE_BYTES = 1 << 20
+MESSAGE_BYTES = 1 << 20  # a request carries the environment: a few kilobytes
 IDLE_S = 120.0  # with no training process of its own and no request this long, the zygote ends: its memory comes back
-WORKER_NAME = "digitlab-worker"  # a forked training process's name in ``top`` (its command line is its zygote's)  # a request carries the environment: a few kilobytes
+WORKER_NAME = "digitlab-worker"  # a forked training process's name in ``top`` (its command line is its zygote's)
 
 
 class Forked:
@@ -66,12 +65,12 @@ class Forked:
 class Zygote:
     """The parent's side: starts the zygote, asks it for forks, and hears when they end."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, cwd: str):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "digitlab.runs.runners.zygote", str(theirs.fileno()), str(IDLE_S)],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd=str(ROOT),
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env, cwd=cwd,
             )
         finally:
             theirs.close()
@@ -197,7 +196,7 @@ def fork_worker(argv: list[str], env: dict, cwd: str) -> Forked | None:
         with _lock:
             if _zygote is None or not _zygote.alive():
                 try:
-                    _zygote = Zygote(env)
+                    _zygote = Zygote(env, cwd)
                 except OSError:
                     traceback.print_exc()
                     return None
@@ -237,8 +236,8 @@ def _serve(sock: socket.socket, idle_s: float) -> int:
     without_gpu_compiler()  # as in every training process: torch reads Triton as not installed
     import torch  # noqa: F401
 
-    from .. import worker
     from ... import live, store, train  # noqa: F401  (what a run imports, imported once for every fork)
+    from .. import worker
 
     # torch's compiler stack (70 MB, imported by the first optimiser) is left to the training processes that want
     # it (``worker --lean``): a class only browsing a server just started holds less

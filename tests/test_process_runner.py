@@ -12,6 +12,7 @@ import time
 import pytest
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
+from test_memory import gpu_code_kb
 
 from digitlab.models import PRESETS
 from digitlab.runs.queue import JobQueue
@@ -199,6 +200,7 @@ def test_memory_comes_back_an_idle_or_grown_training_process_is_replaced(mnist, 
     try:
         assert queue.wait(queue.submit(SMALL_MLP.with_(seed=21), mnist, owner="a").id, timeout=120).state == "done"
         (first,) = queue.worker_pids()  # its first run sets the baseline: kept
+        assert gpu_code_kb(first) < 1024  # the CUDA code torch loads, handed back (digitlab.memory), trained without
         assert queue.wait(queue.submit(SMALL_MLP.with_(seed=22), mnist, owner="a").id, timeout=120).state == "done"
         deadline = time.monotonic() + 60
         while first in queue.worker_pids() and time.monotonic() < deadline:

@@ -18,6 +18,7 @@ each fork, ``{"exit": pid, "code": code}`` when one ends (a negative code: the s
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -231,13 +232,19 @@ def _name_process(name: str) -> None:
 
 def _serve(sock: socket.socket, idle_s: float) -> int:
     _name_process("digitlab-zygote")
-    from ...memory import without_gpu_compiler
+    gc.disable()  # Python's advice for a process that forks without exec: no collection leaves holes in the pages
+    from ...memory import without_gpu_code_pages, without_gpu_compiler
 
     without_gpu_compiler()  # as in every training process: torch reads Triton as not installed
     import torch  # noqa: F401
 
     from ... import live, store, train  # noqa: F401  (what a run imports, imported once for every fork)
     from .. import worker
+
+    without_gpu_code_pages()  # before any fork: no training process holds the CUDA code it never runs
+    gc.freeze()  # Python's advice for fork without exec (with gc.disable above, gc.enable in each fork): the objects
+    # made so far are left out of every collection, so a training process's collector does not write into (and copy)
+    # the pages it shares with the zygote
 
     # torch's compiler stack (70 MB, imported by the first optimiser) is left to the training processes that want
     # it (``worker --lean``): a class only browsing a server just started holds less
@@ -283,6 +290,7 @@ def _serve(sock: socket.socket, idle_s: float) -> int:
                 os.environ.update(request["env"])
                 os.chdir(request["cwd"])
                 _name_process(WORKER_NAME)
+                gc.enable()
                 code = worker.main(request["argv"])
             except BaseException:
                 traceback.print_exc()

@@ -99,8 +99,11 @@ def open_regular(path: Path, limit: int, what: str):
 def read_regular(path: Path, limit: int, what: str) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes (open_regular), read with that bound."""
     with open_regular(path, limit, what) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:  # it grew after the check
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(size + 1)  # (read(limit + 1) set aside the whole limit, 512 MB, on every read of a small file)
+        if len(data) > size:  # it grew after the check: read on, to the bound
+            data += f.read(limit + 1 - len(data))
+    if len(data) > limit:  # it grew past the bound after the check
         raise StoreError(f"its {what} is more than {limit / 1e6:,.0f} MB: not read")
     return data
 

@@ -24,7 +24,9 @@ Scenarios, in the order --all runs them:
   scenario for --phase-s (at least 20 s). Targets: click p95 <= 3 s, no errors; peak memory (PSS) of the server
   and its training process together <= 1.2 GB (their RSS is printed beside it).
 - cpu: one student reruns every page --reruns times each; the server's CPU delta over each rerun (0.25 s after
-  script_finished included). Target: median <= 40 ms per page.
+  script_finished included), printed beside the figure. The figure itself, median <= 40 ms per page, is issue 28's
+  as it defines it: AppTest's, with a stored CNN, MLP and linear model (bench_pages.py, run by --all and --cpu
+  once the server has stopped).
 - churn: --churn-n students come and go, two at a time: connect, open Home and one other page, leave.
   Server RSS before and 10 s after. Target: growth <= 50 MB.
 - class: --students students arrive within 5 s, each every 2-6 s reruns its page (on Data Explorer
@@ -241,6 +243,7 @@ class Bench:
     solo: tuple[float, float, float] | None = None  # the watched-by-one run: (wall s, record's train_seconds, its wall_seconds)
     per_page: dict[str, list] = field(default_factory=dict)  # phase -> the class's reruns in it (each knows its page)
     page_cpu: dict[str, float] = field(default_factory=dict)  # page -> median server CPU s per rerun (cpu scenario)
+    page_cpu_apptest: dict[str, float] = field(default_factory=dict)  # page -> the same under AppTest (pages_cpu)
 
     def __post_init__(self):
         self.rng = random.Random(12)
@@ -318,9 +321,9 @@ class Bench:
             mean = statistics.fmean(deltas) if deltas else math.nan
             self.page_cpu[page] = med
             self.figures.append(Figure(
-                f"server CPU per rerun: {page}",
-                f"median {med * 1000:.0f} ms (mean {mean * 1000:.0f} ms, {len(deltas)} reruns)",
-                "<= 40 ms", None if not deltas else round(med, 3) <= 0.040))  # CPU times come in 10 ms ticks: 0.04000000001 is 40 ms
+                f"real-server CPU per rerun: {page}",
+                f"median {med * 1000:.0f} ms (mean {mean * 1000:.0f} ms, {len(deltas)} reruns; 10 ms ticks, the 0.25 s "
+                "after each rerun counted)", "beside AppTest's figure (below)", None))
         await s.close()
 
     # ------------------------------------------------------------ scenario: students coming and going
@@ -765,16 +768,18 @@ def pages_table(bench: Bench) -> list[str]:
     phases = list(bench.per_page)
     if not phases and not bench.page_cpu:
         return []
-    out = ["", "Per page: click p50 / p95 (clicks) in each phase; server CPU per rerun (median, the cpu scenario).", "",
-           "| page | " + " | ".join(phases) + " | server CPU per rerun |", "|---" * (len(phases) + 2) + "|"]
+    out = ["", "Per page: click p50 / p95 (clicks) in each phase; server CPU per rerun (median): AppTest's (the figure), "
+           "and the real server's (the cpu scenario).", "",
+           "| " + " | ".join(["page", *phases, "server CPU per rerun, AppTest", "real server"]) + " |",
+           "|---" * (len(phases) + 3) + "|"]
     for page in CLASS_PAGES:
         cells = []
         for phase in phases:
             lat = [r.latency for r in bench.per_page[phase] if r.page == page and r.kind == "click"
                    and r.latency is not None]
             cells.append(f"{secs(pct(lat, 0.5))} / {secs(pct(lat, 0.95))} ({len(lat)})" if lat else "-")
-        cpu = bench.page_cpu.get(page)
-        cells.append("-" if cpu is None or math.isnan(cpu) else f"{cpu * 1000:.0f} ms")
+        for cpu in (bench.page_cpu_apptest.get(page), bench.page_cpu.get(page)):
+            cells.append("-" if cpu is None or math.isnan(cpu) else f"{cpu * 1000:.0f} ms")
         out.append(f"| {page} | " + " | ".join(cells) + " |")
     return out
 
@@ -782,7 +787,7 @@ def pages_table(bench: Bench) -> list[str]:
 def table(bench: Bench) -> list[str]:
     out = ["| figure | measured | target | |", "|---|---|---|---|"]
     for f in bench.figures:
-        verdict = "n/a" if f.ok is None else ("PASS" if f.ok else "FAIL")
+        verdict = "-" if f.ok is None else ("PASS" if f.ok else "FAIL")
         out.append(f"| {f.name} | {f.measured} | {f.target} | {verdict} |")
     out += pages_table(bench)
     errs = bench.errors()
@@ -791,6 +796,26 @@ def table(bench: Bench) -> list[str]:
     if len(errs) > 8:
         out.append(f"- ... and {len(errs) - 8} more")
     return out
+
+
+def pages_cpu(bench: Bench, env: dict, tmp: Path) -> None:
+    """Issue 28's per-page figure as it is defined: the server CPU of one rerun of each page under AppTest (the real
+    runtime in this process, no websocket), median of 20 warm reruns, with a stored CNN, MLP and linear model
+    (bench_pages.py, run here once the server has stopped, so nothing else shares the machine)."""
+    out = tmp / "pages.json"
+    print(f"[{time.monotonic() - bench.started:5.0f} s] pages (AppTest)", flush=True)
+    done = subprocess.run([sys.executable, "bench/bench_pages.py", "--keep-models", str(tmp / "pages-models"),
+                           "--json", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if not out.is_file():
+        bench.figures.append(Figure("server CPU per rerun (AppTest)", f"bench_pages.py failed: "
+                                    f"{(done.stderr or done.stdout)[-300:]}", "<= 40 ms", False))
+        return
+    for page, r in json.loads(out.read_text()).items():
+        bench.page_cpu_apptest[page] = r["median"]
+        bench.figures.append(Figure(
+            f"server CPU per rerun (AppTest): {page}", f"median {r['median'] * 1000:.0f} ms (p95 "
+            f"{r['p95'] * 1000:.0f} ms, 20 reruns; first run {r['first_cpu']:.2f} s)", "<= 40 ms",
+            r["median"] <= 0.040 and not r["problems"]))
 
 
 def _interrupt(signum, frame) -> None:
@@ -856,6 +881,8 @@ def main() -> int:
         if stopped:
             bench.notes.append(stopped)
             args.record = False  # a partial run is not a result
+        elif "cpu" in which:
+            pages_cpu(bench, env, Path(tmp))
     elapsed = time.monotonic() - t_start
     command = f"DIGITLAB_DATA_DIR={os.environ.get('DIGITLAB_DATA_DIR', '../shared/mnist')} python bench/bench_classroom.py " \
         + " ".join(sys.argv[1:])

@@ -19,6 +19,7 @@ neighbours than about the page.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -102,6 +103,7 @@ def main() -> int:
                     help="the model store to train into and keep (reused when it holds the three models)")
     ap.add_argument("--record", action="store_true", help="put the table first under its section of bench/RESULTS.md")
     ap.add_argument("--note", default="", help="a line under the table (what changed, what the machine was doing)")
+    ap.add_argument("--json", metavar="PATH", default=None, help="also write each page's figures to PATH (as JSON)")
     args = ap.parse_args()
 
     from digitlab import settings
@@ -128,6 +130,8 @@ def main() -> int:
                     f"| {r['wall'] * 1000:.0f} | {ok} |" + (f" {'; '.join(r['problems'])}" if r["problems"] else ""))
         print(rows[-1], flush=True)
     load_after = os.getloadavg()[0]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results))
     met = sum(r["median"] <= TARGET_S for r in results.values())
     shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--note" and (i == 0 or sys.argv[i] != "--note")]
     command = " ".join(["python", "bench/bench_pages.py", *shown])

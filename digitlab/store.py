@@ -100,19 +100,16 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes (open_regular), read with that bound."""
     with open_regular(path, limit, what) as f:
         size = os.fstat(f.fileno()).st_size
-        data = f.read(size + 1)  # (read(limit + 1) set aside the whole limit, 512 MB, on every read of a small file)
-        if len(data) > size:  # it grew after the check: read on, to the bound
-            data += f.read(limit + 1 - len(data))
+        data = f.read(size + 1)  # its size and a byte more (read(limit + 1) set aside 512 MB for any small file)
+        data += f.read(limit + 1 - len(data)) if len(data) > size else b""  # it grew after the check: on to the bound
     if len(data) > limit:  # it grew past the bound after the check
         raise StoreError(f"its {what} is more than {limit / 1e6:,.0f} MB: not read")
     return data
 
 
 def read_header(path: Path) -> tuple[dict, int]:
-    """The tensors a safetensors file says it holds (name -> dtype, shape, offsets), and the size that implies.
-
-    Only the header is read (its length is checked first): nothing of the size of the weights is allocated.
-    """
+    """The tensors a safetensors file says it holds (name -> dtype, shape, offsets), and the size that implies. Only
+    the header is read (its length is checked first): nothing of the size of the weights is allocated."""
     with open_regular(path, MAX_WEIGHTS_BYTES, "weights file") as f:
         head = f.read(8)
         if len(head) < 8:

@@ -63,6 +63,8 @@ def without_gpu_code_pages() -> int:
     freed, region = 0, None
     for line in text.splitlines():
         head = line.split()
+        if not head:
+            continue
         if not head[0].endswith(":"):  # a mapping's first line: "start-end perms offset dev inode path"
             region = None
             if len(head) >= 6 and head[1] in ("r-xp", "r--p") and any(part in head[5] for part in GPU_CODE):

@@ -88,7 +88,7 @@ def _pss_mb(pid: int) -> float:
     return math.nan
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` (training workers, whatever they start)."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -149,25 +149,18 @@ class Server:
     def usage(self) -> tuple[Usage, Usage, int]:
         """(server process, all its descendants together, how many descendants)."""
         own = _proc_usage(self.pid) or Usage(0.0, 0.0)
-        kids = [u for u in (_proc_usage(c) for c in _children(self.pid)) if u is not None]
+        kids = [u for u in (_proc_usage(c) for c in descendants(self.pid)) if u is not None]
         return own, Usage(sum(u.cpu_s for u in kids), sum(u.rss_mb for u in kids), sum(u.pss_mb for u in kids)), len(kids)
 
     def training_processes(self) -> list[int]:
-        """The server's training processes (forked by its zygote, named ``digitlab-worker``, or started as
-        ``python -m digitlab.runs.worker``); the zygote itself is not one."""
-        found = []
-        for pid in _children(self.pid):
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "digitlab-worker" or \
-                        b"digitlab.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(pid)
-            except OSError:
-                continue  # ended while the list was read
-        return found
+        """The server's training processes (``runners.zygote.is_training_process``); the zygote itself is not one."""
+        from digitlab.runs.runners.zygote import is_training_process
+
+        return [pid for pid in descendants(self.pid) if is_training_process(pid)]
 
     def stop(self) -> None:
         """End the server's process group, then any descendant that left the group (a worker in its own session)."""
-        kids = _children(self.pid) if self.proc.poll() is None else []
+        kids = descendants(self.pid) if self.proc.poll() is None else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGTERM)
         try:

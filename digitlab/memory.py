@@ -39,42 +39,44 @@ def few_malloc_arenas(n: int = 2) -> None:
         pass
 
 
-
 MADV_DONTNEED = 4  # madvise's advice number (sys/mman.h)
 GPU_CODE = ("/nvidia/", "/libtorch_cuda", "/triton/")  # the CUDA libraries the CUDA build of torch loads at import
+
+
+def gpu_code_mappings(pid: int | str = "self") -> list[dict]:
+    """The process's read-only mappings of the CUDA libraries, from /proc/PID/smaps: each one's start and size, the
+    kB of it resident (``rss``) and written (``written``: a page the loader relocated is an anonymous copy, even when
+    a fork shares it). Empty where there is no /proc."""
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return []
+    found, region = [], None
+    for head in (line.split() for line in text.splitlines()):
+        if head and not head[0].endswith(":"):  # a mapping's first line: "start-end perms offset dev inode path"
+            region = None
+            if len(head) >= 6 and head[1] in ("r-xp", "r--p") and any(part in head[5] for part in GPU_CODE):
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                region = {"start": start, "size": end - start}
+                found.append(region)
+        elif region is not None and head[:1] in (["Rss:"], ["Anonymous:"]):
+            region["rss" if head[0] == "Rss:" else "written"] = int(head[1])
+    return found
 
 
 def without_gpu_code_pages() -> int:
     """On a machine with no CUDA device, hand back the code pages of the CUDA libraries that `import torch` loads
     and never runs (cuBLASLt, nvJitLink, NVRTC ...): loading them left about 125 MB of their code and constants
-    resident in every process that imports torch. Only read-only mappings that were never written (a page touched
-    again is read back from the file, as on its first use; madvise(MADV_DONTNEED), the kernel's public call).
-    Returns the kB handed back; 0 where there is a CUDA device or no /proc (nothing is done)."""
+    resident in every process that imports torch. Only mappings never written (a page touched again is read back
+    from the file, as on its first use; madvise(MADV_DONTNEED), the kernel's public call). Returns the kB handed back;
+    0 where there is a CUDA device or no /proc (nothing is done)."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or not (mappings := [m for m in gpu_code_mappings() if m.get("written") == 0]):
         return 0
     try:
-        text = Path("/proc/self/smaps").read_text()
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
+        madvise = ctypes.CDLL(None).madvise
+    except (AttributeError, OSError):
         return 0
-    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    freed, region = 0, None
-    for line in text.splitlines():
-        head = line.split()
-        if not head:
-            continue
-        if not head[0].endswith(":"):  # a mapping's first line: "start-end perms offset dev inode path"
-            region = None
-            if len(head) >= 6 and head[1] in ("r-xp", "r--p") and any(part in head[5] for part in GPU_CODE):
-                start, end = (int(x, 16) for x in head[0].split("-"))
-                region = {"start": start, "size": end - start}
-        elif region is not None and head[0] in ("Rss:", "Anonymous:"):
-            region[head[0][:-1]] = int(head[1])
-            if "Rss" in region and "Anonymous" in region:
-                # a page the loader wrote (relocated) is an anonymous copy, even when a fork shares it: kept
-                if region["Anonymous"] == 0 and libc.madvise(region["start"], region["size"], MADV_DONTNEED) == 0:
-                    freed += region["Rss"]
-                region = None
-    return freed
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return sum(m["rss"] for m in mappings if madvise(m["start"], m["size"], MADV_DONTNEED) == 0)

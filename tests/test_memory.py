@@ -4,22 +4,13 @@ process: the CUDA code torch's wheel loads is handed back where there is no CUDA
 import pytest
 import torch
 
-from digitlab.memory import GPU_CODE, without_gpu_code_pages
+from digitlab.memory import gpu_code_mappings, without_gpu_code_pages
 
 
 def gpu_code_kb(pid: int | str = "self") -> int:
     """kB resident in the never-written read-only mappings of the CUDA libraries (those without_gpu_code_pages hands
     back; a mapping the loader wrote into, relocated, is kept and not counted)."""
-    regions: list[dict] = []
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            head = line.split()
-            if not head[0].endswith(":"):
-                gpu = len(head) >= 6 and head[1] in ("r-xp", "r--p") and any(p in head[5] for p in GPU_CODE)
-                regions.append({"gpu": gpu})
-            elif head[0] in ("Rss:", "Anonymous:"):
-                regions[-1][head[0]] = int(head[1])
-    return sum(r["Rss:"] for r in regions if r["gpu"] and r["Anonymous:"] == 0)
+    return sum(m["rss"] for m in gpu_code_mappings(pid) if m.get("written") == 0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a CUDA device the CUDA code is used and kept")

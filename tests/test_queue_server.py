@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import time
 from multiprocessing import AuthenticationError
 from pathlib import Path
@@ -22,6 +23,9 @@ from digitlab.runs.runners import zygote
 from digitlab.ui.text import over_limit_text
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from classroom_client import descendants  # noqa: E402
 
 
 def start_server(tmp_path):
@@ -47,26 +51,8 @@ def server(tmp_path):
 
 
 def training_processes(pid: int) -> list[int]:
-    """The training processes among ``pid``'s descendants, read from /proc: forked by the zygote (named
-    ``digitlab-worker``) or started as ``python -m digitlab.runs.worker``."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # a process that ended while the list was read
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                if b"digitlab.runs.worker" in Path(f"/proc/{child}/cmdline").read_bytes() or \
-                        Path(f"/proc/{child}/comm").read_text().strip() == zygote.WORKER_NAME:
-                    found.append(child)
-            except OSError:
-                continue
-    return found
+    """The training processes among ``pid``'s descendants (``runners.zygote.is_training_process``)."""
+    return [child for child in descendants(pid) if zygote.is_training_process(child)]
 
 
 def test_the_queue_and_its_remote_view_implement_one_interface():

@@ -24,7 +24,8 @@ from .steering import OPS, Steering
 IDLE_BEFORE_ANALYSIS_S = 0.5  # a model's costly analysis waits until no run has come for this long: runs go first
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, forked: bool = False) -> int:
+    """``forked``: a fork of the zygote (runners.zygote), which has made the imports and handed back the CUDA code."""
     argv = sys.argv[1:] if argv is None else argv
     lean = "--lean" in argv  # started ahead of a server's first run: its compiler stack waits for that run
     argv = [a for a in argv if a != "--lean"]
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not lean:  # the first optimiser a process makes imports torch's compiler stack (about 1 s): made before Ready
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    without_gpu_code_pages()  # about 125 MB less in every training process on a machine with no GPU
+    if not forked:  # (the zygote did it before forking)
+        without_gpu_code_pages()  # about 125 MB less in every training process on a machine with no GPU
     # its threads from the start, not only once fit begins: work before it (the live pictures' first look) would
     # otherwise run on every core, and the idle threads' spinning would be counted as the run's compute time
     torch.set_num_threads(worker_threads())

@@ -164,6 +164,16 @@ class Zygote:
             self.proc.wait()
 
 
+def is_training_process(pid: int) -> bool:
+    """Whether ``pid`` is a training process (Linux /proc): forked by a zygote (named WORKER_NAME) or started as
+    ``python -m digitlab.runs.worker``; a zygote itself is not one. False for one that has ended."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == WORKER_NAME or \
+            b"digitlab.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _exists(pid: int) -> bool:
     """Whether the process still runs. One whose zygote died is an orphan, reaped by the machine's first process,
     which in a container may never do it: a zombie (state Z in /proc) has ended."""
@@ -291,7 +301,7 @@ def _serve(sock: socket.socket, idle_s: float) -> int:
                 os.chdir(request["cwd"])
                 _name_process(WORKER_NAME)
                 gc.enable()
-                code = worker.main(request["argv"])
+                code = worker.main(request["argv"], forked=True)
             except BaseException:
                 traceback.print_exc()
             finally:

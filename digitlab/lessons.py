@@ -293,8 +293,9 @@ def pair_question(data: MNIST, pair: tuple[int, int]) -> str:
 
 
 def ideal_title(name: str) -> str:
-    """'The ideal 3 (mean of the training 3s)'; a long class name gets the short form, so it fits its column."""
-    return f"The ideal {name} (mean of the training {plural(name)})" if len(name) < 3 else f"The ideal {name} (the mean)"
+    """'The ideal 3 (the average 3)'; a long class name gets the short form, so it fits its column (a third of the
+    page: "The ideal 3 (mean of the training 3s)" ran past its chart's edge in presenter mode)."""
+    return f"The ideal {name} (the average {name})" if len(name) < 3 else f"The ideal {name} (the mean)"
 
 
 def test_digit_figure(data: MNIST, i: int, pair: tuple[int, int] = THREE_SEVEN) -> go.Figure:

@@ -1,6 +1,7 @@
 """Presenter mode on a projector (1920x1080, ?present=1) in a real headless Chromium: on every page no visible text
 is smaller than 18 px (the browser's own computed font size of each text node's element, chart text included), and
-no label above an image (the mistakes grid's titles, the map sheets' labels) overlaps an image."""
+no label above an image (the mistakes grid's titles, the map sheets' labels) overlaps an image, and no chart's title
+runs past its chart's edge."""
 
 import pytest
 from browser_pages import one_app_per_module, open_page, walk_pages
@@ -59,6 +60,15 @@ OVERLAPS = """() => {
 }"""
 
 
+# Each chart's title against the chart's own box: a title wider than a narrow column (a third of the page) was cut
+# at the chart's edge (the Linear page's "The ideal 3 (mean of the training 3s)", now "The ideal 3 (the average 3)").
+CUT_TITLES = """() => Array.from(document.querySelectorAll(".js-plotly-plot")).flatMap(gd => {
+  const edge = gd.getBoundingClientRect(), title = gd.querySelector("text.gtitle");
+  const box = title && title.getBoundingClientRect();
+  return box && box.width && (box.left < edge.left - 1 || box.right > edge.right + 1) ? [title.textContent] : [];
+})"""
+
+
 app = one_app_per_module()  # (browser, address), shared by the tests of this file
 
 
@@ -66,7 +76,8 @@ app = one_app_per_module()  # (browser, address), shared by the tests of this fi
 def walk(app, trained):
     """Every page in presenter mode (Home from its address with ?present=1, the rest through the sidebar), Evaluate's grid of confident mistakes (titles above 20
     images) and Features' other labelled sheets (the MLP's 50 first-layer units, before and after training; the page
-    opens on the CNN's filters): {page: (text under 18 px, labels over an image)} and how many labels were measured."""
+    opens on the CNN's filters): {page: (text under 18 px, labels over an image, chart titles cut)} and how many labels
+    were measured."""
     browser, base = app
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     found, checked = {}, 0
@@ -84,13 +95,13 @@ def walk(app, trained):
         assert page.get_by_role("switch", name="Presenter mode").is_checked(), path
         labelled, over = page.evaluate(OVERLAPS)
         checked += labelled
-        found[f"{path or 'Home'}?{query}"] = (page.evaluate(SMALL_TEXT, SMALLEST_PX), over)
+        found[f"{path or 'Home'}?{query}"] = (page.evaluate(SMALL_TEXT, SMALLEST_PX), over, page.evaluate(CUT_TITLES))
     return found, checked
 
 
 def test_presenter_mode_has_no_text_under_18px(walk):
     found, _ = walk
-    assert not any(small for small, _ in found.values()), {k: v[0][:10] for k, v in found.items() if v[0]}
+    assert not any(v[0] for v in found.values()), {k: v[0][:10] for k, v in found.items() if v[0]}
 
 
 def test_presenter_mode_puts_no_label_over_an_image(walk):
@@ -98,3 +109,9 @@ def test_presenter_mode_puts_no_label_over_an_image(walk):
     assert checked >= 20  # the mistakes grid's 20 titles at least, and the CNN's and Features' labelled sheets
     over = {k: v[1][:10] for k, v in found.items() if v[1]}
     assert not over, over
+
+
+def test_presenter_mode_cuts_no_chart_title_at_its_edge(walk):
+    found, _ = walk
+    cut = {k: v[2] for k, v in found.items() if v[2]}
+    assert not cut, cut

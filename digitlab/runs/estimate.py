@@ -31,7 +31,8 @@ SAVE_BYTES_PER_S = 200e6  # ...and per byte of weights: written, read back for t
 TEST_IMAGES = {True: 2_000, False: 10_000}  # the test set passed once an epoch (a pair's: its two digits)...
 FORWARD_SHARE = 1 / 3  # ...forward only, in large batches: about a third of a training step's cost per image
 LOAD_KEPT = 0.5  # how much of the last measured load a new measurement keeps (the rest is the new one's)
-LOAD_RANGE = (0.1, 50.0)  # a measured ratio outside this is a fluke (a machine asleep); paused runs are not measured
+LOAD_RANGE = (0.1, 50.0)  # a measured ratio is held within this (a run's wall time is on the monotonic clock, so a
+# laptop asleep mid-run does not count); paused runs are not measured
 
 
 def work_per_image(kind: str, shape) -> float | None:
@@ -126,11 +127,10 @@ class Estimates:
         with self._lock:
             if wall_s and n_images:
                 predicted = self._seconds(config, n_images, loaded=False)
-                ratio = wall_s / max(predicted, 1e-9)
-                if LOAD_RANGE[0] <= ratio <= LOAD_RANGE[1]:
-                    old, now = self.load.get(config.kind), busy()
-                    self.load[config.kind] = (ratio, now) if old is None else (
-                        LOAD_KEPT * old[0] + (1 - LOAD_KEPT) * ratio, LOAD_KEPT * old[1] + (1 - LOAD_KEPT) * now)
+                ratio = min(max(wall_s / max(predicted, 1e-9), LOAD_RANGE[0]), LOAD_RANGE[1])
+                old, now = self.load.get(config.kind), busy()
+                self.load[config.kind] = (ratio, now) if old is None else (
+                    LOAD_KEPT * old[0] + (1 - LOAD_KEPT) * ratio, LOAD_KEPT * old[1] + (1 - LOAD_KEPT) * now)
             if images_per_s and images_per_s > 0:
                 self.rates[speed_key(config)] = float(images_per_s)
 

@@ -34,6 +34,7 @@ class Job:
     message: str = "waiting for its turn"
     submitted: float = field(default_factory=time.time)
     started: float = 0.0
+    began: float = 0.0  # time.monotonic() when it started
     ended: float = 0.0
     reused: bool = False
     compute_seconds: float = 0.0

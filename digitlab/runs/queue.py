@@ -41,13 +41,15 @@ KEEP_FINISHED = 200  # finished jobs remembered for the pages; older ones are pr
 DEFAULT_LIMIT_S = 300.0  # the class's limit on one student's run: a few minutes
 IDLE = object()  # what _next_job returns when no run came within the runner's idle time
 WARM = object()  # what _next_job returns when a page has asked for a runner to get ready ahead of its first run
+CLOSE_S = 30.0  # how long close() waits for a cancelled run to end: an in-process run left mid-batch as the interpreter
+# exits aborts it (a torch call cannot end its thread), and what it finished would not be kept
 
 
 class _Slot:
     """One of the queue's places to train: a runner and the thread that hands it jobs, one at a time."""
 
     def __init__(self, runner: Runner):
-        self.runner, self.job = runner, None
+        self.runner, self.job, self.thread = runner, None, None
         self.warmed = 0  # the queue's count of warm() calls when this slot last readied its runner for one
 
 
@@ -122,10 +124,8 @@ class JobQueue(TrainingQueue):
             if mine:
                 ahead = self._waiting.index(mine[0]) + 1
                 where = "You already have" if mine[0].owner == owner else "Another tab of your browser has"
-                raise JobRefused(
-                    f"{where} a run waiting ({mine[0].config.title}, number {ahead} in line). "
-                    "Stop it, or wait until it starts, before you queue another."
-                )
+                raise JobRefused(f"{where} a run waiting ({mine[0].config.title}, number {ahead} in line). "
+                                 "Stop it, or wait until it starts, before you queue another.")
             job = Job(next(self._ids), config, owner, data, n_images, continue_from=continue_from, finetune=finetune,
                       kind=kind, place=place)
             if owner:
@@ -149,8 +149,7 @@ class JobQueue(TrainingQueue):
             self._cond.notify_all()
 
     def estimate(self, config: TrainConfig, n_images: int, loaded: bool = True) -> float:
-        """Seconds from Train to "done" for a run of ``config`` on ``n_images`` training images on this server (with
-        ``loaded`` False: as if nothing else ran, as the class's limit judges it)."""
+        """Seconds from Train to "done" for ``config`` on ``n_images`` images here (``loaded`` False: nothing else ran)."""
         self.estimates.learn_from_store(self.store)
         return self.estimates.seconds(config, n_images, loaded)
 
@@ -260,9 +259,7 @@ class JobQueue(TrainingQueue):
         first layer and its answers on the 16 test digits), "steps" (StepReport.report() of its last single steps)}."""
         with self._cond:
             job = self._jobs.get(job_id)
-            if job is None:
-                return None
-            return {"version": job.watch_version, "watch": job.watch, "steps": list(job.steps)}
+            return None if job is None else {"version": job.watch_version, "watch": job.watch, "steps": list(job.steps)}
 
     @staticmethod
     def _may_steer(job: Job, who: str | None) -> bool:
@@ -319,7 +316,7 @@ class JobQueue(TrainingQueue):
         return self._closed
 
     def close(self) -> None:
-        """Stop the runners (a running job is cancelled and keeps what it finished)."""
+        """Stop the runners; a running job is cancelled and keeps what it finished (its thread waited for, CLOSE_S)."""
         with self._cond:
             self._closed = True
             running = [s.job for s in self._slots if s.job is not None]
@@ -329,6 +326,8 @@ class JobQueue(TrainingQueue):
             job.steering.apply("cancel")
         for s in slots:
             s.runner.close()
+        for s in (s for s in slots if s.thread not in (None, threading.current_thread())):
+            s.thread.join(CLOSE_S)
 
     # ------------------------------------------------------------ the books
 
@@ -341,7 +340,7 @@ class JobQueue(TrainingQueue):
         if model_id:
             job.model_id = model_id
         if state == RUNNING:
-            job.started = time.time()
+            job.started, job.began = time.time(), time.monotonic()  # began: a wall time no sleep lengthens
         if state in FINISHED:
             job.ended, job.finetune = time.time(), None  # the drawings it was sent are not kept
             self._prune()
@@ -391,8 +390,9 @@ class JobQueue(TrainingQueue):
         while len(self._slots) < self.max_running:
             slot = _Slot(self.make_runner())
             self._slots.append(slot)
-            threading.Thread(target=self._serve, args=(slot,), name=f"digitlab-trainer-{len(self._slots)}",
-                             daemon=True).start()
+            slot.thread = threading.Thread(target=self._serve, args=(slot,), daemon=True,
+                                           name=f"digitlab-trainer-{len(self._slots)}")
+            slot.thread.start()
 
     def _serve(self, slot: _Slot) -> None:
         """A slot's thread: the next job to its runner, one at a time; a runner's lifecycle between them."""
@@ -496,5 +496,5 @@ class JobQueue(TrainingQueue):
                 if msg.state in (DONE, CANCELLED) and job.history and job.kind == "train":
                     ran_out = msg.state == DONE and not job.continue_from and job.pauses == 0
                     self.estimates.measured(job.config, job.history[-1]["images_per_s"],
-                                            time.time() - job.started if ran_out else None, job.n_images)
+                                            time.monotonic() - job.began if ran_out else None, job.n_images)
                 self._transition(job, msg.state, msg.message, error=msg.error, model_id=msg.model_id)

@@ -61,13 +61,25 @@ def stop(folder: str | Path | None = None) -> None:
     if folder is None:
         subprocess.run([ray_command(), "stop", "--force"], capture_output=True, timeout=120)
         return
-    ours = _processes_of(str(Path(folder).resolve()))
+    ours = processes_of(str(Path(folder).resolve()))
     for pid in ours:  # a throwaway cluster: killed at once (its GCS and raylets took 10 s over a SIGTERM)
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_running(p) for p in ours):
         time.sleep(0.1)
+
+
+def kill_tasks(folder: str | Path, name: str) -> list[int]:
+    """Kill (SIGKILL) the Ray workers of the cluster in ``folder`` now running the task ``name`` (their process
+    title, "ray::train_task"), not any other cluster's: a test's lost worker, on this cluster only."""
+    killed = []
+    for pid in processes_of(str(Path(folder).resolve())):
+        with contextlib.suppress(OSError):
+            if f"ray::{name}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
 
 
 def _running(pid: int) -> bool:
@@ -78,7 +90,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _processes_of(folder: str) -> list[int]:
+def processes_of(folder: str) -> list[int]:
     """The processes whose command line names ``folder`` (GCS, raylets, monitors) and all their descendants."""
     children: dict[int, list[int]] = {}
     roots = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +25,18 @@ pytestmark = pytest.mark.slow  # a Ray cluster started here
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_folder():
+    """The module's cluster's files (its processes are found by it)."""
+    temp = Path(tempfile.mkdtemp(prefix="digitlab-ray-"))
+    yield temp
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_folder):
     # A head on 127.0.0.1 with two CPUs (two runs at once), with Ray's token authentication: the token is set in
     # this process before ray is imported (it reads it then)
-    temp = Path(tempfile.mkdtemp(prefix="digitlab-ray-"))
+    temp = ray_folder
     try:
         joined = local_ray.start(temp, free_port(), nodes=1, cpus=2)
     except local_ray.RayError as e:
@@ -40,7 +47,6 @@ def ray_cluster():
     yield ray
     ray.shutdown()
     local_ray.stop(temp)
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _spec(config, mnist, store: Path, job: str) -> JobSpec:
@@ -66,7 +72,7 @@ def test_a_run_on_ray_streams_progress_and_stores_the_model_on_the_web_side(ray_
     assert abs(info.metrics["test_accuracy"] - local_info.metrics["test_accuracy"]) <= 0.001
 
 
-def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_cluster, mnist, tmp_path):
+def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_cluster, ray_folder, mnist, tmp_path):
     from digitlab.runs.queue import JobQueue
     from digitlab.runs.runners.ray_runner import RayRunner
 
@@ -98,7 +104,9 @@ def test_the_queue_on_ray_trains_pauses_stops_and_survives_a_lost_worker(ray_clu
 
         lost = queue.submit(long.with_(seed=3), mnist, owner="dee")
         _until(lambda: queue.snapshot(lost.id).state == "running" and queue.snapshot(lost.id).version > 2, "a start")
-        subprocess.run(["pkill", "-9", "-f", "ray::train_task"], check=False)  # the Ray worker dies mid-run
+        # the Ray worker dies mid-run: this cluster's only (a pkill of every "ray::train_task" here killed the run of
+        # the test beside it, on a cluster of its own, and failed that test in CI)
+        assert local_ray.kill_tasks(ray_folder, "train_task")
         failed = queue.wait(lost.id, timeout=120)
         assert failed.state == "failed" and "Ray worker running this job was lost" in failed.message
         again = queue.wait(queue.submit(small.with_(seed=11), mnist, owner="dee").id, timeout=300)

@@ -290,9 +290,13 @@ def zip_bytes(store: ModelStore, model_id: str) -> bytes:
     folder = store.root / "exports"
     path = folder / zip_name(model_id)
     if not path.exists() or path.stat().st_mtime < (store.root / f"{model_id}.json").stat().st_mtime:  # renamed since
-        done = subprocess.run([sys.executable, "-m", "digitlab", "export", model_id, "--out", str(folder)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
-                              env={**os.environ, "DIGITLAB_MODEL_DIR": str(store.root)})
+        try:
+            done = subprocess.run([sys.executable, "-m", "digitlab", "export", model_id, "--out", str(folder)],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
+                                  env={**os.environ, "DIGITLAB_MODEL_DIR": str(store.root)})
+        except subprocess.TimeoutExpired:  # a page's spinner, not a traceback
+            raise ExportError(f"writing the zip took over {EXPORT_TIMEOUT_S:g} seconds and was stopped: the "
+                              "server is busy; try again in a minute") from None
         if done.returncode or not path.exists():
             said = (done.stderr or done.stdout).strip().splitlines()  # its last line says why ("error: ...")
             raise ExportError(said[-1].removeprefix("error: ")[:300] if said else f"exit status {done.returncode}")

@@ -28,7 +28,13 @@ def test_a_student_downloads_a_model_from_home_and_runs_its_scripts(trained, mni
         page.get_by_text("Take a model home").click()
         page.get_by_role("button", name="Prepare the zip").click()
         download_button = page.get_by_role("button", name="Download digitlab-")
-        download_button.wait_for(timeout=180000)
+        said = download_button.or_(page.get_by_test_id("stAlertContentError")).or_(page.get_by_test_id("stException"))
+        try:
+            said.first.wait_for(timeout=200000)  # the export's own limit is 180 s: a message by then
+        except Exception as e:  # noqa: BLE001 - what the page showed instead, for the failure's message
+            page.screenshot(path=str(tmp_path / "no_zip.png"), full_page=True)
+            raise AssertionError(f"no download and no message: {page.locator('section.main').inner_text()[:1500]}") from e
+        assert download_button.count(), said.first.inner_text()
         wait_idle(page)
         with page.expect_download(timeout=60000) as downloading:
             download_button.click()

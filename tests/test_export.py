@@ -123,3 +123,12 @@ def test_home_prepares_a_models_zip_and_offers_it_for_download(trained):
     buttons = [e for e in at.get("download_button") if f"digitlab-{model_id}.zip" in e.proto.label]
     assert buttons and buttons[0].proto.label.endswith(("MB)", "kB)"))
     assert (ModelStore().root / "exports" / f"digitlab-{model_id}.zip").is_file()  # kept: the next one is instant
+
+
+def test_an_export_that_runs_past_its_limit_is_a_message_not_a_traceback(models, monkeypatch):
+    """subprocess.TimeoutExpired went up to the page as a traceback (the take-home box caught only ExportError,
+    StoreError and OSError); a zip that takes too long is now a sentence the page shows."""
+    store, ids = models
+    monkeypatch.setattr(export, "EXPORT_TIMEOUT_S", 0.05)  # a Python process cannot even start in 50 ms
+    with pytest.raises(export.ExportError, match="took over .* and was stopped"):
+        export.zip_bytes(store, ids["linear"])

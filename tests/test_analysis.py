@@ -207,3 +207,26 @@ def test_the_training_process_gives_way_to_a_run_that_arrives_during_an_analysis
     assert len(asked) == 3 and analysis.load(store, model_id, mnist).robustness(analysis.ROBUST_N) is None
     assert analyse_model(str(tmp_path), model_id, mnist, give_way=lambda: False)
     assert analysis.load(store, model_id, mnist).robustness(analysis.ROBUST_N) is not None
+
+
+def test_the_untrained_start_is_worked_out_once_per_start_and_a_damaged_table_again(own, mnist):
+    """A class training one recipe from one seed shares its untrained start: its accuracy (a pass over the test
+    set, a third of a DigitCNN's analysis) is worked out once and read from the store's table after that."""
+    store, model_id = own
+    config = store.info(model_id).config
+    start = untrained.initial_model(config)
+    fresh = predict(start, config, mnist).accuracy
+    assert analysis.start_accuracy(store, start, config, mnist) == fresh
+    table = store.root / analysis.STARTS_FILE
+    (key, value), = json.loads(table.read_text()).items()
+    assert value == fresh
+    table.write_text(json.dumps({key: 0.5}))  # read, not worked out again: the table's word is taken
+    assert analysis.start_accuracy(store, untrained.initial_model(config), config, mnist) == 0.5
+    other = config.with_(seed=config.seed + 1)  # another seed: another start, another entry
+    theirs = analysis.start_accuracy(store, untrained.initial_model(other), other, mnist)
+    assert theirs == predict(untrained.initial_model(other), other, mnist).accuracy != 0.5
+    assert len(json.loads(table.read_text())) == 2
+    for damaged in (b"\x00 not json", b"[1, 2]", json.dumps({key: "0.5"}).encode(), json.dumps({key: 7.0}).encode()):
+        table.write_bytes(damaged)
+        assert analysis.start_accuracy(store, start, config, mnist) == fresh
+    assert analysis.ensure(store, model_id, mnist).accuracy_before == fresh  # what Features shows

@@ -171,11 +171,14 @@ def test_a_lesson_together(lesson):
         t.keyboard.press("Enter")
         wait_idle(t)
         t.get_by_role("button", name="Train", exact=True).click()
+        # the run waits while the class thinks: held at once, on its page (once, on a loaded machine, it ran all six
+        # epochs while the Teacher page opened, and the page had no run left to ask about)
+        t.get_by_role("button", name="Pause", exact=True).click(timeout=90000)
+        t.get_by_role("button", name="Resume", exact=True).wait_for(timeout=30000)
         t.locator(SIDEBAR).get_by_text("Class, follow me").click()  # the class stays on MLP meanwhile
         t.locator(SIDEBAR).get_by_role("link", name="Teacher").click()
         t.get_by_role("button", name="Ask the class").wait_for(timeout=60000)
-        t.get_by_role("button", name="Pause", exact=True).click(timeout=90000)  # the run waits while the class thinks
-        t.get_by_role("button", name="Resume", exact=True).wait_for(timeout=30000)
+        t.get_by_role("button", name="Resume", exact=True).wait_for(timeout=30000)  # the Teacher page: it is held
         t.get_by_role("button", name="Ask the class").click()
         for page, guess in ((a, "ArrowRight"), (b, "ArrowLeft"), (c, "ArrowRight")):
             page.get_by_text("The teacher asks about").first.wait_for(timeout=15000)

@@ -139,7 +139,7 @@ def start_accuracy(store: ModelStore, start: nn.Module, config: TrainConfig, dat
     found = known.get(key)
     if isinstance(found, float) and 0.0 <= found <= 1.0:
         return found
-    accuracy = metrics.predict(start, config, data).accuracy
+    accuracy = untrained.accuracy(start, config, data)
     known = dict(list(known.items())[-(STARTS_KEPT - 1):]) | {key: accuracy}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -215,7 +215,7 @@ def test_the_untrained_start_is_worked_out_once_per_start_and_a_damaged_table_ag
     store, model_id = own
     config = store.info(model_id).config
     start = untrained.initial_model(config)
-    fresh = predict(start, config, mnist).accuracy
+    fresh = untrained.accuracy(start, config, mnist)
     assert analysis.start_accuracy(store, start, config, mnist) == fresh
     table = store.root / analysis.STARTS_FILE
     (key, value), = json.loads(table.read_text()).items()
@@ -224,7 +224,7 @@ def test_the_untrained_start_is_worked_out_once_per_start_and_a_damaged_table_ag
     assert analysis.start_accuracy(store, untrained.initial_model(config), config, mnist) == 0.5
     other = config.with_(seed=config.seed + 1)  # another seed: another start, another entry
     theirs = analysis.start_accuracy(store, untrained.initial_model(other), other, mnist)
-    assert theirs == predict(untrained.initial_model(other), other, mnist).accuracy != 0.5
+    assert theirs == untrained.accuracy(untrained.initial_model(other), other, mnist) != 0.5
     assert len(json.loads(table.read_text())) == 2
     for damaged in (b"\x00 not json", b"[1, 2]", json.dumps({key: "0.5"}).encode(), json.dumps({key: 7.0}).encode()):
         table.write_bytes(damaged)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,6 +71,21 @@ def decode(png: bytes) -> np.ndarray:
     return np.asarray(im.convert("L"))
 
 
+def _write_ahead(conn: sqlite3.Connection) -> None:
+    """SQLite's write-ahead log (readers never wait for a writer; several processes share it), set once: it stays in
+    the file. Setting it fails at once with "database is locked", whatever the busy timeout, while another connection
+    works: set on every connection, a listing beside saves said the database would not open, and two sessions opening
+    a new collection together raced to set it. Another connection setting it meanwhile is as good."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Drawings:
     """The collection's table, in SQLite or PostgreSQL; every method opens its own short connection."""
 
@@ -108,7 +124,7 @@ class Drawings:
                 path = Path(self.url.removeprefix("sqlite:///"))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
-                conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer; several processes share it
+                _write_ahead(conn)
         except Exception as e:  # noqa: BLE001 - any driver's connection error becomes one plain message
             raise DrawingsError(f"cannot open the collection's database ({self.safe_url}): {e}") from None
         try:

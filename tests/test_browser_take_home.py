@@ -33,7 +33,8 @@ def test_a_student_downloads_a_model_from_home_and_runs_its_scripts(trained, mni
             said.first.wait_for(timeout=200000)  # the export's own limit is 180 s: a message by then
         except Exception as e:  # noqa: BLE001 - what the page showed instead, for the failure's message
             page.screenshot(path=str(tmp_path / "no_zip.png"), full_page=True)
-            raise AssertionError(f"no download and no message: {page.locator('section.main').inner_text()[:1500]}") from e
+            box = page.get_by_test_id("stExpanderDetails").first.inner_text(timeout=5000)[:800]
+            raise AssertionError(f"no download, no spinner, no message after 200 s; the box shows: {box}") from e
         assert download_button.count(), said.first.inner_text()
         wait_idle(page)
         with page.expect_download(timeout=60000) as downloading:
